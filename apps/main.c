@@ -1,0 +1,42 @@
+/* The `beit` command: dispatch to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+};
+
+/* One line per subcommand. */
+static const struct command commands[] = {
+    {"info", beit_cmd_info, "describe a model folder or config: parameters per group, FLOPs"},
+    {"run", beit_cmd_run, "raw tensors in, logits and hidden states out (safetensors)"},
+};
+
+static void usage(FILE *out)
+{
+  fprintf(out, "usage: beit <command> [options]   (beit <command> --help for details)\n\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+  if (argc < 2) {
+    usage(stderr);
+    return BEIT_EXIT_USAGE;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return BEIT_EXIT_OK;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp(argv[1], commands[i].name))
+      return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "beit: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return BEIT_EXIT_USAGE;
+}

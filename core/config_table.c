@@ -1,0 +1,330 @@
+/* Table-driven JSON configuration: parse, validate, override, save; atomic file writes. */
+#include "config_table.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const struct beit_config_key *find_key(const struct beit_config_key *keys, size_t nkeys,
+                                              const char *name)
+{
+  for (size_t i = 0; i < nkeys; i++)
+    if (strcmp(keys[i].name, name) == 0)
+      return &keys[i];
+  return NULL;
+}
+
+/* True when some key lives below the dotted prefix "name." (so an object is expected). */
+static int is_key_prefix(const struct beit_config_key *keys, size_t nkeys, const char *name)
+{
+  size_t n = strlen(name);
+  for (size_t i = 0; i < nkeys; i++)
+    if (strncmp(keys[i].name, name, n) == 0 && keys[i].name[n] == '.')
+      return 1;
+  return 0;
+}
+
+static enum beit_status check_range(const struct beit_config_key *k, double x, const char *source,
+                                    struct beit_error *err)
+{
+  if (!isfinite(x) || x < k->min || x > k->max)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': value %g outside [%g, %g]",
+                          source, k->name, x, k->min, k->max);
+  return BEIT_STATUS_OK;
+}
+
+static enum beit_status store_string(void *dst, const struct beit_config_key *k, const char *s,
+                                     const char *source, struct beit_error *err)
+{
+  if (strlen(s) >= BEIT_CONFIG_STR)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': string too long", source,
+                          k->name);
+  if (k->choices) {
+    int ok = 0;
+    for (const char *const *c = k->choices; *c; c++)
+      ok |= strcmp(*c, s) == 0;
+    if (!ok) {
+      char list[512] = "";
+      for (const char *const *c = k->choices; *c; c++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'",
+                 c == k->choices ? "" : ", ", *c);
+      return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': '%s' is not one of %s",
+                            source, k->name, s, list);
+    }
+  }
+  strcpy((char *)dst + k->offset, s);
+  return BEIT_STATUS_OK;
+}
+
+static enum beit_status store_value(void *dst, const struct beit_config_key *k, const cJSON *v,
+                                    const char *source, struct beit_error *err)
+{
+  char *field = (char *)dst + k->offset;
+  enum beit_status st;
+  switch (k->type) {
+  case BEIT_KEY_IGNORE:
+    return BEIT_STATUS_OK;
+  case BEIT_KEY_INT:
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+      return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected an integer", source,
+                            k->name);
+    if ((st = check_range(k, v->valuedouble, source, err)))
+      return st;
+    *(long *)field = (long)v->valuedouble;
+    return BEIT_STATUS_OK;
+  case BEIT_KEY_DOUBLE:
+    if (!cJSON_IsNumber(v))
+      return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected a number", source,
+                            k->name);
+    if ((st = check_range(k, v->valuedouble, source, err)))
+      return st;
+    *(double *)field = v->valuedouble;
+    return BEIT_STATUS_OK;
+  case BEIT_KEY_BOOL:
+    if (!cJSON_IsBool(v))
+      return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected true or false",
+                            source, k->name);
+    *(int *)field = cJSON_IsTrue(v);
+    return BEIT_STATUS_OK;
+  case BEIT_KEY_STRING:
+    if (!cJSON_IsString(v))
+      return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected a string", source,
+                            k->name);
+    return store_string(dst, k, v->valuestring, source, err);
+  case BEIT_KEY_VEC3: {
+    double tmp[3];
+    if (cJSON_IsNumber(v)) { /* HF allows a scalar mean/std for all channels */
+      tmp[0] = tmp[1] = tmp[2] = v->valuedouble;
+    } else {
+      if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 3)
+        return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected 3 numbers",
+                              source, k->name);
+      for (int i = 0; i < 3; i++) {
+        const cJSON *e = cJSON_GetArrayItem(v, i);
+        if (!cJSON_IsNumber(e))
+          return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected 3 numbers",
+                                source, k->name);
+        tmp[i] = e->valuedouble;
+      }
+    }
+    for (int i = 0; i < 3; i++)
+      if ((st = check_range(k, tmp[i], source, err)))
+        return st;
+    memcpy(field, tmp, sizeof tmp);
+    return BEIT_STATUS_OK;
+  }
+  }
+  return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': bad key type", source, k->name);
+}
+
+static enum beit_status walk(void *dst, const struct beit_config_key *keys, size_t nkeys,
+                             const cJSON *obj, const char *prefix, const char *source,
+                             struct beit_error *err)
+{
+  for (const cJSON *item = obj->child; item; item = item->next) {
+    char name[512];
+    snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", item->string);
+    const struct beit_config_key *k = find_key(keys, nkeys, name);
+    enum beit_status st;
+    if (k) {
+      if ((st = store_value(dst, k, item, source, err)))
+        return st;
+    } else if (cJSON_IsObject(item) && is_key_prefix(keys, nkeys, name)) {
+      if ((st = walk(dst, keys, nkeys, item, name, source, err)))
+        return st;
+    } else {
+      return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: unknown key '%s'", source, name);
+    }
+  }
+  return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_config_from_json(void *dst, const struct beit_config_key *keys,
+                                       size_t nkeys, const cJSON *root, const char *source,
+                                       struct beit_error *err)
+{
+  if (!cJSON_IsObject(root))
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: expected a JSON object", source);
+  return walk(dst, keys, nkeys, root, "", source, err);
+}
+
+enum beit_status beit_config_load_file(void *dst, const struct beit_config_key *keys,
+                                       size_t nkeys, const char *path, struct beit_error *err)
+{
+  cJSON *root = NULL;
+  enum beit_status st = beit_json_read_file(&root, path, err);
+  if (st)
+    return st;
+  st = beit_config_from_json(dst, keys, nkeys, root, path, err);
+  cJSON_Delete(root);
+  return st;
+}
+
+enum beit_status beit_config_set(void *dst, const struct beit_config_key *keys, size_t nkeys,
+                                 const char *assignment, struct beit_error *err)
+{
+  const char *eq = strchr(assignment, '=');
+  if (!eq || eq == assignment)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "--set '%s': expected key=value", assignment);
+  char name[256];
+  size_t n = (size_t)(eq - assignment);
+  if (n >= sizeof name)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "--set: key too long");
+  memcpy(name, assignment, n);
+  name[n] = '\0';
+  const struct beit_config_key *k = find_key(keys, nkeys, name);
+  if (!k || k->type == BEIT_KEY_IGNORE)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "--set: unknown key '%s'", name);
+  const char *value = eq + 1;
+  /* Parse the value as JSON; a bare word that is not JSON is taken as a string. */
+  cJSON *v = cJSON_Parse(value);
+  if (!v || (k->type == BEIT_KEY_STRING && !cJSON_IsString(v))) {
+    cJSON_Delete(v);
+    v = cJSON_CreateString(value);
+  }
+  if (!v)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "--set %s: out of memory", name);
+  enum beit_status st = store_value(dst, k, v, "--set", err);
+  cJSON_Delete(v);
+  return st;
+}
+
+/* Object at the dotted path's parent inside root, created as needed; *leaf gets the last part. */
+static cJSON *parent_object(cJSON *root, const char *name, const char **leaf)
+{
+  cJSON *obj = root;
+  const char *part = name, *dot;
+  while ((dot = strchr(part, '.'))) {
+    char seg[128];
+    size_t n = (size_t)(dot - part) < sizeof seg - 1 ? (size_t)(dot - part) : sizeof seg - 1;
+    memcpy(seg, part, n);
+    seg[n] = '\0';
+    cJSON *child = cJSON_GetObjectItemCaseSensitive(obj, seg);
+    if (!child && !(child = cJSON_AddObjectToObject(obj, seg)))
+      return NULL;
+    obj = child;
+    part = dot + 1;
+  }
+  *leaf = part;
+  return obj;
+}
+
+cJSON *beit_config_to_json(const void *src, const struct beit_config_key *keys, size_t nkeys)
+{
+  cJSON *root = cJSON_CreateObject();
+  if (!root)
+    return NULL;
+  for (size_t i = 0; i < nkeys; i++) {
+    const struct beit_config_key *k = &keys[i];
+    const char *field = (const char *)src + k->offset, *leaf;
+    if (k->type == BEIT_KEY_IGNORE)
+      continue;
+    cJSON *obj = parent_object(root, k->name, &leaf), *v = NULL;
+    if (!obj)
+      goto fail;
+    switch (k->type) {
+    case BEIT_KEY_INT: v = cJSON_CreateNumber((double)*(const long *)field); break;
+    case BEIT_KEY_DOUBLE: v = cJSON_CreateNumber(*(const double *)field); break;
+    case BEIT_KEY_BOOL: v = cJSON_CreateBool(*(const int *)field); break;
+    case BEIT_KEY_STRING: v = cJSON_CreateString(field); break;
+    case BEIT_KEY_VEC3: v = cJSON_CreateDoubleArray((const double *)field, 3); break;
+    case BEIT_KEY_IGNORE: break;
+    }
+    if (!v || !cJSON_AddItemToObject(obj, leaf, v)) {
+      cJSON_Delete(v);
+      goto fail;
+    }
+  }
+  return root;
+fail:
+  cJSON_Delete(root);
+  return NULL;
+}
+
+enum beit_status beit_json_read_file(cJSON **out, const char *path, struct beit_error *err)
+{
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot open: %s", path, strerror(errno));
+  enum beit_status st = BEIT_STATUS_OK;
+  char *text = NULL;
+  if (fseek(f, 0, SEEK_END) != 0) {
+    st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot seek", path);
+    goto close_file;
+  }
+  long size = ftell(f);
+  rewind(f);
+  if (size < 0 || !(text = malloc((size_t)size + 1))) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: cannot read %ld bytes", path, size);
+    goto close_file;
+  }
+  if (fread(text, 1, (size_t)size, f) != (size_t)size) {
+    st = beit_error_set(err, BEIT_STATUS_IO, "%s: short read", path);
+    goto free_text;
+  }
+  text[size] = '\0';
+  const char *end = NULL;
+  *out = cJSON_ParseWithOpts(text, &end, 1);
+  if (!*out)
+    st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: invalid JSON near byte %ld", path,
+                        end ? (long)(end - text) : 0L);
+free_text:
+  free(text);
+close_file:
+  fclose(f);
+  return st;
+}
+
+enum beit_status beit_write_file_atomic(const char *path, const void *data, size_t n,
+                                        struct beit_error *err)
+{
+  char tmp[4096];
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "%s: path too long", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0)
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot create: %s", tmp, strerror(errno));
+  const char *p = data;
+  size_t left = n;
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      int e = errno;
+      close(fd);
+      unlink(tmp);
+      return beit_error_set(err, BEIT_STATUS_IO, "%s: write failed: %s", tmp, strerror(e));
+    }
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    unlink(tmp);
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot flush: %s", tmp, strerror(errno));
+  }
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot rename into place: %s", path,
+                          strerror(e));
+  }
+  return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_json_write_file(const char *path, const cJSON *json, struct beit_error *err)
+{
+  char *text = cJSON_Print(json);
+  if (!text)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: cannot serialise JSON", path);
+  size_t n = strlen(text);
+  text[n] = '\n'; /* replace the terminator: files end with a newline */
+  enum beit_status st = beit_write_file_atomic(path, text, n + 1, err);
+  free(text);
+  return st;
+}

@@ -1,0 +1,58 @@
+/* One table of known keys drives parsing, validation, overriding and saving of every JSON
+ * configuration (redis static_configs style, STYLE.md 11).
+ *
+ * A key is a dotted path ("optimizer.lr" is {"optimizer": {"lr": ...}}) bound to a field of a
+ * C struct by offset. Reading rejects unknown keys, wrong types and out-of-range values with a
+ * message naming the key and the file; keys absent from the JSON keep the struct's defaults. */
+#ifndef BEIT_CORE_CONFIG_TABLE_H
+#define BEIT_CORE_CONFIG_TABLE_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "beit/status.h"
+
+#define BEIT_CONFIG_STR 256
+
+enum beit_key_type {
+  BEIT_KEY_INT,    /* long */
+  BEIT_KEY_DOUBLE, /* double */
+  BEIT_KEY_BOOL,   /* int, 0 or 1 */
+  BEIT_KEY_STRING, /* char[BEIT_CONFIG_STR] */
+  BEIT_KEY_VEC3,   /* double[3], e.g. image_mean */
+  BEIT_KEY_IGNORE, /* accepted and not stored (fields of other tools, handled elsewhere) */
+};
+
+struct beit_config_key {
+  const char *name;
+  enum beit_key_type type;
+  size_t offset;
+  double min, max;            /* inclusive range for INT, DOUBLE and each VEC3 element */
+  const char *const *choices; /* STRING: NULL-terminated allowed values; NULL = any */
+  const char *help;
+};
+
+/* Fill dst from a parsed JSON object. source names the file in messages. */
+enum beit_status beit_config_from_json(void *dst, const struct beit_config_key *keys,
+                                       size_t nkeys, const cJSON *root, const char *source,
+                                       struct beit_error *err);
+/* Read and apply a JSON file. */
+enum beit_status beit_config_load_file(void *dst, const struct beit_config_key *keys,
+                                       size_t nkeys, const char *path, struct beit_error *err);
+/* Apply one "a.b=value" override (the --set option); value parsed as the key's type. */
+enum beit_status beit_config_set(void *dst, const struct beit_config_key *keys, size_t nkeys,
+                                 const char *assignment, struct beit_error *err);
+/* The struct as a nested JSON object (IGNORE keys left out); NULL on allocation failure. */
+cJSON *beit_config_to_json(const void *src, const struct beit_config_key *keys, size_t nkeys);
+
+/* Parse a whole JSON file; errors name the file and the byte offset of a syntax error. */
+enum beit_status beit_json_read_file(cJSON **out, const char *path, struct beit_error *err);
+/* Write JSON (pretty) to path via path.tmp + fsync + rename. */
+enum beit_status beit_json_write_file(const char *path, const cJSON *json,
+                                      struct beit_error *err);
+/* Write n bytes to path via path.tmp + fsync + rename (the one atomic-write mechanism). */
+enum beit_status beit_write_file_atomic(const char *path, const void *data, size_t n,
+                                        struct beit_error *err);
+
+#endif

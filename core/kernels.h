@@ -1,0 +1,151 @@
+/* The layer kernels of the encoder: forward/backward pairs over raw float buffers.
+ *
+ * Conventions (STYLE.md 3-5): arguments are outputs, inputs, weights, saved statistics, sizes;
+ * shapes are row-major and given in the comment of each function; backward ACCUMULATES (+=)
+ * into every d* output, so callers zero gradients once per step; a NULL d* output is skipped.
+ * Every fast kernel has a plain-loop twin named *_naive, always compiled, used as the test
+ * oracle. Numerics are fp32; losses and norms are accumulated in double. */
+#ifndef BEIT_CORE_KERNELS_H
+#define BEIT_CORE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- linear: out (N, OC) = inp (N, C) . weight (OC, C)^T + bias (OC); bias may be NULL ---- */
+void beit_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         size_t N, size_t C, size_t OC);
+/* dinp (N, C) += dout . weight; dweight (OC, C) += dout^T . inp; dbias (OC) += column sums. */
+void beit_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, size_t N, size_t C, size_t OC);
+void beit_linear_forward_naive(float *out, const float *inp, const float *weight,
+                               const float *bias, size_t N, size_t C, size_t OC);
+void beit_linear_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                                const float *inp, const float *weight, size_t N, size_t C,
+                                size_t OC);
+
+/* ---- strided bias: out[n*ld + c] += bias[c] for n < N, c < C (the q and v biases of qkv) ---- */
+void beit_bias_forward(float *out, const float *bias, size_t N, size_t C, size_t ld);
+/* dbias (C) += sum over n of dout[n*ld + c] */
+void beit_bias_backward(float *dbias, const float *dout, size_t N, size_t C, size_t ld);
+
+/* ---- LayerNorm over the last dim, biased variance: out (N, C), mean/rstd (N) saved ---- */
+void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, float eps, size_t N,
+                            size_t C);
+void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, size_t N, size_t C);
+void beit_layernorm_forward_naive(float *out, float *mean, float *rstd, const float *inp,
+                                  const float *weight, const float *bias, float eps, size_t N,
+                                  size_t C);
+void beit_layernorm_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                                   const float *inp, const float *weight, const float *mean,
+                                   const float *rstd, size_t N, size_t C);
+
+/* ---- exact GELU 0.5 x (1 + erf(x / sqrt 2)), elementwise over n values ---- */
+void beit_gelu_forward(float *out, const float *inp, size_t n);
+void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+void beit_gelu_forward_naive(float *out, const float *inp, size_t n);
+void beit_gelu_backward_naive(float *dinp, const float *dout, const float *inp, size_t n);
+
+/* ---- row softmax: out (N, C) = softmax(inp) along C ---- */
+void beit_softmax_forward(float *out, const float *inp, size_t N, size_t C);
+/* dinp (N, C) += out * (dout - sum_c(dout * out)) */
+void beit_softmax_backward(float *dinp, const float *dout, const float *out, size_t N, size_t C);
+void beit_softmax_forward_naive(float *out, const float *inp, size_t N, size_t C);
+void beit_softmax_backward_naive(float *dinp, const float *dout, const float *out, size_t N,
+                                 size_t C);
+
+/* ---- multi-head self-attention core with relative position bias ----
+ * qkv (B, T, 3D): each row is [q | k | v], head h at columns h*dh .. h*dh+dh-1, dh = D / nH.
+ * logits[b,h,i,j] = dh^-0.5 * q_i . k_j + bias[h,i,j]   (bias (nH, T, T), NULL = none)
+ * probs (B, nH, T, T) = softmax over j (saved for backward); out (B, T, D) = concat_h(P_h V_h). */
+void beit_attention_forward(float *out, float *probs, const float *qkv, const float *bias,
+                            size_t B, size_t T, size_t D, size_t nH);
+/* dqkv (B, T, 3D) +=; dbias (nH, T, T) += sum over b of dlogits (NULL skips);
+ * scratch: beit_attention_scratch_floats(B, T, nH) floats, contents undefined afterwards. */
+void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const float *dout,
+                             const float *qkv, const float *probs, size_t B, size_t T, size_t D,
+                             size_t nH);
+size_t beit_attention_scratch_floats(size_t B, size_t T, size_t nH);
+void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,
+                                  size_t B, size_t T, size_t D, size_t nH);
+void beit_attention_backward_naive(float *dqkv, float *dbias, const float *dout,
+                                   const float *qkv, const float *probs, size_t B, size_t T,
+                                   size_t D, size_t nH);
+
+/* ---- residual + LayerScale + DropPath ----
+ * out (B, T, D) = x + sample_scale[b] * gamma[d] * branch; gamma (D) NULL = 1 (no LayerScale),
+ * sample_scale (B) NULL = 1 (no drop path; else 0 or 1/keep per sample, see below). */
+void beit_residual_forward(float *out, const float *x, const float *branch, const float *gamma,
+                           const float *sample_scale, size_t B, size_t T, size_t D);
+/* dx += dout; dbranch += s*gamma*dout; dgamma += sum over (b,t) of s*branch*dout. */
+void beit_residual_backward(float *dx, float *dbranch, float *dgamma, const float *dout,
+                            const float *branch, const float *gamma, const float *sample_scale,
+                            size_t B, size_t T, size_t D);
+void beit_residual_forward_naive(float *out, const float *x, const float *branch,
+                                 const float *gamma, const float *sample_scale, size_t B,
+                                 size_t T, size_t D);
+void beit_residual_backward_naive(float *dx, float *dbranch, float *dgamma, const float *dout,
+                                  const float *branch, const float *gamma,
+                                  const float *sample_scale, size_t B, size_t T, size_t D);
+/* DropPath per sample (spec 1.3): scale[b] = floor(keep + u_b) / keep with keep = 1 - rate and
+ * u_b = uniform[b] in [0, 1) drawn by the caller from the sample's own stream. rate 0 -> all 1. */
+void beit_drop_path_scales(float *scale, const double *uniform, float rate, size_t B);
+
+/* ---- mean pooling over patch tokens (t = 1 .. T-1; cls at t = 0 excluded) ----
+ * out (B, D) = mean_t inp (B, T, D) */
+void beit_meanpool_forward(float *out, const float *inp, size_t B, size_t T, size_t D);
+void beit_meanpool_backward(float *dinp, const float *dout, size_t B, size_t T, size_t D);
+
+/* ---- row gather / scatter: out (M, D) = inp[rows[m]]; backward dinp[rows[m]] += dout[m] ---- */
+void beit_gather_rows_forward(float *out, const float *inp, const int32_t *rows, size_t M,
+                              size_t D);
+void beit_gather_rows_backward(float *dinp, const float *dout, const int32_t *rows, size_t M,
+                               size_t D);
+
+/* ---- mask-token replacement (spec 1.2): emb (B, N, D) rows with mask[b*N+i] != 0 are
+ * overwritten by token (D). Backward: dtoken += masked rows of demb, then those rows of demb
+ * are zeroed (the patch projection does not reach masked positions). ---- */
+void beit_mask_tokens_forward(float *emb, const float *token, const uint8_t *mask, size_t B,
+                              size_t N, size_t D);
+void beit_mask_tokens_backward(float *demb, float *dtoken, const uint8_t *mask, size_t B,
+                               size_t N, size_t D);
+
+/* ---- cross-entropy with label smoothing over M rows of V classes ----
+ * target distribution q = (1 - s) onehot(t) + s / V; loss = mean over rows of -sum q log p.
+ * probs (M, V) saved softmax. Returns the loss; *correct (may be NULL) gets the number of rows
+ * whose argmax equals the target. */
+double beit_cross_entropy_forward(float *probs, long *correct, const float *logits,
+                                  const int32_t *targets, float smoothing, size_t M, size_t V);
+/* dlogits (M, V) += dloss * (p - q) / M */
+void beit_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *targets,
+                                 float smoothing, float dloss, size_t M, size_t V);
+
+/* ---- sigmoid binary cross-entropy (multi-label), mean over all N*C elements ----
+ * logits, targets (N, C), targets in [0, 1]; numerically stable form. */
+double beit_bce_forward(const float *logits, const float *targets, size_t N, size_t C);
+/* dlogits (N, C) += dloss * (sigmoid(logit) - target) / (N*C) */
+void beit_bce_backward(float *dlogits, const float *logits, const float *targets, float dloss,
+                       size_t N, size_t C);
+
+/* ---- patch extraction (the patch-embedding conv as a linear map, spec 1.1) ----
+ * patches (B * gh * gw, C*P*P) from images (B, C, H, W); patch index = gy*gw + gx, columns in
+ * (c, ky, kx) order, gh = H/P, gw = W/P. */
+void beit_patchify(float *patches, const float *images, size_t B, size_t C, size_t H, size_t W,
+                   size_t P);
+
+/* ---- relative position bias (spec 2) ----
+ * index (T*T), T = Wh*Ww + 1; table has R = (2Wh-1)(2Ww-1) + 3 rows. */
+void beit_relpos_index(int32_t *index, size_t Wh, size_t Ww);
+/* bias (nH, T, T)[h,i,j] = table (R, nH)[index[i*T+j], h] */
+void beit_relpos_forward(float *bias, const float *table, const int32_t *index, size_t T,
+                         size_t nH);
+/* dtable (R, nH) += scatter of dbias (nH, T, T) */
+void beit_relpos_backward(float *dtable, const float *dbias, const int32_t *index, size_t T,
+                          size_t nH);
+
+/* ---- row argmax: out (N) = argmax along C of inp (N, C), first index on ties ---- */
+void beit_argmax_rows(int32_t *out, const float *inp, size_t N, size_t C);
+
+#endif

@@ -1,0 +1,36 @@
+/* AdamW with per-tensor decay mask and lr scale, the warmup+cosine schedule, and global-norm
+ * gradient clipping: the update half of every training loop. */
+#ifndef BEIT_CORE_OPTIM_H
+#define BEIT_CORE_OPTIM_H
+
+#include <stddef.h>
+
+#include "tensor_table.h"
+
+struct beit_adamw_hparams {
+  double lr;           /* scheduled lr of this step, before each tensor's lr_scale */
+  double weight_decay; /* scheduled wd; tensors with no_decay get 0 */
+  double beta1, beta2, eps;
+  long step;           /* 1-based count of updates including this one (bias correction) */
+};
+
+/* torch.optim.AdamW semantics, per tensor t of the table with lr_t = lr * t->lr_scale:
+ *   p -= lr_t * wd_t * p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ *   p -= lr_t / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
+ * params, grads, m, v: table->total floats each. */
+void beit_adamw_update(float *params, const float *grads, float *m, float *v,
+                       const struct beit_tensor_table *table,
+                       const struct beit_adamw_hparams *hp);
+
+/* unilm utils.cosine_scheduler at iteration it: linear warmup from 0 over warmup_iters values
+ * (both ends inclusive), then final + (base-final)(1 + cos(pi i / (total - warmup))) / 2.
+ * Iterations at or past total give the last value of the schedule. */
+double beit_cosine_schedule(double base, double final, long warmup_iters, long total_iters,
+                            long it);
+
+/* Global L2 norm of grads (n floats), computed in double. If max_norm > 0 and the norm exceeds
+ * it, grads are scaled by max_norm / (norm + 1e-6) (torch clip_grad_norm_). Returns the norm
+ * before clipping (non-finite if any gradient is). */
+double beit_clip_grad_norm(float *grads, size_t n, double max_norm);
+
+#endif

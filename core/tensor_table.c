@@ -1,0 +1,72 @@
+/* The named-tensor table over one flat buffer. */
+#include "tensor_table.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ALIGN_FLOATS 16
+
+void beit_tensor_table_init(struct beit_tensor_table *table) { memset(table, 0, sizeof *table); }
+
+void beit_tensor_table_free(struct beit_tensor_table *table)
+{
+  free(table->items);
+  memset(table, 0, sizeof *table);
+}
+
+long beit_tensor_table_add(struct beit_tensor_table *table, const char *name, int ndim,
+                           const size_t *shape)
+{
+  if (ndim < 1 || ndim > BEIT_MAX_DIMS || strlen(name) >= BEIT_TENSOR_NAME_MAX)
+    return -1;
+  if (table->count == table->capacity) {
+    size_t cap = table->capacity ? 2 * table->capacity : 64;
+    struct beit_tensor *items = realloc(table->items, cap * sizeof *items);
+    if (!items)
+      return -1;
+    table->items = items;
+    table->capacity = cap;
+  }
+  struct beit_tensor *t = &table->items[table->count];
+  memset(t, 0, sizeof *t);
+  strcpy(t->name, name);
+  t->ndim = ndim;
+  t->numel = 1;
+  for (int d = 0; d < ndim; d++) {
+    t->shape[d] = shape[d];
+    t->numel *= shape[d];
+  }
+  t->offset = table->total;
+  t->lr_scale = 1.0f;
+  table->total += (t->numel + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+  return (long)table->count++;
+}
+
+long beit_tensor_table_find(const struct beit_tensor_table *table, const char *name)
+{
+  for (size_t i = 0; i < table->count; i++)
+    if (strcmp(table->items[i].name, name) == 0)
+      return (long)i;
+  return -1;
+}
+
+const char *beit_tensor_shape_str(const struct beit_tensor *t, char *buf, size_t size)
+{
+  size_t n = (size_t)snprintf(buf, size, "(");
+  for (int d = 0; d < t->ndim && n < size; d++)
+    n += (size_t)snprintf(buf + n, size - n, d ? ", %zu" : "%zu", t->shape[d]);
+  if (n < size)
+    snprintf(buf + n, size - n, ")");
+  return buf;
+}
+
+float *beit_alloc_floats(size_t n)
+{
+  size_t bytes = (n ? n : 1) * sizeof(float);
+  bytes = (bytes + 63) / 64 * 64;
+  float *p = aligned_alloc(64, bytes);
+  if (p)
+    memset(p, 0, bytes);
+  return p;
+}

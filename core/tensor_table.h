@@ -1,0 +1,51 @@
+/* Named tensors carved out of one flat float buffer (llm.c style).
+ *
+ * A model's parameters are one allocation; the table records each tensor's HF-convention name,
+ * shape and offset. grads, AdamW m and v are parallel buffers of table->total floats, so
+ * zero-grad is one memset, the optimizer one loop and a checkpoint one walk of the table.
+ * Offsets are aligned to 16 floats (64 bytes) for vector loads. */
+#ifndef BEIT_CORE_TENSOR_TABLE_H
+#define BEIT_CORE_TENSOR_TABLE_H
+
+#include <stddef.h>
+
+#include "beit/status.h"
+
+#define BEIT_MAX_DIMS 4
+#define BEIT_TENSOR_NAME_MAX 128
+
+struct beit_tensor {
+  char name[BEIT_TENSOR_NAME_MAX];
+  int ndim;
+  size_t shape[BEIT_MAX_DIMS];
+  size_t numel;
+  size_t offset;   /* in floats, from the start of the buffer */
+  int no_decay;    /* excluded from weight decay (spec 5.2) */
+  int layer_id;    /* for layer-wise lr decay (spec 5.1) */
+  float lr_scale;  /* multiplies the scheduled lr; 1 unless layer decay is on */
+};
+
+struct beit_tensor_table {
+  struct beit_tensor *items;
+  size_t count, capacity;
+  size_t total; /* floats, including alignment padding */
+};
+
+void beit_tensor_table_init(struct beit_tensor_table *table);
+void beit_tensor_table_free(struct beit_tensor_table *table);
+
+/* Append a tensor of the given shape; returns its index or -1 on allocation failure.
+ * ndim 0 is not allowed; shape entries past ndim are ignored. */
+long beit_tensor_table_add(struct beit_tensor_table *table, const char *name, int ndim,
+                           const size_t *shape);
+
+/* Index of the tensor called name, or -1. */
+long beit_tensor_table_find(const struct beit_tensor_table *table, const char *name);
+
+/* "(768, 3, 16, 16)" into buf. */
+const char *beit_tensor_shape_str(const struct beit_tensor *t, char *buf, size_t size);
+
+/* Allocate a zeroed, 64-byte aligned float buffer of n floats (NULL on failure). */
+float *beit_alloc_floats(size_t n);
+
+#endif

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install every Debian package the project needs (Debian 12). Idempotent: when all packages are
+# already installed it does nothing, so the README's commands can call it every time.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  libopenblas-openmp-dev          # sgemm; the OpenMP build shares our thread pool
+  libopenmpi-dev openmpi-bin      # distributed data parallelism
+  libhdf5-dev hdf5-tools          # dataset shards (h5ls for inspection)
+  libcjson-dev                    # configs, safetensors headers, JSON requests
+  libstb-dev                      # image decoding
+  libmicrohttpd-dev libcurl4-openssl-dev libcairo2-dev  # serving, URL inputs, visualisation
+  dataset-fashion-mnist           # the embedded default dataset
+  python3 python3-torch python3-numpy python3-h5py python3-pil  # references, converters only
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends "${PACKAGES[@]}"

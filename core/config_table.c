@@ -280,8 +280,8 @@ close_file:
   return st;
 }
 
-enum beit_status beit_write_file_atomic(const char *path, const void *data, size_t n,
-                                        struct beit_error *err)
+enum beit_status beit_write_file_atomic_parts(const char *path, const struct beit_file_part *parts,
+                                              size_t nparts, struct beit_error *err)
 {
   char tmp[4096];
   if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
@@ -289,24 +289,33 @@ enum beit_status beit_write_file_atomic(const char *path, const void *data, size
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0)
     return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot create: %s", tmp, strerror(errno));
-  const char *p = data;
-  size_t left = n;
-  while (left > 0) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0) {
-      int e = errno;
-      close(fd);
-      unlink(tmp);
-      return beit_error_set(err, BEIT_STATUS_IO, "%s: write failed: %s", tmp, strerror(e));
+  for (size_t i = 0; i < nparts; i++) {
+    const char *p = parts[i].data;
+    size_t left = parts[i].size;
+    while (left > 0) {
+      ssize_t w = write(fd, p, left);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0) {
+        int e = w < 0 ? errno : ENOSPC; /* write() returning 0 on a regular file: out of space */
+        close(fd);
+        unlink(tmp);
+        return beit_error_set(err, BEIT_STATUS_IO, "%s: write failed: %s", tmp, strerror(e));
+      }
+      p += w;
+      left -= (size_t)w;
     }
-    p += w;
-    left -= (size_t)w;
   }
-  if (fsync(fd) != 0 || close(fd) != 0) {
+  if (fsync(fd) != 0) {
+    int e = errno;
+    close(fd);
     unlink(tmp);
-    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot flush: %s", tmp, strerror(errno));
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot flush: %s", tmp, strerror(e));
+  }
+  if (close(fd) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot flush: %s", tmp, strerror(e));
   }
   if (rename(tmp, path) != 0) {
     int e = errno;
@@ -315,6 +324,13 @@ enum beit_status beit_write_file_atomic(const char *path, const void *data, size
                           strerror(e));
   }
   return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_write_file_atomic(const char *path, const void *data, size_t n,
+                                        struct beit_error *err)
+{
+  struct beit_file_part part = {data, n};
+  return beit_write_file_atomic_parts(path, &part, 1, err);
 }
 
 enum beit_status beit_json_write_file(const char *path, const cJSON *json, struct beit_error *err)

@@ -55,4 +55,16 @@ enum beit_status beit_json_write_file(const char *path, const cJSON *json,
 enum beit_status beit_write_file_atomic(const char *path, const void *data, size_t n,
                                         struct beit_error *err);
 
+/* One piece of a file written by beit_write_file_atomic_parts. */
+struct beit_file_part {
+  const void *data;
+  size_t size;
+};
+
+/* Write the concatenation of nparts pieces to path via path.tmp + fsync + rename, without
+ * gathering them into one buffer first (a 400 MB model is written straight from its tensors).
+ * On failure path.tmp is removed and an existing path is left untouched. */
+enum beit_status beit_write_file_atomic_parts(const char *path, const struct beit_file_part *parts,
+                                              size_t nparts, struct beit_error *err);
+
 #endif

@@ -65,6 +65,8 @@ static enum beit_status store_value(void *dst, const struct beit_config_key *k, 
 {
   char *field = (char *)dst + k->offset;
   enum beit_status st;
+  if (cJSON_IsNull(v)) /* HF writes null for "not set": keep the default */
+    return BEIT_STATUS_OK;
   switch (k->type) {
   case BEIT_KEY_IGNORE:
     return BEIT_STATUS_OK;

@@ -43,6 +43,15 @@ long beit_tensor_table_add(struct beit_tensor_table *table, const char *name, in
   return (long)table->count++;
 }
 
+long beit_tensor_table_add_packed(struct beit_tensor_table *table, const char *name, int ndim,
+                                  const size_t *shape)
+{
+  long i = beit_tensor_table_add(table, name, ndim, shape);
+  if (i >= 0)
+    table->total = table->items[i].offset + table->items[i].numel;
+  return i;
+}
+
 long beit_tensor_table_find(const struct beit_tensor_table *table, const char *name)
 {
   for (size_t i = 0; i < table->count; i++)

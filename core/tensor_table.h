@@ -39,6 +39,11 @@ void beit_tensor_table_free(struct beit_tensor_table *table);
 long beit_tensor_table_add(struct beit_tensor_table *table, const char *name, int ndim,
                            const size_t *shape);
 
+/* The same, but the next tensor starts right after this one (no alignment padding), so
+ * consecutive packed tensors form one contiguous matrix (the query/key/value weights). */
+long beit_tensor_table_add_packed(struct beit_tensor_table *table, const char *name, int ndim,
+                                  const size_t *shape);
+
 /* Index of the tensor called name, or -1. */
 long beit_tensor_table_find(const struct beit_tensor_table *table, const char *name);
 

@@ -1,0 +1,166 @@
+/* Backward pass: grads += dloss * d(loss)/d(params) for the last forward and loss.
+ *
+ * Order: heads, blocks L-1 .. 0, embeddings. The parameter table is laid out embeddings (and
+ * the shared relative position bias) first, then block 0 .. L-1, then the heads, so each stage
+ * finishes one contiguous range of grads and announces it through m->grads_ready (where the
+ * distributed trainer starts that bucket's allreduce while backward continues). */
+#include <string.h>
+
+#include "encoder.h"
+#include "kernels.h"
+
+#define PARAM(id) beit_param(m->params, m, (id))
+#define GRAD(id) beit_param(m->grads, m, (id))
+
+static void zero(float *p, size_t n) { memset(p, 0, n * sizeof(float)); }
+
+/* Offsets of the first tensor of block l (l == L: the heads) in floats. */
+static size_t block_begin(const struct beit_model *m, size_t l)
+{
+  if (l < m->L)
+    return m->table.items[m->ids.layer[l].ln1_w].offset;
+  size_t last = m->table.items[m->ids.layer[m->L - 1].fc2_b].offset;
+  return last + m->table.items[m->ids.layer[m->L - 1].fc2_b].numel;
+}
+
+static void announce(struct beit_model *m, size_t begin, size_t end)
+{
+  if (m->grads_ready && end > begin)
+    m->grads_ready(m->grads_ready_ctx, begin, end);
+}
+
+/* d(loss)/d(stream[L]) into a->d_stream. */
+static void head_backward(struct beit_model *m, float dloss)
+{
+  struct beit_acts *a = &m->a;
+  const struct beit_param_ids *ids = &m->ids;
+  size_t B = m->B, T = m->T, D = m->D, M = m->M, V = m->out_dim;
+  /* the gradient w.r.t. the (possibly LayerNorm'd) hidden states lands here */
+  float *d_hidden = ids->final_ln_w >= 0 ? a->d_hidden : a->d_stream;
+  zero(d_hidden, B * T * D);
+  if (M > 0) {
+    zero(a->d_logits, M * V);
+    if (m->multilabel)
+      beit_bce_backward(a->d_logits, a->logits, m->multi_targets, dloss, M, V);
+    else
+      beit_cross_entropy_backward(a->d_logits, a->probs, m->targets, m->smoothing, dloss, M, V);
+    zero(a->d_head_in, M * D);
+    if (m->arch == BEIT_ARCH_MIM) {
+      zero(a->d_head_ln, M * D);
+      beit_linear_backward(a->d_head_ln, GRAD(ids->lm_w), GRAD(ids->lm_b), a->d_logits,
+                           a->head_ln, PARAM(ids->lm_w), M, D, V);
+      beit_layernorm_backward(a->d_head_in, GRAD(ids->mim_ln_w), GRAD(ids->mim_ln_b),
+                              a->d_head_ln, a->head_in, PARAM(ids->mim_ln_w), a->head_mean,
+                              a->head_rstd, M, D);
+      beit_gather_rows_backward(d_hidden, a->d_head_in, a->rows, M, D);
+    } else if (m->cfg.use_mean_pooling) {
+      zero(a->d_head_ln, B * D);
+      beit_linear_backward(a->d_head_ln, GRAD(ids->head_w), GRAD(ids->head_b), a->d_logits,
+                           a->head_ln, PARAM(ids->head_w), B, D, V);
+      beit_layernorm_backward(a->d_head_in, GRAD(ids->pool_ln_w), GRAD(ids->pool_ln_b),
+                              a->d_head_ln, a->head_in, PARAM(ids->pool_ln_w), a->head_mean,
+                              a->head_rstd, B, D);
+      beit_meanpool_backward(d_hidden, a->d_head_in, B, T, D);
+    } else {
+      beit_linear_backward(a->d_head_in, GRAD(ids->head_w), GRAD(ids->head_b), a->d_logits,
+                           a->head_in, PARAM(ids->head_w), B, D, V);
+      beit_gather_rows_backward(d_hidden, a->d_head_in, a->rows, B, D);
+    }
+  }
+  if (ids->final_ln_w >= 0) {
+    zero(a->d_stream, B * T * D);
+    beit_layernorm_backward(a->d_stream, GRAD(ids->final_ln_w), GRAD(ids->final_ln_b), d_hidden,
+                            a->stream[m->L], PARAM(ids->final_ln_w), a->final_mean,
+                            a->final_rstd, B * T, D);
+  }
+}
+
+/* a->d_stream holds d(loss)/d(block output); on return, d(loss)/d(block input). */
+static void block_backward(struct beit_model *m, size_t l)
+{
+  const struct beit_layer_ids *li = &m->ids.layer[l];
+  struct beit_layer_acts *la = &m->a.layer[l];
+  struct beit_acts *a = &m->a;
+  size_t B = m->B, T = m->T, D = m->D, F = m->F, BT = B * T, nH = m->nH;
+  const float *s1 = m->drop_scales ? m->drop_scales + (2 * l + 0) * B : NULL;
+  const float *s2 = m->drop_scales ? m->drop_scales + (2 * l + 1) * B : NULL;
+  int has_bias = li->rel_table >= 0 || m->ids.shared_rel >= 0;
+
+  /* MLP branch: out = y + s2 * gamma2 * fc2(gelu(fc1(ln2(y)))) */
+  zero(a->d_mid, BT * D);
+  zero(a->d_branch, BT * D);
+  beit_residual_backward(a->d_mid, a->d_branch, GRAD(li->gamma2), a->d_stream, la->fc2,
+                         PARAM(li->gamma2), s2, B, T, D);
+  zero(a->d_gelu, BT * F);
+  beit_linear_backward(a->d_gelu, GRAD(li->fc2_w), GRAD(li->fc2_b), a->d_branch, la->gelu,
+                       PARAM(li->fc2_w), BT, F, D);
+  zero(a->d_fc1, BT * F);
+  beit_gelu_backward(a->d_fc1, a->d_gelu, la->fc1, BT * F);
+  zero(a->d_ln, BT * D);
+  beit_linear_backward(a->d_ln, GRAD(li->fc1_w), GRAD(li->fc1_b), a->d_fc1, la->ln2,
+                       PARAM(li->fc1_w), BT, D, F);
+  beit_layernorm_backward(a->d_mid, GRAD(li->ln2_w), GRAD(li->ln2_b), a->d_ln, la->y,
+                          PARAM(li->ln2_w), la->ln2_mean, la->ln2_rstd, BT, D);
+
+  /* attention branch: y = x + s1 * gamma1 * proj(attn(ln1(x))) */
+  zero(a->d_stream, BT * D);
+  zero(a->d_branch, BT * D);
+  beit_residual_backward(a->d_stream, a->d_branch, GRAD(li->gamma1), a->d_mid, la->proj,
+                         PARAM(li->gamma1), s1, B, T, D);
+  zero(a->d_attn, BT * D);
+  beit_linear_backward(a->d_attn, GRAD(li->proj_w), GRAD(li->proj_b), a->d_branch, la->attn,
+                       PARAM(li->proj_w), BT, D, D);
+  zero(a->d_qkv, BT * 3 * D);
+  if (has_bias)
+    zero(a->d_bias, nH * T * T);
+  beit_attention_backward(a->d_qkv, has_bias ? a->d_bias : NULL, a->attn_scratch, a->d_attn,
+                          la->qkv, la->probs, B, T, D, nH);
+  beit_bias_backward(GRAD(li->q_b), a->d_qkv, BT, D, 3 * D);
+  beit_bias_backward(GRAD(li->v_b), a->d_qkv + 2 * D, BT, D, 3 * D);
+  zero(a->d_ln, BT * D);
+  beit_linear_backward(a->d_ln, GRAD(li->q_w), NULL, a->d_qkv, la->ln1, PARAM(li->q_w), BT, D,
+                       3 * D);
+  beit_layernorm_backward(a->d_stream, GRAD(li->ln1_w), GRAD(li->ln1_b), a->d_ln, la->x,
+                          PARAM(li->ln1_w), la->ln1_mean, la->ln1_rstd, BT, D);
+  if (li->rel_table >= 0)
+    beit_relpos_backward(GRAD(li->rel_table), a->d_bias, m->rel_index, T, nH);
+  if (m->ids.shared_rel >= 0)
+    beit_relpos_backward(GRAD(m->ids.shared_rel), a->d_bias, m->rel_index, T, nH);
+}
+
+static void embed_backward(struct beit_model *m)
+{
+  struct beit_acts *a = &m->a;
+  const struct beit_param_ids *ids = &m->ids;
+  size_t B = m->B, N = m->N, T = m->T, D = m->D;
+  const float *dx = a->d_stream;
+  float *dcls = GRAD(ids->cls), *dpos = GRAD(ids->pos);
+  for (size_t b = 0; b < B; b++) {
+    for (size_t d = 0; d < D; d++)
+      dcls[d] += dx[b * T * D + d];
+    if (dpos)
+      for (size_t i = 0; i < T * D; i++)
+        dpos[i] += dx[b * T * D + i];
+    memcpy(a->d_emb + b * N * D, dx + (b * T + 1) * D, N * D * sizeof(float));
+  }
+  if (m->masked)
+    beit_mask_tokens_backward(a->d_emb, GRAD(ids->mask), a->mask, B, N, D);
+  beit_linear_backward(NULL, GRAD(ids->patch_w), GRAD(ids->patch_b), a->d_emb, a->patches,
+                       PARAM(ids->patch_w), B * N, m->C * m->P * m->P, D);
+}
+
+void beit_model_backward(struct beit_model *m, float dloss)
+{
+  if (m->arch == BEIT_ARCH_MODEL)
+    return; /* no head, no loss: nothing to differentiate */
+  head_backward(m, dloss);
+  announce(m, block_begin(m, m->L), m->table.total);
+  for (size_t l = m->L; l-- > 0;) {
+    block_backward(m, l);
+    announce(m, block_begin(m, l), block_begin(m, l + 1));
+  }
+  embed_backward(m);
+  announce(m, 0, block_begin(m, 0));
+}
+
+void beit_model_zero_grad(struct beit_model *m) { zero(m->grads, m->table.total); }

@@ -1,0 +1,303 @@
+/* The model configuration in HF BeitConfig field names: one key table drives reading,
+ * validation, --set overrides and saving. HF bookkeeping and segmentation-only fields are
+ * accepted and ignored so a folder written by HF save_pretrained loads as it is. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beit/model.h"
+#include "config_table.h"
+#include "encoder.h"
+
+#define F(field) offsetof(struct beit_config, field)
+#define BIG 1e9
+
+static const char *const acts[] = {"gelu", NULL};
+static const char *const archs[] = {"BeitModel", "BeitForMaskedImageModeling",
+                                    "BeitForImageClassification", NULL};
+static const char *const problems[] = {"", "single_label_classification",
+                                       "multi_label_classification", NULL};
+
+static const struct beit_config_key config_keys[] = {
+    {"image_size", BEIT_KEY_INT, F(image_size), 1, 8192, NULL, "input height and width"},
+    {"patch_size", BEIT_KEY_INT, F(patch_size), 1, 1024, NULL, "patch side"},
+    {"num_channels", BEIT_KEY_INT, F(num_channels), 1, 16, NULL, "input channels"},
+    {"hidden_size", BEIT_KEY_INT, F(hidden_size), 1, 16384, NULL, "width D"},
+    {"num_hidden_layers", BEIT_KEY_INT, F(num_hidden_layers), 1, 256, NULL, "depth L"},
+    {"num_attention_heads", BEIT_KEY_INT, F(num_attention_heads), 1, 256, NULL, "heads"},
+    {"intermediate_size", BEIT_KEY_INT, F(intermediate_size), 1, 65536, NULL, "MLP width"},
+    {"hidden_act", BEIT_KEY_STRING, F(hidden_act), 0, 0, acts, "exact-erf GELU"},
+    {"hidden_dropout_prob", BEIT_KEY_DOUBLE, F(hidden_dropout_prob), 0, 1, NULL, "must be 0"},
+    {"attention_probs_dropout_prob", BEIT_KEY_DOUBLE, F(attention_probs_dropout_prob), 0, 1,
+     NULL, "must be 0"},
+    {"initializer_range", BEIT_KEY_DOUBLE, F(initializer_range), 0, 10, NULL, "init std"},
+    {"layer_norm_eps", BEIT_KEY_DOUBLE, F(layer_norm_eps), 0, 1, NULL, "LayerNorm epsilon"},
+    {"layer_scale_init_value", BEIT_KEY_DOUBLE, F(layer_scale_init_value), 0, BIG, NULL,
+     "LayerScale init; 0 disables LayerScale"},
+    {"drop_path_rate", BEIT_KEY_DOUBLE, F(drop_path_rate), 0, 1, NULL, "stochastic depth"},
+    {"use_mask_token", BEIT_KEY_BOOL, F(use_mask_token), 0, 1, NULL, "learned mask token"},
+    {"use_absolute_position_embeddings", BEIT_KEY_BOOL, F(use_absolute_position_embeddings), 0,
+     1, NULL, "absolute position embedding"},
+    {"use_relative_position_bias", BEIT_KEY_BOOL, F(use_relative_position_bias), 0, 1, NULL,
+     "relative position bias table per layer"},
+    {"use_shared_relative_position_bias", BEIT_KEY_BOOL, F(use_shared_relative_position_bias), 0,
+     1, NULL, "one relative position bias table for all layers"},
+    {"use_mean_pooling", BEIT_KEY_BOOL, F(use_mean_pooling), 0, 1, NULL,
+     "mean of patch tokens + pooler LayerNorm (else cls token after final LayerNorm)"},
+    {"vocab_size", BEIT_KEY_INT, F(vocab_size), 1, 1 << 20, NULL, "visual vocabulary"},
+    {"num_labels", BEIT_KEY_INT, F(num_labels), 1, 1 << 20, NULL, "classes"},
+    {"problem_type", BEIT_KEY_STRING, F(problem_type), 0, 0, problems, "classification loss"},
+    /* handled outside the table */
+    {"architectures", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"id2label", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"label2id", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    /* HF bookkeeping, generation and segmentation fields that do not change the encoder */
+    {"model_type", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"transformers_version", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"torch_dtype", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"_name_or_path", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"return_dict", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"output_hidden_states", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"output_attentions", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"torchscript", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"use_bfloat16", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"pruned_heads", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"tie_word_embeddings", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"is_encoder_decoder", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"is_decoder", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"add_cross_attention", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"chunk_size_feed_forward", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"finetuning_task", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"semantic_loss_ignore_index", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"out_indices", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"out_features", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"stage_names", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"pool_scales", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"use_auxiliary_head", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"auxiliary_loss_weight", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"auxiliary_channels", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"auxiliary_num_convs", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"auxiliary_concat_input", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"add_fpn", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    {"reshape_hidden_states", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+};
+#define NKEYS (sizeof config_keys / sizeof config_keys[0])
+
+void beit_config_defaults(struct beit_config *cfg)
+{
+  memset(cfg, 0, sizeof *cfg);
+  cfg->image_size = 224;
+  cfg->patch_size = 16;
+  cfg->num_channels = 3;
+  cfg->hidden_size = 768;
+  cfg->num_hidden_layers = 12;
+  cfg->num_attention_heads = 12;
+  cfg->intermediate_size = 3072;
+  strcpy(cfg->hidden_act, "gelu");
+  cfg->initializer_range = 0.02;
+  cfg->layer_norm_eps = 1e-12;
+  cfg->layer_scale_init_value = 0.1;
+  cfg->drop_path_rate = 0.1;
+  cfg->use_relative_position_bias = 0;
+  cfg->use_mean_pooling = 1;
+  cfg->vocab_size = 8192;
+  cfg->num_labels = 2;
+  strcpy(cfg->architecture, "BeitModel");
+}
+
+void beit_config_free(struct beit_config *cfg)
+{
+  if (cfg->labels) {
+    for (long i = 0; i < cfg->num_labels; i++)
+      free(cfg->labels[i]);
+    free(cfg->labels);
+  }
+  cfg->labels = NULL;
+}
+
+enum beit_status beit_config_set_labels(struct beit_config *cfg, long num_labels,
+                                        const char *const *names, struct beit_error *err)
+{
+  beit_config_free(cfg);
+  cfg->num_labels = num_labels;
+  cfg->labels = calloc((size_t)num_labels, sizeof *cfg->labels);
+  if (!cfg->labels)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "labels: out of memory");
+  for (long i = 0; i < num_labels; i++) {
+    char fallback[32];
+    snprintf(fallback, sizeof fallback, "LABEL_%ld", i);
+    cfg->labels[i] = strdup(names && names[i] ? names[i] : fallback);
+    if (!cfg->labels[i])
+      return beit_error_set(err, BEIT_STATUS_NOMEM, "labels: out of memory");
+  }
+  return BEIT_STATUS_OK;
+}
+
+/* id2label {"0": "tench", ...}: every id in [0, n) exactly once. */
+static enum beit_status read_id2label(struct beit_config *cfg, const cJSON *map, const char *path,
+                                      struct beit_error *err)
+{
+  long n = cJSON_GetArraySize(map);
+  const char **names = calloc((size_t)(n > 0 ? n : 1), sizeof *names);
+  if (!names)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: id2label: out of memory", path);
+  enum beit_status st = BEIT_STATUS_OK;
+  for (const cJSON *e = map->child; e; e = e->next) {
+    char *end;
+    long id = strtol(e->string, &end, 10);
+    if (*end || id < 0 || id >= n || names[id] || !cJSON_IsString(e)) {
+      st = beit_error_set(err, BEIT_STATUS_CONFIG,
+                          "%s: key 'id2label': entry '%s' is not a unique id in [0, %ld) "
+                          "mapped to a string", path, e->string, n);
+      goto done;
+    }
+    names[id] = e->valuestring;
+  }
+  st = beit_config_set_labels(cfg, n, names, err);
+done:
+  free(names);
+  return st;
+}
+
+enum beit_status beit_config_load(struct beit_config *cfg, const char *path,
+                                  struct beit_error *err)
+{
+  cJSON *root = NULL;
+  enum beit_status st = beit_json_read_file(&root, path, err);
+  if (st)
+    return st;
+  long explicit_labels = -1;
+  if ((st = beit_config_from_json(cfg, config_keys, NKEYS, root, path, err)))
+    goto done;
+  if (cJSON_GetObjectItemCaseSensitive(root, "num_labels"))
+    explicit_labels = cfg->num_labels;
+  const cJSON *arch = cJSON_GetObjectItemCaseSensitive(root, "architectures");
+  if (arch) {
+    const cJSON *first = cJSON_GetArrayItem(arch, 0);
+    if (!cJSON_IsArray(arch) || !cJSON_IsString(first)) {
+      st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'architectures': expected a list "
+                          "of names", path);
+      goto done;
+    }
+    int known = 0;
+    for (const char *const *a = archs; *a; a++)
+      known |= !strcmp(*a, first->valuestring);
+    if (!known) {
+      st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'architectures': '%s' is not one of "
+                          "BeitModel, BeitForMaskedImageModeling, BeitForImageClassification",
+                          path, first->valuestring);
+      goto done;
+    }
+    snprintf(cfg->architecture, sizeof cfg->architecture, "%s", first->valuestring);
+  }
+  const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(root, "id2label");
+  if (id2label) {
+    if (!cJSON_IsObject(id2label)) {
+      st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'id2label': expected an object",
+                          path);
+      goto done;
+    }
+    if ((st = read_id2label(cfg, id2label, path, err)))
+      goto done;
+    if (explicit_labels >= 0 && explicit_labels != cfg->num_labels) {
+      st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'num_labels' is %ld but 'id2label' "
+                          "has %ld entries", path, explicit_labels, cfg->num_labels);
+      goto done;
+    }
+  } else {
+    st = beit_config_set_labels(cfg, cfg->num_labels, NULL, err);
+    if (st)
+      goto done;
+  }
+  st = beit_config_validate(cfg, path, err);
+done:
+  cJSON_Delete(root);
+  return st;
+}
+
+enum beit_status beit_config_override(struct beit_config *cfg, const char *assignment,
+                                      struct beit_error *err)
+{
+  long labels_before = cfg->num_labels;
+  enum beit_status st = beit_config_set(cfg, config_keys, NKEYS, assignment, err);
+  if (!st && cfg->num_labels != labels_before)
+    st = beit_config_set_labels(cfg, cfg->num_labels, NULL, err);
+  return st;
+}
+
+enum beit_status beit_config_validate(const struct beit_config *c, const char *src,
+                                      struct beit_error *err)
+{
+  if (c->image_size % c->patch_size)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'image_size': %ld is not a multiple "
+                          "of patch_size %ld", src, c->image_size, c->patch_size);
+  if (c->hidden_size % c->num_attention_heads)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'hidden_size': %ld is not a "
+                          "multiple of num_attention_heads %ld", src, c->hidden_size,
+                          c->num_attention_heads);
+  if (c->hidden_dropout_prob != 0 || c->attention_probs_dropout_prob != 0)
+    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "%s: keys 'hidden_dropout_prob' and "
+                          "'attention_probs_dropout_prob' must be 0 (BEiT recipes use drop "
+                          "path, not dropout)", src);
+  if (c->layer_norm_eps <= 0)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'layer_norm_eps' must be > 0", src);
+  enum beit_arch arch = beit_config_arch(c);
+  if (arch == BEIT_ARCH_MIM && !c->use_mask_token)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: BeitForMaskedImageModeling needs "
+                          "'use_mask_token': true", src);
+  if (arch == BEIT_ARCH_CLASSIFIER && !c->labels)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: classifier without labels", src);
+  return BEIT_STATUS_OK;
+}
+
+enum beit_arch beit_config_arch(const struct beit_config *cfg)
+{
+  if (!strcmp(cfg->architecture, "BeitForMaskedImageModeling"))
+    return BEIT_ARCH_MIM;
+  if (!strcmp(cfg->architecture, "BeitForImageClassification"))
+    return BEIT_ARCH_CLASSIFIER;
+  return BEIT_ARCH_MODEL;
+}
+
+int beit_config_is_multilabel(const struct beit_config *cfg)
+{
+  return !strcmp(cfg->problem_type, "multi_label_classification");
+}
+
+cJSON *beit_config_json(const struct beit_config *cfg)
+{
+  cJSON *root = beit_config_to_json(cfg, config_keys, NKEYS);
+  if (!root)
+    return NULL;
+  cJSON *arch = cJSON_AddArrayToObject(root, "architectures");
+  cJSON *id2label = cJSON_AddObjectToObject(root, "id2label");
+  cJSON *label2id = cJSON_AddObjectToObject(root, "label2id");
+  if (!arch || !id2label || !label2id || !cJSON_AddStringToObject(root, "model_type", "beit"))
+    goto fail;
+  cJSON_AddItemToArray(arch, cJSON_CreateString(cfg->architecture));
+  if (!cfg->problem_type[0])
+    cJSON_DeleteItemFromObject(root, "problem_type"); /* HF leaves it unset */
+  for (long i = 0; cfg->labels && i < cfg->num_labels; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "%ld", i);
+    if (!cJSON_AddStringToObject(id2label, id, cfg->labels[i]) ||
+        (!cJSON_GetObjectItemCaseSensitive(label2id, cfg->labels[i]) &&
+         !cJSON_AddNumberToObject(label2id, cfg->labels[i], (double)i)))
+      goto fail;
+  }
+  return root;
+fail:
+  cJSON_Delete(root);
+  return NULL;
+}
+
+enum beit_status beit_config_save(const struct beit_config *cfg, const char *path,
+                                  struct beit_error *err)
+{
+  cJSON *root = beit_config_json(cfg);
+  if (!root)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", path);
+  enum beit_status st = beit_json_write_file(path, root, err);
+  cJSON_Delete(root);
+  return st;
+}

@@ -1,0 +1,120 @@
+/* The BEiT encoder's internals, shared by encoder/ files and the training code in mim/ and apps/.
+ *
+ * Parameters: one table (HF names) over one params buffer and one grads buffer; struct
+ * beit_param_ids holds each tensor's index in the table (-1 when the config has no such tensor).
+ * The query, key and value weights are laid out back to back, so together they are the (3D, D)
+ * qkv matrix of one GEMM. Activations: one arena planned at create for max_batch images and
+ * carved into struct beit_acts; nothing is allocated in forward or backward. */
+#ifndef BEIT_ENCODER_ENCODER_H
+#define BEIT_ENCODER_ENCODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "beit/model.h"
+#include "tensor_table.h"
+
+struct beit_layer_ids {
+  long ln1_w, ln1_b, q_w, k_w, v_w, q_b, v_b, rel_table, proj_w, proj_b;
+  long gamma1, gamma2, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+};
+
+struct beit_param_ids {
+  long cls, mask, pos, patch_w, patch_b, shared_rel;
+  struct beit_layer_ids *layer;          /* L entries */
+  long final_ln_w, final_ln_b;           /* beit.layernorm (no mean pooling) */
+  long pool_ln_w, pool_ln_b;             /* beit.pooler.layernorm */
+  long mim_ln_w, mim_ln_b, lm_w, lm_b;   /* layernorm, lm_head */
+  long head_w, head_b;                   /* classifier */
+};
+
+/* Saved activations of one block; x is the block input (the residual stream). */
+struct beit_layer_acts {
+  float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *proj, *y;
+  float *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *fc2;
+};
+
+struct beit_acts {
+  float *patches;              /* (B*N, C*P*P) */
+  float *emb;                  /* (B*N, D) patch projections */
+  float **stream;              /* L+1 pointers to (B, T, D): block inputs, then the output */
+  struct beit_layer_acts *layer;
+  float *rel_shared, *rel_bias; /* (nH, T, T): shared bias; the bias a block actually adds */
+  float *hidden;               /* (B, T, D) last_hidden_state (stream[L] or final LN of it) */
+  float *final_mean, *final_rstd;
+  int32_t *rows;               /* (max M) rows of (B*T) fed to the head */
+  float *head_in;              /* (max M, D) gathered rows or mean-pooled features */
+  float *head_ln, *head_mean, *head_rstd; /* after the head's LayerNorm (MIM, pooler) */
+  float *logits, *probs;       /* (max M, V) */
+  uint8_t *mask;               /* (B, N) copy of the batch's mask */
+  /* backward scratch, shared by all blocks */
+  float *d_stream, *d_mid, *d_ln, *d_qkv, *d_attn, *d_branch, *d_fc1, *d_gelu;
+  float *d_bias, *attn_scratch, *d_head_in, *d_head_ln, *d_logits, *d_hidden, *d_emb;
+};
+
+struct beit_model {
+  struct beit_config cfg;
+  /* sizes */
+  size_t max_batch, C, P, gh, gw, N, T, D, F, nH, L, R, out_dim;
+  enum beit_arch arch;
+  int multilabel;
+  /* parameters */
+  struct beit_tensor_table table;
+  float *params, *grads;
+  struct beit_param_ids ids;
+  int32_t *rel_index; /* (T*T) */
+  /* activations */
+  float *arena;
+  size_t arena_floats;
+  struct beit_acts a;
+  /* MIM head on every patch instead of the masked ones (HF's (B, N, vocab) logits) */
+  int head_all_tokens;
+  /* state of the last forward and loss */
+  size_t B, M;              /* images; rows fed to the head */
+  int masked;               /* a mask was applied */
+  const float *drop_scales; /* (L, 2, B) or NULL */
+  const float *features;    /* (B, D) pooled features (pooler_output) */
+  const int32_t *targets;   /* the last loss's targets */
+  const float *multi_targets;
+  float smoothing;
+  /* Called during backward each time a contiguous range [begin, end) of grads (in floats) is
+   * final, e.g. to start its allreduce while the rest of backward runs. May be NULL. */
+  void (*grads_ready)(void *ctx, size_t begin, size_t end);
+  void *grads_ready_ctx;
+};
+
+static inline float *beit_param(float *base, const struct beit_model *m, long id)
+{
+  return id < 0 ? NULL : base + m->table.items[id].offset;
+}
+
+/* Forward of B <= max_batch images (B, C, H, W). mask (B, N) of 0/1 or NULL (needs a mask token
+ * when given); drop_scales (L, 2, B): per-sample multipliers of the attention and MLP branches of
+ * each block (beit_drop_path_scales), NULL at evaluation. Fills hidden and the head's logits:
+ * MIM (M, vocab) for the M masked patches in batch-major, row-major order; classifier (B,
+ * num_labels); BeitModel (B, D) pooled features in head_in/head_ln. */
+enum beit_status beit_model_forward(struct beit_model *m, const float *pixels,
+                                    const uint8_t *mask, const float *drop_scales, size_t B,
+                                    struct beit_error *err);
+
+/* Loss of the last forward: MIM and single-label use targets (M or B class ids, label
+ * smoothing `smoothing`); multi-label uses multi_targets (B, num_labels). *correct (may be NULL)
+ * gets the number of argmax hits (MIM, single-label) or exactly matched rows at 0.5. */
+double beit_model_loss(struct beit_model *m, const int32_t *targets, const float *multi_targets,
+                       float smoothing, long *correct);
+
+/* grads += dloss * d(loss)/d(params) for the last forward + loss (dloss < 1 for gradient
+ * accumulation over micro-batches). */
+void beit_model_backward(struct beit_model *m, float dloss);
+void beit_model_zero_grad(struct beit_model *m);
+
+/* The config as HF's config.json object (architectures, id2label, label2id, model_type). */
+struct cJSON;
+struct cJSON *beit_config_json(const struct beit_config *cfg);
+
+/* Build the parameter table and param ids for m->cfg (used by create). */
+enum beit_status beit_model_build_table(struct beit_model *m, struct beit_error *err);
+/* Plan and allocate the activation arena for m->max_batch. */
+enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err);
+
+#endif

@@ -1,0 +1,102 @@
+/* The activation arena: every buffer forward and backward touch, carved out of one allocation
+ * sized for max_batch images (STYLE.md 2). Planning runs the same carving twice: once to count
+ * floats, once to hand out pointers. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "encoder.h"
+#include "kernels.h"
+
+struct carver {
+  float *base; /* NULL on the counting pass */
+  size_t used;
+};
+
+/* n floats, 64-byte aligned. */
+static float *carve(struct carver *c, size_t n)
+{
+  float *p = c->base ? c->base + c->used : NULL;
+  c->used += (n + 15) / 16 * 16;
+  return p;
+}
+
+static void carve_all(struct beit_model *m, struct carver *c)
+{
+  struct beit_acts *a = &m->a;
+  size_t B = m->max_batch, N = m->N, T = m->T, D = m->D, F = m->F, nH = m->nH;
+  size_t BT = B * T, tt = nH * T * T;
+  size_t rows = m->arch == BEIT_ARCH_MIM ? B * N : B; /* head rows at most */
+  size_t logit_cols = m->out_dim;
+
+  a->patches = carve(c, B * N * m->C * m->P * m->P);
+  a->emb = carve(c, B * N * D);
+  for (size_t l = 0; l <= m->L; l++)
+    a->stream[l] = carve(c, BT * D);
+  for (size_t l = 0; l < m->L; l++) {
+    struct beit_layer_acts *la = &a->layer[l];
+    la->x = a->stream[l];
+    la->ln1 = carve(c, BT * D);
+    la->ln1_mean = carve(c, BT);
+    la->ln1_rstd = carve(c, BT);
+    la->qkv = carve(c, BT * 3 * D);
+    la->probs = carve(c, B * tt);
+    la->attn = carve(c, BT * D);
+    la->proj = carve(c, BT * D);
+    la->y = carve(c, BT * D);
+    la->ln2 = carve(c, BT * D);
+    la->ln2_mean = carve(c, BT);
+    la->ln2_rstd = carve(c, BT);
+    la->fc1 = carve(c, BT * F);
+    la->gelu = carve(c, BT * F);
+    la->fc2 = carve(c, BT * D);
+  }
+  a->rel_shared = carve(c, tt);
+  a->rel_bias = carve(c, tt);
+  a->hidden = m->ids.final_ln_w >= 0 ? carve(c, BT * D) : a->stream[m->L];
+  a->final_mean = carve(c, BT);
+  a->final_rstd = carve(c, BT);
+  a->rows = (int32_t *)carve(c, rows);
+  a->head_in = carve(c, rows * D);
+  a->head_ln = carve(c, rows * D);
+  a->head_mean = carve(c, rows);
+  a->head_rstd = carve(c, rows);
+  a->logits = carve(c, rows * logit_cols);
+  a->probs = carve(c, rows * logit_cols);
+  a->mask = (uint8_t *)carve(c, (B * N + 3) / 4);
+  /* backward scratch */
+  a->d_stream = carve(c, BT * D);
+  a->d_mid = carve(c, BT * D);
+  a->d_ln = carve(c, BT * D);
+  a->d_qkv = carve(c, BT * 3 * D);
+  a->d_attn = carve(c, BT * D);
+  a->d_branch = carve(c, BT * D);
+  a->d_fc1 = carve(c, BT * F);
+  a->d_gelu = carve(c, BT * F);
+  a->d_bias = carve(c, tt);
+  a->attn_scratch = carve(c, beit_attention_scratch_floats(B, T, nH));
+  a->d_head_in = carve(c, rows * D);
+  a->d_head_ln = carve(c, rows * D);
+  a->d_logits = carve(c, rows * logit_cols);
+  a->d_hidden = m->ids.final_ln_w >= 0 ? carve(c, BT * D) : NULL;
+  a->d_emb = carve(c, B * N * D);
+}
+
+enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err)
+{
+  m->a.stream = calloc(m->L + 1, sizeof *m->a.stream);
+  m->a.layer = calloc(m->L, sizeof *m->a.layer);
+  if (!m->a.stream || !m->a.layer)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "activation plan: out of memory");
+  struct carver c = {NULL, 0};
+  carve_all(m, &c);
+  m->arena_floats = c.used;
+  m->arena = beit_alloc_floats(c.used);
+  if (!m->arena)
+    return beit_error_set(err, BEIT_STATUS_NOMEM,
+                          "activations for batch %zu: cannot allocate %.1f MiB", m->max_batch,
+                          (double)c.used * 4.0 / 1048576.0);
+  c.base = m->arena;
+  c.used = 0;
+  carve_all(m, &c);
+  return BEIT_STATUS_OK;
+}

@@ -1,0 +1,87 @@
+/* The BEiT encoder: configuration (HF BeitConfig field names), parameters, forward/backward.
+ *
+ * One struct beit_model holds the configuration, the parameter table with its params/grads
+ * buffers (AdamW moments live with the trainer), and the activation arena planned for a maximum
+ * batch. Architectures follow HF: BeitModel (hidden states + pooler), BeitForMaskedImageModeling
+ * (final LayerNorm + lm_head on masked patches), BeitForImageClassification (mean pooling +
+ * pooler LayerNorm, or cls token after the final LayerNorm, then the classifier). */
+#ifndef BEIT_MODEL_H
+#define BEIT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "beit/status.h"
+
+#define BEIT_NAME_MAX 64
+
+enum beit_arch {
+  BEIT_ARCH_MODEL,      /* "BeitModel" */
+  BEIT_ARCH_MIM,        /* "BeitForMaskedImageModeling" */
+  BEIT_ARCH_CLASSIFIER, /* "BeitForImageClassification" */
+};
+
+/* Field names and meanings as HF BeitConfig; `architecture` is architectures[0] of config.json,
+ * `labels` its id2label in id order (NULL entries named "LABEL_i"). */
+struct beit_config {
+  long image_size, patch_size, num_channels;
+  long hidden_size, num_hidden_layers, num_attention_heads, intermediate_size;
+  char hidden_act[BEIT_NAME_MAX];
+  double hidden_dropout_prob, attention_probs_dropout_prob;
+  double initializer_range, layer_norm_eps, layer_scale_init_value, drop_path_rate;
+  int use_mask_token, use_absolute_position_embeddings;
+  int use_relative_position_bias, use_shared_relative_position_bias, use_mean_pooling;
+  long vocab_size, num_labels;
+  char architecture[BEIT_NAME_MAX];
+  char problem_type[BEIT_NAME_MAX]; /* "", "single_label_classification", "multi_label_classification" */
+  char **labels;                    /* num_labels names, owned */
+};
+
+/* Defaults of HF BeitConfig (BEiT-base/16 at 224, MIM vocabulary 8192). */
+void beit_config_defaults(struct beit_config *cfg);
+/* Read a config.json (HF schema, or one of configs/models/). Unknown keys and invalid values are
+ * errors naming the key and file; HF bookkeeping keys (transformers_version, ...) are accepted. */
+enum beit_status beit_config_load(struct beit_config *cfg, const char *path,
+                                  struct beit_error *err);
+/* Apply a "key=value" override (--set). */
+enum beit_status beit_config_override(struct beit_config *cfg, const char *assignment,
+                                      struct beit_error *err);
+/* Check consistency (divisibility, ranges, supported features). */
+enum beit_status beit_config_validate(const struct beit_config *cfg, const char *source,
+                                      struct beit_error *err);
+enum beit_status beit_config_save(const struct beit_config *cfg, const char *path,
+                                  struct beit_error *err);
+enum beit_status beit_config_set_labels(struct beit_config *cfg, long num_labels,
+                                        const char *const *names, struct beit_error *err);
+enum beit_arch beit_config_arch(const struct beit_config *cfg);
+int beit_config_is_multilabel(const struct beit_config *cfg);
+void beit_config_free(struct beit_config *cfg);
+
+struct beit_model; /* opaque to users; mim/ and apps use encoder/encoder.h */
+
+/* Build the parameter table for cfg and plan activations for up to max_batch images. Weights are
+ * zero until beit_model_init_weights or beit_model_load_weights. cfg is copied. */
+enum beit_status beit_model_create(struct beit_model **out, const struct beit_config *cfg,
+                                   size_t max_batch, struct beit_error *err);
+void beit_model_free(struct beit_model *model);
+
+enum beit_init_scheme {
+  BEIT_INIT_PRETRAIN, /* spec 3: trunc normal +-1 sigma, 1/sqrt(2l) rescale */
+  BEIT_INIT_FINETUNE, /* spec 3: trunc normal +-2, head scaled by 0.001 */
+};
+void beit_model_init_weights(struct beit_model *model, enum beit_init_scheme scheme,
+                             uint64_t seed);
+
+/* Load a model folder (config.json + model.safetensors, ours or HF save_pretrained). */
+enum beit_status beit_model_load(struct beit_model **out, const char *dir, size_t max_batch,
+                                 struct beit_error *err);
+/* Save config.json + model.safetensors atomically. */
+enum beit_status beit_model_save(const struct beit_model *model, const char *dir,
+                                 struct beit_error *err);
+
+const struct beit_config *beit_model_config(const struct beit_model *model);
+size_t beit_model_num_params(const struct beit_model *model);
+/* Matmul FLOPs (2 per multiply-add) of one image's forward. */
+double beit_model_flops_per_image(const struct beit_model *model);
+
+#endif

@@ -116,5 +116,8 @@ struct cJSON *beit_config_json(const struct beit_config *cfg);
 enum beit_status beit_model_build_table(struct beit_model *m, struct beit_error *err);
 /* Plan and allocate the activation arena for m->max_batch. */
 enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err);
+/* Explicit re-plan for another maximum batch (activations are lost; weights are kept). */
+enum beit_status beit_model_replan(struct beit_model *m, size_t max_batch,
+                                   struct beit_error *err);
 
 #endif

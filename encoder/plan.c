@@ -83,8 +83,10 @@ static void carve_all(struct beit_model *m, struct carver *c)
 
 enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err)
 {
-  m->a.stream = calloc(m->L + 1, sizeof *m->a.stream);
-  m->a.layer = calloc(m->L, sizeof *m->a.layer);
+  if (!m->a.stream)
+    m->a.stream = calloc(m->L + 1, sizeof *m->a.stream);
+  if (!m->a.layer)
+    m->a.layer = calloc(m->L, sizeof *m->a.layer);
   if (!m->a.stream || !m->a.layer)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "activation plan: out of memory");
   struct carver c = {NULL, 0};
@@ -99,4 +101,13 @@ enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err)
   c.used = 0;
   carve_all(m, &c);
   return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_model_replan(struct beit_model *m, size_t max_batch, struct beit_error *err)
+{
+  free(m->arena);
+  m->arena = NULL;
+  m->max_batch = max_batch ? max_batch : 1;
+  m->B = m->M = 0;
+  return beit_model_plan(m, err);
 }

@@ -1,0 +1,229 @@
+/* Multi-head self-attention core (after the qkv projection, before the output projection),
+ * with an optional relative position bias shared over the batch.
+ *
+ * Fast path: OpenMP over the B*nH (batch, head) pairs, each pair running its own cblas_sgemm
+ * calls on strided views of the qkv rows (OpenBLAS's OpenMP build runs single-threaded inside
+ * a parallel region, so the two levels do not oversubscribe). q, k, v of head h are the column
+ * blocks h*dh, D + h*dh, 2D + h*dh of each (3D)-wide row. The row softmax is fused per pair so
+ * the (T, T) probabilities stay in cache for the P.V product. */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* Same approximation as in activation.c (<= 2 ulp on [-87, 88], exp(0) == 1): a vectorisable
+ * exp, since libm's expf does not vectorise without -ffast-math. */
+static inline float vexpf(float x)
+{
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  float t = fmaf(x, 1.44269504088896341f, 12582912.0f);
+  float n = t - 12582912.0f;
+  float r = fmaf(n, -0.693359375f, x);
+  r = fmaf(n, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = fmaf(p, r, 1.3981999507e-3f);
+  p = fmaf(p, r, 8.3334519073e-3f);
+  p = fmaf(p, r, 4.1665795894e-2f);
+  p = fmaf(p, r, 1.6666665459e-1f);
+  p = fmaf(p, r, 5.0000001201e-1f);
+  float y = fmaf(p, r * r, r) + 1.0f;
+  int32_t bits = ((int32_t)n + 127) * 8388608;
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+
+/* In-place row softmax of a (T, T) block; the max is subtracted so exp <= 1. */
+static void softmax_rows_inplace(float *P, size_t T)
+{
+  for (size_t i = 0; i < T; i++) {
+    float *row = P + i * T;
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (size_t j = 0; j < T; j++)
+      mx = row[j] > mx ? row[j] : mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (size_t j = 0; j < T; j++) {
+      float e = vexpf(row[j] - mx);
+      row[j] = e;
+      sum += e;
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (size_t j = 0; j < T; j++)
+      row[j] *= inv;
+  }
+}
+
+/* dh^-0.5 rounded once to float, as torch's q * scale with a Python float */
+static float attention_scale(size_t dh) { return (float)(1.0 / sqrt((double)dh)); }
+
+size_t beit_attention_scratch_floats(size_t B, size_t T, size_t nH) { return B * nH * T * T; }
+
+void beit_attention_forward(float *out, float *probs, const float *qkv, const float *bias,
+                            size_t B, size_t T, size_t D, size_t nH)
+{
+  const size_t dh = D / nH, ld = 3 * D, TT = T * T;
+  const float scale = attention_scale(dh);
+  const long pairs = (long)(B * nH);
+#pragma omp parallel for schedule(static)
+  for (long bh = 0; bh < pairs; bh++) {
+    size_t b = (size_t)bh / nH, h = (size_t)bh % nH;
+    const float *q = qkv + b * T * ld + h * dh, *k = q + D, *v = q + 2 * D;
+    float *P = probs + (size_t)bh * TT;
+    if (bias)
+      memcpy(P, bias + h * TT, TT * sizeof *P);
+    /* S (T, T) = scale * Q K^T (+ bias[h]) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)dh, scale, q,
+                (int)ld, k, (int)ld, bias ? 1.0f : 0.0f, P, (int)T);
+    softmax_rows_inplace(P, T);
+    /* out_h (T, dh), row stride D = P V */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)dh, (int)T, 1.0f, P,
+                (int)T, v, (int)ld, 0.0f, out + b * T * D + h * dh, (int)D);
+  }
+}
+
+void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const float *dout,
+                             const float *qkv, const float *probs, size_t B, size_t T, size_t D,
+                             size_t nH)
+{
+  const size_t dh = D / nH, ld = 3 * D, TT = T * T;
+  const float scale = attention_scale(dh);
+  const long pairs = (long)(B * nH);
+  if (!dqkv && !dbias)
+    return;
+#pragma omp parallel for schedule(static)
+  for (long bh = 0; bh < pairs; bh++) {
+    size_t b = (size_t)bh / nH, h = (size_t)bh % nH;
+    size_t base = b * T * ld + h * dh;
+    const float *q = qkv + base, *k = q + D, *v = q + 2 * D;
+    const float *P = probs + (size_t)bh * TT;
+    const float *dO = dout + b * T * D + h * dh;
+    float *dS = scratch + (size_t)bh * TT;
+    /* dV (T, dh) += P^T dO */
+    if (dqkv)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)dh, (int)T, 1.0f, P,
+                  (int)T, dO, (int)D, 1.0f, dqkv + base + 2 * D, (int)ld);
+    /* dP (T, T) = dO V^T */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)dh, 1.0f, dO,
+                (int)D, v, (int)ld, 0.0f, dS, (int)T);
+    /* softmax backward, in place: dS = P * (dP - rowsum(dP * P)) */
+    for (size_t i = 0; i < T; i++) {
+      const float *p = P + i * T;
+      float *ds = dS + i * T;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (size_t j = 0; j < T; j++)
+        dot += ds[j] * p[j];
+#pragma omp simd
+      for (size_t j = 0; j < T; j++)
+        ds[j] = p[j] * (ds[j] - dot);
+    }
+    if (!dqkv)
+      continue;
+    /* dQ += scale dS K; dK += scale dS^T Q */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)dh, (int)T, scale, dS,
+                (int)T, k, (int)ld, 1.0f, dqkv + base, (int)ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)dh, (int)T, scale, dS,
+                (int)T, q, (int)ld, 1.0f, dqkv + base + D, (int)ld);
+  }
+  if (!dbias)
+    return;
+  /* dbias[h] += sum over b of dS[b, h]: one (h, i) row per iteration, b summed in order */
+  const long rows = (long)(nH * T);
+#pragma omp parallel for schedule(static)
+  for (long hi = 0; hi < rows; hi++) {
+    size_t h = (size_t)hi / T, i = (size_t)hi % T;
+    float *db = dbias + h * TT + i * T;
+    for (size_t b = 0; b < B; b++) {
+      const float *ds = scratch + (b * nH + h) * TT + i * T;
+#pragma omp simd
+      for (size_t j = 0; j < T; j++)
+        db[j] += ds[j];
+    }
+  }
+}
+
+void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,
+                                  size_t B, size_t T, size_t D, size_t nH)
+{
+  const size_t dh = D / nH, ld = 3 * D;
+  const float scale = attention_scale(dh);
+  for (size_t b = 0; b < B; b++)
+    for (size_t h = 0; h < nH; h++) {
+      float *P = probs + (b * nH + h) * T * T;
+      for (size_t i = 0; i < T; i++) {
+        const float *q = qkv + (b * T + i) * ld + h * dh;
+        float *row = P + i * T;
+        float mx = -INFINITY;
+        for (size_t j = 0; j < T; j++) {
+          const float *k = qkv + (b * T + j) * ld + D + h * dh;
+          float s = 0.0f;
+          for (size_t c = 0; c < dh; c++)
+            s += q[c] * k[c];
+          row[j] = scale * s + (bias ? bias[(h * T + i) * T + j] : 0.0f);
+          if (row[j] > mx)
+            mx = row[j];
+        }
+        float sum = 0.0f;
+        for (size_t j = 0; j < T; j++) {
+          row[j] = expf(row[j] - mx);
+          sum += row[j];
+        }
+        for (size_t j = 0; j < T; j++)
+          row[j] /= sum;
+        float *o = out + (b * T + i) * D + h * dh;
+        for (size_t c = 0; c < dh; c++) {
+          float acc = 0.0f;
+          for (size_t j = 0; j < T; j++)
+            acc += row[j] * qkv[(b * T + j) * ld + 2 * D + h * dh + c];
+          o[c] = acc;
+        }
+      }
+    }
+}
+
+void beit_attention_backward_naive(float *dqkv, float *dbias, const float *dout,
+                                   const float *qkv, const float *probs, size_t B, size_t T,
+                                   size_t D, size_t nH)
+{
+  const size_t dh = D / nH, ld = 3 * D;
+  const float scale = attention_scale(dh);
+  for (size_t b = 0; b < B; b++)
+    for (size_t h = 0; h < nH; h++) {
+      const float *P = probs + (b * nH + h) * T * T;
+      for (size_t i = 0; i < T; i++) {
+        const float *dO = dout + (b * T + i) * D + h * dh;
+        const float *q = qkv + (b * T + i) * ld + h * dh;
+        size_t qi = (b * T + i) * ld + h * dh; /* offset of q_i (and dq_i) */
+        /* dP_ij = dO_i . V_j; dot = sum_j P_ij dP_ij (dP recomputed: no scratch here) */
+        float dot = 0.0f;
+        for (size_t j = 0; j < T; j++) {
+          const float *v = qkv + (b * T + j) * ld + 2 * D + h * dh;
+          float dp = 0.0f;
+          for (size_t c = 0; c < dh; c++)
+            dp += dO[c] * v[c];
+          dot += P[i * T + j] * dp;
+        }
+        for (size_t j = 0; j < T; j++) {
+          size_t kj = (b * T + j) * ld + D + h * dh, vj = kj + D;
+          const float *k = qkv + kj, *v = qkv + vj;
+          float pij = P[i * T + j];
+          float dp = 0.0f;
+          for (size_t c = 0; c < dh; c++)
+            dp += dO[c] * v[c];
+          float ds = pij * (dp - dot);
+          for (size_t c = 0; c < dh && dqkv; c++) {
+            dqkv[vj + c] += pij * dO[c];
+            dqkv[qi + c] += scale * ds * k[c];
+            dqkv[kj + c] += scale * ds * q[c];
+          }
+          if (dbias)
+            dbias[(h * T + i) * T + j] += ds;
+        }
+      }
+    }
+}

@@ -1,0 +1,147 @@
+/* LayerNorm over the last dimension (biased variance, as torch.nn.LayerNorm).
+ *
+ * Forward and the dinp half of backward are parallel over rows. The dweight/dbias reductions
+ * run in a second pass parallel over column blocks (each thread owns its columns and walks
+ * every row in order): race-free and bitwise independent of the thread count, at the price of
+ * reading dout and inp twice. */
+#include "kernels.h"
+
+#include <math.h>
+
+#define COL_BLOCK 64
+
+void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, float eps, size_t N,
+                            size_t C)
+{
+#pragma omp parallel for schedule(static) if (N * C > 16384)
+  for (size_t n = 0; n < N; n++) {
+    const float *x = inp + n * C;
+    float *y = out + n * C;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (size_t c = 0; c < C; c++)
+      sum += x[c];
+    float m = sum / (float)C;
+    /* two passes: sum of squared deviations, no cancellation in E[x^2] - m^2 */
+    float sq = 0.0f;
+#pragma omp simd reduction(+ : sq)
+    for (size_t c = 0; c < C; c++) {
+      float d = x[c] - m;
+      sq += d * d;
+    }
+    float s = 1.0f / sqrtf(sq / (float)C + eps);
+    for (size_t c = 0; c < C; c++) {
+      float v = (x[c] - m) * s;
+      y[c] = v * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f);
+    }
+    if (mean)
+      mean[n] = m;
+    if (rstd)
+      rstd[n] = s;
+  }
+}
+
+void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, size_t N, size_t C)
+{
+  if (dinp) {
+#pragma omp parallel for schedule(static) if (N * C > 16384)
+    for (size_t n = 0; n < N; n++) {
+      const float *x = inp + n * C, *dy = dout + n * C;
+      float *dx = dinp + n * C;
+      float m = mean[n], s = rstd[n];
+      /* dnorm = weight * dy; dx = s * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) */
+      float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
+      for (size_t c = 0; c < C; c++) {
+        float dn = dy[c] * (weight ? weight[c] : 1.0f);
+        a += dn;
+        b += dn * (x[c] - m) * s;
+      }
+      a /= (float)C;
+      b /= (float)C;
+      for (size_t c = 0; c < C; c++) {
+        float xhat = (x[c] - m) * s;
+        float dn = dy[c] * (weight ? weight[c] : 1.0f);
+        dx[c] += (dn - a - xhat * b) * s;
+      }
+    }
+  }
+  if (dweight || dbias) {
+    size_t nblocks = (C + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for schedule(static) if (N * C > 16384)
+    for (size_t blk = 0; blk < nblocks; blk++) {
+      size_t c0 = blk * COL_BLOCK, w = C - c0 < COL_BLOCK ? C - c0 : COL_BLOCK;
+      float sw[COL_BLOCK] = {0}, sb[COL_BLOCK] = {0};
+      for (size_t n = 0; n < N; n++) {
+        const float *x = inp + n * C + c0, *dy = dout + n * C + c0;
+        float m = mean[n], s = rstd[n];
+        for (size_t c = 0; c < w; c++) {
+          sw[c] += (x[c] - m) * s * dy[c];
+          sb[c] += dy[c];
+        }
+      }
+      for (size_t c = 0; c < w; c++) {
+        if (dweight)
+          dweight[c0 + c] += sw[c];
+        if (dbias)
+          dbias[c0 + c] += sb[c];
+      }
+    }
+  }
+}
+
+void beit_layernorm_forward_naive(float *out, float *mean, float *rstd, const float *inp,
+                                  const float *weight, const float *bias, float eps, size_t N,
+                                  size_t C)
+{
+  for (size_t n = 0; n < N; n++) {
+    const float *x = inp + n * C;
+    float m = 0.0f;
+    for (size_t c = 0; c < C; c++)
+      m += x[c];
+    m /= (float)C;
+    float v = 0.0f;
+    for (size_t c = 0; c < C; c++)
+      v += (x[c] - m) * (x[c] - m);
+    v /= (float)C;
+    float s = 1.0f / sqrtf(v + eps);
+    for (size_t c = 0; c < C; c++)
+      out[n * C + c] =
+          (x[c] - m) * s * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f);
+    if (mean)
+      mean[n] = m;
+    if (rstd)
+      rstd[n] = s;
+  }
+}
+
+void beit_layernorm_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                                   const float *inp, const float *weight, const float *mean,
+                                   const float *rstd, size_t N, size_t C)
+{
+  for (size_t n = 0; n < N; n++) {
+    const float *x = inp + n * C, *dy = dout + n * C;
+    float m = mean[n], s = rstd[n];
+    float a = 0.0f, b = 0.0f;
+    for (size_t c = 0; c < C; c++) {
+      float w = weight ? weight[c] : 1.0f;
+      a += w * dy[c];
+      b += w * dy[c] * (x[c] - m) * s;
+    }
+    a /= (float)C;
+    b /= (float)C;
+    for (size_t c = 0; c < C; c++) {
+      float w = weight ? weight[c] : 1.0f;
+      float xhat = (x[c] - m) * s;
+      if (dinp)
+        dinp[n * C + c] += (w * dy[c] - a - xhat * b) * s;
+      if (dweight)
+        dweight[c] += xhat * dy[c];
+      if (dbias)
+        dbias[c] += dy[c];
+    }
+  }
+}

@@ -1,0 +1,92 @@
+/* AdamW over a tensor table, the unilm warmup + cosine schedule and global-norm clipping.
+ *
+ * AdamW follows torch.optim.AdamW (single-tensor path) operation by operation: the scalar
+ * factors are formed in double, as Python does, and applied in fp32. The table's alignment
+ * padding is never touched. The gradient norm is summed in double over a fixed partition
+ * (NORM_BLOCKS blocks, added in order) so it does not depend on the thread count. */
+#include "optim.h"
+
+#include <math.h>
+
+#define NORM_BLOCKS 256
+
+void beit_adamw_update(float *params, const float *grads, float *m, float *v,
+                       const struct beit_tensor_table *table,
+                       const struct beit_adamw_hparams *hp)
+{
+  const double bc1 = 1.0 - pow(hp->beta1, (double)hp->step);
+  const double bc2 = 1.0 - pow(hp->beta2, (double)hp->step);
+  const float b1 = (float)hp->beta1, b2 = (float)hp->beta2;
+  const float omb1 = (float)(1.0 - hp->beta1), omb2 = (float)(1.0 - hp->beta2);
+  const float bc2_sqrt = (float)sqrt(bc2), eps = (float)hp->eps;
+#pragma omp parallel
+  for (size_t ti = 0; ti < table->count; ti++) {
+    const struct beit_tensor *t = &table->items[ti];
+    const double lr = hp->lr * (double)t->lr_scale;
+    const double wd = t->no_decay ? 0.0 : hp->weight_decay;
+    const float decay = (float)(1.0 - lr * wd);
+    const float step_size = (float)(lr / bc1);
+    float *p = params + t->offset, *mt = m + t->offset, *vt = v + t->offset;
+    const float *g = grads + t->offset;
+    /* elements are independent: no barrier between tensors */
+#pragma omp for simd schedule(static) nowait
+    for (size_t i = 0; i < t->numel; i++) {
+      float gi = g[i];
+      float pi = p[i] * decay;
+      float mi = mt[i] * b1 + omb1 * gi;
+      float vi = vt[i] * b2 + omb2 * gi * gi;
+      mt[i] = mi;
+      vt[i] = vi;
+      p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+    }
+  }
+}
+
+double beit_cosine_schedule(double base, double final, long warmup_iters, long total_iters,
+                            long it)
+{
+  if (total_iters <= 0)
+    return base;
+  if (it >= total_iters)
+    it = total_iters - 1;
+  if (it < 0)
+    it = 0;
+  if (it < warmup_iters) {
+    /* np.linspace(0, base, warmup_iters): i * step, last value exactly base */
+    if (warmup_iters == 1)
+      return 0.0;
+    if (it == warmup_iters - 1)
+      return base;
+    return (double)it * (base / (double)(warmup_iters - 1));
+  }
+  const long n = total_iters - (warmup_iters > 0 ? warmup_iters : 0);
+  const double i = (double)(it - (warmup_iters > 0 ? warmup_iters : 0));
+  return final + 0.5 * (base - final) * (1.0 + cos(M_PI * i / (double)n));
+}
+
+double beit_clip_grad_norm(float *grads, size_t n, double max_norm)
+{
+  double part[NORM_BLOCKS] = {0};
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t blk = 0; blk < NORM_BLOCKS; blk++) {
+    size_t i0 = blk * n / NORM_BLOCKS, i1 = (blk + 1) * n / NORM_BLOCKS;
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = i0; i < i1; i++)
+      acc += (double)grads[i] * (double)grads[i];
+    part[blk] = acc;
+  }
+  double sq = 0.0;
+  for (size_t blk = 0; blk < NORM_BLOCKS; blk++)
+    sq += part[blk];
+  double norm = sqrt(sq);
+  /* a non-finite norm is returned untouched for the caller to skip the step; torch would
+   * scale by NaN or 0 here and poison or wipe the gradients */
+  if (max_norm > 0.0 && isfinite(norm) && norm > max_norm) {
+    const float coef = (float)(max_norm / (norm + 1e-6));
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++)
+      grads[i] *= coef;
+  }
+  return norm;
+}

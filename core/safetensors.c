@@ -665,10 +665,15 @@ static enum beit_status build_header(struct strbuf *h, const char *path,
   size_t nmeta = 0;
   while (metadata && metadata[2 * nmeta])
     nmeta++;
-  for (size_t i = 0; i < nmeta; i++)
+  for (size_t i = 0; i < nmeta; i++) {
     if (!metadata[2 * i + 1])
       return beit_error_set(err, BEIT_STATUS_USAGE, "%s: metadata key '%s' has no value", path,
                             metadata[2 * i]);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(metadata[2 * i], metadata[2 * j]) == 0)
+        return beit_error_set(err, BEIT_STATUS_USAGE, "%s: metadata key '%s' given twice", path,
+                              metadata[2 * i]);
+  }
 
   sb_put(h, "{\"__metadata__\":{", 17);
   int format_given = 0;

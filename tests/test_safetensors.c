@@ -449,6 +449,17 @@ static void test_write_errors(void)
   const char *bad_meta[] = {"key", NULL, NULL};
   CHECK(beit_safetensors_write(path, dup, 1, bad_meta, &err) == BEIT_STATUS_USAGE);
   CHECK(!file_exists(path));
+  const char *dup_meta[] = {"epoch", "1", "epoch", "2", NULL};
+  CHECK(beit_safetensors_write(path, dup, 1, dup_meta, &err) == BEIT_STATUS_USAGE);
+  CHECK_MSG(strstr(err.message, "'epoch'") != NULL, "%s", err.message);
+  CHECK(!file_exists(path));
+  /* No tensors at all is a valid file. */
+  CHECK(beit_safetensors_write(path, dup, 0, NULL, &err) == BEIT_STATUS_OK);
+  struct beit_safetensors *none = open_ok(path);
+  if (none) {
+    CHECK(beit_safetensors_count(none) == 0);
+    beit_safetensors_close(none);
+  }
   const char *fmt_meta[] = {"format", "np", NULL};
   CHECK(beit_safetensors_write(path, dup, 1, fmt_meta, &err) == BEIT_STATUS_OK);
   struct beit_safetensors *st = open_ok(path);

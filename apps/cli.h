@@ -16,5 +16,6 @@ int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
 /* Subcommands: each takes argv with argv[0] = subcommand name. */
 int beit_cmd_info(int argc, char **argv);
 int beit_cmd_run(int argc, char **argv);
+int beit_cmd_pack(int argc, char **argv);
 
 #endif

@@ -1,0 +1,304 @@
+/* `beit pack`: items from a source -> shuffled -> read and decode-checked in parallel ->
+ * shards of about shard_bytes -> index.json, all inside output.partial/, renamed to output at
+ * the end so a dataset folder is either complete or absent. Bytes are stored as found. */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pack_internal.h"
+
+enum { BLOCK = 512 };
+
+void beit_data_pack_defaults(struct beit_data_pack_options *opt)
+{
+  memset(opt, 0, sizeof *opt);
+  opt->source = BEIT_DATA_SOURCE_FOLDER;
+  opt->split = "train";
+  opt->shard_bytes = (size_t)512 << 20;
+  opt->chunk_bytes = (size_t)256 << 10;
+  opt->seed = 0;
+  opt->shuffle = 1;
+  opt->log = stderr;
+}
+
+/* One item's bytes after the check: owned buffer, or a reason it was skipped. */
+struct checked {
+  unsigned char *bytes;
+  size_t size;
+  int ok;
+  char reason[512];
+};
+
+struct check_job {
+  struct beit_pack_item *items;
+  const size_t *order;
+  struct checked *out;
+  size_t begin, end;
+  atomic_size_t next;
+};
+
+static int read_file(const char *path, unsigned char **data, size_t *size, char *why, size_t nwhy)
+{
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(why, nwhy, "cannot open: %s", strerror(errno));
+    return -1;
+  }
+  unsigned char *buf = NULL;
+  size_t n = 0, cap = 0;
+  for (;;) {
+    if (n == cap) {
+      cap = cap ? 2 * cap : 65536;
+      unsigned char *p = realloc(buf, cap);
+      if (!p) {
+        free(buf);
+        fclose(f);
+        snprintf(why, nwhy, "out of memory");
+        return -1;
+      }
+      buf = p;
+    }
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (r == 0)
+      break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    snprintf(why, nwhy, "read error");
+    return -1;
+  }
+  *data = buf;
+  *size = n;
+  return 0;
+}
+
+static void *check_main(void *arg)
+{
+  struct check_job *job = arg;
+  for (;;) {
+    size_t k = atomic_fetch_add(&job->next, 1) + job->begin;
+    if (k >= job->end)
+      break;
+    struct beit_pack_item *it = &job->items[job->order[k]];
+    struct checked *c = &job->out[k - job->begin];
+    c->ok = 0;
+    c->bytes = NULL;
+    if (it->path) {
+      if (read_file(it->path, &c->bytes, &c->size, c->reason, sizeof c->reason))
+        continue;
+    } else {
+      c->bytes = it->data;
+      c->size = it->size;
+    }
+    struct beit_data_image img;
+    struct beit_error e = {0};
+    if (beit_data_decode(&img, c->bytes, c->size, it->key, &e) == BEIT_STATUS_OK)
+      c->ok = 1;
+    else
+      snprintf(c->reason, sizeof c->reason, "%s", e.message);
+    beit_data_image_free(&img);
+  }
+  return NULL;
+}
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void progress(const struct beit_data_pack_options *opt, size_t done, size_t total,
+                     size_t skipped, double t0, int final)
+{
+  if (!opt->log)
+    return;
+  double el = now_s() - t0, rate = el > 0 ? (double)done / el : 0;
+  double eta = rate > 0 ? (double)(total - done) / rate : 0;
+  fprintf(opt->log, "%spack: %zu/%zu images, %zu skipped, %.0f img/s, %s %.0fs%s",
+          opt->progress_tty ? "\r" : "", done, total, skipped, rate, final ? "took" : "ETA",
+          final ? el : eta, opt->progress_tty && !final ? "" : "\n");
+  fflush(opt->log);
+}
+
+/* Remove a previous dataset folder (only files named like ours) so output can be replaced. */
+static enum beit_status remove_dataset_dir(const char *dir, struct beit_error *err)
+{
+  DIR *d = opendir(dir);
+  if (!d)
+    return BEIT_STATUS_OK;
+  struct dirent *e;
+  char path[8192];
+  while ((e = readdir(d))) {
+    const char *n = e->d_name;
+    if (!strcmp(n, "index.json") || !strcmp(n, "index.json.tmp") ||
+        (!strncmp(n, "shard-", 6) && strstr(n, ".h5"))) {
+      snprintf(path, sizeof path, "%s/%s", dir, n);
+      unlink(path);
+    }
+  }
+  closedir(d);
+  if (rmdir(dir) != 0)
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot remove (holds files other than a dataset's)", dir);
+  return BEIT_STATUS_OK;
+}
+
+static enum beit_status list_source(const struct beit_data_pack_options *opt,
+                                    struct beit_pack_list *l, struct beit_error *err)
+{
+  switch (opt->source) {
+  case BEIT_DATA_SOURCE_FOLDER:
+    return beit_pack_list_folder(l, opt->input, err);
+  case BEIT_DATA_SOURCE_MANIFEST:
+    return beit_pack_list_manifest(l, opt->input, err);
+  case BEIT_DATA_SOURCE_FASHION_MNIST:
+    return beit_pack_list_fashion_mnist(l, opt->input, opt->split ? opt->split : "train", err);
+  }
+  return beit_error_set(err, BEIT_STATUS_USAGE, "unknown pack source %d", (int)opt->source);
+}
+
+enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
+                                struct beit_data_pack_report *report, struct beit_error *err)
+{
+  memset(report, 0, sizeof *report);
+  if (!opt->input || !opt->output)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "pack needs an input and an output");
+  struct stat sb;
+  if (stat(opt->output, &sb) == 0 && !opt->overwrite)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "%s: exists (use --overwrite to replace it)", opt->output);
+  char partial[4200];
+  snprintf(partial, sizeof partial, "%s.partial", opt->output);
+  enum beit_status st = remove_dataset_dir(partial, err);
+  if (st)
+    return st;
+
+  struct beit_pack_list l = {0};
+  double t0 = now_s();
+  if ((st = list_source(opt, &l, err)))
+    goto free_list;
+  enum beit_data_task task = opt->multilabel || l.saw_multi ? BEIT_DATA_TASK_MULTILABEL
+                                                            : BEIT_DATA_TASK_MULTICLASS;
+  if (opt->log)
+    fprintf(opt->log, "pack: %zu images, %d classes, %s, from %s\n", l.count, l.num_classes,
+            task == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass", opt->input);
+  size_t *order = malloc((l.count ? l.count : 1) * sizeof(size_t));
+  size_t *shard_counts = NULL, nshards_cap = 0;
+  struct checked *checked = calloc(BLOCK, sizeof *checked);
+  if (!order || !checked) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "pack: out of memory");
+    goto free_order;
+  }
+  for (size_t i = 0; i < l.count; i++)
+    order[i] = i;
+  if (opt->shuffle) {
+    struct beit_rng rng;
+    beit_rng_seed(&rng, opt->seed, 0x7061636Bull /* "pack" */, 0);
+    for (size_t i = l.count; i > 1; i--) {
+      size_t j = (size_t)beit_rng_int(&rng, 0, (int64_t)i - 1), t = order[i - 1];
+      order[i - 1] = order[j];
+      order[j] = t;
+    }
+  }
+  if (mkdir(partial, 0755) != 0) {
+    st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot create: %s", partial, strerror(errno));
+    goto free_order;
+  }
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int nthreads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+  struct beit_shard_writer w;
+  int open_writer = 0;
+  double last = now_s();
+  for (size_t begin = 0; begin < l.count && !st; begin += BLOCK) {
+    size_t end = begin + BLOCK < l.count ? begin + BLOCK : l.count;
+    struct check_job job = {l.items, order, checked, begin, end, 0};
+    pthread_t th[16];
+    int started = 0;
+    for (int t = 0; t < nthreads; t++)
+      if (pthread_create(&th[t], NULL, check_main, &job) == 0)
+        started++;
+    if (started == 0)
+      check_main(&job);
+    for (int t = 0; t < started; t++)
+      pthread_join(th[t], NULL);
+    for (size_t k = begin; k < end; k++) {
+      struct beit_pack_item *it = &l.items[order[k]];
+      struct checked *c = &checked[k - begin];
+      if (!st && c->ok) {
+        if (!open_writer) {
+          char path[4300];
+          snprintf(path, sizeof path, "%s/shard-%05zu.h5", partial, report->shards);
+          st = beit_shard_writer_init(&w, path, task, opt->chunk_bytes, err);
+          open_writer = !st;
+        }
+        if (!st)
+          st = beit_shard_writer_add(&w, c->bytes, c->size, it->labels, it->num_labels, it->key, err);
+        if (!st) {
+          report->written++;
+          report->bytes += c->size;
+        }
+        if (!st && w.nbytes >= opt->shard_bytes) {
+          if (beit_data_grow((void **)&shard_counts, &nshards_cap, (report->shards + 1) * sizeof(size_t)))
+            st = beit_error_set(err, BEIT_STATUS_NOMEM, "pack: out of memory");
+          else
+            shard_counts[report->shards++] = w.count;
+          open_writer = 0;
+          enum beit_status cst = beit_shard_writer_close(&w, err);
+          if (!st)
+            st = cst;
+        }
+      } else if (!st) {
+        report->skipped++;
+        if (opt->log)
+          fprintf(opt->log, "%sskip %s: %s\n", opt->progress_tty ? "\r" : "", it->key, c->reason);
+      }
+      if (it->path)
+        free(c->bytes);
+      c->bytes = NULL;
+    }
+    if (now_s() - last > (opt->progress_tty ? 0.2 : 5.0)) {
+      progress(opt, end, l.count, report->skipped, t0, 0);
+      last = now_s();
+    }
+  }
+  if (!st && open_writer) {
+    if (beit_data_grow((void **)&shard_counts, &nshards_cap, (report->shards + 1) * sizeof(size_t)))
+      st = beit_error_set(err, BEIT_STATUS_NOMEM, "pack: out of memory");
+    else
+      shard_counts[report->shards++] = w.count;
+    enum beit_status cst = beit_shard_writer_close(&w, err);
+    if (!st)
+      st = cst;
+  } else if (open_writer) {
+    beit_shard_writer_free(&w);
+  }
+  if (!st && report->written == 0)
+    st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: no image decoded; nothing to pack", opt->input);
+  if (!st)
+    st = beit_data_index_write(partial, task, l.class_names, l.num_classes, shard_counts,
+                               report->shards, err);
+  if (!st && opt->overwrite)
+    st = remove_dataset_dir(opt->output, err);
+  if (!st && rename(partial, opt->output) != 0)
+    st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot rename %s into place: %s", opt->output,
+                        partial, strerror(errno));
+  report->num_classes = l.num_classes;
+  if (!st)
+    progress(opt, l.count, l.count, report->skipped, t0, 1);
+free_order:
+  free(shard_counts);
+  free(checked);
+  free(order);
+free_list:
+  beit_pack_list_free(&l);
+  return st;
+}

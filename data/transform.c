@@ -1,0 +1,357 @@
+/* The BEiT image transforms (beit-spec.md 7): pretraining (colour jitter, flip, one
+ * RandomResizedCrop box -> view A bicubic + view B lanczos), fine-tuning train (RRC + flip) and
+ * evaluation (shorter side + centre crop, or direct resize as HF does), each ending in the float
+ * normalisation of ToTensor + Normalize.
+ *
+ * Equivalences used for speed, exact up to the resampler's mirror rounding: colour jitter is
+ * per pixel except contrast's image mean, so it is applied to the crop box only, with the mean
+ * taken over the whole (jittered-so-far) image; a flip before the crop equals cropping the
+ * mirrored box and mirroring the resized output. Not implemented: RandAugment and
+ * RandomErasing of timm's fine-tuning transform. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data_internal.h"
+
+struct beit_data_scratch *beit_data_scratch_init(void)
+{
+  return calloc(1, sizeof(struct beit_data_scratch));
+}
+
+void beit_data_scratch_free(struct beit_data_scratch *ws)
+{
+  if (!ws)
+    return;
+  free(ws->crop);
+  free(ws->tmp);
+  free(ws->out);
+  free(ws->out2);
+  free(ws->acc);
+  free(ws->coef);
+  free(ws->bounds);
+  free(ws);
+}
+
+void beit_data_transform_defaults(struct beit_data_transform *t, enum beit_data_mode mode)
+{
+  memset(t, 0, sizeof *t);
+  t->mode = mode;
+  t->image_size = 224;
+  t->second_size = mode == BEIT_DATA_MODE_PRETRAIN ? 112 : 0;
+  for (int c = 0; c < 3; c++) {
+    t->mean[c] = 0.5f;
+    t->std[c] = 0.5f;
+  }
+  t->second_norm = BEIT_DATA_SECOND_DALLE;
+  t->filter = BEIT_DATA_FILTER_BICUBIC;
+  t->second_filter = BEIT_DATA_FILTER_LANCZOS;
+  t->scale_min = 0.08;
+  t->scale_max = 1.0;
+  t->ratio_min = 3.0 / 4.0;
+  t->ratio_max = 4.0 / 3.0;
+  t->jitter = mode == BEIT_DATA_MODE_PRETRAIN ? 0.4 : 0.0;
+  t->hflip = mode == BEIT_DATA_MODE_EVAL ? 0.0 : 0.5;
+  t->crop_pct = 224.0 / 256.0;
+  t->eval_resize = BEIT_DATA_EVAL_CENTER_CROP;
+}
+
+void beit_data_transform_imagenet_norm(struct beit_data_transform *t)
+{
+  static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+  memcpy(t->mean, mean, sizeof mean);
+  memcpy(t->std, std, sizeof std);
+}
+
+enum beit_status beit_data_transform_check(const struct beit_data_transform *t,
+                                           struct beit_error *err)
+{
+#define BAD(...) return beit_error_set(err, BEIT_STATUS_CONFIG, "data transform: " __VA_ARGS__)
+  if ((unsigned)t->mode > BEIT_DATA_MODE_EVAL)
+    BAD("mode %d unknown", (int)t->mode);
+  if (t->image_size < 1 || t->image_size > 4096)
+    BAD("image_size %d out of [1, 4096]", t->image_size);
+  if (t->second_size < 0 || t->second_size > 4096)
+    BAD("second_size %d out of [0, 4096]", t->second_size);
+  for (int c = 0; c < 3; c++)
+    if (!(t->std[c] > 0))
+      BAD("std[%d] must be > 0", c);
+  if ((unsigned)t->filter > BEIT_DATA_FILTER_LANCZOS || (unsigned)t->second_filter > BEIT_DATA_FILTER_LANCZOS)
+    BAD("unknown filter");
+  if (!(t->scale_min > 0 && t->scale_min <= t->scale_max && t->scale_max <= 1.0))
+    BAD("scale (%g, %g) must satisfy 0 < min <= max <= 1", t->scale_min, t->scale_max);
+  if (!(t->ratio_min > 0 && t->ratio_min <= t->ratio_max))
+    BAD("ratio (%g, %g) must satisfy 0 < min <= max", t->ratio_min, t->ratio_max);
+  if (!(t->jitter >= 0 && t->jitter < 1))
+    BAD("jitter %g out of [0, 1)", t->jitter);
+  if (!(t->hflip >= 0 && t->hflip <= 1))
+    BAD("hflip %g out of [0, 1]", t->hflip);
+  if (!(t->crop_pct > 0 && t->crop_pct <= 1))
+    BAD("crop_pct %g out of (0, 1]", t->crop_pct);
+#undef BAD
+  return BEIT_STATUS_OK;
+}
+
+/* ---- colour jitter ---- */
+
+void beit_data_jitter_draw(struct beit_data_jitter *j, double strength, struct beit_rng *rng)
+{
+  int perm[4] = {0, 1, 2, 3};
+  for (int i = 3; i > 0; i--) { /* torch.randperm(4) */
+    int k = (int)beit_rng_int(rng, 0, i), t = perm[i];
+    perm[i] = perm[k];
+    perm[k] = t;
+  }
+  int n = 0;
+  for (int i = 0; i < 4; i++)
+    if (perm[i] < 3) /* hue (3) is off */
+      j->order[n++] = perm[i];
+  for (int op = 0; op < 3; op++)
+    j->factor[op] = (float)(1.0 - strength + 2.0 * strength * beit_rng_uniform(rng));
+  j->enabled = strength > 0;
+}
+
+/* PIL's convert("L"): ITU-R 601-2 luma in 16-bit fixed point. */
+static inline int luma(int r, int g, int b) { return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16; }
+
+/* PIL ImagingBlend on uint8 with a float alpha: truncation, clipped only when extrapolating. */
+static inline uint8_t blend(int degenerate, int v, float alpha)
+{
+  float t = (float)degenerate + alpha * (float)(v - degenerate);
+  if (t <= 0.0f)
+    return 0;
+  if (t >= 255.0f)
+    return 255;
+  return (uint8_t)t;
+}
+
+struct jitter_luts {
+  uint8_t bright[256], contrast[256];
+};
+
+static void build_luts(struct jitter_luts *l, const struct beit_data_jitter *j, int mean)
+{
+  for (int v = 0; v < 256; v++) {
+    l->bright[v] = blend(0, v, j->factor[0]);
+    l->contrast[v] = blend(mean, v, j->factor[1]);
+  }
+}
+
+/* Apply the first nops operations of j's order to one pixel. */
+static inline void jitter_pixel(uint8_t *rgb, const struct beit_data_jitter *j,
+                                const struct jitter_luts *l, int nops)
+{
+  int r = rgb[0], g = rgb[1], b = rgb[2];
+  for (int k = 0; k < nops; k++) {
+    switch (j->order[k]) {
+    case 0:
+      r = l->bright[r], g = l->bright[g], b = l->bright[b];
+      break;
+    case 1:
+      r = l->contrast[r], g = l->contrast[g], b = l->contrast[b];
+      break;
+    default: {
+      int y = luma(r, g, b);
+      float f = j->factor[2];
+      r = blend(y, r, f), g = blend(y, g, f), b = blend(y, b, f);
+    }
+    }
+  }
+  rgb[0] = (uint8_t)r, rgb[1] = (uint8_t)g, rgb[2] = (uint8_t)b;
+}
+
+int beit_data_jitter_contrast_mean(const struct beit_data_jitter *j,
+                                   const struct beit_data_image *img)
+{
+  int before = 0;
+  while (before < 3 && j->order[before] != 1)
+    before++;
+  struct jitter_luts l;
+  build_luts(&l, j, 0);
+  size_t n = (size_t)img->width * img->height;
+  uint64_t sum = 0;
+  const uint8_t *p = img->pixels;
+  if (before == 0) {
+    for (size_t i = 0; i < n; i++, p += 3)
+      sum += (uint64_t)luma(p[0], p[1], p[2]);
+  } else {
+    for (size_t i = 0; i < n; i++, p += 3) {
+      uint8_t q[3] = {p[0], p[1], p[2]};
+      jitter_pixel(q, j, &l, before);
+      sum += (uint64_t)luma(q[0], q[1], q[2]);
+    }
+  }
+  return (int)((double)sum / (double)n + 0.5); /* int(ImageStat mean + 0.5) */
+}
+
+void beit_data_jitter_apply_box(uint8_t *dst, const struct beit_data_image *img, int x0, int y0,
+                                int w, int h, const struct beit_data_jitter *j, int contrast_mean)
+{
+  struct jitter_luts l;
+  build_luts(&l, j, contrast_mean);
+  for (int y = 0; y < h; y++) {
+    const uint8_t *s = img->pixels + ((size_t)(y0 + y) * img->width + x0) * 3;
+    uint8_t *d = dst + (size_t)y * w * 3;
+    memcpy(d, s, (size_t)w * 3);
+    for (int x = 0; x < w; x++)
+      jitter_pixel(d + 3 * x, j, &l, 3);
+  }
+}
+
+/* ---- RandomResizedCrop ---- */
+
+void beit_data_rrc_box(int box[4], int width, int height, double scale_min, double scale_max,
+                       double ratio_min, double ratio_max, struct beit_rng *rng)
+{
+  double area = (double)width * height, lr0 = log(ratio_min), lr1 = log(ratio_max);
+  for (int attempt = 0; attempt < 10; attempt++) {
+    double target = (scale_min + (scale_max - scale_min) * beit_rng_uniform(rng)) * area;
+    double ar = exp(lr0 + (lr1 - lr0) * beit_rng_uniform(rng));
+    int w = (int)nearbyint(sqrt(target * ar)); /* Python round(): half to even */
+    int h = (int)nearbyint(sqrt(target / ar));
+    if (w >= 1 && h >= 1 && w <= width && h <= height) {
+      box[1] = (int)beit_rng_int(rng, 0, height - h);
+      box[0] = (int)beit_rng_int(rng, 0, width - w);
+      box[2] = w;
+      box[3] = h;
+      return;
+    }
+  }
+  double in_ratio = (double)width / height;
+  int w = width, h = height;
+  if (in_ratio < ratio_min)
+    h = (int)nearbyint(w / ratio_min);
+  else if (in_ratio > ratio_max)
+    w = (int)nearbyint(h * ratio_max);
+  if (h < 1)
+    h = 1;
+  if (w < 1)
+    w = 1;
+  box[0] = (width - w) / 2;
+  box[1] = (height - h) / 2;
+  box[2] = w;
+  box[3] = h;
+}
+
+/* ---- ToTensor + Normalize ---- */
+
+/* (side, side, 3) uint8 -> (3, side, side) float through per-channel tables; mirrored on flip. */
+static void to_planes(float *dst, const uint8_t *src, int width, int height, int x_off, int y_off,
+                      size_t sstride, int side, const float lut[3][256], int flip)
+{
+  size_t plane = (size_t)side * side;
+  for (int y = 0; y < side; y++) {
+    const uint8_t *row = src + (size_t)(y + y_off) * sstride + (size_t)x_off * 3;
+    float *d0 = dst + (size_t)y * side, *d1 = d0 + plane, *d2 = d1 + plane;
+    if (flip) {
+      for (int x = 0; x < side; x++) {
+        const uint8_t *p = row + (size_t)(side - 1 - x) * 3;
+        d0[x] = lut[0][p[0]], d1[x] = lut[1][p[1]], d2[x] = lut[2][p[2]];
+      }
+    } else {
+      for (int x = 0; x < side; x++) {
+        const uint8_t *p = row + (size_t)x * 3;
+        d0[x] = lut[0][p[0]], d1[x] = lut[1][p[1]], d2[x] = lut[2][p[2]];
+      }
+    }
+  }
+  (void)width;
+  (void)height;
+}
+
+static void norm_lut(float lut[3][256], const float mean[3], const float std[3])
+{
+  for (int c = 0; c < 3; c++)
+    for (int v = 0; v < 256; v++)
+      lut[c][v] = ((float)v / 255.0f - mean[c]) / std[c];
+}
+
+static void second_lut(float lut[3][256], enum beit_data_second_norm norm)
+{
+  for (int c = 0; c < 3; c++)
+    for (int v = 0; v < 256; v++)
+      lut[c][v] = norm == BEIT_DATA_SECOND_DALLE ? 0.8f * ((float)v / 255.0f) + 0.1f
+                                                 : ((float)v / 255.0f - 0.5f) / 0.5f;
+}
+
+static enum beit_status eval_apply(const struct beit_data_transform *t,
+                                   const struct beit_data_image *img, float *view_a,
+                                   struct beit_data_scratch *ws, const float lut[3][256],
+                                   struct beit_error *err)
+{
+  int S = t->image_size, W = img->width, H = img->height, nw = S, nh = S;
+  if (t->eval_resize == BEIT_DATA_EVAL_CENTER_CROP) {
+    /* torchvision Resize(int): shorter side to size, longer int(size * long / short). */
+    int size = (int)(S / t->crop_pct);
+    if (W <= H) {
+      nw = size;
+      nh = (int)((double)size * H / W);
+    } else {
+      nh = size;
+      nw = (int)((double)size * W / H);
+    }
+    if (nw < S || nh < S)
+      return beit_error_set(err, BEIT_STATUS_FORMAT, "eval resize: %dx%d is smaller than the crop %d",
+                            nw, nh, S);
+  }
+  if (beit_data_grow((void **)&ws->out2, &ws->out2_cap, (size_t)nw * nh * 3))
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "eval transform: out of memory");
+  enum beit_status st = beit_data_resize(ws->out2, nw, nh, img->pixels, W, H, (size_t)W * 3, 0, 0,
+                                         W, H, t->filter, ws, err);
+  if (st)
+    return st;
+  /* CenterCrop: int(round((size - crop) / 2)), Python rounding. */
+  int top = (int)nearbyint((nh - S) / 2.0), left = (int)nearbyint((nw - S) / 2.0);
+  to_planes(view_a, ws->out2, nw, nh, left, top, (size_t)nw * 3, S, lut, 0);
+  return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_data_transform_apply(const struct beit_data_transform *t,
+                                           const struct beit_data_image *img,
+                                           struct beit_rng *rng, float *view_a, float *view_b,
+                                           struct beit_data_scratch *ws, struct beit_error *err)
+{
+  float lut_a[3][256];
+  norm_lut(lut_a, t->mean, t->std);
+  if (t->mode == BEIT_DATA_MODE_EVAL)
+    return eval_apply(t, img, view_a, ws, lut_a, err);
+
+  int W = img->width, H = img->height, S = t->image_size;
+  struct beit_data_jitter j = {0};
+  if (t->mode == BEIT_DATA_MODE_PRETRAIN && t->jitter > 0)
+    beit_data_jitter_draw(&j, t->jitter, rng);
+  int flip = beit_rng_uniform(rng) < t->hflip;
+  int box[4];
+  beit_data_rrc_box(box, W, H, t->scale_min, t->scale_max, t->ratio_min, t->ratio_max, rng);
+  if (flip) /* the box was drawn on the flipped image */
+    box[0] = W - box[0] - box[2];
+
+  const uint8_t *src = img->pixels;
+  int sw = W, sh = H, x0 = box[0], y0 = box[1], bw = box[2], bh = box[3];
+  size_t sstride = (size_t)W * 3;
+  if (j.enabled) {
+    int mean = beit_data_jitter_contrast_mean(&j, img);
+    if (beit_data_grow((void **)&ws->crop, &ws->crop_cap, (size_t)bw * bh * 3))
+      return beit_error_set(err, BEIT_STATUS_NOMEM, "transform: out of memory");
+    beit_data_jitter_apply_box(ws->crop, img, x0, y0, bw, bh, &j, mean);
+    src = ws->crop, sw = bw, sh = bh, x0 = 0, y0 = 0, sstride = (size_t)bw * 3;
+  }
+  if (beit_data_grow((void **)&ws->out, &ws->out_cap, (size_t)S * S * 3))
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "transform: out of memory");
+  enum beit_status st =
+      beit_data_resize(ws->out, S, S, src, sw, sh, sstride, x0, y0, bw, bh, t->filter, ws, err);
+  if (st)
+    return st;
+  to_planes(view_a, ws->out, S, S, 0, 0, (size_t)S * 3, S, lut_a, flip);
+  if (t->mode == BEIT_DATA_MODE_PRETRAIN && view_b && t->second_size > 0) {
+    int s = t->second_size;
+    float lut_b[3][256];
+    second_lut(lut_b, t->second_norm);
+    st = beit_data_resize(ws->out, s, s, src, sw, sh, sstride, x0, y0, bw, bh, t->second_filter,
+                          ws, err);
+    if (st)
+      return st;
+    to_planes(view_b, ws->out, s, s, 0, 0, (size_t)s * 3, s, lut_b, flip);
+  }
+  return BEIT_STATUS_OK;
+}

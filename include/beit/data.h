@@ -1,0 +1,263 @@
+/* Data: HDF5 image shards, decoding, PIL-compatible resizing, the BEiT augmentations and a
+ * threaded, rank-aware batch loader (DESIGN.md 2, 5, 7; beit-spec.md 7).
+ *
+ * A dataset is a folder: index.json + shard-NNNNN.h5. Each shard holds the encoded image files
+ * as found (`images` uint8 1-D, `offsets` int64 N+1), labels (`labels` int32 N, or for
+ * multi-label `label_offsets` int64 N+1 + `label_values` int32) and `keys` (source path or id),
+ * chunked with Fletcher32 checksums and a `schema_version` attribute. Records are numbered
+ * globally 0..N-1 in shard order: that number is the "global sample index".
+ *
+ * Rank equivalence (DESIGN.md 7): an epoch's order is one global permutation of 0..N-1 keyed by
+ * (seed, epoch), whatever the number of ranks W. Global step k covers permutation positions
+ * [k*W*B, (k+1)*W*B); rank r takes the B positions starting at k*W*B + r*B (training drops the
+ * final partial global batch). "Assigning shards to ranks" is realised this way: every rank
+ * opens and validates all shards (metadata only) and then reads just the records its positions
+ * name, so 1 rank x batch 2B and 2 ranks x batch B train on the same samples, and a cursor
+ * (epoch, global position) resumes under any W with the same W*B.
+ * Per-sample randomness (crop, flip, jitter) comes from beit_rng_seed(seed, epoch, index) with
+ * index the record assigned to the position, so results do not depend on W or thread count.
+ *
+ * Bad data never stops a run: a record whose bytes do not decode (truncated, corrupt) is
+ * skipped, counted and its key logged, and its slot is filled by the next valid record of the
+ * permutation, so batches keep their size and order stays reproducible. A shard that fails its
+ * schema or checksum check is an error naming the file. */
+#ifndef BEIT_DATA_H
+#define BEIT_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "beit/status.h"
+
+struct beit_rng; /* core/rng.h */
+
+#define BEIT_DATA_FORMAT_VERSION 1 /* index.json "format_version" */
+#define BEIT_DATA_SCHEMA_VERSION 1 /* shard attribute "schema_version" */
+#define BEIT_DATA_KEY_MAX 1024     /* longest key, including the terminator */
+
+enum beit_data_task { BEIT_DATA_TASK_MULTICLASS, BEIT_DATA_TASK_MULTILABEL };
+
+/* ---- Images ------------------------------------------------------------------------------ */
+
+/* An 8-bit RGB image, (height, width, 3) interleaved, rows packed. */
+struct beit_data_image {
+  uint8_t *pixels;
+  int width, height;
+};
+
+/* Decode an encoded file (JPEG, PNG, BMP, GIF first frame, TGA, PNM) to RGB: grey is
+ * replicated, alpha dropped (PIL's convert("RGB")). JPEG without an end-of-image marker after
+ * its last scan and PNG without IEND count as truncated. FORMAT on failure, the message names
+ * key. img must be freed with beit_data_image_free (also after a failure: it is then empty). */
+enum beit_status beit_data_decode(struct beit_data_image *img, const void *data, size_t size,
+                                  const char *key, struct beit_error *err);
+void beit_data_image_free(struct beit_data_image *img);
+
+/* PIL resampling filters (Image.BILINEAR, BICUBIC a=-0.5, LANCZOS a=3). */
+enum beit_data_filter {
+  BEIT_DATA_FILTER_BILINEAR,
+  BEIT_DATA_FILTER_BICUBIC,
+  BEIT_DATA_FILTER_LANCZOS,
+};
+
+/* Worker scratch space for resizing and transforms: grows to the largest image seen, then
+ * stays (no allocation in steady state). One per thread. */
+struct beit_data_scratch;
+struct beit_data_scratch *beit_data_scratch_init(void); /* NULL when out of memory */
+void beit_data_scratch_free(struct beit_data_scratch *ws);
+
+/* Resize the box (x0, y0, w, h) of src (sw x sh RGB, row stride sstride bytes) to dst (dw x dh
+ * RGB, packed) exactly as PIL's Image.crop(box).resize((dw, dh), filter) for 8-bit images:
+ * separable, horizontal pass first, support scaled by the shrink factor (antialiasing),
+ * per-pixel normalised fixed-point coefficients, round and clip to uint8 between passes. */
+enum beit_status beit_data_resize(uint8_t *dst, int dw, int dh, const uint8_t *src, int sw,
+                                  int sh, size_t sstride, int x0, int y0, int w, int h,
+                                  enum beit_data_filter filter, struct beit_data_scratch *ws,
+                                  struct beit_error *err);
+
+/* ---- Transforms -------------------------------------------------------------------------- */
+
+enum beit_data_mode {
+  BEIT_DATA_MODE_PRETRAIN, /* jitter, flip, one crop box -> view A (+ view B) */
+  BEIT_DATA_MODE_FINETUNE, /* RandomResizedCrop + flip + normalise */
+  BEIT_DATA_MODE_EVAL,     /* deterministic: shorter side + centre crop, or direct resize */
+};
+
+enum beit_data_eval_resize {
+  BEIT_DATA_EVAL_CENTER_CROP, /* resize shorter side to floor(S / crop_pct), centre crop S */
+  BEIT_DATA_EVAL_DIRECT,      /* resize to S x S ignoring aspect (HF microsoft/ checkpoints) */
+};
+
+enum beit_data_second_norm {
+  BEIT_DATA_SECOND_DALLE,   /* x/255 * 0.8 + 0.1 (DALL-E map_pixels) */
+  BEIT_DATA_SECOND_MEANSTD, /* (x/255 - 0.5) / 0.5 (customised dVAE) */
+};
+
+struct beit_data_transform {
+  enum beit_data_mode mode;
+  int image_size;          /* view A side S */
+  int second_size;         /* view B side s; 0 = no view B (only used in pretrain mode) */
+  float mean[3], std[3];   /* view A: (x/255 - mean) / std */
+  enum beit_data_second_norm second_norm;
+  enum beit_data_filter filter;        /* view A (bicubic; eval default bicubic) */
+  enum beit_data_filter second_filter; /* view B (lanczos) */
+  double scale_min, scale_max;         /* RandomResizedCrop area fraction */
+  double ratio_min, ratio_max;         /* RandomResizedCrop aspect w/h, sampled log-uniform */
+  double jitter;                       /* brightness = contrast = saturation strength; 0 = off */
+  double hflip;                        /* probability of a horizontal flip */
+  double crop_pct;                     /* eval centre crop */
+  enum beit_data_eval_resize eval_resize;
+};
+
+/* Defaults of the BEiT recipes: pretrain 224/112, mean=std=0.5, view B DALL-E map, bicubic +
+ * lanczos, scale (0.08, 1), ratio (3/4, 4/3), jitter 0.4 (pretrain only), flip 0.5 (train
+ * modes), eval crop_pct 224/256 with centre crop. */
+void beit_data_transform_defaults(struct beit_data_transform *t, enum beit_data_mode mode);
+/* ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) for view A. */
+void beit_data_transform_imagenet_norm(struct beit_data_transform *t);
+/* CONFIG with a message naming the field when a value is out of range. */
+enum beit_status beit_data_transform_check(const struct beit_data_transform *t,
+                                           struct beit_error *err);
+
+/* Apply t to one decoded image. rng (seeded by the caller, e.g. (seed, epoch, index)) gives all
+ * random choices, in torchvision's order. view_a: (3, S, S); view_b: (3, s, s) or NULL. */
+enum beit_status beit_data_transform_apply(const struct beit_data_transform *t,
+                                           const struct beit_data_image *img,
+                                           struct beit_rng *rng, float *view_a, float *view_b,
+                                           struct beit_data_scratch *ws, struct beit_error *err);
+
+/* ---- Datasets (reading) ------------------------------------------------------------------ */
+
+struct beit_dataset; /* an opened dataset folder: index + every shard validated */
+
+/* Open dir/index.json and validate every shard: schema version, datasets and their types,
+ * offsets monotone and matching the image bytes, labels in range, checksums of the metadata
+ * chunks. Errors name the shard file. */
+enum beit_status beit_data_open(struct beit_dataset **out, const char *dir,
+                                struct beit_error *err);
+void beit_data_close(struct beit_dataset *ds);
+
+size_t beit_data_count(const struct beit_dataset *ds);
+enum beit_data_task beit_data_task(const struct beit_dataset *ds);
+int beit_data_num_classes(const struct beit_dataset *ds);
+const char *beit_data_class_name(const struct beit_dataset *ds, int c);
+
+/* One record's encoded bytes, labels and key; buffers grow as needed and are reused. */
+struct beit_data_record {
+  uint8_t *bytes;
+  size_t size, bytes_capacity;
+  int32_t *labels; /* one label (multiclass) or the record's label set (multilabel) */
+  size_t num_labels, labels_capacity;
+  char key[BEIT_DATA_KEY_MAX];
+};
+void beit_data_record_free(struct beit_data_record *rec);
+
+/* Read record index (0..N-1). Thread-safe. IO/FORMAT errors (a failed chunk checksum) name
+ * the shard file and the key. */
+enum beit_status beit_data_read(struct beit_dataset *ds, size_t index,
+                                struct beit_data_record *rec, struct beit_error *err);
+
+/* ---- Packing ------------------------------------------------------------------------------ */
+
+enum beit_data_source {
+  BEIT_DATA_SOURCE_FOLDER,        /* input/<class>/<image>: ImageFolder, classes sorted */
+  BEIT_DATA_SOURCE_MANIFEST,      /* CSV (path,label[;label...]) or JSON lines */
+  BEIT_DATA_SOURCE_FASHION_MNIST, /* input/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz */
+};
+
+struct beit_data_pack_options {
+  enum beit_data_source source;
+  const char *input;  /* folder, manifest file or Fashion-MNIST folder */
+  const char *output; /* dataset folder to create (written as output.partial, then renamed) */
+  const char *split;  /* Fashion-MNIST: "train" or "test" */
+  int multilabel;     /* manifest: force task multilabel even if every row has one label */
+  size_t shard_bytes; /* start a new shard once this many image bytes are in the current one */
+  size_t chunk_bytes; /* HDF5 chunk size of `images` */
+  uint64_t seed;      /* shuffle before sharding */
+  int shuffle;        /* 0 keeps source order (sorted paths) */
+  int overwrite;      /* replace an existing output folder */
+  FILE *log;          /* progress and skipped records (NULL: silent) */
+  int progress_tty;   /* progress as a rewritten line (TTY) rather than log lines */
+};
+void beit_data_pack_defaults(struct beit_data_pack_options *opt);
+
+struct beit_data_pack_report {
+  size_t written, skipped, shards;
+  size_t bytes;    /* encoded image bytes written */
+  int num_classes;
+};
+
+/* Build a dataset folder. Every image is decoded once to check it; ones that fail are skipped
+ * and reported (log lines "skip KEY: reason"), never fatal. */
+enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
+                                struct beit_data_pack_report *report, struct beit_error *err);
+
+/* ---- Loader ------------------------------------------------------------------------------- */
+
+struct beit_loader_options {
+  struct beit_data_transform transform;
+  size_t batch_size; /* per rank: B */
+  int rank, world_size;
+  int num_workers;   /* decode/augment threads */
+  int num_buffers;   /* batches in the ring (>= 2) */
+  uint64_t seed;
+  int shuffle;       /* 0: identity order (evaluation) */
+  int drop_last;     /* 1: drop the final partial global batch (training); 0: short batches */
+  int loop;          /* 1: run over epochs forever; 0: stop after the cursor's epoch */
+  FILE *log;         /* skipped-record lines (NULL: silent) */
+};
+void beit_loader_defaults(struct beit_loader_options *opt);
+
+/* Where training stands: the epoch and the global position of the next step's first sample
+ * (a multiple of W*B). Stored in trainer_state.json. */
+struct beit_loader_cursor {
+  uint64_t epoch;
+  uint64_t position;
+};
+
+/* One batch; valid until the next beit_loader_next call. */
+struct beit_loader_batch {
+  size_t count;        /* samples in this batch (B except a final short eval batch) */
+  float *view_a;       /* (B, 3, S, S) */
+  float *view_b;       /* (B, 3, s, s) or NULL */
+  int32_t *labels;     /* (B) multiclass, else NULL */
+  float *targets;      /* (B, C) multi-hot for multilabel, else NULL */
+  int64_t *indices;    /* (B) global sample index of each sample */
+  uint64_t epoch;      /* epoch and global position of this step's first sample */
+  uint64_t position;
+};
+
+struct beit_loader_stats {
+  size_t skipped;      /* records skipped by this loader so far */
+  double wait_seconds; /* time the caller spent blocked in beit_loader_next */
+  size_t batches;      /* batches returned */
+};
+
+struct beit_loader;
+
+/* Open dir and start the workers at cursor start (NULL = epoch 0, position 0). The position
+ * must be a multiple of world_size * batch_size. */
+enum beit_status beit_loader_init(struct beit_loader **out, const char *dir,
+                                  const struct beit_loader_options *opt,
+                                  const struct beit_loader_cursor *start, struct beit_error *err);
+/* Stop the workers and free every buffer. */
+void beit_loader_free(struct beit_loader *ld);
+
+/* Block until the next batch in order is ready. *batch = NULL at the end (loop = 0). A shard
+ * checksum failure during the run is returned here (FORMAT, naming the file). */
+enum beit_status beit_loader_next(struct beit_loader *ld, const struct beit_loader_batch **batch,
+                                  struct beit_error *err);
+
+/* Cursor after the last batch returned: resuming from it continues exactly. */
+void beit_loader_cursor(const struct beit_loader *ld, struct beit_loader_cursor *cursor);
+void beit_loader_stats(const struct beit_loader *ld, struct beit_loader_stats *stats);
+struct beit_dataset *beit_loader_dataset(struct beit_loader *ld);
+/* Global steps per epoch: floor (drop_last) or ceil of N / (W*B). */
+uint64_t beit_loader_steps_per_epoch(const struct beit_loader *ld);
+
+/* The epoch permutation: position -> global sample index, a bijection of 0..n-1 keyed by
+ * (seed, epoch) (a Feistel network with cycle walking: O(1) memory, random access). */
+uint64_t beit_data_permute(uint64_t position, uint64_t n, uint64_t seed, uint64_t epoch);
+
+#endif

@@ -1,0 +1,197 @@
+/* C side of the encoder benchmark: times full training steps (forward, MIM loss, backward,
+ * clip, AdamW, zero-grad) or inference forwards, mirroring bench/bench_encoder_torch.py, and
+ * measures the sgemm peak in the same process so achieved GFLOP/s can be read as a fraction.
+ *
+ *   bench_encoder --config X.json --batch B --threads T --mode train|infer --iters N --warmup W
+ *                 [--vocab V] [--mask-ratio 0.4] [--clip-grad 0]
+ * Prints one JSON line. bench/run_encoder.sh runs both sides and prints the ratios. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "encoder.h"
+#include "kernels.h"
+#include "optim.h"
+#include "rng.h"
+
+void openblas_set_num_threads(int n);
+
+static double now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Best GFLOP/s of cblas_sgemm on a transformer-like (M, K) x (K, N) product. */
+static double sgemm_peak(void)
+{
+  size_t M = 1576, K = 768, N = 3072; /* BEiT-base fc1 at batch 8 */
+  float *a = beit_alloc_floats(M * K), *b = beit_alloc_floats(K * N), *c = beit_alloc_floats(M * N);
+  for (size_t i = 0; i < M * K; i++)
+    a[i] = (float)(i % 13) * 0.01f;
+  for (size_t i = 0; i < K * N; i++)
+    b[i] = (float)(i % 7) * 0.01f;
+  double best = 0;
+  for (int r = 0; r < 8; r++) {
+    double t0 = now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K,
+                b, (int)K, 0.0f, c, (int)N);
+    double gf = 2.0 * (double)M * (double)N * (double)K / (now() - t0) / 1e9;
+    if (gf > best)
+      best = gf;
+  }
+  free(a);
+  free(b);
+  free(c);
+  return best;
+}
+
+struct options {
+  const char *config, *mode;
+  long batch, threads, iters, warmup, vocab;
+  double mask_ratio, clip_grad;
+};
+
+static int parse(int argc, char **argv, struct options *o)
+{
+  *o = (struct options){NULL, "train", 8, 1, 10, 2, 0, 0.4, 0.0};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const char *k = argv[i], *v = argv[i + 1];
+    if (!strcmp(k, "--config")) o->config = v;
+    else if (!strcmp(k, "--mode")) o->mode = v;
+    else if (!strcmp(k, "--batch")) o->batch = atol(v);
+    else if (!strcmp(k, "--threads")) o->threads = atol(v);
+    else if (!strcmp(k, "--iters")) o->iters = atol(v);
+    else if (!strcmp(k, "--warmup")) o->warmup = atol(v);
+    else if (!strcmp(k, "--vocab")) o->vocab = atol(v);
+    else if (!strcmp(k, "--mask-ratio")) o->mask_ratio = atof(v);
+    else if (!strcmp(k, "--clip-grad")) o->clip_grad = atof(v);
+    else return 0;
+  }
+  return o->config && o->batch > 0 && o->iters > 0 && (argc % 2) == 1;
+}
+
+int main(int argc, char **argv)
+{
+  struct options o;
+  if (!parse(argc, argv, &o)) {
+    fprintf(stderr, "usage: bench_encoder --config X.json [--batch B] [--threads T] "
+                    "[--mode train|infer] [--iters N] [--warmup W] [--vocab V] "
+                    "[--mask-ratio R] [--clip-grad C]\n");
+    return 2;
+  }
+  int train = !strcmp(o.mode, "train");
+  omp_set_num_threads((int)o.threads);
+  openblas_set_num_threads((int)o.threads);
+  double peak = sgemm_peak();
+
+  struct beit_error err = {0};
+  struct beit_config cfg;
+  struct beit_model *m = NULL;
+  beit_config_defaults(&cfg);
+  if (beit_config_load(&cfg, o.config, &err))
+    goto fail;
+  if (o.vocab)
+    cfg.vocab_size = o.vocab;
+  if (train) { /* same forcing as the PyTorch side */
+    strcpy(cfg.architecture, "BeitForMaskedImageModeling");
+    cfg.use_mask_token = 1;
+    cfg.use_shared_relative_position_bias = 1;
+  } else if (beit_config_arch(&cfg) == BEIT_ARCH_MIM) {
+    strcpy(cfg.architecture, "BeitModel");
+  }
+  size_t B = (size_t)o.batch;
+  if (beit_model_create(&m, &cfg, B, &err))
+    goto fail;
+  beit_model_init_weights(m, BEIT_INIT_PRETRAIN, 0);
+
+  size_t N = m->N, H = (size_t)cfg.image_size, L = m->L;
+  size_t n_mask = (size_t)fmax(1.0, round(o.mask_ratio * (double)N));
+  float *pixels = malloc(B * m->C * H * H * sizeof(float));
+  float *drop = malloc(L * 2 * B * sizeof(float));
+  double *uniform = malloc(B * sizeof(double));
+  uint8_t *mask = malloc(B * N);
+  int32_t *targets = malloc(B * N * sizeof(int32_t));
+  size_t *perm = malloc(N * sizeof(size_t));
+  float *mom = beit_alloc_floats(m->table.total), *var = beit_alloc_floats(m->table.total);
+  struct beit_rng rng;
+  beit_rng_seed(&rng, 1, 2, 3);
+  for (size_t i = 0; i < B * m->C * H * H; i++)
+    pixels[i] = (float)(2.0 * beit_rng_uniform(&rng) - 1.0);
+
+  long total = o.warmup + o.iters;
+  double *times = malloc((size_t)total * sizeof(double));
+  for (long it = 0; it < total; it++) {
+    double t0 = now();
+    if (train) {
+      /* fresh random mask of n_mask patches per image, drop-path scales, token labels */
+      for (size_t b = 0; b < B; b++) {
+        for (size_t i = 0; i < N; i++)
+          perm[i] = i;
+        memset(mask + b * N, 0, N);
+        for (size_t i = 0; i < n_mask; i++) {
+          size_t j = i + (size_t)beit_rng_int(&rng, 0, (int64_t)(N - i - 1));
+          size_t t = perm[i];
+          perm[i] = perm[j];
+          perm[j] = t;
+          mask[b * N + perm[i]] = 1;
+        }
+      }
+      for (size_t l = 0; l < L; l++) {
+        float rate = L > 1 ? (float)(cfg.drop_path_rate * (double)l / (double)(L - 1)) : 0.0f;
+        for (size_t br = 0; br < 2; br++) {
+          for (size_t b = 0; b < B; b++)
+            uniform[b] = beit_rng_uniform(&rng);
+          beit_drop_path_scales(drop + (2 * l + br) * B, uniform, rate, B);
+        }
+      }
+      for (size_t i = 0; i < B * n_mask; i++)
+        targets[i] = (int32_t)beit_rng_int(&rng, 0, cfg.vocab_size - 1);
+      if (beit_model_forward(m, pixels, mask, drop, B, &err))
+        goto fail;
+      beit_model_loss(m, targets, NULL, 0.0f, NULL);
+      beit_model_backward(m, 1.0f);
+      beit_clip_grad_norm(m->grads, m->table.total, o.clip_grad);
+      struct beit_adamw_hparams hp = {1.5e-3, 0.05, 0.9, 0.999, 1e-8, it + 1};
+      beit_adamw_update(m->params, m->grads, mom, var, &m->table, &hp);
+      beit_model_zero_grad(m);
+    } else if (beit_model_forward(m, pixels, NULL, NULL, B, &err)) {
+      goto fail;
+    }
+    times[it] = now() - t0;
+  }
+  qsort(times + o.warmup, (size_t)o.iters, sizeof(double), cmp_double);
+  double median = times[o.warmup + o.iters / 2];
+  if (o.iters % 2 == 0)
+    median = 0.5 * (median + times[o.warmup + o.iters / 2 - 1]);
+  /* matmul FLOPs of the work done: forward (MIM head on masked rows only), backward ~2x */
+  double flops = beit_model_flops_per_image(m);
+  if (train)
+    flops = 3.0 * (flops - 2.0 * (double)m->D * (double)cfg.vocab_size * (double)(N - n_mask));
+  double gflops = flops * (double)B / median / 1e9;
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("{\"side\": \"c\", \"mode\": \"%s\", \"batch\": %zu, \"threads\": %ld, "
+         "\"images_per_s\": %.3f, \"median_step_s\": %.6f, \"gflops\": %.2f, "
+         "\"sgemm_peak_gflops\": %.2f, \"fraction_of_peak\": %.3f, \"peak_rss_mb\": %.1f}\n",
+         o.mode, B, o.threads, (double)B / median, median, gflops, peak, gflops / peak,
+         (double)ru.ru_maxrss / 1024.0);
+  beit_model_free(m);
+  beit_config_free(&cfg);
+  return 0;
+fail:
+  fprintf(stderr, "bench_encoder: %s\n", err.message);
+  return 1;
+}

@@ -1,0 +1,11 @@
+# data/: shards, decoding, PIL-compatible resampling, augmentations, loader, `beit pack`.
+if(TARGET beit_data)
+  beit_add_test(NAME test_data_pil SOURCES test_data_pil.c LABELS unit LIBS beit_data
+                ARGS ${CMAKE_CURRENT_BINARY_DIR}/data_pil_ref)
+  target_include_directories(test_data_pil PRIVATE ${PROJECT_SOURCE_DIR}/data)
+  add_test(NAME data_pil_fixture
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/data_pil_ref.py
+                   ${CMAKE_CURRENT_BINARY_DIR}/data_pil_ref)
+  set_tests_properties(data_pil_fixture PROPERTIES FIXTURES_SETUP data_pil LABELS unit)
+  set_tests_properties(test_data_pil PROPERTIES FIXTURES_REQUIRED data_pil)
+endif()

@@ -1,0 +1,228 @@
+/* The resampler, colour jitter and eval transform against PIL/torchvision (fixtures written by
+ * tests/data_pil_ref.py): mean absolute error per case in grey levels, target < 1 on average
+ * (we expect ~0: the arithmetic is Pillow's). Also the fast resampler against its naive twin. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config_table.h"
+#include "data_internal.h"
+#include "testing.h"
+
+static const char *dir;
+
+static uint8_t *read_all(const char *name, size_t *n)
+{
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  rewind(f);
+  uint8_t *p = malloc((size_t)len + 1);
+  *n = fread(p, 1, (size_t)len, f);
+  fclose(f);
+  return p;
+}
+
+static int load_image(const char *name, struct beit_data_image *img)
+{
+  char file[256];
+  snprintf(file, sizeof file, "%s.png", name);
+  size_t n;
+  uint8_t *bytes = read_all(file, &n);
+  struct beit_error err;
+  int bad = !bytes || beit_data_decode(img, bytes, n, file, &err);
+  free(bytes);
+  return bad ? -1 : 0;
+}
+
+static enum beit_data_filter filter_of(const char *s)
+{
+  return !strcmp(s, "bilinear") ? BEIT_DATA_FILTER_BILINEAR
+         : !strcmp(s, "bicubic") ? BEIT_DATA_FILTER_BICUBIC
+                                 : BEIT_DATA_FILTER_LANCZOS;
+}
+
+/* Error groups for the report: filter x (down, up). */
+static double group_sum[3][2];
+static int group_n[3][2];
+
+static double mean_abs(const uint8_t *a, const uint8_t *b, size_t n, int *maxd)
+{
+  double s = 0;
+  *maxd = 0;
+  for (size_t i = 0; i < n; i++) {
+    int d = abs((int)a[i] - (int)b[i]);
+    s += d;
+    if (d > *maxd)
+      *maxd = d;
+  }
+  return s / (double)n;
+}
+
+static void run_case(const cJSON *c, struct beit_data_scratch *ws)
+{
+  const char *kind = cJSON_GetObjectItem(c, "kind")->valuestring;
+  const char *image = cJSON_GetObjectItem(c, "image")->valuestring;
+  int w = cJSON_GetObjectItem(c, "w")->valueint, h = cJSON_GetObjectItem(c, "h")->valueint;
+  size_t n;
+  uint8_t *want = read_all(cJSON_GetObjectItem(c, "out")->valuestring, &n);
+  struct beit_data_image img;
+  if (!want || load_image(image, &img)) {
+    CHECK_MSG(0, "fixture %s missing", cJSON_GetObjectItem(c, "out")->valuestring);
+    free(want);
+    return;
+  }
+  CHECK(n == (size_t)w * h * 3);
+  uint8_t *got = calloc((size_t)w * h * 3, 1);
+  struct beit_error err = {0};
+  char label[256];
+  int group_f = -1, up = 0;
+  if (!strcmp(kind, "resize")) {
+    const cJSON *box = cJSON_GetObjectItem(c, "box");
+    int x0 = cJSON_GetArrayItem(box, 0)->valueint, y0 = cJSON_GetArrayItem(box, 1)->valueint;
+    int bw = cJSON_GetArrayItem(box, 2)->valueint, bh = cJSON_GetArrayItem(box, 3)->valueint;
+    int flip = cJSON_GetObjectItem(c, "flip")->valueint;
+    enum beit_data_filter f = filter_of(cJSON_GetObjectItem(c, "filter")->valuestring);
+    if (flip)
+      x0 = img.width - x0 - bw;
+    CHECK(beit_data_resize(got, w, h, img.pixels, img.width, img.height, (size_t)img.width * 3,
+                           x0, y0, bw, bh, f, ws, &err) == BEIT_STATUS_OK);
+    if (flip)
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w / 2; x++)
+          for (int k = 0; k < 3; k++) {
+            uint8_t *row = got + (size_t)y * w * 3, t = row[3 * x + k];
+            row[3 * x + k] = row[3 * (w - 1 - x) + k];
+            row[3 * (w - 1 - x) + k] = t;
+          }
+    group_f = (int)f;
+    up = w * h > bw * bh;
+    snprintf(label, sizeof label, "resize %s %s (%d,%d,%d,%d)->%dx%d%s", image,
+             cJSON_GetObjectItem(c, "filter")->valuestring, x0, y0, bw, bh, w, h, flip ? " flip" : "");
+  } else if (!strcmp(kind, "jitter")) {
+    struct beit_data_jitter j = {1, {0}, {0}};
+    for (int k = 0; k < 3; k++) {
+      j.order[k] = cJSON_GetArrayItem(cJSON_GetObjectItem(c, "order"), k)->valueint;
+      j.factor[k] = (float)cJSON_GetArrayItem(cJSON_GetObjectItem(c, "factors"), k)->valuedouble;
+    }
+    int mean = beit_data_jitter_contrast_mean(&j, &img);
+    beit_data_jitter_apply_box(got, &img, 0, 0, img.width, img.height, &j, mean);
+    snprintf(label, sizeof label, "jitter %s order %d%d%d", image, j.order[0], j.order[1], j.order[2]);
+  } else {
+    struct beit_data_transform t;
+    beit_data_transform_defaults(&t, BEIT_DATA_MODE_EVAL);
+    t.image_size = w;
+    for (int k = 0; k < 3; k++)
+      t.mean[k] = 0, t.std[k] = 1;
+    t.filter = filter_of(cJSON_GetObjectItem(c, "filter")->valuestring);
+    t.eval_resize = !strcmp(kind, "eval_crop") ? BEIT_DATA_EVAL_CENTER_CROP : BEIT_DATA_EVAL_DIRECT;
+    if (t.eval_resize == BEIT_DATA_EVAL_CENTER_CROP)
+      t.crop_pct = cJSON_GetObjectItem(c, "crop_pct")->valuedouble;
+    float *v = malloc(sizeof(float) * 3 * (size_t)w * h);
+    CHECK(beit_data_transform_apply(&t, &img, NULL, v, NULL, ws, &err) == BEIT_STATUS_OK);
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++)
+        for (int k = 0; k < 3; k++)
+          got[((size_t)y * w + x) * 3 + k] = (uint8_t)lrintf(v[((size_t)k * h + y) * w + x] * 255.0f);
+    free(v);
+    snprintf(label, sizeof label, "%s %s", kind, image);
+  }
+  int maxd;
+  double e = mean_abs(got, want, (size_t)w * h * 3, &maxd);
+  printf("  %-58s mean %.4f max %d\n", label, e, maxd);
+  CHECK_MSG(e < 1.0, "%s: mean error %.3f grey levels", label, e);
+  CHECK_MSG(!strcmp(kind, "resize") || e == 0.0, "%s: jitter and eval should be exact", label);
+  if (group_f >= 0) {
+    group_sum[group_f][up] += e;
+    group_n[group_f][up]++;
+  }
+  free(got);
+  free(want);
+  beit_data_image_free(&img);
+}
+
+/* Fast (fixed point, two passes) vs naive (double, 2-D) on random images: within rounding. */
+static void test_naive_twin(struct beit_data_scratch *ws)
+{
+  struct beit_rng rng;
+  beit_rng_seed(&rng, 7, 0, 0);
+  const int sizes[][6] = {{40, 30, 0, 0, 40, 30}, {53, 41, 5, 3, 31, 29}, {9, 7, 1, 1, 7, 5}};
+  const int outs[][2] = {{17, 13}, {64, 80}, {31, 31}};
+  for (int s = 0; s < 3; s++) {
+    int sw = sizes[s][0], sh = sizes[s][1];
+    uint8_t *src = malloc((size_t)sw * sh * 3);
+    for (int i = 0; i < sw * sh * 3; i++)
+      src[i] = (uint8_t)beit_rng_int(&rng, 0, 255);
+    for (int o = 0; o < 3; o++)
+      for (int f = 0; f < 3; f++) {
+        int dw = outs[o][0], dh = outs[o][1];
+        uint8_t *fast = malloc((size_t)dw * dh * 3);
+        float *ref = malloc(sizeof(float) * (size_t)dw * dh * 3);
+        struct beit_error err;
+        CHECK(beit_data_resize(fast, dw, dh, src, sw, sh, (size_t)sw * 3, sizes[s][2], sizes[s][3],
+                               sizes[s][4], sizes[s][5], (enum beit_data_filter)f, ws, &err) == 0);
+        beit_data_resize_naive(ref, dw, dh, src, sw, sh, (size_t)sw * 3, sizes[s][2], sizes[s][3],
+                               sizes[s][4], sizes[s][5], (enum beit_data_filter)f);
+        double sum = 0;
+        for (int i = 0; i < dw * dh * 3; i++) {
+          float r = ref[i] < 0 ? 0 : ref[i] > 255 ? 255 : ref[i];
+          sum += fabs(fast[i] - r);
+        }
+        /* Intermediate uint8 rounding costs at most ~1 level (x kernel gain) per pixel. */
+        CHECK_MSG(sum / (dw * dh * 3) < 0.75, "naive twin: size %d out %d filter %d mean %.3f", s, o,
+                  f, sum / (dw * dh * 3));
+        free(fast);
+        free(ref);
+      }
+    free(src);
+  }
+}
+
+static void test_bad_args(struct beit_data_scratch *ws)
+{
+  uint8_t src[12 * 3], dst[4 * 3];
+  struct beit_error err = {0};
+  CHECK(beit_data_resize(dst, 2, 2, src, 4, 3, 12, 3, 0, 2, 2, BEIT_DATA_FILTER_BICUBIC, ws, &err) ==
+        BEIT_STATUS_USAGE);
+  CHECK(strstr(err.message, "box") != NULL);
+}
+
+int main(int argc, char **argv)
+{
+  dir = argc > 1 ? argv[1] : "data_pil_ref";
+  struct beit_data_scratch *ws = beit_data_scratch_init();
+  test_naive_twin(ws);
+  test_bad_args(ws);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/cases.json", dir);
+  cJSON *cases = NULL;
+  struct beit_error err = {0};
+  if (beit_json_read_file(&cases, path, &err)) {
+    CHECK_MSG(0, "%s (run tests/data_pil_ref.py first)", err.message);
+    return test_summary("test_data_pil");
+  }
+  const cJSON *c;
+  int ncases = 0;
+  cJSON_ArrayForEach(c, cases) {
+    run_case(c, ws);
+    ncases++;
+  }
+  CHECK(ncases >= 40);
+  static const char *fn[3] = {"bilinear", "bicubic", "lanczos"};
+  printf("resampler vs PIL, mean |error| in grey levels (averaged over cases):\n");
+  for (int f = 0; f < 3; f++)
+    for (int up = 0; up < 2; up++)
+      if (group_n[f][up])
+        printf("  %-8s %-4s %.4f  (%d cases)\n", fn[f], up ? "up" : "down",
+               group_sum[f][up] / group_n[f][up], group_n[f][up]);
+  for (int f = 1; f < 3; f++)
+    CHECK_MSG(group_n[f][0] > 0 && group_n[f][1] > 0, "%s needs down and up cases", fn[f]);
+  cJSON_Delete(cases);
+  beit_data_scratch_free(ws);
+  return test_summary("test_data_pil");
+}

@@ -35,15 +35,26 @@ static inline float vexpf(float x)
   return y * scale;
 }
 
-/* In-place row softmax of a (T, T) block; the max is subtracted so exp <= 1. */
-static void softmax_rows_inplace(float *P, size_t T)
+/* In-place row softmax of a (T, T) block of logits, adding bias (T, T) first when given; the
+ * max is subtracted so exp <= 1. */
+static void softmax_rows_inplace(float *P, const float *bias, size_t T)
 {
   for (size_t i = 0; i < T; i++) {
     float *row = P + i * T;
     float mx = -INFINITY;
+    if (bias) {
+      const float *b = bias + i * T;
 #pragma omp simd reduction(max : mx)
-    for (size_t j = 0; j < T; j++)
-      mx = row[j] > mx ? row[j] : mx;
+      for (size_t j = 0; j < T; j++) {
+        float x = row[j] + b[j];
+        row[j] = x;
+        mx = x > mx ? x : mx;
+      }
+    } else {
+#pragma omp simd reduction(max : mx)
+      for (size_t j = 0; j < T; j++)
+        mx = row[j] > mx ? row[j] : mx;
+    }
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (size_t j = 0; j < T; j++) {
@@ -74,12 +85,10 @@ void beit_attention_forward(float *out, float *probs, const float *qkv, const fl
     size_t b = (size_t)bh / nH, h = (size_t)bh % nH;
     const float *q = qkv + b * T * ld + h * dh, *k = q + D, *v = q + 2 * D;
     float *P = probs + (size_t)bh * TT;
-    if (bias)
-      memcpy(P, bias + h * TT, TT * sizeof *P);
-    /* S (T, T) = scale * Q K^T (+ bias[h]) */
+    /* S (T, T) = scale * Q K^T; the bias is added in the softmax pass */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)dh, scale, q,
-                (int)ld, k, (int)ld, bias ? 1.0f : 0.0f, P, (int)T);
-    softmax_rows_inplace(P, T);
+                (int)ld, k, (int)ld, 0.0f, P, (int)T);
+    softmax_rows_inplace(P, bias ? bias + h * TT : NULL, T);
     /* out_h (T, dh), row stride D = P V */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)dh, (int)T, 1.0f, P,
                 (int)T, v, (int)ld, 0.0f, out + b * T * D + h * dh, (int)D);

@@ -3,6 +3,7 @@
  * and the kernels without a twin against loops written here (in double where it matters).
  * The relative position index is checked against the spec's test vectors. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -551,6 +552,42 @@ static void test_relpos(size_t Wh, size_t Ww, size_t nH)
   check_close("relpos bwd", dtable, want, R * nH, TOL);
 }
 
+/* The non-GEMM reductions use fixed partitions: results must be bitwise equal for any number
+ * of threads (OpenBLAS's own GEMM partitioning is not ours to promise). */
+static void test_thread_determinism(void)
+{
+  const size_t N = 523, C = 301, B = 3, T = 41, D = 32, nH = 2;
+  float *x = randn(N * C, 1.0f), *w = randn(C, 1.0f), *dy = randn(N * C, 1.0f);
+  float *mean = zeros(N), *rstd = zeros(N), *y = zeros(N * C), *probs = zeros(N * C);
+  int32_t *t = talloc(N * sizeof *t), *rows = talloc(N * sizeof *rows);
+  for (size_t i = 0; i < N; i++) {
+    t[i] = (int32_t)beit_rng_int(&rng, 0, (int64_t)C - 1);
+    rows[i] = (int32_t)beit_rng_int(&rng, 0, 9);
+  }
+  float *qkv = randn(B * T * 3 * D, 1.0f), *ab = randn(nH * T * T, 1.0f);
+  float *ao = zeros(B * T * D), *ap = zeros(B * nH * T * T), *ado = randn(B * T * D, 1.0f);
+  float *scr = zeros(beit_attention_scratch_floats(B, T, nH));
+  float *res[2][6];
+  double loss[2];
+  int saved = omp_get_max_threads();
+  for (int run = 0; run < 2; run++) {
+    omp_set_num_threads(run ? 3 : 1);
+    for (int k = 0; k < 6; k++)
+      res[run][k] = zeros(N * C);
+    beit_layernorm_forward(y, mean, rstd, x, w, w, 1e-6f, N, C);
+    beit_layernorm_backward(res[run][0], res[run][1], res[run][2], dy, x, w, mean, rstd, N, C);
+    loss[run] = beit_cross_entropy_forward(probs, NULL, x, t, 0.1f, N, C);
+    beit_gather_rows_backward(res[run][3], dy, rows, N, C);
+    beit_attention_forward(ao, ap, qkv, ab, B, T, D, nH);
+    beit_attention_backward(res[run][4], res[run][5], scr, ado, qkv, ap, B, T, D, nH);
+  }
+  omp_set_num_threads(saved);
+  int same = loss[0] == loss[1];
+  for (int k = 0; k < 6; k++)
+    same &= memcmp(res[0][k], res[1][k], N * C * sizeof(float)) == 0;
+  CHECK_MSG(same, "1 and 3 threads give bitwise equal results");
+}
+
 int main(void)
 {
   beit_rng_seed(&rng, 1234, 0, 0);
@@ -610,6 +647,7 @@ int main(void)
   test_relpos_index();
   test_relpos(2, 3, 3);
   test_relpos(14, 14, 4);
+  test_thread_determinism();
 
   tfree_all();
   return test_summary("test_kernels");

@@ -239,6 +239,7 @@ static enum beit_status shard_open(struct shard *s, const struct beit_dataset *d
   s->key_type = H5Tcopy(H5T_C_S1);
   H5Tset_size(s->key_type, H5Tget_size(ft));
   H5Tset_strpad(s->key_type, H5T_STR_NULLPAD);
+  H5Tset_cset(s->key_type, H5Tget_cset(ft)); /* no ASCII <-> UTF-8 conversion exists */
   H5Tclose(ft);
   int C = ds->num_classes;
   if (ds->task == BEIT_DATA_TASK_MULTICLASS) {

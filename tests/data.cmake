@@ -9,3 +9,11 @@ if(TARGET beit_data)
   set_tests_properties(data_pil_fixture PROPERTIES FIXTURES_SETUP data_pil LABELS unit)
   set_tests_properties(test_data_pil PROPERTIES FIXTURES_REQUIRED data_pil)
 endif()
+
+if(TARGET beit_data)
+  find_package(HDF5 REQUIRED COMPONENTS C)
+  find_path(BEIT_DATA_STB_INCLUDE stb/stb_image.h REQUIRED)
+  beit_add_test(NAME test_data_pack SOURCES test_data_pack.c LABELS unit LIBS beit_data)
+  target_include_directories(test_data_pack PRIVATE ${PROJECT_SOURCE_DIR}/data
+                             ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS} ${BEIT_DATA_STB_INCLUDE})
+endif()

@@ -1,0 +1,401 @@
+/* `beit pack` as a library call: an ImageFolder of generated JPEG/PNG/BMP/GIF images in several
+ * sizes and modes plus deliberately corrupt files; read back, bytes and pixels equal the
+ * originals, corrupt files reported; multi-label manifests (CSV and JSON lines) round-trip;
+ * shard checksum and schema failures are errors that name the file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+#include <stb/stb_image_write.h>
+
+#include "data_internal.h"
+#include "testing.h"
+
+static char root[256];
+
+struct mem {
+  unsigned char *p;
+  size_t n;
+};
+
+static void sink(void *ctx, void *data, int size)
+{
+  struct mem *m = ctx;
+  m->p = realloc(m->p, m->n + (size_t)size);
+  memcpy(m->p + m->n, data, (size_t)size);
+  m->n += (size_t)size;
+}
+
+static void write_bytes(const char *rel, const void *p, size_t n)
+{
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", root, rel);
+  FILE *f = fopen(path, "wb");
+  fwrite(p, 1, n, f);
+  fclose(f);
+}
+
+static unsigned char *read_bytes(const char *path, size_t *n)
+{
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  rewind(f);
+  unsigned char *p = malloc(*n + 1);
+  *n = fread(p, 1, *n, f);
+  fclose(f);
+  return p;
+}
+
+/* A smooth pattern with some detail, comp channels. */
+static unsigned char *pattern(int w, int h, int comp, int seed)
+{
+  unsigned char *p = malloc((size_t)w * h * comp);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int c = 0; c < comp; c++)
+        p[((size_t)y * w + x) * comp + c] = (unsigned char)((x * 7 + y * 3 + c * 50 + seed * 31 + ((x ^ y) & 15)) & 255);
+  return p;
+}
+
+/* Encode and write an image; returns the encoded bytes (caller frees) in *m. */
+static void make_image(const char *rel, const char *fmt, int w, int h, int comp, int seed, struct mem *m)
+{
+  unsigned char *px = pattern(w, h, comp, seed);
+  m->p = NULL;
+  m->n = 0;
+  if (!strcmp(fmt, "png"))
+    stbi_write_png_to_func(sink, m, w, h, comp, px, w * comp);
+  else if (!strcmp(fmt, "jpg"))
+    stbi_write_jpg_to_func(sink, m, w, h, comp, px, 90);
+  else
+    stbi_write_bmp_to_func(sink, m, w, h, comp, px);
+  free(px);
+  write_bytes(rel, m->p, m->n);
+}
+
+static const unsigned char gif1x1[] = {
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0xFF, 0xFF,
+    0xFF, 0x00, 0x00, 0x00, 0x21, 0xF9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2C, 0x00, 0x00,
+    0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3B};
+
+struct expect {
+  const char *key;
+  int label;
+  int grey; /* source had one grey channel (maybe + alpha): decoded R = G = B */
+};
+
+static const struct expect good[] = {
+    {"cat/grey.png", 0, 1},      {"cat/grey_alpha.png", 0, 1}, {"cat/rgb.png", 0, 0},
+    {"dog/rgba.png", 1, 0},      {"dog/photo.jpg", 1, 0},      {"dog/grey.jpg", 1, 1},
+    {"zebra/rgb.bmp", 2, 0},     {"zebra/pixel.gif", 2, 0},    {"zebra/deep/nested.png", 2, 0},
+    {"zebra/UPPER.PNG", 2, 0},
+};
+static const char *const corrupt[] = {"cat/truncated.jpg", "dog/truncated.png", "dog/random.jpg",
+                                      "zebra/empty.png", "zebra/text.png"};
+
+static void make_folder(void)
+{
+  char path[512];
+  const char *dirs[] = {"cat", "dog", "zebra", "zebra/deep"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(path, sizeof path, "%s/%s", root, dirs[i]);
+    mkdir(path, 0755);
+  }
+  struct mem m;
+  make_image("cat/grey.png", "png", 31, 17, 1, 1, &m), free(m.p);
+  make_image("cat/grey_alpha.png", "png", 20, 20, 2, 2, &m), free(m.p);
+  make_image("cat/rgb.png", "png", 64, 48, 3, 3, &m), free(m.p);
+  make_image("dog/rgba.png", "png", 15, 40, 4, 4, &m), free(m.p);
+  make_image("dog/grey.jpg", "jpg", 50, 50, 1, 6, &m), free(m.p);
+  make_image("zebra/rgb.bmp", "bmp", 33, 33, 3, 7, &m), free(m.p);
+  make_image("zebra/deep/nested.png", "png", 9, 5, 3, 8, &m), free(m.p);
+  make_image("zebra/UPPER.PNG", "png", 12, 12, 3, 9, &m), free(m.p);
+  write_bytes("zebra/pixel.gif", gif1x1, sizeof gif1x1);
+  make_image("dog/photo.jpg", "jpg", 100, 75, 3, 5, &m);
+  write_bytes("cat/truncated.jpg", m.p, m.n / 2);
+  free(m.p);
+  make_image("dog/tmp.png", "png", 64, 64, 3, 10, &m);
+  write_bytes("dog/truncated.png", m.p, m.n * 6 / 10);
+  free(m.p);
+  snprintf(path, sizeof path, "%s/dog/tmp.png", root);
+  unlink(path);
+  unsigned char noise[777];
+  for (int i = 0; i < 777; i++)
+    noise[i] = (unsigned char)(i * 131 + 7);
+  write_bytes("dog/random.jpg", noise, sizeof noise);
+  write_bytes("zebra/empty.png", "", 0);
+  write_bytes("zebra/text.png", "this is not an image\n", 21);
+  write_bytes("zebra/readme.txt", "ignored: not an image extension\n", 32);
+}
+
+static const struct expect *find_good(const char *key)
+{
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+    if (!strcmp(good[i].key, key))
+      return &good[i];
+  return NULL;
+}
+
+static enum beit_status pack(enum beit_data_source src, const char *in, const char *out,
+                             size_t shard_bytes, FILE *log, struct beit_data_pack_report *rep,
+                             struct beit_error *err)
+{
+  struct beit_data_pack_options o;
+  beit_data_pack_defaults(&o);
+  o.source = src;
+  o.input = in;
+  o.output = out;
+  o.shard_bytes = shard_bytes;
+  o.chunk_bytes = 1024;
+  o.seed = 5;
+  o.log = log;
+  return beit_data_pack(&o, rep, err);
+}
+
+static void test_folder(void)
+{
+  make_folder();
+  char out[512];
+  snprintf(out, sizeof out, "%s.ds", root);
+  FILE *log = tmpfile();
+  struct beit_data_pack_report rep;
+  struct beit_error err = {0};
+  CHECK_MSG(pack(BEIT_DATA_SOURCE_FOLDER, root, out, 3000, log, &rep, &err) == 0, "%s", err.message);
+  size_t ngood = sizeof good / sizeof good[0], nbad = sizeof corrupt / sizeof corrupt[0];
+  CHECK_MSG(rep.written == ngood, "written %zu", rep.written);
+  CHECK_MSG(rep.skipped == nbad, "skipped %zu", rep.skipped);
+  CHECK_MSG(rep.shards >= 3, "shards %zu (3000-byte shards)", rep.shards);
+  CHECK(rep.num_classes == 3);
+  /* Every corrupt file is reported by key. */
+  char logtext[8192] = {0};
+  rewind(log);
+  size_t nlog = fread(logtext, 1, sizeof logtext - 1, log);
+  logtext[nlog] = 0;
+  fclose(log);
+  for (size_t i = 0; i < nbad; i++) {
+    char needle[128];
+    snprintf(needle, sizeof needle, "skip %s:", corrupt[i]);
+    CHECK_MSG(strstr(logtext, needle), "no skip line for %s in:\n%s", corrupt[i], logtext);
+  }
+  struct beit_dataset *ds;
+  CHECK_MSG(beit_data_open(&ds, out, &err) == 0, "%s", err.message);
+  if (!ds)
+    return;
+  CHECK(beit_data_count(ds) == ngood);
+  CHECK(beit_data_task(ds) == BEIT_DATA_TASK_MULTICLASS);
+  CHECK(!strcmp(beit_data_class_name(ds, 0), "cat") && !strcmp(beit_data_class_name(ds, 2), "zebra"));
+  struct beit_data_record rec = {0};
+  int seen[16] = {0}, in_order = 1;
+  for (size_t i = 0; i < beit_data_count(ds); i++) {
+    CHECK(beit_data_read(ds, i, &rec, &err) == 0);
+    const struct expect *e = find_good(rec.key);
+    CHECK_MSG(e, "unexpected key %s", rec.key);
+    if (!e)
+      continue;
+    seen[e - good]++;
+    in_order &= (size_t)(e - good) == i;
+    CHECK(rec.num_labels == 1 && rec.labels[0] == e->label);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", root, e->key);
+    size_t n = 0;
+    unsigned char *orig = read_bytes(path, &n);
+    CHECK_MSG(orig && n == rec.size && !memcmp(orig, rec.bytes, n), "%s: bytes differ", e->key);
+    struct beit_data_image a, b;
+    CHECK(beit_data_decode(&a, rec.bytes, rec.size, rec.key, &err) == 0);
+    CHECK(beit_data_decode(&b, orig, n, path, &err) == 0);
+    CHECK(a.width == b.width && a.height == b.height &&
+          !memcmp(a.pixels, b.pixels, (size_t)a.width * a.height * 3));
+    if (e->grey)
+      for (int p = 0; p < a.width * a.height; p++)
+        if (a.pixels[3 * p] != a.pixels[3 * p + 1] || a.pixels[3 * p] != a.pixels[3 * p + 2]) {
+          CHECK_MSG(0, "%s: grey source not replicated to RGB", e->key);
+          break;
+        }
+    beit_data_image_free(&a);
+    beit_data_image_free(&b);
+    free(orig);
+  }
+  for (size_t i = 0; i < ngood; i++)
+    CHECK_MSG(seen[i] == 1, "%s seen %d times", good[i].key, seen[i]);
+  CHECK_MSG(!in_order, "records should be shuffled before sharding");
+  beit_data_record_free(&rec);
+  beit_data_close(ds);
+  /* An existing output is not replaced without overwrite. */
+  CHECK(pack(BEIT_DATA_SOURCE_FOLDER, root, out, 3000, NULL, &rep, &err) == BEIT_STATUS_USAGE);
+}
+
+static void test_manifests(void)
+{
+  const char *csv = "path,labels\n"
+                    "cat/rgb.png,can;milk_bottle\n"
+                    "dog/photo.jpg,carton\n"
+                    "zebra/rgb.bmp,water_bottle|can\n"
+                    "dog/random.jpg,can\n";
+  const char *jsonl = "{\"image_url\": \"cat/rgb.png\", \"label\": [\"can\", \"milk_bottle\"]}\n"
+                      "{\"image_url\": \"dog/photo.jpg\", \"label\": [\"carton\"]}\n"
+                      "{\"image_url\": \"zebra/rgb.bmp\", \"label\": [\"water_bottle\", \"can\"]}\n"
+                      "{\"image_url\": \"dog/random.jpg\", \"label\": [\"can\"]}\n";
+  const char *names[2] = {"fridge.csv", "fridge.jsonl"}, *texts[2] = {csv, jsonl};
+  static const char *const classes[4] = {"can", "carton", "milk_bottle", "water_bottle"};
+  for (int v = 0; v < 2; v++) {
+    write_bytes(names[v], texts[v], strlen(texts[v]));
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/%s", root, names[v]);
+    snprintf(out, sizeof out, "%s.%s.ds", root, names[v]);
+    struct beit_data_pack_report rep;
+    struct beit_error err = {0};
+    CHECK_MSG(pack(BEIT_DATA_SOURCE_MANIFEST, in, out, 1 << 20, NULL, &rep, &err) == 0, "%s", err.message);
+    CHECK(rep.written == 3 && rep.skipped == 1 && rep.num_classes == 4);
+    struct beit_dataset *ds;
+    CHECK_MSG(beit_data_open(&ds, out, &err) == 0, "%s", err.message);
+    if (!ds)
+      continue;
+    CHECK(beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL);
+    for (int c = 0; c < 4; c++)
+      CHECK(!strcmp(beit_data_class_name(ds, c), classes[c]));
+    struct beit_data_record rec = {0};
+    for (size_t i = 0; i < beit_data_count(ds); i++) {
+      CHECK(beit_data_read(ds, i, &rec, &err) == 0);
+      unsigned mask = 0;
+      for (size_t k = 0; k < rec.num_labels; k++)
+        mask |= 1u << rec.labels[k];
+      unsigned want = !strcmp(rec.key, "cat/rgb.png")     ? (1u << 0 | 1u << 2)
+                      : !strcmp(rec.key, "dog/photo.jpg") ? 1u << 1
+                                                          : (1u << 3 | 1u << 0);
+      CHECK_MSG(mask == want, "%s: labels 0x%x, want 0x%x", rec.key, mask, want);
+    }
+    beit_data_record_free(&rec);
+    beit_data_close(ds);
+  }
+  /* One label per row: multiclass, numeric labels sorted as numbers. */
+  const char *mc = "cat/rgb.png,10\ndog/photo.jpg,2\nzebra/rgb.bmp,2\n";
+  write_bytes("mc.csv", mc, strlen(mc));
+  char in[512], out[512];
+  snprintf(in, sizeof in, "%s/mc.csv", root);
+  snprintf(out, sizeof out, "%s.mc.ds", root);
+  struct beit_data_pack_report rep;
+  struct beit_error err = {0};
+  CHECK_MSG(pack(BEIT_DATA_SOURCE_MANIFEST, in, out, 1 << 20, NULL, &rep, &err) == 0, "%s", err.message);
+  struct beit_dataset *ds;
+  if (beit_data_open(&ds, out, &err) == 0) {
+    CHECK(beit_data_task(ds) == BEIT_DATA_TASK_MULTICLASS);
+    CHECK(!strcmp(beit_data_class_name(ds, 0), "2") && !strcmp(beit_data_class_name(ds, 1), "10"));
+    beit_data_close(ds);
+  } else {
+    CHECK_MSG(0, "%s", err.message);
+  }
+  /* A malformed manifest names the line. */
+  write_bytes("bad.csv", "cat/rgb.png\n", 12);
+  snprintf(in, sizeof in, "%s/bad.csv", root);
+  snprintf(out, sizeof out, "%s.bad.ds", root);
+  CHECK(pack(BEIT_DATA_SOURCE_MANIFEST, in, out, 1 << 20, NULL, &rep, &err) == BEIT_STATUS_FORMAT);
+  CHECK_MSG(strstr(err.message, "bad.csv:1"), "%s", err.message);
+}
+
+/* File offset of chunk 0 of a dataset in a shard. */
+static haddr_t chunk_addr(const char *path, const char *name)
+{
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+  hsize_t off[1];
+  unsigned mask;
+  haddr_t addr = HADDR_UNDEF;
+  hsize_t size;
+  hid_t sp = H5Dget_space(d);
+  if (H5Dget_chunk_info(d, sp, 0, off, &mask, &addr, &size) < 0)
+    addr = HADDR_UNDEF;
+  H5Sclose(sp);
+  H5Dclose(d);
+  H5Fclose(f);
+  return addr;
+}
+
+static void flip_byte(const char *path, long at)
+{
+  FILE *f = fopen(path, "r+b");
+  fseek(f, at, SEEK_SET);
+  int c = fgetc(f);
+  fseek(f, at, SEEK_SET);
+  fputc(c ^ 0x5A, f);
+  fclose(f);
+}
+
+static void copy_dataset(const char *from, const char *to)
+{
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", to, from, to);
+  CHECK(system(cmd) == 0);
+}
+
+static void test_corruption(void)
+{
+  char good_ds[512], bad[512], shard[600];
+  snprintf(good_ds, sizeof good_ds, "%s.ds", root);
+  snprintf(bad, sizeof bad, "%s.bad_ds", root);
+  snprintf(shard, sizeof shard, "%s/shard-00000.h5", bad);
+  struct beit_error err = {0};
+  struct beit_dataset *ds = NULL;
+
+  /* (a) an image chunk fails its checksum: open succeeds, the read names the file. */
+  copy_dataset(good_ds, bad);
+  haddr_t a = chunk_addr(shard, "images");
+  CHECK(a != HADDR_UNDEF);
+  flip_byte(shard, (long)a + 10);
+  CHECK(beit_data_open(&ds, bad, &err) == 0);
+  if (ds) {
+    struct beit_data_record rec = {0};
+    CHECK(beit_data_read(ds, 0, &rec, &err) == BEIT_STATUS_FORMAT);
+    CHECK_MSG(strstr(err.message, "shard-00000.h5") && strstr(err.message, "checksum"), "%s", err.message);
+    beit_data_record_free(&rec);
+    beit_data_close(ds);
+  }
+  /* (b) an offsets chunk fails its checksum: open fails naming the file. */
+  copy_dataset(good_ds, bad);
+  flip_byte(shard, (long)chunk_addr(shard, "offsets") + 3);
+  CHECK(beit_data_open(&ds, bad, &err) == BEIT_STATUS_FORMAT);
+  CHECK_MSG(strstr(err.message, "shard-00000.h5") && strstr(err.message, "offsets"), "%s", err.message);
+  /* (c) a schema version from the future. */
+  copy_dataset(good_ds, bad);
+  hid_t f = H5Fopen(shard, H5F_ACC_RDWR, H5P_DEFAULT);
+  hid_t at = H5Aopen(f, "schema_version", H5P_DEFAULT);
+  long long v = 99;
+  H5Awrite(at, H5T_NATIVE_LLONG, &v);
+  H5Aclose(at);
+  H5Fclose(f);
+  CHECK(beit_data_open(&ds, bad, &err) == BEIT_STATUS_FORMAT);
+  CHECK_MSG(strstr(err.message, "shard-00000.h5") && strstr(err.message, "schema_version"), "%s", err.message);
+  /* (d) a missing shard, (e) not HDF5 at all. */
+  copy_dataset(good_ds, bad);
+  unlink(shard);
+  CHECK(beit_data_open(&ds, bad, &err) == BEIT_STATUS_IO);
+  CHECK_MSG(strstr(err.message, "shard-00000.h5"), "%s", err.message);
+  FILE *j = fopen(shard, "wb");
+  fputs("not hdf5", j);
+  fclose(j);
+  CHECK(beit_data_open(&ds, bad, &err) != BEIT_STATUS_OK);
+  CHECK_MSG(strstr(err.message, "shard-00000.h5"), "%s", err.message);
+}
+
+int main(void)
+{
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  snprintf(root, sizeof root, "data_pack_XXXXXX");
+  if (!mkdtemp(root)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  test_folder();
+  test_manifests();
+  test_corruption();
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "rm -rf %s %s.*", root, root);
+  if (!beit_test_failures)
+    (void)!system(cmd);
+  return test_summary("test_data_pack");
+}

@@ -17,3 +17,9 @@ if(TARGET beit_data)
   target_include_directories(test_data_pack PRIVATE ${PROJECT_SOURCE_DIR}/data
                              ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS} ${BEIT_DATA_STB_INCLUDE})
 endif()
+
+if(TARGET beit_data)
+  beit_add_test(NAME test_data_loader SOURCES test_data_loader.c LABELS unit LIBS beit_data)
+  target_include_directories(test_data_loader PRIVATE ${PROJECT_SOURCE_DIR}/data
+                             ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS} ${BEIT_DATA_STB_INCLUDE})
+endif()

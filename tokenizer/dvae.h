@@ -1,0 +1,201 @@
+/* Internals of the dVAE tokenizer, shared by tokenizer/ files and the training loop in mim/.
+ *
+ * Architecture (beit-spec.md 9.2, 9.3), generalised by struct beit_tokenizer_config:
+ *   encoder: input conv 7x7 C -> n_hid; group g = 1..G of n_blk blocks at width n_hid * 2^(g-1),
+ *            the first log2(downsample) groups ending in a 2x2 max-pool; relu + conv 1x1 -> vocab.
+ *   decoder: input conv 1x1 vocab -> n_init; group g of n_blk blocks at width n_hid * 2^(G-g),
+ *            the first log2(downsample) groups ending in a 2x nearest upsample; relu + conv 1x1
+ *            -> 2C (logit-Laplace: mu, ln b) or C (MSE: mu).
+ *   block:   out = id(x) + post_gain * conv_4(relu(conv_3(relu(conv_2(relu(conv_1(relu(x))))))))
+ *            with post_gain = 1 / (G * n_blk)^2, hidden width n_out / 4, id a 1x1 conv when the
+ *            width changes; kernels (3, 3, 3, 1) in the encoder, (1, 3, 3, 3) in the decoder.
+ *
+ * Memory: parameters in one table/buffer (encoder tensors first, then "decoder." ones); the
+ * inference arena (encode/decode for max_batch images, ping-pong buffers) is planned at create;
+ * training state (grads, AdamW moments, every saved activation, backward buffers) is planned by
+ * beit_dvae_train_init for a maximum training batch. Neither allocates afterwards. */
+#ifndef BEIT_TOKENIZER_DVAE_H
+#define BEIT_TOKENIZER_DVAE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "beit/tokenizer.h"
+#include "config_table.h"
+#include "rng.h"
+#include "tensor_table.h"
+
+/* A convolution's tensors (indices into the table) and shape. */
+struct dvae_conv {
+  long w, b;
+  size_t n_in, n_out, k;
+};
+
+struct dvae_block {
+  struct dvae_conv id; /* id.w < 0: identity */
+  struct dvae_conv conv[4];
+  size_t n_in, n_out, n_hid;
+  size_t H, W;      /* spatial size inside the block */
+  int resample;     /* followed by the group's pool (encoder) or upsample (decoder) */
+};
+
+struct dvae_stack {
+  struct dvae_conv input, output;
+  struct dvae_block *blocks;
+  size_t nblocks;
+  size_t in_H, out_H; /* spatial size at the input and output convs */
+};
+
+/* Saved activations of one block during training; x is the block input. */
+struct dvae_block_acts {
+  float *x, *r1, *r2, *r3, *y, *z; /* z: after the pool/upsample, NULL when none */
+};
+
+struct dvae_train_acts {
+  size_t max_batch;
+  float *enc_h0;                    /* (B, n_hid, s, s) input conv output */
+  struct dvae_block_acts *enc, *dec;
+  float *logits, *soft;             /* (B, V, gh, gw) */
+  float *dec_h0;                    /* (B, n_init, gh, gw) */
+  float *out, *d_out;               /* (B, out_ch, s, s) decoder output and its gradient */
+  float *d_a, *d_b, *d_r1, *d_r2;   /* backward buffers: two of the largest activation, two of
+                                       the largest block hidden activation */
+  float *d_logits, *d_soft;         /* (B, V, gh, gw) */
+  float *noise;                     /* (B, V, gh, gw) Gumbel noise of the step */
+  float *conv_scratch;
+  size_t conv_scratch_floats;
+  int32_t *tokens;                  /* (B, gh*gw) argmax of the step's logits */
+  long *counts;                     /* (V) token histogram scratch */
+  float *arena;
+};
+
+struct beit_tokenizer {
+  struct beit_tokenizer_config cfg;
+  size_t C, S, gh, gw, V, G, nb, npool, out_ch;
+  float post_gain;
+  int nthreads; /* OpenMP threads the conv scratch is planned for */
+  struct beit_tensor_table table;
+  float *params;
+  struct dvae_stack enc, dec; /* dec.nblocks == 0 without a decoder */
+  /* inference arena */
+  size_t max_batch;
+  float *arena, *buf_x, *buf_y, *buf_r1, *buf_r2, *buf_logits, *conv_scratch;
+  size_t conv_scratch_floats;
+  /* training state (beit_dvae_train_init) */
+  float *grads, *m, *v;
+  struct dvae_train_acts t;
+};
+
+static inline float *dvae_param(float *base, const struct beit_tokenizer *tok, long id)
+{
+  return id < 0 ? NULL : base + tok->table.items[id].offset;
+}
+
+/* ---- config.c ---- */
+/* The key table of config.json (also embedded under "model." by the training recipe). */
+const struct beit_config_key *beit_dvae_config_keys(size_t *count);
+
+/* ---- params.c ---- */
+/* Table and stacks for tok->cfg (validated); params allocated, zero. */
+enum beit_status beit_dvae_build(struct beit_tokenizer *tok, struct beit_error *err);
+void beit_dvae_init_weights(struct beit_tokenizer *tok, uint64_t seed);
+void beit_dvae_free_stacks(struct beit_tokenizer *tok);
+/* Largest activation and block-hidden activation of one image (floats), over both stacks. */
+size_t beit_dvae_max_act(const struct beit_tokenizer *tok, size_t *max_hidden);
+/* Largest conv scratch (forward, or backward when backward != 0) over both stacks, for
+ * tok->nthreads threads (floats; independent of the batch). */
+size_t beit_dvae_conv_scratch(const struct beit_tokenizer *tok, int backward);
+
+/* ---- forward.c ---- */
+/* Encoder on B images (B, C, s, s) -> logits (B, V, gh, gw). acts NULL: the inference arena's
+ * ping-pong buffers (B <= max_batch); else every activation is kept in acts for backward
+ * (B <= acts->max_batch). */
+void beit_dvae_encoder_forward(struct beit_tokenizer *tok, float *logits, const float *images,
+                               size_t B, struct dvae_train_acts *acts);
+/* Decoder on a soft one-hot (B, V, gh, gw) -> out (B, out_ch, s, s); acts as above. */
+void beit_dvae_decoder_forward(struct beit_tokenizer *tok, float *out, const float *soft,
+                               size_t B, struct dvae_train_acts *acts);
+/* Decoder on hard tokens (B, gh*gw) (the one-hot input conv is a column gather), inference
+ * mode; returns the output (B, out_ch, s, s), a buffer of the inference arena. */
+const float *beit_dvae_decoder_forward_tokens(struct beit_tokenizer *tok, const int32_t *tokens,
+                                              size_t B);
+/* tokens (B, P) = argmax over V of logits (B, V, P), first index on ties. */
+void beit_dvae_argmax(int32_t *tokens, const float *logits, size_t B, size_t V, size_t P);
+
+/* ---- backward.c ---- */
+/* grads += d/dparams given d_out (B, out_ch, s, s) of the last training decoder forward; writes
+ * d_soft (B, V, gh, gw) (overwritten, not accumulated). */
+void beit_dvae_decoder_backward(struct beit_tokenizer *tok, float *d_soft, const float *d_out,
+                                size_t B);
+/* grads += d/dparams given d_logits (B, V, gh, gw) of the last training encoder forward. */
+void beit_dvae_encoder_backward(struct beit_tokenizer *tok, const float *d_logits,
+                                const float *images, size_t B);
+
+/* ---- loss.c: the relaxed ELB of spec 9.4, divided by the pixel count ----
+ * loss = recon + kl_weight * kl_sum / (B * C * s * s), recon = mean over B*C*s*s pixels of the
+ * reconstruction term, kl_sum = sum over the B*gh*gw positions of KL(softmax(logits) || U(V)). */
+enum dvae_recon { DVAE_RECON_LOGIT_LAPLACE, DVAE_RECON_MSE };
+
+/* soft (B, V, P) = softmax over V of (logits + noise) / tau; noise NULL = none. */
+void beit_dvae_gumbel_softmax_forward(float *soft, const float *logits, const float *noise,
+                                      float tau, size_t B, size_t V, size_t P);
+/* dlogits (B, V, P) += softmax backward of soft given dsoft, times 1/tau. */
+void beit_dvae_gumbel_softmax_backward(float *dlogits, const float *dsoft, const float *soft,
+                                       float tau, size_t B, size_t V, size_t P);
+/* Sum over the B*P positions of KL(softmax(logits) || uniform(V)); with dlogits non-NULL also
+ * dlogits += dscale * d(sum)/d(logits). */
+double beit_dvae_kl_uniform(float *dlogits, const float *logits, float dscale, size_t B,
+                            size_t V, size_t P);
+/* Reconstruction term averaged over the n = B*C*HW pixels of x (B, C, HW) in (0, 1); out is
+ * (B, out_ch, HW) with mu in channels 0..C-1 (and ln b in C..2C-1 for logit-Laplace).
+ * dout (B, out_ch, HW) += dscale * d(mean)/d(out) when non-NULL. *abs_err (may be NULL) gets
+ * the mean |unmap(sigmoid(mu)) - unmap(x)| in pixel units. */
+double beit_dvae_recon_loss(float *dout, double *abs_err, const float *out, const float *x,
+                            enum dvae_recon kind, float dscale, size_t B, size_t C, size_t HW);
+/* Gumbel(0, 1) noise: -log(-log(u)), u uniform in (0, 1) clamped away from 0 and 1. */
+void beit_dvae_gumbel_noise(float *noise, size_t n, struct beit_rng *rng);
+/* x_hat (B, C, HW) in [0, 1] = clamp((sigmoid(mu) - 0.1) / 0.8, 0, 1) from out (B, out_ch, HW). */
+void beit_dvae_unmap_output(float *images, const float *out, size_t B, size_t C, size_t out_ch,
+                            size_t HW);
+enum dvae_recon beit_dvae_recon_kind(const struct beit_tokenizer *tok);
+
+/* ---- step.c: one training step ---- */
+struct beit_dvae_step_stats {
+  double loss, recon, kl;  /* kl: mean per position */
+  double mae;              /* mean |x_hat - x| of the relaxed reconstruction, pixel units */
+  double grad_norm;
+  size_t codes_used;       /* distinct argmax tokens in the batch */
+  double perplexity;       /* exp(entropy) of the batch's argmax token histogram */
+};
+
+/* Allocate grads, AdamW moments and the training arena for up to max_batch images. */
+enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_batch,
+                                      struct beit_error *err);
+/* Loss, every gradient (grads overwritten) and stats of one batch x (B, C, s, s), mapped.
+ * noise (B, V, gh, gw): the Gumbel noise (NULL: no noise, the plain softmax relaxation). */
+void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, const float *noise,
+                                size_t B, float tau, float kl_weight,
+                                struct beit_dvae_step_stats *stats);
+
+struct beit_dvae_hparams {
+  double lr, weight_decay, beta1, beta2, eps, clip;
+  float tau, kl_weight;
+  long step; /* 1-based update count (AdamW bias correction) */
+};
+/* Draw noise from rng, forward_backward, clip, AdamW. */
+void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
+                          const struct beit_dvae_hparams *hp, struct beit_rng *rng,
+                          struct beit_dvae_step_stats *stats);
+/* Token histogram statistics of n tokens over V codes: distinct codes and exp(entropy).
+ * counts (V) is scratch. */
+void beit_dvae_code_stats(const int32_t *tokens, size_t n, size_t V, long *counts,
+                          size_t *used, double *perplexity);
+
+/* ---- png.c ---- */
+/* Write a PNG grid: `rows` rows of `cols` image pairs (original | reconstruction), each image
+ * (C, s, s) in [0, 1] (C = 1 or 3; other C use channel 0), 2-pixel gaps. */
+enum beit_status beit_dvae_write_grid_png(const char *path, const float *originals,
+                                          const float *recons, size_t n, size_t C, size_t s,
+                                          size_t cols, struct beit_error *err);
+
+#endif

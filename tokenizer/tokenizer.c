@@ -1,0 +1,240 @@
+/* The public tokenizer API (include/beit/tokenizer.h): create/load/save a tokenizer folder, plan
+ * the inference arena, encode images to token grids and decode token grids to images. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "conv.h"
+#include "dvae.h"
+
+struct carver {
+  float *base;
+  size_t used;
+};
+
+static float *carve(struct carver *c, size_t n)
+{
+  float *p = c->base ? c->base + c->used : NULL;
+  c->used += (n + 15) / 16 * 16;
+  return p;
+}
+
+static void carve_inference(struct beit_tokenizer *tok, struct carver *c)
+{
+  const size_t B = tok->max_batch;
+  size_t max_hid, max_act = beit_dvae_max_act(tok, &max_hid);
+  tok->buf_x = carve(c, B * max_act);
+  tok->buf_y = carve(c, B * max_act);
+  tok->buf_r1 = carve(c, B * max_hid);
+  tok->buf_r2 = carve(c, B * max_hid);
+  tok->buf_logits = carve(c, B * tok->V * tok->gh * tok->gw);
+  tok->conv_scratch_floats = beit_dvae_conv_scratch(tok, 0);
+  tok->conv_scratch = carve(c, tok->conv_scratch_floats);
+}
+
+/* Table, stacks and inference arena; weights zero. */
+static enum beit_status tokenizer_new(struct beit_tokenizer **out,
+                                      const struct beit_tokenizer_config *cfg, size_t max_batch,
+                                      struct beit_error *err)
+{
+  *out = NULL;
+  if (max_batch < 1)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "tokenizer: max_batch must be at least 1");
+  struct beit_tokenizer *tok = calloc(1, sizeof *tok);
+  if (!tok)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer: out of memory");
+  tok->cfg = *cfg;
+  tok->nthreads = omp_get_max_threads();
+  tok->max_batch = max_batch;
+  enum beit_status st = beit_dvae_build(tok, err);
+  if (st)
+    goto fail;
+  struct carver c = {NULL, 0};
+  carve_inference(tok, &c);
+  if (!(tok->arena = beit_alloc_floats(c.used))) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM,
+                        "tokenizer: cannot allocate %.1f MB of activations for batch %zu",
+                        (double)c.used * 4e-6, max_batch);
+    goto fail;
+  }
+  c.base = tok->arena;
+  c.used = 0;
+  carve_inference(tok, &c);
+  *out = tok;
+  return BEIT_STATUS_OK;
+fail:
+  beit_tokenizer_free(tok);
+  return st;
+}
+
+enum beit_status beit_tokenizer_create(struct beit_tokenizer **out,
+                                       const struct beit_tokenizer_config *cfg, size_t max_batch,
+                                       uint64_t seed, struct beit_error *err)
+{
+  enum beit_status st = tokenizer_new(out, cfg, max_batch, err);
+  if (!st)
+    beit_dvae_init_weights(*out, seed);
+  return st;
+}
+
+enum beit_status beit_tokenizer_load(struct beit_tokenizer **out, const char *dir,
+                                     size_t max_batch, struct beit_error *err)
+{
+  *out = NULL;
+  char path[4096];
+  if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "%s: path too long", dir);
+  struct beit_tokenizer_config cfg;
+  beit_tokenizer_config_defaults(&cfg);
+  enum beit_status st = beit_tokenizer_config_load(&cfg, path, err);
+  if (st)
+    return st;
+  struct beit_tokenizer *tok;
+  if ((st = tokenizer_new(&tok, &cfg, max_batch, err)))
+    return st;
+  if ((st = beit_checkpoint_load_tensors(dir, &tok->table, tok->params, NULL, NULL, err))) {
+    beit_error_prefix(err, "tokenizer %s: ", dir);
+    beit_tokenizer_free(tok);
+    return st;
+  }
+  *out = tok;
+  return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_tokenizer_save(const struct beit_tokenizer *tok, const char *dir,
+                                     struct beit_error *err)
+{
+  size_t n;
+  const struct beit_config_key *keys = beit_dvae_config_keys(&n);
+  cJSON *config = beit_config_to_json(&tok->cfg, keys, n);
+  if (!config)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: cannot build config JSON", dir);
+  struct beit_checkpoint_parts parts = {config, &tok->table, tok->params, NULL, NULL, NULL};
+  enum beit_status st = beit_model_folder_save(dir, &parts, err);
+  cJSON_Delete(config);
+  return st;
+}
+
+void beit_tokenizer_free(struct beit_tokenizer *tok)
+{
+  if (!tok)
+    return;
+  free(tok->t.arena);
+  free(tok->t.enc);
+  free(tok->t.dec);
+  free(tok->grads);
+  free(tok->m);
+  free(tok->v);
+  free(tok->arena);
+  free(tok->params);
+  beit_dvae_free_stacks(tok);
+  beit_tensor_table_free(&tok->table);
+  free(tok);
+}
+
+const struct beit_tokenizer_config *beit_tokenizer_get_config(const struct beit_tokenizer *tok)
+{
+  return &tok->cfg;
+}
+
+void beit_tokenizer_grid(const struct beit_tokenizer *tok, size_t *gh, size_t *gw)
+{
+  *gh = tok->gh;
+  *gw = tok->gw;
+}
+
+size_t beit_tokenizer_vocab_size(const struct beit_tokenizer *tok)
+{
+  return tok->V;
+}
+
+size_t beit_tokenizer_num_params(const struct beit_tokenizer *tok)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < tok->table.count; i++)
+    n += tok->table.items[i].numel;
+  return n;
+}
+
+enum beit_status beit_tokenizer_check_targets(const struct beit_tokenizer *tok, size_t gh,
+                                              size_t gw, size_t vocab, struct beit_error *err)
+{
+  if (tok->gh != gh || tok->gw != gw)
+    return beit_error_set(err, BEIT_STATUS_CONFIG,
+                          "tokenizer token grid %zux%zu (image_size %ld / downsample %ld) does "
+                          "not match the encoder's patch grid %zux%zu: change the tokenizer's "
+                          "image_size or downsample, or the encoder's image_size or patch_size",
+                          tok->gh, tok->gw, tok->cfg.image_size, tok->cfg.downsample, gh, gw);
+  if (tok->V > vocab)
+    return beit_error_set(err, BEIT_STATUS_CONFIG,
+                          "tokenizer vocabulary %zu does not fit the encoder's vocab_size %zu",
+                          tok->V, vocab);
+  return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_tokenizer_encode(struct beit_tokenizer *tok, int32_t *tokens,
+                                       float *logits, const float *images, size_t B,
+                                       struct beit_error *err)
+{
+  const size_t P = tok->gh * tok->gw, img = tok->C * tok->S * tok->S;
+  (void)err;
+  for (size_t b0 = 0; b0 < B; b0 += tok->max_batch) {
+    const size_t n = B - b0 < tok->max_batch ? B - b0 : tok->max_batch;
+    float *l = logits ? logits + b0 * tok->V * P : tok->buf_logits;
+    beit_dvae_encoder_forward(tok, l, images + b0 * img, n, NULL);
+    beit_dvae_argmax(tokens + b0 * P, l, n, tok->V, P);
+  }
+  return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_tokenizer_decode(struct beit_tokenizer *tok, float *images,
+                                       const int32_t *tokens, size_t B, struct beit_error *err)
+{
+  if (!tok->dec.nblocks)
+    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
+                          "tokenizer: this tokenizer has no decoder (\"decoder\": false), it can "
+                          "encode but not reconstruct");
+  const size_t P = tok->gh * tok->gw, S2 = tok->S * tok->S;
+  for (size_t i = 0; i < B * P; i++)
+    if (tokens[i] < 0 || (size_t)tokens[i] >= tok->V)
+      return beit_error_set(err, BEIT_STATUS_USAGE,
+                            "tokenizer decode: token %ld of image %zu at position %zu is outside "
+                            "the vocabulary [0, %zu)",
+                            (long)tokens[i], i / P, i % P, tok->V);
+  for (size_t b0 = 0; b0 < B; b0 += tok->max_batch) {
+    const size_t n = B - b0 < tok->max_batch ? B - b0 : tok->max_batch;
+    const float *out = beit_dvae_decoder_forward_tokens(tok, tokens + b0 * P, n);
+    beit_dvae_unmap_output(images + b0 * tok->C * S2, out, n, tok->C, tok->out_ch, S2);
+  }
+  return BEIT_STATUS_OK;
+}
+
+static double conv_flops(const struct dvae_conv *cv, size_t H)
+{
+  return beit_conv2d_flops(1, cv->n_in, H, H, cv->n_out, cv->k);
+}
+
+static double stack_flops(const struct dvae_stack *st)
+{
+  double f = conv_flops(&st->input, st->in_H) + conv_flops(&st->output, st->out_H);
+  for (size_t i = 0; i < st->nblocks; i++) {
+    const struct dvae_block *b = &st->blocks[i];
+    for (int k = 0; k < 4; k++)
+      f += conv_flops(&b->conv[k], b->H);
+    if (b->id.w >= 0)
+      f += conv_flops(&b->id, b->H);
+  }
+  return f;
+}
+
+double beit_tokenizer_encoder_flops(const struct beit_tokenizer *tok)
+{
+  return stack_flops(&tok->enc);
+}
+
+double beit_tokenizer_decoder_flops(const struct beit_tokenizer *tok)
+{
+  return tok->dec.nblocks ? stack_flops(&tok->dec) : 0.0;
+}

@@ -23,3 +23,11 @@ if(TARGET beit_data)
   target_include_directories(test_data_loader PRIVATE ${PROJECT_SOURCE_DIR}/data
                              ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS} ${BEIT_DATA_STB_INCLUDE})
 endif()
+
+if(TARGET beit_data AND TARGET beit)
+  add_test(NAME data_e2e_pack
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/data_e2e.sh $<TARGET_FILE:beit> ${BEIT_PYTHON}
+                   ${PROJECT_SOURCE_DIR}
+           WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(data_e2e_pack PROPERTIES LABELS e2e TIMEOUT 600)
+endif()

@@ -17,5 +17,6 @@ int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
 int beit_cmd_info(int argc, char **argv);
 int beit_cmd_run(int argc, char **argv);
 int beit_cmd_pack(int argc, char **argv);
+int beit_cmd_pretrain(int argc, char **argv);
 
 #endif

@@ -20,7 +20,8 @@
   X(NUMERIC, "non-finite value")                             \
   X(USAGE, "invalid argument")                               \
   X(DISTRIBUTED, "distributed runtime error")                \
-  X(INTERRUPTED, "interrupted")
+  X(INTERRUPTED, "interrupted")                              \
+  X(INTERNAL, "internal error")
 
 enum beit_status {
 #define BEIT_STATUS_ENUM_(name, msg) BEIT_STATUS_##name,

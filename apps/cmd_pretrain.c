@@ -1,0 +1,94 @@
+/* beit pretrain: masked image modeling pretraining (mim/pretrain.h), one rank or many. */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "beit/distributed.h"
+#include "cli.h"
+#include "pretrain.h"
+
+static const char usage_text[] =
+    "usage: beit pretrain --config RECIPE.json --tokenizer DIR --out DIR [--data DIR]\n"
+    "                     [--eval-data DIR] [--resume] [--set key=value]...\n"
+    "\n"
+    "Trains a BEiT encoder by masked image modeling on a dataset folder (beit pack), with\n"
+    "targets from a tokenizer folder (beit tokenizer train, or tools/convert_dalle.py).\n"
+    "Writes OUT/checkpoint-<step>/ (config.json, model.safetensors, optimizer.safetensors,\n"
+    "trainer_state.json) and OUT/metrics.jsonl. --resume continues from the newest complete\n"
+    "checkpoint in OUT. SIGINT/SIGTERM write a final checkpoint before exiting.\n"
+    "Under mpirun/srun every rank trains on its slice of each global batch.\n"
+    "\n"
+    "  --config FILE     recipe (configs/recipes/pretrain_*.json)\n"
+    "  --data DIR        training dataset (else the recipe's data.train)\n"
+    "  --eval-data DIR   held-out dataset for masked-token accuracy (else data.eval)\n"
+    "  --tokenizer DIR   visual tokenizer folder\n"
+    "  --out DIR         output folder\n"
+    "  --resume          continue from the newest checkpoint in --out\n"
+    "  --set KEY=VALUE   override a recipe key, e.g. --set optimizer.lr=5e-4\n";
+
+int beit_cmd_pretrain(int argc, char **argv)
+{
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"data", required_argument, NULL, 'd'},
+                                       {"eval-data", required_argument, NULL, 'e'},
+                                       {"tokenizer", required_argument, NULL, 't'},
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"resume", no_argument, NULL, 'r'},
+                                       {"set", required_argument, NULL, 's'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  struct beit_pretrain_options o = {0};
+  const char *sets[128];
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'c': o.recipe = optarg; break;
+    case 'd': o.data = optarg; break;
+    case 'e': o.eval_data = optarg; break;
+    case 't': o.tokenizer = optarg; break;
+    case 'o': o.out = optarg; break;
+    case 'r': o.resume = 1; break;
+    case 's':
+      if (o.nsets == 128)
+        return beit_cli_usage_error("pretrain", "too many --set options");
+      sets[o.nsets++] = optarg;
+      break;
+    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
+    default: return beit_cli_usage_error("pretrain", "unknown option");
+    }
+  }
+  o.sets = sets;
+  if (!o.recipe || !o.tokenizer || !o.out || optind != argc)
+    return beit_cli_usage_error("pretrain", "--config, --tokenizer and --out are required");
+
+  struct beit_error err = {0};
+  struct beit_dist *dist = NULL;
+  struct beit_pretrain_summary sum;
+  if (beit_dist_init(&dist, &argc, &argv, &err))
+    return beit_cli_fail("pretrain", &err);
+  enum beit_status st = beit_pretrain_run(&o, dist, &sum, &err);
+  if (st == BEIT_STATUS_INTERRUPTED) {
+    if (beit_dist_is_root(dist))
+      fprintf(stderr, "beit pretrain: %s\n", err.message);
+    beit_dist_finalize(dist);
+    return BEIT_EXIT_RUNTIME;
+  }
+  if (st) {
+    if (beit_dist_world_size(dist) > 1) /* end every rank now, not at the next collective */
+      beit_dist_abort(dist, BEIT_EXIT_RUNTIME, err.message);
+    beit_dist_finalize(dist);
+    return beit_cli_fail("pretrain", &err);
+  }
+  if (beit_dist_is_root(dist)) {
+    printf("pretraining done: %ld steps in %.1f s\n", sum.steps, sum.seconds);
+    printf("  training loss      %.4f -> %.4f (masked-token accuracy %.4f)\n", sum.first_loss,
+           sum.last_loss, sum.last_mlm_acc);
+    if (sum.eval_tokens > 0)
+      printf("  held-out           loss %.4f, masked-token accuracy %.4f over %ld tokens "
+             "(always the most frequent token: %.4f)\n", sum.eval_loss, sum.eval_mlm_acc,
+             sum.eval_tokens, sum.eval_majority_acc);
+    printf("  checkpoint         %s\n", sum.last_checkpoint);
+  }
+  beit_dist_finalize(dist);
+  return BEIT_EXIT_OK;
+}

@@ -1,0 +1,410 @@
+/* The pretraining loop (see pretrain.h). */
+#include "pretrain.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beit/data.h"
+#include "beit/tokenizer.h"
+#include "checkpoint.h"
+#include "encoder.h"
+#include "kernels.h"
+#include "masking.h"
+#include "recipe.h"
+#include "rng.h"
+#include "trainer.h"
+
+/* Stream salts: the loader draws augmentation from (seed, epoch, index); masks and drop path
+ * draw from their own streams keyed the same way. */
+#define MASK_STREAM 0x6d61736bull /* "mask" */
+#define GRAD_BUCKET_FLOATS (4u << 20)
+
+struct pretrain {
+  struct beit_recipe recipe;
+  struct beit_dist *dist;
+  struct beit_model *model;
+  struct beit_tokenizer *tok;
+  struct beit_loader *loader;
+  struct beit_dist_grads *reducer;
+  struct beit_mask_params mask_params;
+  struct beit_trainer trainer;
+  size_t B;
+  int32_t *tokens, *targets; /* (B, N), (B * N) */
+  uint8_t *mask;             /* (B, N) */
+  float *drop;               /* (L, 2, B) */
+  double *uniform;           /* (L, 2, B) */
+  float *drop_rates;         /* (L) linspace(0, rate, L) */
+};
+
+/* Mask and drop-path scales of every sample of the batch, from its own stream. */
+static size_t draw_sample_randomness(struct pretrain *p, const struct beit_loader_batch *b)
+{
+  struct beit_model *m = p->model;
+  size_t N = m->N, L = m->L, B = b->count, total = 0;
+  int blockwise = !strcmp(p->recipe.masking.type, "blockwise");
+  for (size_t s = 0; s < B; s++) {
+    struct beit_rng rng;
+    beit_rng_seed(&rng, (uint64_t)p->recipe.seed ^ MASK_STREAM, b->epoch, (uint64_t)b->indices[s]);
+    total += blockwise ? beit_mask_blockwise(p->mask + s * N, &rng, &p->mask_params)
+                       : beit_mask_random(p->mask + s * N, &rng, &p->mask_params);
+    for (size_t k = 0; k < 2 * L; k++)
+      p->uniform[k * B + s] = beit_rng_uniform(&rng);
+  }
+  for (size_t k = 0; k < 2 * L; k++)
+    beit_drop_path_scales(p->drop + k * B, p->uniform + k * B, p->drop_rates[k / 2], B);
+  return total;
+}
+
+/* Forward + loss of one micro-batch; fills targets from the tokenizer. Returns the number of
+ * masked tokens; *loss_sum and *correct accumulate. */
+static enum beit_status micro_step(struct pretrain *p, const struct beit_loader_batch *b,
+                                   int train, double *loss_sum, double *correct, double *count,
+                                   long *histogram, struct beit_error *err)
+{
+  struct beit_model *m = p->model;
+  size_t N = m->N, B = b->count, M = 0;
+  enum beit_status st = beit_tokenizer_encode(p->tok, p->tokens, NULL, b->view_b, B, err);
+  if (st)
+    return st;
+  draw_sample_randomness(p, b);
+  for (size_t i = 0; i < B * N; i++)
+    if (p->mask[i])
+      p->targets[M++] = p->tokens[i];
+  if ((st = beit_model_forward(m, b->view_a, p->mask, train ? p->drop : NULL, B, err)))
+    return st;
+  long hits = 0;
+  double loss = beit_model_loss(m, p->targets, NULL, 0.0f, &hits);
+  *loss_sum += loss * (double)M;
+  *correct += (double)hits;
+  *count += (double)M;
+  if (histogram)
+    for (size_t i = 0; i < M; i++)
+      histogram[p->targets[i]]++;
+  return BEIT_STATUS_OK;
+}
+
+/* Loader options of the pretraining transform for this model and tokenizer. */
+static void loader_options(const struct pretrain *p, struct beit_loader_options *lo, int train)
+{
+  const struct beit_recipe *r = &p->recipe;
+  const struct beit_tokenizer_config *tc = beit_tokenizer_get_config(p->tok);
+  beit_loader_defaults(lo);
+  beit_data_transform_defaults(&lo->transform, BEIT_DATA_MODE_PRETRAIN);
+  if (!strcmp(r->data.norm, "imagenet"))
+    beit_data_transform_imagenet_norm(&lo->transform);
+  lo->transform.image_size = (int)p->model->cfg.image_size;
+  lo->transform.second_size = (int)tc->image_size;
+  lo->transform.second_norm = !strcmp(tc->input_map, "dalle") ? BEIT_DATA_SECOND_DALLE
+                                                                : BEIT_DATA_SECOND_MEANSTD;
+  lo->transform.jitter = r->data.jitter;
+  lo->transform.hflip = r->data.hflip;
+  lo->transform.scale_min = r->data.scale_min;
+  lo->transform.scale_max = r->data.scale_max;
+  lo->transform.ratio_min = r->data.ratio_min;
+  lo->transform.ratio_max = r->data.ratio_max;
+  lo->batch_size = p->B;
+  lo->rank = beit_dist_rank(p->dist);
+  lo->world_size = beit_dist_world_size(p->dist);
+  lo->num_workers = (int)r->data.num_workers;
+  lo->num_buffers = (int)r->data.num_buffers;
+  lo->seed = (uint64_t)r->seed;
+  lo->shuffle = train;
+  lo->drop_last = train;
+  lo->loop = train;
+  lo->log = beit_dist_is_root(p->dist) ? stderr : NULL;
+}
+
+/* Held-out pass over eval.batches batches (all when 0): masked-token loss and accuracy over all
+ * ranks, and the accuracy of always predicting the most frequent target token. */
+static enum beit_status evaluate(struct pretrain *p, const char *dir,
+                                 struct beit_pretrain_summary *sum, struct beit_error *err)
+{
+  struct beit_loader_options lo;
+  struct beit_loader *ld = NULL;
+  size_t V = (size_t)p->model->cfg.vocab_size;
+  long *histogram = calloc(V, sizeof *histogram);
+  double acc[4] = {0, 0, 0, 0}; /* loss sum, hits, tokens, majority hits */
+  if (!histogram)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "evaluation: out of memory");
+  loader_options(p, &lo, 0);
+  enum beit_status st = beit_loader_init(&ld, dir, &lo, NULL, err);
+  for (long n = 0; !st && (p->recipe.eval.batches == 0 || n < p->recipe.eval.batches); n++) {
+    const struct beit_loader_batch *b = NULL;
+    if ((st = beit_loader_next(ld, &b, err)) || !b)
+      break;
+    st = micro_step(p, b, 0, &acc[0], &acc[1], &acc[2], histogram, err);
+  }
+  beit_loader_free(ld);
+  if (!st) {
+    long best = 0;
+    /* the majority token of the whole held-out set, counted over all ranks */
+    double *h = malloc(V * sizeof *h);
+    if (!h) {
+      free(histogram);
+      return beit_error_set(err, BEIT_STATUS_NOMEM, "evaluation: out of memory");
+    }
+    for (size_t v = 0; v < V; v++)
+      h[v] = (double)histogram[v];
+    st = beit_dist_allreduce_sum_f64(p->dist, h, V, err);
+    for (size_t v = 1; v < V; v++)
+      if (h[v] > h[best])
+        best = (long)v;
+    acc[3] = h[best];
+    free(h);
+    if (!st)
+      st = beit_dist_allreduce_sum_f64(p->dist, acc, 3, err);
+    if (!st && acc[2] > 0) {
+      sum->eval_loss = acc[0] / acc[2];
+      sum->eval_mlm_acc = acc[1] / acc[2];
+      sum->eval_majority_acc = acc[3] / acc[2];
+      sum->eval_tokens = (long)acc[2];
+    }
+  }
+  free(histogram);
+  return st;
+}
+
+/* One optimizer step: accum_steps micro-batches, gradient averaging, guarded update. */
+static enum beit_status train_step(struct pretrain *p, double out[4], struct beit_error *err)
+{
+  struct beit_model *m = p->model;
+  long accum = p->recipe.batch.accum_steps;
+  double stats[5] = {0, 0, 0, 0, 0}; /* loss sum, hits, tokens, images, interrupted */
+  enum beit_status st;
+  beit_model_zero_grad(m);
+  for (long a = 0; a < accum; a++) {
+    const struct beit_loader_batch *b = NULL;
+    if ((st = beit_loader_next(p->loader, &b, err)))
+      return st;
+    if (!b)
+      return beit_error_set(err, BEIT_STATUS_INTERNAL, "training loader ended");
+    double tokens_before = stats[2];
+    if ((st = micro_step(p, b, 1, &stats[0], &stats[1], &stats[2], NULL, err)))
+      return st;
+    stats[3] += (double)b->count;
+    int last = a == accum - 1;
+    /* the last micro-batch's backward overlaps the gradient allreduce, bucket by bucket */
+    m->grads_ready = last ? beit_dist_grads_ready : NULL;
+    m->grads_ready_ctx = p->reducer;
+    if (last)
+      beit_dist_grads_begin(p->reducer);
+    /* back-propagate the sum over this micro-batch's masked tokens (see trainer.h) */
+    beit_model_backward(m, (float)(stats[2] - tokens_before));
+  }
+  m->grads_ready = NULL;
+  if ((st = beit_dist_grads_finish(p->reducer, err)))
+    return st;
+  stats[4] = beit_trainer_interrupted();
+  if ((st = beit_dist_allreduce_sum_f64(p->dist, stats, 5, err)))
+    return st;
+  double loss = stats[2] > 0 ? stats[0] / stats[2] : 0.0, norm;
+  int applied;
+  if ((st = beit_trainer_update(&p->trainer, loss, stats[2], &norm, &applied, err)))
+    return st;
+  beit_loader_cursor(p->loader, &p->trainer.cursor);
+  out[0] = loss;
+  out[1] = stats[2] > 0 ? stats[1] / stats[2] : 0.0;
+  out[2] = norm;
+  out[3] = stats[3];
+  return stats[4] > 0 ? BEIT_STATUS_INTERRUPTED : BEIT_STATUS_OK;
+}
+
+static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_options *opt,
+                              struct beit_error *err)
+{
+  struct beit_recipe *r = &p->recipe;
+  struct beit_config cfg;
+  enum beit_status st;
+  beit_recipe_defaults(r);
+  if ((st = beit_recipe_load(r, opt->recipe, err)))
+    return st;
+  for (int i = 0; i < opt->nsets; i++)
+    if ((st = beit_recipe_override(r, opt->sets[i], err)))
+      return st;
+  if (opt->data)
+    snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
+  if (opt->eval_data)
+    snprintf(r->data.eval, sizeof r->data.eval, "%s", opt->eval_data);
+  if (!r->data.train[0])
+    return beit_error_set(err, BEIT_STATUS_USAGE, "no training data: give --data or set "
+                          "data.train in %s", opt->recipe);
+  beit_config_defaults(&cfg);
+  if ((st = beit_config_load(&cfg, r->model, err)))
+    goto free_cfg;
+  /* pretraining is BeitForMaskedImageModeling whatever the config's head */
+  snprintf(cfg.architecture, sizeof cfg.architecture, "BeitForMaskedImageModeling");
+  cfg.use_mask_token = 1;
+  if (r->drop_path_rate >= 0)
+    cfg.drop_path_rate = r->drop_path_rate;
+  p->B = (size_t)r->batch.size;
+  if ((st = beit_model_create(&p->model, &cfg, p->B, err)))
+    goto free_cfg;
+  struct beit_model *m = p->model;
+  beit_model_init_weights(m, BEIT_INIT_PRETRAIN, (uint64_t)r->seed);
+  /* rank 0's weights are everyone's (they are equal anyway: same seed, same code) */
+  if ((st = beit_dist_bcast(p->dist, m->params, m->table.total * sizeof(float), 0, err)))
+    goto free_cfg;
+  if ((st = beit_tokenizer_load(&p->tok, opt->tokenizer, p->B, err)) ||
+      (st = beit_tokenizer_check_targets(p->tok, m->gh, m->gw, (size_t)cfg.vocab_size, err)))
+    goto free_cfg;
+  beit_mask_params_init(&p->mask_params, m->gh, m->gw, (size_t)r->masking.num_masking_patches);
+  p->mask_params.min_num_patches = (size_t)r->masking.min_num_patches;
+  p->mask_params.max_num_patches = (size_t)r->masking.max_num_patches;
+  p->mask_params.min_aspect = r->masking.min_aspect;
+  if ((st = beit_mask_params_check(&p->mask_params, err))) {
+    beit_error_prefix(err, "%s: masking: ", opt->recipe);
+    goto free_cfg;
+  }
+  size_t N = m->N, L = m->L, B = p->B;
+  p->tokens = malloc(B * N * sizeof *p->tokens);
+  p->targets = malloc(B * N * sizeof *p->targets);
+  p->mask = malloc(B * N);
+  p->drop = malloc(2 * L * B * sizeof *p->drop);
+  p->uniform = malloc(2 * L * B * sizeof *p->uniform);
+  p->drop_rates = malloc(L * sizeof *p->drop_rates);
+  if (!p->tokens || !p->targets || !p->mask || !p->drop || !p->uniform || !p->drop_rates) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "pretraining buffers: out of memory");
+    goto free_cfg;
+  }
+  for (size_t l = 0; l < L; l++) /* linspace(0, drop_path_rate, L), both ends included */
+    p->drop_rates[l] = L > 1 ? (float)(cfg.drop_path_rate * (double)l / (double)(L - 1)) : 0.0f;
+  st = beit_dist_grads_init(&p->reducer, p->dist, m->grads, m->table.total, GRAD_BUCKET_FLOATS,
+                            err);
+free_cfg:
+  beit_config_free(&cfg);
+  return st;
+}
+
+static void teardown(struct pretrain *p)
+{
+  beit_trainer_free(&p->trainer);
+  beit_loader_free(p->loader);
+  beit_dist_grads_free(p->reducer);
+  beit_tokenizer_free(p->tok);
+  beit_model_free(p->model);
+  free(p->tokens);
+  free(p->targets);
+  free(p->mask);
+  free(p->drop);
+  free(p->uniform);
+  free(p->drop_rates);
+}
+
+static enum beit_status save(struct pretrain *p, struct beit_pretrain_summary *sum,
+                             struct beit_error *err)
+{
+  cJSON *config = beit_config_json(&p->model->cfg);
+  if (!config)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
+  enum beit_status st = beit_trainer_save(&p->trainer, config, err);
+  cJSON_Delete(config);
+  snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld",
+           p->trainer.out_dir, p->trainer.step);
+  return st;
+}
+
+enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, struct beit_dist *dist,
+                                   struct beit_pretrain_summary *sum, struct beit_error *err)
+{
+  struct pretrain p;
+  memset(&p, 0, sizeof p);
+  memset(sum, 0, sizeof *sum);
+  sum->first_loss = NAN;
+  p.dist = dist;
+  struct beit_loader_cursor start = {0, 0};
+  char resume_dir[4200] = "";
+  struct beit_loader_options lo;
+  enum beit_status st = setup(&p, opt, err);
+  if (st)
+    goto done;
+  if (opt->resume) {
+    st = beit_checkpoint_latest(opt->out, resume_dir, sizeof resume_dir, err);
+    if (st == BEIT_STATUS_MISSING) { /* nothing to resume: start fresh */
+      resume_dir[0] = '\0';
+      st = BEIT_STATUS_OK;
+    } else if (st || (st = beit_trainer_read_cursor(resume_dir, &start, err))) {
+      goto done;
+    }
+  }
+  loader_options(&p, &lo, 1);
+  if ((st = beit_loader_init(&p.loader, p.recipe.data.train, &lo, &start, err)))
+    goto done;
+  long steps_per_epoch = (long)beit_loader_steps_per_epoch(p.loader) / p.recipe.batch.accum_steps;
+  if ((st = beit_trainer_init(&p.trainer, &p.recipe, dist, &p.model->table, p.model->params,
+                              p.model->grads, steps_per_epoch, opt->out, err)))
+    goto done;
+  if (resume_dir[0]) {
+    if ((st = beit_trainer_resume(&p.trainer, resume_dir, err)))
+      goto done;
+    if (beit_dist_is_root(dist))
+      fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, p.trainer.step);
+  }
+  beit_trainer_catch_signals();
+  struct beit_trainer *tr = &p.trainer;
+  const struct beit_recipe *r = &p.recipe;
+  double window[4] = {0, 0, 0, 0}; /* loss, acc, norm sums; steps */
+  double images = 0;
+  while (tr->step < tr->total_steps) {
+    double out[4] = {0, 0, 0, 0};
+    st = train_step(&p, out, err);
+    if (st && st != BEIT_STATUS_INTERRUPTED)
+      goto done;
+    window[0] += out[0];
+    window[1] += out[1];
+    window[2] += out[2];
+    window[3] += 1;
+    images += out[3];
+    if (st == BEIT_STATUS_INTERRUPTED || tr->step % r->log.every_steps == 0 ||
+        tr->step == tr->total_steps) {
+      struct beit_loader_stats ls;
+      beit_loader_stats(p.loader, &ls);
+      cJSON *f = cJSON_CreateObject();
+      cJSON_AddNumberToObject(f, "loss", window[0] / window[3]);
+      cJSON_AddNumberToObject(f, "mlm_acc", window[1] / window[3]);
+      cJSON_AddNumberToObject(f, "grad_norm", window[2] / window[3]);
+      cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
+      cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
+      if (isnan(sum->first_loss))
+        sum->first_loss = window[0] / window[3];
+      sum->last_loss = window[0] / window[3];
+      sum->last_mlm_acc = window[1] / window[3];
+      beit_trainer_log(tr, f, images);
+      memset(window, 0, sizeof window);
+      images = 0;
+    }
+    if (st == BEIT_STATUS_INTERRUPTED) {
+      if (beit_dist_is_root(dist))
+        fprintf(stderr, "\ninterrupted: writing a final checkpoint\n");
+      enum beit_status s2 = save(&p, sum, err);
+      st = s2 ? s2 : BEIT_STATUS_INTERRUPTED;
+      if (!s2)
+        beit_error_set(err, st, "interrupted at step %ld; resume with --resume from %s",
+                       tr->step, sum->last_checkpoint);
+      goto done;
+    }
+    if (r->checkpoint.every_steps > 0 && tr->step % r->checkpoint.every_steps == 0 &&
+        tr->step < tr->total_steps && (st = save(&p, sum, err)))
+      goto done;
+    if (r->data.eval[0] && r->eval.every_steps > 0 && tr->step % r->eval.every_steps == 0 &&
+        tr->step < tr->total_steps) {
+      if ((st = evaluate(&p, r->data.eval, sum, err)))
+        goto done;
+      if (beit_dist_is_root(dist))
+        fprintf(stderr, "%seval step %ld: masked-token loss %.4f, accuracy %.4f (majority token "
+                "%.4f)\n", tr->tty ? "\n" : "", tr->step, sum->eval_loss, sum->eval_mlm_acc,
+                sum->eval_majority_acc);
+    }
+  }
+  if (tr->tty && beit_dist_is_root(dist))
+    fprintf(stderr, "\n");
+  if ((st = save(&p, sum, err)))
+    goto done;
+  if (r->data.eval[0] && (st = evaluate(&p, r->data.eval, sum, err)))
+    goto done;
+  sum->steps = tr->step;
+  sum->seconds = tr->t_last_log - tr->t_start;
+done:
+  teardown(&p);
+  return st;
+}

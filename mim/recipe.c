@@ -1,0 +1,122 @@
+/* The recipe key table: every field, its JSON path, range and meaning, in one place. */
+#include "recipe.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define F(field) offsetof(struct beit_recipe, field)
+#define BIG 1e12
+
+static const char *const norms[] = {"inception", "imagenet", NULL};
+static const char *const mask_types[] = {"blockwise", "random", NULL};
+
+static const struct beit_config_key recipe_keys[] = {
+    {"model", BEIT_KEY_STRING, F(model), 0, 0, NULL, "model config.json"},
+    {"seed", BEIT_KEY_INT, F(seed), 0, BIG, NULL, "seed of every random stream"},
+    {"data.train", BEIT_KEY_STRING, F(data.train), 0, 0, NULL, "training dataset folder"},
+    {"data.eval", BEIT_KEY_STRING, F(data.eval), 0, 0, NULL, "held-out dataset folder"},
+    {"data.num_workers", BEIT_KEY_INT, F(data.num_workers), 1, 256, NULL, "loader threads"},
+    {"data.num_buffers", BEIT_KEY_INT, F(data.num_buffers), 2, 64, NULL, "batches in flight"},
+    {"data.norm", BEIT_KEY_STRING, F(data.norm), 0, 0, norms, "view A mean/std"},
+    {"data.jitter", BEIT_KEY_DOUBLE, F(data.jitter), 0, 1, NULL, "colour jitter strength"},
+    {"data.hflip", BEIT_KEY_DOUBLE, F(data.hflip), 0, 1, NULL, "flip probability"},
+    {"data.scale_min", BEIT_KEY_DOUBLE, F(data.scale_min), 1e-6, 1, NULL, "crop area min"},
+    {"data.scale_max", BEIT_KEY_DOUBLE, F(data.scale_max), 1e-6, 1, NULL, "crop area max"},
+    {"data.ratio_min", BEIT_KEY_DOUBLE, F(data.ratio_min), 1e-3, 1e3, NULL, "crop aspect min"},
+    {"data.ratio_max", BEIT_KEY_DOUBLE, F(data.ratio_max), 1e-3, 1e3, NULL, "crop aspect max"},
+    {"optimizer.lr", BEIT_KEY_DOUBLE, F(optimizer.lr), 0, 10, NULL, "peak lr (AdamW)"},
+    {"optimizer.min_lr", BEIT_KEY_DOUBLE, F(optimizer.min_lr), 0, 10, NULL, "cosine floor"},
+    {"optimizer.weight_decay", BEIT_KEY_DOUBLE, F(optimizer.weight_decay), 0, 10, NULL, NULL},
+    {"optimizer.weight_decay_end", BEIT_KEY_DOUBLE, F(optimizer.weight_decay_end), -1, 10, NULL,
+     "< 0: constant weight decay"},
+    {"optimizer.beta1", BEIT_KEY_DOUBLE, F(optimizer.beta1), 0, 0.999999, NULL, NULL},
+    {"optimizer.beta2", BEIT_KEY_DOUBLE, F(optimizer.beta2), 0, 0.999999, NULL, NULL},
+    {"optimizer.eps", BEIT_KEY_DOUBLE, F(optimizer.eps), 0, 1, NULL, NULL},
+    {"optimizer.clip_grad", BEIT_KEY_DOUBLE, F(optimizer.clip_grad), 0, BIG, NULL,
+     "global-norm clip; 0 = off"},
+    {"optimizer.layer_decay", BEIT_KEY_DOUBLE, F(optimizer.layer_decay), 1e-6, 1, NULL,
+     "layer-wise lr decay (fine-tuning)"},
+    {"schedule.epochs", BEIT_KEY_DOUBLE, F(schedule.epochs), 0, BIG, NULL, NULL},
+    {"schedule.warmup_epochs", BEIT_KEY_DOUBLE, F(schedule.warmup_epochs), 0, BIG, NULL, NULL},
+    {"schedule.warmup_steps", BEIT_KEY_INT, F(schedule.warmup_steps), 0, BIG, NULL,
+     "> 0 overrides warmup_epochs"},
+    {"schedule.max_steps", BEIT_KEY_INT, F(schedule.max_steps), 0, BIG, NULL,
+     "> 0 overrides epochs"},
+    {"batch.size", BEIT_KEY_INT, F(batch.size), 1, 1 << 20, NULL, "per-rank micro-batch"},
+    {"batch.accum_steps", BEIT_KEY_INT, F(batch.accum_steps), 1, 1 << 16, NULL,
+     "micro-batches per update"},
+    {"masking.type", BEIT_KEY_STRING, F(masking.type), 0, 0, mask_types, NULL},
+    {"masking.num_masking_patches", BEIT_KEY_INT, F(masking.num_masking_patches), 0, 1 << 20,
+     NULL, "budget per image (75 of 196)"},
+    {"masking.min_num_patches", BEIT_KEY_INT, F(masking.min_num_patches), 1, 1 << 20, NULL,
+     NULL},
+    {"masking.max_num_patches", BEIT_KEY_INT, F(masking.max_num_patches), 0, 1 << 20, NULL,
+     "0 = the budget"},
+    {"masking.min_aspect", BEIT_KEY_DOUBLE, F(masking.min_aspect), 1e-3, 1, NULL, NULL},
+    {"drop_path_rate", BEIT_KEY_DOUBLE, F(drop_path_rate), -1, 1, NULL, "< 0: model's"},
+    {"label_smoothing", BEIT_KEY_DOUBLE, F(label_smoothing), 0, 1, NULL, NULL},
+    {"checkpoint.every_steps", BEIT_KEY_INT, F(checkpoint.every_steps), 0, BIG, NULL,
+     "0 = only at the end"},
+    {"checkpoint.keep_last", BEIT_KEY_INT, F(checkpoint.keep_last), 0, 1 << 20, NULL,
+     "0 = keep all"},
+    {"log.every_steps", BEIT_KEY_INT, F(log.every_steps), 1, BIG, NULL, NULL},
+    {"eval.every_steps", BEIT_KEY_INT, F(eval.every_steps), 0, BIG, NULL, "0 = at the end"},
+    {"eval.batches", BEIT_KEY_INT, F(eval.batches), 0, BIG, NULL, "0 = the whole set"},
+    {"max_consecutive_nonfinite", BEIT_KEY_INT, F(max_consecutive_nonfinite), 1, 1 << 20, NULL,
+     "skipped updates in a row before the run stops"},
+};
+#define NKEYS (sizeof recipe_keys / sizeof recipe_keys[0])
+
+void beit_recipe_defaults(struct beit_recipe *r)
+{
+  memset(r, 0, sizeof *r);
+  r->data.num_workers = 2;
+  r->data.num_buffers = 3;
+  strcpy(r->data.norm, "inception");
+  r->data.jitter = 0.4;
+  r->data.hflip = 0.5;
+  r->data.scale_min = 0.08;
+  r->data.scale_max = 1.0;
+  r->data.ratio_min = 3.0 / 4.0;
+  r->data.ratio_max = 4.0 / 3.0;
+  r->optimizer.lr = 1.5e-3;
+  r->optimizer.min_lr = 1e-5;
+  r->optimizer.weight_decay = 0.05;
+  r->optimizer.weight_decay_end = -1;
+  r->optimizer.beta1 = 0.9;
+  r->optimizer.beta2 = 0.999;
+  r->optimizer.eps = 1e-8;
+  r->optimizer.clip_grad = 3.0;
+  r->optimizer.layer_decay = 1.0;
+  r->schedule.epochs = 800;
+  r->schedule.warmup_epochs = 10;
+  r->batch.size = 128;
+  r->batch.accum_steps = 1;
+  strcpy(r->masking.type, "blockwise");
+  r->masking.num_masking_patches = 75;
+  r->masking.min_num_patches = 16;
+  r->masking.min_aspect = 0.3;
+  r->drop_path_rate = -1;
+  r->checkpoint.every_steps = 1000;
+  r->checkpoint.keep_last = 3;
+  r->log.every_steps = 10;
+  r->eval.every_steps = 0;
+  r->eval.batches = 20;
+  r->max_consecutive_nonfinite = 5;
+}
+
+enum beit_status beit_recipe_load(struct beit_recipe *r, const char *path, struct beit_error *err)
+{
+  return beit_config_load_file(r, recipe_keys, NKEYS, path, err);
+}
+
+enum beit_status beit_recipe_override(struct beit_recipe *r, const char *assignment,
+                                      struct beit_error *err)
+{
+  return beit_config_set(r, recipe_keys, NKEYS, assignment, err);
+}
+
+cJSON *beit_recipe_json(const struct beit_recipe *r)
+{
+  return beit_config_to_json(r, recipe_keys, NKEYS);
+}

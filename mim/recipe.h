@@ -1,0 +1,58 @@
+/* Training recipes: one JSON schema (configs/recipes/) for pretraining and fine-tuning, read
+ * through one table of known keys (core/config_table.h). Unknown keys and out-of-range values
+ * are errors naming the key and the file; --set a.b=value overrides a key. */
+#ifndef BEIT_MIM_RECIPE_H
+#define BEIT_MIM_RECIPE_H
+
+#include <cjson/cJSON.h>
+
+#include "beit/status.h"
+#include "config_table.h"
+
+struct beit_recipe {
+  char model[BEIT_CONFIG_STR];  /* model config.json (HF schema) */
+  long seed;
+  struct {
+    char train[BEIT_CONFIG_STR], eval[BEIT_CONFIG_STR]; /* dataset folders (or --data) */
+    long num_workers, num_buffers;
+    char norm[BEIT_CONFIG_STR];   /* view A normalisation: "inception" (0.5/0.5), "imagenet" */
+    double jitter, hflip, scale_min, scale_max, ratio_min, ratio_max;
+  } data;
+  struct {
+    double lr, min_lr, weight_decay, weight_decay_end, beta1, beta2, eps, clip_grad;
+    double layer_decay; /* fine-tuning: lr scale decay^(L+1-layer_id); 1 = off */
+  } optimizer;
+  struct {
+    double epochs, warmup_epochs;
+    long warmup_steps, max_steps; /* > 0 override the epoch-derived values */
+  } schedule;
+  struct {
+    long size, accum_steps; /* per-rank micro-batch; micro-batches per update */
+  } batch;
+  struct {
+    char type[BEIT_CONFIG_STR]; /* "blockwise" or "random" */
+    long num_masking_patches, min_num_patches, max_num_patches;
+    double min_aspect;
+  } masking;
+  double drop_path_rate;        /* < 0: the model config's */
+  double label_smoothing;
+  struct {
+    long every_steps, keep_last;
+  } checkpoint;
+  struct {
+    long every_steps;
+  } log;
+  struct {
+    long every_steps, batches;
+  } eval;
+  long max_consecutive_nonfinite;
+};
+
+void beit_recipe_defaults(struct beit_recipe *r);
+enum beit_status beit_recipe_load(struct beit_recipe *r, const char *path, struct beit_error *err);
+enum beit_status beit_recipe_override(struct beit_recipe *r, const char *assignment,
+                                      struct beit_error *err);
+/* The resolved recipe, for trainer_state.json and logs. */
+cJSON *beit_recipe_json(const struct beit_recipe *r);
+
+#endif

@@ -1,0 +1,308 @@
+/* Shared training machinery: schedule, guarded AdamW update, metrics, checkpoints, signals. */
+#include "trainer.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "config_table.h"
+#include "optim.h"
+
+#define STATE_FORMAT_VERSION 1
+
+static volatile sig_atomic_t interrupted = 0;
+
+static void on_signal(int sig)
+{
+  (void)sig;
+  interrupted = 1;
+}
+
+void beit_trainer_catch_signals(void)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+int beit_trainer_interrupted(void) { return interrupted; }
+
+static double now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_recipe *recipe,
+                                   struct beit_dist *dist, const struct beit_tensor_table *table,
+                                   float *params, float *grads, long steps_per_epoch,
+                                   const char *out_dir, struct beit_error *err)
+{
+  memset(tr, 0, sizeof *tr);
+  tr->recipe = recipe;
+  tr->dist = dist;
+  tr->table = table;
+  tr->params = params;
+  tr->grads = grads;
+  tr->steps_per_epoch = steps_per_epoch > 0 ? steps_per_epoch : 1;
+  tr->total_steps = recipe->schedule.max_steps > 0
+                        ? recipe->schedule.max_steps
+                        : (long)ceil(recipe->schedule.epochs * (double)tr->steps_per_epoch);
+  tr->warmup_steps = recipe->schedule.warmup_steps > 0
+                         ? recipe->schedule.warmup_steps
+                         : (long)(recipe->schedule.warmup_epochs * (double)tr->steps_per_epoch);
+  if (tr->total_steps < 1)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "recipe: schedule gives no training steps "
+                          "(epochs %g x %ld steps per epoch)", recipe->schedule.epochs,
+                          tr->steps_per_epoch);
+  if (tr->warmup_steps > tr->total_steps)
+    tr->warmup_steps = tr->total_steps;
+  snprintf(tr->out_dir, sizeof tr->out_dir, "%s", out_dir);
+  tr->m = beit_alloc_floats(table->total);
+  tr->v = beit_alloc_floats(table->total);
+  if (!tr->m || !tr->v)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "optimizer state: cannot allocate 2 x %zu "
+                          "floats", table->total);
+  enum beit_status st = beit_mkdirs(out_dir, err);
+  if (st)
+    return st;
+  if (beit_dist_is_root(dist)) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
+    if (!(tr->metrics = fopen(path, "a")))
+      return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot open for appending", path);
+    tr->tty = isatty(fileno(stderr));
+  }
+  tr->t_start = tr->t_last_log = now();
+  return BEIT_STATUS_OK;
+}
+
+void beit_trainer_free(struct beit_trainer *tr)
+{
+  free(tr->m);
+  free(tr->v);
+  if (tr->metrics)
+    fclose(tr->metrics);
+  tr->m = tr->v = NULL;
+  tr->metrics = NULL;
+}
+
+void beit_trainer_schedule(const struct beit_trainer *tr, long step, double *lr, double *wd)
+{
+  const struct beit_recipe *r = tr->recipe;
+  *lr = beit_cosine_schedule(r->optimizer.lr, r->optimizer.min_lr, tr->warmup_steps,
+                             tr->total_steps, step);
+  /* weight decay: its own cosine from weight_decay to weight_decay_end, no warmup (spec 5.2) */
+  double end = r->optimizer.weight_decay_end < 0 ? r->optimizer.weight_decay
+                                                 : r->optimizer.weight_decay_end;
+  *wd = beit_cosine_schedule(r->optimizer.weight_decay, end, 0, tr->total_steps, step);
+}
+
+enum beit_status beit_trainer_update(struct beit_trainer *tr, double loss, double total_count,
+                                     double *grad_norm, int *applied, struct beit_error *err)
+{
+  const struct beit_recipe *r = tr->recipe;
+  size_t n = tr->table->total;
+  float scale = total_count > 0 ? (float)(beit_dist_world_size(tr->dist) / total_count) : 0.0f;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    tr->grads[i] *= scale;
+  double norm = beit_clip_grad_norm(tr->grads, n, r->optimizer.clip_grad);
+  *grad_norm = norm;
+  *applied = 0;
+  long step = tr->step++;
+  if (!isfinite(loss) || !isfinite(norm)) {
+    tr->skipped_updates++;
+    if (++tr->nonfinite_run >= r->max_consecutive_nonfinite)
+      return beit_error_set(err, BEIT_STATUS_NUMERIC,
+                            "step %ld: loss %g, gradient norm %g: %ld non-finite steps in a row "
+                            "(max_consecutive_nonfinite); the last checkpoint in %s is intact",
+                            step, loss, norm, tr->nonfinite_run, tr->out_dir);
+    return BEIT_STATUS_OK;
+  }
+  tr->nonfinite_run = 0;
+  struct beit_adamw_hparams hp;
+  beit_trainer_schedule(tr, step, &hp.lr, &hp.weight_decay);
+  hp.beta1 = r->optimizer.beta1;
+  hp.beta2 = r->optimizer.beta2;
+  hp.eps = r->optimizer.eps;
+  hp.step = step + 1 - tr->skipped_updates;
+  beit_adamw_update(tr->params, tr->grads, tr->m, tr->v, tr->table, &hp);
+  *applied = 1;
+  return BEIT_STATUS_OK;
+}
+
+static void format_duration(char *buf, size_t n, double s)
+{
+  if (!isfinite(s) || s < 0)
+    snprintf(buf, n, "?");
+  else if (s >= 3600)
+    snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(fmod(s, 3600) / 60));
+  else
+    snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
+{
+  double t = now();
+  tr->images_since_log += images;
+  if (!beit_dist_is_root(tr->dist) || !fields) {
+    cJSON_Delete(fields);
+    return;
+  }
+  double dt = t - tr->t_last_log, lr, wd;
+  double rate = dt > 0 ? tr->images_since_log * beit_dist_world_size(tr->dist) / dt : 0;
+  long steps = tr->step - tr->step_at_last_log;
+  double eta = steps > 0 ? dt / (double)steps * (double)(tr->total_steps - tr->step) : NAN;
+  beit_trainer_schedule(tr, tr->step > 0 ? tr->step - 1 : 0, &lr, &wd);
+  cJSON_AddNumberToObject(fields, "step", (double)tr->step);
+  cJSON_AddNumberToObject(fields, "epoch", (double)tr->step / (double)tr->steps_per_epoch);
+  cJSON_AddNumberToObject(fields, "lr", lr);
+  cJSON_AddNumberToObject(fields, "weight_decay", wd);
+  cJSON_AddNumberToObject(fields, "images_per_s", rate);
+  cJSON_AddNumberToObject(fields, "elapsed_s", t - tr->t_start);
+  cJSON_AddNumberToObject(fields, "eta_s", isfinite(eta) ? eta : -1);
+  cJSON_AddNumberToObject(fields, "skipped_updates", (double)tr->skipped_updates);
+  char *line = cJSON_PrintUnformatted(fields);
+  if (line && tr->metrics) {
+    fprintf(tr->metrics, "%s\n", line);
+    fflush(tr->metrics);
+  }
+  free(line);
+  char eta_s[32], progress[512] = "";
+  format_duration(eta_s, sizeof eta_s, eta);
+  size_t k = (size_t)snprintf(progress, sizeof progress, "step %ld/%ld", tr->step,
+                              tr->total_steps);
+  for (const cJSON *f = fields->child; f && k < sizeof progress; f = f->next)
+    if (cJSON_IsNumber(f) && (!strcmp(f->string, "loss") || !strcmp(f->string, "mlm_acc") ||
+                              !strcmp(f->string, "acc") || !strcmp(f->string, "grad_norm")))
+      k += (size_t)snprintf(progress + k, sizeof progress - k, "  %s %.4f", f->string,
+                            f->valuedouble);
+  if (k < sizeof progress)
+    snprintf(progress + k, sizeof progress - k, "  lr %.2e  %.1f img/s  ETA %s", lr, rate, eta_s);
+  if (tr->tty)
+    fprintf(stderr, "\r%s\033[K", progress);
+  else
+    fprintf(stderr, "%s\n", progress);
+  tr->t_last_log = t;
+  tr->step_at_last_log = tr->step;
+  tr->images_since_log = 0;
+  cJSON_Delete(fields);
+}
+
+static cJSON *state_json(const struct beit_trainer *tr)
+{
+  cJSON *s = cJSON_CreateObject();
+  if (!s)
+    return NULL;
+  cJSON_AddNumberToObject(s, "format_version", STATE_FORMAT_VERSION);
+  cJSON_AddNumberToObject(s, "step", (double)tr->step);
+  cJSON_AddNumberToObject(s, "skipped_updates", (double)tr->skipped_updates);
+  cJSON_AddNumberToObject(s, "nonfinite_run", (double)tr->nonfinite_run);
+  cJSON_AddNumberToObject(s, "loader_epoch", (double)tr->cursor.epoch);
+  cJSON_AddNumberToObject(s, "loader_position", (double)tr->cursor.position);
+  cJSON_AddNumberToObject(s, "world_size", beit_dist_world_size(tr->dist));
+  cJSON_AddNumberToObject(s, "global_batch",
+                          (double)(tr->recipe->batch.size * tr->recipe->batch.accum_steps *
+                                   beit_dist_world_size(tr->dist)));
+  cJSON_AddItemToObject(s, "recipe", beit_recipe_json(tr->recipe));
+  return s;
+}
+
+enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
+                                   struct beit_error *err)
+{
+  enum beit_status st = BEIT_STATUS_OK;
+  if (beit_dist_is_root(tr->dist)) {
+    cJSON *state = state_json(tr);
+    struct beit_checkpoint_parts parts = {config, tr->table, tr->params, tr->m, tr->v, state};
+    char saved[4200];
+    st = state ? beit_checkpoint_save(tr->out_dir, tr->step, &parts,
+                                      (int)tr->recipe->checkpoint.keep_last, saved, sizeof saved,
+                                      err)
+               : beit_error_set(err, BEIT_STATUS_NOMEM, "trainer state: out of memory");
+    cJSON_Delete(state);
+    if (!st) {
+      if (tr->tty)
+        fprintf(stderr, "\n");
+      fprintf(stderr, "saved %s\n", saved);
+    }
+  }
+  /* every rank learns whether the save worked, so none runs ahead of a failed one */
+  double failed = st != BEIT_STATUS_OK;
+  enum beit_status dst = beit_dist_allreduce_max_f64(tr->dist, &failed, 1, err);
+  if (dst)
+    return dst;
+  if (failed && !st)
+    return beit_error_set(err, BEIT_STATUS_IO, "rank 0 failed to write a checkpoint");
+  return st;
+}
+
+static double state_number(const cJSON *s, const char *key, const char *path, int *ok)
+{
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, key);
+  if (!cJSON_IsNumber(v)) {
+    *ok = 0;
+    fprintf(stderr, "%s: missing number '%s'\n", path, key);
+    return 0;
+  }
+  return v->valuedouble;
+}
+
+enum beit_status beit_trainer_resume(struct beit_trainer *tr, const char *dir,
+                                     struct beit_error *err)
+{
+  char path[4200];
+  cJSON *s = NULL;
+  snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+  enum beit_status st = beit_json_read_file(&s, path, err);
+  if (st)
+    return st;
+  int ok = 1;
+  double version = state_number(s, "format_version", path, &ok);
+  tr->step = (long)state_number(s, "step", path, &ok);
+  tr->skipped_updates = (long)state_number(s, "skipped_updates", path, &ok);
+  tr->nonfinite_run = (long)state_number(s, "nonfinite_run", path, &ok);
+  tr->cursor.epoch = (uint64_t)state_number(s, "loader_epoch", path, &ok);
+  tr->cursor.position = (uint64_t)state_number(s, "loader_position", path, &ok);
+  double global = state_number(s, "global_batch", path, &ok);
+  cJSON_Delete(s);
+  if (!ok || version != STATE_FORMAT_VERSION)
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: not a trainer state of format %d", path,
+                          STATE_FORMAT_VERSION);
+  double now_global = (double)(tr->recipe->batch.size * tr->recipe->batch.accum_steps *
+                               beit_dist_world_size(tr->dist));
+  if (global != now_global)
+    return beit_error_set(err, BEIT_STATUS_CONFIG,
+                          "%s: the checkpoint was trained with a global batch of %.0f images, "
+                          "this run has %.0f (ranks x batch.size x batch.accum_steps); keep it "
+                          "equal to resume", path, global, now_global);
+  st = beit_checkpoint_load_tensors(dir, tr->table, tr->params, tr->m, tr->v, err);
+  tr->step_at_last_log = tr->step;
+  return st;
+}
+
+enum beit_status beit_trainer_read_cursor(const char *dir, struct beit_loader_cursor *cursor,
+                                          struct beit_error *err)
+{
+  char path[4200];
+  cJSON *s = NULL;
+  snprintf(path, sizeof path, "%s/trainer_state.json", dir);
+  enum beit_status st = beit_json_read_file(&s, path, err);
+  if (st)
+    return st;
+  int ok = 1;
+  cursor->epoch = (uint64_t)state_number(s, "loader_epoch", path, &ok);
+  cursor->position = (uint64_t)state_number(s, "loader_position", path, &ok);
+  cJSON_Delete(s);
+  return ok ? BEIT_STATUS_OK
+            : beit_error_set(err, BEIT_STATUS_FORMAT, "%s: no loader cursor", path);
+}

@@ -1,0 +1,84 @@
+/* The parts every training loop shares (pretraining, fine-tuning, tokenizer training):
+ * AdamW state, the per-iteration lr/wd schedule, one update with non-finite protection,
+ * rotating checkpoints with trainer_state.json and resume, metrics.jsonl and the progress line,
+ * and SIGINT/SIGTERM handling. A loop reads as: next batch, forward, zero-grad, backward,
+ * beit_trainer_update, beit_trainer_log, beit_trainer_maybe_save.
+ *
+ * Loss normalisation across micro-batches and ranks: a loop back-propagates the SUM of its
+ * per-token (or per-sample) losses (backward with dloss = count), gradients are averaged over
+ * ranks by distributed/, and beit_trainer_update rescales by world / total_count, where
+ * total_count is the number of tokens (samples) in the whole global batch. The update is then
+ * the gradient of the global mean, whatever the split into ranks and micro-batches. */
+#ifndef BEIT_MIM_TRAINER_H
+#define BEIT_MIM_TRAINER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "beit/data.h"
+#include "beit/distributed.h"
+#include "recipe.h"
+#include "tensor_table.h"
+
+struct beit_trainer {
+  const struct beit_recipe *recipe;
+  struct beit_dist *dist;
+  const struct beit_tensor_table *table;
+  float *params, *grads, *m, *v;   /* m, v owned */
+  long step;                        /* updates done */
+  long total_steps, warmup_steps, steps_per_epoch;
+  long nonfinite_run, skipped_updates;
+  struct beit_loader_cursor cursor; /* where the next step's data starts */
+  char out_dir[4096];
+  FILE *metrics;                    /* rank 0: out_dir/metrics.jsonl */
+  int tty;                          /* progress as a rewritten line */
+  double t_start, t_last_log;
+  long step_at_last_log;
+  double images_since_log;
+};
+
+/* Set up for a model whose parameters are described by table (params/grads owned by the
+ * model). steps_per_epoch comes from the loader; the schedule from the recipe. */
+enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_recipe *recipe,
+                                   struct beit_dist *dist, const struct beit_tensor_table *table,
+                                   float *params, float *grads, long steps_per_epoch,
+                                   const char *out_dir, struct beit_error *err);
+void beit_trainer_free(struct beit_trainer *tr);
+
+/* lr and weight decay of update number `step` (0-based). */
+void beit_trainer_schedule(const struct beit_trainer *tr, long step, double *lr, double *wd);
+
+/* Finish an accumulated step: rescale grads by world / total_count, clip, and apply AdamW
+ * unless the loss or gradient norm is non-finite (then the update is skipped and counted;
+ * more than max_consecutive_nonfinite in a row is BEIT_STATUS_NUMERIC). *grad_norm gets the
+ * pre-clip norm, *applied whether the update happened. */
+enum beit_status beit_trainer_update(struct beit_trainer *tr, double loss, double total_count,
+                                     double *grad_norm, int *applied, struct beit_error *err);
+
+/* Rank 0: append a metrics.jsonl line (fields of `fields`, plus step, epoch, lr, time, images/s,
+ * ETA) and print the progress line. Takes ownership of fields. images: since the last call. */
+void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images);
+
+/* Rank 0: write out_dir/checkpoint-<step> with config, params, m, v and trainer_state.json
+ * (step, cursor, counters, recipe) through core/checkpoint.h; all ranks then synchronise. */
+enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
+                                   struct beit_error *err);
+
+/* Load params, m, v, step and cursor from a checkpoint folder (every rank reads the same one;
+ * a different world size is fine as long as world * batch is unchanged). */
+enum beit_status beit_trainer_resume(struct beit_trainer *tr, const char *dir,
+                                     struct beit_error *err);
+
+/* The loader cursor stored in a checkpoint's trainer_state.json (to start the loader there
+ * before the trainer exists). */
+enum beit_status beit_trainer_read_cursor(const char *dir, struct beit_loader_cursor *cursor,
+                                          struct beit_error *err);
+
+/* SIGINT/SIGTERM set a flag instead of killing the process: the loop checks it, writes a final
+ * checkpoint and stops. */
+void beit_trainer_catch_signals(void);
+int beit_trainer_interrupted(void);
+
+#endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <pthread.h>
 
 #include <hdf5.h>
 
@@ -26,6 +27,7 @@ struct shard {
 };
 
 struct beit_dataset {
+  pthread_mutex_t lock; /* HDF5 calls of record reads: safe even with a non-threadsafe HDF5 */
   enum beit_data_task task;
   int num_classes;
   char **class_names;
@@ -105,6 +107,7 @@ void beit_data_close(struct beit_dataset *ds)
   for (int c = 0; c < ds->num_classes; c++)
     free(ds->class_names[c]);
   free(ds->class_names);
+  pthread_mutex_destroy(&ds->lock);
   free(ds);
 }
 
@@ -346,6 +349,7 @@ enum beit_status beit_data_open(struct beit_dataset **out, const char *dir, stru
   struct beit_dataset *ds = calloc(1, sizeof *ds);
   if (!ds)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);
+  pthread_mutex_init(&ds->lock, NULL);
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   enum beit_status st = parse_index(ds, dir, err);
   if (st)
@@ -390,9 +394,23 @@ enum beit_status beit_data_read(struct beit_dataset *ds, size_t index,
   return beit_data_read_record(ds, index, rec, 1, err);
 }
 
+static enum beit_status read_locked(struct beit_dataset *ds, size_t index,
+                                    struct beit_data_record *rec, int with_key,
+                                    struct beit_error *err);
+
 enum beit_status beit_data_read_record(struct beit_dataset *ds, size_t index,
                                        struct beit_data_record *rec, int with_key,
                                        struct beit_error *err)
+{
+  pthread_mutex_lock(&ds->lock);
+  enum beit_status st = read_locked(ds, index, rec, with_key, err);
+  pthread_mutex_unlock(&ds->lock);
+  return st;
+}
+
+static enum beit_status read_locked(struct beit_dataset *ds, size_t index,
+                                    struct beit_data_record *rec, int with_key,
+                                    struct beit_error *err)
 {
   if (index >= ds->count)
     return beit_error_set(err, BEIT_STATUS_USAGE, "record %zu out of range (%zu records)", index, ds->count);
@@ -418,7 +436,8 @@ enum beit_status beit_data_read_record(struct beit_dataset *ds, size_t index,
     key_buf[ksize] = 0;
     snprintf(rec->key, sizeof rec->key, "%s", key_buf);
   } else {
-    snprintf(rec->key, sizeof rec->key, "%s#%zu", s->path, i);
+    const char *base = strrchr(s->path, '/');
+    snprintf(rec->key, sizeof rec->key, "%.200s#%zu", base ? base + 1 : s->path, i);
   }
   size_t a = (size_t)s->offsets[i], n = (size_t)(s->offsets[i + 1] - s->offsets[i]);
   if (beit_data_grow((void **)&rec->bytes, &rec->bytes_capacity, n + 1))

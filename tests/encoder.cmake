@@ -4,3 +4,13 @@ beit_add_test(NAME test_golden_encoder SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_
               LABELS golden LIBS beit_encoder
               ARGS ${CMAKE_CURRENT_BINARY_DIR}/golden mim_shared cls_layer_mean cls_abs_cls multilabel)
 set_tests_properties(test_golden_encoder PROPERTIES FIXTURES_REQUIRED golden_encoder)
+
+beit_add_test(NAME test_model_io SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_io.c
+              LABELS unit LIBS beit_encoder ARGS ${CMAKE_CURRENT_BINARY_DIR}/model_io)
+set_tests_properties(test_model_io PROPERTIES FIXTURES_SETUP c_saved_model)
+add_test(NAME test_run_e2e
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_run_e2e.py $<TARGET_FILE:beit>
+                 ${CMAKE_CURRENT_BINARY_DIR}/golden ${CMAKE_CURRENT_BINARY_DIR}/model_io/c_saved
+                 ${CMAKE_CURRENT_BINARY_DIR}/run_e2e)
+set_tests_properties(test_run_e2e PROPERTIES LABELS "e2e;golden"
+                     FIXTURES_REQUIRED "golden_encoder;c_saved_model")

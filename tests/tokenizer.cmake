@@ -16,3 +16,31 @@ beit_add_test(NAME test_tokenizer_golden
               LABELS golden LIBS beit_tokenizer
               ARGS ${BEIT_TOK_GOLDEN}/logit_laplace ${BEIT_TOK_GOLDEN}/mse)
 set_tests_properties(test_tokenizer_golden PROPERTIES FIXTURES_REQUIRED golden_tokenizer)
+
+# DALL-E import and parity: tests/test_convert_dalle.py pickles a DALL-E-shaped model as OpenAI
+# does, converts it with tools/convert_dalle.py (checking every tensor and the error paths) and
+# writes the PyTorch reference's logits/tokens/reconstructions; the C encoder must give the same
+# token ids except at near-ties. Default: DALL-E's structure at small widths (seconds). The full
+# 53.8M-parameter DALL-E size takes minutes: enabled by -DBEIT_TOKENIZER_SLOW_TESTS=ON, label slow.
+option(BEIT_TOKENIZER_SLOW_TESTS "Register the full-size DALL-E parity test (minutes)" OFF)
+set(BEIT_TOK_PARITY ${CMAKE_CURRENT_BINARY_DIR}/parity_tokenizer)
+add_test(NAME tokenizer_convert_dalle
+         COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_convert_dalle.py
+                 ${BEIT_TOK_PARITY}/small)
+set_tests_properties(tokenizer_convert_dalle PROPERTIES FIXTURES_SETUP parity_tokenizer
+                     LABELS golden)
+beit_add_test(NAME test_tokenizer_parity
+              SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_parity.c
+              LABELS golden LIBS beit_tokenizer ARGS ${BEIT_TOK_PARITY}/small)
+set_tests_properties(test_tokenizer_parity PROPERTIES FIXTURES_REQUIRED parity_tokenizer)
+if(BEIT_TOKENIZER_SLOW_TESTS)
+  add_test(NAME tokenizer_convert_dalle_full
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_convert_dalle.py
+                   ${BEIT_TOK_PARITY}/full --full --images 8)
+  set_tests_properties(tokenizer_convert_dalle_full PROPERTIES
+                       FIXTURES_SETUP parity_tokenizer_full LABELS slow TIMEOUT 1800)
+  add_test(NAME test_tokenizer_parity_full COMMAND test_tokenizer_parity ${BEIT_TOK_PARITY}/full)
+  set_tests_properties(test_tokenizer_parity_full PROPERTIES
+                       FIXTURES_REQUIRED parity_tokenizer_full LABELS slow TIMEOUT 1800
+                       ENVIRONMENT "OMP_NUM_THREADS=2")
+endif()

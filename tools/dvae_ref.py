@@ -14,9 +14,6 @@ Shapes are NCHW. Encoder input: images already mapped to (0.1, 0.9) by 0.8x + 0.
 Commands (python3 tools/dvae_ref.py CMD ...):
   golden OUT_DIR     write a small model, inputs, noise, loss and every gradient for
                      tests/test_tokenizer_golden.c (config.json + model.safetensors + golden.safetensors)
-  parity OUT_DIR [--full] [--images N]
-                     random-weight DALL-E-shaped encoder (small widths unless --full), test images,
-                     reference logits and token ids, for tests/test_tokenizer_parity.c
   bench-encoder --batch B --size S --threads T [--iters N]
                      images/s of the full DALL-E encoder forward (the benchmark's PyTorch side)
   bench-train CONFIG --batch B --threads T [--iters N]
@@ -246,34 +243,6 @@ def test_images(n, size, channels, seed):
     return 0.8 * img + 0.1
 
 
-def cmd_parity(args):
-    torch.manual_seed(args.seed)
-    if args.full:
-        cfg = dvae_config({"image_size": 112, "decoder": False})
-    else:  # DALL-E's structure (4 groups of 2 blocks, 8x) at small widths
-        cfg = dvae_config({"n_hid": 16, "vocab_size": 512, "image_size": 32, "decoder": False})
-    enc = Encoder(cfg).eval()
-    with torch.no_grad():
-        for p in enc.parameters():
-            if p.dim() == 1:
-                p.normal_(0, 0.05)
-    x = test_images(args.images, cfg["image_size"], cfg["input_channels"], args.seed)
-    torch.set_num_threads(max(1, args.threads))
-    with torch.no_grad():
-        logits = enc(x)
-    top2 = logits.topk(2, dim=1).values
-    gap = (top2[:, 0] - top2[:, 1]).reshape(x.shape[0], -1)
-    tokens = logits.argmax(dim=1).reshape(x.shape[0], -1).to(torch.int32)
-    write_folder(args.out_dir, cfg, enc)
-    st.write(os.path.join(args.out_dir, "parity.safetensors"), OrderedDict([
-        ("images", x.numpy().astype(np.float32)),
-        ("logits", logits.numpy().astype(np.float32)),
-        ("tokens", tokens.numpy()),
-        ("gap", gap.numpy().astype(np.float32))]))
-    print(f"parity: {x.shape[0]} images {tuple(x.shape[1:])} -> tokens {tuple(tokens.shape)}, "
-          f"min top-2 gap {gap.min().item():.3g} -> {args.out_dir}")
-
-
 def timed(fn, iters, warmup=1):
     for _ in range(warmup):
         fn()
@@ -303,7 +272,8 @@ def cmd_bench_train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with open(args.config) as f:
-        cfg = dvae_config(json.load(f))
+        conf = json.load(f)
+    cfg = dvae_config(conf.get("model", conf))  # a training recipe or a tokenizer config.json
     enc, dec = Encoder(cfg), Decoder(cfg)
     opt = torch.optim.AdamW(list(enc.parameters()) + list(dec.parameters()), lr=1e-3,
                             weight_decay=1e-4)
@@ -331,12 +301,6 @@ def main():
     g = sub.add_parser("golden")
     g.add_argument("out_dir")
     g.add_argument("--recon", default="logit_laplace", choices=["logit_laplace", "mse"])
-    q = sub.add_parser("parity")
-    q.add_argument("out_dir")
-    q.add_argument("--full", action="store_true")
-    q.add_argument("--images", type=int, default=4)
-    q.add_argument("--seed", type=int, default=7)
-    q.add_argument("--threads", type=int, default=2)
     b = sub.add_parser("bench-encoder")
     b.add_argument("--batch", type=int, default=8)
     b.add_argument("--size", type=int, default=112)
@@ -348,7 +312,7 @@ def main():
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--iters", type=int, default=10)
     args = p.parse_args()
-    {"golden": cmd_golden, "parity": cmd_parity, "bench-encoder": cmd_bench_encoder,
+    {"golden": cmd_golden, "bench-encoder": cmd_bench_encoder,
      "bench-train": cmd_bench_train}[args.cmd](args)
 
 

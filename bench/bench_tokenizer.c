@@ -1,0 +1,296 @@
+/* Benchmark of the dVAE tokenizer against PyTorch (tools/dvae_ref.py) in the same run, with the
+ * same thread count:
+ *   1. the cblas_sgemm peak of this machine (2048^3, best of >= 1 s), the yardstick;
+ *   2. forward of the full DALL-E encoder (batch 8, 112x112, ~52 GFLOP per image): images/s,
+ *      GFLOP/s, fraction of the sgemm peak, then each distinct conv layer alone (GFLOP/s and
+ *      fraction of peak, time-weighted total over the encoder's layers);
+ *   3. one training step of a tokenizer config (default configs/tokenizer/fashion_mnist.json):
+ *      Gumbel noise, encoder, relaxation, decoder, loss, backward, clip, AdamW: images/s.
+ * Each C figure is followed by PyTorch's and the ratio (C / PyTorch, higher is better).
+ *
+ * usage: bench_tokenizer [--threads T] [--batch 8] [--size 112] [--iters 3]
+ *                        [--train-config FILE] [--train-batch 64] [--train-iters 20]
+ *                        [--python PATH] [--script tools/dvae_ref.py]
+ *                        [--skip-encoder] [--skip-layers] [--skip-train] [--skip-torch] */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config_table.h"
+#include "conv.h"
+#include "dvae.h"
+
+static double now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void die(const char *what, const struct beit_error *err)
+{
+  fprintf(stderr, "bench_tokenizer: %s: %s\n", what, err ? err->message : "");
+  exit(1);
+}
+
+static float *randu(size_t n, float lo, float hi, unsigned seed)
+{
+  float *p = beit_alloc_floats(n);
+  if (!p)
+    die("out of memory", NULL);
+  struct beit_rng rng;
+  beit_rng_seed(&rng, seed, 1, 2);
+  for (size_t i = 0; i < n; i++)
+    p[i] = lo + (hi - lo) * (float)beit_rng_uniform(&rng);
+  return p;
+}
+
+static double sgemm_peak(void)
+{
+  const int n = 2048;
+  float *a = randu((size_t)n * n, -1, 1, 1), *b = randu((size_t)n * n, -1, 1, 2);
+  float *c = beit_alloc_floats((size_t)n * n);
+  double best = 1e30, t_all = now();
+  int reps = 0;
+  while (reps < 3 || now() - t_all < 1.0) {
+    double t0 = now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    double t = now() - t0;
+    best = t < best ? t : best;
+    reps++;
+  }
+  free(a), free(b), free(c);
+  return 2.0 * n * n * (double)n / best / 1e9;
+}
+
+/* images/s of the PyTorch side, or NAN. */
+static double torch_rate(const char *python, const char *script, const char *args)
+{
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "%s %s %s", python, script, args);
+  FILE *p = popen(cmd, "r");
+  if (!p)
+    return NAN;
+  char line[4096];
+  double rate = NAN;
+  while (fgets(line, sizeof line, p)) {
+    const char *k = strstr(line, "\"images_per_s\":");
+    if (k)
+      rate = atof(k + strlen("\"images_per_s\":"));
+  }
+  if (pclose(p) != 0)
+    return NAN;
+  return rate;
+}
+
+static void print_ratio(const char *what, double c_rate, double t_rate, double target)
+{
+  if (isnan(t_rate)) {
+    printf("%-34s C %8.2f images/s   PyTorch: not run or failed\n", what, c_rate);
+    return;
+  }
+  printf("%-34s C %8.2f images/s   PyTorch %8.2f images/s   ratio %.2fx (target %.1fx) %s\n",
+         what, c_rate, t_rate, c_rate / t_rate, target,
+         c_rate / t_rate >= target ? "MET" : "NOT MET");
+}
+
+struct layer {
+  size_t n_in, n_out, k, H;
+  unsigned flags;
+  int count;
+};
+
+static void add_layer(struct layer *ls, int *n, const struct dvae_conv *cv, size_t H,
+                      unsigned flags)
+{
+  for (int i = 0; i < *n; i++)
+    if (ls[i].n_in == cv->n_in && ls[i].n_out == cv->n_out && ls[i].k == cv->k && ls[i].H == H &&
+        ls[i].flags == flags) {
+      ls[i].count++;
+      return;
+    }
+  ls[*n] = (struct layer){cv->n_in, cv->n_out, cv->k, H, flags, 1};
+  (*n)++;
+}
+
+/* Each distinct conv of the encoder alone; returns the conv layers' aggregate GFLOP/s. */
+static double bench_layers(const struct beit_tokenizer *tok, size_t B, double peak, int nt)
+{
+  struct layer ls[64];
+  int n = 0;
+  const struct dvae_stack *st = &tok->enc;
+  add_layer(ls, &n, &st->input, st->in_H, 0);
+  for (size_t i = 0; i < st->nblocks; i++) {
+    const struct dvae_block *b = &st->blocks[i];
+    if (b->id.w >= 0)
+      add_layer(ls, &n, &b->id, b->H, 0);
+    add_layer(ls, &n, &b->conv[0], b->H, BEIT_CONV_RELU_INPUT | BEIT_CONV_RELU_OUTPUT);
+    add_layer(ls, &n, &b->conv[1], b->H, BEIT_CONV_RELU_OUTPUT);
+    add_layer(ls, &n, &b->conv[2], b->H, BEIT_CONV_RELU_OUTPUT);
+    add_layer(ls, &n, &b->conv[3], b->H, 0);
+  }
+  add_layer(ls, &n, &st->output, st->out_H, BEIT_CONV_RELU_INPUT);
+  double total_flops = 0.0, total_time = 0.0;
+  printf("\nconv layers of the encoder (batch %zu), each alone:\n", B);
+  printf("  %5s %5s %2s %4s %3s %9s %9s %7s\n", "C", "OC", "K", "HxW", "n", "GFLOP", "GFLOP/s",
+         "of peak");
+  for (int i = 0; i < n; i++) {
+    const struct layer *l = &ls[i];
+    float *inp = randu(B * l->n_in * l->H * l->H, -1, 1, 3);
+    float *w = randu(l->n_out * l->n_in * l->k * l->k, -0.05f, 0.05f, 4);
+    float *bias = randu(l->n_out, -0.1f, 0.1f, 5);
+    float *out = beit_alloc_floats(B * l->n_out * l->H * l->H);
+    float *scr =
+        beit_alloc_floats(beit_conv2d_scratch_floats(l->n_in, l->H, l->H, l->n_out, l->k, nt));
+    double fl = beit_conv2d_flops(B, l->n_in, l->H, l->H, l->n_out, l->k), best = 1e30;
+    for (int r = 0; r < 3; r++) {
+      double t0 = now();
+      beit_conv2d_forward(out, scr, inp, w, bias, 1.0f, 0, l->flags, B, l->n_in, l->H, l->H,
+                          l->n_out, l->k, nt);
+      double t = now() - t0;
+      best = t < best ? t : best;
+    }
+    printf("  %5zu %5zu %2zu %4zu %3d %9.2f %9.1f %6.0f%%\n", l->n_in, l->n_out, l->k, l->H,
+           l->count, fl / 1e9, fl / best / 1e9, 100.0 * fl / best / 1e9 / peak);
+    total_flops += fl * l->count;
+    total_time += best * l->count;
+    free(inp), free(w), free(bias), free(out), free(scr);
+  }
+  double rate = total_flops / total_time / 1e9;
+  printf("  all conv layers: %.1f GFLOP in %.3f s = %.1f GFLOP/s = %.0f%% of the sgemm peak\n",
+         total_flops / 1e9, total_time, rate, 100.0 * rate / peak);
+  return rate;
+}
+
+int main(int argc, char **argv)
+{
+  int threads = 0, iters = 3, train_iters = 20;
+  int skip_encoder = 0, skip_layers = 0, skip_train = 0, skip_torch = 0;
+  size_t batch = 8, size = 112, train_batch = 64;
+  const char *python = "/usr/bin/python3", *script = BEIT_BENCH_DVAE_REF;
+  const char *train_config = BEIT_BENCH_TRAIN_CONFIG;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = (size_t)atol(argv[++i]);
+    else if (!strcmp(argv[i], "--size") && i + 1 < argc) size = (size_t)atol(argv[++i]);
+    else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--train-config") && i + 1 < argc) train_config = argv[++i];
+    else if (!strcmp(argv[i], "--train-batch") && i + 1 < argc) train_batch = (size_t)atol(argv[++i]);
+    else if (!strcmp(argv[i], "--train-iters") && i + 1 < argc) train_iters = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--python") && i + 1 < argc) python = argv[++i];
+    else if (!strcmp(argv[i], "--script") && i + 1 < argc) script = argv[++i];
+    else if (!strcmp(argv[i], "--skip-encoder")) skip_encoder = 1;
+    else if (!strcmp(argv[i], "--skip-layers")) skip_layers = 1;
+    else if (!strcmp(argv[i], "--skip-train")) skip_train = 1;
+    else if (!strcmp(argv[i], "--skip-torch")) skip_torch = 1;
+    else {
+      fprintf(stderr, "usage: bench_tokenizer [--threads T] [--batch B] [--size S] [--iters N] "
+                      "[--train-config FILE] [--train-batch B] [--train-iters N] [--python P] "
+                      "[--script F] [--skip-encoder] [--skip-layers] [--skip-train] "
+                      "[--skip-torch]\n");
+      return 2;
+    }
+  }
+  if (threads > 0)
+    omp_set_num_threads(threads);
+  const int nt = omp_get_max_threads();
+  struct beit_error err = {0};
+  char args[1024];
+
+  const double peak = sgemm_peak();
+  printf("bench_tokenizer: %d threads; cblas_sgemm peak (2048^3) %.1f GFLOP/s\n", nt, peak);
+
+  if (!skip_encoder) {
+    struct beit_tokenizer_config cfg;
+    beit_tokenizer_config_defaults(&cfg);
+    cfg.image_size = (long)size;
+    cfg.decoder = 0;
+    struct beit_tokenizer *tok;
+    if (beit_tokenizer_create(&tok, &cfg, batch, 1, &err))
+      die("DALL-E encoder", &err);
+    float *x = randu(batch * 3 * size * size, 0.1f, 0.9f, 7);
+    int32_t *tokens = malloc(batch * tok->gh * tok->gw * sizeof *tokens);
+    beit_tokenizer_encode(tok, tokens, NULL, x, batch, &err); /* warm-up */
+    double best = 1e30;
+    for (int r = 0; r < iters; r++) {
+      double t0 = now();
+      beit_tokenizer_encode(tok, tokens, NULL, x, batch, &err);
+      double t = now() - t0;
+      best = t < best ? t : best;
+    }
+    const double gf = beit_tokenizer_encoder_flops(tok) / 1e9;
+    const double rate = (double)batch / best;
+    printf("\nDALL-E encoder forward, batch %zu, %zux%zu: %.1f GFLOP/image, %.3f s/batch, "
+           "%.1f GFLOP/s = %.0f%% of the sgemm peak\n",
+           batch, size, size, gf, best, gf * rate, 100.0 * gf * rate / peak);
+    double t_rate = NAN;
+    if (!skip_torch) {
+      snprintf(args, sizeof args, "bench-encoder --batch %zu --size %zu --threads %d --iters %d",
+               batch, size, nt, iters);
+      t_rate = torch_rate(python, script, args);
+      if (!isnan(t_rate))
+        printf("PyTorch: %.1f GFLOP/s = %.0f%% of the sgemm peak\n", gf * t_rate,
+               100.0 * gf * t_rate / peak);
+    }
+    print_ratio("DALL-E encoder forward", rate, t_rate, 1.0);
+    if (!skip_layers)
+      bench_layers(tok, batch, peak, nt);
+    free(x), free(tokens);
+    beit_tokenizer_free(tok);
+  }
+
+  if (!skip_train) {
+    struct beit_tokenizer_config cfg;
+    beit_tokenizer_config_defaults(&cfg);
+    cJSON *root = NULL;
+    if (beit_json_read_file(&root, train_config, &err))
+      die("train config", &err);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    size_t nk;
+    const struct beit_config_key *keys = beit_dvae_config_keys(&nk);
+    if (beit_config_from_json(&cfg, keys, nk, model ? model : root, train_config, &err))
+      die("train config", &err);
+    cJSON_Delete(root);
+    struct beit_tokenizer *tok;
+    if (beit_tokenizer_create(&tok, &cfg, train_batch, 1, &err) ||
+        beit_dvae_train_init(tok, train_batch, &err))
+      die("training tokenizer", &err);
+    float *x = randu(train_batch * tok->C * tok->S * tok->S, 0.1f, 0.9f, 9);
+    struct beit_dvae_hparams hp = {1e-3, 1e-4, 0.9, 0.999, 1e-8, 1.0, 0.9f, 1.0f, 0};
+    struct beit_rng rng;
+    beit_rng_seed(&rng, 1, 2, 3);
+    struct beit_dvae_step_stats stats;
+    for (int r = 0; r < 2; r++) { /* warm-up */
+      hp.step++;
+      beit_dvae_train_step(tok, x, train_batch, &hp, &rng, &stats);
+    }
+    double best = 1e30;
+    for (int r = 0; r < train_iters; r++) {
+      hp.step++;
+      double t0 = now();
+      beit_dvae_train_step(tok, x, train_batch, &hp, &rng, &stats);
+      double t = now() - t0;
+      best = t < best ? t : best;
+    }
+    const double fl = 3.0 * (beit_tokenizer_encoder_flops(tok) + beit_tokenizer_decoder_flops(tok));
+    const double rate = (double)train_batch / best;
+    printf("\ntraining step of %s (batch %zu, %zux%zu, vocab %zu, %zu params): %.4f s/step, "
+           "~%.1f GFLOP/s (3x forward FLOPs)\n",
+           train_config, train_batch, tok->S, tok->S, tok->V, beit_tokenizer_num_params(tok),
+           best, fl * rate / 1e9);
+    double t_rate = NAN;
+    if (!skip_torch) {
+      snprintf(args, sizeof args, "bench-train %s --batch %zu --threads %d --iters %d",
+               train_config, train_batch, nt, train_iters);
+      t_rate = torch_rate(python, script, args);
+    }
+    print_ratio("tokenizer training step", rate, t_rate, 2.0);
+    free(x);
+    beit_tokenizer_free(tok);
+  }
+  return 0;
+}

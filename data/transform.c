@@ -137,51 +137,72 @@ static void build_luts(struct jitter_luts *l, const struct beit_data_jitter *j, 
   }
 }
 
-/* Apply the first nops operations of j's order to one pixel. */
-static inline void jitter_pixel(uint8_t *rgb, const struct beit_data_jitter *j,
-                                const struct jitter_luts *l, int nops)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* One jitter operation on one pixel; op is a compile-time constant at every call site, so the
+ * loops below are specialised per order with no per-pixel branching. */
+static ALWAYS_INLINE void jitter_op(int op, int *r, int *g, int *b, const struct jitter_luts *l,
+                                    float fs)
 {
-  int r = rgb[0], g = rgb[1], b = rgb[2];
-  for (int k = 0; k < nops; k++) {
-    switch (j->order[k]) {
-    case 0:
-      r = l->bright[r], g = l->bright[g], b = l->bright[b];
-      break;
-    case 1:
-      r = l->contrast[r], g = l->contrast[g], b = l->contrast[b];
-      break;
-    default: {
-      int y = luma(r, g, b);
-      float f = j->factor[2];
-      r = blend(y, r, f), g = blend(y, g, f), b = blend(y, b, f);
-    }
-    }
+  if (op == 0) {
+    *r = l->bright[*r], *g = l->bright[*g], *b = l->bright[*b];
+  } else if (op == 1) {
+    *r = l->contrast[*r], *g = l->contrast[*g], *b = l->contrast[*b];
+  } else if (op == 2) {
+    int y = luma(*r, *g, *b);
+    *r = blend(y, *r, fs), *g = blend(y, *g, fs), *b = blend(y, *b, fs);
+  } /* op < 0: nothing */
+}
+
+static ALWAYS_INLINE uint64_t luma_sum(const uint8_t *p, size_t n, int op0, int op1,
+                                       const struct jitter_luts *l, float fs)
+{
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; i++, p += 3) {
+    int r = p[0], g = p[1], b = p[2];
+    jitter_op(op0, &r, &g, &b, l, fs);
+    jitter_op(op1, &r, &g, &b, l, fs);
+    sum += (uint64_t)luma(r, g, b);
   }
-  rgb[0] = (uint8_t)r, rgb[1] = (uint8_t)g, rgb[2] = (uint8_t)b;
+  return sum;
 }
 
 int beit_data_jitter_contrast_mean(const struct beit_data_jitter *j,
                                    const struct beit_data_image *img)
 {
-  int before = 0;
-  while (before < 3 && j->order[before] != 1)
-    before++;
+  int before[2] = {-1, -1}, nb = 0;
+  for (int k = 0; k < 3 && j->order[k] != 1; k++)
+    before[nb++] = j->order[k];
   struct jitter_luts l;
   build_luts(&l, j, 0);
   size_t n = (size_t)img->width * img->height;
-  uint64_t sum = 0;
   const uint8_t *p = img->pixels;
-  if (before == 0) {
-    for (size_t i = 0; i < n; i++, p += 3)
-      sum += (uint64_t)luma(p[0], p[1], p[2]);
-  } else {
-    for (size_t i = 0; i < n; i++, p += 3) {
-      uint8_t q[3] = {p[0], p[1], p[2]};
-      jitter_pixel(q, j, &l, before);
-      sum += (uint64_t)luma(q[0], q[1], q[2]);
+  float fs = j->factor[2];
+  uint64_t sum;
+  if (nb == 0)
+    sum = luma_sum(p, n, -1, -1, &l, fs);
+  else if (nb == 1)
+    sum = before[0] == 0 ? luma_sum(p, n, 0, -1, &l, fs) : luma_sum(p, n, 2, -1, &l, fs);
+  else
+    sum = before[0] == 0 ? luma_sum(p, n, 0, 2, &l, fs) : luma_sum(p, n, 2, 0, &l, fs);
+  return (int)((double)sum / (double)n + 0.5); /* int(ImageStat mean + 0.5) */
+}
+
+static ALWAYS_INLINE void jitter_rows(uint8_t *dst, const struct beit_data_image *img, int x0,
+                                      int y0, int w, int h, int o0, int o1, int o2,
+                                      const struct jitter_luts *l, float fs)
+{
+  for (int y = 0; y < h; y++) {
+    const uint8_t *s = img->pixels + ((size_t)(y0 + y) * img->width + x0) * 3;
+    uint8_t *d = dst + (size_t)y * w * 3;
+    for (int x = 0; x < w; x++, s += 3, d += 3) {
+      int r = s[0], g = s[1], b = s[2];
+      jitter_op(o0, &r, &g, &b, l, fs);
+      jitter_op(o1, &r, &g, &b, l, fs);
+      jitter_op(o2, &r, &g, &b, l, fs);
+      d[0] = (uint8_t)r, d[1] = (uint8_t)g, d[2] = (uint8_t)b;
     }
   }
-  return (int)((double)sum / (double)n + 0.5); /* int(ImageStat mean + 0.5) */
 }
 
 void beit_data_jitter_apply_box(uint8_t *dst, const struct beit_data_image *img, int x0, int y0,
@@ -189,12 +210,16 @@ void beit_data_jitter_apply_box(uint8_t *dst, const struct beit_data_image *img,
 {
   struct jitter_luts l;
   build_luts(&l, j, contrast_mean);
-  for (int y = 0; y < h; y++) {
-    const uint8_t *s = img->pixels + ((size_t)(y0 + y) * img->width + x0) * 3;
-    uint8_t *d = dst + (size_t)y * w * 3;
-    memcpy(d, s, (size_t)w * 3);
-    for (int x = 0; x < w; x++)
-      jitter_pixel(d + 3 * x, j, &l, 3);
+  float fs = j->factor[2];
+  switch (j->order[0] * 9 + j->order[1] * 3 + j->order[2]) {
+#define ORDER_(a, b, c)                                                                  \
+  case a * 9 + b * 3 + c:                                                                \
+    jitter_rows(dst, img, x0, y0, w, h, a, b, c, &l, fs);                                \
+    break;
+    ORDER_(0, 1, 2) ORDER_(0, 2, 1) ORDER_(1, 0, 2) ORDER_(1, 2, 0) ORDER_(2, 0, 1) ORDER_(2, 1, 0)
+#undef ORDER_
+  default: /* not a permutation of (0, 1, 2): cannot come from beit_data_jitter_draw */
+    jitter_rows(dst, img, x0, y0, w, h, -1, -1, -1, &l, fs);
   }
 }
 

@@ -64,7 +64,7 @@ def main():
     enh = [ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color]
     jitter_cases = [([0, 1, 2], [0.7, 1.3, 0.9]), ([1, 0, 2], [1.35, 0.62, 1.21]),
                     ([2, 1, 0], [1.1, 1.39, 0.61]), ([2, 0, 1], [0.6, 1.4, 1.0]),
-                    ([0, 2, 1], [1.4, 0.8, 1.33])]
+                    ([0, 2, 1], [1.4, 0.8, 1.33]), ([1, 2, 0], [0.93, 0.71, 1.38])]
     for name in ("photo", "small"):
         for order, factors in jitter_cases:
             im = images[name]

@@ -247,6 +247,18 @@ enum beit_status beit_checkpoint_save(const char *out_dir, long step,
   fsync_dir(out_dir);
   if (saved)
     snprintf(saved, saved_size, "%s", final);
+  /* temporary folders left by saves that a crash or SIGKILL interrupted */
+  DIR *d = opendir(out_dir);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (strncmp(e->d_name, ".tmp-checkpoint-", 16) != 0)
+      continue;
+    char stale[PATH_SIZE];
+    snprintf(stale, sizeof stale, "%s/%s", out_dir, e->d_name);
+    remove_flat_dir(stale);
+  }
+  if (d)
+    closedir(d);
   if (keep_last > 0) {
     size_t n;
     long *steps = list_checkpoints(out_dir, &n);

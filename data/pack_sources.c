@@ -531,6 +531,7 @@ enum beit_status beit_pack_list_fashion_mnist(struct beit_pack_list *l, const ch
       else
         l->num_classes = c + 1;
   }
+  int saved_level = stbi_write_png_compression_level; /* a library global: restored below */
   stbi_write_png_compression_level = 9;
   for (uint32_t i = 0; !st && i < n; i++) {
     if (lab[i] >= 10) {
@@ -557,6 +558,7 @@ enum beit_status beit_pack_list_fashion_mnist(struct beit_pack_list *l, const ch
     it->labels[0] = lab[i];
     it->num_labels = 1;
   }
+  stbi_write_png_compression_level = saved_level;
   free(pix);
   free(lab);
   return st;

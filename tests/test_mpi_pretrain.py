@@ -1,0 +1,137 @@
+"""mpi: data-parallel pretraining is the same training whatever the number of ranks.
+
+1. 2 ranks x batch B and 1 rank x batch 2B for 20 steps of a small BEiT: same loss curve
+   (relative difference <= 1e-5) and the same final weights (<= 1e-4 of each tensor's scale);
+2. a checkpoint written by 2 ranks resumes on 1 rank (and one written by 1 rank on 2 ranks) and
+   continues the same curve;
+3. killing one rank of a 2-rank job ends the whole job with a non-zero exit within 30 seconds.
+
+usage: /usr/bin/python3 tests/test_mpi_pretrain.py BEIT_BINARY MPIEXEC WORK_DIR
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import dvae_ref  # noqa: E402
+import st  # noqa: E402
+
+STEPS, GLOBAL_BATCH = 20, 32
+failures = 0
+
+
+def check(cond, msg):
+    global failures
+    print(("ok   " if cond else "FAIL ") + msg, flush=True)
+    failures += not cond
+
+
+def curve(out):
+    per_step = {}
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        for line in f:
+            m = json.loads(line)
+            per_step[int(m["step"])] = m["loss"]
+    return per_step
+
+
+def rel_curve_diff(a, b, steps):
+    return max(abs(a[s] - b[s]) / abs(a[s]) for s in steps)
+
+
+def main():
+    beit, mpiexec, work = sys.argv[1:4]
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    data = os.path.join(work, "data")
+    subprocess.run([beit, "pack", "--fashion-mnist", "/usr/share/datasets/fashion-mnist",
+                    "--split", "test", "--out", data], check=True, stdout=subprocess.DEVNULL)
+    torch.manual_seed(0)
+    tcfg = dvae_ref.dvae_config({"n_hid": 8, "group_count": 2, "n_blk_per_group": 1,
+                                 "vocab_size": 64, "downsample": 4, "n_init": 8,
+                                 "image_size": 12, "decoder": False})
+    tok = os.path.join(work, "tokenizer")
+    dvae_ref.write_folder(tok, tcfg, dvae_ref.Encoder(tcfg))
+    model = os.path.join(work, "model.json")
+    with open(os.path.join(ROOT, "configs/models/beit_small_fashion_mnist.json")) as f:
+        cfg = json.load(f)
+    cfg.update(image_size=12, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+               intermediate_size=32, vocab_size=64)
+    with open(model, "w") as f:
+        json.dump(cfg, f)
+
+    def cmd(np_, out, *extra):
+        return [mpiexec, "--allow-run-as-root", "--oversubscribe", "-np", str(np_),
+                "-x", "OMP_NUM_THREADS=1", beit, "pretrain",
+                "--config", os.path.join(ROOT, "configs/recipes/pretrain_fashion_mnist.json"),
+                "--data", data, "--tokenizer", tok, "--out", out, "--set", f"model={model}",
+                "--set", f"batch.size={GLOBAL_BATCH // np_}",
+                "--set", f"schedule.max_steps={STEPS}", "--set", "schedule.warmup_steps=5",
+                "--set", "log.every_steps=1", "--set", "checkpoint.every_steps=10",
+                "--set", "checkpoint.keep_last=0", "--set", "masking.num_masking_patches=4",
+                "--set", "masking.min_num_patches=2", "--set", "data.num_workers=1"] + list(extra)
+
+    def run(np_, out, *extra):
+        r = subprocess.run(cmd(np_, out, *extra), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, timeout=600)
+        check(r.returncode == 0, f"{np_} rank(s) -> {os.path.basename(out)} exits 0"
+              + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
+        return curve(out)
+
+    one = run(1, os.path.join(work, "np1"))
+    two = run(2, os.path.join(work, "np2"))
+    steps = range(1, STEPS + 1)
+    d = rel_curve_diff(one, two, steps)
+    check(d <= 1e-5, f"2 ranks x {GLOBAL_BATCH // 2} vs 1 rank x {GLOBAL_BATCH}: loss curves "
+          f"differ by {d:.2e} (<= 1e-5)")
+    w1 = st.read(os.path.join(work, "np1", f"checkpoint-{STEPS}", "model.safetensors"))
+    w2 = st.read(os.path.join(work, "np2", f"checkpoint-{STEPS}", "model.safetensors"))
+    worst = max(np.max(np.abs(w1[k] - w2[k])) / max(np.max(np.abs(w1[k])), 1e-6) for k in w1)
+    check(worst <= 1e-4, f"final weights agree within {worst:.2e} (<= 1e-4)")
+
+    # resume across rank counts from the step-10 checkpoints
+    for src, np_, ref in (("np2", 1, two), ("np1", 2, one)):
+        out = os.path.join(work, f"{src}-resumed-on-{np_}")
+        os.makedirs(out)
+        shutil.copytree(os.path.join(work, src, "checkpoint-10"), os.path.join(out, "checkpoint-10"))
+        got = run(np_, out, "--resume")
+        later = range(11, STEPS + 1)
+        d = rel_curve_diff(ref, got, later) if all(s in got for s in later) else float("inf")
+        check(d <= 1e-5, f"checkpoint of {src} resumed on {np_} rank(s): curve differs by {d:.2e}")
+
+    # a rank that dies ends the job promptly
+    out = os.path.join(work, "killed")
+    p = subprocess.Popen(cmd(2, out, "--set", "schedule.max_steps=100000"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not os.path.exists(os.path.join(out, "metrics.jsonl")):
+        time.sleep(0.05)
+    ranks = subprocess.run(["pgrep", "-f", f"pretrain.*{out}"], capture_output=True,
+                           text=True).stdout.split()
+    ranks = [int(x) for x in ranks if int(x) != p.pid]
+    victim = max(ranks) if ranks else None
+    t0 = time.time()
+    if victim:
+        os.kill(victim, signal.SIGKILL)
+    try:
+        rc = p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        rc = None
+    took = time.time() - t0
+    check(victim is not None and rc not in (0, None) and took < 30,
+          f"killing one rank ends the job: exit {rc} after {took:.1f} s (< 30 s)")
+    print(f"mpi_pretrain: {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

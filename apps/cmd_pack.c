@@ -1,6 +1,7 @@
 /* `beit pack`: build a dataset folder (index.json + HDF5 shards) from an ImageFolder tree, a
  * manifest or the Fashion-MNIST idx files; `--check` validates an existing one. */
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,36 @@
 
 #include "beit/data.h"
 #include "cli.h"
+#include "config_table.h"
+
+/* Keys of `--config FILE` / `--set key=value` (one table: parsing, validation, unknown keys). The
+ * long options override them. */
+struct pack_config {
+  char source[BEIT_CONFIG_STR], input[BEIT_CONFIG_STR], output[BEIT_CONFIG_STR];
+  char split[BEIT_CONFIG_STR];
+  long shard_mb, chunk_kb, seed;
+  int shuffle, multilabel, overwrite;
+};
+
+static const char *const source_choices[] = {"folder", "manifest", "fashion-mnist", NULL};
+static const char *const split_choices[] = {"train", "test", NULL};
+
+#define K_(name, type, field, lo, hi, choices, help) \
+  {name, type, offsetof(struct pack_config, field), lo, hi, choices, help}
+static const struct beit_config_key pack_keys[] = {
+    K_("source", BEIT_KEY_STRING, source, 0, 0, source_choices, "folder | manifest | fashion-mnist"),
+    K_("input", BEIT_KEY_STRING, input, 0, 0, NULL, "folder, manifest file or idx folder"),
+    K_("output", BEIT_KEY_STRING, output, 0, 0, NULL, "dataset folder to create"),
+    K_("split", BEIT_KEY_STRING, split, 0, 0, split_choices, "Fashion-MNIST split"),
+    K_("shard_mb", BEIT_KEY_INT, shard_mb, 1, 1 << 20, NULL, "image MB per shard"),
+    K_("chunk_kb", BEIT_KEY_INT, chunk_kb, 1, 1 << 20, NULL, "HDF5 chunk KB of images"),
+    K_("seed", BEIT_KEY_INT, seed, 0, 9.0e15, NULL, "shuffle seed"),
+    K_("shuffle", BEIT_KEY_BOOL, shuffle, 0, 1, NULL, "shuffle before sharding"),
+    K_("multilabel", BEIT_KEY_BOOL, multilabel, 0, 1, NULL, "force a multilabel manifest"),
+    K_("overwrite", BEIT_KEY_BOOL, overwrite, 0, 1, NULL, "replace an existing output"),
+};
+#undef K_
+#define NKEYS (sizeof pack_keys / sizeof pack_keys[0])
 
 static void usage(FILE *out)
 {
@@ -28,7 +59,10 @@ static void usage(FILE *out)
           "  --multilabel          store a manifest as multilabel even if each row has one label\n"
           "  --overwrite           replace an existing dataset folder\n"
           "  --quiet               no progress or skip lines\n"
-          "  --check DIR           open DIR, validate every shard, decode every record, report\n");
+          "  --check DIR           open DIR, validate every shard, decode every record, report\n"
+          "  --config FILE         JSON with keys source, input, output, split, shard_mb, chunk_kb,\n"
+          "                        seed, shuffle, multilabel, overwrite (options override it)\n"
+          "  --set KEY=VALUE       override one of those keys\n");
 }
 
 static int parse_size(const char *cmd, const char *opt, const char *s, size_t *out, size_t unit)
@@ -73,7 +107,7 @@ static int check_dataset(const char *dir)
 int beit_cmd_pack(int argc, char **argv)
 {
   enum { O_FOLDER = 256, O_MANIFEST, O_FASHION, O_SPLIT, O_OUT, O_SHARD, O_CHUNK, O_SEED,
-         O_NOSHUF, O_MULTI, O_OVER, O_QUIET, O_CHECK, O_HELP };
+         O_NOSHUF, O_MULTI, O_OVER, O_QUIET, O_CHECK, O_HELP, O_CONFIG, O_SET };
   static const struct option opts[] = {
       {"folder", required_argument, 0, O_FOLDER},   {"manifest", required_argument, 0, O_MANIFEST},
       {"fashion-mnist", required_argument, 0, O_FASHION}, {"split", required_argument, 0, O_SPLIT},
@@ -82,13 +116,47 @@ int beit_cmd_pack(int argc, char **argv)
       {"no-shuffle", no_argument, 0, O_NOSHUF},     {"multilabel", no_argument, 0, O_MULTI},
       {"overwrite", no_argument, 0, O_OVER},        {"quiet", no_argument, 0, O_QUIET},
       {"check", required_argument, 0, O_CHECK},     {"help", no_argument, 0, O_HELP},
+      {"config", required_argument, 0, O_CONFIG},   {"set", required_argument, 0, O_SET},
       {0, 0, 0, 0}};
   struct beit_data_pack_options opt;
   beit_data_pack_defaults(&opt);
   int nsources = 0, quiet = 0;
   const char *check = NULL;
+  struct beit_error err = {0};
+  struct pack_config cfg = {"", "", "", "train", (long)(opt.shard_bytes >> 20),
+                            (long)(opt.chunk_bytes >> 10), 0, 1, 0, 0};
+  /* First pass: --config then --set, so that the other options override them. */
+  opterr = 0;
   optind = 1;
   int c;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+    if (c == O_CONFIG && beit_config_load_file(&cfg, pack_keys, NKEYS, optarg, &err))
+      return beit_cli_fail("pack", &err);
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+    if (c == O_SET && beit_config_set(&cfg, pack_keys, NKEYS, optarg, &err))
+      return beit_cli_fail("pack", &err);
+  opterr = 1;
+  if (cfg.source[0]) {
+    opt.source = !strcmp(cfg.source, "folder")     ? BEIT_DATA_SOURCE_FOLDER
+                 : !strcmp(cfg.source, "manifest") ? BEIT_DATA_SOURCE_MANIFEST
+                                                   : BEIT_DATA_SOURCE_FASHION_MNIST;
+    if (!cfg.input[0])
+      return beit_cli_usage_error("pack", "config key 'source' needs 'input'");
+    opt.input = cfg.input;
+    nsources = 1;
+  }
+  if (cfg.output[0])
+    opt.output = cfg.output;
+  opt.split = cfg.split;
+  opt.shard_bytes = (size_t)cfg.shard_mb << 20;
+  opt.chunk_bytes = (size_t)cfg.chunk_kb << 10;
+  opt.seed = (uint64_t)cfg.seed;
+  opt.shuffle = cfg.shuffle;
+  opt.multilabel = cfg.multilabel;
+  opt.overwrite = cfg.overwrite;
+  int cli_sources = 0;
+  optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case O_FOLDER:
@@ -98,7 +166,7 @@ int beit_cmd_pack(int argc, char **argv)
                    : c == O_MANIFEST ? BEIT_DATA_SOURCE_MANIFEST
                                      : BEIT_DATA_SOURCE_FASHION_MNIST;
       opt.input = optarg;
-      nsources++;
+      nsources = ++cli_sources;
       break;
     case O_SPLIT:
       if (strcmp(optarg, "train") && strcmp(optarg, "test"))
@@ -126,6 +194,8 @@ int beit_cmd_pack(int argc, char **argv)
     case O_OVER: opt.overwrite = 1; break;
     case O_QUIET: quiet = 1; break;
     case O_CHECK: check = optarg; break;
+    case O_CONFIG:
+    case O_SET: break; /* applied above */
     case 'h':
     case O_HELP: usage(stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("pack", "unknown option");
@@ -134,18 +204,18 @@ int beit_cmd_pack(int argc, char **argv)
   if (optind < argc)
     return beit_cli_usage_error("pack", "unexpected argument '%s'", argv[optind]);
   if (check) {
-    if (nsources)
+    if (cli_sources)
       return beit_cli_usage_error("pack", "--check takes no source");
     return check_dataset(check);
   }
   if (nsources != 1)
-    return beit_cli_usage_error("pack", "give exactly one of --folder, --manifest, --fashion-mnist");
+    return beit_cli_usage_error("pack", "give exactly one of --folder, --manifest, --fashion-mnist"
+                                        " (or config keys source + input)");
   if (!opt.output)
     return beit_cli_usage_error("pack", "--out DIR is required");
   opt.log = quiet ? NULL : stderr;
   opt.progress_tty = isatty(fileno(stderr));
   struct beit_data_pack_report rep;
-  struct beit_error err = {0};
   if (beit_data_pack(&opt, &rep, &err))
     return beit_cli_fail("pack", &err);
   printf("%s: %zu images in %zu shards (%.1f MB), %d classes, %zu skipped\n", opt.output,

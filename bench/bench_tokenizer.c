@@ -11,7 +11,8 @@
  * usage: bench_tokenizer [--threads T] [--batch 8] [--size 112] [--iters 3]
  *                        [--train-config FILE] [--train-batch 64] [--train-iters 20]
  *                        [--python PATH] [--script tools/dvae_ref.py]
- *                        [--skip-encoder] [--skip-layers] [--skip-train] [--skip-torch] */
+ *                        [--skip-encoder] [--skip-layers] [--skip-train] [--skip-torch]
+ *                        [--skip-peak] */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -169,7 +170,7 @@ static double bench_layers(const struct beit_tokenizer *tok, size_t B, double pe
 int main(int argc, char **argv)
 {
   int threads = 0, iters = 3, train_iters = 20;
-  int skip_encoder = 0, skip_layers = 0, skip_train = 0, skip_torch = 0;
+  int skip_encoder = 0, skip_layers = 0, skip_train = 0, skip_torch = 0, skip_peak = 0;
   size_t batch = 8, size = 112, train_batch = 64;
   const char *python = "/usr/bin/python3", *script = BEIT_BENCH_DVAE_REF;
   const char *train_config = BEIT_BENCH_TRAIN_CONFIG;
@@ -187,6 +188,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "--skip-layers")) skip_layers = 1;
     else if (!strcmp(argv[i], "--skip-train")) skip_train = 1;
     else if (!strcmp(argv[i], "--skip-torch")) skip_torch = 1;
+    else if (!strcmp(argv[i], "--skip-peak")) skip_peak = 1;
     else {
       fprintf(stderr, "usage: bench_tokenizer [--threads T] [--batch B] [--size S] [--iters N] "
                       "[--train-config FILE] [--train-batch B] [--train-iters N] [--python P] "
@@ -201,7 +203,7 @@ int main(int argc, char **argv)
   struct beit_error err = {0};
   char args[1024];
 
-  const double peak = sgemm_peak();
+  const double peak = skip_peak ? NAN : sgemm_peak();
   printf("bench_tokenizer: %d threads; cblas_sgemm peak (2048^3) %.1f GFLOP/s\n", nt, peak);
 
   if (!skip_encoder) {
@@ -261,18 +263,16 @@ int main(int argc, char **argv)
       die("training tokenizer", &err);
     float *x = randu(train_batch * tok->C * tok->S * tok->S, 0.1f, 0.9f, 9);
     struct beit_dvae_hparams hp = {1e-3, 1e-4, 0.9, 0.999, 1e-8, 1.0, 0.9f, 1.0f, 0};
-    struct beit_rng rng;
-    beit_rng_seed(&rng, 1, 2, 3);
     struct beit_dvae_step_stats stats;
     for (int r = 0; r < 2; r++) { /* warm-up */
       hp.step++;
-      beit_dvae_train_step(tok, x, train_batch, &hp, &rng, &stats);
+      beit_dvae_train_step(tok, x, train_batch, &hp, 1, &stats);
     }
     double best = 1e30;
     for (int r = 0; r < train_iters; r++) {
       hp.step++;
       double t0 = now();
-      beit_dvae_train_step(tok, x, train_batch, &hp, &rng, &stats);
+      beit_dvae_train_step(tok, x, train_batch, &hp, 1, &stats);
       double t = now() - t0;
       best = t < best ? t : best;
     }

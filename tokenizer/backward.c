@@ -7,14 +7,14 @@
 #include "conv.h"
 #include "dvae.h"
 
-static void conv_bwd(struct beit_tokenizer *tok, const struct dvae_conv *cv, float *dinp,
-                     const float *dout, const float *inp, float scale, unsigned flags, size_t B,
-                     size_t H)
+static void conv_bwd(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                     const struct dvae_conv *cv, float *dinp, const float *dout, const float *inp,
+                     float scale, unsigned flags, size_t B, size_t H)
 {
-  beit_conv2d_backward(dinp, dvae_param(tok->grads, tok, cv->w),
-                       dvae_param(tok->grads, tok, cv->b), tok->t.conv_scratch, dout, inp,
+  beit_conv2d_backward(dinp, dvae_param(ctx->grads, tok, cv->w),
+                       dvae_param(ctx->grads, tok, cv->b), ctx->scratch, dout, inp,
                        dvae_param(tok->params, tok, cv->w), scale, flags, B, cv->n_in, H, H,
-                       cv->n_out, cv->k, tok->nthreads);
+                       cv->n_out, cv->k, ctx->nthreads);
 }
 
 static void zero(float *p, size_t n)
@@ -23,23 +23,24 @@ static void zero(float *p, size_t n)
 }
 
 /* dx += d(block)/dx . dy, and the block's parameter gradients. */
-static void block_backward(struct beit_tokenizer *tok, const struct dvae_block *b, float *dx,
-                           const float *dy, const struct dvae_block_acts *a, size_t B)
+static void block_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                           const struct dvae_block *b, float *dx, const float *dy,
+                           const struct dvae_block_acts *a, size_t B)
 {
   const size_t H = b->H, nh = B * b->n_hid * H * b->W;
-  float *d1 = tok->t.d_r1, *d2 = tok->t.d_r2;
+  float *d1 = ctx->acts->d_r1, *d2 = ctx->acts->d_r2;
   zero(d1, nh);
-  conv_bwd(tok, &b->conv[3], d1, dy, a->r3, tok->post_gain, 0, B, H);
+  conv_bwd(tok, ctx, &b->conv[3], d1, dy, a->r3, tok->post_gain, 0, B, H);
   beit_relu_mask(d1, a->r3, nh);
   zero(d2, nh);
-  conv_bwd(tok, &b->conv[2], d2, d1, a->r2, 1.0f, 0, B, H);
+  conv_bwd(tok, ctx, &b->conv[2], d2, d1, a->r2, 1.0f, 0, B, H);
   beit_relu_mask(d2, a->r2, nh);
   zero(d1, nh);
-  conv_bwd(tok, &b->conv[1], d1, d2, a->r1, 1.0f, 0, B, H);
+  conv_bwd(tok, ctx, &b->conv[1], d1, d2, a->r1, 1.0f, 0, B, H);
   beit_relu_mask(d1, a->r1, nh);
-  conv_bwd(tok, &b->conv[0], dx, d1, a->x, 1.0f, BEIT_CONV_RELU_INPUT, B, H);
+  conv_bwd(tok, ctx, &b->conv[0], dx, d1, a->x, 1.0f, BEIT_CONV_RELU_INPUT, B, H);
   if (b->id.w >= 0) {
-    conv_bwd(tok, &b->id, dx, dy, a->x, 1.0f, 0, B, H);
+    conv_bwd(tok, ctx, &b->id, dx, dy, a->x, 1.0f, 0, B, H);
   } else {
     const size_t n = B * b->n_out * H * b->W;
 #pragma omp parallel for schedule(static) if (n > 131072)
@@ -50,16 +51,17 @@ static void block_backward(struct beit_tokenizer *tok, const struct dvae_block *
 
 /* From the gradient of the stack's last activation back to the gradient of its input-conv
  * output; returns the buffer that holds it. */
-static float *blocks_backward(struct beit_tokenizer *tok, const struct dvae_stack *st,
-                              const struct dvae_block_acts *acts, float *dcur, size_t B,
-                              int decoder)
+static float *blocks_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                              const struct dvae_stack *st, const struct dvae_block_acts *acts,
+                              float *dcur, size_t B, int decoder)
 {
+  float *da = ctx->acts->d_a, *db = ctx->acts->d_b;
   for (size_t i = st->nblocks; i-- > 0;) {
     const struct dvae_block *b = &st->blocks[i];
     const struct dvae_block_acts *a = &acts[i];
     const size_t ny = B * b->n_out * b->H * b->W;
     if (b->resample) {
-      float *dy = dcur == tok->t.d_a ? tok->t.d_b : tok->t.d_a;
+      float *dy = dcur == da ? db : da;
       zero(dy, ny);
       if (decoder)
         beit_upsample2_backward(dy, dcur, B * b->n_out, b->H, b->W);
@@ -67,9 +69,9 @@ static float *blocks_backward(struct beit_tokenizer *tok, const struct dvae_stac
         beit_maxpool2_backward(dy, dcur, a->y, B * b->n_out, b->H, b->W);
       dcur = dy;
     }
-    float *dx = dcur == tok->t.d_a ? tok->t.d_b : tok->t.d_a;
+    float *dx = dcur == da ? db : da;
     zero(dx, B * b->n_in * b->H * b->W);
-    block_backward(tok, b, dx, dcur, a, B);
+    block_backward(tok, ctx, b, dx, dcur, a, B);
     dcur = dx;
   }
   return dcur;
@@ -81,27 +83,27 @@ static const float *stack_last(const struct dvae_stack *st, const struct dvae_bl
   return st->blocks[st->nblocks - 1].resample ? a->z : a->y;
 }
 
-void beit_dvae_decoder_backward(struct beit_tokenizer *tok, float *d_soft, const float *d_out,
-                                size_t B)
+void beit_dvae_decoder_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                                float *d_soft, const float *d_out, size_t B)
 {
   const struct dvae_stack *st = &tok->dec;
-  float *dcur = tok->t.d_a;
+  float *dcur = ctx->acts->d_a;
   zero(dcur, B * st->output.n_in * st->out_H * st->out_H);
-  conv_bwd(tok, &st->output, dcur, d_out, stack_last(st, tok->t.dec), 1.0f, BEIT_CONV_RELU_INPUT,
-           B, st->out_H);
-  dcur = blocks_backward(tok, st, tok->t.dec, dcur, B, 1);
+  conv_bwd(tok, ctx, &st->output, dcur, d_out, stack_last(st, ctx->acts->dec), 1.0f,
+           BEIT_CONV_RELU_INPUT, B, st->out_H);
+  dcur = blocks_backward(tok, ctx, st, ctx->acts->dec, dcur, B, 1);
   zero(d_soft, B * tok->V * tok->gh * tok->gw);
-  conv_bwd(tok, &st->input, d_soft, dcur, tok->t.soft, 1.0f, 0, B, st->in_H);
+  conv_bwd(tok, ctx, &st->input, d_soft, dcur, ctx->acts->soft, 1.0f, 0, B, st->in_H);
 }
 
-void beit_dvae_encoder_backward(struct beit_tokenizer *tok, const float *d_logits,
-                                const float *images, size_t B)
+void beit_dvae_encoder_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                                const float *d_logits, const float *images, size_t B)
 {
   const struct dvae_stack *st = &tok->enc;
-  float *dcur = tok->t.d_a;
+  float *dcur = ctx->acts->d_a;
   zero(dcur, B * st->output.n_in * st->out_H * st->out_H);
-  conv_bwd(tok, &st->output, dcur, d_logits, stack_last(st, tok->t.enc), 1.0f,
+  conv_bwd(tok, ctx, &st->output, dcur, d_logits, stack_last(st, ctx->acts->enc), 1.0f,
            BEIT_CONV_RELU_INPUT, B, st->out_H);
-  dcur = blocks_backward(tok, st, tok->t.enc, dcur, B, 0);
-  conv_bwd(tok, &st->input, NULL, dcur, images, 1.0f, 0, B, st->in_H);
+  dcur = blocks_backward(tok, ctx, st, ctx->acts->enc, dcur, B, 0);
+  conv_bwd(tok, ctx, &st->input, NULL, dcur, images, 1.0f, 0, B, st->in_H);
 }

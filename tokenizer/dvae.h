@@ -51,8 +51,9 @@ struct dvae_block_acts {
   float *x, *r1, *r2, *r3, *y, *z; /* z: after the pool/upsample, NULL when none */
 };
 
+/* One worker's view of the training arena: every pointer is the worker's first image in a
+ * batch-major buffer, so a worker owns a contiguous slice of images in each. */
 struct dvae_train_acts {
-  size_t max_batch;
   float *enc_h0;                    /* (B, n_hid, s, s) input conv output */
   struct dvae_block_acts *enc, *dec;
   float *logits, *soft;             /* (B, V, gh, gw) */
@@ -62,28 +63,59 @@ struct dvae_train_acts {
                                        the largest block hidden activation */
   float *d_logits, *d_soft;         /* (B, V, gh, gw) */
   float *noise;                     /* (B, V, gh, gw) Gumbel noise of the step */
-  float *conv_scratch;
-  size_t conv_scratch_floats;
   int32_t *tokens;                  /* (B, gh*gw) argmax of the step's logits */
+};
+
+/* What one worker's kernels run with. A batch of at least tok->nthreads images is split into
+ * contiguous slices, one per OpenMP thread, each running the whole network with single-threaded
+ * kernels and no barrier between layers (small convolutions are dominated by per-call and
+ * synchronisation costs otherwise); a smaller batch runs as one worker whose kernels use all
+ * threads. */
+struct dvae_ctx {
+  int nthreads;                          /* threads each kernel may use */
+  float *scratch;                        /* conv scratch for nthreads */
+  float *grads;                          /* where this worker's parameter gradients accumulate */
+  float *buf_x, *buf_y, *buf_r1, *buf_r2; /* inference: ping-pong stream and hidden buffers */
+  struct dvae_train_acts *acts;          /* training view, NULL in inference */
+};
+
+/* Split of a batch over workers. */
+static inline int dvae_workers(int nthreads, size_t B)
+{
+  return nthreads > 1 && B >= (size_t)nthreads ? nthreads : 1;
+}
+
+#define DVAE_MAX_THREADS 256
+
+struct dvae_train_state {
+  size_t max_batch;
+  float *arena;                     /* every batch-major training buffer */
+  struct dvae_train_acts *views;    /* one per thread (re-pointed each step) */
+  struct dvae_block_acts *blocks;   /* storage of the views' enc/dec arrays */
+  float *scratch;                   /* conv scratch: per-thread slots, or all for one worker */
+  size_t scratch_slot;              /* floats of one single-threaded slot */
+  float *grads_extra;               /* (nthreads - 1) private gradient buffers */
+  float *noise;                     /* (max_batch, V, gh, gw): the views' noise, whole batch */
+  int32_t *tokens;                  /* (max_batch, gh*gw): the views' tokens, whole batch */
   long *counts;                     /* (V) token histogram scratch */
-  float *arena;
 };
 
 struct beit_tokenizer {
   struct beit_tokenizer_config cfg;
   size_t C, S, gh, gw, V, G, nb, npool, out_ch;
+  size_t max_act, max_hid; /* per image, floats */
   float post_gain;
-  int nthreads; /* OpenMP threads the conv scratch is planned for */
+  int nthreads; /* OpenMP threads at create: workers and scratch are planned for it */
   struct beit_tensor_table table;
   float *params;
   struct dvae_stack enc, dec; /* dec.nblocks == 0 without a decoder */
-  /* inference arena */
+  /* inference arena (batch-major buffers, sliced per worker) */
   size_t max_batch;
-  float *arena, *buf_x, *buf_y, *buf_r1, *buf_r2, *buf_logits, *conv_scratch;
-  size_t conv_scratch_floats;
+  float *arena, *buf_x, *buf_y, *buf_r1, *buf_r2, *buf_logits, *scratch;
+  size_t scratch_slot;
   /* training state (beit_dvae_train_init) */
   float *grads, *m, *v;
-  struct dvae_train_acts t;
+  struct dvae_train_state t;
 };
 
 static inline float *dvae_param(float *base, const struct beit_tokenizer *tok, long id)
@@ -102,34 +134,36 @@ void beit_dvae_init_weights(struct beit_tokenizer *tok, uint64_t seed);
 void beit_dvae_free_stacks(struct beit_tokenizer *tok);
 /* Largest activation and block-hidden activation of one image (floats), over both stacks. */
 size_t beit_dvae_max_act(const struct beit_tokenizer *tok, size_t *max_hidden);
-/* Largest conv scratch (forward, or backward when backward != 0) over both stacks, for
- * tok->nthreads threads (floats; independent of the batch). */
-size_t beit_dvae_conv_scratch(const struct beit_tokenizer *tok, int backward);
+/* Largest conv scratch (forward, or backward when backward != 0) over both stacks for kernels
+ * run with nthreads threads (floats; independent of the batch). */
+size_t beit_dvae_conv_scratch(const struct beit_tokenizer *tok, int backward, int nthreads);
 
-/* ---- forward.c ---- */
-/* Encoder on B images (B, C, s, s) -> logits (B, V, gh, gw). acts NULL: the inference arena's
- * ping-pong buffers (B <= max_batch); else every activation is kept in acts for backward
- * (B <= acts->max_batch). */
-void beit_dvae_encoder_forward(struct beit_tokenizer *tok, float *logits, const float *images,
-                               size_t B, struct dvae_train_acts *acts);
-/* Decoder on a soft one-hot (B, V, gh, gw) -> out (B, out_ch, s, s); acts as above. */
-void beit_dvae_decoder_forward(struct beit_tokenizer *tok, float *out, const float *soft,
-                               size_t B, struct dvae_train_acts *acts);
+/* ---- forward.c ---- (B images of one worker; ctx->acts NULL: inference buffers) */
+/* Encoder on images (B, C, s, s) -> logits (B, V, gh, gw). */
+void beit_dvae_encoder_forward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                               float *logits, const float *images, size_t B);
+/* Decoder on a soft one-hot (B, V, gh, gw) -> out (B, out_ch, s, s). */
+void beit_dvae_decoder_forward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                               float *out, const float *soft, size_t B);
 /* Decoder on hard tokens (B, gh*gw) (the one-hot input conv is a column gather), inference
- * mode; returns the output (B, out_ch, s, s), a buffer of the inference arena. */
-const float *beit_dvae_decoder_forward_tokens(struct beit_tokenizer *tok, const int32_t *tokens,
+ * mode; returns the output (B, out_ch, s, s) in one of ctx's buffers. */
+const float *beit_dvae_decoder_forward_tokens(struct beit_tokenizer *tok,
+                                              const struct dvae_ctx *ctx, const int32_t *tokens,
                                               size_t B);
 /* tokens (B, P) = argmax over V of logits (B, V, P), first index on ties. */
 void beit_dvae_argmax(int32_t *tokens, const float *logits, size_t B, size_t V, size_t P);
+/* ctx of worker w of `workers` over the inference arena; *b0 gets its first image of B. */
+void beit_dvae_inference_ctx(struct beit_tokenizer *tok, struct dvae_ctx *ctx, int w,
+                             int workers, size_t B, size_t *b0, size_t *nb);
 
-/* ---- backward.c ---- */
-/* grads += d/dparams given d_out (B, out_ch, s, s) of the last training decoder forward; writes
- * d_soft (B, V, gh, gw) (overwritten, not accumulated). */
-void beit_dvae_decoder_backward(struct beit_tokenizer *tok, float *d_soft, const float *d_out,
-                                size_t B);
-/* grads += d/dparams given d_logits (B, V, gh, gw) of the last training encoder forward. */
-void beit_dvae_encoder_backward(struct beit_tokenizer *tok, const float *d_logits,
-                                const float *images, size_t B);
+/* ---- backward.c ---- (ctx->acts: the worker's view of the last training forward) */
+/* ctx->grads += d/dparams given d_out (B, out_ch, s, s); writes d_soft (B, V, gh, gw)
+ * (overwritten, not accumulated). */
+void beit_dvae_decoder_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                                float *d_soft, const float *d_out, size_t B);
+/* ctx->grads += d/dparams given d_logits (B, V, gh, gw). */
+void beit_dvae_encoder_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                                const float *d_logits, const float *images, size_t B);
 
 /* ---- loss.c: the relaxed ELB of spec 9.4, divided by the pixel count ----
  * loss = recon + kl_weight * kl_sum / (B * C * s * s), recon = mean over B*C*s*s pixels of the
@@ -152,8 +186,10 @@ double beit_dvae_kl_uniform(float *dlogits, const float *logits, float dscale, s
  * the mean |unmap(sigmoid(mu)) - unmap(x)| in pixel units. */
 double beit_dvae_recon_loss(float *dout, double *abs_err, const float *out, const float *x,
                             enum dvae_recon kind, float dscale, size_t B, size_t C, size_t HW);
-/* Gumbel(0, 1) noise: -log(-log(u)), u uniform in (0, 1) clamped away from 0 and 1. */
-void beit_dvae_gumbel_noise(float *noise, size_t n, struct beit_rng *rng);
+/* Gumbel(0, 1) noise -log(-log(u)) for images b0..b0+B-1 of a step, per_image values each, u
+ * uniform in (0, 1) from the stream keyed (seed, step, image): independent of the split. */
+void beit_dvae_gumbel_noise(float *noise, size_t B, size_t per_image, uint64_t seed,
+                            uint64_t step, size_t b0);
 /* x_hat (B, C, HW) in [0, 1] = clamp((sigmoid(mu) - 0.1) / 0.8, 0, 1) from out (B, out_ch, HW). */
 void beit_dvae_unmap_output(float *images, const float *out, size_t B, size_t C, size_t out_ch,
                             size_t HW);
@@ -182,9 +218,9 @@ struct beit_dvae_hparams {
   float tau, kl_weight;
   long step; /* 1-based update count (AdamW bias correction) */
 };
-/* Draw noise from rng, forward_backward, clip, AdamW. */
+/* Gumbel noise keyed (seed, hp->step, image), forward_backward, clip, AdamW. */
 void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
-                          const struct beit_dvae_hparams *hp, struct beit_rng *rng,
+                          const struct beit_dvae_hparams *hp, uint64_t seed,
                           struct beit_dvae_step_stats *stats);
 /* Token histogram statistics of n tokens over V codes: distinct codes and exp(entropy).
  * counts (V) is scratch. */

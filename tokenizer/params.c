@@ -114,6 +114,7 @@ enum beit_status beit_dvae_build(struct beit_tokenizer *tok, struct beit_error *
     return s;
   if (c->decoder && (s = build_stack(tok, &tok->dec, 1, err)))
     return s;
+  tok->max_act = beit_dvae_max_act(tok, &tok->max_hid);
   tok->params = beit_alloc_floats(tok->table.total);
   if (!tok->params)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer: cannot allocate %zu parameters",
@@ -199,11 +200,11 @@ static size_t stack_scratch(const struct dvae_stack *st, int backward, int nt)
   return m > n ? m : n;
 }
 
-size_t beit_dvae_conv_scratch(const struct beit_tokenizer *tok, int backward)
+size_t beit_dvae_conv_scratch(const struct beit_tokenizer *tok, int backward, int nthreads)
 {
-  size_t m = stack_scratch(&tok->enc, backward, tok->nthreads);
+  size_t m = stack_scratch(&tok->enc, backward, nthreads);
   if (tok->dec.nblocks) {
-    size_t n = stack_scratch(&tok->dec, backward, tok->nthreads);
+    size_t n = stack_scratch(&tok->dec, backward, nthreads);
     m = m > n ? m : n;
   }
   return m;

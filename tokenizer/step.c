@@ -1,8 +1,15 @@
 /* One dVAE training step: the training arena (planned once), forward through encoder, Gumbel-
  * softmax relaxation and decoder, the relaxed-ELB loss, backward, gradient clipping and AdamW.
  * The loop that feeds batches, anneals tau and the KL weight, logs and checkpoints lives above
- * (mim/tokenizer_train.c). */
+ * (mim/tokenizer_train.c).
+ *
+ * A batch of at least nthreads images is split into one contiguous slice per thread; each runs
+ * forward and backward of its slice with single-threaded kernels into a private gradient
+ * buffer, and the buffers are summed once at the end (dvae.h, struct dvae_ctx). Losses are
+ * normalised by the whole batch, so the result does not depend on the split beyond float
+ * summation order. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,55 +21,72 @@ struct carver {
   size_t used;
 };
 
-static float *carve(struct carver *c, size_t n)
+/* A batch-major buffer of per_image floats per image; the pointer is image b0's. */
+static float *carve_b(struct carver *c, size_t per_image, size_t max_batch, size_t b0)
 {
-  float *p = c->base ? c->base + c->used : NULL;
-  c->used += (n + 15) / 16 * 16;
+  float *p = c->base ? c->base + c->used + b0 * per_image : NULL;
+  c->used += (max_batch * per_image + 15) / 16 * 16;
   return p;
 }
 
 static void carve_stack(struct carver *c, const struct dvae_stack *st, struct dvae_block_acts *a,
-                        float *h0, size_t B, int decoder)
+                        float *h0, size_t B, size_t b0, int decoder)
 {
   float *x = h0;
   for (size_t i = 0; i < st->nblocks; i++) {
     const struct dvae_block *b = &st->blocks[i];
     const size_t hw = b->H * b->W;
     a[i].x = x;
-    a[i].r1 = carve(c, B * b->n_hid * hw);
-    a[i].r2 = carve(c, B * b->n_hid * hw);
-    a[i].r3 = carve(c, B * b->n_hid * hw);
-    a[i].y = carve(c, B * b->n_out * hw);
-    a[i].z = b->resample ? carve(c, B * b->n_out * (decoder ? 4 * hw : hw / 4)) : NULL;
+    a[i].r1 = carve_b(c, b->n_hid * hw, B, b0);
+    a[i].r2 = carve_b(c, b->n_hid * hw, B, b0);
+    a[i].r3 = carve_b(c, b->n_hid * hw, B, b0);
+    a[i].y = carve_b(c, b->n_out * hw, B, b0);
+    a[i].z = b->resample ? carve_b(c, b->n_out * (decoder ? 4 * hw : hw / 4), B, b0) : NULL;
     x = b->resample ? a[i].z : a[i].y;
   }
 }
 
-static void carve_all(struct beit_tokenizer *tok, struct carver *c, size_t B)
+/* The view of worker slice starting at image b0 (every training buffer is batch-major). */
+static void carve_view(struct beit_tokenizer *tok, struct carver *c, size_t B, size_t b0,
+                       struct dvae_train_acts *t)
 {
-  struct dvae_train_acts *t = &tok->t;
-  const size_t S2 = tok->S * tok->S, VP = tok->V * tok->gh * tok->gw;
-  size_t max_hid, max_act = beit_dvae_max_act(tok, &max_hid);
-  t->enc_h0 = carve(c, B * tok->enc.input.n_out * S2);
-  carve_stack(c, &tok->enc, t->enc, t->enc_h0, B, 0);
-  t->logits = carve(c, B * VP);
-  t->soft = carve(c, B * VP);
-  t->dec_h0 = carve(c, B * tok->dec.input.n_out * tok->gh * tok->gw);
-  carve_stack(c, &tok->dec, t->dec, t->dec_h0, B, 1);
-  t->out = carve(c, B * tok->out_ch * S2);
-  t->d_out = carve(c, B * tok->out_ch * S2);
-  t->d_a = carve(c, B * max_act);
-  t->d_b = carve(c, B * max_act);
-  t->d_r1 = carve(c, B * max_hid);
-  t->d_r2 = carve(c, B * max_hid);
-  t->d_logits = carve(c, B * VP);
-  t->d_soft = carve(c, B * VP);
-  t->noise = carve(c, B * VP);
-  t->tokens = (int32_t *)carve(c, B * tok->gh * tok->gw);
-  t->counts = (long *)carve(c, tok->V * sizeof(long) / sizeof(float));
-  size_t fw = beit_dvae_conv_scratch(tok, 0), bw = beit_dvae_conv_scratch(tok, 1);
-  t->conv_scratch_floats = fw > bw ? fw : bw;
-  t->conv_scratch = carve(c, t->conv_scratch_floats);
+  const size_t S2 = tok->S * tok->S, P = tok->gh * tok->gw, VP = tok->V * P;
+  t->enc_h0 = carve_b(c, tok->enc.input.n_out * S2, B, b0);
+  carve_stack(c, &tok->enc, t->enc, t->enc_h0, B, b0, 0);
+  t->logits = carve_b(c, VP, B, b0);
+  t->soft = carve_b(c, VP, B, b0);
+  t->dec_h0 = carve_b(c, tok->dec.input.n_out * P, B, b0);
+  carve_stack(c, &tok->dec, t->dec, t->dec_h0, B, b0, 1);
+  t->out = carve_b(c, tok->out_ch * S2, B, b0);
+  t->d_out = carve_b(c, tok->out_ch * S2, B, b0);
+  t->d_a = carve_b(c, tok->max_act, B, b0);
+  t->d_b = carve_b(c, tok->max_act, B, b0);
+  t->d_r1 = carve_b(c, tok->max_hid, B, b0);
+  t->d_r2 = carve_b(c, tok->max_hid, B, b0);
+  t->d_logits = carve_b(c, VP, B, b0);
+  t->d_soft = carve_b(c, VP, B, b0);
+  t->noise = carve_b(c, VP, B, b0);
+  t->tokens = (int32_t *)carve_b(c, P, B, b0);
+}
+
+/* Point worker w's view at its slice of a batch of B images; returns its first image. */
+static size_t point_view(struct beit_tokenizer *tok, int w, int workers, size_t B, size_t *nb)
+{
+  const size_t lo = B * (size_t)w / (size_t)workers, hi = B * (size_t)(w + 1) / (size_t)workers;
+  struct carver c = {tok->t.arena, 0};
+  carve_view(tok, &c, tok->t.max_batch, lo, &tok->t.views[w]);
+  *nb = hi - lo;
+  return lo;
+}
+
+static struct dvae_ctx worker_ctx(struct beit_tokenizer *tok, int w, int workers)
+{
+  struct dvae_ctx ctx = {0};
+  ctx.nthreads = workers > 1 ? 1 : tok->nthreads;
+  ctx.scratch = tok->t.scratch + (workers > 1 ? (size_t)w * tok->t.scratch_slot : 0);
+  ctx.grads = w == 0 ? tok->grads : tok->t.grads_extra + (size_t)(w - 1) * tok->table.total;
+  ctx.acts = &tok->t.views[w];
+  return ctx;
 }
 
 enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_batch,
@@ -73,24 +97,46 @@ enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_bat
                           "tokenizer: training needs a decoder (config \"decoder\": true)");
   if (tok->grads)
     return beit_error_set(err, BEIT_STATUS_USAGE, "tokenizer: training state already planned");
-  struct dvae_train_acts *t = &tok->t;
-  t->enc = calloc(tok->enc.nblocks, sizeof *t->enc);
-  t->dec = calloc(tok->dec.nblocks, sizeof *t->dec);
+  if (tok->nthreads > DVAE_MAX_THREADS)
+    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "tokenizer: more than %d threads",
+                          DVAE_MAX_THREADS);
+  struct dvae_train_state *t = &tok->t;
+  const int nt = tok->nthreads;
+  const size_t nblk = tok->enc.nblocks + tok->dec.nblocks;
+  t->views = calloc((size_t)nt, sizeof *t->views);
+  t->blocks = calloc((size_t)nt * nblk, sizeof *t->blocks);
+  /* conv scratch: nt single-threaded slots, or one all-thread set for a small batch */
+  size_t f1 = beit_dvae_conv_scratch(tok, 0, 1), b1 = beit_dvae_conv_scratch(tok, 1, 1);
+  size_t fn = beit_dvae_conv_scratch(tok, 0, nt), bn = beit_dvae_conv_scratch(tok, 1, nt);
+  t->scratch_slot = f1 > b1 ? f1 : b1;
+  size_t all = fn > bn ? fn : bn, sc = (size_t)nt * t->scratch_slot;
+  t->scratch = beit_alloc_floats(sc > all ? sc : all);
+  t->grads_extra = nt > 1 ? beit_alloc_floats((size_t)(nt - 1) * tok->table.total) : NULL;
+  t->counts = calloc(tok->V, sizeof *t->counts);
   tok->grads = beit_alloc_floats(tok->table.total);
   tok->m = beit_alloc_floats(tok->table.total);
   tok->v = beit_alloc_floats(tok->table.total);
+  struct dvae_train_acts probe = {0};
+  probe.enc = t->blocks;
+  probe.dec = t->blocks + tok->enc.nblocks;
   struct carver c = {NULL, 0};
-  carve_all(tok, &c, max_batch);
+  carve_view(tok, &c, max_batch, 0, &probe);
   t->arena = beit_alloc_floats(c.used);
-  if (!t->enc || !t->dec || !tok->grads || !tok->m || !tok->v || !t->arena)
+  if (!t->views || !t->blocks || !t->scratch || (nt > 1 && !t->grads_extra) || !t->counts ||
+      !tok->grads || !tok->m || !tok->v || !t->arena)
     return beit_error_set(err, BEIT_STATUS_NOMEM,
                           "tokenizer: cannot allocate training state for batch %zu "
                           "(%.1f MB of activations)",
                           max_batch, (double)c.used * 4e-6);
-  c.base = t->arena;
-  c.used = 0;
-  carve_all(tok, &c, max_batch);
   t->max_batch = max_batch;
+  for (int w = 0; w < nt; w++) {
+    t->views[w].enc = t->blocks + (size_t)w * nblk;
+    t->views[w].dec = t->views[w].enc + tok->enc.nblocks;
+  }
+  size_t nb;
+  point_view(tok, 0, 1, max_batch, &nb);
+  t->noise = t->views[0].noise;
+  t->tokens = t->views[0].tokens;
   return BEIT_STATUS_OK;
 }
 
@@ -116,47 +162,84 @@ void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, cons
                                 size_t B, float tau, float kl_weight,
                                 struct beit_dvae_step_stats *stats)
 {
-  struct dvae_train_acts *t = &tok->t;
-  const size_t P = tok->gh * tok->gw, S2 = tok->S * tok->S;
-  const double pixels = (double)(B * tok->C * S2);
-  memset(tok->grads, 0, tok->table.total * sizeof *tok->grads);
+  const size_t P = tok->gh * tok->gw, S2 = tok->S * tok->S, VP = tok->V * P;
+  const size_t img = tok->C * S2;
+  const double pixels = (double)(B * img);
+  const int workers = dvae_workers(tok->nthreads, B);
+  const enum dvae_recon kind = beit_dvae_recon_kind(tok);
+  double recon[DVAE_MAX_THREADS], mae[DVAE_MAX_THREADS], kl[DVAE_MAX_THREADS];
 
-  beit_dvae_encoder_forward(tok, t->logits, x, B, t);
-  beit_dvae_gumbel_softmax_forward(t->soft, t->logits, noise, tau, B, tok->V, P);
-  beit_dvae_decoder_forward(tok, t->out, t->soft, B, t);
+#pragma omp parallel num_threads(workers)
+  {
+    const int w = omp_get_thread_num();
+    size_t nb;
+    const size_t b0 = point_view(tok, w, workers, B, &nb);
+    const struct dvae_ctx ctx = worker_ctx(tok, w, workers);
+    struct dvae_train_acts *v = ctx.acts;
+    const float *xs = x + b0 * img;
+    memset(ctx.grads, 0, tok->table.total * sizeof *ctx.grads);
 
-  memset(t->d_out, 0, B * tok->out_ch * S2 * sizeof *t->d_out);
-  double mae = 0.0;
-  const double recon = beit_dvae_recon_loss(t->d_out, &mae, t->out, x, beit_dvae_recon_kind(tok),
-                                            1.0f, B, tok->C, S2);
-  memset(t->d_logits, 0, B * tok->V * P * sizeof *t->d_logits);
-  /* d(loss)/d(kl_sum) = kl_weight / pixels: the KL is summed over positions and divided by the
-   * pixel count, as DALL-E divides the whole ELB by 256*256*3. */
-  const double kl_sum =
-      beit_dvae_kl_uniform(t->d_logits, t->logits, (float)(kl_weight / pixels), B, tok->V, P);
+    beit_dvae_encoder_forward(tok, &ctx, v->logits, xs, nb);
+    beit_dvae_gumbel_softmax_forward(v->soft, v->logits, noise ? noise + b0 * VP : NULL, tau, nb,
+                                     tok->V, P);
+    beit_dvae_decoder_forward(tok, &ctx, v->out, v->soft, nb);
 
-  beit_dvae_decoder_backward(tok, t->d_soft, t->d_out, B);
-  beit_dvae_gumbel_softmax_backward(t->d_logits, t->d_soft, t->soft, tau, B, tok->V, P);
-  beit_dvae_encoder_backward(tok, t->d_logits, x, B);
+    /* Both terms are normalised by the whole batch: dscale nb / B turns the slice mean into
+     * its share of the batch mean. */
+    memset(v->d_out, 0, nb * tok->out_ch * S2 * sizeof *v->d_out);
+    const double share = (double)nb / (double)B;
+    recon[w] = share * beit_dvae_recon_loss(v->d_out, &mae[w], v->out, xs, kind, (float)share,
+                                            nb, tok->C, S2);
+    mae[w] *= share;
+    memset(v->d_logits, 0, nb * VP * sizeof *v->d_logits);
+    kl[w] = beit_dvae_kl_uniform(v->d_logits, v->logits, (float)(kl_weight / pixels), nb, tok->V,
+                                 P);
 
+    beit_dvae_decoder_backward(tok, &ctx, v->d_soft, v->d_out, nb);
+    beit_dvae_gumbel_softmax_backward(v->d_logits, v->d_soft, v->soft, tau, nb, tok->V, P);
+    beit_dvae_encoder_backward(tok, &ctx, v->d_logits, xs, nb);
+    if (stats)
+      beit_dvae_argmax(v->tokens, v->logits, nb, tok->V, P);
+  }
+
+  if (workers > 1) {
+    const size_t n = tok->table.total;
+    float *g = tok->grads;
+    const float *extra = tok->t.grads_extra;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+      float s = g[i];
+      for (int w = 1; w < workers; w++)
+        s += extra[(size_t)(w - 1) * n + i];
+      g[i] = s;
+    }
+  }
   if (stats) {
-    stats->recon = recon;
-    stats->kl = kl_sum / (double)(B * P);
-    stats->loss = recon + kl_weight * kl_sum / pixels;
-    stats->mae = mae;
-    beit_dvae_argmax(t->tokens, t->logits, B, tok->V, P);
-    beit_dvae_code_stats(t->tokens, B * P, tok->V, t->counts, &stats->codes_used,
+    double r = 0.0, a = 0.0, k = 0.0;
+    for (int w = 0; w < workers; w++)
+      r += recon[w], a += mae[w], k += kl[w];
+    stats->recon = r;
+    stats->mae = a;
+    stats->kl = k / (double)(B * P);
+    stats->loss = r + kl_weight * k / pixels;
+    beit_dvae_code_stats(tok->t.tokens, B * P, tok->V, tok->t.counts, &stats->codes_used,
                          &stats->perplexity);
   }
 }
 
 void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
-                          const struct beit_dvae_hparams *hp, struct beit_rng *rng,
+                          const struct beit_dvae_hparams *hp, uint64_t seed,
                           struct beit_dvae_step_stats *stats)
 {
-  struct dvae_train_acts *t = &tok->t;
-  beit_dvae_gumbel_noise(t->noise, B * tok->V * tok->gh * tok->gw, rng);
-  beit_dvae_forward_backward(tok, x, t->noise, B, hp->tau, hp->kl_weight, stats);
+  const size_t VP = tok->V * tok->gh * tok->gw;
+  const int workers = dvae_workers(tok->nthreads, B);
+#pragma omp parallel num_threads(workers)
+  {
+    const int w = omp_get_thread_num();
+    const size_t lo = B * (size_t)w / (size_t)workers, hi = B * (size_t)(w + 1) / (size_t)workers;
+    beit_dvae_gumbel_noise(tok->t.noise + lo * VP, hi - lo, VP, seed, (uint64_t)hp->step, lo);
+  }
+  beit_dvae_forward_backward(tok, x, tok->t.noise, B, hp->tau, hp->kl_weight, stats);
   double norm = beit_clip_grad_norm(tok->grads, tok->table.total, hp->clip);
   if (stats)
     stats->grad_norm = norm;

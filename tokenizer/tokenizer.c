@@ -21,17 +21,20 @@ static float *carve(struct carver *c, size_t n)
   return p;
 }
 
+/* Batch-major buffers, sliced per worker by beit_dvae_inference_ctx; conv scratch for either
+ * nthreads single-threaded workers or one worker with threaded kernels. */
 static void carve_inference(struct beit_tokenizer *tok, struct carver *c)
 {
   const size_t B = tok->max_batch;
-  size_t max_hid, max_act = beit_dvae_max_act(tok, &max_hid);
-  tok->buf_x = carve(c, B * max_act);
-  tok->buf_y = carve(c, B * max_act);
-  tok->buf_r1 = carve(c, B * max_hid);
-  tok->buf_r2 = carve(c, B * max_hid);
+  tok->buf_x = carve(c, B * tok->max_act);
+  tok->buf_y = carve(c, B * tok->max_act);
+  tok->buf_r1 = carve(c, B * tok->max_hid);
+  tok->buf_r2 = carve(c, B * tok->max_hid);
   tok->buf_logits = carve(c, B * tok->V * tok->gh * tok->gw);
-  tok->conv_scratch_floats = beit_dvae_conv_scratch(tok, 0);
-  tok->conv_scratch = carve(c, tok->conv_scratch_floats);
+  tok->scratch_slot = beit_dvae_conv_scratch(tok, 0, 1);
+  size_t all = beit_dvae_conv_scratch(tok, 0, tok->nthreads);
+  size_t slots = (size_t)tok->nthreads * tok->scratch_slot;
+  tok->scratch = carve(c, slots > all ? slots : all);
 }
 
 /* Table, stacks and inference arena; weights zero. */
@@ -122,8 +125,11 @@ void beit_tokenizer_free(struct beit_tokenizer *tok)
   if (!tok)
     return;
   free(tok->t.arena);
-  free(tok->t.enc);
-  free(tok->t.dec);
+  free(tok->t.views);
+  free(tok->t.blocks);
+  free(tok->t.scratch);
+  free(tok->t.grads_extra);
+  free(tok->t.counts);
   free(tok->grads);
   free(tok->m);
   free(tok->v);
@@ -178,13 +184,20 @@ enum beit_status beit_tokenizer_encode(struct beit_tokenizer *tok, int32_t *toke
                                        float *logits, const float *images, size_t B,
                                        struct beit_error *err)
 {
-  const size_t P = tok->gh * tok->gw, img = tok->C * tok->S * tok->S;
+  const size_t P = tok->gh * tok->gw, VP = tok->V * P, img = tok->C * tok->S * tok->S;
   (void)err;
-  for (size_t b0 = 0; b0 < B; b0 += tok->max_batch) {
-    const size_t n = B - b0 < tok->max_batch ? B - b0 : tok->max_batch;
-    float *l = logits ? logits + b0 * tok->V * P : tok->buf_logits;
-    beit_dvae_encoder_forward(tok, l, images + b0 * img, n, NULL);
-    beit_dvae_argmax(tokens + b0 * P, l, n, tok->V, P);
+  for (size_t c0 = 0; c0 < B; c0 += tok->max_batch) {
+    const size_t n = B - c0 < tok->max_batch ? B - c0 : tok->max_batch;
+    const int workers = dvae_workers(tok->nthreads, n);
+#pragma omp parallel num_threads(workers)
+    {
+      struct dvae_ctx ctx;
+      size_t b0, nb;
+      beit_dvae_inference_ctx(tok, &ctx, omp_get_thread_num(), workers, n, &b0, &nb);
+      float *l = logits ? logits + (c0 + b0) * VP : tok->buf_logits + b0 * VP;
+      beit_dvae_encoder_forward(tok, &ctx, l, images + (c0 + b0) * img, nb);
+      beit_dvae_argmax(tokens + (c0 + b0) * P, l, nb, tok->V, P);
+    }
   }
   return BEIT_STATUS_OK;
 }
@@ -203,10 +216,17 @@ enum beit_status beit_tokenizer_decode(struct beit_tokenizer *tok, float *images
                             "tokenizer decode: token %ld of image %zu at position %zu is outside "
                             "the vocabulary [0, %zu)",
                             (long)tokens[i], i / P, i % P, tok->V);
-  for (size_t b0 = 0; b0 < B; b0 += tok->max_batch) {
-    const size_t n = B - b0 < tok->max_batch ? B - b0 : tok->max_batch;
-    const float *out = beit_dvae_decoder_forward_tokens(tok, tokens + b0 * P, n);
-    beit_dvae_unmap_output(images + b0 * tok->C * S2, out, n, tok->C, tok->out_ch, S2);
+  for (size_t c0 = 0; c0 < B; c0 += tok->max_batch) {
+    const size_t n = B - c0 < tok->max_batch ? B - c0 : tok->max_batch;
+    const int workers = dvae_workers(tok->nthreads, n);
+#pragma omp parallel num_threads(workers)
+    {
+      struct dvae_ctx ctx;
+      size_t b0, nb;
+      beit_dvae_inference_ctx(tok, &ctx, omp_get_thread_num(), workers, n, &b0, &nb);
+      const float *out = beit_dvae_decoder_forward_tokens(tok, &ctx, tokens + (c0 + b0) * P, nb);
+      beit_dvae_unmap_output(images + (c0 + b0) * tok->C * S2, out, nb, tok->C, tok->out_ch, S2);
+    }
   }
   return BEIT_STATUS_OK;
 }

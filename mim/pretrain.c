@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "beit/data.h"
 #include "beit/tokenizer.h"
@@ -20,8 +21,16 @@
 #define MASK_STREAM 0x6d61736bull /* "mask" */
 #define GRAD_BUCKET_FLOATS (4u << 20)
 
+/* Seconds spent per phase since the last log line (the step-time breakdown in metrics.jsonl). */
+enum phase { PHASE_DATA, PHASE_TOKENIZER, PHASE_MASK, PHASE_FORWARD, PHASE_BACKWARD,
+             PHASE_ALLREDUCE, PHASE_UPDATE, PHASE_COUNT };
+static const char *const phase_names[PHASE_COUNT] = {
+    "time_data_wait", "time_tokenizer", "time_masking", "time_forward", "time_backward",
+    "time_allreduce_exposed", "time_update"};
+
 struct pretrain {
   struct beit_recipe recipe;
+  double phase[PHASE_COUNT], phase_mark;
   struct beit_dist *dist;
   struct beit_model *model;
   struct beit_tokenizer *tok;
@@ -36,6 +45,21 @@ struct pretrain {
   double *uniform;           /* (L, 2, B) */
   float *drop_rates;         /* (L) linspace(0, rate, L) */
 };
+
+static double clock_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Charge the time since the previous mark to phase ph. */
+static void mark(struct pretrain *p, enum phase ph)
+{
+  double t = clock_now();
+  p->phase[ph] += t - p->phase_mark;
+  p->phase_mark = t;
+}
 
 /* Mask and drop-path scales of every sample of the batch, from its own stream. */
 static size_t draw_sample_randomness(struct pretrain *p, const struct beit_loader_batch *b)
@@ -67,14 +91,17 @@ static enum beit_status micro_step(struct pretrain *p, const struct beit_loader_
   enum beit_status st = beit_tokenizer_encode(p->tok, p->tokens, NULL, b->view_b, B, err);
   if (st)
     return st;
+  mark(p, PHASE_TOKENIZER);
   draw_sample_randomness(p, b);
   for (size_t i = 0; i < B * N; i++)
     if (p->mask[i])
       p->targets[M++] = p->tokens[i];
+  mark(p, PHASE_MASK);
   if ((st = beit_model_forward(m, b->view_a, p->mask, train ? p->drop : NULL, B, err)))
     return st;
   long hits = 0;
   double loss = beit_model_loss(m, p->targets, NULL, 0.0f, &hits);
+  mark(p, PHASE_FORWARD);
   *loss_sum += loss * (double)M;
   *correct += (double)hits;
   *count += (double)M;
@@ -172,11 +199,13 @@ static enum beit_status train_step(struct pretrain *p, double out[4], struct bei
   long accum = p->recipe.batch.accum_steps;
   double stats[5] = {0, 0, 0, 0, 0}; /* loss sum, hits, tokens, images, interrupted */
   enum beit_status st;
+  p->phase_mark = clock_now();
   beit_model_zero_grad(m);
   for (long a = 0; a < accum; a++) {
     const struct beit_loader_batch *b = NULL;
     if ((st = beit_loader_next(p->loader, &b, err)))
       return st;
+    mark(p, PHASE_DATA);
     if (!b)
       return beit_error_set(err, BEIT_STATUS_INTERNAL, "training loader ended");
     double tokens_before = stats[2];
@@ -191,10 +220,12 @@ static enum beit_status train_step(struct pretrain *p, double out[4], struct bei
       beit_dist_grads_begin(p->reducer);
     /* back-propagate the sum over this micro-batch's masked tokens (see trainer.h) */
     beit_model_backward(m, (float)(stats[2] - tokens_before));
+    mark(p, PHASE_BACKWARD);
   }
   m->grads_ready = NULL;
   if ((st = beit_dist_grads_finish(p->reducer, err)))
     return st;
+  mark(p, PHASE_ALLREDUCE);
   stats[4] = beit_trainer_interrupted();
   if ((st = beit_dist_allreduce_sum_f64(p->dist, stats, 5, err)))
     return st;
@@ -203,6 +234,7 @@ static enum beit_status train_step(struct pretrain *p, double out[4], struct bei
   if ((st = beit_trainer_update(&p->trainer, loss, stats[2], &norm, &applied, err)))
     return st;
   beit_loader_cursor(p->loader, &p->trainer.cursor);
+  mark(p, PHASE_UPDATE);
   out[0] = loss;
   out[1] = stats[2] > 0 ? stats[1] / stats[2] : 0.0;
   out[2] = norm;
@@ -365,6 +397,10 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
       cJSON_AddNumberToObject(f, "grad_norm", window[2] / window[3]);
       cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
       cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
+      for (int ph = 0; ph < PHASE_COUNT; ph++) { /* seconds per step, averaged over the window */
+        cJSON_AddNumberToObject(f, phase_names[ph], p.phase[ph] / window[3]);
+        p.phase[ph] = 0;
+      }
       if (isnan(sum->first_loss))
         sum->first_loss = window[0] / window[3];
       sum->last_loss = window[0] / window[3];

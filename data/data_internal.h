@@ -19,6 +19,8 @@ struct beit_data_scratch {
   size_t out_cap;
   uint8_t *out2;   /* second view / eval resize */
   size_t out2_cap;
+  uint8_t *crop_t; /* resize: transposed rows for the horizontal pass */
+  size_t crop_t_cap;
   int32_t *acc;    /* resize: one row of vertical-pass accumulators */
   size_t acc_cap;
   int32_t *coef;   /* resize coefficients, horizontal then vertical */

@@ -115,29 +115,24 @@ static inline uint8_t clip8(int32_t ss)
   return ss < 0 ? 0 : ss > 255 ? 255 : (uint8_t)ss;
 }
 
-/* rows x (out_w) from rows x (in) RGB, in rows at stride sstride. */
-static void resample_horizontal(uint8_t *restrict dst, const uint8_t *restrict src,
-                                size_t sstride, int rows, int out_w, int ksize,
-                                const int *bounds, const int32_t *kk)
+/* dst (width rows of height*3 bytes) = src (height rows of width RGB pixels) transposed. Tiled
+ * so both sides stay in cache. */
+static void transpose_rgb(uint8_t *restrict dst, const uint8_t *restrict src, size_t sstride,
+                          int width, int height)
 {
-  for (int y = 0; y < rows; y++) {
-    const uint8_t *row = src + (size_t)y * sstride;
-    uint8_t *o = dst + (size_t)y * out_w * 3;
-    for (int x = 0; x < out_w; x++) {
-      int xmin = bounds[2 * x], xcount = bounds[2 * x + 1];
-      const int32_t *k = kk + (size_t)x * ksize;
-      const uint8_t *p = row + (size_t)xmin * 3;
-      int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-      for (int i = 0; i < xcount; i++) {
-        s0 += p[3 * i + 0] * k[i];
-        s1 += p[3 * i + 1] * k[i];
-        s2 += p[3 * i + 2] * k[i];
+  enum { TILE = 32 };
+  size_t dstride = (size_t)height * 3;
+  for (int y0 = 0; y0 < height; y0 += TILE)
+    for (int x0 = 0; x0 < width; x0 += TILE) {
+      int y1 = y0 + TILE < height ? y0 + TILE : height, x1 = x0 + TILE < width ? x0 + TILE : width;
+      for (int y = y0; y < y1; y++) {
+        const uint8_t *s = src + (size_t)y * sstride;
+        for (int x = x0; x < x1; x++) {
+          uint8_t *d = dst + (size_t)x * dstride + (size_t)y * 3;
+          d[0] = s[3 * x], d[1] = s[3 * x + 1], d[2] = s[3 * x + 2];
+        }
       }
-      o[3 * x + 0] = clip8(s0);
-      o[3 * x + 1] = clip8(s1);
-      o[3 * x + 2] = clip8(s2);
     }
-  }
 }
 
 /* out_h rows from the rows of src (stride sstride), each row n = width*3 bytes. acc: n int32. */
@@ -204,15 +199,23 @@ enum beit_status beit_data_resize(uint8_t *dst, int dw, int dh, const uint8_t *s
       last = h;
     }
     int rows = last - first;
-    if (beit_data_grow((void **)&ws->tmp, &ws->tmp_cap, (size_t)rows * dw * 3))
+    /* The horizontal pass runs as a vertical one on the transposed rows, so that its inner loop
+     * is the vectorised row update of resample_vertical; integer sums make it bit-identical to
+     * Pillow's per-pixel loop. */
+    size_t rn = (size_t)rows * 3, big = (size_t)(w > dw ? w : dw) * rn;
+    if (beit_data_grow((void **)&ws->tmp, &ws->tmp_cap, big) ||
+        beit_data_grow((void **)&ws->crop_t, &ws->crop_t_cap, big) ||
+        beit_data_grow((void **)&ws->acc, &ws->acc_cap, (rn > (size_t)dw * 3 ? rn : (size_t)dw * 3) * sizeof(int32_t)))
       return beit_error_set(err, BEIT_STATUS_NOMEM, "resize: out of memory");
-    uint8_t *out = need_v ? ws->tmp : dst;
-    resample_horizontal(out, box + (size_t)first * sstride, sstride, rows, dw, kh, bh, kkh);
+    transpose_rgb(ws->crop_t, box + (size_t)first * sstride, sstride, w, rows); /* (w, rows, 3) */
+    resample_vertical(ws->tmp, ws->crop_t, rn, rn, dw, kh, bh, kkh, ws->acc);  /* (dw, rows, 3) */
+    uint8_t *out = need_v ? ws->crop_t : dst;
+    transpose_rgb(out, ws->tmp, rn, rows, dw);                                 /* (rows, dw, 3) */
     if (!need_v)
       return BEIT_STATUS_OK;
     for (int y = 0; y < dh; y++)
       bv[2 * y] -= first;
-    vsrc = ws->tmp;
+    vsrc = ws->crop_t;
     vstride = (size_t)dw * 3;
   }
   size_t n = (size_t)dw * 3;

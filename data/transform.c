@@ -28,6 +28,7 @@ void beit_data_scratch_free(struct beit_data_scratch *ws)
   free(ws->out);
   free(ws->out2);
   free(ws->acc);
+  free(ws->crop_t);
   free(ws->coef);
   free(ws->bounds);
   free(ws);

@@ -17,6 +17,8 @@ int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
 int beit_cmd_info(int argc, char **argv);
 int beit_cmd_run(int argc, char **argv);
 int beit_cmd_pack(int argc, char **argv);
+int beit_cmd_predict(int argc, char **argv);
+int beit_cmd_serve(int argc, char **argv);
 int beit_cmd_pretrain(int argc, char **argv);
 
 #endif

@@ -16,6 +16,8 @@ static const struct command commands[] = {
     {"pretrain", beit_cmd_pretrain, "masked image modeling pretraining (MPI data parallel)"},
     {"info", beit_cmd_info, "describe a model folder or config: parameters per group, FLOPs"},
     {"run", beit_cmd_run, "raw tensors in, logits and hidden states out (safetensors)"},
+    {"predict", beit_cmd_predict, "classify images, folders, datasets or JSON lines requests (JSON lines out)"},
+    {"serve", beit_cmd_serve, "HTTP endpoint: POST /score in the model card's JSON format, batched workers"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,207 @@
+/* Inference: classifier model folders in, probabilities out, as the `beit predict` batch command
+ * and the `beit serve` real-time HTTP endpoint (DESIGN.md 1.5) speak them.
+ *
+ * Wire format (the Azure ML model card of BEiT):
+ *   request  {"input_data": {"columns": ["image"], "index": [0, 1], "data": ["<img1>", "<img2>"]}}
+ *            each image is base64 of the file bytes (a "data:...;base64," prefix is accepted) or
+ *            an http(s) URL (fetched only when URLs are allowed);
+ *   response [{"probs": [0.91, 0.09], "labels": ["can", "carton"]}, ...], one object per input
+ *            in request order. By default every label, in the model's label order; with top_k
+ *            or a threshold the kept labels sorted by decreasing probability.
+ *   error    {"error": {"status": 400, "index": 1, "reason": "bad_base64", "message": "..."}}
+ *            (index null when the fault is not one input's).
+ *
+ * Preprocessing (beit-spec 7.2) is the model's own: preprocessor_config.json next to
+ * config.json (HF image-processor keys and HF BeitImageProcessor defaults for absent keys:
+ * resize to 256x256 bicubic, centre crop 224, rescale 1/255, mean = std = 0.5). Without that
+ * file: direct resize to image_size x image_size, bicubic, mean = std = 0.5 -- the BEiT
+ * normalisation of every released checkpoint, and no crop so that the whole image is seen
+ * (HF microsoft/ checkpoints ship a file saying bilinear; ours should write one too, see
+ * beit_infer_preprocess_save). Resizing is PIL-exact (beit_data_resize).
+ *
+ * Threads: one struct beit_infer holds one copy of the weights and `sessions` forward contexts
+ * (activation arenas) whose parameters alias those weights, so `sessions` threads may run
+ * beit_infer_run at once, each on its own session index. The server keeps one session per
+ * batching worker; requests that are queued together are batched together. */
+#ifndef BEIT_INFER_H
+#define BEIT_INFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "beit/data.h"
+#include "beit/status.h"
+
+enum beit_infer_task {
+  BEIT_INFER_TASK_MULTICLASS, /* softmax over the labels */
+  BEIT_INFER_TASK_MULTILABEL, /* problem_type multi_label_classification: independent sigmoids */
+};
+
+/* ---- Preprocessing ------------------------------------------------------------------------- */
+
+enum beit_infer_resize {
+  BEIT_INFER_RESIZE_NONE,     /* do_resize false: the image must already be the right size */
+  BEIT_INFER_RESIZE_EXACT,    /* size {"height", "width"} (or an int): ignore the aspect ratio */
+  BEIT_INFER_RESIZE_SHORTEST, /* size {"shortest_edge": s}: shorter side to s, aspect kept */
+};
+
+struct beit_infer_preprocess {
+  enum beit_infer_resize resize;
+  int resize_height, resize_width; /* EXACT */
+  int shortest_edge;               /* SHORTEST */
+  enum beit_data_filter filter;    /* HF resample 2 bilinear, 3 bicubic, 1 lanczos */
+  int center_crop;                 /* HF centre crop: offsets (size - crop) // 2, zero padding */
+  int crop_height, crop_width;
+  double rescale_factor;           /* 1/255; 1.0 when do_rescale is false */
+  float mean[3], std[3];           /* (x * rescale - mean) / std; 0 and 1 when not normalising */
+  char source[64];                 /* "preprocessor_config.json" or "default" */
+};
+
+/* The no-file default for a model of side image_size (see the top of this file). */
+void beit_infer_preprocess_defaults(struct beit_infer_preprocess *pp, int image_size);
+/* Read an HF preprocessor_config.json. Unknown keys, unsupported resample filters and results
+ * that are not image_size x image_size are CONFIG errors naming the key and the file. */
+enum beit_status beit_infer_preprocess_load(struct beit_infer_preprocess *pp, const char *path,
+                                            int image_size, struct beit_error *err);
+/* Write pp as an HF preprocessor_config.json (atomically), for model folders we export. */
+enum beit_status beit_infer_preprocess_save(const struct beit_infer_preprocess *pp,
+                                            const char *path, struct beit_error *err);
+/* One line: "resize 224x224 bilinear, no crop, mean 0.5/0.5/0.5 std 0.5/0.5/0.5 (default)". */
+void beit_infer_preprocess_describe(const struct beit_infer_preprocess *pp, char *buf, size_t n);
+
+/* ---- Model ----------------------------------------------------------------------------------- */
+
+struct beit_infer_options {
+  size_t max_batch;  /* images per forward and session (default 8) */
+  int sessions;      /* forward contexts sharing the weights (default 1) */
+  int threads;       /* OpenMP threads of each forward; 0 = omp_get_max_threads() / sessions */
+  size_t max_pixels; /* decoded-pixel cap, checked from the header before decoding (40 M) */
+};
+void beit_infer_defaults(struct beit_infer_options *opt);
+
+struct beit_infer;
+
+/* Load a BeitForImageClassification folder (config.json + model.safetensors [+
+ * preprocessor_config.json]). Other architectures are CONFIG errors. */
+enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
+                                 const struct beit_infer_options *opt, struct beit_error *err);
+void beit_infer_free(struct beit_infer *inf);
+
+enum beit_infer_task beit_infer_task(const struct beit_infer *inf);
+size_t beit_infer_num_labels(const struct beit_infer *inf);
+const char *beit_infer_label(const struct beit_infer *inf, size_t i);
+int beit_infer_image_size(const struct beit_infer *inf);
+size_t beit_infer_view_floats(const struct beit_infer *inf); /* 3 * S * S */
+const struct beit_infer_preprocess *beit_infer_preprocessing(const struct beit_infer *inf);
+const struct beit_infer_options *beit_infer_get_options(const struct beit_infer *inf);
+const char *beit_infer_model_dir(const struct beit_infer *inf);
+
+/* Width and height from the file header without decoding pixels. FORMAT when no decoder
+ * recognises the header; USAGE (an input too large: HTTP 413) when width * height exceeds
+ * max_pixels (0 = no cap) -- a decompression bomb is refused here, before any allocation. */
+enum beit_status beit_infer_probe(const void *data, size_t size, size_t max_pixels, int *width,
+                                  int *height, const char *key, struct beit_error *err);
+
+/* Probe (with the model's pixel cap), decode and preprocess one encoded image into view
+ * (3, S, S). When keep is not NULL the decoded RGB image is handed over to the caller (free
+ * with beit_data_image_free), else freed. ws: the calling thread's scratch. Errors name key. */
+enum beit_status beit_infer_prepare(const struct beit_infer *inf, const void *data, size_t size,
+                                    const char *key, float *view, struct beit_data_image *keep,
+                                    struct beit_data_scratch *ws, struct beit_error *err);
+/* The same from decoded RGB pixels (the pixel cap is not applied). */
+enum beit_status beit_infer_prepare_image(const struct beit_infer *inf,
+                                          const struct beit_data_image *img, float *view,
+                                          struct beit_data_scratch *ws, struct beit_error *err);
+
+/* Forward n <= max_batch views (n, 3, S, S) on session (0 .. sessions-1) and write probs
+ * (n, num_labels): softmax, or sigmoids for multi-label models. A session must not be used by
+ * two threads at once; different sessions may run concurrently. Sets the calling thread's
+ * OpenMP thread count to the options' threads. */
+enum beit_status beit_infer_run(struct beit_infer *inf, int session, const float *views,
+                                size_t n, float *probs, struct beit_error *err);
+
+/* ---- Results ------------------------------------------------------------------------------- */
+
+struct beit_infer_select {
+  size_t top_k;     /* keep the best K (0 = every label) */
+  double threshold; /* keep labels with prob >= threshold (< 0 = no threshold) */
+};
+
+/* Indices of the labels kept by sel, in output order; returns their count (<= num_labels). */
+size_t beit_infer_select_labels(const struct beit_infer *inf, const float *probs,
+                                const struct beit_infer_select *sel, size_t *order);
+
+/* One response object {"probs": [...], "labels": [...]} as a NUL-terminated malloc'd string
+ * (free with free()); NULL when out of memory. Probabilities print with 6 significant digits;
+ * a non-finite value prints as null. */
+char *beit_infer_result_json(const struct beit_infer *inf, const float *probs,
+                             const struct beit_infer_select *sel);
+
+/* ---- Visualization (cairo) ---------------------------------------------------------------- */
+
+struct beit_infer_vis_item {
+  const struct beit_data_image *image; /* decoded RGB */
+  const char *title;                   /* file name or input index */
+  const float *probs;                  /* (num_labels) */
+};
+
+/* Draw one row per item: the image and a bar chart of its top_k labels (default 5) with their
+ * probabilities beside it, like the model card's sample; write a PNG atomically.
+ * UNSUPPORTED when built without cairo. */
+enum beit_status beit_infer_visualize(const char *png_path, const struct beit_infer *inf,
+                                      const struct beit_infer_vis_item *items, size_t n,
+                                      size_t top_k, struct beit_error *err);
+
+/* ---- URLs (libcurl) ------------------------------------------------------------------------ */
+
+/* Fetch an http:// or https:// URL (other schemes, also after redirects, are refused) into a
+ * malloc'd buffer, at most max_bytes, within timeout_s. USAGE for a body over the cap (HTTP
+ * 413), UNSUPPORTED for a refused scheme or a build without libcurl, IO for network failures,
+ * timeouts and HTTP statuses >= 400. */
+enum beit_status beit_infer_fetch_url(const char *url, size_t max_bytes, double timeout_s,
+                                      uint8_t **data, size_t *size, struct beit_error *err);
+
+/* ---- Server ------------------------------------------------------------------------------- */
+
+struct beit_serve_options {
+  const char *host;          /* IPv4 address to bind (default "127.0.0.1") */
+  int port;                  /* 0 = an ephemeral port (see beit_serve_port) */
+  unsigned max_connections;  /* concurrent connections (default 256) */
+  size_t max_body_bytes;     /* request body cap (default 32 MiB): 413 beyond */
+  size_t max_images;         /* images per request (default 64): 413 beyond */
+  size_t max_queue_images;   /* images waiting for a worker (default 1024): 503 beyond */
+  double request_timeout_s;  /* per request, arrival to response (default 30): 504 beyond */
+  double idle_timeout_s;     /* idle keep-alive connection (default 60) */
+  unsigned batch_wait_us;    /* a worker waits this long for a fuller batch (default 0) */
+  int allow_urls;            /* fetch URL inputs (default 0: a URL is a 400) */
+  size_t url_max_bytes;      /* default 16 MiB */
+  double url_timeout_s;      /* default 10 */
+  struct beit_infer_select select;
+  int log_requests;          /* one log line per request on stderr */
+};
+void beit_serve_defaults(struct beit_serve_options *opt);
+
+struct beit_server;
+
+/* Start listening. GET /health answers at once; /ready, /metadata and POST /score answer 503
+ * until a model is attached. */
+enum beit_status beit_serve_start(struct beit_server **out, const struct beit_serve_options *opt,
+                                  struct beit_error *err);
+/* The bound port (the ephemeral one when the options said 0). */
+int beit_serve_port(const struct beit_server *srv);
+/* Start one batching worker per session of inf (not owned; must outlive the server) and
+ * become ready. */
+enum beit_status beit_serve_attach(struct beit_server *srv, struct beit_infer *inf,
+                                   struct beit_error *err);
+
+struct beit_serve_stats {
+  uint64_t requests, ok, client_errors, server_errors; /* finished /score requests */
+  uint64_t images, batches;                            /* forwards run by the workers */
+  uint64_t max_batch_seen;
+};
+void beit_serve_stats(const struct beit_server *srv, struct beit_serve_stats *stats);
+
+/* Stop listening, let running requests finish, join the workers and free the server. */
+void beit_serve_stop(struct beit_server *srv);
+
+#endif

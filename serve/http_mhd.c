@@ -1,0 +1,321 @@
+/* The HTTP/1.1 endpoint on libmicrohttpd: POST /score, GET /health, /ready, /metadata.
+ * http_stub.c stands in when BEIT_BUILD_SERVER is off.
+ *
+ * Threads: MHD runs one thread per connection (a connection limit bounds them). That thread
+ * reads the body (capped), and on the last call of the access handler scores it: parse, decode
+ * and preprocess on this thread, then wait for the batching workers. Blocking there is what
+ * thread-per-connection mode allows, and it is what lets requests arriving together be batched
+ * together: every waiting request is in the queue at once. Binds 127.0.0.1 unless told
+ * otherwise; IPv4 only. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "serve.h"
+
+struct beit_server {
+  struct beit_serve_options opt;
+  char host[64];
+  struct MHD_Daemon *daemon;
+  int port;
+  struct beit_batcher *batcher;
+  struct beit_scorer scorer;
+  atomic_int ready;
+  atomic_ullong requests, ok, client_errors, server_errors;
+};
+
+struct conn_req {
+  char *body;
+  size_t len, cap;
+  int too_large;
+  double start;
+};
+
+/* Queue body (malloc'd, taken over) with a JSON content type. */
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char *body,
+                                 size_t len, int close_after, const char *allow)
+{
+  struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+  if (!r) {
+    free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+  if (close_after)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+  if (allow)
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+  enum MHD_Result ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, struct beit_strbuf *b,
+                                int close_after, const char *allow)
+{
+  if (b->oom || !b->data) {
+    beit_strbuf_free(b);
+    static const char oom[] = "{\"error\": {\"status\": 503, \"index\": null, \"reason\": "
+                              "\"out_of_memory\", \"message\": \"out of memory\"}}";
+    char *copy = strdup(oom);
+    return copy ? send_json(c, 503, copy, strlen(copy), 1, NULL) : MHD_NO;
+  }
+  return send_json(c, status, b->data, b->len, close_after, allow);
+}
+
+static enum MHD_Result send_fault(struct beit_server *srv, struct MHD_Connection *c,
+                                  const struct beit_fault *f, int close_after, const char *allow)
+{
+  struct beit_strbuf b = {0};
+  beit_fault_json(&b, f);
+  if (srv->opt.log_requests)
+    fprintf(stderr, "beit serve: %d %s\n", f->http_status, f->message);
+  return send_buf(c, (unsigned)f->http_status, &b, close_after, allow);
+}
+
+static void count_status(struct beit_server *srv, int status)
+{
+  srv->requests++;
+  if (status < 300)
+    srv->ok++;
+  else if (status < 500)
+    srv->client_errors++;
+  else
+    srv->server_errors++;
+}
+
+static enum MHD_Result handle_score(struct beit_server *srv, struct MHD_Connection *c,
+                                    struct conn_req *r)
+{
+  struct beit_fault f = {0};
+  if (r->too_large) {
+    beit_fault_set(&f, 413, -1, "body_too_large", "request body larger than %zu bytes",
+                   srv->opt.max_body_bytes);
+    count_status(srv, 413);
+    return send_fault(srv, c, &f, 1, NULL);
+  }
+  if (!atomic_load(&srv->ready)) {
+    beit_fault_set(&f, 503, -1, "not_ready", "the model is still loading");
+    count_status(srv, 503);
+    return send_fault(srv, c, &f, 0, NULL);
+  }
+  int status = 500;
+  struct beit_strbuf out = {0};
+  double deadline = r->start + srv->opt.request_timeout_s;
+  beit_scorer_score(&srv->scorer, r->body ? r->body : "", r->len, deadline, &status, &out, &f);
+  count_status(srv, status);
+  if (srv->opt.log_requests)
+    fprintf(stderr, "beit serve: POST /score %d %.1f ms%s%s\n", status,
+            1e3 * (beit_serve_now() - r->start), status == 200 ? "" : " ",
+            status == 200 ? "" : f.message);
+  return send_buf(c, (unsigned)status, &out, 0, NULL);
+}
+
+static enum MHD_Result handle_get(struct beit_server *srv, struct MHD_Connection *c,
+                                  const char *url)
+{
+  struct beit_strbuf b = {0};
+  unsigned status = 200;
+  if (!strcmp(url, "/health")) {
+    struct beit_batcher_stats bs = {0};
+    if (atomic_load(&srv->ready))
+      beit_batcher_stats(srv->batcher, &bs);
+    beit_strbuf_printf(&b, "{\"status\": \"ok\", \"requests\": %llu, \"images\": %llu, "
+                           "\"batches\": %llu, \"max_batch_seen\": %llu, \"queued_images\": %zu}",
+                       (unsigned long long)srv->requests, (unsigned long long)bs.images,
+                       (unsigned long long)bs.batches, (unsigned long long)bs.max_batch_seen,
+                       bs.queued_images);
+  } else if (!strcmp(url, "/ready")) {
+    int ready = atomic_load(&srv->ready);
+    status = ready ? 200 : 503;
+    beit_strbuf_printf(&b, "{\"ready\": %s}", ready ? "true" : "false");
+  } else { /* /metadata */
+    if (!atomic_load(&srv->ready)) {
+      struct beit_fault f;
+      beit_fault_set(&f, 503, -1, "not_ready", "the model is still loading");
+      return send_fault(srv, c, &f, 0, NULL);
+    }
+    beit_serve_metadata_json(&b, srv->scorer.inf);
+  }
+  return send_buf(c, status, &b, 0, NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **ctx)
+{
+  struct beit_server *srv = cls;
+  struct conn_req *r = *ctx;
+  int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
+  int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+  int score = !strcmp(url, "/score");
+  if (!r) { /* headers only: set up, and refuse an announced oversized body before reading it */
+    if (!(r = calloc(1, sizeof *r)))
+      return MHD_NO;
+    r->start = beit_serve_now();
+    *ctx = r;
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (score && is_post && cl && strtoull(cl, NULL, 10) > srv->opt.max_body_bytes) {
+      r->too_large = 1;
+      return handle_score(srv, c, r);
+    }
+    return MHD_YES;
+  }
+  if (*upload_size) { /* a piece of the body */
+    size_t n = *upload_size;
+    *upload_size = 0;
+    if (!score || !is_post || r->too_large)
+      return MHD_YES;
+    if (r->len + n > srv->opt.max_body_bytes) {
+      r->too_large = 1;
+      free(r->body);
+      r->body = NULL;
+      r->len = r->cap = 0;
+      return MHD_YES;
+    }
+    if (r->len + n > r->cap) {
+      size_t cap = r->cap ? r->cap : 16384;
+      while (cap < r->len + n)
+        cap *= 2;
+      char *p = realloc(r->body, cap);
+      if (!p)
+        return MHD_NO;
+      r->body = p;
+      r->cap = cap;
+    }
+    memcpy(r->body + r->len, upload, n);
+    r->len += n;
+    return MHD_YES;
+  }
+  struct beit_fault f;
+  if (score) {
+    if (is_post)
+      return handle_score(srv, c, r);
+    beit_fault_set(&f, 405, -1, "method_not_allowed", "use POST for /score");
+    return send_fault(srv, c, &f, 0, "POST");
+  }
+  if (!strcmp(url, "/health") || !strcmp(url, "/ready") || !strcmp(url, "/metadata")) {
+    if (is_get)
+      return handle_get(srv, c, url);
+    beit_fault_set(&f, 405, -1, "method_not_allowed", "use GET for %s", url);
+    return send_fault(srv, c, &f, 0, "GET, HEAD");
+  }
+  beit_fault_set(&f, 404, -1, "not_found", "no such endpoint; try POST /score, GET /health, "
+                 "/ready or /metadata");
+  return send_fault(srv, c, &f, 0, NULL);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
+                         enum MHD_RequestTerminationCode code)
+{
+  struct conn_req *r = *ctx;
+  if (r) {
+    free(r->body);
+    free(r);
+  }
+  *ctx = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+  fprintf(stderr, "beit serve: http: ");
+  vfprintf(stderr, fmt, ap);
+}
+
+enum beit_status beit_serve_start(struct beit_server **out, const struct beit_serve_options *opt,
+                                  struct beit_error *err)
+{
+  *out = NULL;
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  const char *host = opt->host ? opt->host : "127.0.0.1";
+  if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "--host '%s': not an IPv4 address", host);
+  if (opt->port < 0 || opt->port > 65535)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "--port %d: out of range", opt->port);
+  addr.sin_port = htons((uint16_t)opt->port);
+  struct beit_server *srv = calloc(1, sizeof *srv);
+  if (!srv)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "server: out of memory");
+  srv->opt = *opt;
+  snprintf(srv->host, sizeof srv->host, "%s", host);
+  srv->opt.host = srv->host;
+  unsigned idle = opt->idle_timeout_s > 0 ? (unsigned)(opt->idle_timeout_s + 0.5) : 0;
+  srv->daemon = MHD_start_daemon(
+      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
+      0, NULL, NULL, on_request, srv,
+      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opt->max_connections ? opt->max_connections : 1),
+      MHD_OPTION_CONNECTION_TIMEOUT, idle,
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+      MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1u << 20),
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+      MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+      MHD_OPTION_END);
+  if (!srv->daemon) {
+    free(srv);
+    return beit_error_set(err, BEIT_STATUS_IO, "cannot listen on %s:%d (in use, or not permitted)",
+                          host, opt->port);
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  srv->port = info ? info->port : opt->port;
+  *out = srv;
+  return BEIT_STATUS_OK;
+}
+
+int beit_serve_port(const struct beit_server *srv) { return srv->port; }
+
+enum beit_status beit_serve_attach(struct beit_server *srv, struct beit_infer *inf,
+                                   struct beit_error *err)
+{
+  if (atomic_load(&srv->ready))
+    return beit_error_set(err, BEIT_STATUS_USAGE, "server: a model is already attached");
+  enum beit_status st = beit_batcher_start(&srv->batcher, inf, srv->opt.batch_wait_us,
+                                           srv->opt.max_queue_images, err);
+  if (st)
+    return st;
+  srv->scorer = (struct beit_scorer){
+      .inf = inf,
+      .batcher = srv->batcher,
+      .max_images = srv->opt.max_images,
+      .fetch = {srv->opt.allow_urls, srv->opt.url_max_bytes, srv->opt.url_timeout_s},
+      .select = srv->opt.select,
+  };
+  atomic_store(&srv->ready, 1);
+  return BEIT_STATUS_OK;
+}
+
+void beit_serve_stats(const struct beit_server *srv, struct beit_serve_stats *stats)
+{
+  memset(stats, 0, sizeof *stats);
+  stats->requests = srv->requests;
+  stats->ok = srv->ok;
+  stats->client_errors = srv->client_errors;
+  stats->server_errors = srv->server_errors;
+  if (srv->batcher) {
+    struct beit_batcher_stats bs;
+    beit_batcher_stats(srv->batcher, &bs);
+    stats->images = bs.images;
+    stats->batches = bs.batches;
+    stats->max_batch_seen = bs.max_batch_seen;
+  }
+}
+
+void beit_serve_stop(struct beit_server *srv)
+{
+  if (!srv)
+    return;
+  atomic_store(&srv->ready, 0);
+  MHD_stop_daemon(srv->daemon); /* joins the connection threads; the workers still run */
+  beit_batcher_stop(srv->batcher);
+  free(srv);
+}

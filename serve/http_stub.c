@@ -1,0 +1,30 @@
+/* Stand-in for http_mhd.c when BEIT_BUILD_SERVER is off: `beit serve` reports UNSUPPORTED. */
+#include "serve.h"
+
+struct beit_server {
+  int unused;
+};
+
+enum beit_status beit_serve_start(struct beit_server **out, const struct beit_serve_options *opt,
+                                  struct beit_error *err)
+{
+  *out = NULL;
+  return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
+                        "this build has no HTTP server (configure with -DBEIT_BUILD_SERVER=ON "
+                        "and libmicrohttpd-dev)");
+}
+
+int beit_serve_port(const struct beit_server *srv) { return 0; }
+
+enum beit_status beit_serve_attach(struct beit_server *srv, struct beit_infer *inf,
+                                   struct beit_error *err)
+{
+  return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "this build has no HTTP server");
+}
+
+void beit_serve_stats(const struct beit_server *srv, struct beit_serve_stats *stats)
+{
+  *stats = (struct beit_serve_stats){0};
+}
+
+void beit_serve_stop(struct beit_server *srv) {}

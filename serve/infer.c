@@ -1,0 +1,193 @@
+/* Inference model: one copy of a classifier's weights, several forward contexts over it, and
+ * the softmax/sigmoid that turns logits into the probabilities of the response.
+ *
+ * Sharing the weights: session 0 is the model as loaded (it owns params); sessions 1.. are
+ * models created from the same config whose own parameter buffer is dropped and whose params
+ * pointer aliases session 0's. Forward only reads params, and everything it writes lives in the
+ * session's own activation arena and struct, so sessions may run concurrently. No session keeps
+ * a gradient buffer. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "encoder.h"
+#include "serve.h"
+
+struct beit_infer {
+  char dir[4096];
+  struct beit_infer_options opt;
+  struct beit_infer_preprocess pp;
+  struct beit_model **sessions; /* [0] owns the weights */
+  int nsessions;
+  enum beit_infer_task task;
+};
+
+void beit_infer_defaults(struct beit_infer_options *opt)
+{
+  opt->max_batch = 8;
+  opt->sessions = 1;
+  opt->threads = 0;
+  opt->max_pixels = 40u * 1000u * 1000u;
+}
+
+void beit_infer_free(struct beit_infer *inf)
+{
+  if (!inf)
+    return;
+  for (int s = inf->nsessions - 1; s >= 0; s--) {
+    if (!inf->sessions[s])
+      continue;
+    if (s > 0)
+      inf->sessions[s]->params = NULL; /* aliases session 0's weights */
+    beit_model_free(inf->sessions[s]);
+  }
+  free(inf->sessions);
+  free(inf);
+}
+
+/* A model of the same config whose params alias owner's. */
+static enum beit_status alias_session(struct beit_model **out, const struct beit_model *owner,
+                                      size_t max_batch, struct beit_error *err)
+{
+  enum beit_status st = beit_model_create(out, &owner->cfg, max_batch, err);
+  if (st)
+    return st;
+  free((*out)->params);
+  free((*out)->grads);
+  (*out)->params = owner->params;
+  (*out)->grads = NULL;
+  return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
+                                 const struct beit_infer_options *opt, struct beit_error *err)
+{
+  *out = NULL;
+  struct beit_infer *inf = calloc(1, sizeof *inf);
+  if (!inf)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);
+  if (opt)
+    inf->opt = *opt;
+  else
+    beit_infer_defaults(&inf->opt);
+  if (inf->opt.max_batch == 0)
+    inf->opt.max_batch = 1;
+  if (inf->opt.sessions < 1)
+    inf->opt.sessions = 1;
+  if (inf->opt.threads <= 0) {
+    int t = omp_get_max_threads() / inf->opt.sessions;
+    inf->opt.threads = t > 0 ? t : 1;
+  }
+  snprintf(inf->dir, sizeof inf->dir, "%s", dir);
+  enum beit_status st = BEIT_STATUS_OK;
+  inf->sessions = calloc((size_t)inf->opt.sessions, sizeof *inf->sessions);
+  if (!inf->sessions) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);
+    goto fail;
+  }
+  inf->nsessions = inf->opt.sessions;
+  struct beit_model *m = NULL;
+  if ((st = beit_model_load(&m, dir, inf->opt.max_batch, err)))
+    goto fail;
+  inf->sessions[0] = m;
+  free(m->grads); /* inference only */
+  m->grads = NULL;
+  if (m->arch != BEIT_ARCH_CLASSIFIER) {
+    st = beit_error_set(err, BEIT_STATUS_CONFIG,
+                        "%s/config.json: architectures[0] is '%s'; predict and serve need a "
+                        "BeitForImageClassification model", dir, m->cfg.architecture);
+    goto fail;
+  }
+  if (m->cfg.num_channels != 3) {
+    st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s/config.json: num_channels %ld; images are RGB",
+                        dir, m->cfg.num_channels);
+    goto fail;
+  }
+  inf->task = m->multilabel ? BEIT_INFER_TASK_MULTILABEL : BEIT_INFER_TASK_MULTICLASS;
+  char path[4200];
+  snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+  if (access(path, F_OK) == 0)
+    st = beit_infer_preprocess_load(&inf->pp, path, (int)m->cfg.image_size, err);
+  else
+    beit_infer_preprocess_defaults(&inf->pp, (int)m->cfg.image_size);
+  if (st)
+    goto fail;
+  for (int s = 1; s < inf->nsessions; s++)
+    if ((st = alias_session(&inf->sessions[s], m, inf->opt.max_batch, err)))
+      goto fail;
+  *out = inf;
+  return BEIT_STATUS_OK;
+fail:
+  beit_infer_free(inf);
+  return st;
+}
+
+enum beit_infer_task beit_infer_task(const struct beit_infer *inf) { return inf->task; }
+size_t beit_infer_num_labels(const struct beit_infer *inf) { return inf->sessions[0]->out_dim; }
+const char *beit_infer_label(const struct beit_infer *inf, size_t i)
+{
+  return inf->sessions[0]->cfg.labels[i];
+}
+int beit_infer_image_size(const struct beit_infer *inf)
+{
+  return (int)inf->sessions[0]->cfg.image_size;
+}
+size_t beit_infer_view_floats(const struct beit_infer *inf)
+{
+  size_t S = (size_t)inf->sessions[0]->cfg.image_size;
+  return 3 * S * S;
+}
+const struct beit_infer_preprocess *beit_infer_preprocessing(const struct beit_infer *inf)
+{
+  return &inf->pp;
+}
+const struct beit_infer_options *beit_infer_get_options(const struct beit_infer *inf)
+{
+  return &inf->opt;
+}
+const char *beit_infer_model_dir(const struct beit_infer *inf) { return inf->dir; }
+
+/* Softmax in double (a wide logit range must not overflow), or independent sigmoids. */
+static void probabilities(float *probs, const float *logits, size_t n, size_t C, int multilabel)
+{
+  for (size_t b = 0; b < n; b++) {
+    const float *z = logits + b * C;
+    float *p = probs + b * C;
+    if (multilabel) {
+      for (size_t i = 0; i < C; i++)
+        p[i] = (float)(1.0 / (1.0 + exp(-(double)z[i])));
+      continue;
+    }
+    double mx = -INFINITY, sum = 0.0;
+    for (size_t i = 0; i < C; i++)
+      if (z[i] > mx)
+        mx = z[i];
+    for (size_t i = 0; i < C; i++)
+      sum += exp((double)z[i] - mx);
+    for (size_t i = 0; i < C; i++)
+      p[i] = (float)(exp((double)z[i] - mx) / sum);
+  }
+}
+
+enum beit_status beit_infer_run(struct beit_infer *inf, int session, const float *views,
+                                size_t n, float *probs, struct beit_error *err)
+{
+  if (session < 0 || session >= inf->nsessions)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "inference session %d of %d", session,
+                          inf->nsessions);
+  if (n == 0)
+    return BEIT_STATUS_OK;
+  if (n > inf->opt.max_batch)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "batch of %zu images; the maximum is %zu", n,
+                          inf->opt.max_batch);
+  struct beit_model *m = inf->sessions[session];
+  omp_set_num_threads(inf->opt.threads);
+  enum beit_status st = beit_model_forward(m, views, NULL, NULL, n, err);
+  if (st)
+    return st;
+  probabilities(probs, m->a.logits, n, m->out_dim, inf->task == BEIT_INFER_TASK_MULTILABEL);
+  return BEIT_STATUS_OK;
+}

@@ -1,0 +1,165 @@
+/* The scorer: one request body in, one response (or one fault) out. Runs on the requester's
+ * thread: parse, get each input's bytes (base64 or URL), probe/decode/preprocess it, queue the
+ * job for the batching workers, wait, format. Also the /metadata document. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve.h"
+
+void beit_serve_defaults(struct beit_serve_options *opt)
+{
+  memset(opt, 0, sizeof *opt);
+  opt->host = "127.0.0.1";
+  opt->port = 8080;
+  opt->max_connections = 256;
+  opt->max_body_bytes = 32u << 20;
+  opt->max_images = 64;
+  opt->max_queue_images = 1024;
+  opt->request_timeout_s = 30.0;
+  opt->idle_timeout_s = 60.0;
+  opt->batch_wait_us = 0;
+  opt->allow_urls = 0;
+  opt->url_max_bytes = 16u << 20;
+  opt->url_timeout_s = 10.0;
+  opt->select.top_k = 0;
+  opt->select.threshold = -1.0;
+}
+
+static int status_to_http(enum beit_status st)
+{
+  switch (st) {
+  case BEIT_STATUS_USAGE: return 413;  /* over a cap (pixels, bytes) */
+  case BEIT_STATUS_NOMEM: return 503;
+  case BEIT_STATUS_FORMAT:
+  case BEIT_STATUS_UNSUPPORTED:
+  case BEIT_STATUS_SHAPE: return 422; /* well-formed request, image we cannot use */
+  default: return 500;
+  }
+}
+
+/* Bytes -> view i of job; on failure the fault names input i. */
+static int prepare_input(const struct beit_scorer *sc, const struct beit_request *req, size_t i,
+                         double deadline, struct beit_job *job, struct beit_data_scratch *ws,
+                         struct beit_fault *f)
+{
+  uint8_t *bytes = NULL;
+  size_t size = 0;
+  double left = deadline - beit_serve_now();
+  if (beit_request_item_bytes(req, i, &sc->fetch, left, &bytes, &size, f))
+    return -1;
+  char key[32];
+  snprintf(key, sizeof key, "input %zu", i);
+  struct beit_error err = {0};
+  enum beit_status st = beit_infer_prepare(sc->inf, bytes, size, key,
+                                           job->views + i * beit_infer_view_floats(sc->inf), NULL,
+                                           ws, &err);
+  free(bytes);
+  if (st) {
+    int code = status_to_http(st);
+    beit_fault_set(f, code, (long)i,
+                   code == 413 ? "image_too_large" : code == 422 ? "undecodable_image" : "internal",
+                   "%s", err.message);
+    return -1;
+  }
+  return 0;
+}
+
+static void reply_fault(struct beit_strbuf *out, int *http_status, const struct beit_fault *f,
+                        struct beit_fault *copy)
+{
+  *http_status = f->http_status;
+  beit_fault_json(out, f);
+  if (copy)
+    *copy = *f;
+}
+
+void beit_scorer_score(const struct beit_scorer *sc, const char *body, size_t len,
+                       double deadline, int *http_status, struct beit_strbuf *out,
+                       struct beit_fault *fault)
+{
+  struct beit_fault f = {0};
+  struct beit_request req;
+  struct beit_job *job = NULL;
+  struct beit_data_scratch *ws = NULL;
+  if (beit_request_parse(&req, body, len, sc->max_images, &f)) {
+    reply_fault(out, http_status, &f, fault);
+    return;
+  }
+  if (!(job = beit_job_create(sc->inf, req.count)) || !(ws = beit_data_scratch_init())) {
+    beit_fault_set(&f, 503, -1, "out_of_memory", "out of memory for %zu images", req.count);
+    goto fail;
+  }
+  for (size_t i = 0; i < req.count; i++) {
+    if (beit_serve_now() > deadline) {
+      beit_fault_set(&f, 504, (long)i, "timeout", "request timed out while preparing input %zu", i);
+      goto fail;
+    }
+    if (prepare_input(sc, &req, i, deadline, job, ws, &f))
+      goto fail;
+  }
+  beit_data_scratch_free(ws);
+  ws = NULL;
+  if (beit_batcher_submit(sc->batcher, job)) {
+    beit_fault_set(&f, 503, -1, "busy", "server busy: the queue is full; retry later");
+    goto fail;
+  }
+  if (beit_batcher_wait(sc->batcher, job, deadline)) {
+    job = NULL; /* withdrawn; the batcher frees it */
+    beit_fault_set(&f, 504, -1, "timeout", "request timed out waiting for inference");
+    goto fail;
+  }
+  if (job->status) {
+    beit_fault_set(&f, 500, -1, "internal", "inference failed: %s", job->message);
+    goto fail;
+  }
+  size_t C = beit_infer_num_labels(sc->inf);
+  beit_strbuf_puts(out, "[");
+  for (size_t i = 0; i < req.count; i++) {
+    if (i)
+      beit_strbuf_puts(out, ", ");
+    beit_strbuf_result(out, sc->inf, job->probs + i * C, &sc->select);
+  }
+  beit_strbuf_puts(out, "]");
+  *http_status = 200;
+  beit_job_free(job);
+  beit_request_free(&req);
+  if (out->oom) {
+    beit_strbuf_free(out);
+    beit_fault_set(&f, 503, -1, "out_of_memory", "out of memory writing the response");
+    reply_fault(out, http_status, &f, fault);
+  }
+  return;
+fail:
+  beit_data_scratch_free(ws);
+  beit_job_free(job);
+  beit_request_free(&req);
+  reply_fault(out, http_status, &f, fault);
+}
+
+void beit_serve_metadata_json(struct beit_strbuf *b, const struct beit_infer *inf)
+{
+  const struct beit_infer_preprocess *pp = beit_infer_preprocessing(inf);
+  const struct beit_infer_options *opt = beit_infer_get_options(inf);
+  char desc[256];
+  beit_infer_preprocess_describe(pp, desc, sizeof desc);
+  int S = beit_infer_image_size(inf);
+  beit_strbuf_printf(b, "{\"model_type\": \"beit\", \"architecture\": "
+                        "\"BeitForImageClassification\", \"task\": \"%s\", ",
+                     beit_infer_task(inf) == BEIT_INFER_TASK_MULTILABEL ? "multilabel"
+                                                                        : "multiclass");
+  beit_strbuf_printf(b, "\"outputs\": \"%s\", ",
+                     beit_infer_task(inf) == BEIT_INFER_TASK_MULTILABEL ? "sigmoid" : "softmax");
+  beit_strbuf_printf(b, "\"input\": {\"columns\": [\"image\"], \"image_size\": [%d, %d], "
+                        "\"channels\": 3, \"preprocessing\": ", S, S);
+  beit_strbuf_json_string(b, desc);
+  beit_strbuf_printf(b, ", \"mean\": [%g, %g, %g], \"std\": [%g, %g, %g]}, ", pp->mean[0],
+                     pp->mean[1], pp->mean[2], pp->std[0], pp->std[1], pp->std[2]);
+  beit_strbuf_printf(b, "\"max_batch\": %zu, \"workers\": %d, \"num_labels\": %zu, \"labels\": [",
+                     opt->max_batch, opt->sessions, beit_infer_num_labels(inf));
+  for (size_t i = 0; i < beit_infer_num_labels(inf); i++) {
+    if (i)
+      beit_strbuf_puts(b, ", ");
+    beit_strbuf_json_string(b, beit_infer_label(inf, i));
+  }
+  beit_strbuf_puts(b, "]}");
+}

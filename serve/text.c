@@ -1,0 +1,202 @@
+/* JSON text out: the growable string, the response object of one image, the error object.
+ * Written by hand rather than through a cJSON tree: a response is a few flat arrays and this is
+ * on every request's path. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve.h"
+
+static int grow(struct beit_strbuf *b, size_t extra)
+{
+  if (b->oom)
+    return -1;
+  if (b->len + extra + 1 <= b->cap)
+    return 0;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + extra + 1)
+    cap *= 2;
+  char *p = realloc(b->data, cap);
+  if (!p) {
+    b->oom = 1;
+    return -1;
+  }
+  b->data = p;
+  b->cap = cap;
+  return 0;
+}
+
+void beit_strbuf_append(struct beit_strbuf *b, const char *s, size_t n)
+{
+  if (grow(b, n))
+    return;
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+}
+
+void beit_strbuf_puts(struct beit_strbuf *b, const char *s) { beit_strbuf_append(b, s, strlen(s)); }
+
+void beit_strbuf_printf(struct beit_strbuf *b, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0 || grow(b, (size_t)n))
+    return;
+  va_start(ap, fmt);
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
+void beit_strbuf_json_string(struct beit_strbuf *b, const char *s)
+{
+  beit_strbuf_append(b, "\"", 1);
+  const char *run = s;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c >= 0x20 && c != '"' && c != '\\')
+      continue;
+    beit_strbuf_append(b, run, (size_t)(s - run));
+    if (c == '"')
+      beit_strbuf_puts(b, "\\\"");
+    else if (c == '\\')
+      beit_strbuf_puts(b, "\\\\");
+    else if (c == '\n')
+      beit_strbuf_puts(b, "\\n");
+    else
+      beit_strbuf_printf(b, "\\u%04x", c);
+    run = s + 1;
+  }
+  beit_strbuf_append(b, run, (size_t)(s - run));
+  beit_strbuf_append(b, "\"", 1);
+}
+
+void beit_strbuf_free(struct beit_strbuf *b)
+{
+  free(b->data);
+  memset(b, 0, sizeof *b);
+}
+
+/* ---- Results ------------------------------------------------------------------------------ */
+
+struct ranked {
+  float p;
+  size_t i;
+};
+
+/* Decreasing probability, ties (and NaN) in label order: a stable, total order. */
+static int by_prob_desc(const void *pa, const void *pb)
+{
+  const struct ranked *a = pa, *b = pb;
+  int an = isnan(a->p), bn = isnan(b->p);
+  if (an != bn)
+    return an - bn;
+  if (!an && a->p != b->p)
+    return a->p > b->p ? -1 : 1;
+  return a->i < b->i ? -1 : a->i > b->i;
+}
+
+size_t beit_infer_select_labels(const struct beit_infer *inf, const float *probs,
+                                const struct beit_infer_select *sel, size_t *order)
+{
+  size_t C = beit_infer_num_labels(inf);
+  int sorted = sel && (sel->top_k > 0 || sel->threshold >= 0);
+  if (!sorted) {
+    for (size_t i = 0; i < C; i++)
+      order[i] = i;
+    return C;
+  }
+  struct ranked stack[64], *r = C <= 64 ? stack : malloc(C * sizeof *r);
+  size_t k = 0;
+  if (!r) { /* out of memory: fall back to label order, still honouring the filters */
+    for (size_t i = 0; i < C && (!sel->top_k || k < sel->top_k); i++)
+      if (sel->threshold < 0 || probs[i] >= sel->threshold)
+        order[k++] = i;
+    return k;
+  }
+  for (size_t i = 0; i < C; i++)
+    r[i] = (struct ranked){probs[i], i};
+  qsort(r, C, sizeof *r, by_prob_desc);
+  for (size_t i = 0; i < C && (!sel->top_k || k < sel->top_k); i++)
+    if (sel->threshold < 0 || r[i].p >= sel->threshold)
+      order[k++] = r[i].i;
+  if (r != stack)
+    free(r);
+  return k;
+}
+
+void beit_strbuf_result(struct beit_strbuf *b, const struct beit_infer *inf, const float *probs,
+                        const struct beit_infer_select *sel)
+{
+  size_t C = beit_infer_num_labels(inf);
+  size_t stack[64], *order = C <= 64 ? stack : malloc(C * sizeof *order);
+  if (!order) {
+    b->oom = 1;
+    return;
+  }
+  size_t k = beit_infer_select_labels(inf, probs, sel, order);
+  beit_strbuf_puts(b, "{\"probs\": [");
+  for (size_t j = 0; j < k; j++) {
+    float p = probs[order[j]];
+    if (isfinite(p))
+      beit_strbuf_printf(b, j ? ", %.6g" : "%.6g", (double)p);
+    else
+      beit_strbuf_puts(b, j ? ", null" : "null");
+  }
+  beit_strbuf_puts(b, "], \"labels\": [");
+  for (size_t j = 0; j < k; j++) {
+    if (j)
+      beit_strbuf_puts(b, ", ");
+    beit_strbuf_json_string(b, beit_infer_label(inf, order[j]));
+  }
+  beit_strbuf_puts(b, "]}");
+  if (order != stack)
+    free(order);
+}
+
+char *beit_infer_result_json(const struct beit_infer *inf, const float *probs,
+                             const struct beit_infer_select *sel)
+{
+  struct beit_strbuf b = {0};
+  beit_strbuf_result(&b, inf, probs, sel);
+  if (b.oom) {
+    beit_strbuf_free(&b);
+    return NULL;
+  }
+  return b.data;
+}
+
+/* ---- Faults --------------------------------------------------------------------------------- */
+
+void beit_fault_set(struct beit_fault *f, int http_status, long index, const char *reason,
+                    const char *fmt, ...)
+{
+  if (!f)
+    return;
+  f->http_status = http_status;
+  f->index = index;
+  f->reason = reason;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(f->message, sizeof f->message, fmt, ap);
+  va_end(ap);
+}
+
+void beit_fault_json(struct beit_strbuf *b, const struct beit_fault *f)
+{
+  beit_strbuf_printf(b, "{\"error\": {\"status\": %d, \"index\": ", f->http_status);
+  if (f->index >= 0)
+    beit_strbuf_printf(b, "%ld", f->index);
+  else
+    beit_strbuf_puts(b, "null");
+  beit_strbuf_puts(b, ", \"reason\": ");
+  beit_strbuf_json_string(b, f->reason ? f->reason : "error");
+  beit_strbuf_puts(b, ", \"message\": ");
+  beit_strbuf_json_string(b, f->message);
+  beit_strbuf_puts(b, "}}");
+}

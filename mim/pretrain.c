@@ -22,10 +22,11 @@
 #define GRAD_BUCKET_FLOATS (4u << 20)
 
 /* Seconds spent per phase since the last log line (the step-time breakdown in metrics.jsonl). */
-enum phase { PHASE_DATA, PHASE_TOKENIZER, PHASE_MASK, PHASE_FORWARD, PHASE_BACKWARD,
+enum phase { PHASE_DATA, PHASE_TOKENIZER, PHASE_MASK, PHASE_FORWARD, PHASE_LOSS, PHASE_BACKWARD,
              PHASE_ALLREDUCE, PHASE_UPDATE, PHASE_COUNT };
 static const char *const phase_names[PHASE_COUNT] = {
-    "time_data_wait", "time_tokenizer", "time_masking", "time_forward", "time_backward",
+    "time_data_wait", "time_tokenizer", "time_masking", "time_forward", "time_loss",
+    "time_backward",
     "time_allreduce_exposed", "time_update"};
 
 struct pretrain {
@@ -99,9 +100,10 @@ static enum beit_status micro_step(struct pretrain *p, const struct beit_loader_
   mark(p, PHASE_MASK);
   if ((st = beit_model_forward(m, b->view_a, p->mask, train ? p->drop : NULL, B, err)))
     return st;
+  mark(p, PHASE_FORWARD);
   long hits = 0;
   double loss = beit_model_loss(m, p->targets, NULL, 0.0f, &hits);
-  mark(p, PHASE_FORWARD);
+  mark(p, PHASE_LOSS);
   *loss_sum += loss * (double)M;
   *correct += (double)hits;
   *count += (double)M;

@@ -2,7 +2,7 @@
  *
  * stb_image is lenient with truncated files: a JPEG cut short decodes to grey blocks and a PNG
  * cut inside its last IDAT may still inflate. A structural check runs first so that such files
- * count as corrupt: a JPEG needs an EOI marker after its last SOS, a PNG its IEND chunk. */
+ * count as corrupt: a JPEG's segments must lead to an EOI marker, a PNG's chunks to IEND. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,20 +35,46 @@ static int is_png(const uint8_t *p, size_t n)
   return n >= 8 && !memcmp(p, sig, 8);
 }
 
-/* An EOI (FF D9) must follow the last SOS (FF DA). Entropy-coded data stuffs FF as FF 00, so a
- * marker pair there is a real marker; an EXIF thumbnail's EOI sits before the main SOS. Scanning
- * backwards, the first of the two met decides (usually at once: EOI ends the file). */
+/* Walk the marker segments from SOI; after each SOS skip the entropy-coded data (FF 00 stuffing,
+ * RSTn, FF fill) to the next marker; complete once EOI is reached. Bytes after EOI (camera
+ * trailers, motion-photo videos) are never looked at. */
 static int jpeg_complete(const uint8_t *p, size_t n)
 {
-  for (size_t i = n - 1; i >= 3; i--) {
-    if (p[i - 1] != 0xFF)
-      continue;
-    if (p[i] == 0xD9)
-      return 1;
-    if (p[i] == 0xDA)
+  size_t i = 2;
+  for (;;) {
+    while (i < n && p[i] != 0xFF) /* tolerate junk between segments, as libjpeg does */
+      i++;
+    while (i < n && p[i] == 0xFF)
+      i++;
+    if (i >= n)
       return 0;
+    uint8_t m = p[i++];
+    if (m == 0xD9)
+      return 1;
+    if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) /* TEM, RSTn: no length */
+      continue;
+    if (i + 2 > n)
+      return 0;
+    size_t len = (size_t)p[i] << 8 | p[i + 1];
+    if (len < 2 || len > n - i)
+      return 0;
+    i += len;
+    if (m != 0xDA)
+      continue;
+    for (;;) { /* entropy-coded segment */
+      const uint8_t *q = memchr(p + i, 0xFF, n - i);
+      if (!q || (size_t)(q - p) + 1 >= n)
+        return 0;
+      i = (size_t)(q - p);
+      uint8_t c = p[i + 1];
+      if (c == 0xFF)
+        i += 1;
+      else if (c == 0x00 || (c >= 0xD0 && c <= 0xD7))
+        i += 2;
+      else
+        break; /* a marker: handled by the outer loop */
+    }
   }
-  return 0;
 }
 
 /* Walk the chunk list: lengths must stay inside the file and IEND must be reached. */

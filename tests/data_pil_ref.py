@@ -6,6 +6,7 @@ operation (raw .u8, (H, W, 3)), plus cases.json describing them. Cases: Image.re
 BILINEAR/BICUBIC/LANCZOS down and up (whole image and crop boxes, as RandomResizedCrop does),
 flip-then-crop (the order of DataAugmentationForBEiT), ImageEnhance colour jitter in several
 orders (torchvision ColorJitter on PIL images), and the evaluation Resize + CenterCrop."""
+import io
 import json
 import os
 import sys
@@ -81,6 +82,18 @@ def main():
         add("eval_crop", name, r, size=224, crop_pct=224 / 256, filter="bicubic")
         r = im.resize((224, 224), Image.BILINEAR)
         add("eval_direct", name, r, size=224, filter="bilinear")
+
+    # JPEG variants stb_image_write cannot make: progressive, and a baseline file followed by a
+    # trailer (as phones append motion-photo videos) that contains FF DA / FF D9 byte pairs.
+    images["photo"].save(os.path.join(out, "progressive.jpg"), quality=85, progressive=True)
+    buf = io.BytesIO()
+    images["small"].save(buf, format="JPEG", quality=90)
+    trailer = bytes([0xFF, 0xDA, 0x00, 0x0C, 0x12, 0xFF, 0xD9, 0x00]) * 50 + bytes([0xFF, 0xDA]) * 3
+    with open(os.path.join(out, "trailer.jpg"), "wb") as f:
+        f.write(buf.getvalue() + trailer)
+    for name in ("progressive.jpg", "trailer.jpg"):
+        im = Image.open(os.path.join(out, name)).convert("RGB")
+        np.asarray(im).tofile(os.path.join(out, name + ".pil.u8"))
 
     with open(os.path.join(out, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)

@@ -192,12 +192,48 @@ static void test_bad_args(struct beit_data_scratch *ws)
   CHECK(strstr(err.message, "box") != NULL);
 }
 
+/* Progressive JPEG and a JPEG with a trailer decode (close to libjpeg: different IDCT and chroma
+ * upsampling, so only near); cut short, both are rejected as truncated. */
+static void test_jpeg_variants(void)
+{
+  static const char *const names[2] = {"progressive.jpg", "trailer.jpg"};
+  for (int k = 0; k < 2; k++) {
+    size_t n, np;
+    char pil_name[64];
+    snprintf(pil_name, sizeof pil_name, "%s.pil.u8", names[k]);
+    uint8_t *bytes = read_all(names[k], &n), *pil = read_all(pil_name, &np);
+    if (!bytes || !pil) {
+      CHECK_MSG(0, "fixture %s missing", names[k]);
+      free(bytes), free(pil);
+      continue;
+    }
+    struct beit_data_image img;
+    struct beit_error err = {0};
+    CHECK_MSG(beit_data_decode(&img, bytes, n, names[k], &err) == 0, "%s", err.message);
+    if (img.pixels) {
+      CHECK(np == (size_t)img.width * img.height * 3);
+      int maxd;
+      double e = np == (size_t)img.width * img.height * 3 ? mean_abs(img.pixels, pil, np, &maxd) : 99;
+      printf("  %-58s mean %.4f vs PIL's libjpeg decode\n", names[k], e);
+      CHECK_MSG(e < 2.0, "%s: stb vs libjpeg mean difference %.3f", names[k], e);
+    }
+    beit_data_image_free(&img);
+    size_t cut = k == 0 ? n * 7 / 10 : n - 8 * 50 - 6 - 200; /* trailer: cut inside the image */
+    CHECK(beit_data_decode(&img, bytes, cut, names[k], &err) == BEIT_STATUS_FORMAT);
+    CHECK_MSG(strstr(err.message, "truncated"), "%s", err.message);
+    beit_data_image_free(&img);
+    free(bytes);
+    free(pil);
+  }
+}
+
 int main(int argc, char **argv)
 {
   dir = argc > 1 ? argv[1] : "data_pil_ref";
   struct beit_data_scratch *ws = beit_data_scratch_init();
   test_naive_twin(ws);
   test_bad_args(ws);
+  test_jpeg_variants();
   char path[4096];
   snprintf(path, sizeof path, "%s/cases.json", dir);
   cJSON *cases = NULL;

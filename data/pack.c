@@ -167,6 +167,86 @@ static enum beit_status list_source(const struct beit_data_pack_options *opt,
   return beit_error_set(err, BEIT_STATUS_USAGE, "unknown pack source %d", (int)opt->source);
 }
 
+/* The shard being filled and the counts of those written. */
+struct pack_state {
+  const struct beit_data_pack_options *opt;
+  struct beit_data_pack_report *report;
+  const char *dir;
+  enum beit_data_task task;
+  struct beit_shard_writer w;
+  int open;
+  size_t *counts, counts_cap;
+};
+
+static enum beit_status close_shard(struct pack_state *ps, struct beit_error *err)
+{
+  enum beit_status st = BEIT_STATUS_OK;
+  if (!ps->open)
+    return st;
+  ps->open = 0;
+  if (beit_data_grow((void **)&ps->counts, &ps->counts_cap, (ps->report->shards + 1) * sizeof(size_t))) {
+    beit_shard_writer_free(&ps->w);
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "pack: out of memory");
+  }
+  ps->counts[ps->report->shards++] = ps->w.count;
+  return beit_shard_writer_close(&ps->w, err);
+}
+
+/* One checked item: into the current shard (opening one as needed), or reported as skipped. */
+static enum beit_status add_item(struct pack_state *ps, const struct beit_pack_item *it,
+                                 const struct checked *c, struct beit_error *err)
+{
+  const struct beit_data_pack_options *opt = ps->opt;
+  if (!c->ok) {
+    ps->report->skipped++;
+    if (opt->log)
+      fprintf(opt->log, "%sskip %s: %s\n", opt->progress_tty ? "\r" : "", it->key, c->reason);
+    return BEIT_STATUS_OK;
+  }
+  enum beit_status st;
+  if (!ps->open) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/shard-%05zu.h5", ps->dir, ps->report->shards);
+    if ((st = beit_shard_writer_init(&ps->w, path, ps->task, opt->chunk_bytes, err)))
+      return st;
+    ps->open = 1;
+  }
+  if ((st = beit_shard_writer_add(&ps->w, c->bytes, c->size, it->labels, it->num_labels, it->key, err)))
+    return st;
+  ps->report->written++;
+  ps->report->bytes += c->size;
+  return ps->w.nbytes >= opt->shard_bytes ? close_shard(ps, err) : BEIT_STATUS_OK;
+}
+
+/* Read and decode-check items order[begin, end) on nthreads threads into checked[]. */
+static void check_block(struct beit_pack_list *l, const size_t *order, size_t begin, size_t end,
+                        struct checked *checked, int nthreads)
+{
+  struct check_job job = {l->items, order, checked, begin, end, 0};
+  pthread_t th[16];
+  int started = 0;
+  for (int t = 0; t < nthreads && t < 16; t++)
+    if (pthread_create(&th[t], NULL, check_main, &job) == 0)
+      started++;
+  if (started == 0)
+    check_main(&job);
+  for (int t = 0; t < started; t++)
+    pthread_join(th[t], NULL);
+}
+
+static void shuffle(size_t *order, size_t n, uint64_t seed)
+{
+  for (size_t i = 0; i < n; i++)
+    order[i] = i;
+  struct beit_rng rng;
+  beit_rng_seed(&rng, seed, 0x7061636Bull /* "pack" */, 0);
+  for (size_t i = n; i > 1; i--) {
+    size_t j = (size_t)beit_rng_int(&rng, 0, (int64_t)i - 1), t = order[i - 1];
+    order[i - 1] = order[j];
+    order[j] = t;
+  }
+}
+
 enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
                                 struct beit_data_pack_report *report, struct beit_error *err)
 {
@@ -186,105 +266,56 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
   double t0 = now_s();
   if ((st = list_source(opt, &l, err)))
     goto free_list;
-  enum beit_data_task task = opt->multilabel || l.saw_multi ? BEIT_DATA_TASK_MULTILABEL
-                                                            : BEIT_DATA_TASK_MULTICLASS;
+  struct pack_state ps;
+  memset(&ps, 0, sizeof ps);
+  ps.opt = opt;
+  ps.report = report;
+  ps.dir = partial;
+  ps.task = opt->multilabel || l.saw_multi ? BEIT_DATA_TASK_MULTILABEL : BEIT_DATA_TASK_MULTICLASS;
   if (opt->log)
     fprintf(opt->log, "pack: %zu images, %d classes, %s, from %s\n", l.count, l.num_classes,
-            task == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass", opt->input);
+            ps.task == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass", opt->input);
   size_t *order = malloc((l.count ? l.count : 1) * sizeof(size_t));
-  size_t *shard_counts = NULL, nshards_cap = 0;
   struct checked *checked = calloc(BLOCK, sizeof *checked);
   if (!order || !checked) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "pack: out of memory");
     goto free_order;
   }
-  for (size_t i = 0; i < l.count; i++)
-    order[i] = i;
-  if (opt->shuffle) {
-    struct beit_rng rng;
-    beit_rng_seed(&rng, opt->seed, 0x7061636Bull /* "pack" */, 0);
-    for (size_t i = l.count; i > 1; i--) {
-      size_t j = (size_t)beit_rng_int(&rng, 0, (int64_t)i - 1), t = order[i - 1];
-      order[i - 1] = order[j];
-      order[j] = t;
-    }
-  }
+  if (opt->shuffle)
+    shuffle(order, l.count, opt->seed);
+  else
+    for (size_t i = 0; i < l.count; i++)
+      order[i] = i;
   if (mkdir(partial, 0755) != 0) {
     st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot create: %s", partial, strerror(errno));
     goto free_order;
   }
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   int nthreads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
-  struct beit_shard_writer w;
-  int open_writer = 0;
   double last = now_s();
   for (size_t begin = 0; begin < l.count && !st; begin += BLOCK) {
     size_t end = begin + BLOCK < l.count ? begin + BLOCK : l.count;
-    struct check_job job = {l.items, order, checked, begin, end, 0};
-    pthread_t th[16];
-    int started = 0;
-    for (int t = 0; t < nthreads; t++)
-      if (pthread_create(&th[t], NULL, check_main, &job) == 0)
-        started++;
-    if (started == 0)
-      check_main(&job);
-    for (int t = 0; t < started; t++)
-      pthread_join(th[t], NULL);
+    check_block(&l, order, begin, end, checked, nthreads);
     for (size_t k = begin; k < end; k++) {
-      struct beit_pack_item *it = &l.items[order[k]];
-      struct checked *c = &checked[k - begin];
-      if (!st && c->ok) {
-        if (!open_writer) {
-          char path[4300];
-          snprintf(path, sizeof path, "%s/shard-%05zu.h5", partial, report->shards);
-          st = beit_shard_writer_init(&w, path, task, opt->chunk_bytes, err);
-          open_writer = !st;
-        }
-        if (!st)
-          st = beit_shard_writer_add(&w, c->bytes, c->size, it->labels, it->num_labels, it->key, err);
-        if (!st) {
-          report->written++;
-          report->bytes += c->size;
-        }
-        if (!st && w.nbytes >= opt->shard_bytes) {
-          if (beit_data_grow((void **)&shard_counts, &nshards_cap, (report->shards + 1) * sizeof(size_t)))
-            st = beit_error_set(err, BEIT_STATUS_NOMEM, "pack: out of memory");
-          else
-            shard_counts[report->shards++] = w.count;
-          open_writer = 0;
-          enum beit_status cst = beit_shard_writer_close(&w, err);
-          if (!st)
-            st = cst;
-        }
-      } else if (!st) {
-        report->skipped++;
-        if (opt->log)
-          fprintf(opt->log, "%sskip %s: %s\n", opt->progress_tty ? "\r" : "", it->key, c->reason);
-      }
+      const struct beit_pack_item *it = &l.items[order[k]];
+      if (!st)
+        st = add_item(&ps, it, &checked[k - begin], err);
       if (it->path)
-        free(c->bytes);
-      c->bytes = NULL;
+        free(checked[k - begin].bytes);
     }
     if (now_s() - last > (opt->progress_tty ? 0.2 : 5.0)) {
       progress(opt, end, l.count, report->skipped, t0, 0);
       last = now_s();
     }
   }
-  if (!st && open_writer) {
-    if (beit_data_grow((void **)&shard_counts, &nshards_cap, (report->shards + 1) * sizeof(size_t)))
-      st = beit_error_set(err, BEIT_STATUS_NOMEM, "pack: out of memory");
-    else
-      shard_counts[report->shards++] = w.count;
-    enum beit_status cst = beit_shard_writer_close(&w, err);
-    if (!st)
-      st = cst;
-  } else if (open_writer) {
-    beit_shard_writer_free(&w);
-  }
+  if (!st)
+    st = close_shard(&ps, err);
+  else if (ps.open)
+    beit_shard_writer_free(&ps.w);
   if (!st && report->written == 0)
     st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: no image decoded; nothing to pack", opt->input);
   if (!st)
-    st = beit_data_index_write(partial, task, l.class_names, l.num_classes, shard_counts,
+    st = beit_data_index_write(partial, ps.task, l.class_names, l.num_classes, ps.counts,
                                report->shards, err);
   if (!st && opt->overwrite)
     st = remove_dataset_dir(opt->output, err);
@@ -295,7 +326,7 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
   if (!st)
     progress(opt, l.count, l.count, report->skipped, t0, 1);
 free_order:
-  free(shard_counts);
+  free(ps.counts);
   free(checked);
   free(order);
 free_list:

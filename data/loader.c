@@ -22,6 +22,7 @@ struct slot {
   struct beit_loader_batch batch;
   uint64_t t;       /* run step held */
   size_t pending;   /* samples not finished */
+  size_t skipped;   /* records skipped while filling it */
   int ready;
 };
 
@@ -55,7 +56,7 @@ struct beit_loader {
   int stop;
   enum beit_status fail;
   struct beit_error fail_err;
-  size_t skipped, batches;
+  size_t skipped, batches; /* in the batches returned */
   double wait_seconds;
 };
 
@@ -175,7 +176,7 @@ static enum beit_status fill_sample(struct worker *w, struct slot *sl, uint64_t 
       }
     }
     pthread_mutex_lock(&ld->mu);
-    ld->skipped++;
+    sl->skipped++; /* counted when the batch is handed out: prefetching does not show */
     pthread_mutex_unlock(&ld->mu);
   }
   return beit_error_set(err, BEIT_STATUS_FORMAT, "no record of the dataset decodes");
@@ -191,6 +192,7 @@ static void open_slot(struct beit_loader *ld, uint64_t t)
   sl->ready = 0;
   sl->batch.count = count_of(ld, k);
   sl->pending = sl->batch.count;
+  sl->skipped = 0;
   sl->batch.epoch = epoch;
   sl->batch.position = k * ld->wb;
 }
@@ -436,6 +438,7 @@ enum beit_status beit_loader_next(struct beit_loader *ld, const struct beit_load
   ld->holding = 1;
   ld->next_t = t + 1;
   ld->batches++;
+  ld->skipped += sl->skipped;
   *batch = &sl->batch;
 unlock:
   ld->wait_seconds += now_seconds() - t0;

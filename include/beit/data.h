@@ -229,7 +229,7 @@ struct beit_loader_batch {
 };
 
 struct beit_loader_stats {
-  size_t skipped;      /* records skipped by this loader so far */
+  size_t skipped;      /* records skipped (replaced) in the batches returned so far */
   double wait_seconds; /* time the caller spent blocked in beit_loader_next */
   size_t batches;      /* batches returned */
 };

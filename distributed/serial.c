@@ -171,6 +171,7 @@ enum beit_status beit_dist_grads_finish(struct beit_dist_grads *g, struct beit_e
     ;
   g->last.mpi_seconds = g->last.exposed_seconds = g->last.finish_seconds = 0.0;
   g->last.buckets_late = g->b.late;
+  g->last.buckets_early = 0;
   enum beit_status st = g->b.pending.status;
   if (st != BEIT_STATUS_OK)
     beit_error_set(err, st, "rank 0: %s", g->b.pending.message);

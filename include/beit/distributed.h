@@ -78,12 +78,15 @@ _Noreturn void beit_dist_abort(struct beit_dist *d, int code, const char *messag
  * down to the first: a bucket whose ranges are all announced waits until every bucket after it
  * has started. Every rank therefore issues the same collectives in the same order whatever order
  * its ranges arrive in (MPI requires it), and in the encoder's decreasing order nothing waits.
- * The result is bit-identical on every rank: the sum is computed once per element by the
- * collective and then multiplied by (float)(1.0 / world) on every rank.
+ * The result is bit-identical on every rank: the collective (reduce-scatter + allgather, see
+ * distributed/mpi.c) computes each element's sum once, and every rank multiplies it by
+ * (float)(1.0 / world), bucket by bucket as each reduction completes.
  *
  * Progress: OpenMPI has no progress thread; a started bucket only advances inside MPI calls.
- * Each beit_dist_grads_ready call tests the outstanding requests (MPI_Testall); long stretches of
- * compute between announcements can call beit_dist_grads_progress to do the same.
+ * Each beit_dist_grads_ready call tests the buckets in flight (MPI_Testsome: the progress of
+ * MPI_Testall, and it names the completed buckets, which are scaled there and then). Long
+ * stretches of compute between announcements can call beit_dist_grads_progress, or the hook
+ * with an empty range, to do the same.
  *
  * Until beit_dist_grads_finish returns, the grads buffer belongs to the collective: do not read
  * or write announced ranges. */
@@ -95,6 +98,7 @@ struct beit_dist_grads_stats {
   double finish_seconds;  /* this step: wall time of finish (exposed + the 1/world scaling) */
   size_t buckets;         /* number of buckets */
   size_t buckets_late;    /* this step: buckets that finish had to start (not overlapped) */
+  size_t buckets_early;   /* this step: buckets reduced and averaged before finish was called */
   size_t bytes;           /* n * sizeof(float) */
 };
 
@@ -114,15 +118,16 @@ void beit_dist_grads_begin(struct beit_dist_grads *g);
 /* The encoder's hook (struct beit_model.grads_ready, ctx = the struct beit_dist_grads): floats
  * [begin, end) of grads are final for this step. Ranges must be disjoint within a step; a range
  * outside [0, n), one that overfills a bucket, or a call from another thread is recorded and
- * reported by beit_dist_grads_finish (a hook cannot return an error). */
+ * reported by beit_dist_grads_finish (a hook cannot return an error). An empty range only drives
+ * progress. */
 void beit_dist_grads_ready(void *ctx, size_t begin, size_t end);
 
-/* Drive outstanding reductions (MPI_Testall); cheap, never blocks. */
+/* Drive outstanding reductions and average those that completed; never blocks. */
 void beit_dist_grads_progress(struct beit_dist_grads *g);
 
 /* Start every bucket not yet started (ranges never announced are reduced as they are), wait for
- * all, and scale by 1/world: grads becomes the average over ranks. Returns the first misuse or
- * MPI failure of the step. Statistics of the step are then available. */
+ * all and scale the rest by 1/world: grads becomes the average over ranks. Returns the first
+ * misuse or MPI failure of the step. Statistics of the step are then available. */
 enum beit_status beit_dist_grads_finish(struct beit_dist_grads *g, struct beit_error *err);
 
 void beit_dist_grads_get_stats(const struct beit_dist_grads *g,

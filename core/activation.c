@@ -7,35 +7,13 @@
  *        CPU GELU uses; GELU stays the erf form 0.5 x (1 + erf(x / sqrt 2)), not the tanh form.
  * The naive twins call libm expf/erff and are the accuracy oracle. */
 #include "kernels.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <string.h>
 
 #define INV_SQRT2 0.70710678118654752f
 #define INV_SQRT_2PI 0.39894228040143268f
-
-/* exp(x) for x in [-87, 88] (clamped outside; NaN propagates). exp(0) == 1 exactly. */
-static inline float vexpf(float x)
-{
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  /* n = round(x / ln2) by the 1.5 * 2^23 trick: floorf does not vectorise under -std=c11 */
-  float t = fmaf(x, 1.44269504088896341f, 12582912.0f);
-  float n = t - 12582912.0f;
-  float r = fmaf(n, -0.693359375f, x); /* ln2 split in two for an exact r */
-  r = fmaf(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = fmaf(p, r, 1.3981999507e-3f);
-  p = fmaf(p, r, 8.3334519073e-3f);
-  p = fmaf(p, r, 4.1665795894e-2f);
-  p = fmaf(p, r, 1.6666665459e-1f);
-  p = fmaf(p, r, 5.0000001201e-1f);
-  float y = fmaf(p, r * r, r) + 1.0f;
-  int32_t bits = ((int32_t)n + 127) * 8388608; /* 2^n as float bits */
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return y * scale;
-}
 
 /* erf(x), Abramowitz-Stegun 7.1.26. */
 static inline float verff(float x)
@@ -46,7 +24,7 @@ static inline float verff(float x)
   r = fmaf(r, t, 1.421413741f);
   r = fmaf(r, t, -0.284496736f);
   r = fmaf(r, t, 0.254829592f);
-  float y = 1.0f - r * t * vexpf(-ax * ax);
+  float y = 1.0f - r * t * beit_vexpf(-ax * ax);
   return copysignf(y, x);
 }
 
@@ -65,7 +43,7 @@ void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float cdf = 0.5f * (1.0f + verff(x * INV_SQRT2));
-    float pdf = INV_SQRT_2PI * vexpf(-0.5f * x * x);
+    float pdf = INV_SQRT_2PI * beit_vexpf(-0.5f * x * x);
     dinp[i] += dout[i] * (cdf + x * pdf);
   }
 }
@@ -85,31 +63,11 @@ void beit_gelu_backward_naive(float *dinp, const float *dout, const float *inp, 
   }
 }
 
-/* One row: y = softmax(x); y may alias x. Subtracting the max keeps exp <= 1. */
-static inline void softmax_row(float *y, const float *x, size_t C)
-{
-  float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-  for (size_t c = 0; c < C; c++)
-    mx = x[c] > mx ? x[c] : mx;
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (size_t c = 0; c < C; c++) {
-    float e = vexpf(x[c] - mx);
-    y[c] = e;
-    sum += e;
-  }
-  float inv = 1.0f / sum;
-#pragma omp simd
-  for (size_t c = 0; c < C; c++)
-    y[c] *= inv;
-}
-
 void beit_softmax_forward(float *out, const float *inp, size_t N, size_t C)
 {
 #pragma omp parallel for schedule(static) if (N * C > 16384)
   for (size_t n = 0; n < N; n++)
-    softmax_row(out + n * C, inp + n * C, C);
+    beit_softmax_row(out + n * C, inp + n * C, NULL, C);
 }
 
 void beit_softmax_backward(float *dinp, const float *dout, const float *out, size_t N, size_t C)

@@ -7,66 +7,17 @@
  * blocks h*dh, D + h*dh, 2D + h*dh of each (3D)-wide row. The row softmax is fused per pair so
  * the (T, T) probabilities stay in cache for the P.V product. */
 #include "kernels.h"
+#include "vmath.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
-/* Same approximation as in activation.c (<= 2 ulp on [-87, 88], exp(0) == 1): a vectorisable
- * exp, since libm's expf does not vectorise without -ffast-math. */
-static inline float vexpf(float x)
-{
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  float t = fmaf(x, 1.44269504088896341f, 12582912.0f);
-  float n = t - 12582912.0f;
-  float r = fmaf(n, -0.693359375f, x);
-  r = fmaf(n, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = fmaf(p, r, 1.3981999507e-3f);
-  p = fmaf(p, r, 8.3334519073e-3f);
-  p = fmaf(p, r, 4.1665795894e-2f);
-  p = fmaf(p, r, 1.6666665459e-1f);
-  p = fmaf(p, r, 5.0000001201e-1f);
-  float y = fmaf(p, r * r, r) + 1.0f;
-  int32_t bits = ((int32_t)n + 127) * 8388608;
-  float scale;
-  memcpy(&scale, &bits, sizeof scale);
-  return y * scale;
-}
-
-/* In-place row softmax of a (T, T) block of logits, adding bias (T, T) first when given; the
- * max is subtracted so exp <= 1. */
+/* In-place row softmax of a (T, T) block of logits, adding bias (T, T) first when given. */
 static void softmax_rows_inplace(float *P, const float *bias, size_t T)
 {
-  for (size_t i = 0; i < T; i++) {
-    float *row = P + i * T;
-    float mx = -INFINITY;
-    if (bias) {
-      const float *b = bias + i * T;
-#pragma omp simd reduction(max : mx)
-      for (size_t j = 0; j < T; j++) {
-        float x = row[j] + b[j];
-        row[j] = x;
-        mx = x > mx ? x : mx;
-      }
-    } else {
-#pragma omp simd reduction(max : mx)
-      for (size_t j = 0; j < T; j++)
-        mx = row[j] > mx ? row[j] : mx;
-    }
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (size_t j = 0; j < T; j++) {
-      float e = vexpf(row[j] - mx);
-      row[j] = e;
-      sum += e;
-    }
-    float inv = 1.0f / sum;
-#pragma omp simd
-    for (size_t j = 0; j < T; j++)
-      row[j] *= inv;
-  }
+  for (size_t i = 0; i < T; i++)
+    beit_softmax_row(P + i * T, P + i * T, bias ? bias + i * T : NULL, T);
 }
 
 /* dh^-0.5 rounded once to float, as torch's q * scale with a Python float */

@@ -2,6 +2,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,63 +247,76 @@ enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
   return st;
 }
 
-static double state_number(const cJSON *s, const char *key, const char *path, int *ok)
+/* The numbers of a trainer_state.json. */
+struct saved_state {
+  double format_version, step, skipped_updates, nonfinite_run, loader_epoch, loader_position;
+  double global_batch;
+};
+
+static enum beit_status read_state(const char *dir, struct saved_state *out, char *path,
+                                   size_t path_size, struct beit_error *err)
 {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, key);
-  if (!cJSON_IsNumber(v)) {
-    *ok = 0;
-    fprintf(stderr, "%s: missing number '%s'\n", path, key);
-    return 0;
+  static const struct {
+    const char *key;
+    size_t offset;
+  } fields[] = {
+      {"format_version", offsetof(struct saved_state, format_version)},
+      {"step", offsetof(struct saved_state, step)},
+      {"skipped_updates", offsetof(struct saved_state, skipped_updates)},
+      {"nonfinite_run", offsetof(struct saved_state, nonfinite_run)},
+      {"loader_epoch", offsetof(struct saved_state, loader_epoch)},
+      {"loader_position", offsetof(struct saved_state, loader_position)},
+      {"global_batch", offsetof(struct saved_state, global_batch)},
+  };
+  cJSON *s = NULL;
+  snprintf(path, path_size, "%s/trainer_state.json", dir);
+  enum beit_status st = beit_json_read_file(&s, path, err);
+  for (size_t i = 0; !st && i < sizeof fields / sizeof fields[0]; i++) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, fields[i].key);
+    if (!cJSON_IsNumber(v))
+      st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: missing number '%s'", path,
+                          fields[i].key);
+    else
+      *(double *)((char *)out + fields[i].offset) = v->valuedouble;
   }
-  return v->valuedouble;
+  cJSON_Delete(s);
+  if (!st && out->format_version != STATE_FORMAT_VERSION)
+    st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: format_version %g, expected %d", path,
+                        out->format_version, STATE_FORMAT_VERSION);
+  return st;
 }
 
 enum beit_status beit_trainer_resume(struct beit_trainer *tr, const char *dir,
                                      struct beit_error *err)
 {
   char path[4200];
-  cJSON *s = NULL;
-  snprintf(path, sizeof path, "%s/trainer_state.json", dir);
-  enum beit_status st = beit_json_read_file(&s, path, err);
+  struct saved_state s;
+  enum beit_status st = read_state(dir, &s, path, sizeof path, err);
   if (st)
     return st;
-  int ok = 1;
-  double version = state_number(s, "format_version", path, &ok);
-  tr->step = (long)state_number(s, "step", path, &ok);
-  tr->skipped_updates = (long)state_number(s, "skipped_updates", path, &ok);
-  tr->nonfinite_run = (long)state_number(s, "nonfinite_run", path, &ok);
-  tr->cursor.epoch = (uint64_t)state_number(s, "loader_epoch", path, &ok);
-  tr->cursor.position = (uint64_t)state_number(s, "loader_position", path, &ok);
-  double global = state_number(s, "global_batch", path, &ok);
-  cJSON_Delete(s);
-  if (!ok || version != STATE_FORMAT_VERSION)
-    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: not a trainer state of format %d", path,
-                          STATE_FORMAT_VERSION);
-  double now_global = (double)(tr->recipe->batch.size * tr->recipe->batch.accum_steps *
-                               beit_dist_world_size(tr->dist));
-  if (global != now_global)
+  double global = (double)(tr->recipe->batch.size * tr->recipe->batch.accum_steps *
+                           beit_dist_world_size(tr->dist));
+  if (s.global_batch != global)
     return beit_error_set(err, BEIT_STATUS_CONFIG,
                           "%s: the checkpoint was trained with a global batch of %.0f images, "
                           "this run has %.0f (ranks x batch.size x batch.accum_steps); keep it "
-                          "equal to resume", path, global, now_global);
-  st = beit_checkpoint_load_tensors(dir, tr->table, tr->params, tr->m, tr->v, err);
+                          "equal to resume", path, s.global_batch, global);
+  tr->step = (long)s.step;
+  tr->skipped_updates = (long)s.skipped_updates;
+  tr->nonfinite_run = (long)s.nonfinite_run;
+  tr->cursor.epoch = (uint64_t)s.loader_epoch;
+  tr->cursor.position = (uint64_t)s.loader_position;
   tr->step_at_last_log = tr->step;
-  return st;
+  return beit_checkpoint_load_tensors(dir, tr->table, tr->params, tr->m, tr->v, err);
 }
 
 enum beit_status beit_trainer_read_cursor(const char *dir, struct beit_loader_cursor *cursor,
                                           struct beit_error *err)
 {
   char path[4200];
-  cJSON *s = NULL;
-  snprintf(path, sizeof path, "%s/trainer_state.json", dir);
-  enum beit_status st = beit_json_read_file(&s, path, err);
-  if (st)
-    return st;
-  int ok = 1;
-  cursor->epoch = (uint64_t)state_number(s, "loader_epoch", path, &ok);
-  cursor->position = (uint64_t)state_number(s, "loader_position", path, &ok);
-  cJSON_Delete(s);
-  return ok ? BEIT_STATUS_OK
-            : beit_error_set(err, BEIT_STATUS_FORMAT, "%s: no loader cursor", path);
+  struct saved_state s;
+  enum beit_status st = read_state(dir, &s, path, sizeof path, err);
+  cursor->epoch = st ? 0 : (uint64_t)s.loader_epoch;
+  cursor->position = st ? 0 : (uint64_t)s.loader_position;
+  return st;
 }

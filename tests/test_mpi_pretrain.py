@@ -8,7 +8,6 @@
 
 usage: /usr/bin/python3 tests/test_mpi_pretrain.py BEIT_BINARY MPIEXEC WORK_DIR
 """
-import json
 import os
 import shutil
 import signal
@@ -17,11 +16,11 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-import dvae_ref  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pretrain_fixture  # noqa: E402
 import st  # noqa: E402
 
 STEPS, GLOBAL_BATCH = 20, 32
@@ -34,13 +33,6 @@ def check(cond, msg):
     failures += not cond
 
 
-def curve(out):
-    per_step = {}
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        for line in f:
-            m = json.loads(line)
-            per_step[int(m["step"])] = m["loss"]
-    return per_step
 
 
 def rel_curve_diff(a, b, steps):
@@ -51,27 +43,12 @@ def main():
     beit, mpiexec, work = sys.argv[1:4]
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    data = os.path.join(work, "data")
-    subprocess.run([beit, "pack", "--fashion-mnist", "/usr/share/datasets/fashion-mnist",
-                    "--split", "test", "--out", data], check=True, stdout=subprocess.DEVNULL)
-    torch.manual_seed(0)
-    tcfg = dvae_ref.dvae_config({"n_hid": 8, "group_count": 2, "n_blk_per_group": 1,
-                                 "vocab_size": 64, "downsample": 4, "n_init": 8,
-                                 "image_size": 12, "decoder": False})
-    tok = os.path.join(work, "tokenizer")
-    dvae_ref.write_folder(tok, tcfg, dvae_ref.Encoder(tcfg))
-    model = os.path.join(work, "model.json")
-    with open(os.path.join(ROOT, "configs/models/beit_small_fashion_mnist.json")) as f:
-        cfg = json.load(f)
-    cfg.update(image_size=12, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-               intermediate_size=32, vocab_size=64)
-    with open(model, "w") as f:
-        json.dump(cfg, f)
+    data, tok, model = pretrain_fixture.make(beit, work)
 
     def cmd(np_, out, *extra):
         return [mpiexec, "--allow-run-as-root", "--oversubscribe", "-np", str(np_),
                 "-x", "OMP_NUM_THREADS=1", beit, "pretrain",
-                "--config", os.path.join(ROOT, "configs/recipes/pretrain_fashion_mnist.json"),
+                "--config", pretrain_fixture.RECIPE,
                 "--data", data, "--tokenizer", tok, "--out", out, "--set", f"model={model}",
                 "--set", f"batch.size={GLOBAL_BATCH // np_}",
                 "--set", f"schedule.max_steps={STEPS}", "--set", "schedule.warmup_steps=5",
@@ -84,7 +61,7 @@ def main():
                            stderr=subprocess.PIPE, text=True, timeout=600)
         check(r.returncode == 0, f"{np_} rank(s) -> {os.path.basename(out)} exits 0"
               + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
-        return curve(out)
+        return pretrain_fixture.curve(out)
 
     one = run(1, os.path.join(work, "np1"))
     two = run(2, os.path.join(work, "np2"))

@@ -11,7 +11,6 @@ tokenizer (tools/dvae_ref.py). Checks:
 
 usage: /usr/bin/python3 tests/test_pretrain_e2e.py BEIT_BINARY WORK_DIR
 """
-import json
 import os
 import random
 import shutil
@@ -20,11 +19,8 @@ import subprocess
 import sys
 import time
 
-import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import dvae_ref  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pretrain_fixture  # noqa: E402
 
 STEPS = 400
 failures = 0
@@ -36,36 +32,14 @@ def check(cond, msg):
     failures += not cond
 
 
-def losses(out):
-    per_step = {}
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        for line in f:
-            m = json.loads(line)
-            per_step[int(m["step"])] = m["loss"]  # a re-done step overwrites its first record
-    return per_step
 
 
 def main():
     beit, work = sys.argv[1], sys.argv[2]
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    data = os.path.join(work, "data")
-    subprocess.run([beit, "pack", "--fashion-mnist", "/usr/share/datasets/fashion-mnist",
-                    "--split", "test", "--out", data], check=True, stdout=subprocess.DEVNULL)
-    torch.manual_seed(0)
-    tcfg = dvae_ref.dvae_config({"n_hid": 8, "group_count": 2, "n_blk_per_group": 1,
-                                 "vocab_size": 64, "downsample": 4, "n_init": 8,
-                                 "image_size": 12, "decoder": False})
-    tok = os.path.join(work, "tokenizer")
-    dvae_ref.write_folder(tok, tcfg, dvae_ref.Encoder(tcfg))
-    model = os.path.join(work, "model.json")
-    with open(os.path.join(ROOT, "configs/models/beit_small_fashion_mnist.json")) as f:
-        cfg = json.load(f)
-    cfg.update(image_size=12, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-               intermediate_size=32, vocab_size=64)
-    with open(model, "w") as f:
-        json.dump(cfg, f)
-    base = [beit, "pretrain", "--config", os.path.join(ROOT, "configs/recipes/pretrain_fashion_mnist.json"),
+    data, tok, model = pretrain_fixture.make(beit, work)
+    base = [beit, "pretrain", "--config", pretrain_fixture.RECIPE,
             "--data", data, "--tokenizer", tok, "--set", f"model={model}",
             "--set", "batch.size=16", "--set", f"schedule.max_steps={STEPS}",
             "--set", "schedule.warmup_steps=40", "--set", "log.every_steps=1",
@@ -81,7 +55,7 @@ def main():
     ref_out = os.path.join(work, "ref")
     r = run(ref_out, "--set", "checkpoint.every_steps=100")
     check(r.returncode == 0, f"uninterrupted run exits 0 ({r.stderr.strip()[-200:]})")
-    ref = losses(ref_out)
+    ref = pretrain_fixture.curve(ref_out)
     check(sorted(ref) == list(range(1, STEPS + 1)), "one loss per step")
 
     # 2. SIGKILL at a random moment after the first checkpoint, then resume
@@ -96,7 +70,7 @@ def main():
     p.wait()
     r = run(kill_out, "--resume", "--set", "checkpoint.every_steps=100")
     check(r.returncode == 0, f"resumed run exits 0 ({r.stderr.strip()[-200:]})")
-    got = losses(kill_out)
+    got = pretrain_fixture.curve(kill_out)
     check(all(got.get(s) == ref[s] for s in ref),
           "SIGKILL + --resume: same loss at every step "
           + str([(s, ref[s], got.get(s)) for s in ref if got.get(s) != ref[s]][:3]))
@@ -115,7 +89,7 @@ def main():
     saved = [d for d in os.listdir(term_out) if d.startswith("checkpoint-")]
     check(len(saved) == 1, f"SIGTERM left one checkpoint: {saved}")
     r = run(term_out, "--resume")
-    got = losses(term_out)
+    got = pretrain_fixture.curve(term_out)
     check(r.returncode == 0 and all(got.get(s) == ref[s] for s in ref),
           "SIGTERM + --resume: same loss at every step")
 

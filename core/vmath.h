@@ -1,0 +1,66 @@
+/* Vectorisable float math shared by the row kernels: libm's expf does not vectorise without
+ * -ffast-math, so softmax-like loops use this exp (<= 2 ulp on [-87, 88], exp(0) == 1 exactly)
+ * and one row-softmax routine. Internal to core/. */
+#ifndef BEIT_CORE_VMATH_H
+#define BEIT_CORE_VMATH_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* exp(x) for x in [-87, 88] (clamped outside; NaN propagates). exp(0) == 1 exactly. */
+static inline float beit_vexpf(float x)
+{
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  /* n = round(x / ln2) by the 1.5 * 2^23 trick: floorf does not vectorise under -std=c11 */
+  float t = fmaf(x, 1.44269504088896341f, 12582912.0f);
+  float n = t - 12582912.0f;
+  float r = fmaf(n, -0.693359375f, x); /* ln2 split in two for an exact r */
+  r = fmaf(n, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = fmaf(p, r, 1.3981999507e-3f);
+  p = fmaf(p, r, 8.3334519073e-3f);
+  p = fmaf(p, r, 4.1665795894e-2f);
+  p = fmaf(p, r, 1.6666665459e-1f);
+  p = fmaf(p, r, 5.0000001201e-1f);
+  float y = fmaf(p, r * r, r) + 1.0f;
+  int32_t bits = ((int32_t)n + 127) * 8388608; /* 2^n as float bits */
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+
+/* One row: y = softmax(x + bias) (bias may be NULL); y may alias x. Subtracting the max keeps
+ * exp <= 1. */
+static inline void beit_softmax_row(float *y, const float *x, const float *bias, size_t C)
+{
+  float mx = -INFINITY;
+  if (bias) {
+#pragma omp simd reduction(max : mx)
+    for (size_t c = 0; c < C; c++) {
+      float v = x[c] + bias[c];
+      y[c] = v;
+      mx = v > mx ? v : mx;
+    }
+    x = y;
+  } else {
+#pragma omp simd reduction(max : mx)
+    for (size_t c = 0; c < C; c++)
+      mx = x[c] > mx ? x[c] : mx;
+  }
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (size_t c = 0; c < C; c++) {
+    float e = beit_vexpf(x[c] - mx);
+    y[c] = e;
+    sum += e;
+  }
+  float inv = 1.0f / sum;
+#pragma omp simd
+  for (size_t c = 0; c < C; c++)
+    y[c] *= inv;
+}
+
+#endif

@@ -340,21 +340,19 @@ static void progress_show(struct progress *p, int final)
   if (!p->enabled)
     return;
   double now = beit_serve_now(), dt = now - p->start;
-  if (!final && !p->tty && now - p->last < 10.0)
+  if (!final && now - p->last < (p->tty ? 0.2 : 10.0))
     return;
   p->last = now;
   double rate = dt > 0 ? (double)p->done / dt : 0.0;
-  char eta[48] = "";
+  char eta[48] = "", of[32] = "";
   if (!final && p->total && rate > 0 && p->done < p->total)
     snprintf(eta, sizeof eta, ", ETA %.0f s", (double)(p->total - p->done) / rate);
-  char of[32] = "";
+  if (final)
+    snprintf(eta, sizeof eta, " in %.2f s", dt);
   if (p->total)
     snprintf(of, sizeof of, "/%zu", p->total);
-  fprintf(stderr, "%spredict: %zu%s images, %zu failed, %.1f images/s%s%s",
-          p->tty ? "\r" : "", p->done, of, p->failed, rate, eta,
-          final ? (p->tty ? "\n" : "\n") : (p->tty ? "  " : "\n"));
-  if (final && !p->tty)
-    fprintf(stderr, "predict: done in %.2f s\n", dt);
+  fprintf(stderr, "%spredict: %zu%s images, %zu failed, %.1f images/s%s%s", p->tty ? "\r" : "",
+          p->done, of, p->failed, rate, eta, p->tty && !final ? "   " : "\n");
   fflush(stderr);
 }
 
@@ -534,8 +532,8 @@ int beit_cmd_predict(int argc, char **argv)
   }
   cur.in = &in;
   cur.fetch = fetch;
-  struct progress prog = {!quiet, isatty(2), beit_serve_now(), 0, 0, 0,
-                          in.has_jsonl ? 0 : in.known_images};
+  double t0 = beit_serve_now();
+  struct progress prog = {!quiet, isatty(2), t0, t0, 0, 0, in.has_jsonl ? 0 : in.known_images};
   for (int done = 0; !done;) {
     size_t n = 0;
     while (n < B) {

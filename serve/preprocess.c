@@ -1,7 +1,6 @@
 /* A model's own inference preprocessing, HF image-processor semantics (beit-spec 7.2):
  * resize (exact height x width, or shorter side) with a PIL filter, centre crop, rescale,
- * normalise, into the (3, S, S) planes the encoder takes. Plus the header probe that refuses a
- * decompression bomb before stb_image allocates anything.
+ * normalise, into the (3, S, S) planes the encoder takes.
  *
  * Order and arithmetic follow BeitImageProcessor: resize on the 8-bit image (PIL, here
  * beit_data_resize, bit-exact), centre crop with offsets (size - crop) // 2 and zero padding
@@ -10,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <stb/stb_image.h>
 
 #include "config_table.h"
 #include "serve.h"
@@ -285,30 +282,6 @@ void beit_infer_preprocess_describe(const struct beit_infer_preprocess *pp, char
 }
 
 /* ---- Images ---------------------------------------------------------------------------------- */
-
-enum beit_status beit_infer_probe(const void *data, size_t size, size_t max_pixels, int *width,
-                                  int *height, const char *key, struct beit_error *err)
-{
-  int w = 0, h = 0, c = 0;
-  *width = *height = 0;
-  if (!key)
-    key = "(image)";
-  if (size == 0)
-    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: empty file", key);
-  if (size > (size_t)INT32_MAX)
-    return beit_error_set(err, BEIT_STATUS_USAGE, "%s: file of %zu bytes is too large", key, size);
-  if (!stbi_info_from_memory(data, (int)size, &w, &h, &c) || w <= 0 || h <= 0)
-    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: not a decodable image (%s)", key,
-                          stbi_failure_reason() ? stbi_failure_reason() : "unknown format");
-  if (max_pixels && (size_t)w * (size_t)h > max_pixels)
-    return beit_error_set(err, BEIT_STATUS_USAGE,
-                          "%s: image of %dx%d = %zu pixels exceeds the decoded-pixel cap %zu "
-                          "(refused before decoding)", key, w, h, (size_t)w * (size_t)h,
-                          max_pixels);
-  *width = w;
-  *height = h;
-  return BEIT_STATUS_OK;
-}
 
 /* Size after the resize step. */
 static void resized_size(const struct beit_infer_preprocess *pp, int W, int H, int *nw, int *nh)

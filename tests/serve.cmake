@@ -1,0 +1,76 @@
+# serve/: inference library, `beit predict`, `beit serve` (labels unit, e2e, fuzz, load).
+#   test_serve        C unit tests (base64, request faults, preprocessing, probe, sessions, queue)
+#   serve_fixtures    PyTorch-reference model folders, images and expected probabilities
+#   test_serve_e2e    the CLI and the HTTP server on loopback: card request, every fault, URLs
+#                     from a local server, concurrency, predict == serve == PyTorch
+#   fuzz_request_asan a deterministic mutation fuzzer of the request parser + base64 + header
+#                     probe built with -fsanitize=address,undefined (50k runs, seconds)
+#   fuzz_request_libfuzzer  the same target under clang's libFuzzer, bounded runs (when clang)
+#   test_serve_load   wrk on loopback, many connections, zero failed requests (when wrk)
+if(NOT TARGET beit_serve)
+  return()
+endif()
+
+find_library(BEIT_SERVE_STB_LIB NAMES stb REQUIRED)
+beit_add_test(NAME test_serve SOURCES test_serve.c LABELS unit
+              LIBS beit_serve ${BEIT_SERVE_STB_LIB})
+
+add_test(NAME serve_fixtures
+         COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_serve_fixtures.py
+                 --out ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures)
+set_tests_properties(serve_fixtures PROPERTIES FIXTURES_SETUP serve_fixtures LABELS e2e)
+
+if(BEIT_BUILD_SERVER AND TARGET beit)
+  add_test(NAME test_serve_e2e
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_serve_e2e.py
+                   $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures)
+  set_tests_properties(test_serve_e2e PROPERTIES FIXTURES_REQUIRED serve_fixtures LABELS e2e
+                       TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=2")
+  find_program(BEIT_WRK wrk)
+  if(BEIT_WRK)
+    add_test(NAME test_serve_load
+             COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_serve_load.py
+                     $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures
+                     --wrk ${BEIT_WRK} --seconds 5 --connections 64)
+    set_tests_properties(test_serve_load PROPERTIES FIXTURES_REQUIRED serve_fixtures
+                         LABELS "e2e;load" TIMEOUT 120 ENVIRONMENT "OMP_NUM_THREADS=2")
+  endif()
+endif()
+
+# Fuzzing the request parser. The sources that touch untrusted bytes are compiled into the fuzz
+# binaries themselves so that AddressSanitizer instruments them.
+set(BEIT_FUZZ_SOURCES ${PROJECT_SOURCE_DIR}/serve/request.c ${PROJECT_SOURCE_DIR}/serve/base64.c
+    ${PROJECT_SOURCE_DIR}/serve/text.c ${PROJECT_SOURCE_DIR}/serve/probe.c
+    ${PROJECT_SOURCE_DIR}/serve/fetch_stub.c ${PROJECT_SOURCE_DIR}/core/status.c)
+find_path(BEIT_FUZZ_STB_INCLUDE stb/stb_image.h REQUIRED)
+add_executable(fuzz_request_asan ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_request.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_driver.c ${BEIT_FUZZ_SOURCES})
+target_include_directories(fuzz_request_asan PRIVATE ${PROJECT_SOURCE_DIR}/include
+                           ${PROJECT_SOURCE_DIR}/serve ${PROJECT_SOURCE_DIR}/core ${CJSON_INCLUDE}
+                           ${BEIT_FUZZ_STB_INCLUDE})
+target_compile_options(fuzz_request_asan PRIVATE -fsanitize=address,undefined
+                       -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g)
+target_link_options(fuzz_request_asan PRIVATE -fsanitize=address,undefined)
+target_link_libraries(fuzz_request_asan PRIVATE ${CJSON_LIB} ${BEIT_SERVE_STB_LIB} ${MATH_LIB})
+add_test(NAME fuzz_request_asan COMMAND fuzz_request_asan --runs 50000 --seed 1)
+set_tests_properties(fuzz_request_asan PROPERTIES LABELS "unit;fuzz" TIMEOUT 300)
+
+find_program(BEIT_CLANG NAMES clang clang-14 clang-15 clang-16)
+if(BEIT_CLANG)
+  set(fuzzer ${CMAKE_CURRENT_BINARY_DIR}/fuzz_request_libfuzzer)
+  add_custom_command(OUTPUT ${fuzzer}
+    COMMAND ${BEIT_CLANG} -std=c11 -D_DEFAULT_SOURCE -g -O1 -fno-omit-frame-pointer
+            -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+            -I${PROJECT_SOURCE_DIR}/include -I${PROJECT_SOURCE_DIR}/serve
+            -I${PROJECT_SOURCE_DIR}/core -I${CJSON_INCLUDE} -I${BEIT_FUZZ_STB_INCLUDE}
+            ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_request.c ${BEIT_FUZZ_SOURCES}
+            ${CJSON_LIB} ${BEIT_SERVE_STB_LIB} -lm -o ${fuzzer}
+    DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_request.c ${BEIT_FUZZ_SOURCES}
+    COMMENT "clang libFuzzer build of the request parser" VERBATIM)
+  add_custom_target(fuzz_request_libfuzzer ALL DEPENDS ${fuzzer})
+  # Seeds: valid requests and near misses, written by the fuzz target's own --write-seeds.
+  add_test(NAME fuzz_request_libfuzzer
+           COMMAND bash -c "rm -rf corpus && mkdir -p corpus && ./fuzz_request_asan --write-seeds corpus && ${fuzzer} -runs=200000 -max_total_time=60 -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 corpus"
+           WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(fuzz_request_libfuzzer PROPERTIES LABELS fuzz TIMEOUT 300)
+endif()

@@ -7,7 +7,8 @@ tokenizer (tools/dvae_ref.py). Checks:
    --resume, logs exactly the same loss for every step (bitwise: same code, same threads);
 3. SIGTERM writes a final checkpoint, exits non-zero, and --resume finishes the same curve;
 4. every checkpoint-* folder is complete (config, model, optimizer, trainer_state), no temporary
-   folder is left once a run has finished, and a bad recipe key is an error naming the key.
+   folder is left once a run has finished, and a bad recipe key is an error naming the key;
+5. batch 8 with 2 accumulation steps follows the curve of batch 16 (float reassociation only).
 
 usage: /usr/bin/python3 tests/test_pretrain_e2e.py BEIT_BINARY WORK_DIR
 """
@@ -102,6 +103,15 @@ def main():
                 files = set(os.listdir(os.path.join(out, n)))
                 check(files == {"config.json", "model.safetensors", "optimizer.safetensors",
                                 "trainer_state.json"}, f"{out}/{n} complete")
+    # 5. gradient accumulation: 2 micro-batches of 8 train like one batch of 16
+    acc_out = os.path.join(work, "accum")
+    r = run(acc_out, "--set", "batch.size=8", "--set", "batch.accum_steps=2",
+            "--set", "checkpoint.every_steps=1000")
+    got = pretrain_fixture.curve(acc_out)
+    worst = max(abs(got[s] - ref[s]) / abs(ref[s]) for s in ref) if len(got) == len(ref) else 1
+    check(r.returncode == 0 and worst <= 1e-5,
+          f"batch 8 x 2 accumulation steps vs batch 16: loss curves differ by {worst:.2e}")
+
     r = run(os.path.join(work, "bad"), "--set", "optimizer.learning_rate=1")
     check(r.returncode == 1 and "optimizer.learning_rate" in r.stderr,
           "unknown recipe key named in the error")

@@ -6,8 +6,9 @@
  * and distributed/serial.c (one rank; every collective is the identity). Callers never test
  * which one is linked; beit_dist_backend() names it for logs.
  *
- * Threads: beit_dist_init asks for MPI_THREAD_FUNNELED. Every function here must be called from
- * the thread that called beit_dist_init, outside OpenMP parallel regions; the data loader's
+ * Threads: beit_dist_init asks for MPI_THREAD_FUNNELED. Call it first in main, before any thread
+ * starts (it may set an environment variable for OpenMPI). Every function here must be called
+ * from the thread that called beit_dist_init, outside OpenMP parallel regions; the data loader's
  * worker threads and OpenMP/BLAS threads never call it.
  *
  * Errors: functions return an enum beit_status and fill a struct beit_error naming the rank and
@@ -25,7 +26,10 @@ struct beit_dist; /* the job: communicator, rank, sizes */
 /* Join the job. Under mpirun (or Slurm srun --mpi=pmix) every rank calls this with main's argc
  * and argv; without a launcher the process is a job of one rank. If MPI is already initialised
  * by someone else it is used as it is and left initialised by beit_dist_finalize. Errors on the
- * job's communicator come back as statuses (MPI_ERRORS_RETURN), never as a silent abort. */
+ * job's communicator come back as statuses (MPI_ERRORS_RETURN), never as a silent abort. On
+ * failure MPI may be left initialised: end the process with beit_dist_abort(NULL, ...) so a
+ * launcher does not wait for this rank. Under OpenMPI it also selects the reduce-scatter +
+ * allgather in-place MPI_Iallreduce (OMPI_MCA_coll_libnbc_iallreduce_algorithm=3 unless set). */
 enum beit_status beit_dist_init(struct beit_dist **out, int *argc, char ***argv,
                                 struct beit_error *err);
 /* Leave the job (MPI_Finalize when beit_dist_init initialised MPI) and free d. NULL is a no-op.

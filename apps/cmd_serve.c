@@ -33,7 +33,7 @@ static const char usage_text[] =
     "  --max-body-bytes N     request body cap (default 33554432)\n"
     "  --max-images N         images per request (default 64)\n"
     "  --max-pixels N         decoded-pixel cap from the image header (default 40000000)\n"
-    "  --max-queue N          images waiting for a worker before 503 (default 1024)\n"
+    "  --max-queue N          images admitted at once (decoding or queued) before 503 (256)\n"
     "  --max-connections N    concurrent connections (default 256)\n"
     "  --timeout S            per-request timeout in seconds (default 30)\n"
     "  --top-k K, --threshold T  label selection of every response (default: all labels)\n"

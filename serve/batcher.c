@@ -8,7 +8,11 @@
  * sit in a running batch (inflight > 0), by that worker. A requester that gives up unlinks the
  * job from the queue; if no batch holds it, it frees it, else it marks it abandoned and the
  * last worker to finish with it frees it. Everything below runs under one mutex except the
- * copy of views into a worker's batch buffer and the forward itself. */
+ * copy of views into a worker's batch buffer and the forward itself.
+ *
+ * Admission: a requester reserves room for its images before it decodes them, so the memory
+ * held by prepared-but-unfinished requests is bounded by max_queue_images views whatever the
+ * number of connections; beyond that the server answers 503 at once. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,7 +41,7 @@ struct beit_batcher {
   pthread_mutex_t lock;
   pthread_cond_t work;
   struct beit_job *head, *tail;
-  size_t queued_images, max_queue_images, max_batch, view_floats, labels;
+  size_t queued_images, reserved_images, max_queue_images, max_batch, view_floats, labels;
   unsigned batch_wait_us;
   int stopping;
   struct worker *workers;
@@ -208,10 +212,28 @@ static void *worker_main(void *arg)
   return NULL;
 }
 
+int beit_batcher_reserve(struct beit_batcher *b, size_t n)
+{
+  pthread_mutex_lock(&b->lock);
+  int ok = !b->stopping && b->queued_images + b->reserved_images + n <= b->max_queue_images;
+  if (ok)
+    b->reserved_images += n;
+  pthread_mutex_unlock(&b->lock);
+  return ok ? 0 : -1;
+}
+
+void beit_batcher_release(struct beit_batcher *b, size_t n)
+{
+  pthread_mutex_lock(&b->lock);
+  b->reserved_images -= n < b->reserved_images ? n : b->reserved_images;
+  pthread_mutex_unlock(&b->lock);
+}
+
 int beit_batcher_submit(struct beit_batcher *b, struct beit_job *job)
 {
   pthread_mutex_lock(&b->lock);
-  if (b->stopping || b->queued_images + job->n > b->max_queue_images) {
+  b->reserved_images -= job->n < b->reserved_images ? job->n : b->reserved_images;
+  if (b->stopping) {
     pthread_mutex_unlock(&b->lock);
     return -1;
   }
@@ -264,6 +286,7 @@ void beit_batcher_stats(struct beit_batcher *b, struct beit_batcher_stats *stats
   pthread_mutex_lock(&b->lock);
   *stats = b->stats;
   stats->queued_images = b->queued_images;
+  stats->reserved_images = b->reserved_images;
   pthread_mutex_unlock(&b->lock);
 }
 

@@ -287,6 +287,7 @@ enum beit_status beit_serve_attach(struct beit_server *srv, struct beit_infer *i
       .inf = inf,
       .batcher = srv->batcher,
       .max_images = srv->opt.max_images,
+      .max_queue_images = srv->opt.max_queue_images,
       .fetch = {srv->opt.allow_urls, srv->opt.url_max_bytes, srv->opt.url_timeout_s},
       .select = srv->opt.select,
   };

@@ -14,7 +14,7 @@ void beit_serve_defaults(struct beit_serve_options *opt)
   opt->max_connections = 256;
   opt->max_body_bytes = 32u << 20;
   opt->max_images = 64;
-  opt->max_queue_images = 1024;
+  opt->max_queue_images = 256;
   opt->request_timeout_s = 30.0;
   opt->idle_timeout_s = 60.0;
   opt->batch_wait_us = 0;
@@ -84,10 +84,17 @@ void beit_scorer_score(const struct beit_scorer *sc, const char *body, size_t le
   struct beit_request req;
   struct beit_job *job = NULL;
   struct beit_data_scratch *ws = NULL;
+  int reserved = 0;
   if (beit_request_parse(&req, body, len, sc->max_images, &f)) {
     reply_fault(out, http_status, &f, fault);
     return;
   }
+  if (beit_batcher_reserve(sc->batcher, req.count)) {
+    beit_fault_set(&f, 503, -1, "busy", "server busy: %zu images are already waiting; retry later",
+                   sc->max_queue_images);
+    goto fail;
+  }
+  reserved = 1;
   if (!(job = beit_job_create(sc->inf, req.count)) || !(ws = beit_data_scratch_init())) {
     beit_fault_set(&f, 503, -1, "out_of_memory", "out of memory for %zu images", req.count);
     goto fail;
@@ -102,8 +109,9 @@ void beit_scorer_score(const struct beit_scorer *sc, const char *body, size_t le
   }
   beit_data_scratch_free(ws);
   ws = NULL;
+  reserved = 0; /* submit takes the reservation over, also when it fails */
   if (beit_batcher_submit(sc->batcher, job)) {
-    beit_fault_set(&f, 503, -1, "busy", "server busy: the queue is full; retry later");
+    beit_fault_set(&f, 503, -1, "stopping", "the server is shutting down");
     goto fail;
   }
   if (beit_batcher_wait(sc->batcher, job, deadline)) {
@@ -133,6 +141,8 @@ void beit_scorer_score(const struct beit_scorer *sc, const char *body, size_t le
   }
   return;
 fail:
+  if (reserved)
+    beit_batcher_release(sc->batcher, req.count);
   beit_data_scratch_free(ws);
   beit_job_free(job);
   beit_request_free(&req);

@@ -121,7 +121,7 @@ void beit_job_free(struct beit_job *job);
 
 struct beit_batcher_stats {
   uint64_t images, batches, max_batch_seen;
-  size_t queued_images;
+  size_t queued_images, reserved_images;
 };
 
 struct beit_batcher;
@@ -132,7 +132,13 @@ struct beit_batcher;
 enum beit_status beit_batcher_start(struct beit_batcher **out, struct beit_infer *inf,
                                     unsigned batch_wait_us, size_t max_queue_images,
                                     struct beit_error *err);
-/* Queue a job; -1 (nothing queued) when the queue already holds max_queue_images. */
+/* Reserve room for n images (before decoding them): -1 when the images queued or reserved
+ * would exceed max_queue_images, or the batcher is stopping. */
+int beit_batcher_reserve(struct beit_batcher *b, size_t n);
+/* Give back a reservation that will not be submitted. */
+void beit_batcher_release(struct beit_batcher *b, size_t n);
+/* Queue a job whose n images were reserved (the reservation becomes the queued images); -1
+ * (reservation released, nothing queued) when the batcher is stopping. */
 int beit_batcher_submit(struct beit_batcher *b, struct beit_job *job);
 /* Wait until the job is done or deadline (CLOCK_MONOTONIC seconds) passes. 0: done (check
  * job->status); -1: timed out -- the job has been withdrawn and is freed by whoever holds it
@@ -149,7 +155,7 @@ double beit_serve_now(void); /* CLOCK_MONOTONIC seconds */
 struct beit_scorer {
   struct beit_infer *inf;
   struct beit_batcher *batcher;
-  size_t max_images;
+  size_t max_images, max_queue_images;
   struct beit_fetch_policy fetch;
   struct beit_infer_select select;
 };

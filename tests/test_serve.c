@@ -457,7 +457,8 @@ static void *submit_thread(void *p)
       pick[i] = (r >> (i + 3)) % 8;
       memcpy(job->views + i * V, s->pool + pick[i] * V, V * sizeof(float));
     }
-    if (beit_batcher_submit(s->b, job) || beit_batcher_wait(s->b, job, beit_serve_now() + 60)) {
+    if (beit_batcher_reserve(s->b, n) || beit_batcher_submit(s->b, job) ||
+        beit_batcher_wait(s->b, job, beit_serve_now() + 60)) {
       s->failures++;
       continue;
     }
@@ -504,17 +505,22 @@ static void test_batcher(struct beit_infer *inf)
   for (int k = 0; k < 20; k++) {
     struct beit_job *job = beit_job_create(inf, 3);
     fill_views(job->views, 3, V, 5);
-    CHECK(beit_batcher_submit(b, job) == 0);
+    CHECK(beit_batcher_reserve(b, 3) == 0 && beit_batcher_submit(b, job) == 0);
     if (beit_batcher_wait(b, job, beit_serve_now() - 1.0) == 0)
       beit_job_free(job); /* finished before we looked */
   }
   beit_batcher_stop(b);
-  /* a full queue refuses (no worker can drain it: submit more than the cap at once) */
+  /* admission: reservations count against the cap until released or submitted */
   CHECK(beit_batcher_start(&b, inf, 0, 5, &err) == BEIT_STATUS_OK);
   if (b) {
-    struct beit_job *big = beit_job_create(inf, 6);
-    CHECK(beit_batcher_submit(b, big) == -1);
-    beit_job_free(big);
+    CHECK(beit_batcher_reserve(b, 6) == -1);
+    CHECK(beit_batcher_reserve(b, 3) == 0);
+    CHECK(beit_batcher_reserve(b, 3) == -1);
+    beit_batcher_release(b, 3);
+    CHECK(beit_batcher_reserve(b, 5) == 0);
+    beit_batcher_release(b, 5);
+    beit_batcher_stats(b, &st);
+    CHECK(st.reserved_images == 0 && st.queued_images == 0);
     beit_batcher_stop(b);
   }
   free(pool);

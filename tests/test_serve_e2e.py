@@ -383,8 +383,9 @@ def test_concurrency(beit, fx, ref):
         rc, log = srv.stop()
     check(rc == 0, "concurrency server exit")
     # multi-label metadata
-    srv = Server(beit, os.path.join(fx, "fridge_multilabel"), "--threshold", "0.5")
+    srv = Server(beit, os.path.join(fx, "fridge_multilabel"), "--threshold", "0.5", "--max-queue", "1")
     try:
+        expect_fault(srv, "admission cap", 503, "busy", None, card_request([data["a.png"]] * 2))
         code, body = srv.request("GET", "/metadata")
         check(code == 200 and body["task"] == "multilabel" and body["outputs"] == "sigmoid", f"{body}")
         code, body = srv.score(card_request([data["a.png"]]))

@@ -3,7 +3,7 @@ bench/bench_serve.sh for the reported numbers).
 
   /usr/bin/python3 tests/test_serve_load.py BEIT_BINARY FIXTURE_DIR [--model DIR]
       [--wrk wrk] [--seconds 5] [--connections 64] [--wrk-threads 2] [--images 2]
-      [--serve-arg=--max-batch=8 ...] [--json]
+      [--image-file F ...] [--serve-arg=--max-batch=8 ...] [--json]
 
 Starts the server on 127.0.0.1 (ephemeral port), posts the model card's request (--images
 base64 images from FIXTURE_DIR/images, PNG and JPEG alternating) from many keep-alive
@@ -62,10 +62,10 @@ def start_server(beit, model, extra):
 
 def run(args):
     images = os.path.join(args.fixtures, "images")
-    names = ["a.png", "b.jpg"]
+    files = args.image_file or [os.path.join(images, n) for n in ("a.png", "b.jpg")]
     data = []
     for i in range(args.images):
-        with open(os.path.join(images, names[i % 2]), "rb") as f:
+        with open(files[i % len(files)], "rb") as f:
             data.append(base64.b64encode(f.read()).decode())
     body = {"input_data": {"columns": ["image"], "index": list(range(len(data))), "data": data}}
     model = args.model or os.path.join(args.fixtures, "fridge")
@@ -124,7 +124,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--wrk-threads", type=int, default=2)
-    ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--images", type=int, default=2, help="images per request")
+    ap.add_argument("--image-file", action="append", help="image files to send (default: the "
+                    "fixture's a.png and b.jpg, alternating)")
     ap.add_argument("--serve-arg", action="append", default=[],
                     help="extra `beit serve` argument, e.g. --serve-arg=--max-batch=8")
     ap.add_argument("--json", action="store_true")

@@ -169,7 +169,8 @@ struct beit_serve_options {
   unsigned max_connections;  /* concurrent connections (default 256) */
   size_t max_body_bytes;     /* request body cap (default 32 MiB): 413 beyond */
   size_t max_images;         /* images per request (default 64): 413 beyond */
-  size_t max_queue_images;   /* images waiting for a worker (default 1024): 503 beyond */
+  size_t max_queue_images;   /* images admitted (being decoded or waiting for a worker) at once
+                                (default 256): 503 beyond; bounds the memory of prepared views */
   double request_timeout_s;  /* per request, arrival to response (default 30): 504 beyond */
   double idle_timeout_s;     /* idle keep-alive connection (default 60) */
   unsigned batch_wait_us;    /* a worker waits this long for a fuller batch (default 0) */

@@ -262,17 +262,18 @@ int main(int argc, char **argv)
         beit_dvae_train_init(tok, train_batch, &err))
       die("training tokenizer", &err);
     float *x = randu(train_batch * tok->C * tok->S * tok->S, 0.1f, 0.9f, 9);
+    float *m = beit_alloc_floats(tok->table.total), *v = beit_alloc_floats(tok->table.total);
     struct beit_dvae_hparams hp = {1e-3, 1e-4, 0.9, 0.999, 1e-8, 1.0, 0.9f, 1.0f, 0};
     struct beit_dvae_step_stats stats;
     for (int r = 0; r < 2; r++) { /* warm-up */
       hp.step++;
-      beit_dvae_train_step(tok, x, train_batch, &hp, 1, &stats);
+      beit_dvae_train_step(tok, x, train_batch, &hp, 1, m, v, &stats);
     }
     double best = 1e30;
     for (int r = 0; r < train_iters; r++) {
       hp.step++;
       double t0 = now();
-      beit_dvae_train_step(tok, x, train_batch, &hp, 1, &stats);
+      beit_dvae_train_step(tok, x, train_batch, &hp, 1, m, v, &stats);
       double t = now() - t0;
       best = t < best ? t : best;
     }
@@ -289,7 +290,7 @@ int main(int argc, char **argv)
       t_rate = torch_rate(python, script, args);
     }
     print_ratio("tokenizer training step", rate, t_rate, 2.0);
-    free(x);
+    free(x), free(m), free(v);
     beit_tokenizer_free(tok);
   }
   return 0;

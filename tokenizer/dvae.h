@@ -113,8 +113,8 @@ struct beit_tokenizer {
   size_t max_batch;
   float *arena, *buf_x, *buf_y, *buf_r1, *buf_r2, *buf_logits, *scratch;
   size_t scratch_slot;
-  /* training state (beit_dvae_train_init) */
-  float *grads, *m, *v;
+  /* training state (beit_dvae_train_init); AdamW moments live with the caller */
+  float *grads;
   struct dvae_train_state t;
 };
 
@@ -204,7 +204,7 @@ struct beit_dvae_step_stats {
   double perplexity;       /* exp(entropy) of the batch's argmax token histogram */
 };
 
-/* Allocate grads, AdamW moments and the training arena for up to max_batch images. */
+/* Allocate grads and the training arena for up to max_batch images. */
 enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_batch,
                                       struct beit_error *err);
 /* Loss, every gradient (grads overwritten) and stats of one batch x (B, C, s, s), mapped.
@@ -218,14 +218,21 @@ struct beit_dvae_hparams {
   float tau, kl_weight;
   long step; /* 1-based update count (AdamW bias correction) */
 };
-/* Gumbel noise keyed (seed, hp->step, image), forward_backward, clip, AdamW. */
+/* The Gumbel noise of update `step` for a batch of B images, in the training arena: image b's
+ * values come from the stream (seed, step, b). Returns the (B, V, gh, gw) buffer. */
+const float *beit_dvae_step_noise(struct beit_tokenizer *tok, size_t B, uint64_t seed,
+                                  uint64_t step);
+/* A whole update on its own: step noise, forward_backward, clip, AdamW with moments m, v
+ * (table.total floats each, the caller's). */
 void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
-                          const struct beit_dvae_hparams *hp, uint64_t seed,
+                          const struct beit_dvae_hparams *hp, uint64_t seed, float *m, float *v,
                           struct beit_dvae_step_stats *stats);
 /* Token histogram statistics of n tokens over V codes: distinct codes and exp(entropy).
  * counts (V) is scratch. */
 void beit_dvae_code_stats(const int32_t *tokens, size_t n, size_t V, long *counts,
                           size_t *used, double *perplexity);
+/* The same from a histogram counts (V). */
+void beit_dvae_code_stats_counts(const long *counts, size_t V, size_t *used, double *perplexity);
 
 /* ---- png.c ---- */
 /* Write a PNG grid: `rows` rows of `cols` image pairs (original | reconstruction), each image

@@ -114,8 +114,6 @@ enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_bat
   t->grads_extra = nt > 1 ? beit_alloc_floats((size_t)(nt - 1) * tok->table.total) : NULL;
   t->counts = calloc(tok->V, sizeof *t->counts);
   tok->grads = beit_alloc_floats(tok->table.total);
-  tok->m = beit_alloc_floats(tok->table.total);
-  tok->v = beit_alloc_floats(tok->table.total);
   struct dvae_train_acts probe = {0};
   probe.enc = t->blocks;
   probe.dec = t->blocks + tok->enc.nblocks;
@@ -123,7 +121,7 @@ enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_bat
   carve_view(tok, &c, max_batch, 0, &probe);
   t->arena = beit_alloc_floats(c.used);
   if (!t->views || !t->blocks || !t->scratch || (nt > 1 && !t->grads_extra) || !t->counts ||
-      !tok->grads || !tok->m || !tok->v || !t->arena)
+      !tok->grads || !t->arena)
     return beit_error_set(err, BEIT_STATUS_NOMEM,
                           "tokenizer: cannot allocate training state for batch %zu "
                           "(%.1f MB of activations)",
@@ -140,22 +138,29 @@ enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_bat
   return BEIT_STATUS_OK;
 }
 
+void beit_dvae_code_stats_counts(const long *counts, size_t V, size_t *used, double *perplexity)
+{
+  double n = 0.0, h = 0.0;
+  size_t u = 0;
+  for (size_t v = 0; v < V; v++)
+    n += (double)counts[v];
+  for (size_t v = 0; v < V; v++)
+    if (counts[v]) {
+      u++;
+      double p = (double)counts[v] / n;
+      h -= p * log(p);
+    }
+  *used = u;
+  *perplexity = exp(h);
+}
+
 void beit_dvae_code_stats(const int32_t *tokens, size_t n, size_t V, long *counts,
                           size_t *used, double *perplexity)
 {
   memset(counts, 0, V * sizeof *counts);
   for (size_t i = 0; i < n; i++)
     counts[tokens[i]]++;
-  size_t u = 0;
-  double h = 0.0;
-  for (size_t v = 0; v < V; v++)
-    if (counts[v]) {
-      u++;
-      double p = (double)counts[v] / (double)n;
-      h -= p * log(p);
-    }
-  *used = u;
-  *perplexity = exp(h);
+  beit_dvae_code_stats_counts(counts, V, used, perplexity);
 }
 
 void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, const float *noise,
@@ -227,9 +232,8 @@ void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, cons
   }
 }
 
-void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
-                          const struct beit_dvae_hparams *hp, uint64_t seed,
-                          struct beit_dvae_step_stats *stats)
+const float *beit_dvae_step_noise(struct beit_tokenizer *tok, size_t B, uint64_t seed,
+                                  uint64_t step)
 {
   const size_t VP = tok->V * tok->gh * tok->gw;
   const int workers = dvae_workers(tok->nthreads, B);
@@ -237,13 +241,21 @@ void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
   {
     const int w = omp_get_thread_num();
     const size_t lo = B * (size_t)w / (size_t)workers, hi = B * (size_t)(w + 1) / (size_t)workers;
-    beit_dvae_gumbel_noise(tok->t.noise + lo * VP, hi - lo, VP, seed, (uint64_t)hp->step, lo);
+    beit_dvae_gumbel_noise(tok->t.noise + lo * VP, hi - lo, VP, seed, step, lo);
   }
-  beit_dvae_forward_backward(tok, x, tok->t.noise, B, hp->tau, hp->kl_weight, stats);
+  return tok->t.noise;
+}
+
+void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
+                          const struct beit_dvae_hparams *hp, uint64_t seed, float *m, float *v,
+                          struct beit_dvae_step_stats *stats)
+{
+  const float *noise = beit_dvae_step_noise(tok, B, seed, (uint64_t)hp->step);
+  beit_dvae_forward_backward(tok, x, noise, B, hp->tau, hp->kl_weight, stats);
   double norm = beit_clip_grad_norm(tok->grads, tok->table.total, hp->clip);
   if (stats)
     stats->grad_norm = norm;
   struct beit_adamw_hparams ah = {hp->lr, hp->weight_decay, hp->beta1, hp->beta2, hp->eps,
                                   hp->step};
-  beit_adamw_update(tok->params, tok->grads, tok->m, tok->v, &tok->table, &ah);
+  beit_adamw_update(tok->params, tok->grads, m, v, &tok->table, &ah);
 }

@@ -131,8 +131,6 @@ void beit_tokenizer_free(struct beit_tokenizer *tok)
   free(tok->t.grads_extra);
   free(tok->t.counts);
   free(tok->grads);
-  free(tok->m);
-  free(tok->v);
   free(tok->arena);
   free(tok->params);
   beit_dvae_free_stacks(tok);

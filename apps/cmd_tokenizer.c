@@ -1,0 +1,314 @@
+/* beit tokenizer train | encode | recon: train a dVAE visual tokenizer on a dataset folder, turn
+ * images into token grids, and token grids back into images (with the reconstruction error and
+ * a PNG grid a person can look at). A DALL-E tokenizer folder comes from tools/convert_dalle.py. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beit/data.h"
+#include "beit/tokenizer.h"
+#include "cli.h"
+#include "safetensors.h"
+#include "tokenizer_train.h"
+
+static const char usage_text[] =
+    "usage: beit tokenizer train --config FILE --data DIR --out DIR [options]\n"
+    "       beit tokenizer encode --tokenizer DIR (--data DIR [--limit N] | --input X.safetensors)\n"
+    "                             --output TOKENS.safetensors\n"
+    "       beit tokenizer recon --tokenizer DIR (--data DIR [--limit N] [--grid PNG] |\n"
+    "                            --input TOKENS.safetensors --output Y.safetensors)\n"
+    "\n"
+    "train: a DALL-E-family dVAE (Gumbel-softmax relaxation, KL to the uniform prior, logit-Laplace\n"
+    "  or MSE reconstruction) on view B of a dataset folder (beit pack). Writes checkpoints,\n"
+    "  metrics.jsonl, OUT/tokenizer/ (the folder `beit pretrain --tokenizer` takes), and with\n"
+    "  held-out data OUT/recon.png and OUT/eval.json.\n"
+    "  --config FILE      configs/tokenizer/*.json (\"model\" shape + training keys)\n"
+    "  --data DIR         training dataset (overrides data.train)\n"
+    "  --eval-data DIR    held-out dataset (overrides data.eval)\n"
+    "  --out DIR          output folder\n"
+    "  --resume           continue from the newest checkpoint in --out\n"
+    "  --set KEY=VALUE    override a config key, e.g. --set model.vocab_size=1024\n"
+    "encode: token ids (argmax of the encoder's logits), row-major grids.\n"
+    "  --data DIR         images of a dataset folder, whole image resized to the tokenizer's\n"
+    "                     size; output 'tokens' I32 (N, gh, gw)\n"
+    "  --input FILE       'pixel_values' F32 (B, C, s, s) with pixels in [0, 1] (mapped to\n"
+    "                     0.8 x + 0.1 here, as DALL-E's map_pixels); output 'tokens'\n"
+    "recon: reconstructions of hard tokens.\n"
+    "  --data DIR         encode + decode the images, print the mean absolute error (pixels in\n"
+    "                     [0, 1]), codes in use and perplexity as JSON; --grid PNG writes\n"
+    "                     originals beside reconstructions\n"
+    "  --input FILE       'tokens' (B, gh, gw) or (B, gh*gw); output 'pixel_values' F32 in [0, 1]\n"
+    "  --limit N          at most N images of --data (default: all)\n"
+    "  --grid-images N    images in the grid (default 32)\n";
+
+static int cmd_train(int argc, char **argv)
+{
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"data", required_argument, NULL, 'd'},
+                                       {"eval-data", required_argument, NULL, 'e'},
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"resume", no_argument, NULL, 'r'},
+                                       {"set", required_argument, NULL, 's'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  struct beit_tokenizer_train_options o = {0};
+  const char *sets[128];
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'c': o.config = optarg; break;
+    case 'd': o.data = optarg; break;
+    case 'e': o.eval_data = optarg; break;
+    case 'o': o.out = optarg; break;
+    case 'r': o.resume = 1; break;
+    case 's':
+      if (o.nsets == 128)
+        return beit_cli_usage_error("tokenizer train", "too many --set options");
+      sets[o.nsets++] = optarg;
+      break;
+    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
+    default: return beit_cli_usage_error("tokenizer train", "unknown option");
+    }
+  }
+  o.sets = sets;
+  if (!o.config || !o.out || optind != argc)
+    return beit_cli_usage_error("tokenizer train", "--config and --out are required");
+  struct beit_error err = {0};
+  struct beit_dist *dist = NULL;
+  if (beit_dist_init(&dist, &argc, &argv, &err))
+    return beit_cli_fail("tokenizer train", &err);
+  struct beit_tokenizer_train_summary sum;
+  enum beit_status st = beit_tokenizer_train_run(&o, dist, &sum, &err);
+  beit_dist_finalize(dist);
+  if (st)
+    return beit_cli_fail("tokenizer train", &err);
+  printf("{\"steps\": %ld, \"train_seconds\": %.1f, \"last_loss\": %.6f, \"tokenizer\": \"%s\"",
+         sum.steps, sum.seconds, sum.last_loss, sum.tokenizer_dir);
+  if (sum.eval.images)
+    printf(", \"eval_images\": %zu, \"eval_mae\": %.5f, \"eval_codes_used\": %zu, "
+           "\"eval_codes_frac\": %.4f, \"eval_perplexity\": %.1f, \"grid\": \"%s\"",
+           sum.eval.images, sum.eval.mae, sum.eval.codes_used, sum.eval.codes_frac,
+           sum.eval.perplexity, sum.grid_png);
+  printf("}\n");
+  return BEIT_EXIT_OK;
+}
+
+struct io_options {
+  const char *tokenizer, *data, *input, *output, *grid;
+  long limit, grid_images;
+};
+
+static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o)
+{
+  static const struct option opts[] = {{"tokenizer", required_argument, NULL, 't'},
+                                       {"data", required_argument, NULL, 'd'},
+                                       {"input", required_argument, NULL, 'i'},
+                                       {"output", required_argument, NULL, 'o'},
+                                       {"grid", required_argument, NULL, 'g'},
+                                       {"limit", required_argument, NULL, 'l'},
+                                       {"grid-images", required_argument, NULL, 'n'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  memset(o, 0, sizeof *o);
+  o->grid_images = 32;
+  int c;
+  char *end;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 't': o->tokenizer = optarg; break;
+    case 'd': o->data = optarg; break;
+    case 'i': o->input = optarg; break;
+    case 'o': o->output = optarg; break;
+    case 'g': o->grid = optarg; break;
+    case 'l':
+    case 'n': {
+      long v = strtol(optarg, &end, 10);
+      if (*end || v < 0)
+        return beit_cli_usage_error(cmd, "--%s takes a non-negative integer",
+                                    c == 'l' ? "limit" : "grid-images");
+      *(c == 'l' ? &o->limit : &o->grid_images) = v;
+      break;
+    }
+    case 'h': fputs(usage_text, stdout); return -1;
+    default: return beit_cli_usage_error(cmd, "unknown option");
+    }
+  }
+  if (optind != argc)
+    return beit_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+  if (!o->tokenizer)
+    return beit_cli_usage_error(cmd, "--tokenizer is required");
+  if (!o->data == !o->input)
+    return beit_cli_usage_error(cmd, "give one of --data and --input");
+  return 0;
+}
+
+/* 'pixel_values' (B, C, s, s) in [0, 1] -> tokens. */
+static enum beit_status encode_file(struct beit_tokenizer *tok, const struct io_options *o,
+                                   struct beit_error *err)
+{
+  const struct beit_tokenizer_config *cfg = beit_tokenizer_get_config(tok);
+  size_t gh, gw, s = (size_t)cfg->image_size, C = (size_t)cfg->input_channels;
+  beit_tokenizer_grid(tok, &gh, &gw);
+  struct beit_safetensors *in = NULL;
+  enum beit_status st = beit_safetensors_open(&in, o->input, err);
+  if (st)
+    return st;
+  const struct beit_st_tensor *pv = beit_safetensors_find(in, "pixel_values");
+  float *x = NULL;
+  int32_t *tokens = NULL;
+  if (!pv || pv->ndim != 4 || pv->shape[1] != C || pv->shape[2] != s || pv->shape[3] != s) {
+    st = beit_error_set(err, pv ? BEIT_STATUS_SHAPE : BEIT_STATUS_MISSING,
+                        "%s: expected 'pixel_values' of shape (B, %zu, %zu, %zu)", o->input, C, s,
+                        s);
+    goto done;
+  }
+  const size_t B = pv->shape[0];
+  x = malloc(B * C * s * s * sizeof *x);
+  tokens = malloc(B * gh * gw * sizeof *tokens);
+  if (!x || !tokens) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", o->input);
+    goto done;
+  }
+  if ((st = beit_safetensors_read_f32(in, "pixel_values", x, 4, pv->shape, err)))
+    goto done;
+  for (size_t i = 0; i < B * C * s * s; i++)
+    x[i] = 0.8f * x[i] + 0.1f; /* DALL-E map_pixels */
+  if ((st = beit_tokenizer_encode(tok, tokens, NULL, x, B, err)))
+    goto done;
+  struct beit_st_entry e = {"tokens", BEIT_DTYPE_I32, 3, {B, gh, gw}, tokens};
+  st = beit_safetensors_write(o->output, &e, 1, NULL, err);
+done:
+  free(x);
+  free(tokens);
+  beit_safetensors_close(in);
+  return st;
+}
+
+static int cmd_encode(int argc, char **argv)
+{
+  struct io_options o;
+  int rc = parse_io("tokenizer encode", argc, argv, &o);
+  if (rc)
+    return rc < 0 ? BEIT_EXIT_OK : rc;
+  if (!o.output)
+    return beit_cli_usage_error("tokenizer encode", "--output is required");
+  struct beit_error err = {0};
+  struct beit_tokenizer *tok = NULL;
+  enum beit_status st = beit_tokenizer_load(&tok, o.tokenizer, 64, &err);
+  if (!st && o.input) {
+    st = encode_file(tok, &o, &err);
+  } else if (!st) {
+    size_t gh, gw;
+    beit_tokenizer_grid(tok, &gh, &gw);
+    struct beit_tokenizer_eval ev;
+    size_t n = (size_t)o.limit;
+    if (n == 0) { /* the whole dataset: ask it for its size */
+      struct beit_dataset *ds = NULL;
+      if (!(st = beit_data_open(&ds, o.data, &err)))
+        n = beit_data_count(ds);
+      beit_data_close(ds);
+    }
+    int32_t *tokens = st ? NULL : malloc(n * gh * gw * sizeof *tokens);
+    if (!st && !tokens)
+      st = beit_error_set(&err, BEIT_STATUS_NOMEM, "tokens: out of memory");
+    if (!st && !(st = beit_tokenizer_evaluate(tok, o.data, n, 2, NULL, 0, tokens, &ev, &err))) {
+      struct beit_st_entry e = {"tokens", BEIT_DTYPE_I32, 3, {ev.images, gh, gw}, tokens};
+      st = beit_safetensors_write(o.output, &e, 1, NULL, &err);
+    }
+    free(tokens);
+  }
+  beit_tokenizer_free(tok);
+  return st ? beit_cli_fail("tokenizer encode", &err) : BEIT_EXIT_OK;
+}
+
+/* 'tokens' -> 'pixel_values' in [0, 1]. */
+static enum beit_status recon_file(struct beit_tokenizer *tok, const struct io_options *o,
+                                   struct beit_error *err)
+{
+  const struct beit_tokenizer_config *cfg = beit_tokenizer_get_config(tok);
+  size_t gh, gw, s = (size_t)cfg->image_size, C = (size_t)cfg->input_channels;
+  beit_tokenizer_grid(tok, &gh, &gw);
+  struct beit_safetensors *in = NULL;
+  enum beit_status st = beit_safetensors_open(&in, o->input, err);
+  if (st)
+    return st;
+  const struct beit_st_tensor *t = beit_safetensors_find(in, "tokens");
+  int64_t *raw = NULL;
+  int32_t *tokens = NULL;
+  float *y = NULL;
+  const size_t P = gh * gw;
+  if (!t || t->ndim < 2 || t->numel % P || t->numel / t->shape[0] != P) {
+    st = beit_error_set(err, t ? BEIT_STATUS_SHAPE : BEIT_STATUS_MISSING,
+                        "%s: expected 'tokens' of shape (B, %zu, %zu) or (B, %zu)", o->input, gh,
+                        gw, P);
+    goto done;
+  }
+  const size_t B = t->shape[0];
+  raw = malloc(B * P * sizeof *raw);
+  tokens = malloc(B * P * sizeof *tokens);
+  y = malloc(B * C * s * s * sizeof *y);
+  if (!raw || !tokens || !y) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", o->input);
+    goto done;
+  }
+  if ((st = beit_safetensors_read_i64(in, "tokens", raw, t->ndim, t->shape, err)))
+    goto done;
+  for (size_t i = 0; i < B * P; i++)
+    tokens[i] = raw[i] < 0 || raw[i] > INT32_MAX ? -1 : (int32_t)raw[i];
+  if ((st = beit_tokenizer_decode(tok, y, tokens, B, err)))
+    goto done;
+  struct beit_st_entry e = {"pixel_values", BEIT_DTYPE_F32, 4, {B, C, s, s}, y};
+  st = beit_safetensors_write(o->output, &e, 1, NULL, err);
+done:
+  free(raw);
+  free(tokens);
+  free(y);
+  beit_safetensors_close(in);
+  return st;
+}
+
+static int cmd_recon(int argc, char **argv)
+{
+  struct io_options o;
+  int rc = parse_io("tokenizer recon", argc, argv, &o);
+  if (rc)
+    return rc < 0 ? BEIT_EXIT_OK : rc;
+  if (o.input && !o.output)
+    return beit_cli_usage_error("tokenizer recon", "--input needs --output");
+  struct beit_error err = {0};
+  struct beit_tokenizer *tok = NULL;
+  enum beit_status st = beit_tokenizer_load(&tok, o.tokenizer, 64, &err);
+  if (!st && o.input) {
+    st = recon_file(tok, &o, &err);
+  } else if (!st) {
+    struct beit_tokenizer_eval ev;
+    st = beit_tokenizer_evaluate(tok, o.data, (size_t)o.limit, 2, o.grid, (size_t)o.grid_images,
+                                 NULL, &ev, &err);
+    if (!st)
+      printf("{\"images\": %zu, \"mae\": %.5f, \"mse\": %.6f, \"codes_used\": %zu, "
+             "\"codes_frac\": %.4f, \"perplexity\": %.1f, \"seconds\": %.2f%s%s%s}\n",
+             ev.images, ev.mae, ev.mse, ev.codes_used, ev.codes_frac, ev.perplexity, ev.seconds,
+             o.grid ? ", \"grid\": \"" : "", o.grid ? o.grid : "", o.grid ? "\"" : "");
+  }
+  beit_tokenizer_free(tok);
+  return st ? beit_cli_fail("tokenizer recon", &err) : BEIT_EXIT_OK;
+}
+
+int beit_cmd_tokenizer(int argc, char **argv)
+{
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    fputs(usage_text, argc < 2 ? stderr : stdout);
+    return argc < 2 ? BEIT_EXIT_USAGE : BEIT_EXIT_OK;
+  }
+  if (!strcmp(argv[1], "train"))
+    return cmd_train(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "encode"))
+    return cmd_encode(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "recon"))
+    return cmd_recon(argc - 1, argv + 1);
+  return beit_cli_usage_error("tokenizer", "unknown subcommand '%s' (train, encode, recon)",
+                              argv[1]);
+}

@@ -1,0 +1,563 @@
+/* The dVAE tokenizer's training loop and held-out evaluation (contracts in tokenizer_train.h).
+ * The model, loss and one forward/backward live in tokenizer/; the shared trainer owns AdamW,
+ * the lr schedule, clipping, checkpoints and metrics; the data loader gives view B. */
+#include "tokenizer_train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "beit/data.h"
+#include "checkpoint.h"
+#include "config_table.h"
+#include "dvae.h"
+#include "trainer.h"
+
+/* ------------------------------------------------------------------------ the key table */
+
+#define F(field) offsetof(struct beit_tokenizer_train_config, field)
+#define BIG 1e12
+
+static const struct beit_config_key train_keys[] = {
+    {"seed", BEIT_KEY_INT, F(recipe.seed), 0, BIG, NULL, "seed of every random stream"},
+    {"data.train", BEIT_KEY_STRING, F(recipe.data.train), 0, 0, NULL, "training dataset folder"},
+    {"data.eval", BEIT_KEY_STRING, F(recipe.data.eval), 0, 0, NULL, "held-out dataset folder"},
+    {"data.num_workers", BEIT_KEY_INT, F(recipe.data.num_workers), 1, 256, NULL,
+     "loader threads"},
+    {"data.num_buffers", BEIT_KEY_INT, F(recipe.data.num_buffers), 2, 64, NULL,
+     "batches in flight"},
+    {"data.hflip", BEIT_KEY_DOUBLE, F(recipe.data.hflip), 0, 1, NULL, "flip probability"},
+    {"data.scale_min", BEIT_KEY_DOUBLE, F(recipe.data.scale_min), 1e-6, 1, NULL,
+     "crop area min"},
+    {"data.scale_max", BEIT_KEY_DOUBLE, F(recipe.data.scale_max), 1e-6, 1, NULL,
+     "crop area max"},
+    {"data.ratio_min", BEIT_KEY_DOUBLE, F(recipe.data.ratio_min), 1e-3, 1e3, NULL,
+     "crop aspect min"},
+    {"data.ratio_max", BEIT_KEY_DOUBLE, F(recipe.data.ratio_max), 1e-3, 1e3, NULL,
+     "crop aspect max"},
+    {"optimizer.lr", BEIT_KEY_DOUBLE, F(recipe.optimizer.lr), 0, 10, NULL, "peak lr (AdamW)"},
+    {"optimizer.min_lr", BEIT_KEY_DOUBLE, F(recipe.optimizer.min_lr), 0, 10, NULL,
+     "cosine floor"},
+    {"optimizer.weight_decay", BEIT_KEY_DOUBLE, F(recipe.optimizer.weight_decay), 0, 10, NULL,
+     NULL},
+    {"optimizer.beta1", BEIT_KEY_DOUBLE, F(recipe.optimizer.beta1), 0, 0.999999, NULL, NULL},
+    {"optimizer.beta2", BEIT_KEY_DOUBLE, F(recipe.optimizer.beta2), 0, 0.999999, NULL, NULL},
+    {"optimizer.eps", BEIT_KEY_DOUBLE, F(recipe.optimizer.eps), 0, 1, NULL, NULL},
+    {"optimizer.clip_grad", BEIT_KEY_DOUBLE, F(recipe.optimizer.clip_grad), 0, BIG, NULL,
+     "global-norm clip; 0 = off"},
+    {"schedule.epochs", BEIT_KEY_DOUBLE, F(recipe.schedule.epochs), 0, BIG, NULL, NULL},
+    {"schedule.warmup_epochs", BEIT_KEY_DOUBLE, F(recipe.schedule.warmup_epochs), 0, BIG, NULL,
+     NULL},
+    {"schedule.warmup_steps", BEIT_KEY_INT, F(recipe.schedule.warmup_steps), 0, BIG, NULL,
+     "> 0 overrides warmup_epochs"},
+    {"schedule.max_steps", BEIT_KEY_INT, F(recipe.schedule.max_steps), 0, BIG, NULL,
+     "> 0 overrides epochs"},
+    {"batch.size", BEIT_KEY_INT, F(recipe.batch.size), 1, 1 << 20, NULL, "images per step"},
+    {"relaxation.tau_start", BEIT_KEY_DOUBLE, F(relaxation.tau_start), 1e-3, 100, NULL,
+     "Gumbel-softmax temperature at step 0"},
+    {"relaxation.tau_end", BEIT_KEY_DOUBLE, F(relaxation.tau_end), 1e-3, 100, NULL,
+     "temperature after the anneal"},
+    {"relaxation.tau_anneal_steps", BEIT_KEY_INT, F(relaxation.tau_anneal_steps), 0, BIG, NULL,
+     "steps of the cosine anneal; 0 = the whole run"},
+    {"relaxation.kl_weight", BEIT_KEY_DOUBLE, F(relaxation.kl_weight), 0, 1e6, NULL,
+     "beta of the KL to the uniform prior (DALL-E 6.6)"},
+    {"relaxation.kl_warmup_steps", BEIT_KEY_INT, F(relaxation.kl_warmup_steps), 0, BIG, NULL,
+     "steps of the cosine ramp of beta from 0"},
+    {"checkpoint.every_steps", BEIT_KEY_INT, F(recipe.checkpoint.every_steps), 0, BIG, NULL,
+     "0 = only at the end"},
+    {"checkpoint.keep_last", BEIT_KEY_INT, F(recipe.checkpoint.keep_last), 0, 1 << 20, NULL,
+     "0 = keep all"},
+    {"log.every_steps", BEIT_KEY_INT, F(recipe.log.every_steps), 1, BIG, NULL, NULL},
+    {"eval.every_steps", BEIT_KEY_INT, F(recipe.eval.every_steps), 0, BIG, NULL,
+     "0 = only at the end"},
+    {"eval.batches", BEIT_KEY_INT, F(recipe.eval.batches), 0, BIG, NULL,
+     "held-out batches of a periodic evaluation; the final one reads the whole set"},
+    {"eval.grid_images", BEIT_KEY_INT, F(grid_images), 0, 4096, NULL, "images in recon.png"},
+    {"max_consecutive_nonfinite", BEIT_KEY_INT, F(recipe.max_consecutive_nonfinite), 1, 1 << 20,
+     NULL, "skipped updates in a row before the run stops"},
+};
+#define NTRAIN (sizeof train_keys / sizeof train_keys[0])
+#define MAX_KEYS 96
+
+/* The full table: "model." + each tokenizer config key, then the training keys. */
+static const struct beit_config_key *all_keys(size_t *count)
+{
+  static struct beit_config_key keys[MAX_KEYS];
+  static char names[MAX_KEYS][96];
+  static size_t n;
+  if (!n) {
+    size_t nm;
+    const struct beit_config_key *mk = beit_dvae_config_keys(&nm);
+    for (size_t i = 0; i < nm && n < MAX_KEYS; i++, n++) {
+      keys[n] = mk[i];
+      snprintf(names[n], sizeof names[n], "model.%s", mk[i].name);
+      keys[n].name = names[n];
+      keys[n].offset += F(model);
+    }
+    for (size_t i = 0; i < NTRAIN && n < MAX_KEYS; i++)
+      keys[n++] = train_keys[i];
+  }
+  *count = n;
+  return keys;
+}
+
+void beit_tokenizer_train_defaults(struct beit_tokenizer_train_config *c)
+{
+  memset(c, 0, sizeof *c);
+  beit_tokenizer_config_defaults(&c->model);
+  beit_recipe_defaults(&c->recipe);
+  struct beit_recipe *r = &c->recipe;
+  r->seed = 0;
+  r->data.num_workers = 2;
+  r->data.hflip = 0.5;
+  r->data.scale_min = r->data.scale_max = 1.0; /* the whole image, resized to view B */
+  r->data.ratio_min = r->data.ratio_max = 1.0;
+  r->data.jitter = 0.0;
+  r->optimizer.lr = 1e-3;
+  r->optimizer.min_lr = 1e-5;
+  r->optimizer.weight_decay = 1e-4; /* DALL-E App. A */
+  r->optimizer.weight_decay_end = -1;
+  r->optimizer.beta1 = 0.9;
+  r->optimizer.beta2 = 0.999;
+  r->optimizer.eps = 1e-8;
+  r->optimizer.clip_grad = 1.0;
+  r->schedule.epochs = 1;
+  r->schedule.warmup_epochs = 0;
+  r->schedule.warmup_steps = 100;
+  r->batch.size = 64;
+  r->checkpoint.every_steps = 500;
+  r->checkpoint.keep_last = 2;
+  r->log.every_steps = 50;
+  r->eval.every_steps = 0;
+  r->eval.batches = 10;
+  c->relaxation.tau_start = 1.0;
+  c->relaxation.tau_end = 1.0 / 16.0;
+  c->relaxation.kl_weight = 1.0;
+  c->relaxation.kl_warmup_steps = 500;
+  c->grid_images = 32;
+}
+
+enum beit_status beit_tokenizer_train_config_load(struct beit_tokenizer_train_config *c,
+                                                  const char *path, struct beit_error *err)
+{
+  size_t n;
+  const struct beit_config_key *keys = all_keys(&n);
+  return beit_config_load_file(c, keys, n, path, err);
+}
+
+enum beit_status beit_tokenizer_train_config_override(struct beit_tokenizer_train_config *c,
+                                                      const char *assignment,
+                                                      struct beit_error *err)
+{
+  size_t n;
+  const struct beit_config_key *keys = all_keys(&n);
+  return beit_config_set(c, keys, n, assignment, err);
+}
+
+cJSON *beit_tokenizer_train_config_json(const struct beit_tokenizer_train_config *c)
+{
+  size_t n;
+  const struct beit_config_key *keys = all_keys(&n);
+  return beit_config_to_json(c, keys, n);
+}
+
+/* DALL-E's cosine shape (spec 9.4; the paper gives no formula, this is the community one). */
+static double cosine_ramp(double start, double end, long step, long steps)
+{
+  double frac = steps > 0 ? (double)step / (double)steps : 1.0;
+  frac = frac > 1.0 ? 1.0 : frac;
+  double a = 1.0 - cos(frac * M_PI / 2.0);
+  return a * end + (1.0 - a) * start;
+}
+
+void beit_tokenizer_train_schedule(const struct beit_tokenizer_train_config *c, long step,
+                                   long total_steps, double *tau, double *kl_weight)
+{
+  long anneal = c->relaxation.tau_anneal_steps > 0 ? c->relaxation.tau_anneal_steps : total_steps;
+  *tau = cosine_ramp(c->relaxation.tau_start, c->relaxation.tau_end, step, anneal);
+  *kl_weight = cosine_ramp(0.0, c->relaxation.kl_weight, step, c->relaxation.kl_warmup_steps);
+}
+
+/* ----------------------------------------------------------------------------- data */
+
+static double clock_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* View B at the tokenizer's size, DALL-E-mapped. View A is not used: it is made at the same
+ * small size to cost little. Evaluation: the whole image, no flip, in dataset order. */
+static void view_b_loader(struct beit_loader_options *lo, const struct beit_recipe *r, size_t S,
+                          size_t batch, int workers, int train)
+{
+  beit_loader_defaults(lo);
+  beit_data_transform_defaults(&lo->transform, BEIT_DATA_MODE_PRETRAIN);
+  lo->transform.image_size = (int)S;
+  lo->transform.second_size = (int)S;
+  lo->transform.second_norm = BEIT_DATA_SECOND_DALLE;
+  lo->transform.jitter = 0.0;
+  lo->transform.hflip = train ? r->data.hflip : 0.0;
+  lo->transform.scale_min = train ? r->data.scale_min : 1.0;
+  lo->transform.scale_max = train ? r->data.scale_max : 1.0;
+  lo->transform.ratio_min = train ? r->data.ratio_min : 1.0;
+  lo->transform.ratio_max = train ? r->data.ratio_max : 1.0;
+  lo->batch_size = batch;
+  lo->num_workers = workers;
+  lo->num_buffers = (int)(r->data.num_buffers >= 2 ? r->data.num_buffers : 3);
+  lo->seed = (uint64_t)r->seed;
+  lo->shuffle = train;
+  lo->drop_last = train;
+  lo->loop = train;
+  lo->log = stderr;
+}
+
+/* The loader's view B is RGB (grey replicated); a C-channel tokenizer takes its first C. */
+static const float *tokenizer_input(float *buf, const float *view_b, size_t B, size_t C, size_t S)
+{
+  if (C == 3)
+    return view_b;
+  for (size_t b = 0; b < B; b++)
+    memcpy(buf + b * C * S * S, view_b + b * 3 * S * S, C * S * S * sizeof *buf);
+  return buf;
+}
+
+/* ------------------------------------------------------------------------ evaluation */
+
+enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, const char *dir,
+                                         size_t max_images, int num_workers, const char *png,
+                                         size_t grid_images, int32_t *tokens_out,
+                                         struct beit_tokenizer_eval *ev, struct beit_error *err)
+{
+  const struct beit_tokenizer_config *cfg = beit_tokenizer_get_config(tok);
+  const size_t S = (size_t)cfg->image_size, C = (size_t)cfg->input_channels, img = C * S * S;
+  const size_t V = beit_tokenizer_vocab_size(tok), B = tok->max_batch;
+  size_t gh, gw;
+  beit_tokenizer_grid(tok, &gh, &gw);
+  const size_t P = gh * gw;
+  if (C != 1 && C != 3)
+    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
+                          "tokenizer evaluation reads RGB datasets: input_channels must be 1 or 3");
+  if (!tok->dec.nblocks)
+    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
+                          "tokenizer evaluation reconstructs images: the tokenizer has no decoder");
+  memset(ev, 0, sizeof *ev);
+  const double t0 = clock_now();
+  struct beit_recipe r;
+  beit_recipe_defaults(&r);
+  struct beit_loader_options lo;
+  view_b_loader(&lo, &r, S, B, num_workers, 0);
+  struct beit_loader *ld = NULL;
+  float *x = malloc(B * img * sizeof *x), *rec = malloc(B * img * sizeof *rec);
+  int32_t *tokens = malloc(B * P * sizeof *tokens);
+  long *counts = calloc(V, sizeof *counts);
+  float *grid_orig = grid_images ? malloc(grid_images * img * sizeof *grid_orig) : NULL;
+  float *grid_rec = grid_images ? malloc(grid_images * img * sizeof *grid_rec) : NULL;
+  enum beit_status st = BEIT_STATUS_OK;
+  double abs_sum = 0.0, sq_sum = 0.0;
+  size_t n = 0;
+  if (!x || !rec || !tokens || !counts || (grid_images && (!grid_orig || !grid_rec))) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer evaluation: out of memory");
+    goto done;
+  }
+  if ((st = beit_loader_init(&ld, dir, &lo, NULL, err)))
+    goto done;
+  while (max_images == 0 || n < max_images) {
+    const struct beit_loader_batch *b = NULL;
+    if ((st = beit_loader_next(ld, &b, err)) || !b)
+      break;
+    size_t k = b->count;
+    if (max_images && n + k > max_images)
+      k = max_images - n;
+    const float *in = tokenizer_input(x, b->view_b, k, C, S);
+    if ((st = beit_tokenizer_encode(tok, tokens, NULL, in, k, err)) ||
+        (st = beit_tokenizer_decode(tok, rec, tokens, k, err)))
+      break;
+    for (size_t i = 0; i < k * P; i++)
+      counts[tokens[i]]++;
+    if (tokens_out)
+      memcpy(tokens_out + n * P, tokens, k * P * sizeof *tokens);
+    for (size_t i = 0; i < k * img; i++) {
+      /* the loader's view B is 0.8 p + 0.1 with p = u8 / 255: undo the map exactly */
+      const double p = ((double)in[i] - 0.1) / 0.8, d = (double)rec[i] - p;
+      abs_sum += fabs(d);
+      sq_sum += d * d;
+    }
+    for (size_t i = 0; i < k && n + i < grid_images; i++)
+      for (size_t j = 0; j < img; j++) {
+        grid_orig[(n + i) * img + j] = (in[i * img + j] - 0.1f) / 0.8f;
+        grid_rec[(n + i) * img + j] = rec[i * img + j];
+      }
+    n += k;
+  }
+  if (st)
+    goto done;
+  if (n == 0) {
+    st = beit_error_set(err, BEIT_STATUS_MISSING, "%s: no images to evaluate", dir);
+    goto done;
+  }
+  ev->images = n;
+  ev->mae = abs_sum / (double)(n * img);
+  ev->mse = sq_sum / (double)(n * img);
+  beit_dvae_code_stats_counts(counts, V, &ev->codes_used, &ev->perplexity);
+  ev->codes_frac = (double)ev->codes_used / (double)V;
+  if (png && grid_images)
+    st = beit_dvae_write_grid_png(png, grid_orig, grid_rec, n < grid_images ? n : grid_images, C,
+                                  S, 8, err);
+  ev->seconds = clock_now() - t0;
+done:
+  beit_loader_free(ld);
+  free(x), free(rec), free(tokens), free(counts), free(grid_orig), free(grid_rec);
+  return st;
+}
+
+/* -------------------------------------------------------------------------- training */
+
+struct window {
+  double loss, recon, kl, mae, norm;
+  long steps, images;
+  long *counts; /* token histogram of the window */
+};
+
+static void window_reset(struct window *w, size_t V)
+{
+  long *c = w->counts;
+  memset(w, 0, sizeof *w);
+  w->counts = c;
+  memset(c, 0, V * sizeof *c);
+}
+
+static enum beit_status save_checkpoint(struct beit_trainer *tr, struct beit_tokenizer *tok,
+                                        struct beit_error *err)
+{
+  size_t n;
+  const struct beit_config_key *keys = beit_dvae_config_keys(&n);
+  cJSON *config = beit_config_to_json(beit_tokenizer_get_config(tok), keys, n);
+  if (!config)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
+  enum beit_status st = beit_trainer_save(tr, config, err);
+  cJSON_Delete(config);
+  return st;
+}
+
+static cJSON *eval_json(const struct beit_tokenizer_eval *ev)
+{
+  cJSON *j = cJSON_CreateObject();
+  if (!j)
+    return NULL;
+  cJSON_AddNumberToObject(j, "eval_images", (double)ev->images);
+  cJSON_AddNumberToObject(j, "eval_mae", ev->mae);
+  cJSON_AddNumberToObject(j, "eval_mse", ev->mse);
+  cJSON_AddNumberToObject(j, "eval_codes_used", (double)ev->codes_used);
+  cJSON_AddNumberToObject(j, "eval_codes_frac", ev->codes_frac);
+  cJSON_AddNumberToObject(j, "eval_perplexity", ev->perplexity);
+  return j;
+}
+
+enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_options *opt,
+                                          struct beit_dist *dist,
+                                          struct beit_tokenizer_train_summary *sum,
+                                          struct beit_error *err)
+{
+  struct beit_tokenizer_train_config cfg;
+  struct beit_tokenizer *tok = NULL;
+  struct beit_loader *ld = NULL;
+  struct beit_trainer tr;
+  struct window win = {0};
+  float *xbuf = NULL;
+  char path[4200], latest[4200];
+  enum beit_status st;
+  int trainer_ready = 0;
+  memset(sum, 0, sizeof *sum);
+
+  beit_tokenizer_train_defaults(&cfg);
+  if ((st = beit_tokenizer_train_config_load(&cfg, opt->config, err)))
+    return st;
+  for (int i = 0; i < opt->nsets; i++)
+    if ((st = beit_tokenizer_train_config_override(&cfg, opt->sets[i], err)))
+      return st;
+  if ((st = beit_tokenizer_config_validate(&cfg.model, opt->config, err)))
+    return st;
+  struct beit_recipe *r = &cfg.recipe;
+  if (opt->data)
+    snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
+  if (opt->eval_data)
+    snprintf(r->data.eval, sizeof r->data.eval, "%s", opt->eval_data);
+  if (!r->data.train[0])
+    return beit_error_set(err, BEIT_STATUS_USAGE,
+                          "no training data: give --data or set data.train in %s", opt->config);
+  if (beit_dist_world_size(dist) != 1)
+    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
+                          "tokenizer training runs as one process (got %d ranks)",
+                          beit_dist_world_size(dist));
+  const size_t C = (size_t)cfg.model.input_channels, S = (size_t)cfg.model.image_size;
+  if (C != 1 && C != 3)
+    return beit_error_set(err, BEIT_STATUS_CONFIG,
+                          "%s: key 'model.input_channels': the data loader gives RGB images, use "
+                          "1 (first channel) or 3",
+                          opt->config);
+  if (!cfg.model.decoder)
+    return beit_error_set(err, BEIT_STATUS_CONFIG,
+                          "%s: key 'model.decoder': training needs the decoder", opt->config);
+  const size_t B = (size_t)r->batch.size;
+
+  if ((st = beit_tokenizer_create(&tok, &cfg.model, B, (uint64_t)r->seed, err)) ||
+      (st = beit_dvae_train_init(tok, B, err)))
+    goto done;
+  win.counts = calloc(tok->V, sizeof *win.counts);
+  xbuf = malloc(B * C * S * S * sizeof *xbuf);
+  if (!win.counts || !xbuf) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer training: out of memory");
+    goto done;
+  }
+  if ((st = beit_mkdirs(opt->out, err)))
+    goto done;
+  struct beit_loader_cursor cursor = {0, 0};
+  int have_latest = 0;
+  if (opt->resume) {
+    st = beit_checkpoint_latest(opt->out, latest, sizeof latest, err);
+    if (st == BEIT_STATUS_MISSING) {
+      st = BEIT_STATUS_OK; /* nothing to resume: a fresh start */
+      beit_error_clear(err);
+    } else if (st) {
+      goto done;
+    } else {
+      have_latest = 1;
+      if ((st = beit_trainer_read_cursor(latest, &cursor, err)))
+        goto done;
+    }
+  }
+  struct beit_loader_options lo;
+  view_b_loader(&lo, r, S, B, (int)r->data.num_workers, 1);
+  if ((st = beit_loader_init(&ld, r->data.train, &lo, &cursor, err)))
+    goto done;
+  if ((st = beit_trainer_init(&tr, r, dist, &tok->table, tok->params, tok->grads,
+                              (long)beit_loader_steps_per_epoch(ld), opt->out, err)))
+    goto done;
+  trainer_ready = 1;
+  if (have_latest) {
+    if ((st = beit_trainer_resume(&tr, latest, err)))
+      goto done;
+    fprintf(stderr, "resumed from %s at step %ld\n", latest, tr.step);
+  }
+  tr.cursor = cursor;
+  {
+    cJSON *resolved = beit_tokenizer_train_config_json(&cfg);
+    snprintf(path, sizeof path, "%s/train_config.json", opt->out);
+    st = resolved ? beit_json_write_file(path, resolved, err)
+                  : beit_error_set(err, BEIT_STATUS_NOMEM, "config JSON: out of memory");
+    cJSON_Delete(resolved);
+    if (st)
+      goto done;
+  }
+  fprintf(stderr,
+          "tokenizer training: %zu parameters, token grid %zux%zu of %zu codes, %ld steps of %zu "
+          "images (%ld per epoch)\n",
+          beit_tokenizer_num_params(tok), tok->gh, tok->gw, tok->V, tr.total_steps, B,
+          tr.steps_per_epoch);
+  beit_trainer_catch_signals();
+  window_reset(&win, tok->V);
+  const double t0 = clock_now();
+  const long first_step = tr.step;
+  while (tr.step < tr.total_steps) {
+    const struct beit_loader_batch *b = NULL;
+    if ((st = beit_loader_next(ld, &b, err)))
+      goto done;
+    if (!b) {
+      st = beit_error_set(err, BEIT_STATUS_MISSING, "training loader ended");
+      goto done;
+    }
+    double tau, klw, norm;
+    beit_tokenizer_train_schedule(&cfg, tr.step, tr.total_steps, &tau, &klw);
+    const float *x = tokenizer_input(xbuf, b->view_b, b->count, C, S);
+    const float *noise = beit_dvae_step_noise(tok, b->count, (uint64_t)r->seed, (uint64_t)tr.step);
+    struct beit_dvae_step_stats ss;
+    beit_dvae_forward_backward(tok, x, noise, b->count, (float)tau, (float)klw, &ss);
+    int applied;
+    /* forward_backward gives the gradient of the batch mean: total_count 1 */
+    if ((st = beit_trainer_update(&tr, ss.loss, 1.0, &norm, &applied, err)))
+      goto done;
+    beit_loader_cursor(ld, &tr.cursor);
+    win.loss += ss.loss, win.recon += ss.recon, win.kl += ss.kl, win.mae += ss.mae;
+    win.norm += norm, win.steps++, win.images += (long)b->count;
+    for (size_t i = 0; i < b->count * tok->gh * tok->gw; i++)
+      win.counts[tok->t.tokens[i]]++;
+    sum->last_loss = ss.loss;
+    sum->last_mae = ss.mae;
+
+    const int last = tr.step == tr.total_steps;
+    if (tr.step % r->log.every_steps == 0 || last) {
+      size_t used;
+      double ppl;
+      beit_dvae_code_stats_counts(win.counts, tok->V, &used, &ppl);
+      cJSON *f = cJSON_CreateObject();
+      const double k = (double)win.steps;
+      cJSON_AddNumberToObject(f, "loss", win.loss / k);
+      cJSON_AddNumberToObject(f, "recon", win.recon / k);
+      cJSON_AddNumberToObject(f, "kl", win.kl / k);
+      cJSON_AddNumberToObject(f, "mae", win.mae / k);
+      cJSON_AddNumberToObject(f, "grad_norm", win.norm / k);
+      cJSON_AddNumberToObject(f, "tau", tau);
+      cJSON_AddNumberToObject(f, "kl_weight", klw);
+      cJSON_AddNumberToObject(f, "codes_used", (double)used);
+      cJSON_AddNumberToObject(f, "perplexity", ppl);
+      beit_trainer_log(&tr, f, (double)win.images);
+      window_reset(&win, tok->V);
+    }
+    if (r->eval.every_steps > 0 && tr.step % r->eval.every_steps == 0 && !last &&
+        r->data.eval[0]) {
+      struct beit_tokenizer_eval ev;
+      if ((st = beit_tokenizer_evaluate(tok, r->data.eval, (size_t)(r->eval.batches * (long)B),
+                                        (int)r->data.num_workers, NULL, 0, NULL, &ev, err)))
+        goto done;
+      beit_trainer_log(&tr, eval_json(&ev), 0.0);
+    }
+    if (r->checkpoint.every_steps > 0 && tr.step % r->checkpoint.every_steps == 0 && !last)
+      if ((st = save_checkpoint(&tr, tok, err)))
+        goto done;
+    if (beit_trainer_interrupted()) {
+      if (!(st = save_checkpoint(&tr, tok, err)))
+        st = beit_error_set(err, BEIT_STATUS_INTERRUPTED,
+                            "interrupted at step %ld; checkpoint saved in %s (--resume continues)",
+                            tr.step, opt->out);
+      goto done;
+    }
+  }
+  sum->steps = tr.step - first_step;
+  sum->seconds = clock_now() - t0;
+  if (tr.tty)
+    fprintf(stderr, "\n");
+  if ((st = save_checkpoint(&tr, tok, err)))
+    goto done;
+  snprintf(sum->tokenizer_dir, sizeof sum->tokenizer_dir, "%s/tokenizer", opt->out);
+  if ((st = beit_tokenizer_save(tok, sum->tokenizer_dir, err)))
+    goto done;
+  if (r->data.eval[0]) {
+    beit_loader_free(ld); /* the training loader's workers would compete with the evaluation */
+    ld = NULL;
+    snprintf(sum->grid_png, sizeof sum->grid_png, "%s/recon.png", opt->out);
+    if ((st = beit_tokenizer_evaluate(tok, r->data.eval, 0, (int)r->data.num_workers,
+                                      sum->grid_png, (size_t)cfg.grid_images, NULL, &sum->eval,
+                                      err)))
+      goto done;
+    cJSON *j = eval_json(&sum->eval);
+    if (j) {
+      cJSON_AddNumberToObject(j, "train_steps", (double)tr.step);
+      cJSON_AddNumberToObject(j, "train_seconds", sum->seconds);
+      snprintf(path, sizeof path, "%s/eval.json", opt->out);
+      st = beit_json_write_file(path, j, err);
+      beit_trainer_log(&tr, j, 0.0);
+    }
+  }
+done:
+  if (trainer_ready)
+    beit_trainer_free(&tr);
+  beit_loader_free(ld);
+  beit_tokenizer_free(tok);
+  free(win.counts);
+  free(xbuf);
+  return st;
+}

@@ -1,0 +1,98 @@
+/* Training and evaluating a dVAE visual tokenizer on a dataset folder (beit-spec.md 9.4, 9.5):
+ * the loop that joins the data loader (view B, mapped 0.8 x + 0.1) and the tokenizer's training
+ * step, with the shared trainer (AdamW, cosine lr, clipping, checkpoints, resume, metrics).
+ *
+ * Per step: loader batch -> Gumbel noise keyed (seed, step, image) -> encoder -> Gumbel-softmax
+ * relaxation at temperature tau(step) -> decoder -> reconstruction term + kl_weight(step) x KL to
+ * the uniform prior -> backward -> clip -> AdamW. tau anneals from relaxation.tau_start to
+ * tau_end and the KL weight rises from 0 to relaxation.kl_weight, both on DALL-E's cosine
+ * shape value = a end + (1 - a) start, a = 1 - cos(pi/2 min(1, step / steps)).
+ *
+ * Output folder: checkpoint-<step>/ (each a loadable tokenizer folder plus optimizer and
+ * trainer_state.json), metrics.jsonl, train_config.json (the resolved config), and at the end
+ * tokenizer/ (config.json + model.safetensors: what `beit pretrain --tokenizer` takes),
+ * recon.png (held-out originals beside their reconstructions) and eval.json. */
+#ifndef BEIT_MIM_TOKENIZER_TRAIN_H
+#define BEIT_MIM_TOKENIZER_TRAIN_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "beit/distributed.h"
+#include "beit/status.h"
+#include "beit/tokenizer.h"
+#include "recipe.h"
+
+/* configs/tokenizer/NAME.json: "model" holds the tokenizer config.json keys; the rest reuses the
+ * recipe schema's names (seed, data.*, optimizer.*, schedule.*, batch.size, checkpoint.*,
+ * log.*, eval.*) plus "relaxation" and eval.grid_images. One key table; unknown keys are
+ * errors naming the key and file. */
+struct beit_tokenizer_train_config {
+  struct beit_tokenizer_config model;
+  struct beit_recipe recipe; /* the fields of the recipe schema that tokenizer training uses */
+  struct {
+    double tau_start, tau_end;
+    long tau_anneal_steps;    /* 0: the whole run */
+    double kl_weight;
+    long kl_warmup_steps;
+  } relaxation;
+  long grid_images;           /* images in recon.png */
+};
+
+void beit_tokenizer_train_defaults(struct beit_tokenizer_train_config *c);
+enum beit_status beit_tokenizer_train_config_load(struct beit_tokenizer_train_config *c,
+                                                  const char *path, struct beit_error *err);
+enum beit_status beit_tokenizer_train_config_override(struct beit_tokenizer_train_config *c,
+                                                      const char *assignment,
+                                                      struct beit_error *err);
+cJSON *beit_tokenizer_train_config_json(const struct beit_tokenizer_train_config *c);
+
+/* tau and the KL weight at update `step` (0-based). */
+void beit_tokenizer_train_schedule(const struct beit_tokenizer_train_config *c, long step,
+                                   long total_steps, double *tau, double *kl_weight);
+
+struct beit_tokenizer_train_options {
+  const char *config;        /* configs/tokenizer/NAME.json */
+  const char *data;          /* overrides data.train */
+  const char *eval_data;     /* overrides data.eval */
+  const char *out;
+  int resume;                /* continue from the newest complete checkpoint in out */
+  const char *const *sets;   /* --set overrides */
+  int nsets;
+};
+
+/* Held-out quality: reconstructions of the hard (argmax) tokens, as BEiT uses them. */
+struct beit_tokenizer_eval {
+  size_t images;
+  double mae;           /* mean |x_hat - x| over pixels in [0, 1] */
+  double mse;
+  size_t codes_used;    /* distinct tokens over the set */
+  double codes_frac;    /* codes_used / vocabulary */
+  double perplexity;    /* exp(entropy) of the token histogram */
+  double seconds;
+};
+
+struct beit_tokenizer_train_summary {
+  long steps;
+  double seconds;       /* wall time of this run's training loop (without the final eval) */
+  double last_loss, last_mae;
+  struct beit_tokenizer_eval eval;
+  char tokenizer_dir[4200], grid_png[4200];
+};
+
+enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_options *opt,
+                                          struct beit_dist *dist,
+                                          struct beit_tokenizer_train_summary *summary,
+                                          struct beit_error *err);
+
+/* Encode and reconstruct the images of dataset dir (the first max_images, all when 0) through
+ * the deterministic view B (whole image at the tokenizer's size, no flip); with png non-NULL,
+ * write a grid of the first grid_images originals beside their reconstructions. tokens_out
+ * (may be NULL) receives the token grids (max_images x gh*gw; needs max_images > 0). */
+enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, const char *dir,
+                                         size_t max_images, int num_workers, const char *png,
+                                         size_t grid_images, int32_t *tokens_out,
+                                         struct beit_tokenizer_eval *ev, struct beit_error *err);
+
+#endif

@@ -20,5 +20,6 @@ int beit_cmd_pack(int argc, char **argv);
 int beit_cmd_predict(int argc, char **argv);
 int beit_cmd_serve(int argc, char **argv);
 int beit_cmd_pretrain(int argc, char **argv);
+int beit_cmd_tokenizer(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ struct command {
 /* One line per subcommand. */
 static const struct command commands[] = {
     {"pack", beit_cmd_pack, "build a dataset folder (HDF5 shards) from images, a manifest or Fashion-MNIST"},
+    {"tokenizer", beit_cmd_tokenizer, "train a dVAE visual tokenizer; encode images to tokens; reconstruct"},
     {"pretrain", beit_cmd_pretrain, "masked image modeling pretraining (MPI data parallel)"},
     {"info", beit_cmd_info, "describe a model folder or config: parameters per group, FLOPs"},
     {"run", beit_cmd_run, "raw tensors in, logits and hidden states out (safetensors)"},

@@ -11,6 +11,7 @@ PACKAGES=(
   libcjson-dev                    # configs, safetensors headers, JSON requests
   libstb-dev                      # image decoding
   libmicrohttpd-dev libcurl4-openssl-dev libcairo2-dev  # serving, URL inputs, visualisation
+  wrk clang                       # serve: load test/benchmark; libFuzzer run of the request parser
   dataset-fashion-mnist           # the embedded default dataset
   python3 python3-torch python3-numpy python3-h5py python3-pil  # references, converters only
   python3-torchvision zlib1g-dev   # data: PIL/torchvision reference transforms and benchmark; idx .gz

@@ -31,7 +31,7 @@ static const struct beit_config_key pack_keys[] = {
     K_("output", BEIT_KEY_STRING, output, 0, 0, NULL, "dataset folder to create"),
     K_("split", BEIT_KEY_STRING, split, 0, 0, split_choices, "Fashion-MNIST split"),
     K_("shard_mb", BEIT_KEY_INT, shard_mb, 1, 1 << 20, NULL, "image MB per shard"),
-    K_("chunk_kb", BEIT_KEY_INT, chunk_kb, 1, 1 << 20, NULL, "HDF5 chunk KB of images"),
+    K_("chunk_kb", BEIT_KEY_INT, chunk_kb, 0, 1 << 20, NULL, "HDF5 chunk KB of images (0 = auto)"),
     K_("seed", BEIT_KEY_INT, seed, 0, 9.0e15, NULL, "shuffle seed"),
     K_("shuffle", BEIT_KEY_BOOL, shuffle, 0, 1, NULL, "shuffle before sharding"),
     K_("multilabel", BEIT_KEY_BOOL, multilabel, 0, 1, NULL, "force a multilabel manifest"),
@@ -53,7 +53,7 @@ static void usage(FILE *out)
           "Options:\n"
           "  --out DIR             dataset folder to create\n"
           "  --shard-mb N          image bytes per shard (default 512)\n"
-          "  --chunk-kb N          HDF5 chunk size of the images dataset (default 256)\n"
+          "  --chunk-kb N          HDF5 chunk size of the images dataset (default: ~2 mean images)\n"
           "  --seed N              shuffle seed (default 0)\n"
           "  --no-shuffle          keep the source order\n"
           "  --multilabel          store a manifest as multilabel even if each row has one label\n"

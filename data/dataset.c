@@ -219,13 +219,14 @@ static enum beit_status shard_open(struct shard *s, const struct beit_dataset *d
   if ((st = read_meta(s->file, p, BEIT_SHARD_OFFSETS, H5T_NATIVE_INT64, H5T_INTEGER, 8, 1,
                       s->count + 1, (void **)&s->offsets, &got, err)))
     return st;
-  /* Chunk cache of `images`: 1 MiB each (HDF5's default) up to 256 shards, then 256 MiB shared
-   * out, so ImageNet-22k's thousand shards do not cache a gigabyte of chunks per rank. */
+  /* Chunk cache of `images`: 256 MiB per rank shared out over the shards, at most 64 MiB each
+   * (a small dataset ends up cached whole; ImageNet-22k's thousand shards stay bounded). */
   hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
   size_t cache = ((size_t)256 << 20) / (ds->num_shards ? ds->num_shards : 1);
+  if (cache > ((size_t)64 << 20))
+    cache = (size_t)64 << 20;
   if (dapl >= 0)
-    H5Pset_chunk_cache(dapl, H5D_CHUNK_CACHE_NSLOTS_DEFAULT, cache < ((size_t)1 << 20) ? cache : (size_t)1 << 20,
-                       H5D_CHUNK_CACHE_W0_DEFAULT);
+    H5Pset_chunk_cache(dapl, 40009 /* prime, > 10x the 16 KiB chunks of 64 MiB */, cache, 0.75);
   s->images = H5Dopen2(s->file, BEIT_SHARD_IMAGES, dapl >= 0 ? dapl : H5P_DEFAULT);
   if (dapl >= 0)
     H5Pclose(dapl);

@@ -22,7 +22,7 @@ void beit_data_pack_defaults(struct beit_data_pack_options *opt)
   opt->source = BEIT_DATA_SOURCE_FOLDER;
   opt->split = "train";
   opt->shard_bytes = (size_t)512 << 20;
-  opt->chunk_bytes = (size_t)256 << 10;
+  opt->chunk_bytes = 0; /* auto */
   opt->seed = 0;
   opt->shuffle = 1;
   opt->log = stderr;

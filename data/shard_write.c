@@ -20,7 +20,7 @@ enum beit_status beit_shard_writer_init(struct beit_shard_writer *w, const char 
     return beit_error_set(err, BEIT_STATUS_USAGE, "%s: path too long", path);
   strcpy(w->path, path);
   w->task = task;
-  w->chunk_bytes = chunk_bytes ? chunk_bytes : 256 * 1024;
+  w->chunk_bytes = chunk_bytes; /* 0: chosen at close from the mean record size */
   if (beit_data_grow((void **)&w->offsets, &w->offsets_cap, sizeof(int64_t)) ||
       beit_data_grow((void **)&w->label_offsets, &w->label_offsets_cap, sizeof(int64_t)))
     return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", path);
@@ -148,11 +148,19 @@ enum beit_status beit_shard_writer_close(struct beit_shard_writer *w, struct bei
   H5Tset_strpad(ktype, H5T_STR_NULLPAD);
   H5Tset_cset(ktype, H5T_CSET_UTF8);
   const size_t meta_chunk = 16384;
+  /* Records are read one at a time in random order and a whole chunk is read (and checksummed)
+   * per miss: about two mean records per chunk, 16 KiB to 1 MiB. */
+  size_t chunk = w->chunk_bytes;
+  if (!chunk) {
+    size_t mean = w->count ? w->nbytes / w->count : 0;
+    for (chunk = (size_t)16 << 10; chunk < 2 * mean && chunk < ((size_t)1 << 20); chunk *= 2)
+      ;
+  }
   int bad = write_attr_int(file, BEIT_SHARD_SCHEMA_ATTR, BEIT_DATA_SCHEMA_VERSION) ||
             write_attr_str(file, BEIT_SHARD_TASK_ATTR,
                            w->task == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass") ||
             write_attr_int(file, "num_records", (int64_t)w->count) ||
-            write_1d(file, BEIT_SHARD_IMAGES, H5T_STD_U8LE, w->bytes, w->nbytes, w->chunk_bytes) ||
+            write_1d(file, BEIT_SHARD_IMAGES, H5T_STD_U8LE, w->bytes, w->nbytes, chunk) ||
             write_1d(file, BEIT_SHARD_OFFSETS, H5T_STD_I64LE, w->offsets, w->count + 1, meta_chunk) ||
             write_1d(file, BEIT_SHARD_KEYS, ktype, fixed, w->count, 256 * 1024 / ksize + 1);
   if (!bad && w->task == BEIT_DATA_TASK_MULTICLASS)

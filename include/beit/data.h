@@ -173,7 +173,7 @@ struct beit_data_pack_options {
   const char *split;  /* Fashion-MNIST: "train" or "test" */
   int multilabel;     /* manifest: force task multilabel even if every row has one label */
   size_t shard_bytes; /* start a new shard once this many image bytes are in the current one */
-  size_t chunk_bytes; /* HDF5 chunk size of `images` */
+  size_t chunk_bytes; /* HDF5 chunk size of `images`; 0 = about two mean records, 16 KiB-1 MiB */
   uint64_t seed;      /* shuffle before sharding */
   int shuffle;        /* 0 keeps source order (sorted paths) */
   int overwrite;      /* replace an existing output folder */

@@ -48,8 +48,9 @@ struct beit_data_image {
 
 /* Decode an encoded file (JPEG, PNG, BMP, GIF first frame, TGA, PNM) to RGB: grey is
  * replicated, alpha dropped (PIL's convert("RGB")). A JPEG whose segments do not reach the
- * end-of-image marker and a PNG whose chunks do not reach IEND count as truncated. FORMAT on failure, the message names
- * key. img must be freed with beit_data_image_free (also after a failure: it is then empty). */
+ * end-of-image marker and a PNG whose chunks do not reach IEND count as truncated. FORMAT on
+ * failure, the message names key. img must be freed with beit_data_image_free (also after a
+ * failure: it is then empty). */
 enum beit_status beit_data_decode(struct beit_data_image *img, const void *data, size_t size,
                                   const char *key, struct beit_error *err);
 void beit_data_image_free(struct beit_data_image *img);

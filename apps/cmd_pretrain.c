@@ -64,8 +64,8 @@ int beit_cmd_pretrain(int argc, char **argv)
   struct beit_error err = {0};
   struct beit_dist *dist = NULL;
   struct beit_pretrain_summary sum;
-  if (beit_dist_init(&dist, &argc, &argv, &err))
-    return beit_cli_fail("pretrain", &err);
+  if (beit_dist_init(&dist, &argc, &argv, &err)) /* MPI may be half up: end every rank */
+    beit_dist_abort(NULL, BEIT_EXIT_RUNTIME, err.message);
   enum beit_status st = beit_pretrain_run(&o, dist, &sum, &err);
   if (st == BEIT_STATUS_INTERRUPTED) {
     if (beit_dist_is_root(dist))

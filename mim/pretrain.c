@@ -32,6 +32,7 @@ static const char *const phase_names[PHASE_COUNT] = {
 struct pretrain {
   struct beit_recipe recipe;
   double phase[PHASE_COUNT], phase_mark;
+  double allreduce_total; /* seconds inside MPI for gradients, hidden or not, since last log */
   struct beit_dist *dist;
   struct beit_model *model;
   struct beit_tokenizer *tok;
@@ -228,6 +229,9 @@ static enum beit_status train_step(struct pretrain *p, double out[4], struct bei
   if ((st = beit_dist_grads_finish(p->reducer, err)))
     return st;
   mark(p, PHASE_ALLREDUCE);
+  struct beit_dist_grads_stats gs;
+  beit_dist_grads_get_stats(p->reducer, &gs);
+  p->allreduce_total += gs.mpi_seconds;
   stats[4] = beit_trainer_interrupted();
   if ((st = beit_dist_allreduce_sum_f64(p->dist, stats, 5, err)))
     return st;
@@ -399,6 +403,8 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
       cJSON_AddNumberToObject(f, "grad_norm", window[2] / window[3]);
       cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
       cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
+      cJSON_AddNumberToObject(f, "allreduce_in_mpi_s", p.allreduce_total / window[3]);
+      p.allreduce_total = 0;
       for (int ph = 0; ph < PHASE_COUNT; ph++) { /* seconds per step, averaged over the window */
         cJSON_AddNumberToObject(f, phase_names[ph], p.phase[ph] / window[3]);
         p.phase[ph] = 0;

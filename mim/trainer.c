@@ -160,7 +160,7 @@ void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
     return;
   }
   double dt = t - tr->t_last_log, lr, wd;
-  double rate = dt > 0 ? tr->images_since_log * beit_dist_world_size(tr->dist) / dt : 0;
+  double rate = dt > 0 ? tr->images_since_log / dt : 0;
   long steps = tr->step - tr->step_at_last_log;
   double eta = steps > 0 ? dt / (double)steps * (double)(tr->total_steps - tr->step) : NAN;
   beit_trainer_schedule(tr, tr->step > 0 ? tr->step - 1 : 0, &lr, &wd);

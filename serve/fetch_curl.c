@@ -89,6 +89,8 @@ enum beit_status beit_infer_fetch_url(const char *url, size_t max_bytes, double 
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "URL body: out of memory");
   else if (rc == CURLE_UNSUPPORTED_PROTOCOL)
     st = beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "URL fetch refused: only http and https");
+  else if (rc == CURLE_OPERATION_TIMEDOUT)
+    st = beit_error_set(err, BEIT_STATUS_INTERRUPTED, "URL fetch timed out after %.3g s", timeout_s);
   else if (rc == CURLE_HTTP_RETURNED_ERROR)
     st = beit_error_set(err, BEIT_STATUS_IO, "URL fetch failed: HTTP status %ld", http);
   else if (rc != CURLE_OK)

@@ -189,9 +189,14 @@ int beit_request_item_bytes(const struct beit_request *req, size_t i,
     }
     double timeout = policy->timeout_s < time_left_s ? policy->timeout_s : time_left_s;
     struct beit_error err = {0};
-    enum beit_status st = timeout <= 0 ? beit_error_set(&err, BEIT_STATUS_IO, "no time left")
+    enum beit_status st = timeout <= 0 ? beit_error_set(&err, BEIT_STATUS_INTERRUPTED, "no time left")
                                        : beit_infer_fetch_url(it->text, policy->max_bytes,
                                                               timeout, data, size, &err);
+    if (st == BEIT_STATUS_INTERRUPTED && time_left_s < policy->timeout_s) {
+      /* the fetch was cut short by the request's own deadline */
+      beit_fault_set(f, 504, (long)i, "timeout", "input %zu: request timed out fetching the URL", i);
+      return -1;
+    }
     if (st) {
       int too_large = st == BEIT_STATUS_USAGE;
       beit_fault_set(f, too_large ? 413 : 400, (long)i, too_large ? "url_too_large" : "url_fetch_failed",

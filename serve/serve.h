@@ -86,9 +86,10 @@ int beit_request_parse(struct beit_request *req, const char *body, size_t len, s
                        struct beit_fault *f);
 void beit_request_free(struct beit_request *req);
 
-/* Bytes of input i: base64-decoded or fetched (when allow_urls). On failure -1 with f set
- * (bad_base64 400, url_not_allowed 400, url_fetch_failed 400, url_too_large 413). *data is
- * malloc'd. */
+/* Bytes of input i: base64-decoded or fetched (when allow_urls) within min(the policy's
+ * timeout, time_left_s). On failure -1 with f set (bad_base64 400, url_not_allowed 400,
+ * url_fetch_failed 400, url_too_large 413, timeout 504 when the request's time ran out).
+ * *data is malloc'd. */
 struct beit_fetch_policy {
   int allow_urls;
   size_t max_bytes;

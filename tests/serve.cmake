@@ -24,8 +24,10 @@ if(BEIT_BUILD_SERVER AND TARGET beit)
   add_test(NAME test_serve_e2e
            COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_serve_e2e.py
                    $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures)
+  # LSAN_OPTIONS matters in BEIT_SANITIZE builds only: fontconfig keeps its caches by design.
   set_tests_properties(test_serve_e2e PROPERTIES FIXTURES_REQUIRED serve_fixtures LABELS e2e
-                       TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=2")
+                       TIMEOUT 300 ENVIRONMENT
+                       "OMP_NUM_THREADS=2;LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/test_serve_lsan.supp")
   find_program(BEIT_WRK wrk)
   if(BEIT_WRK)
     add_test(NAME test_serve_load

@@ -156,8 +156,8 @@ enum beit_status beit_infer_visualize(const char *png_path, const struct beit_in
 
 /* Fetch an http:// or https:// URL (other schemes, also after redirects, are refused) into a
  * malloc'd buffer, at most max_bytes, within timeout_s. USAGE for a body over the cap (HTTP
- * 413), UNSUPPORTED for a refused scheme or a build without libcurl, IO for network failures,
- * timeouts and HTTP statuses >= 400. */
+ * 413), UNSUPPORTED for a refused scheme or a build without libcurl, INTERRUPTED when
+ * timeout_s passed, IO for other network failures and HTTP statuses >= 400. */
 enum beit_status beit_infer_fetch_url(const char *url, size_t max_bytes, double timeout_s,
                                       uint8_t **data, size_t *size, struct beit_error *err);
 

@@ -253,11 +253,15 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
   memset(report, 0, sizeof *report);
   if (!opt->input || !opt->output)
     return beit_error_set(err, BEIT_STATUS_USAGE, "pack needs an input and an output");
+  char output[4096], partial[4200];
+  if (snprintf(output, sizeof output, "%s", opt->output) >= (int)sizeof output)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "%s: path too long", opt->output);
+  for (size_t n = strlen(output); n > 1 && output[n - 1] == '/';) /* "out/" -> "out" */
+    output[--n] = 0;
   struct stat sb;
-  if (stat(opt->output, &sb) == 0 && !opt->overwrite)
-    return beit_error_set(err, BEIT_STATUS_USAGE, "%s: exists (use --overwrite to replace it)", opt->output);
-  char partial[4200];
-  snprintf(partial, sizeof partial, "%s.partial", opt->output);
+  if (stat(output, &sb) == 0 && !opt->overwrite)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "%s: exists (use --overwrite to replace it)", output);
+  snprintf(partial, sizeof partial, "%s.partial", output);
   enum beit_status st = remove_dataset_dir(partial, err);
   if (st)
     return st;
@@ -318,9 +322,9 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
     st = beit_data_index_write(partial, ps.task, l.class_names, l.num_classes, ps.counts,
                                report->shards, err);
   if (!st && opt->overwrite)
-    st = remove_dataset_dir(opt->output, err);
-  if (!st && rename(partial, opt->output) != 0)
-    st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot rename %s into place: %s", opt->output,
+    st = remove_dataset_dir(output, err);
+  if (!st && rename(partial, output) != 0)
+    st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot rename %s into place: %s", output,
                         partial, strerror(errno));
   report->num_classes = l.num_classes;
   if (!st)

@@ -3,6 +3,8 @@
 beit_add_test(NAME test_conv SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_conv.c LABELS unit)
 beit_add_test(NAME test_conv_gradcheck SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_conv_gradcheck.c
               LABELS gradcheck)
+beit_add_test(NAME test_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer.c LABELS unit
+              LIBS beit_tokenizer)
 
 # Golden: tools/dvae_ref.py writes a small model, images, noise, loss and every gradient (fp64
 # reference) for both reconstruction losses; the C side must match them.
@@ -44,3 +46,6 @@ if(BEIT_TOKENIZER_SLOW_TESTS)
                        FIXTURES_REQUIRED parity_tokenizer_full LABELS slow TIMEOUT 1800
                        ENVIRONMENT "OMP_NUM_THREADS=2")
 endif()
+beit_add_test(NAME test_tokenizer_gradcheck
+              SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_gradcheck.c LABELS gradcheck
+              LIBS beit_tokenizer)

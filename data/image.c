@@ -2,7 +2,8 @@
  *
  * stb_image is lenient with truncated files: a JPEG cut short decodes to grey blocks and a PNG
  * cut inside its last IDAT may still inflate. A structural check runs first so that such files
- * count as corrupt: a JPEG's segments must lead to an EOI marker, a PNG's chunks to IEND. */
+ * count as corrupt: a JPEG's segments must lead to an EOI marker, a PNG's chunks to IEND, a
+ * GIF's blocks through its first image, an uncompressed BMP's pixel array into the file. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,59 @@ static int png_complete(const uint8_t *p, size_t n)
   return 0;
 }
 
+static uint32_t le32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+
+/* Uncompressed BMP: the pixel array (offset + rows padded to 4 bytes) must fit in the file. */
+static int bmp_complete(const uint8_t *p, size_t n)
+{
+  if (n < 54 || le32(p + 14) < 40)
+    return n >= 26; /* OS/2 headers: left to stb */
+  uint32_t off = le32(p + 10), comp = le32(p + 30);
+  int32_t w = (int32_t)le32(p + 18), h = (int32_t)le32(p + 22);
+  unsigned bpp = (unsigned)p[28] | (unsigned)p[29] << 8;
+  if (comp != 0 && comp != 3) /* RLE: left to stb */
+    return 1;
+  uint64_t stride = (((uint64_t)(w < 0 ? -(int64_t)w : w) * bpp + 31) / 32) * 4;
+  uint64_t rows = (uint64_t)(h < 0 ? -(int64_t)h : h);
+  return (uint64_t)off + stride * rows <= n;
+}
+
+/* GIF: the blocks up to and including the first image's data must be in the file (only the
+ * first frame is decoded). */
+static int gif_complete(const uint8_t *p, size_t n)
+{
+  size_t i = 13;
+  if (n < 13)
+    return 0;
+  if (p[10] & 0x80)
+    i += 3u << ((p[10] & 7) + 1);
+  while (i < n) {
+    uint8_t block = p[i++];
+    int image = block == 0x2C;
+    if (image) {
+      if (i + 9 > n)
+        return 0;
+      uint8_t flags = p[i + 8];
+      i += 9 + ((flags & 0x80) ? 3u << ((flags & 7) + 1) : 0) + 1; /* + LZW code size */
+    } else if (block == 0x21) {
+      i += 1; /* label */
+    } else {
+      return 0; /* trailer or junk before any image */
+    }
+    for (;;) { /* data sub-blocks up to the 0 terminator */
+      if (i >= n)
+        return 0;
+      uint8_t len = p[i++];
+      if (len == 0)
+        break;
+      i += len;
+    }
+    if (image)
+      return i <= n;
+  }
+  return 0;
+}
+
 void beit_data_image_free(struct beit_data_image *img)
 {
   if (img->pixels)
@@ -116,6 +170,10 @@ enum beit_status beit_data_decode(struct beit_data_image *img, const void *data,
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: truncated JPEG (no end-of-image marker)", key);
   if (is_png(p, size) && !png_complete(p, size))
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: truncated PNG (no IEND chunk)", key);
+  if (size >= 6 && !memcmp(p, "GIF8", 4) && !gif_complete(p, size))
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: truncated GIF (first frame incomplete)", key);
+  if (size >= 2 && p[0] == 'B' && p[1] == 'M' && !bmp_complete(p, size))
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: truncated BMP (pixel array cut short)", key);
   int w, h, c;
   if (!stbi_info_from_memory(p, (int)size, &w, &h, &c))
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: not a decodable image (%s)", key,

@@ -97,7 +97,8 @@ static const struct expect good[] = {
     {"zebra/UPPER.PNG", 2, 0},
 };
 static const char *const corrupt[] = {"cat/truncated.jpg", "dog/truncated.png", "dog/random.jpg",
-                                      "zebra/empty.png", "zebra/text.png"};
+                                      "zebra/empty.png",   "zebra/text.png",    "zebra/truncated.gif",
+                                      "cat/truncated.bmp"};
 
 static void make_folder(void)
 {
@@ -117,6 +118,12 @@ static void make_folder(void)
   make_image("zebra/deep/nested.png", "png", 9, 5, 3, 8, &m), free(m.p);
   make_image("zebra/UPPER.PNG", "png", 12, 12, 3, 9, &m), free(m.p);
   write_bytes("zebra/pixel.gif", gif1x1, sizeof gif1x1);
+  write_bytes("zebra/truncated.gif", gif1x1, sizeof gif1x1 - 5); /* cut inside the image data */
+  make_image("cat/tmp.bmp", "bmp", 40, 30, 3, 11, &m);
+  write_bytes("cat/truncated.bmp", m.p, m.n * 6 / 10);
+  free(m.p);
+  snprintf(path, sizeof path, "%s/cat/tmp.bmp", root);
+  unlink(path);
   make_image("dog/photo.jpg", "jpg", 100, 75, 3, 5, &m);
   write_bytes("cat/truncated.jpg", m.p, m.n / 2);
   free(m.p);
@@ -166,11 +173,11 @@ static void test_folder(void)
   FILE *log = tmpfile();
   struct beit_data_pack_report rep;
   struct beit_error err = {0};
-  CHECK_MSG(pack(BEIT_DATA_SOURCE_FOLDER, root, out, 3000, log, &rep, &err) == 0, "%s", err.message);
+  CHECK_MSG(pack(BEIT_DATA_SOURCE_FOLDER, root, out, 1000, log, &rep, &err) == 0, "%s", err.message);
   size_t ngood = sizeof good / sizeof good[0], nbad = sizeof corrupt / sizeof corrupt[0];
   CHECK_MSG(rep.written == ngood, "written %zu", rep.written);
   CHECK_MSG(rep.skipped == nbad, "skipped %zu", rep.skipped);
-  CHECK_MSG(rep.shards >= 3, "shards %zu (3000-byte shards)", rep.shards);
+  CHECK_MSG(rep.shards >= 4, "shards %zu (1000-byte shards)", rep.shards);
   CHECK(rep.num_classes == 3);
   /* Every corrupt file is reported by key. */
   char logtext[8192] = {0};

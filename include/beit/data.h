@@ -48,7 +48,8 @@ struct beit_data_image {
 
 /* Decode an encoded file (JPEG, PNG, BMP, GIF first frame, TGA, PNM) to RGB: grey is
  * replicated, alpha dropped (PIL's convert("RGB")). A JPEG whose segments do not reach the
- * end-of-image marker and a PNG whose chunks do not reach IEND count as truncated. FORMAT on
+ * end-of-image marker, a PNG whose chunks do not reach IEND, a GIF whose first image is cut and
+ * an uncompressed BMP whose pixel array is cut count as truncated. FORMAT on
  * failure, the message names key. img must be freed with beit_data_image_free (also after a
  * failure: it is then empty). */
 enum beit_status beit_data_decode(struct beit_data_image *img, const void *data, size_t size,
@@ -219,7 +220,8 @@ struct beit_loader_cursor {
 
 /* One batch; valid until the next beit_loader_next call. */
 struct beit_loader_batch {
-  size_t count;        /* samples in this batch (B except a final short eval batch) */
+  size_t count;        /* samples: B, except in the final step of a drop_last = 0 pass, where
+                          it may be smaller, or 0 for a rank past the end */
   float *view_a;       /* (B, 3, S, S) */
   float *view_b;       /* (B, 3, s, s) or NULL */
   int32_t *labels;     /* (B) multiclass, else NULL */

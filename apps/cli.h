@@ -20,6 +20,10 @@ int beit_cmd_pack(int argc, char **argv);
 int beit_cmd_predict(int argc, char **argv);
 int beit_cmd_serve(int argc, char **argv);
 int beit_cmd_pretrain(int argc, char **argv);
+int beit_cmd_finetune(int argc, char **argv);
+int beit_cmd_eval(int argc, char **argv);
+int beit_cmd_probe(int argc, char **argv);
+int beit_cmd_export(int argc, char **argv);
 int beit_cmd_tokenizer(int argc, char **argv);
 
 #endif

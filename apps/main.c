@@ -17,6 +17,10 @@ static const struct command commands[] = {
     {"pretrain", beit_cmd_pretrain, "masked image modeling pretraining (MPI data parallel)"},
     {"info", beit_cmd_info, "describe a model folder or config: parameters per group, FLOPs"},
     {"run", beit_cmd_run, "raw tensors in, logits and hidden states out (safetensors)"},
+    {"finetune", beit_cmd_finetune, "fine-tune an encoder as a classifier (multi-class or multi-label)"},
+    {"eval", beit_cmd_eval, "classifier metrics on a dataset: top-1/5, per-class P/R/F1, mAP"},
+    {"probe", beit_cmd_probe, "linear probe on frozen, average-pooled features of a block"},
+    {"export", beit_cmd_export, "encoder (or classifier) as an HF or timm folder"},
     {"predict", beit_cmd_predict, "classify images, folders, datasets or JSON lines requests (JSON lines out)"},
     {"serve", beit_cmd_serve, "HTTP endpoint: POST /score in the model card's JSON format, batched workers"},
 };

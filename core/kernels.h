@@ -122,6 +122,16 @@ double beit_cross_entropy_forward(float *probs, long *correct, const float *logi
 void beit_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *targets,
                                  float smoothing, float dloss, size_t M, size_t V);
 
+/* ---- cross-entropy against soft targets (mixup/cutmix), mean over M rows ----
+ * targets (M, V) rows of a distribution (timm SoftTargetCrossEntropy: loss = mean over rows of
+ * -sum_c q_c log p_c). probs (M, V) saved softmax; *correct (may be NULL) gets the rows whose
+ * argmax equals the argmax of the target row. */
+double beit_soft_cross_entropy_forward(float *probs, long *correct, const float *logits,
+                                       const float *targets, size_t M, size_t V);
+/* dlogits (M, V) += dloss * (p - q * sum_c q_c) / M (= dloss (p - q) / M for a distribution) */
+void beit_soft_cross_entropy_backward(float *dlogits, const float *probs, const float *targets,
+                                      float dloss, size_t M, size_t V);
+
 /* ---- sigmoid binary cross-entropy (multi-label), mean over all N*C elements ----
  * logits, targets (N, C), targets in [0, 1]; numerically stable form. */
 double beit_bce_forward(const float *logits, const float *targets, size_t N, size_t C);

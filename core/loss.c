@@ -80,6 +80,65 @@ void beit_cross_entropy_backward(float *dlogits, const float *probs, const int32
   }
 }
 
+double beit_soft_cross_entropy_forward(float *probs, long *correct, const float *logits,
+                                       const float *targets, size_t M, size_t V)
+{
+  if (correct)
+    *correct = 0;
+  if (M == 0 || V == 0)
+    return 0.0;
+  beit_softmax_forward(probs, logits, M, V);
+  double part[LOSS_BLOCKS] = {0};
+  long hits[LOSS_BLOCKS] = {0};
+#pragma omp parallel for schedule(static) if (M * V > 65536)
+  for (size_t blk = 0; blk < LOSS_BLOCKS; blk++) {
+    for (size_t r = block_start(blk, M); r < block_start(blk + 1, M); r++) {
+      const float *x = logits + r * V, *q = targets + r * V;
+      size_t best = 0, want = 0;
+      double qsum = 0.0, qx = 0.0;
+      for (size_t c = 0; c < V; c++) {
+        if (x[c] > x[best])
+          best = c;
+        if (q[c] > q[want])
+          want = c;
+        qsum += q[c];
+        qx += (double)q[c] * (double)x[c];
+      }
+      /* -sum_c q_c (x_c - lse), lse from the saved softmax as in the hard-target form */
+      double lse = (double)x[best] - log((double)probs[r * V + best]);
+      part[blk] += qsum * lse - qx;
+      hits[blk] += best == want;
+    }
+  }
+  double total = 0.0;
+  long n_correct = 0;
+  for (size_t blk = 0; blk < LOSS_BLOCKS; blk++) {
+    total += part[blk];
+    n_correct += hits[blk];
+  }
+  if (correct)
+    *correct = n_correct;
+  return total / (double)M;
+}
+
+void beit_soft_cross_entropy_backward(float *dlogits, const float *probs, const float *targets,
+                                      float dloss, size_t M, size_t V)
+{
+  if (!dlogits || M == 0)
+    return;
+  const float k = dloss / (float)M;
+#pragma omp parallel for schedule(static) if (M * V > 65536)
+  for (size_t r = 0; r < M; r++) {
+    const float *p = probs + r * V, *q = targets + r * V;
+    float *dx = dlogits + r * V;
+    float qsum = 0.0f;
+    for (size_t c = 0; c < V; c++)
+      qsum += q[c];
+    for (size_t c = 0; c < V; c++)
+      dx[c] += k * (qsum * p[c] - q[c]);
+  }
+}
+
 /* max(x, 0) - x t + log(1 + exp(-|x|)): finite for any finite logit */
 static double bce_term(float x, float t)
 {

@@ -42,6 +42,8 @@ static void head_backward(struct beit_model *m, float dloss)
     zero(a->d_logits, M * V);
     if (m->multilabel)
       beit_bce_backward(a->d_logits, a->logits, m->multi_targets, dloss, M, V);
+    else if (!m->targets && m->multi_targets) /* soft targets (mixup/cutmix) */
+      beit_soft_cross_entropy_backward(a->d_logits, a->probs, m->multi_targets, dloss, M, V);
     else
       beit_cross_entropy_backward(a->d_logits, a->probs, m->targets, m->smoothing, dloss, M, V);
     zero(a->d_head_in, M * D);

@@ -98,7 +98,9 @@ enum beit_status beit_model_forward(struct beit_model *m, const float *pixels,
                                     struct beit_error *err);
 
 /* Loss of the last forward: MIM and single-label use targets (M or B class ids, label
- * smoothing `smoothing`); multi-label uses multi_targets (B, num_labels). *correct (may be NULL)
+ * smoothing `smoothing`); multi-label uses multi_targets (B, num_labels). A single-label
+ * classifier given targets NULL and multi_targets (B, num_labels) rows of a distribution (mixup,
+ * cutmix, smoothing already applied) uses the soft-target cross-entropy. *correct (may be NULL)
  * gets the number of argmax hits (MIM, single-label) or exactly matched rows at 0.5. */
 double beit_model_loss(struct beit_model *m, const int32_t *targets, const float *multi_targets,
                        float smoothing, long *correct);

@@ -165,6 +165,9 @@ double beit_model_loss(struct beit_model *m, const int32_t *targets, const float
       }
     return beit_bce_forward(m->a.logits, multi_targets, m->M, C);
   }
+  if (!targets && multi_targets && m->arch == BEIT_ARCH_CLASSIFIER) /* mixed (soft) targets */
+    return beit_soft_cross_entropy_forward(m->a.probs, correct, m->a.logits, multi_targets, m->M,
+                                           m->out_dim);
   return beit_cross_entropy_forward(m->a.probs, correct, m->a.logits, targets, smoothing, m->M,
                                     m->out_dim);
 }

@@ -636,3 +636,92 @@ done:
   beit_tensor_table_free(&table);
   return s;
 }
+
+/* ---- encoder export ------------------------------------------------------------------------ */
+
+static enum beit_status write_preprocessor(const char *dir, long size, struct beit_error *err)
+{
+  char path[4200];
+  cJSON *j = cJSON_CreateObject(), *sz = NULL;
+  if (!j)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);
+  const double half[3] = {0.5, 0.5, 0.5};
+  cJSON_AddBoolToObject(j, "do_resize", 1);
+  if ((sz = cJSON_AddObjectToObject(j, "size"))) {
+    cJSON_AddNumberToObject(sz, "height", (double)size);
+    cJSON_AddNumberToObject(sz, "width", (double)size);
+  }
+  cJSON_AddNumberToObject(j, "resample", 2); /* bilinear, as the microsoft/ checkpoints */
+  cJSON_AddBoolToObject(j, "do_center_crop", 0);
+  cJSON_AddBoolToObject(j, "do_rescale", 1);
+  cJSON_AddNumberToObject(j, "rescale_factor", 1.0 / 255.0);
+  cJSON_AddBoolToObject(j, "do_normalize", 1);
+  cJSON_AddItemToObject(j, "image_mean", cJSON_CreateDoubleArray(half, 3));
+  cJSON_AddItemToObject(j, "image_std", cJSON_CreateDoubleArray(half, 3));
+  cJSON_AddBoolToObject(j, "do_reduce_labels", 0);
+  cJSON_AddStringToObject(j, "image_processor_type", "BeitImageProcessor");
+  snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+  enum beit_status st = beit_json_write_file(path, j, err);
+  cJSON_Delete(j);
+  return st;
+}
+
+enum beit_status beit_export_encoder(const char *from, const char *dir,
+                                     const struct beit_export_options *opt,
+                                     struct beit_error *err)
+{
+  struct beit_source *src = NULL;
+  struct beit_model *m = NULL;
+  struct beit_config cfg;
+  beit_config_defaults(&cfg);
+  enum beit_status st = beit_source_open(&src, from, err);
+  if (st)
+    return st;
+  const struct beit_config *sc = &src->cfg;
+  if (opt->with_head && beit_config_arch(sc) != BEIT_ARCH_CLASSIFIER) {
+    st = beit_error_set(err, BEIT_STATUS_USAGE, "%s is a %s: there is no classifier to export "
+                        "(leave out --with-head to export the encoder)", from, sc->architecture);
+    goto done;
+  }
+  cfg = *sc;
+  cfg.labels = NULL;
+  if ((st = beit_config_set_labels(&cfg, sc->num_labels, (const char *const *)sc->labels, err)))
+    goto done;
+  snprintf(cfg.architecture, sizeof cfg.architecture, "%s",
+           opt->with_head ? "BeitForImageClassification" : "BeitModel");
+  if (!opt->with_head)
+    cfg.problem_type[0] = '\0';
+  cfg.use_mask_token = 0;
+  if (sc->use_relative_position_bias || sc->use_shared_relative_position_bias) {
+    cfg.use_relative_position_bias = 1;
+    cfg.use_shared_relative_position_bias = 0;
+  }
+  if (opt->pooling >= 0)
+    cfg.use_mean_pooling = opt->pooling;
+  else if (beit_config_arch(sc) == BEIT_ARCH_MIM)
+    cfg.use_mean_pooling = 1;
+  if (opt->image_size > 0)
+    cfg.image_size = opt->image_size;
+  if ((st = beit_config_validate(&cfg, "export config", err)) ||
+      (st = beit_model_create(&m, &cfg, 1, err)))
+    goto done;
+  beit_model_init_weights(m, BEIT_INIT_FINETUNE, 0);
+  struct beit_transfer_options to = {1, opt->log};
+  struct beit_transfer_report rep;
+  if ((st = beit_transfer_load(m, src, &to, &rep, err)))
+    goto done;
+  if (opt->with_head && rep.fresh) {
+    st = beit_error_set(err, BEIT_STATUS_INTERNAL, "%s: %zu tensors of the classifier were not "
+                        "found", from, rep.fresh);
+    goto done;
+  }
+  if (opt->timm)
+    st = beit_export_timm(m, dir, err);
+  else if (!(st = beit_model_save(m, dir, err)))
+    st = write_preprocessor(dir, cfg.image_size, err);
+done:
+  beit_model_free(m);
+  beit_config_free(&cfg);
+  beit_source_free(src);
+  return st;
+}

@@ -111,6 +111,23 @@ void beit_pos_embed_resize(float *dst, size_t gd, const float *src, size_t gs, s
 
 /* ---- export -------------------------------------------------------------------------------- */
 
+struct beit_export_options {
+  int with_head;     /* keep the classifier (the source must be a BeitForImageClassification) */
+  int timm;          /* timm/unilm names + timm config.json instead of an HF folder */
+  int pooling;       /* -1: the source's (mean for a MIM checkpoint); 1 mean; 0 cls */
+  long image_size;   /* 0: the source's; else relative position tables are resized */
+  FILE *log;
+};
+
+/* The encoder of the checkpoint at `from` (alone, as an HF BeitModel, or with its classifier,
+ * as BeitForImageClassification) written to dir: config.json with id2label, model.safetensors
+ * with HF names, one relative position table per layer (a shared table is copied into each),
+ * no mask token or MIM head, a pooler LayerNorm (initialised to identity when the source has
+ * none), and an HF preprocessor_config.json (resize to image_size, mean = std = 0.5). */
+enum beit_status beit_export_encoder(const char *from, const char *dir,
+                                     const struct beit_export_options *opt,
+                                     struct beit_error *err);
+
 /* Write m as a timm/unilm-named folder: model.safetensors (cls_token, blocks.i.attn.qkv.weight,
  * q_bias, v_bias, gamma_1, fc_norm, head, ...) and a timm config.json (architecture,
  * num_classes, model_args, pretrained_cfg) that timm's hub loader reads. Written via a temporary

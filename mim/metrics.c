@@ -23,8 +23,14 @@ enum beit_status beit_metrics_init(struct beit_metrics *m, size_t C, int multila
     m->filled = calloc(rows ? rows : 1, 1);
     if (!m->scores || !m->targets || !m->filled)
       goto nomem;
-  } else if (!(m->confusion = calloc(C * C, sizeof *m->confusion))) {
-    goto nomem;
+  } else {
+    m->tp = calloc(C, sizeof *m->tp);
+    m->support = calloc(C, sizeof *m->support);
+    m->predicted = calloc(C, sizeof *m->predicted);
+    if (!m->tp || !m->support || !m->predicted)
+      goto nomem;
+    if (C <= BEIT_METRICS_CONFUSION_MAX && !(m->confusion = calloc(C * C, sizeof *m->confusion)))
+      goto nomem;
   }
   return BEIT_STATUS_OK;
 nomem:
@@ -36,6 +42,10 @@ nomem:
 void beit_metrics_free(struct beit_metrics *m)
 {
   free(m->confusion);
+  free(m->tp);
+  free(m->support);
+  free(m->predicted);
+  m->tp = m->support = m->predicted = NULL;
   free(m->scores);
   free(m->targets);
   free(m->filled);
@@ -66,7 +76,11 @@ void beit_metrics_add_multiclass(struct beit_metrics *m, const float *logits,
     for (size_t c = 0; c < C; c++)
       se += exp((double)x[c] - mx);
     m->loss_sum += mx + log(se) - (double)x[t];
-    m->confusion[(size_t)t * C + best] += 1.0;
+    if (m->confusion)
+      m->confusion[(size_t)t * C + best] += 1.0;
+    m->support[t] += 1.0;
+    m->predicted[best] += 1.0;
+    m->tp[t] += best == (size_t)t;
     m->top1 += best == (size_t)t;
     m->topk_hits += rank < m->topk;
     m->count += 1.0;
@@ -191,16 +205,12 @@ enum beit_status beit_metrics_report(const struct beit_metrics *m,
     r->top1 = ratio(m->top1, m->count);
     r->topk_acc = ratio(m->topk_hits, m->count);
     r->log_loss = ratio(m->loss_sum, m->count);
-    for (size_t t = 0; t < C; t++)
-      for (size_t p = 0; p < C; p++) {
-        double n = m->confusion[t * C + p];
-        r->cls[t].support += n;
-        r->cls[p].predicted += n;
-        if (t == p)
-          r->cls[t].tp += n;
-      }
-    for (size_t c = 0; c < C; c++)
+    for (size_t c = 0; c < C; c++) {
+      r->cls[c].support = m->support[c];
+      r->cls[c].predicted = m->predicted[c];
+      r->cls[c].tp = m->tp[c];
       r->cls[c].ap = NAN;
+    }
     finish_classes(r);
     return BEIT_STATUS_OK;
   }

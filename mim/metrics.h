@@ -36,7 +36,8 @@ struct beit_metrics {
   double count;       /* samples accumulated */
   double loss_sum;    /* sum of per-sample losses */
   /* multi-class */
-  double *confusion;  /* (C, C) */
+  double *tp, *support, *predicted; /* (C) each */
+  double *confusion;  /* (C, C), or NULL above BEIT_METRICS_CONFUSION_MAX classes */
   double top1, topk_hits;
   /* multi-label: one row per sample slot (global sample index), so ranks can be merged */
   size_t rows;        /* slots */
@@ -44,6 +45,8 @@ struct beit_metrics {
   uint8_t *targets;   /* (rows, C) 0/1 */
   uint8_t *filled;    /* (rows) slot holds a sample */
 };
+
+#define BEIT_METRICS_CONFUSION_MAX 1000 /* a 21841-class confusion matrix would be 3.8 GB */
 
 /* rows: the number of sample slots for multi-label (the dataset size); unused for multi-class. */
 enum beit_status beit_metrics_init(struct beit_metrics *m, size_t C, int multilabel, size_t rows,
@@ -79,7 +82,7 @@ struct beit_metrics_report {
   double map, micro_precision, micro_recall, micro_f1, subset_accuracy, threshold; /* multi-label */
   size_t classes_ap;
   struct beit_class_metrics *cls;          /* C entries */
-  const double *confusion;                 /* multi-class: the accumulator's (C, C) */
+  const double *confusion;                 /* multi-class: the accumulator's (C, C) or NULL */
 };
 
 enum beit_status beit_metrics_report(const struct beit_metrics *m,

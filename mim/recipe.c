@@ -9,6 +9,10 @@
 
 static const char *const norms[] = {"inception", "imagenet", NULL};
 static const char *const mask_types[] = {"blockwise", "random", NULL};
+static const char *const tasks[] = {"auto", "multiclass", "multilabel", NULL};
+static const char *const poolings[] = {"mean", "cls", NULL};
+static const char *const eval_resizes[] = {"center_crop", "direct", NULL};
+static const char *const probe_pools[] = {"mean", "cls_mean", NULL};
 
 static const struct beit_config_key recipe_keys[] = {
     {"model", BEIT_KEY_STRING, F(model), 0, 0, NULL, "model config.json"},
@@ -64,6 +68,32 @@ static const struct beit_config_key recipe_keys[] = {
     {"eval.batches", BEIT_KEY_INT, F(eval.batches), 0, BIG, NULL, "0 = the whole set"},
     {"max_consecutive_nonfinite", BEIT_KEY_INT, F(max_consecutive_nonfinite), 1, 1 << 20, NULL,
      "skipped updates in a row before the run stops"},
+    /* fine-tuning, evaluation, linear probing */
+    {"task", BEIT_KEY_STRING, F(task), 0, 0, tasks, "auto = the training dataset's task"},
+    {"image_size", BEIT_KEY_INT, F(image_size), 0, 8192, NULL,
+     "fine-tuning resolution; 0 = the initial checkpoint's"},
+    {"pooling", BEIT_KEY_STRING, F(pooling), 0, 0, poolings, "classifier input"},
+    {"head_init_scale", BEIT_KEY_DOUBLE, F(head_init_scale), 0, 10, NULL,
+     "classifier init multiplier"},
+    {"mixup.mixup_alpha", BEIT_KEY_DOUBLE, F(mixup.mixup_alpha), 0, 100, NULL, "0 = off"},
+    {"mixup.cutmix_alpha", BEIT_KEY_DOUBLE, F(mixup.cutmix_alpha), 0, 100, NULL, "0 = off"},
+    {"mixup.prob", BEIT_KEY_DOUBLE, F(mixup.prob), 0, 1, NULL, "batches mixed"},
+    {"mixup.switch_prob", BEIT_KEY_DOUBLE, F(mixup.switch_prob), 0, 1, NULL,
+     "CutMix instead of Mixup when both are on"},
+    {"data.fraction", BEIT_KEY_DOUBLE, F(finetune_data.fraction), 1e-9, 1, NULL,
+     "labelled fraction of data.train: seeded, class-balanced subset"},
+    {"data.eval_resize", BEIT_KEY_STRING, F(finetune_data.eval_resize), 0, 0, eval_resizes,
+     "evaluation resize"},
+    {"data.crop_pct", BEIT_KEY_DOUBLE, F(finetune_data.crop_pct), 1e-3, 1, NULL,
+     "evaluation centre crop fraction"},
+    {"eval.threshold", BEIT_KEY_DOUBLE, F(eval_threshold), 0, 1, NULL,
+     "multi-label decision threshold"},
+    {"probe.block", BEIT_KEY_INT, F(probe.block), 0, 1024, NULL, "1..L; 0 = every block"},
+    {"probe.pool", BEIT_KEY_STRING, F(probe.pool), 0, 0, probe_pools, "probe features"},
+    {"probe.epochs", BEIT_KEY_DOUBLE, F(probe.epochs), 0, BIG, NULL, NULL},
+    {"probe.lr", BEIT_KEY_DOUBLE, F(probe.lr), 0, 10, NULL, "peak lr (AdamW, cosine)"},
+    {"probe.weight_decay", BEIT_KEY_DOUBLE, F(probe.weight_decay), 0, 10, NULL, NULL},
+    {"probe.batch", BEIT_KEY_INT, F(probe.batch), 1, 1 << 20, NULL, NULL},
 };
 #define NKEYS (sizeof recipe_keys / sizeof recipe_keys[0])
 
@@ -103,6 +133,20 @@ void beit_recipe_defaults(struct beit_recipe *r)
   r->eval.every_steps = 0;
   r->eval.batches = 20;
   r->max_consecutive_nonfinite = 5;
+  strcpy(r->task, "auto");
+  strcpy(r->pooling, "mean");
+  r->head_init_scale = 0.001;
+  r->mixup.prob = 1.0;
+  r->mixup.switch_prob = 0.5;
+  r->finetune_data.fraction = 1.0;
+  strcpy(r->finetune_data.eval_resize, "center_crop");
+  r->finetune_data.crop_pct = 224.0 / 256.0;
+  r->eval_threshold = 0.5;
+  strcpy(r->probe.pool, "mean");
+  r->probe.epochs = 50;
+  r->probe.lr = 4e-3;
+  r->probe.weight_decay = 1e-4;
+  r->probe.batch = 1024;
 }
 
 enum beit_status beit_recipe_load(struct beit_recipe *r, const char *path, struct beit_error *err)

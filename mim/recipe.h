@@ -46,6 +46,26 @@ struct beit_recipe {
     long every_steps, batches;
   } eval;
   long max_consecutive_nonfinite;
+  /* fine-tuning, evaluation and linear probing (mim/finetune.c, mim/eval.c, mim/probe.c) */
+  char task[BEIT_CONFIG_STR];   /* "auto" (the dataset's), "multiclass", "multilabel" */
+  long image_size;              /* fine-tuning resolution; 0 = the initial checkpoint's */
+  char pooling[BEIT_CONFIG_STR]; /* "mean" (mean of patch tokens + LayerNorm) or "cls" */
+  double head_init_scale;       /* classifier init multiplier (timm 0.001) */
+  struct {
+    double mixup_alpha, cutmix_alpha, prob, switch_prob;
+  } mixup;
+  struct {
+    double fraction;                  /* labelled fraction of data.train (class-balanced) */
+    char eval_resize[BEIT_CONFIG_STR]; /* "center_crop" or "direct" */
+    double crop_pct;
+  } finetune_data;
+  double eval_threshold;        /* multi-label decision threshold on the probability */
+  struct {
+    long block;                 /* 1..L; 0 = every block */
+    char pool[BEIT_CONFIG_STR]; /* "mean" (patch tokens) or "cls_mean" (concat) */
+    double epochs, lr, weight_decay;
+    long batch;
+  } probe;
 };
 
 void beit_recipe_defaults(struct beit_recipe *r);

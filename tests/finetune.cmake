@@ -6,3 +6,7 @@ if(TARGET beit_mim)
   beit_add_test(NAME test_metrics SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_metrics.c
                 LABELS unit LIBS beit_mim)
 endif()
+if(TARGET beit_mim)
+  beit_add_test(NAME test_finetune SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_finetune.c
+                LABELS unit LIBS beit_mim)
+endif()

@@ -1,0 +1,83 @@
+/* beit export: the encoder of a checkpoint (alone or with its classifier) as an HF or timm
+ * folder (encoder/transfer.h beit_export_encoder, beit_export_timm). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "transfer.h"
+
+static const char usage_text[] =
+    "usage: beit export --from CHECKPOINT --out DIR [--with-head] [--format hf|timm]\n"
+    "                   [--pooling mean|cls] [--image-size N] [--quiet]\n"
+    "\n"
+    "Writes the encoder of CHECKPOINT (beit pretrain's or beit finetune's checkpoint-<step>, an\n"
+    "HF folder, a timm folder or .safetensors) as a folder that HF transformers, timm, beit\n"
+    "finetune --init and beit run / predict load:\n"
+    "  hf (default): config.json (BeitModel, or BeitForImageClassification with --with-head, with\n"
+    "    id2label), model.safetensors with HF names, preprocessor_config.json;\n"
+    "  timm: model.safetensors with timm names (qkv, q_bias, gamma_1, fc_norm, head) and a timm\n"
+    "    config.json (architecture, model_args, pretrained_cfg) for timm's hub loader.\n"
+    "The mask token and MIM head are dropped; a shared relative position bias is copied into\n"
+    "every layer (the layout of fine-tuning and of the released HF/timm classifiers).\n"
+    "\n"
+    "  --from DIR        checkpoint or model folder (or a .safetensors file)\n"
+    "  --out DIR         output folder (replaced atomically)\n"
+    "  --with-head       keep the classifier (the source must be a classifier)\n"
+    "  --format F        hf (default) or timm\n"
+    "  --pooling P       mean (mean of patch tokens + pooler LayerNorm) or cls; default: the\n"
+    "                    source's, mean for a pretraining checkpoint\n"
+    "  --image-size N    export for another resolution (relative position tables resized)\n"
+    "  --quiet           no per-tensor notes\n";
+
+int beit_cmd_export(int argc, char **argv)
+{
+  static const struct option opts[] = {{"from", required_argument, NULL, 'f'},
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"with-head", no_argument, NULL, 'w'},
+                                       {"format", required_argument, NULL, 'F'},
+                                       {"pooling", required_argument, NULL, 'p'},
+                                       {"image-size", required_argument, NULL, 'i'},
+                                       {"quiet", no_argument, NULL, 'q'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  struct beit_export_options o = {0, 0, -1, 0, stderr};
+  const char *from = NULL, *out = NULL;
+  char *end;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'f': from = optarg; break;
+    case 'o': out = optarg; break;
+    case 'w': o.with_head = 1; break;
+    case 'F':
+      if (strcmp(optarg, "hf") && strcmp(optarg, "timm"))
+        return beit_cli_usage_error("export", "--format: '%s' is not hf or timm", optarg);
+      o.timm = !strcmp(optarg, "timm");
+      break;
+    case 'p':
+      if (strcmp(optarg, "mean") && strcmp(optarg, "cls"))
+        return beit_cli_usage_error("export", "--pooling: '%s' is not mean or cls", optarg);
+      o.pooling = !strcmp(optarg, "mean");
+      break;
+    case 'i':
+      o.image_size = strtol(optarg, &end, 10);
+      if (*end || o.image_size < 1 || o.image_size > 8192)
+        return beit_cli_usage_error("export", "--image-size: '%s' is not in 1..8192", optarg);
+      break;
+    case 'q': o.log = NULL; break;
+    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
+    default: return beit_cli_usage_error("export", "unknown option");
+    }
+  }
+  if (!from || !out || optind != argc)
+    return beit_cli_usage_error("export", "--from and --out are required");
+  struct beit_error err = {0};
+  if (beit_export_encoder(from, out, &o, &err))
+    return beit_cli_fail("export", &err);
+  printf("exported %s -> %s (%s%s)\n", from, out, o.timm ? "timm" : "HF",
+         o.with_head ? ", with classifier" : ", encoder");
+  return BEIT_EXIT_OK;
+}

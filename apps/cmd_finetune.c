@@ -1,0 +1,127 @@
+/* beit finetune: fine-tune a BEiT encoder as a classifier (mim/finetune.h), one rank or many. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "beit/distributed.h"
+#include "cli.h"
+#include "finetune.h"
+
+#define MAX_SETS 128
+
+static const char usage_text[] =
+    "usage: beit finetune --config RECIPE.json --out DIR [--init DIR] [--data DIR]\n"
+    "                     [--eval-data DIR] [--task multiclass|multilabel]\n"
+    "                     [--mixup ALPHA] [--cutmix ALPHA] [--resume] [--set key=value]...\n"
+    "\n"
+    "Fine-tunes a BEiT encoder as an image classifier on a dataset folder (beit pack).\n"
+    "--init takes our pretraining checkpoint (OUT/checkpoint-<step>), an exported encoder\n"
+    "(beit export), an HF folder (config.json + model.safetensors) or a timm folder / .safetensors\n"
+    "file with timm names. The MIM head is dropped, a shared relative position bias is copied into\n"
+    "every layer and resized when image_size changes (unilm's geometric interpolation), and a new\n"
+    "head (mean pooling + LayerNorm, init scale 0.001) is trained with layer-wise lr decay, drop\n"
+    "path and label smoothing. Without --init the recipe's model config starts from random init.\n"
+    "Writes OUT/checkpoint-<step>/ (a BeitForImageClassification folder: beit eval, beit export\n"
+    "and HF load it), OUT/metrics.jsonl and OUT/eval.json. --resume continues from the newest\n"
+    "checkpoint in OUT; SIGINT/SIGTERM write a final checkpoint. Under mpirun/srun every rank\n"
+    "trains on its slice of each global batch.\n"
+    "\n"
+    "  --config FILE     recipe (configs/recipes/finetune_*.json)\n"
+    "  --init DIR        initial weights (else random init from the recipe's 'model')\n"
+    "  --data DIR        training dataset (else data.train)\n"
+    "  --eval-data DIR   held-out dataset (else data.eval)\n"
+    "  --out DIR         output folder\n"
+    "  --task T          multiclass (softmax cross-entropy) or multilabel (sigmoid BCE);\n"
+    "                    default: the dataset's\n"
+    "  --mixup ALPHA     Mixup Beta(alpha, alpha) (= --set mixup.mixup_alpha=ALPHA)\n"
+    "  --cutmix ALPHA    CutMix (= --set mixup.cutmix_alpha=ALPHA)\n"
+    "  --resume          continue from the newest checkpoint in --out\n"
+    "  --set KEY=VALUE   override a recipe key, e.g. --set data.fraction=0.01\n";
+
+int beit_cmd_finetune(int argc, char **argv)
+{
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"init", required_argument, NULL, 'i'},
+                                       {"data", required_argument, NULL, 'd'},
+                                       {"eval-data", required_argument, NULL, 'e'},
+                                       {"out", required_argument, NULL, 'o'},
+                                       {"task", required_argument, NULL, 't'},
+                                       {"mixup", required_argument, NULL, 'm'},
+                                       {"cutmix", required_argument, NULL, 'x'},
+                                       {"resume", no_argument, NULL, 'r'},
+                                       {"set", required_argument, NULL, 's'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
+  struct beit_finetune_options o = {0};
+  static char shortcuts[8][300];
+  const char *sets[MAX_SETS + 8];
+  int c, nshort = 0;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'c': o.recipe = optarg; break;
+    case 'i': o.init = optarg; break;
+    case 'd': o.data = optarg; break;
+    case 'e': o.eval_data = optarg; break;
+    case 'o': o.out = optarg; break;
+    case 'r': o.resume = 1; break;
+    case 't':
+    case 'm':
+    case 'x':
+      if (c == 't' && strcmp(optarg, "multiclass") && strcmp(optarg, "multilabel"))
+        return beit_cli_usage_error("finetune", "--task: '%s' is not multiclass or multilabel",
+                                    optarg);
+      if (nshort == 8)
+        return beit_cli_usage_error("finetune", "too many --task/--mixup/--cutmix options");
+      snprintf(shortcuts[nshort], sizeof shortcuts[nshort], "%s=%s",
+               c == 't' ? "task" : c == 'm' ? "mixup.mixup_alpha" : "mixup.cutmix_alpha", optarg);
+      sets[o.nsets++] = shortcuts[nshort++]; /* in command-line order: the last one wins */
+      break;
+    case 's':
+      if (o.nsets >= MAX_SETS)
+        return beit_cli_usage_error("finetune", "too many --set options");
+      sets[o.nsets++] = optarg;
+      break;
+    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
+    default: return beit_cli_usage_error("finetune", "unknown option");
+    }
+  }
+  o.sets = sets;
+  if (!o.recipe || !o.out || optind != argc)
+    return beit_cli_usage_error("finetune", "--config and --out are required");
+
+  struct beit_error err = {0};
+  struct beit_dist *dist = NULL;
+  struct beit_finetune_summary sum;
+  if (beit_dist_init(&dist, &argc, &argv, &err))
+    return beit_cli_fail("finetune", &err);
+  enum beit_status st = beit_finetune_run(&o, dist, &sum, &err);
+  if (st == BEIT_STATUS_INTERRUPTED) {
+    if (beit_dist_is_root(dist))
+      fprintf(stderr, "beit finetune: %s\n", err.message);
+    beit_dist_finalize(dist);
+    return BEIT_EXIT_RUNTIME;
+  }
+  if (st) {
+    if (beit_dist_world_size(dist) > 1) /* end every rank now, not at the next collective */
+      beit_dist_abort(dist, BEIT_EXIT_RUNTIME, err.message);
+    beit_dist_finalize(dist);
+    return beit_cli_fail("finetune", &err);
+  }
+  if (beit_dist_is_root(dist)) {
+    printf("fine-tuning done: %ld steps in %.1f s on %zu training images\n", sum.steps,
+           sum.seconds, sum.train_samples);
+    printf("  training loss      %.4f -> %.4f (accuracy %.4f)\n", sum.first_loss, sum.last_loss,
+           sum.last_acc);
+    if (sum.evaluated && !sum.multilabel)
+      printf("  held-out           top-1 %.4f, top-5 %.4f, log loss %.4f over %.0f images\n",
+             sum.eval_top1, sum.eval_topk, sum.eval_loss, sum.eval_samples);
+    else if (sum.evaluated)
+      printf("  held-out           mAP %.4f, micro F1 %.4f, log loss %.4f over %.0f images\n",
+             sum.eval_map, sum.eval_micro_f1, sum.eval_loss, sum.eval_samples);
+    printf("  checkpoint         %s\n", sum.last_checkpoint);
+  }
+  beit_dist_finalize(dist);
+  return BEIT_EXIT_OK;
+}

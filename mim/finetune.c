@@ -1,0 +1,855 @@
+/* The fine-tuning loop (see finetune.h). */
+#include "finetune.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "beit/data.h"
+#include "checkpoint.h"
+#include "config_table.h"
+#include "encoder.h"
+#include "eval.h"
+#include "kernels.h"
+#include "metrics.h"
+#include "mixup.h"
+#include "rng.h"
+#include "trainer.h"
+#include "transfer.h"
+
+/* Stream salts: augmentation draws from the loader's (seed, epoch, index); drop path, mixup and
+ * the label subset from their own streams. */
+#define DROP_STREAM 0x64726f70ull   /* "drop" */
+#define MIXUP_STREAM 0x6d697875ull  /* "mixu" */
+#define SUBSET_STREAM 0x73756273ull /* "subs" */
+#define GRAD_BUCKET_FLOATS (4u << 20)
+
+enum phase { PHASE_DATA, PHASE_FORWARD, PHASE_BACKWARD, PHASE_ALLREDUCE, PHASE_UPDATE,
+             PHASE_COUNT };
+static const char *const phase_names[PHASE_COUNT] = {
+    "time_data_wait", "time_forward", "time_backward", "time_allreduce_exposed", "time_update"};
+
+struct finetune {
+  struct beit_recipe recipe;
+  double phase[PHASE_COUNT], phase_mark;
+  struct beit_dist *dist;
+  struct beit_model *model;
+  struct beit_loader *loader;
+  struct beit_dist_grads *reducer;
+  struct beit_trainer trainer;
+  struct beit_mixup mixup;
+  size_t B, C;
+  int multilabel;      /* sigmoid BCE */
+  int onehot;          /* BCE on a multi-class dataset: one-hot targets */
+  char train_dir[4200];
+  float *drop;         /* (L, 2, B) */
+  double *uniform;     /* (L, 2, B) */
+  float *drop_rates;   /* (L) */
+  float *mixed, *soft; /* (B, 3, S, S), (B, C) */
+};
+
+static double clock_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void mark(struct finetune *p, enum phase ph)
+{
+  double t = clock_now();
+  p->phase[ph] += t - p->phase_mark;
+  p->phase_mark = t;
+}
+
+void beit_finetune_recipe_defaults(struct beit_recipe *r)
+{
+  beit_recipe_defaults(r);
+  /* run_class_finetuning.py defaults (spec 6.3) */
+  r->optimizer.lr = 5e-4;
+  r->optimizer.min_lr = 1e-6;
+  r->optimizer.weight_decay = 0.05;
+  r->optimizer.layer_decay = 0.9;
+  r->optimizer.clip_grad = 0.0;
+  r->schedule.epochs = 30;
+  r->schedule.warmup_epochs = 5;
+  r->drop_path_rate = 0.1;
+  r->label_smoothing = 0.1;
+  r->data.jitter = 0.0; /* colour jitter is a pretraining augmentation here */
+  r->checkpoint.every_steps = 0;
+  r->eval.batches = 0;
+}
+
+double beit_layer_decay_scale(double decay, size_t L, int layer_id)
+{
+  return pow(decay, (double)((long)L + 1 - layer_id));
+}
+
+void beit_model_layer_decay(struct beit_model *m, double decay)
+{
+  for (size_t i = 0; i < m->table.count; i++)
+    m->table.items[i].lr_scale =
+        (float)beit_layer_decay_scale(decay, m->L, m->table.items[i].layer_id);
+}
+
+enum beit_status beit_finetune_config(struct beit_config *out, const struct beit_config *base,
+                                      const struct beit_recipe *r, long num_labels,
+                                      const char *const *names, int multilabel,
+                                      struct beit_error *err)
+{
+  *out = *base;
+  out->labels = NULL;
+  snprintf(out->architecture, sizeof out->architecture, "BeitForImageClassification");
+  snprintf(out->problem_type, sizeof out->problem_type, "%s",
+           multilabel ? "multi_label_classification" : "single_label_classification");
+  out->use_mask_token = 0;
+  if (base->use_relative_position_bias || base->use_shared_relative_position_bias) {
+    out->use_relative_position_bias = 1; /* fine-tuning default: one table per layer */
+    out->use_shared_relative_position_bias = 0;
+  }
+  out->use_mean_pooling = strcmp(r->pooling, "cls") != 0;
+  if (r->image_size > 0)
+    out->image_size = r->image_size;
+  if (r->drop_path_rate >= 0)
+    out->drop_path_rate = r->drop_path_rate;
+  enum beit_status st = beit_config_set_labels(out, num_labels, names, err);
+  if (!st)
+    st = beit_config_validate(out, "fine-tuning config", err);
+  return st;
+}
+
+/* ---- the labelled subset ------------------------------------------------------------------- */
+
+static const char *image_ext(const uint8_t *b, size_t n)
+{
+  if (n >= 8 && !memcmp(b, "\x89PNG", 4))
+    return "png";
+  if (n >= 3 && b[0] == 0xff && b[1] == 0xd8)
+    return "jpg";
+  return "img";
+}
+
+/* Remove the subset's staging folder: dir/images/<files>, dir/manifest.csv. */
+static void remove_staging(const char *dir)
+{
+  char path[4400];
+  snprintf(path, sizeof path, "%s/images", dir);
+  DIR *d = opendir(path);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof path, "%s/images/%s", dir, e->d_name);
+    unlink(path);
+  }
+  if (d)
+    closedir(d);
+  snprintf(path, sizeof path, "%s/images", dir);
+  rmdir(path);
+  snprintf(path, sizeof path, "%s/manifest.csv", dir);
+  unlink(path);
+  rmdir(dir);
+}
+
+static int subset_matches(const char *json_path, const char *src, double fraction, uint64_t seed)
+{
+  cJSON *j = NULL;
+  if (beit_json_read_file(&j, json_path, NULL))
+    return 0;
+  const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "source");
+  const cJSON *f = cJSON_GetObjectItemCaseSensitive(j, "fraction");
+  const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "seed");
+  int ok = cJSON_IsString(s) && !strcmp(s->valuestring, src) && cJSON_IsNumber(f) &&
+           f->valuedouble == fraction && cJSON_IsNumber(d) && (uint64_t)d->valuedouble == seed;
+  cJSON_Delete(j);
+  return ok;
+}
+
+/* Selected record ids: per class (by first label) a seeded shuffle, the first
+ * max(1, round(fraction * n_c)); for multi-label, then one record for any class still absent. */
+static enum beit_status select_subset(struct beit_dataset *ds, double fraction, uint64_t seed,
+                                      uint8_t *take, struct beit_error *err)
+{
+  size_t N = beit_data_count(ds), C = (size_t)beit_data_num_classes(ds);
+  struct beit_data_record rec;
+  memset(&rec, 0, sizeof rec);
+  int32_t *first = malloc(N * sizeof *first);
+  size_t *order = malloc(N * sizeof *order), *count = calloc(C + 1, sizeof *count);
+  uint8_t *present = calloc(C, 1);
+  enum beit_status st = BEIT_STATUS_OK;
+  if (!first || !order || !count || !present) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "subset: out of memory");
+    goto done;
+  }
+  for (size_t i = 0; i < N && !st; i++) {
+    st = beit_data_read(ds, i, &rec, err);
+    first[i] = rec.num_labels ? rec.labels[0] : (int32_t)C; /* no label: its own stratum */
+  }
+  for (size_t c = 0; c <= C && !st; c++) {
+    size_t n = 0;
+    for (size_t i = 0; i < N; i++)
+      if ((size_t)first[i] == c)
+        order[n++] = i;
+    struct beit_rng rng;
+    beit_rng_seed(&rng, seed ^ SUBSET_STREAM, 0, c);
+    for (size_t i = n; i > 1; i--) { /* Fisher-Yates */
+      size_t j = (size_t)beit_rng_int(&rng, 0, (int64_t)i - 1), t = order[i - 1];
+      order[i - 1] = order[j];
+      order[j] = t;
+    }
+    size_t k = (size_t)llround(fraction * (double)n);
+    if (k == 0 && n > 0 && c < C)
+      k = 1;
+    for (size_t i = 0; i < k; i++)
+      take[order[i]] = 1;
+  }
+  /* every class present (multi-label: the first label does not cover the others) */
+  for (size_t i = 0; i < N && !st; i++)
+    if (take[i] && !(st = beit_data_read(ds, i, &rec, err)))
+      for (size_t l = 0; l < rec.num_labels; l++)
+        present[rec.labels[l]] = 1;
+  for (size_t i = 0; i < N && !st; i++) {
+    if (take[i] || (st = beit_data_read(ds, i, &rec, err)))
+      continue;
+    for (size_t l = 0; l < rec.num_labels; l++)
+      if (!present[rec.labels[l]]) {
+        take[i] = 1;
+        for (size_t k = 0; k < rec.num_labels; k++)
+          present[rec.labels[k]] = 1;
+        break;
+      }
+  }
+done:
+  beit_data_record_free(&rec);
+  free(first);
+  free(order);
+  free(count);
+  free(present);
+  return st;
+}
+
+enum beit_status beit_finetune_subset(const char *src, double fraction, uint64_t seed,
+                                      const char *out_dir, struct beit_error *err)
+{
+  char json_path[4300], index_path[4300], tmp[4300], path[4400];
+  snprintf(json_path, sizeof json_path, "%s.json", out_dir);
+  snprintf(index_path, sizeof index_path, "%s/index.json", out_dir);
+  if (access(index_path, F_OK) == 0 && subset_matches(json_path, src, fraction, seed))
+    return BEIT_STATUS_OK;
+  struct beit_dataset *ds = NULL;
+  enum beit_status st = beit_data_open(&ds, src, err);
+  if (st)
+    return st;
+  size_t N = beit_data_count(ds), C = (size_t)beit_data_num_classes(ds), kept = 0;
+  int ml = beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL;
+  uint8_t *take = calloc(N ? N : 1, 1);
+  struct beit_data_record rec;
+  memset(&rec, 0, sizeof rec);
+  FILE *manifest = NULL;
+  if (!take) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "subset: out of memory");
+    goto done;
+  }
+  if ((st = select_subset(ds, fraction, seed, take, err)))
+    goto done;
+  /* the selected records as files + a manifest with numeric labels (pack sorts numeric labels
+   * numerically and every class is present, so class ids are unchanged) */
+  snprintf(tmp, sizeof tmp, "%s.src", out_dir);
+  snprintf(path, sizeof path, "%s/images", tmp);
+  if ((st = beit_mkdirs(path, err)))
+    goto done;
+  snprintf(path, sizeof path, "%s/manifest.csv", tmp);
+  if (!(manifest = fopen(path, "w"))) {
+    st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot create", path);
+    goto done;
+  }
+  fprintf(manifest, "path,label\n");
+  for (size_t i = 0; i < N && !st; i++) {
+    if (!take[i] || (st = beit_data_read(ds, i, &rec, err)))
+      continue;
+    snprintf(path, sizeof path, "%s/images/%zu.%s", tmp, i, image_ext(rec.bytes, rec.size));
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(rec.bytes, 1, rec.size, f) != rec.size) {
+      if (f)
+        fclose(f);
+      st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot write", path);
+      break;
+    }
+    fclose(f);
+    fprintf(manifest, "images/%zu.%s,", i, image_ext(rec.bytes, rec.size));
+    for (size_t l = 0; l < rec.num_labels; l++)
+      fprintf(manifest, "%s%d", l ? ";" : "", rec.labels[l]);
+    fprintf(manifest, "\n");
+    kept++;
+  }
+  if (fclose(manifest) != 0 && !st)
+    st = beit_error_set(err, BEIT_STATUS_IO, "%s/manifest.csv: write failed", tmp);
+  manifest = NULL;
+  if (st)
+    goto done;
+  struct beit_data_pack_options po;
+  struct beit_data_pack_report rep;
+  beit_data_pack_defaults(&po);
+  snprintf(path, sizeof path, "%s/manifest.csv", tmp);
+  po.source = BEIT_DATA_SOURCE_MANIFEST;
+  po.input = path;
+  po.output = out_dir;
+  po.multilabel = ml;
+  po.seed = seed;
+  po.overwrite = 1;
+  po.log = NULL;
+  if ((st = beit_data_pack(&po, &rep, err)))
+    goto done;
+  if ((size_t)rep.num_classes != C) {
+    st = beit_error_set(err, BEIT_STATUS_INTERNAL, "subset of %s: %d classes, the source has %zu",
+                        src, rep.num_classes, C);
+    goto done;
+  }
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "source", src);
+  cJSON_AddNumberToObject(j, "fraction", fraction);
+  cJSON_AddNumberToObject(j, "seed", (double)seed);
+  cJSON_AddNumberToObject(j, "records", (double)kept);
+  cJSON_AddNumberToObject(j, "source_records", (double)N);
+  cJSON_AddStringToObject(j, "selection", "per class (first label): seeded shuffle, first "
+                          "max(1, round(fraction * n)); one more record per absent class");
+  st = beit_json_write_file(json_path, j, err);
+  cJSON_Delete(j);
+  remove_staging(tmp);
+done:
+  if (manifest)
+    fclose(manifest);
+  beit_data_record_free(&rec);
+  free(take);
+  beit_data_close(ds);
+  return st;
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+/* Drop-path scales of every sample from its own stream (seed, epoch, index). */
+static void draw_drop_path(struct finetune *p, const struct beit_loader_batch *b)
+{
+  size_t L = p->model->L, B = b->count;
+  for (size_t s = 0; s < B; s++) {
+    struct beit_rng rng;
+    beit_rng_seed(&rng, (uint64_t)p->recipe.seed ^ DROP_STREAM, b->epoch, (uint64_t)b->indices[s]);
+    for (size_t k = 0; k < 2 * L; k++)
+      p->uniform[k * B + s] = beit_rng_uniform(&rng);
+  }
+  for (size_t k = 0; k < 2 * L; k++)
+    beit_drop_path_scales(p->drop + k * B, p->uniform + k * B, p->drop_rates[k / 2], B);
+}
+
+/* Forward + loss of one training micro-batch; back-propagates the sum of its per-sample losses.
+ * stats: loss sum, hits, samples. */
+static enum beit_status micro_step(struct finetune *p, const struct beit_loader_batch *b,
+                                   double stats[3], int last, struct beit_error *err)
+{
+  struct beit_model *m = p->model;
+  size_t B = b->count, C = p->C, S = (size_t)m->cfg.image_size;
+  const float *pixels = b->view_a;
+  const int32_t *labels = p->multilabel ? NULL : b->labels;
+  const float *targets = p->multilabel ? b->targets : NULL;
+  float smoothing = (float)p->recipe.label_smoothing;
+  if (p->onehot) { /* BCE on a multi-class dataset */
+    memset(p->soft, 0, B * C * sizeof *p->soft);
+    for (size_t s = 0; s < B; s++)
+      p->soft[s * C + (size_t)b->labels[s]] = 1.0f;
+    targets = p->soft;
+  }
+  draw_drop_path(p, b);
+  if (beit_mixup_enabled(&p->mixup)) {
+    struct beit_rng rng;
+    struct beit_mixup_draw d;
+    beit_rng_seed(&rng, (uint64_t)p->recipe.seed ^ MIXUP_STREAM, b->epoch,
+                  (uint64_t)b->indices[0]);
+    beit_mixup_draw(&p->mixup, &rng, S, S, &d);
+    /* multi-label rows mix in place of the one-hot/multi-hot targets */
+    beit_mixup_apply(&p->mixup, &d, p->mixed, b->view_a, B, 3, S, S, p->soft, labels,
+                     targets, C);
+    pixels = p->mixed;
+    labels = NULL;
+    targets = p->soft;
+  }
+  enum beit_status st = beit_model_forward(m, pixels, NULL, p->drop, B, err);
+  if (st)
+    return st;
+  long hits = 0;
+  double loss = beit_model_loss(m, labels, targets, labels ? smoothing : 0.0f, &hits);
+  mark(p, PHASE_FORWARD);
+  stats[0] += loss * (double)B;
+  stats[1] += (double)hits;
+  stats[2] += (double)B;
+  m->grads_ready = last ? beit_dist_grads_ready : NULL;
+  m->grads_ready_ctx = p->reducer;
+  if (last)
+    beit_dist_grads_begin(p->reducer);
+  beit_model_backward(m, (float)B); /* the sum over the micro-batch's samples (trainer.h) */
+  mark(p, PHASE_BACKWARD);
+  return BEIT_STATUS_OK;
+}
+
+/* One optimizer step: accum_steps micro-batches, gradient averaging, guarded update.
+ * out: loss, accuracy, grad norm, images. */
+static enum beit_status train_step(struct finetune *p, double out[4], struct beit_error *err)
+{
+  struct beit_model *m = p->model;
+  long accum = p->recipe.batch.accum_steps;
+  double stats[4] = {0, 0, 0, 0}; /* loss sum, hits, samples, interrupted */
+  enum beit_status st;
+  p->phase_mark = clock_now();
+  beit_model_zero_grad(m);
+  for (long a = 0; a < accum; a++) {
+    const struct beit_loader_batch *b = NULL;
+    if ((st = beit_loader_next(p->loader, &b, err)))
+      return st;
+    mark(p, PHASE_DATA);
+    if (!b)
+      return beit_error_set(err, BEIT_STATUS_INTERNAL, "training loader ended");
+    if ((st = micro_step(p, b, stats, a == accum - 1, err)))
+      return st;
+  }
+  m->grads_ready = NULL;
+  if ((st = beit_dist_grads_finish(p->reducer, err)))
+    return st;
+  mark(p, PHASE_ALLREDUCE);
+  stats[3] = beit_trainer_interrupted();
+  if ((st = beit_dist_allreduce_sum_f64(p->dist, stats, 4, err)))
+    return st;
+  double loss = stats[2] > 0 ? stats[0] / stats[2] : 0.0, norm;
+  int applied;
+  if ((st = beit_trainer_update(&p->trainer, loss, stats[2], &norm, &applied, err)))
+    return st;
+  beit_loader_cursor(p->loader, &p->trainer.cursor);
+  mark(p, PHASE_UPDATE);
+  out[0] = loss;
+  out[1] = stats[2] > 0 ? stats[1] / stats[2] : 0.0;
+  out[2] = norm;
+  out[3] = stats[2] / beit_dist_world_size(p->dist);
+  return stats[3] > 0 ? BEIT_STATUS_INTERRUPTED : BEIT_STATUS_OK;
+}
+
+static void eval_options(const struct finetune *p, struct beit_eval_options *o)
+{
+  const struct beit_recipe *r = &p->recipe;
+  beit_eval_defaults(o);
+  o->data = r->data.eval;
+  o->batch = p->B;
+  o->resize = !strcmp(r->finetune_data.eval_resize, "direct") ? BEIT_DATA_EVAL_DIRECT
+                                                               : BEIT_DATA_EVAL_CENTER_CROP;
+  o->crop_pct = r->finetune_data.crop_pct;
+  o->imagenet_norm = !strcmp(r->data.norm, "imagenet");
+  o->threshold = r->eval_threshold;
+  o->num_workers = (int)r->data.num_workers;
+  o->max_batches = r->eval.batches;
+  o->seed = (uint64_t)r->seed;
+}
+
+/* Held-out evaluation; fills the summary, logs a metrics.jsonl line, and on the final pass
+ * writes OUT/eval.json (rank 0). */
+static enum beit_status evaluate(struct finetune *p, struct beit_finetune_summary *sum, int final,
+                                 struct beit_error *err)
+{
+  struct beit_eval_options o;
+  struct beit_metrics mt;
+  struct beit_metrics_report rep;
+  eval_options(p, &o);
+  enum beit_status st = beit_eval_run(p->model, p->dist, &o, &mt, err);
+  if (st)
+    return st;
+  if ((st = beit_metrics_report(&mt, &rep, err))) {
+    beit_metrics_free(&mt);
+    return st;
+  }
+  sum->evaluated = 1;
+  sum->multilabel = rep.multilabel;
+  sum->eval_samples = rep.samples;
+  sum->eval_loss = rep.log_loss;
+  sum->eval_top1 = rep.top1;
+  sum->eval_topk = rep.topk_acc;
+  sum->eval_map = rep.map;
+  sum->eval_micro_f1 = rep.micro_f1;
+  if (beit_dist_is_root(p->dist)) {
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "eval_samples", rep.samples);
+    cJSON_AddNumberToObject(f, "eval_loss", rep.log_loss);
+    if (rep.multilabel) {
+      cJSON_AddNumberToObject(f, "eval_map", isnan(rep.map) ? -1 : rep.map);
+      cJSON_AddNumberToObject(f, "eval_micro_f1", isnan(rep.micro_f1) ? -1 : rep.micro_f1);
+    } else {
+      cJSON_AddNumberToObject(f, "eval_top1", rep.top1);
+      cJSON_AddNumberToObject(f, "eval_topk", rep.topk_acc);
+    }
+    /* a line of its own in metrics.jsonl (the trainer's log line is for training windows) */
+    cJSON_AddNumberToObject(f, "step", (double)p->trainer.step);
+    cJSON_AddNumberToObject(f, "epoch",
+                            (double)p->trainer.step / (double)p->trainer.steps_per_epoch);
+    char *line = cJSON_PrintUnformatted(f);
+    if (line && p->trainer.metrics) {
+      fprintf(p->trainer.metrics, "%s\n", line);
+      fflush(p->trainer.metrics);
+    }
+    free(line);
+    cJSON_Delete(f);
+    if (rep.multilabel)
+      fprintf(stderr, "%seval step %ld: mAP %.4f, micro F1 %.4f, log loss %.4f (%.0f images)\n",
+              p->trainer.tty ? "\n" : "", p->trainer.step, rep.map, rep.micro_f1, rep.log_loss,
+              rep.samples);
+    else
+      fprintf(stderr, "%seval step %ld: top-1 %.4f, top-%zu %.4f, log loss %.4f (%.0f images)\n",
+              p->trainer.tty ? "\n" : "", p->trainer.step, rep.top1, rep.topk, rep.topk_acc,
+              rep.log_loss, rep.samples);
+    if (final) {
+      char path[4300];
+      cJSON *j = beit_metrics_report_json(&rep, (const char *const *)p->model->cfg.labels);
+      snprintf(path, sizeof path, "%s/eval.json", p->trainer.out_dir);
+      if (j)
+        cJSON_AddNumberToObject(j, "step", (double)p->trainer.step);
+      st = j ? beit_json_write_file(path, j, err)
+             : beit_error_set(err, BEIT_STATUS_NOMEM, "eval report: out of memory");
+      cJSON_Delete(j);
+    }
+  }
+  beit_metrics_report_free(&rep);
+  beit_metrics_free(&mt);
+  return st;
+}
+
+static void loader_options(const struct finetune *p, struct beit_loader_options *lo)
+{
+  const struct beit_recipe *r = &p->recipe;
+  beit_loader_defaults(lo);
+  beit_data_transform_defaults(&lo->transform, BEIT_DATA_MODE_FINETUNE);
+  if (!strcmp(r->data.norm, "imagenet"))
+    beit_data_transform_imagenet_norm(&lo->transform);
+  lo->transform.image_size = (int)p->model->cfg.image_size;
+  lo->transform.hflip = r->data.hflip;
+  lo->transform.scale_min = r->data.scale_min;
+  lo->transform.scale_max = r->data.scale_max;
+  lo->transform.ratio_min = r->data.ratio_min;
+  lo->transform.ratio_max = r->data.ratio_max;
+  lo->batch_size = p->B;
+  lo->rank = beit_dist_rank(p->dist);
+  lo->world_size = beit_dist_world_size(p->dist);
+  lo->num_workers = (int)r->data.num_workers;
+  lo->num_buffers = (int)r->data.num_buffers;
+  lo->seed = (uint64_t)r->seed;
+  lo->shuffle = 1;
+  lo->drop_last = 1;
+  lo->loop = 1;
+  lo->log = beit_dist_is_root(p->dist) ? stderr : NULL;
+}
+
+/* The training set: data.train, or its labelled fraction built under OUT by rank 0. */
+static enum beit_status prepare_train_data(struct finetune *p, const char *out,
+                                           struct beit_error *err)
+{
+  const struct beit_recipe *r = &p->recipe;
+  if (r->finetune_data.fraction >= 1.0) {
+    snprintf(p->train_dir, sizeof p->train_dir, "%s", r->data.train);
+    return BEIT_STATUS_OK;
+  }
+  snprintf(p->train_dir, sizeof p->train_dir, "%s/train-fraction-%g", out,
+           r->finetune_data.fraction);
+  enum beit_status st = BEIT_STATUS_OK;
+  if (beit_dist_is_root(p->dist)) {
+    if (!(st = beit_mkdirs(out, err)))
+      st = beit_finetune_subset(r->data.train, r->finetune_data.fraction, (uint64_t)r->seed,
+                                p->train_dir, err);
+  }
+  double failed = st != BEIT_STATUS_OK; /* every rank learns whether rank 0 succeeded */
+  enum beit_status dst = beit_dist_allreduce_max_f64(p->dist, &failed, 1, err);
+  if (dst)
+    return dst;
+  if (failed && !st)
+    return beit_error_set(err, BEIT_STATUS_IO, "rank 0 failed to build the labelled subset");
+  return st;
+}
+
+/* The classifier config: from the resumed checkpoint, else the initial weights' architecture
+ * (or the recipe's model config) made a classifier for the training set. */
+static enum beit_status model_config(struct finetune *p, const struct beit_finetune_options *opt,
+                                     const char *resume_dir, struct beit_source **src,
+                                     struct beit_config *cfg, struct beit_error *err)
+{
+  const struct beit_recipe *r = &p->recipe;
+  char path[4300];
+  struct beit_config base;
+  struct beit_dataset *ds = NULL;
+  enum beit_status st;
+  beit_config_defaults(cfg);
+  if (resume_dir[0]) {
+    snprintf(path, sizeof path, "%s/config.json", resume_dir);
+    return beit_config_load(cfg, path, err);
+  }
+  if ((st = beit_data_open(&ds, r->data.train, err)))
+    return st;
+  long C = beit_data_num_classes(ds);
+  int ml_data = beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL;
+  int ml = !strcmp(r->task, "auto") ? ml_data : !strcmp(r->task, "multilabel");
+  const char **names = calloc((size_t)C, sizeof *names);
+  beit_config_defaults(&base);
+  if (!names) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "out of memory");
+    goto done;
+  }
+  for (long c = 0; c < C; c++)
+    names[c] = beit_data_class_name(ds, (int)c);
+  if (ml_data && !ml) {
+    st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s is a multi-label dataset: task "
+                        "'multiclass' cannot train on it (use 'multilabel' or 'auto')",
+                        r->data.train);
+    goto done;
+  }
+  if (opt->init) {
+    if ((st = beit_source_open(src, opt->init, err)))
+      goto done;
+    st = beit_finetune_config(cfg, &(*src)->cfg, r, C, names, ml, err);
+  } else {
+    if ((st = beit_config_load(&base, r->model, err)))
+      goto done;
+    st = beit_finetune_config(cfg, &base, r, C, names, ml, err);
+  }
+done:
+  beit_config_free(&base);
+  free(names);
+  beit_data_close(ds);
+  return st;
+}
+
+static enum beit_status setup(struct finetune *p, const struct beit_finetune_options *opt,
+                              const char *resume_dir, struct beit_error *err)
+{
+  struct beit_recipe *r = &p->recipe;
+  struct beit_config cfg;
+  struct beit_source *src = NULL;
+  enum beit_status st;
+  beit_config_defaults(&cfg);
+  p->B = (size_t)r->batch.size;
+  if ((st = prepare_train_data(p, opt->out, err)) ||
+      (st = model_config(p, opt, resume_dir, &src, &cfg, err)))
+    goto done;
+  if ((st = beit_model_create(&p->model, &cfg, p->B, err)))
+    goto done;
+  struct beit_model *m = p->model;
+  p->C = (size_t)cfg.num_labels;
+  p->multilabel = m->multilabel;
+  beit_model_init_weights(m, BEIT_INIT_FINETUNE, (uint64_t)r->seed);
+  if (r->head_init_scale != 0.001) { /* init_weights applies timm's 0.001 */
+    const struct beit_tensor *w = &m->table.items[m->ids.head_w];
+    const struct beit_tensor *b = &m->table.items[m->ids.head_b];
+    float k = (float)(r->head_init_scale / 0.001);
+    for (size_t i = 0; i < w->numel; i++)
+      m->params[w->offset + i] *= k;
+    for (size_t i = 0; i < b->numel; i++)
+      m->params[b->offset + i] *= k;
+  }
+  if (src) {
+    struct beit_transfer_options to = {1, beit_dist_is_root(p->dist) ? stderr : NULL};
+    struct beit_transfer_report rep;
+    if ((st = beit_transfer_load(m, src, &to, &rep, err)))
+      goto done;
+    if (beit_dist_is_root(p->dist))
+      fprintf(stderr, "init %s: %zu tensors loaded (%zu layers from the shared relative position "
+              "bias, %zu tables resized), %zu new, %zu dropped\n", opt->init, rep.copied,
+              rep.shared_to_layers, rep.rpb_resized, rep.fresh, rep.dropped);
+  }
+  if ((st = beit_dist_bcast(p->dist, m->params, m->table.total * sizeof(float), 0, err)))
+    goto done;
+  beit_model_layer_decay(m, r->optimizer.layer_decay);
+  size_t L = m->L, B = p->B, S = (size_t)cfg.image_size;
+  p->drop = malloc(2 * L * B * sizeof *p->drop);
+  p->uniform = malloc(2 * L * B * sizeof *p->uniform);
+  p->drop_rates = malloc(L * sizeof *p->drop_rates);
+  p->soft = malloc(B * p->C * sizeof *p->soft);
+  p->mixup.mixup_alpha = r->mixup.mixup_alpha;
+  p->mixup.cutmix_alpha = r->mixup.cutmix_alpha;
+  p->mixup.prob = r->mixup.prob;
+  p->mixup.switch_prob = r->mixup.switch_prob;
+  p->mixup.smoothing = r->label_smoothing;
+  if (beit_mixup_enabled(&p->mixup))
+    p->mixed = malloc(B * 3 * S * S * sizeof *p->mixed);
+  if (!p->drop || !p->uniform || !p->drop_rates || !p->soft ||
+      (beit_mixup_enabled(&p->mixup) && !p->mixed)) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "fine-tuning buffers: out of memory");
+    goto done;
+  }
+  for (size_t l = 0; l < L; l++) /* linspace(0, drop_path_rate, L), both ends included */
+    p->drop_rates[l] = L > 1 ? (float)(cfg.drop_path_rate * (double)l / (double)(L - 1)) : 0.0f;
+  st = beit_dist_grads_init(&p->reducer, p->dist, m->grads, m->table.total, GRAD_BUCKET_FLOATS,
+                            err);
+done:
+  beit_source_free(src);
+  beit_config_free(&cfg);
+  return st;
+}
+
+static void teardown(struct finetune *p)
+{
+  beit_trainer_free(&p->trainer);
+  beit_loader_free(p->loader);
+  beit_dist_grads_free(p->reducer);
+  beit_model_free(p->model);
+  free(p->drop);
+  free(p->uniform);
+  free(p->drop_rates);
+  free(p->mixed);
+  free(p->soft);
+}
+
+static enum beit_status save(struct finetune *p, struct beit_finetune_summary *sum,
+                             struct beit_error *err)
+{
+  cJSON *config = beit_config_json(&p->model->cfg);
+  if (!config)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
+  enum beit_status st = beit_trainer_save(&p->trainer, config, err);
+  cJSON_Delete(config);
+  snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld",
+           p->trainer.out_dir, p->trainer.step);
+  return st;
+}
+
+static enum beit_status load_recipe(struct finetune *p, const struct beit_finetune_options *opt,
+                                    struct beit_error *err)
+{
+  struct beit_recipe *r = &p->recipe;
+  enum beit_status st;
+  beit_finetune_recipe_defaults(r);
+  if ((st = beit_recipe_load(r, opt->recipe, err)))
+    return st;
+  for (int i = 0; i < opt->nsets; i++)
+    if ((st = beit_recipe_override(r, opt->sets[i], err)))
+      return st;
+  if (opt->data)
+    snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
+  if (opt->eval_data)
+    snprintf(r->data.eval, sizeof r->data.eval, "%s", opt->eval_data);
+  if (!r->data.train[0])
+    return beit_error_set(err, BEIT_STATUS_USAGE, "no training data: give --data or set "
+                          "data.train in %s", opt->recipe);
+  if (!opt->init && !r->model[0])
+    return beit_error_set(err, BEIT_STATUS_USAGE, "no initial weights: give --init or set "
+                          "'model' (a model config for random init) in %s", opt->recipe);
+  return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
+                                   struct beit_dist *dist, struct beit_finetune_summary *sum,
+                                   struct beit_error *err)
+{
+  struct finetune p;
+  memset(&p, 0, sizeof p);
+  memset(sum, 0, sizeof *sum);
+  sum->first_loss = NAN;
+  p.dist = dist;
+  struct beit_loader_cursor start = {0, 0};
+  char resume_dir[4200] = "";
+  struct beit_loader_options lo;
+  enum beit_status st = load_recipe(&p, opt, err);
+  if (st)
+    goto done;
+  if (opt->resume) {
+    st = beit_checkpoint_latest(opt->out, resume_dir, sizeof resume_dir, err);
+    if (st == BEIT_STATUS_MISSING) { /* nothing to resume: start fresh */
+      resume_dir[0] = '\0';
+      st = BEIT_STATUS_OK;
+    } else if (st || (st = beit_trainer_read_cursor(resume_dir, &start, err))) {
+      goto done;
+    }
+  }
+  if ((st = setup(&p, opt, resume_dir, err)))
+    goto done;
+  loader_options(&p, &lo);
+  if ((st = beit_loader_init(&p.loader, p.train_dir, &lo, &start, err)))
+    goto done;
+  struct beit_dataset *ds = beit_loader_dataset(p.loader);
+  sum->train_samples = beit_data_count(ds);
+  if ((size_t)beit_data_num_classes(ds) != p.C) {
+    st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s: %d classes, the model has %zu", p.train_dir,
+                        beit_data_num_classes(ds), p.C);
+    goto done;
+  }
+  p.onehot = p.multilabel && beit_data_task(ds) == BEIT_DATA_TASK_MULTICLASS;
+  long steps_per_epoch = (long)beit_loader_steps_per_epoch(p.loader) / p.recipe.batch.accum_steps;
+  if ((st = beit_trainer_init(&p.trainer, &p.recipe, dist, &p.model->table, p.model->params,
+                              p.model->grads, steps_per_epoch, opt->out, err)))
+    goto done;
+  if (resume_dir[0]) {
+    if ((st = beit_trainer_resume(&p.trainer, resume_dir, err)))
+      goto done;
+    if (beit_dist_is_root(dist))
+      fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, p.trainer.step);
+  }
+  beit_trainer_catch_signals();
+  struct beit_trainer *tr = &p.trainer;
+  const struct beit_recipe *r = &p.recipe;
+  double window[4] = {0, 0, 0, 0}; /* loss, acc, norm sums; steps */
+  double images = 0;
+  while (tr->step < tr->total_steps) {
+    double out[4] = {0, 0, 0, 0};
+    st = train_step(&p, out, err);
+    if (st && st != BEIT_STATUS_INTERRUPTED)
+      goto done;
+    window[0] += out[0];
+    window[1] += out[1];
+    window[2] += out[2];
+    window[3] += 1;
+    images += out[3];
+    if (st == BEIT_STATUS_INTERRUPTED || tr->step % r->log.every_steps == 0 ||
+        tr->step == tr->total_steps) {
+      struct beit_loader_stats ls;
+      beit_loader_stats(p.loader, &ls);
+      cJSON *f = cJSON_CreateObject();
+      cJSON_AddNumberToObject(f, "loss", window[0] / window[3]);
+      cJSON_AddNumberToObject(f, "acc", window[1] / window[3]);
+      cJSON_AddNumberToObject(f, "grad_norm", window[2] / window[3]);
+      cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
+      cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
+      for (int ph = 0; ph < PHASE_COUNT; ph++) {
+        cJSON_AddNumberToObject(f, phase_names[ph], p.phase[ph] / window[3]);
+        p.phase[ph] = 0;
+      }
+      if (isnan(sum->first_loss))
+        sum->first_loss = window[0] / window[3];
+      sum->last_loss = window[0] / window[3];
+      sum->last_acc = window[1] / window[3];
+      beit_trainer_log(tr, f, images);
+      memset(window, 0, sizeof window);
+      images = 0;
+    }
+    if (st == BEIT_STATUS_INTERRUPTED) {
+      if (beit_dist_is_root(dist))
+        fprintf(stderr, "\ninterrupted: writing a final checkpoint\n");
+      enum beit_status s2 = save(&p, sum, err);
+      st = s2 ? s2 : BEIT_STATUS_INTERRUPTED;
+      if (!s2)
+        beit_error_set(err, st, "interrupted at step %ld; resume with --resume from %s",
+                       tr->step, sum->last_checkpoint);
+      goto done;
+    }
+    if (r->checkpoint.every_steps > 0 && tr->step % r->checkpoint.every_steps == 0 &&
+        tr->step < tr->total_steps && (st = save(&p, sum, err)))
+      goto done;
+    if (r->data.eval[0] && r->eval.every_steps > 0 && tr->step % r->eval.every_steps == 0 &&
+        tr->step < tr->total_steps && (st = evaluate(&p, sum, 0, err)))
+      goto done;
+  }
+  if (tr->tty && beit_dist_is_root(dist))
+    fprintf(stderr, "\n");
+  sum->steps = tr->step;
+  sum->seconds = clock_now() - tr->t_start;
+  if ((st = save(&p, sum, err)))
+    goto done;
+  if (r->data.eval[0] && (st = evaluate(&p, sum, 1, err)))
+    goto done;
+done:
+  teardown(&p);
+  return st;
+}

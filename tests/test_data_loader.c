@@ -259,6 +259,24 @@ static void test_ranks(const char *dir, size_t n)
     CHECK_MSG(seen[i] == 1, "record %zu seen %d times in an epoch over 2 ranks", i, seen[i]);
   free(seen);
 
+  /* A cursor saved by 1 rank x 4 resumes under 2 ranks x 2 (same W*B) with the same samples. */
+  struct beit_loader_cursor cur;
+  struct snap head[3], full[6], t0[3], t1[3];
+  run(dir, &one, NULL, 3, head, &cur, NULL);
+  run(dir, &one, NULL, 6, full, NULL, NULL);
+  run(dir, &r0, &cur, 3, t0, NULL, NULL);
+  run(dir, &r1, &cur, 3, t1, NULL, NULL);
+  CHECK(cur.epoch == 0 && cur.position == 12);
+  for (int k = 0; k < 3; k++) {
+    CHECK_MSG(!memcmp(full[3 + k].idx, t0[k].idx, 2 * sizeof(int64_t)) &&
+                  !memcmp(full[3 + k].idx + 2, t1[k].idx, 2 * sizeof(int64_t)) &&
+                  !memcmp(full[3 + k].a + 2 * sa, t1[k].a, sizeof(float) * 2 * sa),
+              "resume under 2 ranks: step %d differs", 3 + k);
+    drop(&head[k]), drop(&t0[k]), drop(&t1[k]);
+  }
+  for (int k = 0; k < 6; k++)
+    drop(&full[k]);
+
   /* Eval, no drop_last, N not divisible: every record exactly once, short last batches. */
   options(&r0, BEIT_DATA_MODE_EVAL, 5, 2, 0, 2);
   options(&r1, BEIT_DATA_MODE_EVAL, 5, 2, 1, 2);

@@ -10,3 +10,19 @@ if(TARGET beit_mim)
   beit_add_test(NAME test_finetune SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_finetune.c
                 LABELS unit LIBS beit_mim)
 endif()
+
+# Golden: tools/golden_finetune.py writes the reference (transfer, layer decay, label smoothing,
+# multi-label BCE, Mixup soft targets, 3 AdamW steps) that test_finetune_golden must match.
+add_test(NAME golden_finetune_fixtures
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tools/golden_finetune.py
+                 --out ${CMAKE_CURRENT_BINARY_DIR}/golden_finetune)
+set_tests_properties(golden_finetune_fixtures PROPERTIES FIXTURES_SETUP golden_finetune
+                     LABELS golden)
+if(TARGET beit_mim)
+  beit_add_test(NAME test_finetune_golden
+                SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_finetune_golden.c
+                LABELS golden LIBS beit_mim
+                ARGS ${CMAKE_CURRENT_BINARY_DIR}/golden_finetune mim_to_cls timm_multilabel
+                     mixup_soft)
+  set_tests_properties(test_finetune_golden PROPERTIES FIXTURES_REQUIRED golden_finetune)
+endif()

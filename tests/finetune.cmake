@@ -26,3 +26,9 @@ if(TARGET beit_mim)
                      mixup_soft)
   set_tests_properties(test_finetune_golden PROPERTIES FIXTURES_REQUIRED golden_finetune)
 endif()
+
+# Export round trip through the PyTorch reference (and timm names through the converter).
+add_test(NAME test_export_e2e
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_export_e2e.py $<TARGET_FILE:beit>
+                 ${CMAKE_CURRENT_BINARY_DIR}/export_e2e)
+set_tests_properties(test_export_e2e PROPERTIES LABELS "e2e;golden" TIMEOUT 300)

@@ -49,3 +49,9 @@ endif()
 beit_add_test(NAME test_tokenizer_gradcheck
               SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_gradcheck.c LABELS gradcheck
               LIBS beit_tokenizer)
+# e2e: the CLI on Fashion-MNIST's test split (pack, train + resume, recon grid, encode/recon files).
+add_test(NAME test_tokenizer_e2e
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_e2e.sh $<TARGET_FILE:beit>
+                 ${CMAKE_CURRENT_BINARY_DIR}/tokenizer_e2e ${PROJECT_SOURCE_DIR}/tools)
+set_tests_properties(test_tokenizer_e2e PROPERTIES LABELS e2e TIMEOUT 600
+                     ENVIRONMENT "OMP_NUM_THREADS=2;BEIT_PYTHON=${BEIT_PYTHON}")

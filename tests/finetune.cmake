@@ -8,7 +8,7 @@ if(TARGET beit_mim)
 endif()
 if(TARGET beit_mim)
   beit_add_test(NAME test_finetune SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_finetune.c
-                LABELS unit LIBS beit_mim)
+                LABELS unit LIBS beit_mim ARGS ${PROJECT_SOURCE_DIR})
 endif()
 
 # Golden: tools/golden_finetune.py writes the reference (transfer, layer decay, label smoothing,
@@ -32,3 +32,9 @@ add_test(NAME test_export_e2e
          COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_export_e2e.py $<TARGET_FILE:beit>
                  ${CMAKE_CURRENT_BINARY_DIR}/export_e2e)
 set_tests_properties(test_export_e2e PROPERTIES LABELS "e2e;golden" TIMEOUT 300)
+
+# beit finetune / eval / probe end to end (subset, exact resume, --init MIM, multi-label).
+add_test(NAME test_finetune_e2e
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_finetune_e2e.py
+                 $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/finetune_e2e)
+set_tests_properties(test_finetune_e2e PROPERTIES LABELS e2e TIMEOUT 900)

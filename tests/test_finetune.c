@@ -134,8 +134,33 @@ static void test_layer_decay(void)
   CHECK(beit_layer_decay_scale(1.0, 12, 0) == 1.0);
 }
 
-int main(void)
+/* Every fine-tuning recipe reads through the key table, with the paper's values (spec 6.3). */
+static void test_recipes(const char *root)
 {
+  static const struct { const char *file; double lr, ld, dp, clip; long batch, accum; } want[] = {
+      {"finetune_base_in22k.json", 3e-3, 0.65, 0.2, 3.0, 256, 1},
+      {"finetune_large_in22k.json", 2e-3, 0.75, 0.2, 1.0, 64, 2},
+      {"finetune_base_in1k.json", 4e-3, 0.65, 0.1, 0.0, 128, 1},
+      {"finetune_fashion_mnist.json", 2e-3, 0.75, 0.1, 0.0, 64, 1},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    char path[1024];
+    struct beit_recipe r;
+    struct beit_error err = {0};
+    snprintf(path, sizeof path, "%s/configs/recipes/%s", root, want[i].file);
+    beit_finetune_recipe_defaults(&r);
+    CHECK_MSG(beit_recipe_load(&r, path, &err) == BEIT_STATUS_OK, "%s", err.message);
+    CHECK(r.optimizer.lr == want[i].lr && r.optimizer.layer_decay == want[i].ld &&
+          r.drop_path_rate == want[i].dp && r.optimizer.clip_grad == want[i].clip &&
+          r.batch.size == want[i].batch && r.batch.accum_steps == want[i].accum &&
+          r.label_smoothing == 0.1);
+  }
+}
+
+int main(int argc, char **argv)
+{
+  if (argc > 1)
+    test_recipes(argv[1]);
   test_soft_cross_entropy();
   test_mixup();
   test_layer_decay();

@@ -3,7 +3,6 @@
  * loads the model and starts the batching workers, then waits for SIGINT/SIGTERM and shuts
  * down cleanly: running requests finish, new connections are refused. */
 #include <getopt.h>
-#include <omp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,7 +25,8 @@ static const char usage_text[] =
     "  --model DIR            BeitForImageClassification folder\n"
     "  --host ADDR            IPv4 address to bind (default 127.0.0.1: this machine only)\n"
     "  --port P               TCP port (default 8080; 0 picks a free one, printed at start)\n"
-    "  --workers N            inference workers sharing the weights (default 1)\n"
+    "  --workers N            inference workers sharing the weights (default: one per core\n"
+    "                         for models under 2 GFLOPs per image, else one)\n"
     "  --threads N            OpenMP threads per worker (default: cores / workers)\n"
     "  --max-batch B          images per forward (default 8)\n"
     "  --batch-wait-us U      a worker waits up to U us for a fuller batch (default 0)\n"
@@ -94,6 +94,7 @@ int beit_cmd_serve(int argc, char **argv)
   struct beit_infer_options iopt;
   beit_serve_defaults(&sopt);
   beit_infer_defaults(&iopt);
+  iopt.sessions = 0; /* automatic unless --workers: see beit_infer_options */
   int c;
   long v;
   double d;
@@ -176,10 +177,6 @@ int beit_cmd_serve(int argc, char **argv)
 #undef NEED
   if (!model_dir || optind != argc)
     return beit_cli_usage_error("serve", "--model DIR is required (and nothing else positional)");
-  if (iopt.threads == 0) {
-    int t = omp_get_max_threads() / iopt.sessions;
-    iopt.threads = t > 0 ? t : 1;
-  }
 
   /* Every thread started from here inherits the blocked signals; main takes them in sigwait. */
   sigset_t sigs;
@@ -204,8 +201,9 @@ int beit_cmd_serve(int argc, char **argv)
   fprintf(stderr, "beit serve: %zu labels (%s), input %dx%d: %s; %d worker(s) x %d thread(s), "
           "batches up to %zu\n", beit_infer_num_labels(inf),
           beit_infer_task(inf) == BEIT_INFER_TASK_MULTILABEL ? "multi-label" : "multi-class",
-          beit_infer_image_size(inf), beit_infer_image_size(inf), desc, iopt.sessions,
-          iopt.threads, iopt.max_batch);
+          beit_infer_image_size(inf), beit_infer_image_size(inf), desc,
+          beit_infer_get_options(inf)->sessions, beit_infer_get_options(inf)->threads,
+          iopt.max_batch);
   /* The line tests and scripts wait for. */
   printf("beit serve: ready on http://%s:%d\n", sopt.host, beit_serve_port(srv));
   fflush(stdout);

@@ -4,7 +4,7 @@
 # threads on the same images, in the same run.
 #   bench/bench_serve.sh [base|small|all]        (default: all)
 # Environment: BUILD (default build), THREADS (default nproc), LAT_SECONDS (15), LOAD_SECONDS
-# (30), CONNECTIONS (16 base / 64 small), BATCH (8), WORK (model folders, cached).
+# (30), CONNECTIONS (16 base / 64 small), BATCH (8), ITERS (7), WORK (model folders, cached).
 # Reports: server single-image latency (wrk, 1 connection, p50/p99), server images/s under
 # concurrent load with request batching (wrk, many connections, p50/p99), C offline batch-1 and
 # batched forward, PyTorch batch-1 and batched forward, predict-vs-PyTorch agreement, and the
@@ -21,6 +21,7 @@ BATCH=${BATCH:-8}
 WORK=${WORK:-$BUILD/bench/serve_models}
 LAT_SECONDS=${LAT_SECONDS:-15}
 LOAD_SECONDS=${LOAD_SECONDS:-30}
+ITERS=${ITERS:-7}
 [ -x "$BEIT" ] && [ -x "$CBENCH" ] || { echo "build first: cmake --build $BUILD" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
 [ -f "$WORK/base/model.safetensors" ] || $PY bench/bench_serve_model.py --out "$WORK"
@@ -30,9 +31,9 @@ mapfile -t IMAGES < <(ls "$WORK"/images/*.png)
 bench() { # name connections
   local name=$1 conn=$2 model=$WORK/$1 c t p lat load
   echo "== $name ($(nproc) cores, $THREADS threads, load average $(cut -d' ' -f1-3 /proc/loadavg))"
-  c=$("$CBENCH" --model "$model" --batch "$BATCH" --iters 10 --batch-iters 3 "${IMAGES[@]}")
+  c=$("$CBENCH" --model "$model" --batch "$BATCH" --iters "$ITERS" --batch-iters 2 "${IMAGES[@]}")
   t=$($PY bench/bench_serve_torch.py --model "$model" --images "$WORK/images" --threads "$THREADS" \
-        --batch "$BATCH" --iters 10 --batch-iters 3)
+        --batch "$BATCH" --iters "$ITERS" --batch-iters 2)
   p=$("$BEIT" predict --model "$model" --with-input --quiet --batch "$BATCH" "$WORK/images")
   lat=$($PY tests/test_serve_load.py "$BEIT" "$WORK" --model "$model" --connections 1 \
           --wrk-threads 1 --images 1 --image-file "${IMAGES[0]}" --seconds "$LAT_SECONDS" --json)
@@ -55,6 +56,9 @@ print(f"  server, 1 connection:  {lat['requests_per_s']:.2f} requests/s, p50 {la
 print(f"  server, {load['connections']} connections: {load['requests_per_s']:.2f} requests/s = "
       f"{load['images_per_s']:.2f} images/s, p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
       f"{load['failed']} failed of {load['requests']}; mean batch {load['mean_batch']}")
+print(f"  inside the server during the load window: forwards ran at {load['forward_images_per_s']:.2f} "
+      f"images/s; served/forward = {load['serving_efficiency']:.2f} (queueing and HTTP overhead only, "
+      f"immune to load drift between runs)")
 print(f"  ratios: PyTorch batch-1 forward / server p50 latency = "
       f"{t['batch1_latency_ms'] / lat['p50_ms']:.2f}x (target >= 5); "
       f"server images/s under load / C offline batched = {load['images_per_s'] / c['batch_images_per_s']:.2f} "

@@ -180,9 +180,12 @@ static void *worker_main(void *arg)
       row += w->slices[s].count;
     }
     struct beit_error err = {0};
+    double t0 = beit_serve_now();
     enum beit_status st = beit_infer_run(b->inf, w->session, w->views, count, w->probs, &err);
+    double dt = beit_serve_now() - t0;
 
     pthread_mutex_lock(&b->lock);
+    b->stats.forward_seconds += dt;
     b->stats.batches++;
     b->stats.images += count;
     if (count > b->stats.max_batch_seen)

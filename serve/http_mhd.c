@@ -29,6 +29,7 @@ struct beit_server {
   struct beit_scorer scorer;
   atomic_int ready;
   atomic_ullong requests, ok, client_errors, server_errors;
+  double started;
 };
 
 struct conn_req {
@@ -128,10 +129,13 @@ static enum MHD_Result handle_get(struct beit_server *srv, struct MHD_Connection
     if (atomic_load(&srv->ready))
       beit_batcher_stats(srv->batcher, &bs);
     beit_strbuf_printf(&b, "{\"status\": \"ok\", \"requests\": %llu, \"images\": %llu, "
-                           "\"batches\": %llu, \"max_batch_seen\": %llu, \"queued_images\": %zu}",
+                           "\"batches\": %llu, \"max_batch_seen\": %llu, \"forward_seconds\": "
+                           "%.6f, \"workers\": %d, \"queued_images\": %zu, \"uptime_seconds\": %.3f}",
                        (unsigned long long)srv->requests, (unsigned long long)bs.images,
                        (unsigned long long)bs.batches, (unsigned long long)bs.max_batch_seen,
-                       bs.queued_images);
+                       bs.forward_seconds,
+                       atomic_load(&srv->ready) ? beit_infer_get_options(srv->scorer.inf)->sessions : 0,
+                       bs.queued_images, beit_serve_now() - srv->started);
   } else if (!strcmp(url, "/ready")) {
     int ready = atomic_load(&srv->ready);
     status = ready ? 200 : 503;
@@ -247,6 +251,7 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
   if (!srv)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "server: out of memory");
   srv->opt = *opt;
+  srv->started = beit_serve_now();
   snprintf(srv->host, sizeof srv->host, "%s", host);
   srv->opt.host = srv->host;
   unsigned idle = opt->idle_timeout_s > 0 ? (unsigned)(opt->idle_timeout_s + 0.5) : 0;

@@ -62,6 +62,27 @@ static enum beit_status alias_session(struct beit_model **out, const struct beit
   return BEIT_STATUS_OK;
 }
 
+/* sessions 0 = automatic: a model too small to keep several cores busy in one forward (under
+ * BEIT_INFER_SMALL_FLOPS per image) gets one single-threaded session per core -- no OpenMP
+ * barriers, which stall badly when connection threads share the cores -- and a larger one a
+ * single session over all cores (lowest latency). threads 0 = cores / sessions. */
+#define BEIT_INFER_SMALL_FLOPS 2e9
+
+static void choose_sessions(struct beit_infer_options *opt, double flops_per_image)
+{
+  int cores = omp_get_max_threads();
+  if (opt->sessions <= 0) {
+    int small = flops_per_image < BEIT_INFER_SMALL_FLOPS;
+    opt->sessions = small ? cores : 1;
+    if (small && opt->threads <= 0)
+      opt->threads = 1;
+  }
+  if (opt->threads <= 0) {
+    int t = cores / opt->sessions;
+    opt->threads = t > 0 ? t : 1;
+  }
+}
+
 enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
                                  const struct beit_infer_options *opt, struct beit_error *err)
 {
@@ -75,23 +96,21 @@ enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
     beit_infer_defaults(&inf->opt);
   if (inf->opt.max_batch == 0)
     inf->opt.max_batch = 1;
-  if (inf->opt.sessions < 1)
-    inf->opt.sessions = 1;
-  if (inf->opt.threads <= 0) {
-    int t = omp_get_max_threads() / inf->opt.sessions;
-    inf->opt.threads = t > 0 ? t : 1;
-  }
   snprintf(inf->dir, sizeof inf->dir, "%s", dir);
   enum beit_status st = BEIT_STATUS_OK;
+  struct beit_model *m = NULL;
+  if ((st = beit_model_load(&m, dir, inf->opt.max_batch, err))) {
+    beit_infer_free(inf);
+    return st;
+  }
+  choose_sessions(&inf->opt, beit_model_flops_per_image(m));
   inf->sessions = calloc((size_t)inf->opt.sessions, sizeof *inf->sessions);
   if (!inf->sessions) {
+    beit_model_free(m);
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);
     goto fail;
   }
   inf->nsessions = inf->opt.sessions;
-  struct beit_model *m = NULL;
-  if ((st = beit_model_load(&m, dir, inf->opt.max_batch, err)))
-    goto fail;
   inf->sessions[0] = m;
   free(m->grads); /* inference only */
   m->grads = NULL;

@@ -122,6 +122,7 @@ void beit_job_free(struct beit_job *job);
 
 struct beit_batcher_stats {
   uint64_t images, batches, max_batch_seen;
+  double forward_seconds; /* summed over workers: time inside beit_infer_run */
   size_t queued_images, reserved_images;
 };
 

@@ -80,7 +80,8 @@ def run(args):
         # one warm-up request (first forward, thread pools)
         req = urllib.request.Request(url, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
-        warm = json.loads(urllib.request.urlopen(req, timeout=120).read())
+        warm = json.loads(urllib.request.urlopen(req, timeout=600).read())
+        before = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30).read())
         cmd = [args.wrk, "-t", str(args.wrk_threads), "-c", str(args.connections),
                "-d", f"{args.seconds}s", "--timeout", "60s", "-s", lua_path, url]
         env = dict(os.environ, BEIT_WRK_BODY=body_path)
@@ -108,8 +109,15 @@ def run(args):
         "server_images": health["images"], "max_batch_seen": health["max_batch_seen"],
         "mean_batch": round(health["images"] / max(health["batches"], 1), 2),
         "server_exit": rc, "warmup_ok": len(warm) == args.images,
+        # the same window seen from inside: forward time of the workers, and the images/s that
+        # all workers forwarding back to back would give (an offline batched run right now)
+        "forward_seconds": round(health["forward_seconds"] - before["forward_seconds"], 3),
+        "workers": health["workers"],
+        "forward_images_per_s": round((health["images"] - before["images"]) * health["workers"] /
+                                      max(health["forward_seconds"] - before["forward_seconds"], 1e-9), 3),
         "server_summary": summary.group(0) if summary else None,
     }
+    result["serving_efficiency"] = round(result["images_per_s"] / max(result["forward_images_per_s"], 1e-9), 3)
     ok = (errors == 0 and w["requests"] > 0 and rc == 0 and result["warmup_ok"] and summary
           and int(summary.group(3)) == 0 and int(summary.group(4)) == 0)
     return result, ok, out.stdout
@@ -141,6 +149,8 @@ def main():
               f"connections, {result['failed']} failed; {result['requests_per_s']} requests/s, "
               f"{result['images_per_s']} images/s; latency p50 {result['p50_ms']:.1f} ms, "
               f"p99 {result['p99_ms']:.1f} ms; mean batch {result['mean_batch']} "
+              f"(workers' forwards {result['forward_images_per_s']} images/s, serving efficiency "
+              f"{result['serving_efficiency']}) "
               f"(max {result['max_batch_seen']}); server: {result['server_summary']}")
     if not ok:
         print("test_serve_load: FAILED (failed requests or server errors)", file=sys.stderr)

@@ -73,7 +73,9 @@ void beit_infer_preprocess_describe(const struct beit_infer_preprocess *pp, char
 
 struct beit_infer_options {
   size_t max_batch;  /* images per forward and session (default 8) */
-  int sessions;      /* forward contexts sharing the weights (default 1) */
+  int sessions;      /* forward contexts sharing the weights (default 1); 0 = automatic: one
+                        single-threaded session per core for models under 2 GFLOPs per image,
+                        else one session over all cores */
   int threads;       /* OpenMP threads of each forward; 0 = omp_get_max_threads() / sessions */
   size_t max_pixels; /* decoded-pixel cap, checked from the header before decoding (40 M) */
 };

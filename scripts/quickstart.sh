@@ -21,16 +21,15 @@ for split in train test; do
 done
 
 echo "== 2/3 train the visual tokenizer (dVAE, 7x7 tokens, vocabulary 512)"
-if [ ! -f "$OUT/tokenizer/model.safetensors" ]; then
+if [ ! -f "$OUT/tokenizer/tokenizer/model.safetensors" ]; then
   $BEIT tokenizer train --config configs/tokenizer/fashion_mnist.json \
-    --data "$OUT/data/train" --eval-data "$OUT/data/test" --out "$OUT/tokenizer-train"
-  $BEIT tokenizer export --from "$OUT/tokenizer-train" --out "$OUT/tokenizer"
+    --data "$OUT/data/train" --eval-data "$OUT/data/test" --out "$OUT/tokenizer" --resume
 fi
 
 echo "== 3/3 pretrain the small BEiT encoder by masked image modeling"
 $BEIT pretrain --config configs/recipes/pretrain_fashion_mnist.json \
   --data "$OUT/data/train" --eval-data "$OUT/data/test" \
-  --tokenizer "$OUT/tokenizer" --out "$OUT/pretrain" --resume | tee "$OUT/pretrain-summary.txt"
+  --tokenizer "$OUT/tokenizer/tokenizer" --out "$OUT/pretrain" --resume | tee "$OUT/pretrain-summary.txt"
 
 echo "== done in $(( $(date +%s) - start )) s; outputs under $OUT"
-echo "   data/{train,test}   tokenizer/ (+ recon PNG in tokenizer-train/)   pretrain/checkpoint-*/   pretrain/metrics.jsonl"
+echo "   data/{train,test}/  tokenizer/tokenizer/ (+ tokenizer/recon.png, eval.json)  pretrain/checkpoint-*/  pretrain/metrics.jsonl"

@@ -50,14 +50,14 @@ static float *randu(size_t n, float lo, float hi, unsigned seed)
   return p;
 }
 
-static double sgemm_peak(void)
+/* Best rate of a square n^3 sgemm over >= min_s seconds (and >= 3 runs), GFLOP/s. */
+static double sgemm_rate(int n, double min_s)
 {
-  const int n = 2048;
   float *a = randu((size_t)n * n, -1, 1, 1), *b = randu((size_t)n * n, -1, 1, 2);
   float *c = beit_alloc_floats((size_t)n * n);
   double best = 1e30, t_all = now();
   int reps = 0;
-  while (reps < 3 || now() - t_all < 1.0) {
+  while (reps < 3 || now() - t_all < min_s) {
     double t0 = now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
     double t = now() - t0;
@@ -66,6 +66,11 @@ static double sgemm_peak(void)
   }
   free(a), free(b), free(c);
   return 2.0 * n * n * (double)n / best / 1e9;
+}
+
+static double sgemm_peak(void)
+{
+  return sgemm_rate(2048, 1.0);
 }
 
 /* images/s of the PyTorch side, or NAN. */
@@ -118,8 +123,10 @@ static void add_layer(struct layer *ls, int *n, const struct dvae_conv *cv, size
   (*n)++;
 }
 
-/* Each distinct conv of the encoder alone; returns the conv layers' aggregate GFLOP/s. */
-static double bench_layers(const struct beit_tokenizer *tok, size_t B, double peak, int nt)
+/* Each distinct conv of the encoder alone; returns the conv layers' aggregate fraction of the
+ * sgemm peak. The machine may be shared: each layer is compared with an sgemm (1024^3) timed
+ * right after it, so both see the same load. */
+static double bench_layers(const struct beit_tokenizer *tok, size_t B, int nt)
 {
   struct layer ls[64];
   int n = 0;
@@ -135,10 +142,11 @@ static double bench_layers(const struct beit_tokenizer *tok, size_t B, double pe
     add_layer(ls, &n, &b->conv[3], b->H, 0);
   }
   add_layer(ls, &n, &st->output, st->out_H, BEIT_CONV_RELU_INPUT);
-  double total_flops = 0.0, total_time = 0.0;
-  printf("\nconv layers of the encoder (batch %zu), each alone:\n", B);
-  printf("  %5s %5s %2s %4s %3s %9s %9s %7s\n", "C", "OC", "K", "HxW", "n", "GFLOP", "GFLOP/s",
-         "of peak");
+  double total_flops = 0.0, total_time = 0.0, peak_time = 0.0;
+  printf("\nconv layers of the encoder (batch %zu), each alone, against an sgemm timed next to it:\n",
+         B);
+  printf("  %5s %5s %2s %4s %3s %9s %9s %9s %7s\n", "C", "OC", "K", "HxW", "n", "GFLOP", "GFLOP/s",
+         "sgemm", "of peak");
   for (int i = 0; i < n; i++) {
     const struct layer *l = &ls[i];
     float *inp = randu(B * l->n_in * l->H * l->H, -1, 1, 3);
@@ -155,16 +163,19 @@ static double bench_layers(const struct beit_tokenizer *tok, size_t B, double pe
       double t = now() - t0;
       best = t < best ? t : best;
     }
-    printf("  %5zu %5zu %2zu %4zu %3d %9.2f %9.1f %6.0f%%\n", l->n_in, l->n_out, l->k, l->H,
-           l->count, fl / 1e9, fl / best / 1e9, 100.0 * fl / best / 1e9 / peak);
+    const double local = sgemm_rate(1024, 0.0);
+    printf("  %5zu %5zu %2zu %4zu %3d %9.2f %9.1f %9.1f %6.0f%%\n", l->n_in, l->n_out, l->k,
+           l->H, l->count, fl / 1e9, fl / best / 1e9, local, 100.0 * fl / best / 1e9 / local);
     total_flops += fl * l->count;
     total_time += best * l->count;
+    peak_time += fl * l->count / (local * 1e9); /* time at the local peak */
     free(inp), free(w), free(bias), free(out), free(scr);
   }
-  double rate = total_flops / total_time / 1e9;
-  printf("  all conv layers: %.1f GFLOP in %.3f s = %.1f GFLOP/s = %.0f%% of the sgemm peak\n",
-         total_flops / 1e9, total_time, rate, 100.0 * rate / peak);
-  return rate;
+  double rate = total_flops / total_time / 1e9, frac = peak_time / total_time;
+  printf("  all conv layers: %.1f GFLOP in %.3f s = %.1f GFLOP/s = %.0f%% of the sgemm peak "
+         "(each layer against its neighbouring sgemm, time-weighted)\n",
+         total_flops / 1e9, total_time, rate, 100.0 * frac);
+  return frac;
 }
 
 int main(int argc, char **argv)
@@ -203,7 +214,8 @@ int main(int argc, char **argv)
   struct beit_error err = {0};
   char args[1024];
 
-  const double peak = skip_peak ? NAN : sgemm_peak();
+  /* On a shared machine the peak is measured again around the encoder runs; the largest is used. */
+  double peak = skip_peak ? NAN : sgemm_peak();
   printf("bench_tokenizer: %d threads; cblas_sgemm peak (2048^3) %.1f GFLOP/s\n", nt, peak);
 
   if (!skip_encoder) {
@@ -217,6 +229,7 @@ int main(int argc, char **argv)
     float *x = randu(batch * 3 * size * size, 0.1f, 0.9f, 7);
     int32_t *tokens = malloc(batch * tok->gh * tok->gw * sizeof *tokens);
     beit_tokenizer_encode(tok, tokens, NULL, x, batch, &err); /* warm-up */
+    double before = skip_peak ? NAN : sgemm_rate(1024, 0.3);
     double best = 1e30;
     for (int r = 0; r < iters; r++) {
       double t0 = now();
@@ -226,6 +239,10 @@ int main(int argc, char **argv)
     }
     const double gf = beit_tokenizer_encoder_flops(tok) / 1e9;
     const double rate = (double)batch / best;
+    if (!skip_peak) { /* the larger of the peaks around the runs: a busy moment lowers both */
+      double after = sgemm_rate(1024, 0.3);
+      peak = fmax(peak, fmax(before, after));
+    }
     printf("\nDALL-E encoder forward, batch %zu, %zux%zu: %.1f GFLOP/image, %.3f s/batch, "
            "%.1f GFLOP/s = %.0f%% of the sgemm peak\n",
            batch, size, size, gf, best, gf * rate, 100.0 * gf * rate / peak);
@@ -240,7 +257,7 @@ int main(int argc, char **argv)
     }
     print_ratio("DALL-E encoder forward", rate, t_rate, 1.0);
     if (!skip_layers)
-      bench_layers(tok, batch, peak, nt);
+      bench_layers(tok, batch, nt);
     free(x), free(tokens);
     beit_tokenizer_free(tok);
   }

@@ -50,7 +50,8 @@ struct finetune {
   float *drop;         /* (L, 2, B) */
   double *uniform;     /* (L, 2, B) */
   float *drop_rates;   /* (L) */
-  float *mixed, *soft; /* (B, 3, S, S), (B, C) */
+  float *mixed, *soft; /* (B, 3, S, S), (B, C) mixed images and targets */
+  float *hot;          /* (B, C) one-hot targets of a multi-class dataset under BCE */
 };
 
 static double clock_now(void)
@@ -358,10 +359,10 @@ static enum beit_status micro_step(struct finetune *p, const struct beit_loader_
   const float *targets = p->multilabel ? b->targets : NULL;
   float smoothing = (float)p->recipe.label_smoothing;
   if (p->onehot) { /* BCE on a multi-class dataset */
-    memset(p->soft, 0, B * C * sizeof *p->soft);
+    memset(p->hot, 0, B * C * sizeof *p->hot);
     for (size_t s = 0; s < B; s++)
-      p->soft[s * C + (size_t)b->labels[s]] = 1.0f;
-    targets = p->soft;
+      p->hot[s * C + (size_t)b->labels[s]] = 1.0f;
+    targets = p->hot;
   }
   draw_drop_path(p, b);
   if (beit_mixup_enabled(&p->mixup)) {
@@ -370,7 +371,7 @@ static enum beit_status micro_step(struct finetune *p, const struct beit_loader_
     beit_rng_seed(&rng, (uint64_t)p->recipe.seed ^ MIXUP_STREAM, b->epoch,
                   (uint64_t)b->indices[0]);
     beit_mixup_draw(&p->mixup, &rng, S, S, &d);
-    /* multi-label rows mix in place of the one-hot/multi-hot targets */
+    /* the targets (labels, or multi-hot rows) mix into p->soft */
     beit_mixup_apply(&p->mixup, &d, p->mixed, b->view_a, B, 3, S, S, p->soft, labels,
                      targets, C);
     pixels = p->mixed;
@@ -668,6 +669,7 @@ static enum beit_status setup(struct finetune *p, const struct beit_finetune_opt
   p->uniform = malloc(2 * L * B * sizeof *p->uniform);
   p->drop_rates = malloc(L * sizeof *p->drop_rates);
   p->soft = malloc(B * p->C * sizeof *p->soft);
+  p->hot = malloc(B * p->C * sizeof *p->hot);
   p->mixup.mixup_alpha = r->mixup.mixup_alpha;
   p->mixup.cutmix_alpha = r->mixup.cutmix_alpha;
   p->mixup.prob = r->mixup.prob;
@@ -675,7 +677,7 @@ static enum beit_status setup(struct finetune *p, const struct beit_finetune_opt
   p->mixup.smoothing = r->label_smoothing;
   if (beit_mixup_enabled(&p->mixup))
     p->mixed = malloc(B * 3 * S * S * sizeof *p->mixed);
-  if (!p->drop || !p->uniform || !p->drop_rates || !p->soft ||
+  if (!p->drop || !p->uniform || !p->drop_rates || !p->soft || !p->hot ||
       (beit_mixup_enabled(&p->mixup) && !p->mixed)) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "fine-tuning buffers: out of memory");
     goto done;
@@ -701,6 +703,7 @@ static void teardown(struct finetune *p)
   free(p->drop_rates);
   free(p->mixed);
   free(p->soft);
+  free(p->hot);
 }
 
 static enum beit_status save(struct finetune *p, struct beit_finetune_summary *sum,

@@ -38,3 +38,12 @@ add_test(NAME test_finetune_e2e
          COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_finetune_e2e.py
                  $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/finetune_e2e)
 set_tests_properties(test_finetune_e2e PROPERTIES LABELS e2e TIMEOUT 900)
+
+# 2 ranks x B equals 1 rank x 2B for fine-tuning; merged evaluation under MPI.
+if(BEIT_USE_MPI)
+  find_package(MPI REQUIRED COMPONENTS C)
+  add_test(NAME test_mpi_finetune
+           COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_mpi_finetune.py
+                   $<TARGET_FILE:beit> ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/mpi_finetune)
+  set_tests_properties(test_mpi_finetune PROPERTIES LABELS "mpi;e2e" TIMEOUT 600)
+endif()

@@ -1,0 +1,91 @@
+"""mpi: `beit finetune` on 2 ranks x batch B equals 1 rank x batch 2B (same samples, per-sample
+drop path, gradient of the global mean), and the merged evaluation counts every held-out image
+once; `beit eval` under 2 ranks reports what 1 rank reports.
+
+usage: /usr/bin/python3 tests/test_mpi_finetune.py BEIT_BINARY MPIEXEC WORK_DIR
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+failures = 0
+
+
+def check(cond, msg):
+    global failures
+    print(("ok   " if cond else "FAIL ") + msg)
+    failures += not cond
+
+
+def losses(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return {int(m["step"]): m["loss"] for m in map(json.loads, f) if "loss" in m}
+
+
+def main():
+    beit, mpiexec, work = sys.argv[1], sys.argv[2], sys.argv[3]
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    data = os.path.join(work, "data")
+    subprocess.run([beit, "pack", "--fashion-mnist", "/usr/share/datasets/fashion-mnist",
+                    "--split", "test", "--out", data, "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL)
+    model = os.path.join(work, "model.json")
+    with open(os.path.join(ROOT, "configs/models/beit_small_fashion_mnist.json")) as f:
+        cfg = json.load(f)
+    cfg.update(image_size=12, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+               intermediate_size=32, vocab_size=16)
+    with open(model, "w") as f:
+        json.dump(cfg, f)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def run(np_, batch, out):
+        cmd = [beit, "finetune", "--config",
+               os.path.join(ROOT, "configs/recipes/finetune_fashion_mnist.json"),
+               "--data", data, "--eval-data", data, "--out", out, "--set", f"model={model}",
+               "--set", f"batch.size={batch}", "--set", "schedule.max_steps=12",
+               "--set", "schedule.warmup_steps=2", "--set", "log.every_steps=1",
+               "--set", "data.fraction=0.05", "--set", "eval.batches=0",
+               "--set", "data.num_workers=1"]
+        if np_ > 1:
+            cmd = [mpiexec, "--allow-run-as-root", "--oversubscribe", "-np", str(np_)] + cmd
+        return subprocess.run(cmd, env=env, capture_output=True, text=True)
+
+    one, two = os.path.join(work, "one"), os.path.join(work, "two")
+    r1 = run(1, 16, one)
+    r2 = run(2, 8, two)
+    check(r1.returncode == 0 and r2.returncode == 0,
+          "1 rank x 16 and 2 ranks x 8" + ("" if r1.returncode == r2.returncode == 0 else
+                                          ": " + r1.stderr[-300:] + r2.stderr[-300:]))
+    a, b = losses(one), losses(two)
+    worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in a) if a and a.keys() == b.keys() else 1
+    check(worst < 1e-4, f"same loss curve (worst relative difference {worst:.1e})")
+    with open(os.path.join(one, "eval.json")) as f:
+        e1 = json.load(f)
+    with open(os.path.join(two, "eval.json")) as f:
+        e2 = json.load(f)
+    check(e1["samples"] == e2["samples"] == 10000, "every held-out image evaluated once")
+    check(abs(e1["top1"] - e2["top1"]) <= 0.002, f"held-out top-1 {e1['top1']:.4f} vs "
+          f"{e2['top1']:.4f}")
+    ck = os.path.join(one, "checkpoint-12")
+    j1, j2 = os.path.join(work, "e1.json"), os.path.join(work, "e2.json")
+    subprocess.run([beit, "eval", "--model", ck, "--data", data, "--json", j1, "--resize",
+                    "direct", "--batch", "32"], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([mpiexec, "--allow-run-as-root", "--oversubscribe", "-np", "2", beit, "eval",
+                    "--model", ck, "--data", data, "--json", j2, "--resize", "direct",
+                    "--batch", "32"], env=env, check=True, stdout=subprocess.DEVNULL)
+    with open(j1) as f:
+        x = json.load(f)
+    with open(j2) as f:
+        y = json.load(f)
+    check(x["confusion_matrix"] == y["confusion_matrix"] and abs(x["log_loss"] - y["log_loss"]) < 1e-9,
+          "beit eval: 2 ranks give the 1-rank confusion matrix and log loss")
+    print(f"{failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -543,9 +543,9 @@ static cJSON *timm_config(const struct beit_model *m)
                                                     : "beit_base_patch16_224");
   cJSON_AddNumberToObject(root, "num_classes", classifier ? (double)c->num_labels : 0.0);
   cJSON_AddNumberToObject(root, "num_features", (double)c->hidden_size);
-  cJSON_AddStringToObject(root, "global_pool", c->use_mean_pooling ? "avg" : "token");
   if ((args = cJSON_AddObjectToObject(root, "model_args"))) {
     cJSON_AddNumberToObject(args, "img_size", (double)c->image_size);
+    cJSON_AddStringToObject(args, "global_pool", c->use_mean_pooling ? "avg" : "token");
     cJSON_AddNumberToObject(args, "patch_size", (double)c->patch_size);
     cJSON_AddNumberToObject(args, "in_chans", (double)c->num_channels);
     cJSON_AddNumberToObject(args, "embed_dim", (double)c->hidden_size);

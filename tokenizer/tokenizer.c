@@ -9,6 +9,8 @@
 #include "conv.h"
 #include "dvae.h"
 
+#define ARENA_CAP_FLOATS ((size_t)256 << 20) /* 1 GiB */
+
 struct carver {
   float *base;
   size_t used;
@@ -50,10 +52,16 @@ static enum beit_status tokenizer_new(struct beit_tokenizer **out,
     return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer: out of memory");
   tok->cfg = *cfg;
   tok->nthreads = omp_get_max_threads();
-  tok->max_batch = max_batch;
   enum beit_status st = beit_dvae_build(tok, err);
   if (st)
     goto fail;
+  /* Encode/decode run max_batch images at a time; a large tokenizer plans fewer (at least one
+   * per thread) so that the arena stays under ARENA_CAP_FLOATS: DALL-E at 112x112 needs ~38 MB
+   * per image, and a pretraining batch of 256 must not ask for 10 GB. */
+  const size_t per_image = 2 * tok->max_act + 2 * tok->max_hid + tok->V * tok->gh * tok->gw;
+  size_t cap = ARENA_CAP_FLOATS / per_image;
+  cap = cap > (size_t)tok->nthreads ? cap : (size_t)tok->nthreads;
+  tok->max_batch = max_batch < cap ? max_batch : cap;
   struct carver c = {NULL, 0};
   carve_inference(tok, &c);
   if (!(tok->arena = beit_alloc_floats(c.used))) {

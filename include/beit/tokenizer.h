@@ -3,7 +3,8 @@
  *
  * One struct beit_tokenizer holds the configuration, the parameters (one buffer carved into
  * DALL-E's named tensors) and the activation memory of encode/decode, planned once for a maximum
- * batch: encode and decode allocate nothing. Larger inputs are processed max_batch at a time.
+ * batch: encode and decode allocate nothing. Larger inputs are processed max_batch at a time (a
+ * large tokenizer plans fewer images per pass so that this memory stays under 1 GiB).
  *
  * Tokenizer folder (DESIGN.md 5): config.json (the keys of struct beit_tokenizer_config) and
  * model.safetensors. Encoder tensors carry DALL-E's encoder.pkl names exactly

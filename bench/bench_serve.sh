@@ -16,7 +16,7 @@ BUILD=${BUILD:-build}
 BEIT=$BUILD/apps/beit
 CBENCH=$BUILD/bench/bench_serve
 PY=/usr/bin/python3
-THREADS=${THREADS:-$(nproc)}
+THREADS=${THREADS:-$(nproc --all)}
 BATCH=${BATCH:-8}
 WORK=${WORK:-$BUILD/bench/serve_models}
 LAT_SECONDS=${LAT_SECONDS:-15}
@@ -30,7 +30,7 @@ mapfile -t IMAGES < <(ls "$WORK"/images/*.png)
 
 bench() { # name connections
   local name=$1 conn=$2 model=$WORK/$1 c t p lat load
-  echo "== $name ($(nproc) cores, $THREADS threads, load average $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo "== $name ($(nproc --all) cores, $THREADS threads, load average $(cut -d' ' -f1-3 /proc/loadavg))"
   c=$("$CBENCH" --model "$model" --batch "$BATCH" --iters "$ITERS" --batch-iters 2 "${IMAGES[@]}")
   t=$($PY bench/bench_serve_torch.py --model "$model" --images "$WORK/images" --threads "$THREADS" \
         --batch "$BATCH" --iters "$ITERS" --batch-iters 2)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "pack_internal.h"
 
 enum { BLOCK = 512 };
@@ -290,10 +291,8 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
   else
     for (size_t i = 0; i < l.count; i++)
       order[i] = i;
-  if (mkdir(partial, 0755) != 0) {
-    st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot create: %s", partial, strerror(errno));
+  if ((st = beit_mkdirs(partial, err))) /* parents too: --out runs/x/data/train */
     goto free_order;
-  }
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   int nthreads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
   double last = now_s();

@@ -111,14 +111,19 @@ enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
   struct beit_dataset *ds = beit_loader_dataset(ld);
   size_t C = (size_t)m->cfg.num_labels, rows = beit_data_count(ds);
   int ml = beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL;
-  if ((size_t)beit_data_num_classes(ds) != C || ml != m->multilabel) {
+  float *hot = NULL; /* a sigmoid model on a multi-class dataset: labels as one-hot rows */
+  if ((size_t)beit_data_num_classes(ds) != C || (ml && !m->multilabel)) {
     st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s: %d classes (%s) but the model predicts "
                         "%zu (%s)", o->data, beit_data_num_classes(ds),
                         ml ? "multilabel" : "multiclass", C,
                         m->multilabel ? "multilabel" : "multiclass");
     goto done;
   }
-  if ((st = beit_metrics_init(mt, C, ml, rows, o->threshold, err)))
+  if (m->multilabel && !ml && !(hot = calloc(o->batch * C, sizeof *hot))) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "evaluation: out of memory");
+    goto done;
+  }
+  if ((st = beit_metrics_init(mt, C, m->multilabel, rows, o->threshold, err)))
     goto done;
   for (long n = 0; o->max_batches == 0 || n < o->max_batches; n++) {
     const struct beit_loader_batch *b = NULL;
@@ -128,14 +133,20 @@ enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
       continue;
     if ((st = beit_model_forward(m, b->view_a, NULL, NULL, b->count, err)))
       break;
-    if (ml)
-      beit_metrics_add_multilabel(mt, m->a.logits, b->targets, b->indices, b->count);
+    if (hot) {
+      memset(hot, 0, b->count * C * sizeof *hot);
+      for (size_t i = 0; i < b->count; i++)
+        hot[i * C + (size_t)b->labels[i]] = 1.0f;
+    }
+    if (m->multilabel)
+      beit_metrics_add_multilabel(mt, m->a.logits, hot ? hot : b->targets, b->indices, b->count);
     else
       beit_metrics_add_multiclass(mt, m->a.logits, b->labels, b->count);
   }
   if (!st)
     st = merge(dist, mt, err);
 done:
+  free(hot);
   beit_loader_free(ld);
   if (st)
     beit_metrics_free(mt);

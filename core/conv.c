@@ -45,38 +45,92 @@ static int threads_of(int nthreads)
 }
 
 /* col (C*K*K, (y1-y0)*W): rows of the (optionally relu'd) image img (C, H, W) shifted by each
- * kernel tap, zero outside the image. */
+ * kernel tap, zero outside the image. Plain loops, not memcpy/memset: rows are short (W = 7..112
+ * floats) and a library call per row costs more than the copy. */
 static void im2col_rows(float *col, const float *img, int relu, size_t C, size_t H, size_t W,
                         size_t K, size_t y0, size_t y1)
 {
   const long p = (long)(K - 1) / 2;
   const size_t n = (y1 - y0) * W;
   for (size_t c = 0; c < C; c++)
-    for (size_t ky = 0; ky < K; ky++)
+    for (size_t ky = 0; ky < K; ky++) {
+      /* output rows y whose source row y + ky - p lies inside the image */
+      const long lo = p - (long)ky, hi = (long)H + p - (long)ky;
+      const size_t ya = lo > (long)y0 ? (size_t)lo : y0;
+      const size_t yb = hi < (long)y1 ? (hi > (long)ya ? (size_t)hi : ya) : y1;
+      const float *src_rows = img + c * H * W + (ya + ky - (size_t)p) * W; /* row of ya */
       for (size_t kx = 0; kx < K; kx++) {
         float *dst = col + ((c * K + ky) * K + kx) * n;
         const long dx = (long)kx - p;
         const size_t xlo = dx < 0 ? (size_t)-dx : 0;
-        const size_t xhi = dx > 0 ? W - (size_t)dx : W;
-        for (size_t y = y0; y < y1; y++) {
+        const size_t xhi = dx > 0 ? (W > (size_t)dx ? W - (size_t)dx : 0) : W;
+        for (size_t i = 0; i < (ya - y0) * W; i++)
+          dst[i] = 0.0f;
+        for (size_t i = (yb - y0) * W; i < n; i++)
+          dst[i] = 0.0f;
+        if (dx == 0) { /* the rows are one contiguous run */
+          float *d = dst + (ya - y0) * W;
+          const size_t m = (yb - ya) * W;
+          if (relu)
+            for (size_t i = 0; i < m; i++)
+              d[i] = src_rows[i] > 0.0f ? src_rows[i] : 0.0f;
+          else
+            for (size_t i = 0; i < m; i++)
+              d[i] = src_rows[i];
+          continue;
+        }
+        const size_t m = xhi > xlo ? xhi - xlo : 0, shift = (size_t)((long)xlo + dx);
+        for (size_t y = ya; y < yb; y++) {
           float *d = dst + (y - y0) * W;
-          const long sy = (long)y + (long)ky - p;
-          if (sy < 0 || sy >= (long)H || xlo >= xhi) {
-            memset(d, 0, W * sizeof *d);
-            continue;
-          }
-          const float *s = img + (c * H + (size_t)sy) * W + dx;
+          const float *s = src_rows + (y - ya) * W + shift; /* source of d[xlo] */
           for (size_t x = 0; x < xlo; x++)
             d[x] = 0.0f;
           if (relu)
-            for (size_t x = xlo; x < xhi; x++)
-              d[x] = s[x] > 0.0f ? s[x] : 0.0f;
+            for (size_t i = 0; i < m; i++)
+              d[xlo + i] = s[i] > 0.0f ? s[i] : 0.0f;
           else
-            memcpy(d + xlo, s + xlo, (xhi - xlo) * sizeof *d);
-          for (size_t x = xhi; x < W; x++)
+            for (size_t i = 0; i < m; i++)
+              d[xlo + i] = s[i];
+          for (size_t x = xlo + m; x < W; x++)
             d[x] = 0.0f;
         }
       }
+    }
+}
+
+/* dimg (C, H, W) += [mask > 0] * (sum over taps of dcol (C*K*K, H*W) shifted back): the adjoint
+ * of im2col over a whole image. mask NULL: no mask. */
+static void col2im_add(float *dimg, const float *dcol, const float *mask, size_t C, size_t H,
+                       size_t W, size_t K)
+{
+  const long p = (long)(K - 1) / 2;
+  const size_t HW = H * W;
+  for (size_t c = 0; c < C; c++)
+    for (size_t ky = 0; ky < K; ky++) {
+      const long lo = p - (long)ky, hi = (long)H + p - (long)ky;
+      const size_t ya = lo > 0 ? (size_t)lo : 0;
+      const size_t yb = hi < (long)H ? (hi > (long)ya ? (size_t)hi : ya) : H;
+      for (size_t kx = 0; kx < K; kx++) {
+        const float *src = dcol + ((c * K + ky) * K + kx) * HW;
+        const long dx = (long)kx - p;
+        const size_t xlo = dx < 0 ? (size_t)-dx : 0;
+        const size_t xhi = dx > 0 ? (W > (size_t)dx ? W - (size_t)dx : 0) : W;
+        const size_t m = xhi > xlo ? xhi - xlo : 0, shift = (size_t)((long)xlo + dx);
+        for (size_t y = ya; y < yb; y++) {
+          const size_t at = c * HW + (y + ky - (size_t)p) * W + shift; /* target of s[xlo] */
+          float *d = dimg + at;
+          const float *s = src + y * W + xlo;
+          if (mask) {
+            const float *mk = mask + at;
+            for (size_t i = 0; i < m; i++)
+              d[i] += mk[i] > 0.0f ? s[i] : 0.0f;
+          } else {
+            for (size_t i = 0; i < m; i++)
+              d[i] += s[i];
+          }
+        }
+      }
+    }
 }
 
 /* The GEMM's right operand for rows y0..y1 of image img: the image itself for a plain 1x1
@@ -236,6 +290,14 @@ static void dinp_item(float *dinp, float *col, float *tmp, const float *dout, co
   }
 }
 
+/* The input gradient either as a forward convolution of dout with the flipped kernel (expands
+ * dout's OC channels K*K times) or as W^T dout followed by col2im (expands C channels): the
+ * latter when C < OC and a whole image fits one column block (no chunk boundaries to race on). */
+static int col2im_pays(const struct bwd_layout *l, size_t C, size_t OC, size_t K)
+{
+  return K > 1 && C < OC && l->fw.count == 1;
+}
+
 void beit_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scratch,
                           const float *dout, const float *inp, const float *weight, float scale,
                           unsigned flags, size_t B, size_t C, size_t H, size_t W, size_t OC,
@@ -294,7 +356,18 @@ void beit_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scra
     }
   }
 
-  if (dinp) {
+  if (dinp && col2im_pays(&l, C, OC, K)) {
+    /* per whole image: dcol = W^T dout, then scattered back (fewer channels to expand) */
+    const int par = nt > 1 && B >= (size_t)nt;
+#pragma omp parallel for num_threads(nt) schedule(static) if (par)
+    for (size_t b = 0; b < B; b++) {
+      float *dcol = slots + (size_t)(par ? omp_get_thread_num() : 0) * l.slot;
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(C * KK), (int)HW, (int)OC,
+                  scale, weight, (int)(C * KK), dout + b * OC * HW, (int)HW, 0.0f, dcol, (int)HW);
+      col2im_add(dinp + b * C * HW, dcol,
+                 (flags & BEIT_CONV_RELU_INPUT) ? inp + b * C * HW : NULL, C, H, W, K);
+    }
+  } else if (dinp) {
     if (K > 1) {
       /* wt[c][o][K-1-ky][K-1-kx] = weight[o][c][ky][kx] */
 #pragma omp parallel for num_threads(nt) schedule(static) if (OC * C * KK > 65536)

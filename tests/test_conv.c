@@ -167,6 +167,10 @@ int main(void)
   test_conv(1, 64, 70, 30, 8, 3, BEIT_CONV_RELU_INPUT | BEIT_CONV_RELU_OUTPUT, 0.5f, 1, 2);
   test_conv(2, 300, 24, 23, 5, 1, BEIT_CONV_RELU_INPUT, 1.0f, 0, 2);
   test_conv(3, 2, 40, 33, 9, 7, 0, 1.0f, 0, 2);
+  /* fewer input than output channels: the input gradient by col2im for a whole image, by the
+   * flipped-kernel convolution when the image is cut into row chunks */
+  test_conv(2, 16, 60, 70, 32, 3, BEIT_CONV_RELU_INPUT, 1.0f, 0, 2);
+  test_conv(3, 4, 10, 11, 12, 3, BEIT_CONV_RELU_INPUT, 0.5f, 1, 1);
 
   test_pool_upsample(5, 6, 8);
   test_pool_upsample(3, 7, 5); /* odd sizes: the trailing row/column is dropped by the pool */

@@ -315,6 +315,7 @@ void beit_conv2d_backward(float *dinp, float *dweight, float *dbias, float *scra
       for (size_t b = 0; b < B; b++) {
         const float *d = dout + (b * OC + o) * HW;
         float part = 0.0f;
+#pragma omp simd reduction(+ : part) /* lets the sum vectorise (reassociates it) */
         for (size_t j = 0; j < HW; j++)
           part += d[j];
         s += part;

@@ -105,6 +105,7 @@ int beit_cmd_run(int argc, char **argv)
       read_inputs(in, m, &pixels, &mask, &B, &err) || beit_model_replan(m, B, &err))
     goto fail;
   m->head_all_tokens = 1;
+  beit_model_free_grads(m);
   if (beit_model_forward(m, pixels, mask, NULL, B, &err) || write_outputs(output, m, &err))
     goto fail;
   goto done;

@@ -125,7 +125,11 @@ int main(int argc, char **argv)
   uint8_t *mask = malloc(B * N);
   int32_t *targets = malloc(B * N * sizeof(int32_t));
   size_t *perm = malloc(N * sizeof(size_t));
-  float *mom = beit_alloc_floats(m->table.total), *var = beit_alloc_floats(m->table.total);
+  /* inference holds no gradients or optimizer state, like PyTorch under no_grad */
+  float *mom = train ? beit_alloc_floats(m->table.total) : NULL;
+  float *var = train ? beit_alloc_floats(m->table.total) : NULL;
+  if (!train)
+    beit_model_free_grads(m);
   struct beit_rng rng;
   beit_rng_seed(&rng, 1, 2, 3);
   for (size_t i = 0; i < B * m->C * H * H; i++)

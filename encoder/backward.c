@@ -4,6 +4,7 @@
  * the shared relative position bias) first, then block 0 .. L-1, then the heads, so each stage
  * finishes one contiguous range of grads and announces it through m->grads_ready (where the
  * distributed trainer starts that bucket's allreduce while backward continues). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "encoder.h"
@@ -153,8 +154,8 @@ static void embed_backward(struct beit_model *m)
 
 void beit_model_backward(struct beit_model *m, float dloss)
 {
-  if (m->arch == BEIT_ARCH_MODEL)
-    return; /* no head, no loss: nothing to differentiate */
+  if (m->arch == BEIT_ARCH_MODEL || !m->grads)
+    return; /* no head and loss, or an inference-only model: nothing to differentiate */
   head_backward(m, dloss);
   announce(m, block_begin(m, m->L), m->table.total);
   for (size_t l = m->L; l-- > 0;) {
@@ -165,4 +166,14 @@ void beit_model_backward(struct beit_model *m, float dloss)
   announce(m, 0, block_begin(m, 0));
 }
 
-void beit_model_zero_grad(struct beit_model *m) { zero(m->grads, m->table.total); }
+void beit_model_zero_grad(struct beit_model *m)
+{
+  if (m->grads)
+    zero(m->grads, m->table.total);
+}
+
+void beit_model_free_grads(struct beit_model *m)
+{
+  free(m->grads);
+  m->grads = NULL;
+}

@@ -108,6 +108,9 @@ double beit_model_loss(struct beit_model *m, const int32_t *targets, const float
 /* grads += dloss * d(loss)/d(params) for the last forward + loss (dloss < 1 for gradient
  * accumulation over micro-batches). */
 void beit_model_backward(struct beit_model *m, float dloss);
+/* Inference only: release the gradient buffer (as large as the weights); backward is then a
+ * no-op and zero_grad too. */
+void beit_model_free_grads(struct beit_model *m);
 void beit_model_zero_grad(struct beit_model *m);
 
 /* The config as HF's config.json object (architectures, id2label, label2id, model_type). */

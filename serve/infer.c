@@ -56,9 +56,8 @@ static enum beit_status alias_session(struct beit_model **out, const struct beit
   if (st)
     return st;
   free((*out)->params);
-  free((*out)->grads);
+  beit_model_free_grads(*out);
   (*out)->params = owner->params;
-  (*out)->grads = NULL;
   return BEIT_STATUS_OK;
 }
 
@@ -112,8 +111,7 @@ enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
   }
   inf->nsessions = inf->opt.sessions;
   inf->sessions[0] = m;
-  free(m->grads); /* inference only */
-  m->grads = NULL;
+  beit_model_free_grads(m); /* inference only */
   if (m->arch != BEIT_ARCH_CLASSIFIER) {
     st = beit_error_set(err, BEIT_STATUS_CONFIG,
                         "%s/config.json: architectures[0] is '%s'; predict and serve need a "

@@ -264,6 +264,13 @@ static void test_step_split(void)
     g[run] = malloc(tok->table.total * sizeof(float));
     memcpy(g[run], tok->grads, tok->table.total * sizeof(float));
     CHECK(isfinite(st.loss) && st.codes_used >= 1 && st.perplexity >= 1.0);
+    /* again: bit-identical, whichever thread takes which slice */
+    for (int again = 0; again < 3; again++) {
+      struct beit_dvae_step_stats st2;
+      beit_dvae_forward_backward(tok, x, noise, B, 0.7f, 2.0f, &st2);
+      CHECK(st2.loss == st.loss);
+      CHECK(!memcmp(g[run], tok->grads, tok->table.total * sizeof(float)));
+    }
     if (run == 1)
       check_close("gradients: 2-thread split vs 1 thread", g[1], g[0], tok->table.total, 1e-4);
     beit_tokenizer_free(tok);

@@ -67,10 +67,10 @@ struct dvae_train_acts {
 };
 
 /* What one worker's kernels run with. A batch of at least tok->nthreads images is split into
- * contiguous slices, one per OpenMP thread, each running the whole network with single-threaded
- * kernels and no barrier between layers (small convolutions are dominated by per-call and
- * synchronisation costs otherwise); a smaller batch runs as one worker whose kernels use all
- * threads. */
+ * contiguous slices of images, taken by the OpenMP threads, each slice running the whole network
+ * with single-threaded kernels and no barrier between layers (small convolutions are dominated
+ * by per-call and synchronisation costs otherwise); a smaller batch runs as one worker whose
+ * kernels use all threads. */
 struct dvae_ctx {
   int nthreads;                          /* threads each kernel may use */
   float *scratch;                        /* conv scratch for nthreads */
@@ -86,6 +86,7 @@ static inline int dvae_workers(int nthreads, size_t B)
 }
 
 #define DVAE_MAX_THREADS 256
+#define DVAE_MAX_SLICES 1024
 
 struct dvae_train_state {
   size_t max_batch;
@@ -94,8 +95,11 @@ struct dvae_train_state {
   struct dvae_block_acts *blocks;   /* storage of the views' enc/dec arrays */
   float *scratch;                   /* conv scratch: per-thread slots, or all for one worker */
   size_t scratch_slot;              /* floats of one single-threaded slot */
-  float *grads_extra;               /* (nthreads - 1) private gradient buffers */
+  size_t grad_slots;                /* slices a batch is cut into (4 per thread, fewer for a
+                                       large model); slot 0 is tok->grads */
+  float *grads_extra;               /* (grad_slots - 1) per-slice gradient buffers */
   float *noise;                     /* (max_batch, V, gh, gw): the views' noise, whole batch */
+  float *logits;                    /* (max_batch, V, gh, gw): the last step's encoder logits */
   int32_t *tokens;                  /* (max_batch, gh*gw): the views' tokens, whole batch */
   long *counts;                     /* (V) token histogram scratch */
 };
@@ -152,9 +156,17 @@ const float *beit_dvae_decoder_forward_tokens(struct beit_tokenizer *tok,
                                               size_t B);
 /* tokens (B, P) = argmax over V of logits (B, V, P), first index on ties. */
 void beit_dvae_argmax(int32_t *tokens, const float *logits, size_t B, size_t V, size_t P);
-/* ctx of worker w of `workers` over the inference arena; *b0 gets its first image of B. */
+/* ctx of worker w of `workers` over the inference arena, for images starting at b0. */
 void beit_dvae_inference_ctx(struct beit_tokenizer *tok, struct dvae_ctx *ctx, int w,
-                             int workers, size_t B, size_t *b0, size_t *nb);
+                             int workers, size_t b0);
+/* Images per slice when n images are cut for `workers` threads (4 slices per thread). */
+static inline size_t dvae_slice_images(size_t n, int workers)
+{
+  if (workers < 2)
+    return n;
+  size_t slices = 4 * (size_t)workers < n ? 4 * (size_t)workers : n;
+  return (n + slices - 1) / slices;
+}
 
 /* ---- backward.c ---- (ctx->acts: the worker's view of the last training forward) */
 /* ctx->grads += d/dparams given d_out (B, out_ch, s, s); writes d_soft (B, V, gh, gw)

@@ -113,19 +113,16 @@ const float *beit_dvae_decoder_forward_tokens(struct beit_tokenizer *tok,
 }
 
 void beit_dvae_inference_ctx(struct beit_tokenizer *tok, struct dvae_ctx *ctx, int w,
-                             int workers, size_t B, size_t *b0, size_t *nb)
+                             int workers, size_t b0)
 {
-  const size_t lo = B * (size_t)w / (size_t)workers, hi = B * (size_t)(w + 1) / (size_t)workers;
   ctx->nthreads = workers > 1 ? 1 : tok->nthreads;
   ctx->scratch = tok->scratch + (workers > 1 ? (size_t)w * tok->scratch_slot : 0);
   ctx->grads = NULL;
-  ctx->buf_x = tok->buf_x + lo * tok->max_act;
-  ctx->buf_y = tok->buf_y + lo * tok->max_act;
-  ctx->buf_r1 = tok->buf_r1 + lo * tok->max_hid;
-  ctx->buf_r2 = tok->buf_r2 + lo * tok->max_hid;
+  ctx->buf_x = tok->buf_x + b0 * tok->max_act;
+  ctx->buf_y = tok->buf_y + b0 * tok->max_act;
+  ctx->buf_r1 = tok->buf_r1 + b0 * tok->max_hid;
+  ctx->buf_r2 = tok->buf_r2 + b0 * tok->max_hid;
   ctx->acts = NULL;
-  *b0 = lo;
-  *nb = hi - lo;
 }
 
 void beit_dvae_argmax(int32_t *tokens, const float *logits, size_t B, size_t V, size_t P)

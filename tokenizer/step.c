@@ -16,6 +16,8 @@
 #include "dvae.h"
 #include "optim.h"
 
+#define GRAD_SLOT_FLOATS ((size_t)64 << 20) /* 256 MB of per-slice gradients at most */
+
 struct carver {
   float *base; /* NULL on the counting pass */
   size_t used;
@@ -69,24 +71,24 @@ static void carve_view(struct beit_tokenizer *tok, struct carver *c, size_t B, s
   t->tokens = (int32_t *)carve_b(c, P, B, b0);
 }
 
-/* Point worker w's view at its slice of a batch of B images; returns its first image. */
-static size_t point_view(struct beit_tokenizer *tok, int w, int workers, size_t B, size_t *nb)
+/* Point worker w's view at the images starting at b0. */
+static void point_view(struct beit_tokenizer *tok, int w, size_t b0)
 {
-  const size_t lo = B * (size_t)w / (size_t)workers, hi = B * (size_t)(w + 1) / (size_t)workers;
   struct carver c = {tok->t.arena, 0};
-  carve_view(tok, &c, tok->t.max_batch, lo, &tok->t.views[w]);
-  *nb = hi - lo;
-  return lo;
+  carve_view(tok, &c, tok->t.max_batch, b0, &tok->t.views[w]);
 }
 
-static struct dvae_ctx worker_ctx(struct beit_tokenizer *tok, int w, int workers)
+/* Slices of a batch of B images: one per gradient slot, at most B; workers take them in any
+ * order (dynamic schedule, so a thread the OS preempts holds up one slice, not half the batch)
+ * and each slice's gradients land in its own slot, summed in slot order: the result does not
+ * depend on which thread ran which slice. */
+static size_t slice_count(const struct beit_tokenizer *tok, size_t B, int workers)
 {
-  struct dvae_ctx ctx = {0};
-  ctx.nthreads = workers > 1 ? 1 : tok->nthreads;
-  ctx.scratch = tok->t.scratch + (workers > 1 ? (size_t)w * tok->t.scratch_slot : 0);
-  ctx.grads = w == 0 ? tok->grads : tok->t.grads_extra + (size_t)(w - 1) * tok->table.total;
-  ctx.acts = &tok->t.views[w];
-  return ctx;
+  if (workers < 2)
+    return 1;
+  size_t n = tok->t.grad_slots < B ? tok->t.grad_slots : B;
+  size_t per = (B + n - 1) / n;
+  return (B + per - 1) / per;
 }
 
 enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_batch,
@@ -111,7 +113,15 @@ enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_bat
   t->scratch_slot = f1 > b1 ? f1 : b1;
   size_t all = fn > bn ? fn : bn, sc = (size_t)nt * t->scratch_slot;
   t->scratch = beit_alloc_floats(sc > all ? sc : all);
-  t->grads_extra = nt > 1 ? beit_alloc_floats((size_t)(nt - 1) * tok->table.total) : NULL;
+  /* gradient slots: 4 slices per thread for load balance, fewer for a large model */
+  size_t slots = nt > 1 ? 4 * (size_t)nt : 1;
+  const size_t cap = GRAD_SLOT_FLOATS / (tok->table.total ? tok->table.total : 1);
+  if (slots > cap)
+    slots = cap > (size_t)nt ? cap : (size_t)nt;
+  if (slots > DVAE_MAX_SLICES)
+    slots = DVAE_MAX_SLICES;
+  t->grad_slots = slots;
+  t->grads_extra = slots > 1 ? beit_alloc_floats((slots - 1) * tok->table.total) : NULL;
   t->counts = calloc(tok->V, sizeof *t->counts);
   tok->grads = beit_alloc_floats(tok->table.total);
   struct dvae_train_acts probe = {0};
@@ -120,7 +130,8 @@ enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_bat
   struct carver c = {NULL, 0};
   carve_view(tok, &c, max_batch, 0, &probe);
   t->arena = beit_alloc_floats(c.used);
-  if (!t->views || !t->blocks || !t->scratch || (nt > 1 && !t->grads_extra) || !t->counts ||
+  if (!t->views || !t->blocks || !t->scratch || (t->grad_slots > 1 && !t->grads_extra) ||
+      !t->counts ||
       !tok->grads || !t->arena)
     return beit_error_set(err, BEIT_STATUS_NOMEM,
                           "tokenizer: cannot allocate training state for batch %zu "
@@ -131,9 +142,9 @@ enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_bat
     t->views[w].enc = t->blocks + (size_t)w * nblk;
     t->views[w].dec = t->views[w].enc + tok->enc.nblocks;
   }
-  size_t nb;
-  point_view(tok, 0, 1, max_batch, &nb);
+  point_view(tok, 0, 0);
   t->noise = t->views[0].noise;
+  t->logits = t->views[0].logits;
   t->tokens = t->views[0].tokens;
   return BEIT_STATUS_OK;
 }
@@ -163,66 +174,85 @@ void beit_dvae_code_stats(const int32_t *tokens, size_t n, size_t V, long *count
   beit_dvae_code_stats_counts(counts, V, used, perplexity);
 }
 
-void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, const float *noise,
-                                size_t B, float tau, float kl_weight,
-                                struct beit_dvae_step_stats *stats)
+/* Forward, loss and backward of images b0..b0+nb-1 (the view v) into grads; returns the
+ * slice's share of the batch's recon term, and its mae share and KL sum through the pointers. */
+static double slice_forward_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                                     const float *x, const float *noise, size_t B, size_t b0,
+                                     size_t nb, float tau, float kl_weight, int want_tokens,
+                                     double *mae, double *kl)
 {
   const size_t P = tok->gh * tok->gw, S2 = tok->S * tok->S, VP = tok->V * P;
   const size_t img = tok->C * S2;
   const double pixels = (double)(B * img);
+  struct dvae_train_acts *v = ctx->acts;
+  const float *xs = x + b0 * img;
+
+  beit_dvae_encoder_forward(tok, ctx, v->logits, xs, nb);
+  beit_dvae_gumbel_softmax_forward(v->soft, v->logits, noise ? noise + b0 * VP : NULL, tau, nb,
+                                   tok->V, P);
+  beit_dvae_decoder_forward(tok, ctx, v->out, v->soft, nb);
+
+  /* Both terms are normalised by the whole batch: dscale nb / B turns the slice mean into its
+   * share of the batch mean. */
+  memset(v->d_out, 0, nb * tok->out_ch * S2 * sizeof *v->d_out);
+  const double share = (double)nb / (double)B;
+  const double recon = share * beit_dvae_recon_loss(v->d_out, mae, v->out, xs,
+                                                    beit_dvae_recon_kind(tok), (float)share, nb,
+                                                    tok->C, S2);
+  *mae *= share;
+  memset(v->d_logits, 0, nb * VP * sizeof *v->d_logits);
+  *kl = beit_dvae_kl_uniform(v->d_logits, v->logits, (float)(kl_weight / pixels), nb, tok->V, P);
+
+  beit_dvae_decoder_backward(tok, ctx, v->d_soft, v->d_out, nb);
+  beit_dvae_gumbel_softmax_backward(v->d_logits, v->d_soft, v->soft, tau, nb, tok->V, P);
+  beit_dvae_encoder_backward(tok, ctx, v->d_logits, xs, nb);
+  if (want_tokens)
+    beit_dvae_argmax(v->tokens, v->logits, nb, tok->V, P);
+  return recon;
+}
+
+void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, const float *noise,
+                                size_t B, float tau, float kl_weight,
+                                struct beit_dvae_step_stats *stats)
+{
+  const size_t P = tok->gh * tok->gw, total = tok->table.total;
+  const double pixels = (double)(B * tok->C * tok->S * tok->S);
   const int workers = dvae_workers(tok->nthreads, B);
-  const enum dvae_recon kind = beit_dvae_recon_kind(tok);
-  double recon[DVAE_MAX_THREADS], mae[DVAE_MAX_THREADS], kl[DVAE_MAX_THREADS];
+  const size_t nslices = slice_count(tok, B, workers), per = (B + nslices - 1) / nslices;
+  double recon[DVAE_MAX_SLICES], mae[DVAE_MAX_SLICES], kl[DVAE_MAX_SLICES];
 
 #pragma omp parallel num_threads(workers)
   {
     const int w = omp_get_thread_num();
-    size_t nb;
-    const size_t b0 = point_view(tok, w, workers, B, &nb);
-    const struct dvae_ctx ctx = worker_ctx(tok, w, workers);
-    struct dvae_train_acts *v = ctx.acts;
-    const float *xs = x + b0 * img;
-    memset(ctx.grads, 0, tok->table.total * sizeof *ctx.grads);
-
-    beit_dvae_encoder_forward(tok, &ctx, v->logits, xs, nb);
-    beit_dvae_gumbel_softmax_forward(v->soft, v->logits, noise ? noise + b0 * VP : NULL, tau, nb,
-                                     tok->V, P);
-    beit_dvae_decoder_forward(tok, &ctx, v->out, v->soft, nb);
-
-    /* Both terms are normalised by the whole batch: dscale nb / B turns the slice mean into
-     * its share of the batch mean. */
-    memset(v->d_out, 0, nb * tok->out_ch * S2 * sizeof *v->d_out);
-    const double share = (double)nb / (double)B;
-    recon[w] = share * beit_dvae_recon_loss(v->d_out, &mae[w], v->out, xs, kind, (float)share,
-                                            nb, tok->C, S2);
-    mae[w] *= share;
-    memset(v->d_logits, 0, nb * VP * sizeof *v->d_logits);
-    kl[w] = beit_dvae_kl_uniform(v->d_logits, v->logits, (float)(kl_weight / pixels), nb, tok->V,
-                                 P);
-
-    beit_dvae_decoder_backward(tok, &ctx, v->d_soft, v->d_out, nb);
-    beit_dvae_gumbel_softmax_backward(v->d_logits, v->d_soft, v->soft, tau, nb, tok->V, P);
-    beit_dvae_encoder_backward(tok, &ctx, v->d_logits, xs, nb);
-    if (stats)
-      beit_dvae_argmax(v->tokens, v->logits, nb, tok->V, P);
-  }
-
-  if (workers > 1) {
-    const size_t n = tok->table.total;
-    float *g = tok->grads;
-    const float *extra = tok->t.grads_extra;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-      float s = g[i];
-      for (int w = 1; w < workers; w++)
-        s += extra[(size_t)(w - 1) * n + i];
-      g[i] = s;
+    struct dvae_ctx ctx = {0};
+    ctx.nthreads = workers > 1 ? 1 : tok->nthreads;
+    ctx.scratch = tok->t.scratch + (workers > 1 ? (size_t)w * tok->t.scratch_slot : 0);
+    ctx.acts = &tok->t.views[w];
+#pragma omp for schedule(dynamic, 1)
+    for (size_t s = 0; s < nslices; s++) {
+      const size_t b0 = s * per, nb = B - b0 < per ? B - b0 : per;
+      ctx.grads = s == 0 ? tok->grads : tok->t.grads_extra + (s - 1) * total;
+      memset(ctx.grads, 0, total * sizeof *ctx.grads);
+      point_view(tok, w, b0);
+      recon[s] = slice_forward_backward(tok, &ctx, x, noise, B, b0, nb, tau, kl_weight,
+                                        stats != NULL, &mae[s], &kl[s]);
+    }
+    if (nslices > 1) { /* slot sums in slot order */
+      const float *extra = tok->t.grads_extra;
+      float *g = tok->grads;
+#pragma omp for schedule(static)
+      for (size_t i = 0; i < total; i++) {
+        float sum = g[i];
+        for (size_t s = 1; s < nslices; s++)
+          sum += extra[(s - 1) * total + i];
+        g[i] = sum;
+      }
     }
   }
   if (stats) {
     double r = 0.0, a = 0.0, k = 0.0;
-    for (int w = 0; w < workers; w++)
-      r += recon[w], a += mae[w], k += kl[w];
+    for (size_t s = 0; s < nslices; s++)
+      r += recon[s], a += mae[s], k += kl[s];
     stats->recon = r;
     stats->mae = a;
     stats->kl = k / (double)(B * P);

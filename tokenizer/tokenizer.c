@@ -195,11 +195,12 @@ enum beit_status beit_tokenizer_encode(struct beit_tokenizer *tok, int32_t *toke
   for (size_t c0 = 0; c0 < B; c0 += tok->max_batch) {
     const size_t n = B - c0 < tok->max_batch ? B - c0 : tok->max_batch;
     const int workers = dvae_workers(tok->nthreads, n);
-#pragma omp parallel num_threads(workers)
-    {
+    const size_t per = dvae_slice_images(n, workers);
+#pragma omp parallel for num_threads(workers) schedule(dynamic, 1)
+    for (size_t b0 = 0; b0 < n; b0 += per) {
+      const size_t nb = n - b0 < per ? n - b0 : per;
       struct dvae_ctx ctx;
-      size_t b0, nb;
-      beit_dvae_inference_ctx(tok, &ctx, omp_get_thread_num(), workers, n, &b0, &nb);
+      beit_dvae_inference_ctx(tok, &ctx, omp_get_thread_num(), workers, b0);
       float *l = logits ? logits + (c0 + b0) * VP : tok->buf_logits + b0 * VP;
       beit_dvae_encoder_forward(tok, &ctx, l, images + (c0 + b0) * img, nb);
       beit_dvae_argmax(tokens + (c0 + b0) * P, l, nb, tok->V, P);
@@ -225,11 +226,12 @@ enum beit_status beit_tokenizer_decode(struct beit_tokenizer *tok, float *images
   for (size_t c0 = 0; c0 < B; c0 += tok->max_batch) {
     const size_t n = B - c0 < tok->max_batch ? B - c0 : tok->max_batch;
     const int workers = dvae_workers(tok->nthreads, n);
-#pragma omp parallel num_threads(workers)
-    {
+    const size_t per = dvae_slice_images(n, workers);
+#pragma omp parallel for num_threads(workers) schedule(dynamic, 1)
+    for (size_t b0 = 0; b0 < n; b0 += per) {
+      const size_t nb = n - b0 < per ? n - b0 : per;
       struct dvae_ctx ctx;
-      size_t b0, nb;
-      beit_dvae_inference_ctx(tok, &ctx, omp_get_thread_num(), workers, n, &b0, &nb);
+      beit_dvae_inference_ctx(tok, &ctx, omp_get_thread_num(), workers, b0);
       const float *out = beit_dvae_decoder_forward_tokens(tok, &ctx, tokens + (c0 + b0) * P, nb);
       beit_dvae_unmap_output(images + (c0 + b0) * tok->C * S2, out, nb, tok->C, tok->out_ch, S2);
     }

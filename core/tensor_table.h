@@ -50,7 +50,9 @@ long beit_tensor_table_find(const struct beit_tensor_table *table, const char *n
 /* "(768, 3, 16, 16)" into buf. */
 const char *beit_tensor_shape_str(const struct beit_tensor *t, char *buf, size_t size);
 
-/* Allocate a zeroed, 64-byte aligned float buffer of n floats (NULL on failure). */
+/* Allocate a zeroed float buffer of n floats (NULL on failure; free with free()). calloc: large
+ * buffers come zeroed from the kernel and only pages that are written count in memory, so a
+ * planned-but-unused buffer (an inference model's gradients) costs nothing. */
 float *beit_alloc_floats(size_t n);
 
 #endif

@@ -12,7 +12,7 @@ struct carver {
   size_t used;
 };
 
-/* n floats, 64-byte aligned. */
+/* n floats, starting on a 64-byte boundary of the arena. */
 static float *carve(struct carver *c, size_t n)
 {
   float *p = c->base ? c->base + c->used : NULL;

@@ -503,8 +503,12 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
       cJSON_AddNumberToObject(f, "tau", tau);
       cJSON_AddNumberToObject(f, "kl_weight", klw);
       cJSON_AddNumberToObject(f, "codes_used", (double)used);
+      cJSON_AddNumberToObject(f, "codes_frac", (double)used / (double)tok->V);
       cJSON_AddNumberToObject(f, "perplexity", ppl);
       beit_trainer_log(&tr, f, (double)win.images);
+      /* the tokenizer's own numbers, after the trainer's progress line (on a TTY the same line) */
+      fprintf(stderr, "  recon %.4f  mae %.4f  kl %.3f  codes %zu/%zu  perplexity %.1f  tau %.3f%s",
+              win.recon / k, win.mae / k, win.kl / k, used, tok->V, ppl, tau, tr.tty ? "" : "\n");
       window_reset(&win, tok->V);
     }
     if (r->eval.every_steps > 0 && tr.step % r->eval.every_steps == 0 && !last &&

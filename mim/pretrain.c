@@ -39,6 +39,7 @@ struct pretrain {
   struct beit_recipe recipe;
   double phase[PHASE_COUNT], phase_mark;
   double allreduce_total; /* seconds inside MPI for gradients, hidden or not, since last log */
+  struct beit_pretrain_summary *sum;
   struct beit_dist *dist;
   struct beit_model *model;
   struct beit_tokenizer *tok;
@@ -335,16 +336,49 @@ static void teardown(struct pretrain *p)
   free(p->drop_rates);
 }
 
-static enum beit_status save(struct pretrain *p, struct beit_pretrain_summary *sum,
-                             struct beit_error *err)
+/* beit_trainer_loop callbacks */
+static enum beit_status loop_step(void *ctx, double out[4], struct beit_error *err)
 {
+  return train_step(ctx, out, err);
+}
+
+static void loop_log_fields(void *ctx, cJSON *f, double steps)
+{
+  struct pretrain *p = ctx;
+  struct beit_loader_stats ls;
+  beit_loader_stats(p->loader, &ls);
+  cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
+  cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
+  cJSON_AddNumberToObject(f, "allreduce_in_mpi_s", p->allreduce_total / steps);
+  p->allreduce_total = 0;
+  for (int ph = 0; ph < PHASE_COUNT; ph++) { /* seconds per step, averaged over the window */
+    cJSON_AddNumberToObject(f, phase_names[ph], p->phase[ph] / steps);
+    p->phase[ph] = 0;
+  }
+}
+
+static enum beit_status loop_save(void *ctx, struct beit_error *err)
+{
+  struct pretrain *p = ctx;
   cJSON *config = beit_config_json(&p->model->cfg);
   if (!config)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
   enum beit_status st = beit_trainer_save(&p->trainer, config, err);
   cJSON_Delete(config);
-  snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld",
+  snprintf(p->sum->last_checkpoint, sizeof p->sum->last_checkpoint, "%s/checkpoint-%ld",
            p->trainer.out_dir, p->trainer.step);
+  return st;
+}
+
+static enum beit_status loop_evaluate(void *ctx, int final, struct beit_error *err)
+{
+  struct pretrain *p = ctx;
+  struct beit_pretrain_summary *sum = p->sum;
+  enum beit_status st = evaluate(p, p->recipe.data.eval, sum, err);
+  if (!st && !final && beit_dist_is_root(p->dist))
+    fprintf(stderr, "%seval step %ld: masked-token loss %.4f, accuracy %.4f (majority token "
+            "%.4f)\n", p->trainer.tty ? "\n" : "", p->trainer.step, sum->eval_loss,
+            sum->eval_mlm_acc, sum->eval_majority_acc);
   return st;
 }
 
@@ -354,8 +388,8 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
   struct pretrain p;
   memset(&p, 0, sizeof p);
   memset(sum, 0, sizeof *sum);
-  sum->first_loss = NAN;
   p.dist = dist;
+  p.sum = sum;
   struct beit_loader_cursor start = {0, 0};
   char resume_dir[4200] = "";
   struct beit_loader_options lo;
@@ -384,76 +418,18 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
     if (beit_dist_is_root(dist))
       fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, p.trainer.step);
   }
-  beit_trainer_catch_signals();
-  struct beit_trainer *tr = &p.trainer;
-  const struct beit_recipe *r = &p.recipe;
-  double window[4] = {0, 0, 0, 0}; /* loss, acc, norm sums; steps */
-  double images = 0;
-  while (tr->step < tr->total_steps) {
-    double out[4] = {0, 0, 0, 0};
-    st = train_step(&p, out, err);
-    if (st && st != BEIT_STATUS_INTERRUPTED)
-      goto done;
-    window[0] += out[0];
-    window[1] += out[1];
-    window[2] += out[2];
-    window[3] += 1;
-    images += out[3];
-    if (st == BEIT_STATUS_INTERRUPTED || tr->step % r->log.every_steps == 0 ||
-        tr->step == tr->total_steps) {
-      struct beit_loader_stats ls;
-      beit_loader_stats(p.loader, &ls);
-      cJSON *f = cJSON_CreateObject();
-      cJSON_AddNumberToObject(f, "loss", window[0] / window[3]);
-      cJSON_AddNumberToObject(f, "mlm_acc", window[1] / window[3]);
-      cJSON_AddNumberToObject(f, "grad_norm", window[2] / window[3]);
-      cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
-      cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
-      cJSON_AddNumberToObject(f, "allreduce_in_mpi_s", p.allreduce_total / window[3]);
-      p.allreduce_total = 0;
-      for (int ph = 0; ph < PHASE_COUNT; ph++) { /* seconds per step, averaged over the window */
-        cJSON_AddNumberToObject(f, phase_names[ph], p.phase[ph] / window[3]);
-        p.phase[ph] = 0;
-      }
-      if (isnan(sum->first_loss))
-        sum->first_loss = window[0] / window[3];
-      sum->last_loss = window[0] / window[3];
-      sum->last_mlm_acc = window[1] / window[3];
-      beit_trainer_log(tr, f, images);
-      memset(window, 0, sizeof window);
-      images = 0;
-    }
-    if (st == BEIT_STATUS_INTERRUPTED) {
-      if (beit_dist_is_root(dist))
-        fprintf(stderr, "\ninterrupted: writing a final checkpoint\n");
-      enum beit_status s2 = save(&p, sum, err);
-      st = s2 ? s2 : BEIT_STATUS_INTERRUPTED;
-      if (!s2)
-        beit_error_set(err, st, "interrupted at step %ld; resume with --resume from %s",
-                       tr->step, sum->last_checkpoint);
-      goto done;
-    }
-    if (r->checkpoint.every_steps > 0 && tr->step % r->checkpoint.every_steps == 0 &&
-        tr->step < tr->total_steps && (st = save(&p, sum, err)))
-      goto done;
-    if (r->data.eval[0] && r->eval.every_steps > 0 && tr->step % r->eval.every_steps == 0 &&
-        tr->step < tr->total_steps) {
-      if ((st = evaluate(&p, r->data.eval, sum, err)))
-        goto done;
-      if (beit_dist_is_root(dist))
-        fprintf(stderr, "%seval step %ld: masked-token loss %.4f, accuracy %.4f (majority token "
-                "%.4f)\n", tr->tty ? "\n" : "", tr->step, sum->eval_loss, sum->eval_mlm_acc,
-                sum->eval_majority_acc);
-    }
-  }
-  if (tr->tty && beit_dist_is_root(dist))
-    fprintf(stderr, "\n");
-  if ((st = save(&p, sum, err)))
-    goto done;
-  if (r->data.eval[0] && (st = evaluate(&p, r->data.eval, sum, err)))
-    goto done;
-  sum->steps = tr->step;
-  sum->seconds = tr->t_last_log - tr->t_start;
+  struct beit_trainer_loop loop = {&p, "mlm_acc", loop_step, loop_log_fields, loop_save,
+                                   p.recipe.data.eval[0] ? loop_evaluate : NULL};
+  struct beit_trainer_run_summary run;
+  st = beit_trainer_run(&p.trainer, &loop, &run, err);
+  sum->first_loss = run.first_loss;
+  sum->last_loss = run.last_loss;
+  sum->last_mlm_acc = run.last_acc;
+  sum->steps = p.trainer.step;
+  sum->seconds = p.trainer.t_last_log - p.trainer.t_start;
+  if (st == BEIT_STATUS_INTERRUPTED)
+    snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld",
+             p.trainer.out_dir, p.trainer.step);
 done:
   teardown(&p);
   return st;

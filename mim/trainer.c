@@ -320,3 +320,69 @@ enum beit_status beit_trainer_read_cursor(const char *dir, struct beit_loader_cu
   cursor->position = st ? 0 : (uint64_t)s.loader_position;
   return st;
 }
+
+/* Rank 0: one log record of the window's averages plus the loop's own fields. */
+static void log_window(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
+                       const double window[4], double images, struct beit_trainer_run_summary *sum)
+{
+  double n = window[3];
+  if (isnan(sum->first_loss))
+    sum->first_loss = window[0] / n;
+  sum->last_loss = window[0] / n;
+  sum->last_acc = window[1] / n;
+  cJSON *f = cJSON_CreateObject();
+  if (f) {
+    cJSON_AddNumberToObject(f, "loss", window[0] / n);
+    cJSON_AddNumberToObject(f, loop->acc_name, window[1] / n);
+    cJSON_AddNumberToObject(f, "grad_norm", window[2] / n);
+    if (loop->log_fields)
+      loop->log_fields(loop->ctx, f, n);
+  }
+  beit_trainer_log(tr, f, images);
+}
+
+static int every(long step, long period) { return period > 0 && step % period == 0; }
+
+enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
+                                  struct beit_trainer_run_summary *sum, struct beit_error *err)
+{
+  const struct beit_recipe *r = tr->recipe;
+  double window[4] = {0, 0, 0, 0}, images = 0; /* loss, accuracy, norm sums; steps */
+  enum beit_status st = BEIT_STATUS_OK;
+  sum->first_loss = sum->last_loss = sum->last_acc = NAN;
+  beit_trainer_catch_signals();
+  while (tr->step < tr->total_steps) {
+    double out[4] = {0, 0, 0, 0};
+    st = loop->step(loop->ctx, out, err);
+    if (st && st != BEIT_STATUS_INTERRUPTED)
+      return st;
+    for (int k = 0; k < 3; k++)
+      window[k] += out[k];
+    window[3] += 1;
+    images += out[3];
+    int stop = st == BEIT_STATUS_INTERRUPTED, last = tr->step == tr->total_steps;
+    if (stop || last || every(tr->step, r->log.every_steps)) {
+      log_window(tr, loop, window, images, sum);
+      memset(window, 0, sizeof window);
+      images = 0;
+    }
+    if (stop) {
+      if (beit_dist_is_root(tr->dist))
+        fprintf(stderr, "\ninterrupted: writing a final checkpoint\n");
+      if ((st = loop->save(loop->ctx, err)))
+        return st;
+      return beit_error_set(err, BEIT_STATUS_INTERRUPTED, "interrupted at step %ld; resume with "
+                            "--resume from %s/checkpoint-%ld", tr->step, tr->out_dir, tr->step);
+    }
+    if (!last && every(tr->step, r->checkpoint.every_steps) && (st = loop->save(loop->ctx, err)))
+      return st;
+    if (!last && loop->evaluate && every(tr->step, r->eval.every_steps) &&
+        (st = loop->evaluate(loop->ctx, 0, err)))
+      return st;
+  }
+  if (tr->tty && beit_dist_is_root(tr->dist))
+    fprintf(stderr, "\n");
+  if ((st = loop->save(loop->ctx, err)))
+    return st;
+  return loop->evaluate ? loop->evaluate(loop->ctx, 1, err) : BEIT_STATUS_OK;
+}

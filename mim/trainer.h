@@ -72,6 +72,34 @@ enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
 enum beit_status beit_trainer_resume(struct beit_trainer *tr, const char *dir,
                                      struct beit_error *err);
 
+/* What a training loop supplies to beit_trainer_run. */
+struct beit_trainer_loop {
+  void *ctx;
+  const char *acc_name; /* the accuracy's name in logs: "mlm_acc", "acc" */
+  /* One optimizer step: micro-batches, gradient averaging, beit_trainer_update. out: loss,
+   * accuracy, gradient norm, images of all ranks. BEIT_STATUS_INTERRUPTED after a completed step
+   * when any rank was signalled. */
+  enum beit_status (*step)(void *ctx, double out[4], struct beit_error *err);
+  /* Add the loop's own fields (timings, loader counters) averaged over `steps` steps. */
+  void (*log_fields)(void *ctx, cJSON *fields, double steps);
+  /* Write a checkpoint of the current step (beit_trainer_save with the model's config). */
+  enum beit_status (*save)(void *ctx, struct beit_error *err);
+  /* Held-out evaluation, or NULL; final is 1 after the last step. */
+  enum beit_status (*evaluate)(void *ctx, int final, struct beit_error *err);
+};
+
+/* Loss and accuracy of the first and last logged windows. */
+struct beit_trainer_run_summary {
+  double first_loss, last_loss, last_acc;
+};
+
+/* The loop every trainer runs: steps until the schedule ends, a log line every log.every_steps,
+ * a checkpoint every checkpoint.every_steps, an evaluation every eval.every_steps; on a signal a
+ * final checkpoint and BEIT_STATUS_INTERRUPTED (err says where to resume); at the end a
+ * checkpoint and the final evaluation. */
+enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
+                                  struct beit_trainer_run_summary *sum, struct beit_error *err);
+
 /* The loader cursor stored in a checkpoint's trainer_state.json (to start the loader there
  * before the trainer exists). */
 enum beit_status beit_trainer_read_cursor(const char *dir, struct beit_loader_cursor *cursor,

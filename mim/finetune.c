@@ -25,7 +25,6 @@
  * the label subset (finetune_subset.c) from their own streams. */
 #define DROP_STREAM 0x64726f70ull   /* "drop" */
 #define MIXUP_STREAM 0x6d697875ull  /* "mixu" */
-#define GRAD_BUCKET_FLOATS (4u << 20)
 
 enum phase { PHASE_DATA, PHASE_FORWARD, PHASE_BACKWARD, PHASE_ALLREDUCE, PHASE_UPDATE,
              PHASE_COUNT };
@@ -50,6 +49,7 @@ struct finetune {
   float *drop_rates;   /* (L) */
   float *mixed, *soft; /* (B, 3, S, S), (B, C) mixed images and targets */
   float *hot;          /* (B, C) one-hot targets of a multi-class dataset under BCE */
+  struct beit_finetune_summary *sum;
 };
 
 static double clock_now(void)
@@ -475,7 +475,8 @@ static enum beit_status setup(struct finetune *p, const struct beit_finetune_opt
   }
   for (size_t l = 0; l < L; l++) /* linspace(0, drop_path_rate, L), both ends included */
     p->drop_rates[l] = L > 1 ? (float)(cfg.drop_path_rate * (double)l / (double)(L - 1)) : 0.0f;
-  st = beit_dist_grads_init(&p->reducer, p->dist, m->grads, m->table.total, GRAD_BUCKET_FLOATS,
+  st = beit_dist_grads_init(&p->reducer, p->dist, m->grads, m->table.total,
+                            beit_trainer_bucket_floats(m->table.total),
                             err);
 done:
   beit_source_free(src);
@@ -497,17 +498,42 @@ static void teardown(struct finetune *p)
   free(p->hot);
 }
 
-static enum beit_status save(struct finetune *p, struct beit_finetune_summary *sum,
-                             struct beit_error *err)
+/* beit_trainer_loop callbacks */
+static enum beit_status loop_step(void *ctx, double out[4], struct beit_error *err)
 {
+  return train_step(ctx, out, err);
+}
+
+static void loop_log_fields(void *ctx, cJSON *f, double steps)
+{
+  struct finetune *p = ctx;
+  struct beit_loader_stats ls;
+  beit_loader_stats(p->loader, &ls);
+  cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
+  cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
+  for (int ph = 0; ph < PHASE_COUNT; ph++) { /* seconds per step, averaged over the window */
+    cJSON_AddNumberToObject(f, phase_names[ph], p->phase[ph] / steps);
+    p->phase[ph] = 0;
+  }
+}
+
+static enum beit_status loop_save(void *ctx, struct beit_error *err)
+{
+  struct finetune *p = ctx;
   cJSON *config = beit_config_json(&p->model->cfg);
   if (!config)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
   enum beit_status st = beit_trainer_save(&p->trainer, config, err);
   cJSON_Delete(config);
-  snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld",
+  snprintf(p->sum->last_checkpoint, sizeof p->sum->last_checkpoint, "%s/checkpoint-%ld",
            p->trainer.out_dir, p->trainer.step);
   return st;
+}
+
+static enum beit_status loop_evaluate(void *ctx, int final, struct beit_error *err)
+{
+  struct finetune *p = ctx;
+  return evaluate(p, p->sum, final, err);
 }
 
 static enum beit_status load_recipe(struct finetune *p, const struct beit_finetune_options *opt,
@@ -541,23 +567,17 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
   struct finetune p;
   memset(&p, 0, sizeof p);
   memset(sum, 0, sizeof *sum);
-  sum->first_loss = NAN;
   p.dist = dist;
+  p.sum = sum;
   struct beit_loader_cursor start = {0, 0};
   char resume_dir[4200] = "";
   struct beit_loader_options lo;
   enum beit_status st = load_recipe(&p, opt, err);
   if (st)
     goto done;
-  if (opt->resume) {
-    st = beit_checkpoint_latest(opt->out, resume_dir, sizeof resume_dir, err);
-    if (st == BEIT_STATUS_MISSING) { /* nothing to resume: start fresh */
-      resume_dir[0] = '\0';
-      st = BEIT_STATUS_OK;
-    } else if (st || (st = beit_trainer_read_cursor(resume_dir, &start, err))) {
-      goto done;
-    }
-  }
+  if ((st = beit_trainer_find_resume(opt->out, opt->resume, resume_dir, sizeof resume_dir, &start,
+                                     err)))
+    goto done;
   if ((st = setup(&p, opt, resume_dir, err)))
     goto done;
   loader_options(&p, &lo);
@@ -581,68 +601,15 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
     if (beit_dist_is_root(dist))
       fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, p.trainer.step);
   }
-  beit_trainer_catch_signals();
-  struct beit_trainer *tr = &p.trainer;
-  const struct beit_recipe *r = &p.recipe;
-  double window[4] = {0, 0, 0, 0}; /* loss, acc, norm sums; steps */
-  double images = 0;
-  while (tr->step < tr->total_steps) {
-    double out[4] = {0, 0, 0, 0};
-    st = train_step(&p, out, err);
-    if (st && st != BEIT_STATUS_INTERRUPTED)
-      goto done;
-    window[0] += out[0];
-    window[1] += out[1];
-    window[2] += out[2];
-    window[3] += 1;
-    images += out[3];
-    if (st == BEIT_STATUS_INTERRUPTED || tr->step % r->log.every_steps == 0 ||
-        tr->step == tr->total_steps) {
-      struct beit_loader_stats ls;
-      beit_loader_stats(p.loader, &ls);
-      cJSON *f = cJSON_CreateObject();
-      cJSON_AddNumberToObject(f, "loss", window[0] / window[3]);
-      cJSON_AddNumberToObject(f, "acc", window[1] / window[3]);
-      cJSON_AddNumberToObject(f, "grad_norm", window[2] / window[3]);
-      cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
-      cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
-      for (int ph = 0; ph < PHASE_COUNT; ph++) {
-        cJSON_AddNumberToObject(f, phase_names[ph], p.phase[ph] / window[3]);
-        p.phase[ph] = 0;
-      }
-      if (isnan(sum->first_loss))
-        sum->first_loss = window[0] / window[3];
-      sum->last_loss = window[0] / window[3];
-      sum->last_acc = window[1] / window[3];
-      beit_trainer_log(tr, f, images);
-      memset(window, 0, sizeof window);
-      images = 0;
-    }
-    if (st == BEIT_STATUS_INTERRUPTED) {
-      if (beit_dist_is_root(dist))
-        fprintf(stderr, "\ninterrupted: writing a final checkpoint\n");
-      enum beit_status s2 = save(&p, sum, err);
-      st = s2 ? s2 : BEIT_STATUS_INTERRUPTED;
-      if (!s2)
-        beit_error_set(err, st, "interrupted at step %ld; resume with --resume from %s",
-                       tr->step, sum->last_checkpoint);
-      goto done;
-    }
-    if (r->checkpoint.every_steps > 0 && tr->step % r->checkpoint.every_steps == 0 &&
-        tr->step < tr->total_steps && (st = save(&p, sum, err)))
-      goto done;
-    if (r->data.eval[0] && r->eval.every_steps > 0 && tr->step % r->eval.every_steps == 0 &&
-        tr->step < tr->total_steps && (st = evaluate(&p, sum, 0, err)))
-      goto done;
-  }
-  if (tr->tty && beit_dist_is_root(dist))
-    fprintf(stderr, "\n");
-  sum->steps = tr->step;
-  sum->seconds = clock_now() - tr->t_start;
-  if ((st = save(&p, sum, err)))
-    goto done;
-  if (r->data.eval[0] && (st = evaluate(&p, sum, 1, err)))
-    goto done;
+  struct beit_trainer_loop loop = {&p, "acc", loop_step, loop_log_fields, loop_save,
+                                   p.recipe.data.eval[0] ? loop_evaluate : NULL};
+  struct beit_trainer_run_summary run;
+  st = beit_trainer_run(&p.trainer, &loop, &run, err);
+  sum->first_loss = run.first_loss;
+  sum->last_loss = run.last_loss;
+  sum->last_acc = run.last_acc;
+  sum->steps = p.trainer.step;
+  sum->seconds = clock_now() - p.trainer.t_start;
 done:
   teardown(&p);
   return st;

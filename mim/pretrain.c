@@ -19,13 +19,6 @@
 /* Stream salts: the loader draws augmentation from (seed, epoch, index); masks and drop path
  * draw from their own streams keyed the same way. */
 #define MASK_STREAM 0x6d61736bull /* "mask" */
-/* Gradient buckets: about 8 per model so the allreduce of the last blocks overlaps the backward
- * of the first, between 256K floats (per-message overhead) and 4M floats (1 ms-scale messages). */
-static size_t bucket_floats(size_t total)
-{
-  size_t b = total / 8;
-  return b < ((size_t)1 << 18) ? (size_t)1 << 18 : b > ((size_t)4 << 20) ? (size_t)4 << 20 : b;
-}
 
 /* Seconds spent per phase since the last log line (the step-time breakdown in metrics.jsonl). */
 enum phase { PHASE_DATA, PHASE_TOKENIZER, PHASE_MASK, PHASE_FORWARD, PHASE_LOSS, PHASE_BACKWARD,
@@ -315,7 +308,7 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
   for (size_t l = 0; l < L; l++) /* linspace(0, drop_path_rate, L), both ends included */
     p->drop_rates[l] = L > 1 ? (float)(cfg.drop_path_rate * (double)l / (double)(L - 1)) : 0.0f;
   st = beit_dist_grads_init(&p->reducer, p->dist, m->grads, m->table.total,
-                            bucket_floats(m->table.total), err);
+                            beit_trainer_bucket_floats(m->table.total), err);
 free_cfg:
   beit_config_free(&cfg);
   return st;
@@ -396,15 +389,9 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
   enum beit_status st = setup(&p, opt, err);
   if (st)
     goto done;
-  if (opt->resume) {
-    st = beit_checkpoint_latest(opt->out, resume_dir, sizeof resume_dir, err);
-    if (st == BEIT_STATUS_MISSING) { /* nothing to resume: start fresh */
-      resume_dir[0] = '\0';
-      st = BEIT_STATUS_OK;
-    } else if (st || (st = beit_trainer_read_cursor(resume_dir, &start, err))) {
-      goto done;
-    }
-  }
+  if ((st = beit_trainer_find_resume(opt->out, opt->resume, resume_dir, sizeof resume_dir, &start,
+                                     err)))
+    goto done;
   loader_options(&p, &lo, 1);
   if ((st = beit_loader_init(&p.loader, p.recipe.data.train, &lo, &start, err)))
     goto done;

@@ -386,3 +386,25 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
     return st;
   return loop->evaluate ? loop->evaluate(loop->ctx, 1, err) : BEIT_STATUS_OK;
 }
+
+enum beit_status beit_trainer_find_resume(const char *out_dir, int resume, char *dir,
+                                          size_t dir_size, struct beit_loader_cursor *cursor,
+                                          struct beit_error *err)
+{
+  dir[0] = '\0';
+  cursor->epoch = cursor->position = 0;
+  if (!resume)
+    return BEIT_STATUS_OK;
+  enum beit_status st = beit_checkpoint_latest(out_dir, dir, dir_size, err);
+  if (st == BEIT_STATUS_MISSING) { /* nothing to resume yet: start fresh */
+    dir[0] = '\0';
+    return BEIT_STATUS_OK;
+  }
+  return st ? st : beit_trainer_read_cursor(dir, cursor, err);
+}
+
+size_t beit_trainer_bucket_floats(size_t total)
+{
+  size_t b = total / 8, lo = (size_t)1 << 18, hi = (size_t)4 << 20;
+  return b < lo ? lo : b > hi ? hi : b;
+}

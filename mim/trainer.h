@@ -100,6 +100,16 @@ struct beit_trainer_run_summary {
 enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
                                   struct beit_trainer_run_summary *sum, struct beit_error *err);
 
+/* With resume set: the newest complete checkpoint under out_dir into dir and its loader cursor
+ * (dir empty and cursor 0 when there is none yet: a fresh start); without: dir empty. */
+enum beit_status beit_trainer_find_resume(const char *out_dir, int resume, char *dir,
+                                          size_t dir_size, struct beit_loader_cursor *cursor,
+                                          struct beit_error *err);
+
+/* Gradient bucket size for distributed averaging: about 8 buckets per model, so the allreduce of
+ * the last blocks overlaps the backward of the first, within 256K..4M floats. */
+size_t beit_trainer_bucket_floats(size_t total);
+
 /* The loader cursor stored in a checkpoint's trainer_state.json (to start the loader there
  * before the trainer exists). */
 enum beit_status beit_trainer_read_cursor(const char *dir, struct beit_loader_cursor *cursor,

@@ -507,27 +507,10 @@ static enum beit_status loop_step(void *ctx, double out[4], struct beit_error *e
 static void loop_log_fields(void *ctx, cJSON *f, double steps)
 {
   struct finetune *p = ctx;
-  struct beit_loader_stats ls;
-  beit_loader_stats(p->loader, &ls);
-  cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
-  cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
   for (int ph = 0; ph < PHASE_COUNT; ph++) { /* seconds per step, averaged over the window */
     cJSON_AddNumberToObject(f, phase_names[ph], p->phase[ph] / steps);
     p->phase[ph] = 0;
   }
-}
-
-static enum beit_status loop_save(void *ctx, struct beit_error *err)
-{
-  struct finetune *p = ctx;
-  cJSON *config = beit_config_json(&p->model->cfg);
-  if (!config)
-    return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
-  enum beit_status st = beit_trainer_save(&p->trainer, config, err);
-  cJSON_Delete(config);
-  snprintf(p->sum->last_checkpoint, sizeof p->sum->last_checkpoint, "%s/checkpoint-%ld",
-           p->trainer.out_dir, p->trainer.step);
-  return st;
 }
 
 static enum beit_status loop_evaluate(void *ctx, int final, struct beit_error *err)
@@ -601,10 +584,11 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
     if (beit_dist_is_root(dist))
       fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, p.trainer.step);
   }
-  struct beit_trainer_loop loop = {&p, "acc", loop_step, loop_log_fields, loop_save,
+  struct beit_trainer_loop loop = {&p, "acc", &p.model->cfg, p.loader, loop_step, loop_log_fields,
                                    p.recipe.data.eval[0] ? loop_evaluate : NULL};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&p.trainer, &loop, &run, err);
+  snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s", run.last_checkpoint);
   sum->first_loss = run.first_loss;
   sum->last_loss = run.last_loss;
   sum->last_acc = run.last_acc;

@@ -338,29 +338,12 @@ static enum beit_status loop_step(void *ctx, double out[4], struct beit_error *e
 static void loop_log_fields(void *ctx, cJSON *f, double steps)
 {
   struct pretrain *p = ctx;
-  struct beit_loader_stats ls;
-  beit_loader_stats(p->loader, &ls);
-  cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
-  cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
   cJSON_AddNumberToObject(f, "allreduce_in_mpi_s", p->allreduce_total / steps);
   p->allreduce_total = 0;
   for (int ph = 0; ph < PHASE_COUNT; ph++) { /* seconds per step, averaged over the window */
     cJSON_AddNumberToObject(f, phase_names[ph], p->phase[ph] / steps);
     p->phase[ph] = 0;
   }
-}
-
-static enum beit_status loop_save(void *ctx, struct beit_error *err)
-{
-  struct pretrain *p = ctx;
-  cJSON *config = beit_config_json(&p->model->cfg);
-  if (!config)
-    return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
-  enum beit_status st = beit_trainer_save(&p->trainer, config, err);
-  cJSON_Delete(config);
-  snprintf(p->sum->last_checkpoint, sizeof p->sum->last_checkpoint, "%s/checkpoint-%ld",
-           p->trainer.out_dir, p->trainer.step);
-  return st;
 }
 
 static enum beit_status loop_evaluate(void *ctx, int final, struct beit_error *err)
@@ -405,18 +388,16 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
     if (beit_dist_is_root(dist))
       fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, p.trainer.step);
   }
-  struct beit_trainer_loop loop = {&p, "mlm_acc", loop_step, loop_log_fields, loop_save,
+  struct beit_trainer_loop loop = {&p, "mlm_acc", &p.model->cfg, p.loader, loop_step, loop_log_fields,
                                    p.recipe.data.eval[0] ? loop_evaluate : NULL};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&p.trainer, &loop, &run, err);
+  snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s", run.last_checkpoint);
   sum->first_loss = run.first_loss;
   sum->last_loss = run.last_loss;
   sum->last_mlm_acc = run.last_acc;
   sum->steps = p.trainer.step;
   sum->seconds = p.trainer.t_last_log - p.trainer.t_start;
-  if (st == BEIT_STATUS_INTERRUPTED)
-    snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld",
-             p.trainer.out_dir, p.trainer.step);
 done:
   teardown(&p);
   return st;

@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "config_table.h"
+#include "encoder.h"
 #include "optim.h"
 
 #define STATE_FORMAT_VERSION 1
@@ -335,6 +336,10 @@ static void log_window(struct beit_trainer *tr, const struct beit_trainer_loop *
     cJSON_AddNumberToObject(f, "loss", window[0] / n);
     cJSON_AddNumberToObject(f, loop->acc_name, window[1] / n);
     cJSON_AddNumberToObject(f, "grad_norm", window[2] / n);
+    struct beit_loader_stats ls;
+    beit_loader_stats(loop->loader, &ls);
+    cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
+    cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
     if (loop->log_fields)
       loop->log_fields(loop->ctx, f, n);
   }
@@ -343,6 +348,19 @@ static void log_window(struct beit_trainer *tr, const struct beit_trainer_loop *
 
 static int every(long step, long period) { return period > 0 && step % period == 0; }
 
+static enum beit_status save_model(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
+                                   struct beit_trainer_run_summary *sum, struct beit_error *err)
+{
+  cJSON *config = beit_config_json(loop->model_cfg);
+  if (!config)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
+  enum beit_status st = beit_trainer_save(tr, config, err);
+  cJSON_Delete(config);
+  snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld", tr->out_dir,
+           tr->step);
+  return st;
+}
+
 enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
                                   struct beit_trainer_run_summary *sum, struct beit_error *err)
 {
@@ -350,6 +368,7 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
   double window[4] = {0, 0, 0, 0}, images = 0; /* loss, accuracy, norm sums; steps */
   enum beit_status st = BEIT_STATUS_OK;
   sum->first_loss = sum->last_loss = sum->last_acc = NAN;
+  sum->last_checkpoint[0] = '\0';
   beit_trainer_catch_signals();
   while (tr->step < tr->total_steps) {
     double out[4] = {0, 0, 0, 0};
@@ -369,12 +388,13 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
     if (stop) {
       if (beit_dist_is_root(tr->dist))
         fprintf(stderr, "\ninterrupted: writing a final checkpoint\n");
-      if ((st = loop->save(loop->ctx, err)))
+      if ((st = save_model(tr, loop, sum, err)))
         return st;
       return beit_error_set(err, BEIT_STATUS_INTERRUPTED, "interrupted at step %ld; resume with "
                             "--resume from %s/checkpoint-%ld", tr->step, tr->out_dir, tr->step);
     }
-    if (!last && every(tr->step, r->checkpoint.every_steps) && (st = loop->save(loop->ctx, err)))
+    if (!last && every(tr->step, r->checkpoint.every_steps) &&
+        (st = save_model(tr, loop, sum, err)))
       return st;
     if (!last && loop->evaluate && every(tr->step, r->eval.every_steps) &&
         (st = loop->evaluate(loop->ctx, 0, err)))
@@ -382,7 +402,7 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
   }
   if (tr->tty && beit_dist_is_root(tr->dist))
     fprintf(stderr, "\n");
-  if ((st = loop->save(loop->ctx, err)))
+  if ((st = save_model(tr, loop, sum, err)))
     return st;
   return loop->evaluate ? loop->evaluate(loop->ctx, 1, err) : BEIT_STATUS_OK;
 }

@@ -19,6 +19,7 @@
 
 #include "beit/data.h"
 #include "beit/distributed.h"
+#include "beit/model.h"
 #include "recipe.h"
 #include "tensor_table.h"
 
@@ -75,15 +76,15 @@ enum beit_status beit_trainer_resume(struct beit_trainer *tr, const char *dir,
 /* What a training loop supplies to beit_trainer_run. */
 struct beit_trainer_loop {
   void *ctx;
-  const char *acc_name; /* the accuracy's name in logs: "mlm_acc", "acc" */
+  const char *acc_name;                /* the accuracy's name in logs: "mlm_acc", "acc" */
+  const struct beit_config *model_cfg; /* config.json of every checkpoint */
+  struct beit_loader *loader;          /* its wait time and skipped records are logged */
   /* One optimizer step: micro-batches, gradient averaging, beit_trainer_update. out: loss,
    * accuracy, gradient norm, images of all ranks. BEIT_STATUS_INTERRUPTED after a completed step
    * when any rank was signalled. */
   enum beit_status (*step)(void *ctx, double out[4], struct beit_error *err);
-  /* Add the loop's own fields (timings, loader counters) averaged over `steps` steps. */
+  /* Add the loop's own fields (phase timings) averaged over `steps` steps; may be NULL. */
   void (*log_fields)(void *ctx, cJSON *fields, double steps);
-  /* Write a checkpoint of the current step (beit_trainer_save with the model's config). */
-  enum beit_status (*save)(void *ctx, struct beit_error *err);
   /* Held-out evaluation, or NULL; final is 1 after the last step. */
   enum beit_status (*evaluate)(void *ctx, int final, struct beit_error *err);
 };
@@ -91,6 +92,7 @@ struct beit_trainer_loop {
 /* Loss and accuracy of the first and last logged windows. */
 struct beit_trainer_run_summary {
   double first_loss, last_loss, last_acc;
+  char last_checkpoint[4200];
 };
 
 /* The loop every trainer runs: steps until the schedule ends, a log line every log.every_steps,

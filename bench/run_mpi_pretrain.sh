@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 BEIT=${BEIT:-build/apps/beit}
 PY=/usr/bin/python3
 WORK=${WORK:-/tmp/beit-bench-pretrain}
-MPI="mpirun --allow-run-as-root --oversubscribe"
+MPI="mpirun --allow-run-as-root --oversubscribe --bind-to none"  # default binding pins 1 rank to 1 core
 
 summary() { # label, metrics.jsonl
   $PY - "$1" "$2" <<'PYEOF'

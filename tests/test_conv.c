@@ -10,44 +10,7 @@
 #include "rng.h"
 #include "testing.h"
 
-#define MAX_ALLOCS 1024
-static void *allocs[MAX_ALLOCS];
-static size_t n_allocs;
 
-static void *talloc(size_t bytes)
-{
-  void *p = calloc(bytes ? bytes : 1, 1);
-  if (!p || n_allocs == MAX_ALLOCS) {
-    fprintf(stderr, "test_conv: out of memory\n");
-    exit(2);
-  }
-  allocs[n_allocs++] = p;
-  return p;
-}
-
-static void tfree_all(void)
-{
-  for (size_t i = 0; i < n_allocs; i++)
-    free(allocs[i]);
-  n_allocs = 0;
-}
-
-static struct beit_rng rng;
-
-static float *randn(size_t n, float scale)
-{
-  float *p = talloc(n * sizeof *p);
-  for (size_t i = 0; i < n; i++)
-    p[i] = scale * (float)beit_rng_normal(&rng);
-  return p;
-}
-
-static float *dup(const float *x, size_t n)
-{
-  float *p = talloc(n * sizeof *p);
-  memcpy(p, x, n * sizeof *p);
-  return p;
-}
 
 #define TOL 2e-5
 
@@ -60,7 +23,7 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   const size_t ni = B * C * H * W, no = B * OC * H * W, nw = OC * C * K * K;
   float *inp = randn(ni, 1.0f), *w = randn(nw, 0.3f), *bias = randn(OC, 0.5f);
   float *out0 = randn(no, 1.0f);
-  float *out = dup(out0, no), *ref = dup(out0, no);
+  float *out = tdup(out0, no), *ref = tdup(out0, no);
   float *scratch = talloc(beit_conv2d_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
   beit_conv2d_forward(out, scratch, inp, w, bias, scale, accumulate, flags, B, C, H, W, OC, K,
                       nthreads);
@@ -72,8 +35,8 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   /* backward accumulates onto existing gradients */
   float *dout = randn(no, 1.0f);
   float *dinp0 = randn(ni, 1.0f), *dw0 = randn(nw, 1.0f), *db0 = randn(OC, 1.0f);
-  float *dinp = dup(dinp0, ni), *dw = dup(dw0, nw), *db = dup(db0, OC);
-  float *rdinp = dup(dinp0, ni), *rdw = dup(dw0, nw), *rdb = dup(db0, OC);
+  float *dinp = tdup(dinp0, ni), *dw = tdup(dw0, nw), *db = tdup(db0, OC);
+  float *rdinp = tdup(dinp0, ni), *rdw = tdup(dw0, nw), *rdb = tdup(db0, OC);
   unsigned bflags = flags & BEIT_CONV_RELU_INPUT;
   float *bscratch =
       talloc(beit_conv2d_backward_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
@@ -88,12 +51,12 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   check_close(l2, db, rdb, OC, TOL);
 
   /* NULL outputs are skipped and leave the others unchanged */
-  float *dw2 = dup(dw0, nw);
+  float *dw2 = tdup(dw0, nw);
   beit_conv2d_backward(NULL, dw2, NULL, bscratch, dout, inp, w, scale, bflags, B, C, H, W, OC, K,
                        nthreads);
   snprintf(l2, sizeof l2, "%s dweight alone", label);
   check_close(l2, dw2, rdw, nw, TOL);
-  float *di2 = dup(dinp0, ni);
+  float *di2 = tdup(dinp0, ni);
   beit_conv2d_backward(di2, NULL, NULL, bscratch, dout, inp, w, scale, bflags, B, C, H, W, OC, K,
                        nthreads);
   snprintf(l2, sizeof l2, "%s dinp alone", label);
@@ -113,7 +76,7 @@ static void test_pool_upsample(size_t N, size_t H, size_t W)
   beit_maxpool2_forward_naive(ref, inp, N, H, W);
   check_close("maxpool2 fwd", out, ref, no, 0.0);
   float *dout = randn(no, 1.0f), *d0 = randn(n, 1.0f);
-  float *d = dup(d0, n), *rd = dup(d0, n);
+  float *d = tdup(d0, n), *rd = tdup(d0, n);
   beit_maxpool2_backward(d, dout, inp, N, H, W);
   beit_maxpool2_backward_naive(rd, dout, inp, N, H, W);
   check_close("maxpool2 bwd", d, rd, n, 0.0);
@@ -124,7 +87,7 @@ static void test_pool_upsample(size_t N, size_t H, size_t W)
   beit_upsample2_forward_naive(rup, inp, N, H, W);
   check_close("upsample2 fwd", up, rup, nu, 0.0);
   float *gu = randn(nu, 1.0f);
-  float *du = dup(d0, n), *rdu = dup(d0, n);
+  float *du = tdup(d0, n), *rdu = tdup(d0, n);
   beit_upsample2_backward(du, gu, N, H, W);
   beit_upsample2_backward_naive(rdu, gu, N, H, W);
   check_close("upsample2 bwd", du, rdu, n, 1e-6);
@@ -133,17 +96,17 @@ static void test_pool_upsample(size_t N, size_t H, size_t W)
   beit_relu_forward(r, inp, n);
   beit_relu_forward_naive(rr, inp, n);
   check_close("relu fwd", r, rr, n, 0.0);
-  float *g = randn(n, 1.0f), *dr = dup(d0, n), *rdr = dup(d0, n);
+  float *g = randn(n, 1.0f), *dr = tdup(d0, n), *rdr = tdup(d0, n);
   beit_relu_backward(dr, g, r, n);
   beit_relu_backward_naive(rdr, g, r, n);
   check_close("relu bwd", dr, rdr, n, 0.0);
   /* mask == backward into zeros */
-  float *m = dup(g, n), *z = talloc(n * sizeof(float));
+  float *m = tdup(g, n), *z = talloc(n * sizeof(float));
   beit_relu_mask(m, r, n);
   beit_relu_backward_naive(z, g, r, n);
   check_close("relu mask", m, z, n, 0.0);
   /* in-place forward */
-  float *ip = dup(inp, n);
+  float *ip = tdup(inp, n);
   beit_relu_forward(ip, ip, n);
   check_close("relu in place", ip, rr, n, 0.0);
   tfree_all();
@@ -151,7 +114,7 @@ static void test_pool_upsample(size_t N, size_t H, size_t W)
 
 int main(void)
 {
-  beit_rng_seed(&rng, 42, 0, 0);
+  beit_rng_seed(&test_rng, 42, 0, 0);
   const unsigned flag_sets[4] = {0, BEIT_CONV_RELU_INPUT, BEIT_CONV_RELU_OUTPUT,
                                  BEIT_CONV_RELU_INPUT | BEIT_CONV_RELU_OUTPUT};
   for (int t = 1; t <= 2; t++)

@@ -20,7 +20,7 @@
 
 static struct beit_rng rng;
 
-static float *randn(size_t n, float scale)
+static float *randn_owned(size_t n, float scale)
 {
   float *p = malloc((n ? n : 1) * sizeof *p);
   if (!p)
@@ -30,7 +30,7 @@ static float *randn(size_t n, float scale)
   return p;
 }
 
-static float *zeros(size_t n)
+static float *zeros_owned(size_t n)
 {
   float *p = calloc(n ? n : 1, sizeof *p);
   if (!p)
@@ -58,8 +58,8 @@ static double weighted_sum(const float *out, const float *r, size_t n)
 static double gradcheck(const char *label, struct op *op, const float *r, float *x, size_t n,
                         const float *analytic)
 {
-  float *num = zeros(n), *ana = zeros(n);
-  float *base = zeros(op->nout), *op_ = zeros(op->nout), *om = zeros(op->nout);
+  float *num = zeros_owned(n), *ana = zeros_owned(n);
+  float *base = zeros_owned(op->nout), *op_ = zeros_owned(op->nout), *om = zeros_owned(op->nout);
   op->forward(op, base);
   size_t skipped = 0, used = 0;
   for (size_t i = 0; i < n; i++) {
@@ -125,20 +125,20 @@ static double check_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size
   struct conv_case c = {B, C, H, W, OC, K, flags, scale, accumulate, nthreads,
                         NULL, NULL, NULL, NULL, NULL};
   const size_t ni = B * C * H * W, no = B * OC * H * W, nw = OC * C * K * K;
-  c.inp = randn(ni, 1.0f);
-  c.w = randn(nw, 0.4f);
-  c.bias = randn(OC, 0.3f);
-  c.out0 = randn(no, accumulate ? 1.0f : 0.0f);
-  c.scratch = zeros(beit_conv2d_scratch_floats(C, H, W, OC, K, nthreads));
+  c.inp = randn_owned(ni, 1.0f);
+  c.w = randn_owned(nw, 0.4f);
+  c.bias = randn_owned(OC, 0.3f);
+  c.out0 = randn_owned(no, accumulate ? 1.0f : 0.0f);
+  c.scratch = zeros_owned(beit_conv2d_scratch_floats(C, H, W, OC, K, nthreads));
   struct op op = {conv_fwd, no, &c, 0};
-  float *r = randn(no, 1.0f), *out = zeros(no);
+  float *r = randn_owned(no, 1.0f), *out = zeros_owned(no);
   conv_fwd(&op, out);
-  float *dout = zeros(no);
+  float *dout = zeros_owned(no);
   memcpy(dout, r, no * sizeof *r);
   if (flags & BEIT_CONV_RELU_OUTPUT)
     beit_relu_mask(dout, out, no);
-  float *dinp = zeros(ni), *dw = zeros(nw), *db = zeros(OC);
-  float *bs = zeros(beit_conv2d_backward_scratch_floats(C, H, W, OC, K, nthreads));
+  float *dinp = zeros_owned(ni), *dw = zeros_owned(nw), *db = zeros_owned(OC);
+  float *bs = zeros_owned(beit_conv2d_backward_scratch_floats(C, H, W, OC, K, nthreads));
   beit_conv2d_backward(dinp, dw, db, bs, dout, c.inp, c.w, scale, flags & BEIT_CONV_RELU_INPUT, B,
                        C, H, W, OC, K, nthreads);
   char label[160];
@@ -184,9 +184,9 @@ static double check_unary(int kind, size_t N, size_t H, size_t W)
   struct unary_case u = {kind, N, H, W, NULL};
   const size_t ni = N * H * W;
   const size_t no = kind == 0 ? N * (H / 2) * (W / 2) : kind == 1 ? 4 * ni : ni;
-  u.inp = randn(ni, 1.0f);
+  u.inp = randn_owned(ni, 1.0f);
   struct op op = {unary_fwd, no, &u, kind == 0};
-  float *r = randn(no, 1.0f), *out = zeros(no), *d = zeros(ni);
+  float *r = randn_owned(no, 1.0f), *out = zeros_owned(no), *d = zeros_owned(ni);
   unary_fwd(&op, out);
   if (kind == 0)
     beit_maxpool2_backward(d, r, u.inp, N, H, W);

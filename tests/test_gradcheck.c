@@ -17,30 +17,7 @@
 #include "testing.h"
 
 #define MAX_IN 4
-#define MAX_ALLOCS 1024
 
-static void *allocs[MAX_ALLOCS];
-static size_t n_allocs;
-static struct beit_rng rng;
-
-static void *talloc(size_t bytes)
-{
-  void *p = calloc(bytes ? bytes : 1, 1);
-  if (!p || n_allocs == MAX_ALLOCS) {
-    fprintf(stderr, "test_gradcheck: out of memory\n");
-    exit(2);
-  }
-  allocs[n_allocs++] = p;
-  return p;
-}
-
-static float *randn(size_t n, float scale)
-{
-  float *p = talloc(n * sizeof *p);
-  for (size_t i = 0; i < n; i++)
-    p[i] = scale * (float)beit_rng_normal(&rng);
-  return p;
-}
 
 /* One gradient-check case. fwd computes the loss from the current inputs (and saves what the
  * backward needs); bwd adds the analytic gradients for dout = R into grad[]. */
@@ -80,7 +57,7 @@ static void gc_output(struct gc *g, size_t n)
   g->dout = talloc(n * sizeof(float));
   g->R = talloc(n * sizeof(double));
   for (size_t i = 0; i < n; i++) {
-    g->R[i] = beit_rng_normal(&rng);
+    g->R[i] = beit_rng_normal(&test_rng);
     g->dout[i] = (float)g->R[i];
     g->R[i] = g->dout[i]; /* R exactly representable: dout == R */
   }
@@ -102,7 +79,7 @@ static void gc_run(struct gc *g)
   for (int k = 0; k < g->nin; k++) { /* a non-zero start checks accumulation too */
     fill[k] = talloc(g->nel[k] * sizeof(double));
     for (size_t i = 0; i < g->nel[k]; i++) {
-      g->grad[k][i] = (float)beit_rng_normal(&rng);
+      g->grad[k][i] = (float)beit_rng_normal(&test_rng);
       fill[k][i] = g->grad[k][i];
     }
   }
@@ -472,7 +449,7 @@ static void check_relpos(size_t Wh, size_t Ww, size_t nH)
 
 int main(void)
 {
-  beit_rng_seed(&rng, 4321, 0, 0);
+  beit_rng_seed(&test_rng, 4321, 0, 0);
   for (int naive = 0; naive <= 1; naive++) {
     check_linear(3, 5, 4, 1, naive);
     check_linear(2, 3, 5, 0, naive);
@@ -496,7 +473,6 @@ int main(void)
   check_relpos(2, 3, 2);
   printf("gradcheck worst error over all ops: %.2e\n", worst_seen);
 
-  for (size_t i = 0; i < n_allocs; i++)
-    free(allocs[i]);
+  tfree_all();
   return test_summary("test_gradcheck");
 }

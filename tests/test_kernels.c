@@ -11,47 +11,8 @@
 #include "rng.h"
 #include "testing.h"
 
-/* ---- allocation that the end of main frees (clean under LeakSanitizer) ---- */
-#define MAX_ALLOCS 4096
-static void *allocs[MAX_ALLOCS];
-static size_t n_allocs;
 
-static void *talloc(size_t bytes)
-{
-  void *p = calloc(bytes ? bytes : 1, 1);
-  if (!p || n_allocs == MAX_ALLOCS) {
-    fprintf(stderr, "test_kernels: out of memory\n");
-    exit(2);
-  }
-  allocs[n_allocs++] = p;
-  return p;
-}
 
-static void tfree_all(void)
-{
-  for (size_t i = 0; i < n_allocs; i++)
-    free(allocs[i]);
-  n_allocs = 0;
-}
-
-static struct beit_rng rng;
-
-static float *randn(size_t n, float scale)
-{
-  float *p = talloc(n * sizeof *p);
-  for (size_t i = 0; i < n; i++)
-    p[i] = scale * (float)beit_rng_normal(&rng);
-  return p;
-}
-
-static float *dup(const float *x, size_t n)
-{
-  float *p = talloc(n * sizeof *p);
-  memcpy(p, x, n * sizeof *p);
-  return p;
-}
-
-static float *zeros(size_t n) { return talloc(n * sizeof(float)); }
 
 #define TOL 1e-5
 
@@ -71,7 +32,7 @@ static void test_linear(size_t N, size_t C, size_t OC, int with_bias)
   /* backward accumulates: start both from the same non-zero gradients */
   float *dout = randn(N * OC, 1.0f);
   float *dinp = randn(N * C, 1.0f), *dw = randn(OC * C, 1.0f), *db = randn(OC, 1.0f);
-  float *dinp_r = dup(dinp, N * C), *dw_r = dup(dw, OC * C), *db_r = dup(db, OC);
+  float *dinp_r = tdup(dinp, N * C), *dw_r = tdup(dw, OC * C), *db_r = tdup(db, OC);
   beit_linear_backward(dinp, dw, db, dout, inp, w, N, C, OC);
   beit_linear_backward_naive(dinp_r, dw_r, db_r, dout, inp, w, N, C, OC);
   snprintf(label, sizeof label, "linear dinp N=%zu C=%zu OC=%zu", N, C, OC);
@@ -91,7 +52,7 @@ static void test_linear(size_t N, size_t C, size_t OC, int with_bias)
 
 static void test_bias(size_t N, size_t C, size_t ld)
 {
-  float *out = randn(N * ld, 1.0f), *orig = dup(out, N * ld), *bias = randn(C, 1.0f);
+  float *out = randn(N * ld, 1.0f), *orig = tdup(out, N * ld), *bias = randn(C, 1.0f);
   beit_bias_forward(out, bias, N, C, ld);
   int ok = 1;
   for (size_t n = 0; n < N; n++)
@@ -130,7 +91,7 @@ static void test_layernorm(size_t N, size_t C)
 
   float *dout = randn(N * C, 1.0f);
   float *dinp = randn(N * C, 1.0f), *dw = randn(C, 1.0f), *db = randn(C, 1.0f);
-  float *dinp_r = dup(dinp, N * C), *dw_r = dup(dw, C), *db_r = dup(db, C);
+  float *dinp_r = tdup(dinp, N * C), *dw_r = tdup(dw, C), *db_r = tdup(db, C);
   beit_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
   beit_layernorm_backward_naive(dinp_r, dw_r, db_r, dout, inp, w, mean_r, rstd_r, N, C);
   snprintf(label, sizeof label, "layernorm dinp N=%zu C=%zu", N, C);
@@ -153,7 +114,7 @@ static void test_gelu(size_t n)
   float *x = zeros(n);
   for (size_t i = 0; i < n; i++) /* a sweep over [-10, 10] plus noise */
     x[i] = -10.0f + 20.0f * (float)i / (float)(n > 1 ? n - 1 : 1) +
-           0.01f * (float)beit_rng_normal(&rng);
+           0.01f * (float)beit_rng_normal(&test_rng);
   float *y = zeros(n), *y_r = zeros(n);
   beit_gelu_forward(y, x, n);
   beit_gelu_forward_naive(y_r, x, n);
@@ -162,7 +123,7 @@ static void test_gelu(size_t n)
   for (size_t i = 0; i < n; i++)
     ok &= fabsf(y[i] - y_r[i]) <= 2e-7f * (1.0f + fabsf(x[i]));
   CHECK_MSG(ok, "gelu fwd pointwise n=%zu", n);
-  float *dout = randn(n, 1.0f), *dx = randn(n, 1.0f), *dx_r = dup(dx, n);
+  float *dout = randn(n, 1.0f), *dx = randn(n, 1.0f), *dx_r = tdup(dx, n);
   beit_gelu_backward(dx, dout, x, n);
   beit_gelu_backward_naive(dx_r, dout, x, n);
   check_close("gelu bwd", dx, dx_r, n, 1e-6);
@@ -185,13 +146,13 @@ static void test_softmax(size_t N, size_t C, float scale)
     ok &= fabs(s - 1.0) < 1e-5;
   }
   CHECK_MSG(ok, "softmax rows sum to 1 (N=%zu C=%zu)", N, C);
-  float *dout = randn(N * C, 1.0f), *dx = randn(N * C, 1.0f), *dx_r = dup(dx, N * C);
+  float *dout = randn(N * C, 1.0f), *dx = randn(N * C, 1.0f), *dx_r = tdup(dx, N * C);
   beit_softmax_backward(dx, dout, y, N, C);
   beit_softmax_backward_naive(dx_r, dout, y_r, N, C);
   snprintf(label, sizeof label, "softmax bwd N=%zu C=%zu", N, C);
   check_close(label, dx, dx_r, N * C, 1e-5);
   /* in place */
-  float *z = dup(x, N * C);
+  float *z = tdup(x, N * C);
   beit_softmax_forward(z, z, N, C);
   check_close("softmax in place", z, y, N * C, 0.0);
 }
@@ -244,7 +205,7 @@ static void test_attention(size_t B, size_t T, size_t D, size_t nH, int with_bia
 
   float *dout = randn(n_out, 1.0f), *scratch = zeros(beit_attention_scratch_floats(B, T, nH));
   float *dqkv = randn(n_qkv, 1.0f), *dbias = randn(n_b, 1.0f);
-  float *dqkv_r = dup(dqkv, n_qkv), *dbias_r = dup(dbias, n_b);
+  float *dqkv_r = tdup(dqkv, n_qkv), *dbias_r = tdup(dbias, n_b);
   beit_attention_backward(dqkv, dbias, scratch, dout, qkv, probs, B, T, D, nH);
   beit_attention_backward_naive(dqkv_r, dbias_r, dout, qkv, probs, B, T, D, nH);
   snprintf(label, sizeof label, "attention dqkv B=%zu T=%zu D=%zu nH=%zu", B, T, D, nH);
@@ -282,13 +243,13 @@ static void test_residual(size_t B, size_t T, size_t D, int with_gamma, int with
   snprintf(label, sizeof label, "residual fwd B=%zu T=%zu D=%zu g=%d s=%d", B, T, D, with_gamma,
            with_scale);
   check_close(label, out, out_r, n, TOL);
-  float *inplace = dup(x, n);
+  float *inplace = tdup(x, n);
   beit_residual_forward(inplace, inplace, br, gamma, scale, B, T, D);
   check_close("residual fwd in place", inplace, out, n, 0.0);
 
   float *dout = randn(n, 1.0f);
   float *dx = randn(n, 1.0f), *dbr = randn(n, 1.0f), *dg = randn(D, 1.0f);
-  float *dx_r = dup(dx, n), *dbr_r = dup(dbr, n), *dg_r = dup(dg, D);
+  float *dx_r = tdup(dx, n), *dbr_r = tdup(dbr, n), *dg_r = tdup(dg, D);
   beit_residual_backward(dx, dbr, with_gamma ? dg : NULL, dout, br, gamma, scale, B, T, D);
   beit_residual_backward_naive(dx_r, dbr_r, with_gamma ? dg_r : NULL, dout, br, gamma, scale, B,
                                T, D);
@@ -323,7 +284,7 @@ static void test_meanpool(size_t B, size_t T, size_t D)
     }
   beit_meanpool_forward(out, x, B, T, D);
   check_close("meanpool fwd", out, want, B * D, TOL);
-  float *dout = randn(B * D, 1.0f), *dx = randn(B * T * D, 1.0f), *dx_r = dup(dx, B * T * D);
+  float *dout = randn(B * D, 1.0f), *dx = randn(B * T * D, 1.0f), *dx_r = tdup(dx, B * T * D);
   for (size_t b = 0; b < B; b++)
     for (size_t t = 1; t < T; t++)
       for (size_t d = 0; d < D; d++)
@@ -337,7 +298,7 @@ static void test_gather(size_t R, size_t M, size_t D)
   float *inp = randn(R * D, 1.0f), *out = zeros(M * D);
   int32_t *rows = talloc(M * sizeof *rows);
   for (size_t m = 0; m < M; m++)
-    rows[m] = (int32_t)beit_rng_int(&rng, 0, (int64_t)R - 1);
+    rows[m] = (int32_t)beit_rng_int(&test_rng, 0, (int64_t)R - 1);
   rows[M - 1] = rows[0]; /* at least one repeat */
   beit_gather_rows_forward(out, inp, rows, M, D);
   int ok = 1;
@@ -360,17 +321,17 @@ static void test_gather(size_t R, size_t M, size_t D)
 
 static void test_mask_tokens(size_t B, size_t N, size_t D)
 {
-  float *emb = randn(B * N * D, 1.0f), *orig = dup(emb, B * N * D), *token = randn(D, 1.0f);
+  float *emb = randn(B * N * D, 1.0f), *orig = tdup(emb, B * N * D), *token = randn(D, 1.0f);
   uint8_t *mask = talloc(B * N);
   for (size_t i = 0; i < B * N; i++)
-    mask[i] = beit_rng_uniform(&rng) < 0.4;
+    mask[i] = beit_rng_uniform(&test_rng) < 0.4;
   mask[0] = 1;
   beit_mask_tokens_forward(emb, token, mask, B, N, D);
   int ok = 1;
   for (size_t r = 0; r < B * N; r++)
     ok &= memcmp(emb + r * D, mask[r] ? token : orig + r * D, D * sizeof *emb) == 0;
   CHECK_MSG(ok, "mask tokens fwd B=%zu N=%zu D=%zu", B, N, D);
-  float *demb = randn(B * N * D, 1.0f), *demb0 = dup(demb, B * N * D);
+  float *demb = randn(B * N * D, 1.0f), *demb0 = tdup(demb, B * N * D);
   float *dtok = randn(D, 1.0f), *want = zeros(D);
   for (size_t d = 0; d < D; d++) {
     double s = dtok[d];
@@ -416,7 +377,7 @@ static void test_cross_entropy(size_t M, size_t V, float smoothing, float scale)
   int32_t *t = talloc(M * sizeof *t);
   long want_correct = 0;
   for (size_t r = 0; r < M; r++) {
-    t[r] = (int32_t)beit_rng_int(&rng, 0, (int64_t)V - 1);
+    t[r] = (int32_t)beit_rng_int(&test_rng, 0, (int64_t)V - 1);
     if (r % 2 == 0) /* make half the rows right */
       x[r * V + (size_t)t[r]] = 10.0f * scale + 1.0f;
   }
@@ -454,7 +415,7 @@ static void test_cross_entropy(size_t M, size_t V, float smoothing, float scale)
   check_close("cross-entropy probs", probs, p_r, M * V, 1e-5);
 
   const float dloss = 0.7f;
-  float *dx = randn(M * V, 1.0f), *want = dup(dx, M * V);
+  float *dx = randn(M * V, 1.0f), *want = tdup(dx, M * V);
   for (size_t r = 0; r < M; r++)
     for (size_t c = 0; c < V; c++) {
       double q = (c == (size_t)t[r] ? 1.0 - smoothing : 0.0) + smoothing / (double)V;
@@ -468,7 +429,7 @@ static void test_bce(size_t N, size_t C, float scale)
 {
   float *x = randn(N * C, scale), *t = zeros(N * C);
   for (size_t i = 0; i < N * C; i++)
-    t[i] = i % 5 == 0 ? 0.3f : (float)(beit_rng_uniform(&rng) < 0.5);
+    t[i] = i % 5 == 0 ? 0.3f : (float)(beit_rng_uniform(&test_rng) < 0.5);
   x[0] = 100.0f;
   t[0] = 0.0f; /* loss term 100: the naive log(1 - sigmoid) would be inf */
   double loss = 0.0;
@@ -481,7 +442,7 @@ static void test_bce(size_t N, size_t C, float scale)
   double got = beit_bce_forward(x, t, N, C);
   CHECK_MSG(isfinite(got) && fabs(got - loss) <= 1e-6 * fmax(1.0, fabs(loss)),
             "bce N=%zu C=%zu: got %.9g want %.9g", N, C, got, loss);
-  float *dx = randn(N * C, 1.0f), *want = dup(dx, N * C);
+  float *dx = randn(N * C, 1.0f), *want = tdup(dx, N * C);
   for (size_t i = 0; i < N * C; i++)
     want[i] += (float)(1.3 * (1.0 / (1.0 + exp(-(double)x[i])) - t[i]) / (double)(N * C));
   beit_bce_backward(dx, x, t, 1.3f, N, C);
@@ -561,8 +522,8 @@ static void test_thread_determinism(void)
   float *mean = zeros(N), *rstd = zeros(N), *y = zeros(N * C), *probs = zeros(N * C);
   int32_t *t = talloc(N * sizeof *t), *rows = talloc(N * sizeof *rows);
   for (size_t i = 0; i < N; i++) {
-    t[i] = (int32_t)beit_rng_int(&rng, 0, (int64_t)C - 1);
-    rows[i] = (int32_t)beit_rng_int(&rng, 0, 9);
+    t[i] = (int32_t)beit_rng_int(&test_rng, 0, (int64_t)C - 1);
+    rows[i] = (int32_t)beit_rng_int(&test_rng, 0, 9);
   }
   float *qkv = randn(B * T * 3 * D, 1.0f), *ab = randn(nH * T * T, 1.0f);
   float *ao = zeros(B * T * D), *ap = zeros(B * nH * T * T), *ado = randn(B * T * D, 1.0f);
@@ -590,7 +551,7 @@ static void test_thread_determinism(void)
 
 int main(void)
 {
-  beit_rng_seed(&rng, 1234, 0, 0);
+  beit_rng_seed(&test_rng, 1234, 0, 0);
 
   test_linear(7, 13, 5, 1);
   test_linear(7, 13, 5, 0);

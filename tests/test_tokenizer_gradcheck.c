@@ -20,7 +20,7 @@
 
 static struct beit_rng rng;
 
-static float *randn(size_t n, float scale, float offset)
+static float *randn_owned(size_t n, float scale, float offset)
 {
   float *p = malloc((n ? n : 1) * sizeof *p);
   for (size_t i = 0; i < n; i++)
@@ -28,7 +28,7 @@ static float *randn(size_t n, float scale, float offset)
   return p;
 }
 
-static float *zeros(size_t n)
+static float *zeros_owned(size_t n)
 {
   return calloc(n ? n : 1, sizeof(float));
 }
@@ -46,8 +46,8 @@ static double check_gumbel_softmax(void)
 {
   const size_t B = 2, V = 7, P = 5, n = B * V * P;
   const float tau = 0.6f;
-  float *logits = randn(n, 1.0f, 0.0f), *noise = randn(n, 0.5f, 0.0f), *r = randn(n, 1.0f, 0.0f);
-  float *soft = zeros(n), *d = zeros(n), *num = zeros(n), *tmp = zeros(n);
+  float *logits = randn_owned(n, 1.0f, 0.0f), *noise = randn_owned(n, 0.5f, 0.0f), *r = randn_owned(n, 1.0f, 0.0f);
+  float *soft = zeros_owned(n), *d = zeros_owned(n), *num = zeros_owned(n), *tmp = zeros_owned(n);
   beit_dvae_gumbel_softmax_forward(soft, logits, noise, tau, B, V, P);
   beit_dvae_gumbel_softmax_backward(d, r, soft, tau, B, V, P);
   const float eps = 1e-3f;
@@ -82,7 +82,7 @@ static double check_gumbel_softmax(void)
 static double check_kl(void)
 {
   const size_t B = 2, V = 9, P = 3, n = B * V * P;
-  float *logits = randn(n, 1.5f, 0.0f), *d = zeros(n), *num = zeros(n);
+  float *logits = randn_owned(n, 1.5f, 0.0f), *d = zeros_owned(n), *num = zeros_owned(n);
   const float dscale = 0.8f;
   double kl = beit_dvae_kl_uniform(d, logits, dscale, B, V, P);
   /* against a direct double evaluation */
@@ -122,7 +122,7 @@ static double check_recon(enum dvae_recon kind)
 {
   const size_t B = 2, C = 3, HW = 10, oc = kind == DVAE_RECON_LOGIT_LAPLACE ? 2 * C : C;
   const size_t n = B * oc * HW;
-  float *out = randn(n, 1.0f, 0.0f), *x = zeros(B * C * HW), *d = zeros(n), *num = zeros(n);
+  float *out = randn_owned(n, 1.0f, 0.0f), *x = zeros_owned(B * C * HW), *d = zeros_owned(n), *num = zeros_owned(n);
   for (size_t i = 0; i < B * C * HW; i++)
     x[i] = 0.1f + 0.8f * (float)beit_rng_uniform(&rng);
   const float dscale = 1.3f;
@@ -131,7 +131,7 @@ static double check_recon(enum dvae_recon kind)
   CHECK(mae > 0.0 && mae < 1.0);
   const float eps = 1e-3f;
   size_t used = 0;
-  float *ana = zeros(n);
+  float *ana = zeros_owned(n);
   for (size_t i = 0; i < n; i++) {
     const float keep = out[i];
     out[i] = keep + eps;
@@ -189,17 +189,17 @@ static double check_model(const char *recon, int nthreads)
       for (size_t j = 0; j < tok->table.items[i].numel; j++)
         tok->params[tok->table.items[i].offset + j] = 0.1f * (float)beit_rng_normal(&rng);
   const size_t B = 3, n = B * 2 * 6 * 6;
-  float *x = zeros(n);
+  float *x = zeros_owned(n);
   for (size_t i = 0; i < n; i++)
     x[i] = 0.1f + 0.8f * (float)beit_rng_uniform(&rng);
-  float *noise = randn(B * 5 * 3 * 3, 1.0f, 0.0f);
+  float *noise = randn_owned(B * 5 * 3 * 3, 1.0f, 0.0f);
   const float tau = 0.8f, klw = 2.0f;
   model_loss(tok, x, noise, B, tau, klw);
   float *grads = malloc(tok->table.total * sizeof *grads);
   memcpy(grads, tok->grads, tok->table.total * sizeof *grads);
 
   const float eps = 1e-3f;
-  float *ana = zeros(3 * tok->table.count), *num = zeros(3 * tok->table.count);
+  float *ana = zeros_owned(3 * tok->table.count), *num = zeros_owned(3 * tok->table.count);
   size_t checked = 0, skipped = 0;
   for (size_t t = 0; t < tok->table.count; t++) {
     const struct beit_tensor *ten = &tok->table.items[t];

@@ -2,6 +2,8 @@
 #include "testing.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 int beit_test_failures = 0;
 int beit_test_checks = 0;
@@ -38,3 +40,55 @@ int test_summary(const char *name)
   printf("%s: %d checks, %d failed\n", name, beit_test_checks, beit_test_failures);
   return beit_test_failures ? 1 : 0;
 }
+
+struct beit_rng test_rng;
+static void **allocs;
+static size_t n_allocs, cap_allocs;
+
+void *talloc(size_t bytes)
+{
+  void *p = calloc(bytes ? bytes : 1, 1);
+  if (p && n_allocs == cap_allocs) {
+    size_t cap = cap_allocs ? 2 * cap_allocs : 256;
+    void **grown = realloc(allocs, cap * sizeof *grown);
+    if (!grown) {
+      free(p);
+      p = NULL;
+    } else {
+      allocs = grown;
+      cap_allocs = cap;
+    }
+  }
+  if (!p) {
+    fprintf(stderr, "test: out of memory\n");
+    exit(2);
+  }
+  allocs[n_allocs++] = p;
+  return p;
+}
+
+void tfree_all(void)
+{
+  for (size_t i = 0; i < n_allocs; i++)
+    free(allocs[i]);
+  free(allocs);
+  allocs = NULL;
+  n_allocs = cap_allocs = 0;
+}
+
+float *randn(size_t n, float scale)
+{
+  float *p = talloc(n * sizeof *p);
+  for (size_t i = 0; i < n; i++)
+    p[i] = scale * (float)beit_rng_normal(&test_rng);
+  return p;
+}
+
+float *tdup(const float *x, size_t n)
+{
+  float *p = talloc(n * sizeof *p);
+  memcpy(p, x, n * sizeof *p);
+  return p;
+}
+
+float *zeros(size_t n) { return talloc(n * sizeof(float)); }

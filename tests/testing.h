@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "rng.h"
+
 extern int beit_test_failures;
 extern int beit_test_checks;
 
@@ -32,6 +34,16 @@ extern int beit_test_checks;
 /* Max relative error |a-b| / max(|b|_inf, floor) over n values; prints label and worst index
  * and counts a failure above tol. Returns the error. */
 double check_close(const char *label, const float *got, const float *want, size_t n, double tol);
+
+/* Test allocations, all freed by tfree_all (clean under LeakSanitizer); running out of memory
+ * ends the test with exit status 2. */
+void *talloc(size_t bytes);
+void tfree_all(void);
+/* The tests' random stream: seed it in main with beit_rng_seed(&test_rng, ...). */
+extern struct beit_rng test_rng;
+float *randn(size_t n, float scale); /* scale * N(0, 1) from test_rng */
+float *tdup(const float *x, size_t n);
+float *zeros(size_t n);
 
 /* Print the summary line and return the process exit code (0 only if nothing failed). */
 int test_summary(const char *name);

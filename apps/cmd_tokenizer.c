@@ -214,7 +214,8 @@ static int cmd_encode(int argc, char **argv)
     int32_t *tokens = st ? NULL : malloc(n * gh * gw * sizeof *tokens);
     if (!st && !tokens)
       st = beit_error_set(&err, BEIT_STATUS_NOMEM, "tokens: out of memory");
-    if (!st && !(st = beit_tokenizer_evaluate(tok, o.data, n, 2, NULL, 0, tokens, &ev, &err))) {
+    if (!st &&
+        !(st = beit_tokenizer_evaluate(tok, NULL, o.data, n, 2, NULL, 0, tokens, &ev, &err))) {
       struct beit_st_entry e = {"tokens", BEIT_DTYPE_I32, 3, {ev.images, gh, gw}, tokens};
       st = beit_safetensors_write(o.output, &e, 1, NULL, &err);
     }
@@ -285,8 +286,8 @@ static int cmd_recon(int argc, char **argv)
     st = recon_file(tok, &o, &err);
   } else if (!st) {
     struct beit_tokenizer_eval ev;
-    st = beit_tokenizer_evaluate(tok, o.data, (size_t)o.limit, 2, o.grid, (size_t)o.grid_images,
-                                 NULL, &ev, &err);
+    st = beit_tokenizer_evaluate(tok, NULL, o.data, (size_t)o.limit, 2, o.grid,
+                                 (size_t)o.grid_images, NULL, &ev, &err);
     if (!st)
       printf("{\"images\": %zu, \"mae\": %.5f, \"mse\": %.6f, \"codes_used\": %zu, "
              "\"codes_frac\": %.4f, \"perplexity\": %.1f, \"seconds\": %.2f%s%s%s}\n",

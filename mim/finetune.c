@@ -39,6 +39,7 @@ struct finetune {
   struct beit_loader *loader;
   struct beit_dist_grads *reducer;
   struct beit_trainer trainer;
+  cJSON *config;             /* the model's config.json, written into every checkpoint */
   struct beit_mixup mixup;
   size_t B, C;
   int multilabel;      /* sigmoid BCE */
@@ -355,13 +356,7 @@ static enum beit_status prepare_train_data(struct finetune *p, const char *out,
       st = beit_finetune_subset(r->data.train, r->finetune_data.fraction, (uint64_t)r->seed,
                                 p->train_dir, err);
   }
-  double failed = st != BEIT_STATUS_OK; /* every rank learns whether rank 0 succeeded */
-  enum beit_status dst = beit_dist_allreduce_max_f64(p->dist, &failed, 1, err);
-  if (dst)
-    return dst;
-  if (failed && !st)
-    return beit_error_set(err, BEIT_STATUS_IO, "rank 0 failed to build the labelled subset");
-  return st;
+  return beit_trainer_agree(p->dist, st, "build the labelled subset", err);
 }
 
 /* The classifier config: from the resumed checkpoint, else the initial weights' architecture
@@ -486,6 +481,7 @@ done:
 
 static void teardown(struct finetune *p)
 {
+  cJSON_Delete(p->config);
   beit_trainer_free(&p->trainer);
   beit_loader_free(p->loader);
   beit_dist_grads_free(p->reducer);
@@ -584,7 +580,11 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
     if (beit_dist_is_root(dist))
       fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, p.trainer.step);
   }
-  struct beit_trainer_loop loop = {&p, "acc", &p.model->cfg, p.loader, loop_step, loop_log_fields,
+  if (!(p.config = beit_config_json(&p.model->cfg))) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
+    goto done;
+  }
+  struct beit_trainer_loop loop = {&p, "acc", p.config, p.loader, loop_step, loop_log_fields,
                                    p.recipe.data.eval[0] ? loop_evaluate : NULL};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&p.trainer, &loop, &run, err);

@@ -40,6 +40,7 @@ struct pretrain {
   struct beit_dist_grads *reducer;
   struct beit_mask_params mask_params;
   struct beit_trainer trainer;
+  cJSON *config;             /* the model's config.json, written into every checkpoint */
   size_t B;
   int32_t *tokens, *targets; /* (B, N), (B * N) */
   uint8_t *mask;             /* (B, N) */
@@ -316,6 +317,7 @@ free_cfg:
 
 static void teardown(struct pretrain *p)
 {
+  cJSON_Delete(p->config);
   beit_trainer_free(&p->trainer);
   beit_loader_free(p->loader);
   beit_dist_grads_free(p->reducer);
@@ -388,7 +390,11 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
     if (beit_dist_is_root(dist))
       fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, p.trainer.step);
   }
-  struct beit_trainer_loop loop = {&p, "mlm_acc", &p.model->cfg, p.loader, loop_step, loop_log_fields,
+  if (!(p.config = beit_config_json(&p.model->cfg))) {
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
+    goto done;
+  }
+  struct beit_trainer_loop loop = {&p, "mlm_acc", p.config, p.loader, loop_step, loop_log_fields,
                                    p.recipe.data.eval[0] ? loop_evaluate : NULL};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&p.trainer, &loop, &run, err);

@@ -227,8 +227,8 @@ static const float *tokenizer_input(float *buf, const float *view_b, size_t B, s
 
 /* ------------------------------------------------------------------------ evaluation */
 
-enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, const char *dir,
-                                         size_t max_images, int num_workers, const char *png,
+enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit_dist *dist,
+                                         const char *dir, size_t max_images, int num_workers, const char *png,
                                          size_t grid_images, int32_t *tokens_out,
                                          struct beit_tokenizer_eval *ev, struct beit_error *err)
 {
@@ -250,16 +250,22 @@ enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, const char 
   beit_recipe_defaults(&r);
   struct beit_loader_options lo;
   view_b_loader(&lo, &r, S, B, num_workers, 0);
+  if (dist) {
+    lo.rank = beit_dist_rank(dist);
+    lo.world_size = beit_dist_world_size(dist);
+    lo.log = beit_dist_is_root(dist) ? stderr : NULL;
+  }
   struct beit_loader *ld = NULL;
   float *x = malloc(B * img * sizeof *x), *rec = malloc(B * img * sizeof *rec);
   int32_t *tokens = malloc(B * P * sizeof *tokens);
   long *counts = calloc(V, sizeof *counts);
+  double *sums = malloc((3 + V) * sizeof *sums); /* n, |d|, d^2, then the histogram */
   float *grid_orig = grid_images ? malloc(grid_images * img * sizeof *grid_orig) : NULL;
   float *grid_rec = grid_images ? malloc(grid_images * img * sizeof *grid_rec) : NULL;
   enum beit_status st = BEIT_STATUS_OK;
   double abs_sum = 0.0, sq_sum = 0.0;
   size_t n = 0;
-  if (!x || !rec || !tokens || !counts || (grid_images && (!grid_orig || !grid_rec))) {
+  if (!x || !rec || !tokens || !counts || !sums || (grid_images && (!grid_orig || !grid_rec))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer evaluation: out of memory");
     goto done;
   }
@@ -295,13 +301,20 @@ enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, const char 
   }
   if (st)
     goto done;
-  if (n == 0) {
+  sums[0] = (double)n, sums[1] = abs_sum, sums[2] = sq_sum;
+  for (size_t v = 0; v < V; v++)
+    sums[3 + v] = (double)counts[v];
+  if (dist && (st = beit_dist_allreduce_sum_f64(dist, sums, 3 + V, err)))
+    goto done;
+  for (size_t v = 0; v < V; v++)
+    counts[v] = (long)sums[3 + v];
+  if (sums[0] == 0) {
     st = beit_error_set(err, BEIT_STATUS_MISSING, "%s: no images to evaluate", dir);
     goto done;
   }
-  ev->images = n;
-  ev->mae = abs_sum / (double)(n * img);
-  ev->mse = sq_sum / (double)(n * img);
+  ev->images = (size_t)sums[0];
+  ev->mae = sums[1] / (sums[0] * (double)img);
+  ev->mse = sums[2] / (sums[0] * (double)img);
   beit_dvae_code_stats_counts(counts, V, &ev->codes_used, &ev->perplexity);
   ev->codes_frac = (double)ev->codes_used / (double)V;
   if (png && grid_images)
@@ -310,37 +323,112 @@ enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, const char 
   ev->seconds = clock_now() - t0;
 done:
   beit_loader_free(ld);
-  free(x), free(rec), free(tokens), free(counts), free(grid_orig), free(grid_rec);
+  free(x), free(rec), free(tokens), free(counts), free(sums), free(grid_orig), free(grid_rec);
   return st;
 }
 
 /* -------------------------------------------------------------------------- training */
 
-struct window {
-  double loss, recon, kl, mae, norm;
-  long steps, images;
-  long *counts; /* token histogram of the window */
+/* The per-step numbers every rank contributes, summed over ranks (then the token histogram). */
+enum { STAT_LOSS, STAT_RECON, STAT_KL, STAT_MAE, STAT_IMAGES, STAT_INTERRUPTED, STAT_COUNT };
+
+struct tokenizer_training {
+  struct beit_tokenizer_train_config cfg;
+  const struct beit_tokenizer_train_options *opt;
+  struct beit_tokenizer_train_summary *sum;
+  struct beit_dist *dist;
+  struct beit_tokenizer *tok;
+  struct beit_loader *loader;
+  struct beit_dist_grads *reducer;
+  struct beit_trainer trainer;
+  cJSON *config;       /* the tokenizer's config.json, written into every checkpoint */
+  float *xbuf;         /* the C-channel input of a 1-channel tokenizer */
+  double *stats;       /* STAT_COUNT + V: this step's sums over ranks */
+  double *histogram;   /* V: argmax tokens of the log window, all ranks */
+  double recon, kl, tau, kl_weight, allreduce; /* window sums; the last step's schedule */
 };
 
-static void window_reset(struct window *w, size_t V)
+/* One update: the batch's Gumbel noise, forward and backward of the batch mean, gradients
+ * averaged over ranks (every rank has batch.size images: the average of the rank means is the
+ * mean of the global batch), then the shared guarded AdamW update. */
+static enum beit_status train_step(void *ctx, double out[4], struct beit_error *err)
 {
-  long *c = w->counts;
-  memset(w, 0, sizeof *w);
-  w->counts = c;
-  memset(c, 0, V * sizeof *c);
+  struct tokenizer_training *t = ctx;
+  struct beit_tokenizer *tok = t->tok;
+  const size_t C = (size_t)t->cfg.model.input_channels, S = (size_t)t->cfg.model.image_size;
+  const size_t V = tok->V, P = tok->gh * tok->gw;
+  const struct beit_loader_batch *b = NULL;
+  enum beit_status st = beit_loader_next(t->loader, &b, err);
+  if (st)
+    return st;
+  if (!b)
+    return beit_error_set(err, BEIT_STATUS_INTERNAL, "training loader ended");
+  beit_tokenizer_train_schedule(&t->cfg, t->trainer.step, t->trainer.total_steps, &t->tau,
+                                &t->kl_weight);
+  const float *x = tokenizer_input(t->xbuf, b->view_b, b->count, C, S);
+  const float *noise = beit_dvae_step_noise(tok, b->count, (uint64_t)t->cfg.recipe.seed, b->epoch,
+                                            b->indices);
+  struct beit_dvae_step_stats ss;
+  beit_dvae_forward_backward(tok, x, noise, b->count, (float)t->tau, (float)t->kl_weight, &ss);
+  beit_dist_grads_begin(t->reducer);
+  if ((st = beit_dist_grads_finish(t->reducer, err)))
+    return st;
+  struct beit_dist_grads_stats gs;
+  beit_dist_grads_get_stats(t->reducer, &gs);
+  t->allreduce += gs.mpi_seconds;
+  double *v = t->stats;
+  memset(v, 0, (STAT_COUNT + V) * sizeof *v);
+  v[STAT_LOSS] = ss.loss, v[STAT_RECON] = ss.recon, v[STAT_KL] = ss.kl, v[STAT_MAE] = ss.mae;
+  v[STAT_IMAGES] = (double)b->count;
+  v[STAT_INTERRUPTED] = beit_trainer_interrupted();
+  for (size_t i = 0; i < b->count * P; i++)
+    v[STAT_COUNT + tok->t.tokens[i]] += 1.0;
+  if ((st = beit_dist_allreduce_sum_f64(t->dist, v, STAT_COUNT + V, err)))
+    return st;
+  const double world = beit_dist_world_size(t->dist), loss = v[STAT_LOSS] / world;
+  double norm;
+  int applied;
+  /* the averaged gradient already is the global mean: total_count = world leaves it as it is */
+  if ((st = beit_trainer_update(&t->trainer, loss, world, &norm, &applied, err)))
+    return st;
+  beit_loader_cursor(t->loader, &t->trainer.cursor);
+  t->recon += v[STAT_RECON] / world;
+  t->kl += v[STAT_KL] / world;
+  for (size_t i = 0; i < V; i++)
+    t->histogram[i] += v[STAT_COUNT + i];
+  t->sum->last_loss = loss;
+  t->sum->last_mae = v[STAT_MAE] / world;
+  out[0] = loss;
+  out[1] = v[STAT_MAE] / world;
+  out[2] = norm;
+  out[3] = v[STAT_IMAGES];
+  return v[STAT_INTERRUPTED] > 0 ? BEIT_STATUS_INTERRUPTED : BEIT_STATUS_OK;
 }
 
-static enum beit_status save_checkpoint(struct beit_trainer *tr, struct beit_tokenizer *tok,
-                                        struct beit_error *err)
+static void log_fields(void *ctx, cJSON *f, double steps)
 {
-  size_t n;
-  const struct beit_config_key *keys = beit_dvae_config_keys(&n);
-  cJSON *config = beit_config_to_json(beit_tokenizer_get_config(tok), keys, n);
-  if (!config)
-    return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
-  enum beit_status st = beit_trainer_save(tr, config, err);
-  cJSON_Delete(config);
-  return st;
+  struct tokenizer_training *t = ctx;
+  const size_t V = t->tok->V;
+  size_t used = 0;
+  double total = 0.0, entropy = 0.0;
+  for (size_t i = 0; i < V; i++)
+    total += t->histogram[i];
+  for (size_t i = 0; i < V; i++)
+    if (t->histogram[i] > 0) {
+      const double q = t->histogram[i] / total;
+      used++;
+      entropy -= q * log(q);
+    }
+  cJSON_AddNumberToObject(f, "recon", t->recon / steps);
+  cJSON_AddNumberToObject(f, "kl", t->kl / steps);
+  cJSON_AddNumberToObject(f, "tau", t->tau);
+  cJSON_AddNumberToObject(f, "kl_weight", t->kl_weight);
+  cJSON_AddNumberToObject(f, "codes_used", (double)used);
+  cJSON_AddNumberToObject(f, "codes_frac", (double)used / (double)V);
+  cJSON_AddNumberToObject(f, "perplexity", exp(entropy));
+  cJSON_AddNumberToObject(f, "allreduce_in_mpi_s", t->allreduce / steps);
+  t->recon = t->kl = t->allreduce = 0.0;
+  memset(t->histogram, 0, V * sizeof *t->histogram);
 }
 
 static cJSON *eval_json(const struct beit_tokenizer_eval *ev)
@@ -357,31 +445,68 @@ static cJSON *eval_json(const struct beit_tokenizer_eval *ev)
   return j;
 }
 
-enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_options *opt,
-                                          struct beit_dist *dist,
-                                          struct beit_tokenizer_train_summary *sum,
-                                          struct beit_error *err)
+/* Periodic: eval.batches batches per rank, logged. Final: the tokenizer/ folder, then the whole
+ * held-out set with recon.png and eval.json. Rank 0 writes; every rank evaluates its slice. */
+static enum beit_status evaluate(void *ctx, int final, struct beit_error *err)
 {
-  struct beit_tokenizer_train_config cfg;
-  struct beit_tokenizer *tok = NULL;
-  struct beit_loader *ld = NULL;
-  struct beit_trainer tr;
-  struct window win = {0};
-  float *xbuf = NULL;
-  char path[4200], latest[4200];
-  enum beit_status st;
-  int trainer_ready = 0;
-  memset(sum, 0, sizeof *sum);
+  struct tokenizer_training *t = ctx;
+  const struct beit_recipe *r = &t->cfg.recipe;
+  struct beit_tokenizer_train_summary *sum = t->sum;
+  const int root = beit_dist_is_root(t->dist);
+  enum beit_status st = BEIT_STATUS_OK;
+  if (!final && !r->data.eval[0])
+    return st;
+  if (!final) {
+    struct beit_tokenizer_eval ev;
+    if (!(st = beit_tokenizer_evaluate(t->tok, t->dist, r->data.eval,
+                                       (size_t)(r->eval.batches * r->batch.size),
+                                       (int)r->data.num_workers, NULL, 0, NULL, &ev, err)))
+      beit_trainer_log(&t->trainer, eval_json(&ev), 0.0);
+    return st;
+  }
+  sum->seconds = clock_now() - t->trainer.t_start;
+  snprintf(sum->tokenizer_dir, sizeof sum->tokenizer_dir, "%s/tokenizer", t->opt->out);
+  if (root)
+    st = beit_tokenizer_save(t->tok, sum->tokenizer_dir, err);
+  if ((st = beit_trainer_agree(t->dist, st, "write the tokenizer folder", err)) ||
+      !r->data.eval[0])
+    return st;
+  beit_loader_free(t->loader); /* the training loader's workers would compete with the eval */
+  t->loader = NULL;
+  snprintf(sum->grid_png, sizeof sum->grid_png, "%s/recon.png", t->opt->out);
+  if ((st = beit_tokenizer_evaluate(t->tok, t->dist, r->data.eval, 0, (int)r->data.num_workers,
+                                    root ? sum->grid_png : NULL, (size_t)t->cfg.grid_images, NULL,
+                                    &sum->eval, err)))
+    return st;
+  cJSON *j = eval_json(&sum->eval);
+  if (root && !j)
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "eval.json: out of memory");
+  if (root && j) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/eval.json", t->opt->out);
+    cJSON_AddNumberToObject(j, "train_steps", (double)t->trainer.step);
+    cJSON_AddNumberToObject(j, "train_seconds", sum->seconds);
+    st = beit_json_write_file(path, j, err);
+  }
+  beit_trainer_log(&t->trainer, j, 0.0);
+  return beit_trainer_agree(t->dist, st, "write eval.json", err);
+}
 
-  beit_tokenizer_train_defaults(&cfg);
-  if ((st = beit_tokenizer_train_config_load(&cfg, opt->config, err)))
+/* The resolved config and the tokenizer, its buffers and the gradient reducer. */
+static enum beit_status setup(struct tokenizer_training *t, struct beit_error *err)
+{
+  const struct beit_tokenizer_train_options *opt = t->opt;
+  struct beit_tokenizer_train_config *cfg = &t->cfg;
+  struct beit_recipe *r = &cfg->recipe;
+  enum beit_status st;
+  beit_tokenizer_train_defaults(cfg);
+  if ((st = beit_tokenizer_train_config_load(cfg, opt->config, err)))
     return st;
   for (int i = 0; i < opt->nsets; i++)
-    if ((st = beit_tokenizer_train_config_override(&cfg, opt->sets[i], err)))
+    if ((st = beit_tokenizer_train_config_override(cfg, opt->sets[i], err)))
       return st;
-  if ((st = beit_tokenizer_config_validate(&cfg.model, opt->config, err)))
+  if ((st = beit_tokenizer_config_validate(&cfg->model, opt->config, err)))
     return st;
-  struct beit_recipe *r = &cfg.recipe;
   if (opt->data)
     snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
   if (opt->eval_data)
@@ -389,179 +514,98 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
   if (!r->data.train[0])
     return beit_error_set(err, BEIT_STATUS_USAGE,
                           "no training data: give --data or set data.train in %s", opt->config);
-  if (beit_dist_world_size(dist) != 1)
-    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
-                          "tokenizer training runs as one process (got %d ranks)",
-                          beit_dist_world_size(dist));
-  const size_t C = (size_t)cfg.model.input_channels, S = (size_t)cfg.model.image_size;
+  const size_t C = (size_t)cfg->model.input_channels, S = (size_t)cfg->model.image_size;
   if (C != 1 && C != 3)
     return beit_error_set(err, BEIT_STATUS_CONFIG,
                           "%s: key 'model.input_channels': the data loader gives RGB images, use "
                           "1 (first channel) or 3",
                           opt->config);
-  if (!cfg.model.decoder)
+  if (!cfg->model.decoder)
     return beit_error_set(err, BEIT_STATUS_CONFIG,
                           "%s: key 'model.decoder': training needs the decoder", opt->config);
   const size_t B = (size_t)r->batch.size;
+  if ((st = beit_tokenizer_create(&t->tok, &cfg->model, B, (uint64_t)r->seed, err)) ||
+      (st = beit_dvae_train_init(t->tok, B, err)))
+    return st;
+  struct beit_tokenizer *tok = t->tok;
+  /* rank 0's weights are everyone's (they are equal anyway: same seed, same code) */
+  if ((st = beit_dist_bcast(t->dist, tok->params, tok->table.total * sizeof(float), 0, err)))
+    return st;
+  size_t nkeys;
+  const struct beit_config_key *keys = beit_dvae_config_keys(&nkeys);
+  t->config = beit_config_to_json(beit_tokenizer_get_config(tok), keys, nkeys);
+  t->xbuf = malloc(B * C * S * S * sizeof *t->xbuf);
+  t->stats = malloc((STAT_COUNT + tok->V) * sizeof *t->stats);
+  t->histogram = calloc(tok->V, sizeof *t->histogram);
+  if (!t->config || !t->xbuf || !t->stats || !t->histogram)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer training: out of memory");
+  return beit_dist_grads_init(&t->reducer, t->dist, tok->grads, tok->table.total,
+                              beit_trainer_bucket_floats(tok->table.total), err);
+}
 
-  if ((st = beit_tokenizer_create(&tok, &cfg.model, B, (uint64_t)r->seed, err)) ||
-      (st = beit_dvae_train_init(tok, B, err)))
-    goto done;
-  win.counts = calloc(tok->V, sizeof *win.counts);
-  xbuf = malloc(B * C * S * S * sizeof *xbuf);
-  if (!win.counts || !xbuf) {
-    st = beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer training: out of memory");
-    goto done;
-  }
-  if ((st = beit_mkdirs(opt->out, err)))
-    goto done;
-  struct beit_loader_cursor cursor = {0, 0};
-  int have_latest = 0;
-  if (opt->resume) {
-    st = beit_checkpoint_latest(opt->out, latest, sizeof latest, err);
-    if (st == BEIT_STATUS_MISSING) {
-      st = BEIT_STATUS_OK; /* nothing to resume: a fresh start */
-      beit_error_clear(err);
-    } else if (st) {
-      goto done;
-    } else {
-      have_latest = 1;
-      if ((st = beit_trainer_read_cursor(latest, &cursor, err)))
-        goto done;
-    }
-  }
+enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_options *opt,
+                                          struct beit_dist *dist,
+                                          struct beit_tokenizer_train_summary *sum,
+                                          struct beit_error *err)
+{
+  struct tokenizer_training t;
+  memset(&t, 0, sizeof t);
+  memset(sum, 0, sizeof *sum);
+  t.opt = opt, t.sum = sum, t.dist = dist;
+  struct beit_recipe *r = &t.cfg.recipe;
+  struct beit_loader_cursor start = {0, 0};
+  char resume_dir[4200] = "", path[4200];
   struct beit_loader_options lo;
-  view_b_loader(&lo, r, S, B, (int)r->data.num_workers, 1);
-  if ((st = beit_loader_init(&ld, r->data.train, &lo, &cursor, err)))
+  const int root = beit_dist_is_root(dist);
+  enum beit_status st = setup(&t, err);
+  if (st)
     goto done;
-  if ((st = beit_trainer_init(&tr, r, dist, &tok->table, tok->params, tok->grads,
-                              (long)beit_loader_steps_per_epoch(ld), opt->out, err)))
+  if ((st = beit_trainer_find_resume(opt->out, opt->resume, resume_dir, sizeof resume_dir, &start,
+                                     err)))
     goto done;
-  trainer_ready = 1;
-  if (have_latest) {
-    if ((st = beit_trainer_resume(&tr, latest, err)))
+  view_b_loader(&lo, r, (size_t)t.cfg.model.image_size, (size_t)r->batch.size,
+                (int)r->data.num_workers, 1);
+  lo.rank = beit_dist_rank(dist);
+  lo.world_size = beit_dist_world_size(dist);
+  lo.log = root ? stderr : NULL;
+  if ((st = beit_loader_init(&t.loader, r->data.train, &lo, &start, err)))
+    goto done;
+  if ((st = beit_trainer_init(&t.trainer, r, dist, &t.tok->table, t.tok->params, t.tok->grads,
+                              (long)beit_loader_steps_per_epoch(t.loader), opt->out, err)))
+    goto done;
+  if (resume_dir[0]) {
+    if ((st = beit_trainer_resume(&t.trainer, resume_dir, err)))
       goto done;
-    fprintf(stderr, "resumed from %s at step %ld\n", latest, tr.step);
+    if (root)
+      fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, t.trainer.step);
   }
-  tr.cursor = cursor;
-  {
-    cJSON *resolved = beit_tokenizer_train_config_json(&cfg);
+  if (root) {
+    cJSON *resolved = beit_tokenizer_train_config_json(&t.cfg);
     snprintf(path, sizeof path, "%s/train_config.json", opt->out);
     st = resolved ? beit_json_write_file(path, resolved, err)
                   : beit_error_set(err, BEIT_STATUS_NOMEM, "config JSON: out of memory");
     cJSON_Delete(resolved);
-    if (st)
-      goto done;
+    fprintf(stderr,
+            "tokenizer training: %zu parameters, token grid %zux%zu of %zu codes, %ld steps of "
+            "%d x %ld images (%ld per epoch)\n",
+            beit_tokenizer_num_params(t.tok), t.tok->gh, t.tok->gw, t.tok->V,
+            t.trainer.total_steps, beit_dist_world_size(dist), r->batch.size,
+            t.trainer.steps_per_epoch);
   }
-  fprintf(stderr,
-          "tokenizer training: %zu parameters, token grid %zux%zu of %zu codes, %ld steps of %zu "
-          "images (%ld per epoch)\n",
-          beit_tokenizer_num_params(tok), tok->gh, tok->gw, tok->V, tr.total_steps, B,
-          tr.steps_per_epoch);
-  beit_trainer_catch_signals();
-  window_reset(&win, tok->V);
-  const double t0 = clock_now();
-  const long first_step = tr.step;
-  while (tr.step < tr.total_steps) {
-    const struct beit_loader_batch *b = NULL;
-    if ((st = beit_loader_next(ld, &b, err)))
-      goto done;
-    if (!b) {
-      st = beit_error_set(err, BEIT_STATUS_MISSING, "training loader ended");
-      goto done;
-    }
-    double tau, klw, norm;
-    beit_tokenizer_train_schedule(&cfg, tr.step, tr.total_steps, &tau, &klw);
-    const float *x = tokenizer_input(xbuf, b->view_b, b->count, C, S);
-    const float *noise = beit_dvae_step_noise(tok, b->count, (uint64_t)r->seed, (uint64_t)tr.step);
-    struct beit_dvae_step_stats ss;
-    beit_dvae_forward_backward(tok, x, noise, b->count, (float)tau, (float)klw, &ss);
-    int applied;
-    /* forward_backward gives the gradient of the batch mean: total_count 1 */
-    if ((st = beit_trainer_update(&tr, ss.loss, 1.0, &norm, &applied, err)))
-      goto done;
-    beit_loader_cursor(ld, &tr.cursor);
-    win.loss += ss.loss, win.recon += ss.recon, win.kl += ss.kl, win.mae += ss.mae;
-    win.norm += norm, win.steps++, win.images += (long)b->count;
-    for (size_t i = 0; i < b->count * tok->gh * tok->gw; i++)
-      win.counts[tok->t.tokens[i]]++;
-    sum->last_loss = ss.loss;
-    sum->last_mae = ss.mae;
-
-    const int last = tr.step == tr.total_steps;
-    if (tr.step % r->log.every_steps == 0 || last) {
-      size_t used;
-      double ppl;
-      beit_dvae_code_stats_counts(win.counts, tok->V, &used, &ppl);
-      cJSON *f = cJSON_CreateObject();
-      const double k = (double)win.steps;
-      cJSON_AddNumberToObject(f, "loss", win.loss / k);
-      cJSON_AddNumberToObject(f, "recon", win.recon / k);
-      cJSON_AddNumberToObject(f, "kl", win.kl / k);
-      cJSON_AddNumberToObject(f, "mae", win.mae / k);
-      cJSON_AddNumberToObject(f, "grad_norm", win.norm / k);
-      cJSON_AddNumberToObject(f, "tau", tau);
-      cJSON_AddNumberToObject(f, "kl_weight", klw);
-      cJSON_AddNumberToObject(f, "codes_used", (double)used);
-      cJSON_AddNumberToObject(f, "codes_frac", (double)used / (double)tok->V);
-      cJSON_AddNumberToObject(f, "perplexity", ppl);
-      beit_trainer_log(&tr, f, (double)win.images);
-      /* the tokenizer's own numbers, after the trainer's progress line (on a TTY the same line) */
-      fprintf(stderr, "  recon %.4f  mae %.4f  kl %.3f  codes %zu/%zu  perplexity %.1f  tau %.3f%s",
-              win.recon / k, win.mae / k, win.kl / k, used, tok->V, ppl, tau, tr.tty ? "" : "\n");
-      window_reset(&win, tok->V);
-    }
-    if (r->eval.every_steps > 0 && tr.step % r->eval.every_steps == 0 && !last &&
-        r->data.eval[0]) {
-      struct beit_tokenizer_eval ev;
-      if ((st = beit_tokenizer_evaluate(tok, r->data.eval, (size_t)(r->eval.batches * (long)B),
-                                        (int)r->data.num_workers, NULL, 0, NULL, &ev, err)))
-        goto done;
-      beit_trainer_log(&tr, eval_json(&ev), 0.0);
-    }
-    if (r->checkpoint.every_steps > 0 && tr.step % r->checkpoint.every_steps == 0 && !last)
-      if ((st = save_checkpoint(&tr, tok, err)))
-        goto done;
-    if (beit_trainer_interrupted()) {
-      if (!(st = save_checkpoint(&tr, tok, err)))
-        st = beit_error_set(err, BEIT_STATUS_INTERRUPTED,
-                            "interrupted at step %ld; checkpoint saved in %s (--resume continues)",
-                            tr.step, opt->out);
-      goto done;
-    }
-  }
-  sum->steps = tr.step - first_step;
-  sum->seconds = clock_now() - t0;
-  if (tr.tty)
-    fprintf(stderr, "\n");
-  if ((st = save_checkpoint(&tr, tok, err)))
+  if ((st = beit_trainer_agree(dist, st, "write train_config.json", err)))
     goto done;
-  snprintf(sum->tokenizer_dir, sizeof sum->tokenizer_dir, "%s/tokenizer", opt->out);
-  if ((st = beit_tokenizer_save(tok, sum->tokenizer_dir, err)))
-    goto done;
-  if (r->data.eval[0]) {
-    beit_loader_free(ld); /* the training loader's workers would compete with the evaluation */
-    ld = NULL;
-    snprintf(sum->grid_png, sizeof sum->grid_png, "%s/recon.png", opt->out);
-    if ((st = beit_tokenizer_evaluate(tok, r->data.eval, 0, (int)r->data.num_workers,
-                                      sum->grid_png, (size_t)cfg.grid_images, NULL, &sum->eval,
-                                      err)))
-      goto done;
-    cJSON *j = eval_json(&sum->eval);
-    if (j) {
-      cJSON_AddNumberToObject(j, "train_steps", (double)tr.step);
-      cJSON_AddNumberToObject(j, "train_seconds", sum->seconds);
-      snprintf(path, sizeof path, "%s/eval.json", opt->out);
-      st = beit_json_write_file(path, j, err);
-      beit_trainer_log(&tr, j, 0.0);
-    }
-  }
+  const long first_step = t.trainer.step;
+  struct beit_trainer_loop loop = {&t, "mae", t.config, t.loader, train_step, log_fields,
+                                   evaluate};
+  struct beit_trainer_run_summary run;
+  st = beit_trainer_run(&t.trainer, &loop, &run, err);
+  sum->steps = t.trainer.step - first_step;
 done:
-  if (trainer_ready)
-    beit_trainer_free(&tr);
-  beit_loader_free(ld);
-  beit_tokenizer_free(tok);
-  free(win.counts);
-  free(xbuf);
+  cJSON_Delete(t.config);
+  beit_trainer_free(&t.trainer);
+  beit_loader_free(t.loader);
+  beit_dist_grads_free(t.reducer);
+  beit_tokenizer_free(t.tok);
+  free(t.xbuf), free(t.stats), free(t.histogram);
   return st;
 }

@@ -89,9 +89,12 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
 /* Encode and reconstruct the images of dataset dir (the first max_images, all when 0) through
  * the deterministic view B (whole image at the tokenizer's size, no flip); with png non-NULL,
  * write a grid of the first grid_images originals beside their reconstructions. tokens_out
- * (may be NULL) receives the token grids (max_images x gh*gw; needs max_images > 0). */
-enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, const char *dir,
-                                         size_t max_images, int num_workers, const char *png,
+ * (may be NULL) receives the token grids (max_images x gh*gw; needs max_images > 0).
+ * dist NULL: this process reads the set alone. Otherwise every rank of dist calls it and reads
+ * its slice (max_images, tokens_out and the grid are per rank) and ev covers all ranks. */
+enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit_dist *dist,
+                                         const char *dir, size_t max_images, int num_workers,
+                                         const char *png,
                                          size_t grid_images, int32_t *tokens_out,
                                          struct beit_tokenizer_eval *ev, struct beit_error *err);
 

@@ -185,7 +185,8 @@ void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
                               tr->total_steps);
   for (const cJSON *f = fields->child; f && k < sizeof progress; f = f->next)
     if (cJSON_IsNumber(f) && (!strcmp(f->string, "loss") || !strcmp(f->string, "mlm_acc") ||
-                              !strcmp(f->string, "acc") || !strcmp(f->string, "grad_norm")))
+                              !strcmp(f->string, "acc") || !strcmp(f->string, "mae") ||
+                              !strcmp(f->string, "grad_norm")))
       k += (size_t)snprintf(progress + k, sizeof progress - k, "  %s %.4f", f->string,
                             f->valuedouble);
   if (k < sizeof progress)
@@ -238,13 +239,18 @@ enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
       fprintf(stderr, "saved %s\n", saved);
     }
   }
-  /* every rank learns whether the save worked, so none runs ahead of a failed one */
+  return beit_trainer_agree(tr->dist, st, "write a checkpoint", err);
+}
+
+enum beit_status beit_trainer_agree(struct beit_dist *dist, enum beit_status st, const char *what,
+                                    struct beit_error *err)
+{
   double failed = st != BEIT_STATUS_OK;
-  enum beit_status dst = beit_dist_allreduce_max_f64(tr->dist, &failed, 1, err);
+  enum beit_status dst = beit_dist_allreduce_max_f64(dist, &failed, 1, err);
   if (dst)
     return dst;
   if (failed && !st)
-    return beit_error_set(err, BEIT_STATUS_IO, "rank 0 failed to write a checkpoint");
+    return beit_error_set(err, BEIT_STATUS_IO, "rank 0 failed to %s", what);
   return st;
 }
 
@@ -351,11 +357,7 @@ static int every(long step, long period) { return period > 0 && step % period ==
 static enum beit_status save_model(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
                                    struct beit_trainer_run_summary *sum, struct beit_error *err)
 {
-  cJSON *config = beit_config_json(loop->model_cfg);
-  if (!config)
-    return beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
-  enum beit_status st = beit_trainer_save(tr, config, err);
-  cJSON_Delete(config);
+  enum beit_status st = beit_trainer_save(tr, loop->config, err);
   snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld", tr->out_dir,
            tr->step);
   return st;

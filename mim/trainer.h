@@ -76,8 +76,8 @@ enum beit_status beit_trainer_resume(struct beit_trainer *tr, const char *dir,
 /* What a training loop supplies to beit_trainer_run. */
 struct beit_trainer_loop {
   void *ctx;
-  const char *acc_name;                /* the accuracy's name in logs: "mlm_acc", "acc" */
-  const struct beit_config *model_cfg; /* config.json of every checkpoint */
+  const char *acc_name;                /* the accuracy's name in logs: "mlm_acc", "acc", "mae" */
+  const cJSON *config;                 /* config.json of every checkpoint */
   struct beit_loader *loader;          /* its wait time and skipped records are logged */
   /* One optimizer step: micro-batches, gradient averaging, beit_trainer_update. out: loss,
    * accuracy, gradient norm, images of all ranks. BEIT_STATUS_INTERRUPTED after a completed step
@@ -116,6 +116,12 @@ size_t beit_trainer_bucket_floats(size_t total);
  * before the trainer exists). */
 enum beit_status beit_trainer_read_cursor(const char *dir, struct beit_loader_cursor *cursor,
                                           struct beit_error *err);
+
+/* After rank 0 alone did something that can fail (a write): every rank returns rank 0's
+ * outcome, st on rank 0 and BEIT_STATUS_IO "rank 0 failed to <what>" on the others, so none runs
+ * ahead of a failed one. Call on every rank. */
+enum beit_status beit_trainer_agree(struct beit_dist *dist, enum beit_status st, const char *what,
+                                    struct beit_error *err);
 
 /* SIGINT/SIGTERM set a flag instead of killing the process: the loop checks it, writes a final
  * checkpoint and stops. */

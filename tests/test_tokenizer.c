@@ -256,7 +256,7 @@ static void test_step_split(void)
     CHECK(beit_tokenizer_create(&tok, &c, B, 5, &err) == BEIT_STATUS_OK);
     CHECK(beit_dvae_train_init(tok, B, &err) == BEIT_STATUS_OK);
     CHECK(tok->nthreads == (run == 0 ? 1 : 2));
-    const float *noise = beit_dvae_step_noise(tok, B, 3, 9);
+    const float *noise = beit_dvae_step_noise(tok, B, 3, 9, NULL);
     struct beit_dvae_step_stats st;
     beit_dvae_forward_backward(tok, x, noise, B, 0.7f, 2.0f, &st);
     loss[run] = st.loss;

@@ -55,3 +55,11 @@ add_test(NAME test_tokenizer_e2e
                  ${CMAKE_CURRENT_BINARY_DIR}/tokenizer_e2e ${PROJECT_SOURCE_DIR}/tools)
 set_tests_properties(test_tokenizer_e2e PROPERTIES LABELS e2e TIMEOUT 600
                      ENVIRONMENT "OMP_NUM_THREADS=2;BEIT_PYTHON=${BEIT_PYTHON}")
+# mpi: tokenizer training on 2 ranks x B equals 1 rank x 2B; resume across rank counts.
+if(BEIT_USE_MPI)
+  find_package(MPI REQUIRED COMPONENTS C)
+  add_test(NAME test_mpi_tokenizer
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_mpi_tokenizer.py
+                   $<TARGET_FILE:beit> ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/mpi_tokenizer)
+  set_tests_properties(test_mpi_tokenizer PROPERTIES LABELS "mpi;e2e" TIMEOUT 600)
+endif()

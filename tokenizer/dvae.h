@@ -198,10 +198,10 @@ double beit_dvae_kl_uniform(float *dlogits, const float *logits, float dscale, s
  * the mean |unmap(sigmoid(mu)) - unmap(x)| in pixel units. */
 double beit_dvae_recon_loss(float *dout, double *abs_err, const float *out, const float *x,
                             enum dvae_recon kind, float dscale, size_t B, size_t C, size_t HW);
-/* Gumbel(0, 1) noise -log(-log(u)) for images b0..b0+B-1 of a step, per_image values each, u
- * uniform in (0, 1) from the stream keyed (seed, step, image): independent of the split. */
-void beit_dvae_gumbel_noise(float *noise, size_t B, size_t per_image, uint64_t seed,
-                            uint64_t step, size_t b0);
+/* Gumbel(0, 1) noise -log(-log(u)) of one image, per_image values into g, u uniform in (0, 1)
+ * from the stream keyed (seed, epoch, index): the same whatever the batch or rank it lands in. */
+void beit_dvae_gumbel_noise(float *g, size_t per_image, uint64_t seed, uint64_t epoch,
+                            uint64_t index);
 /* x_hat (B, C, HW) in [0, 1] = clamp((sigmoid(mu) - 0.1) / 0.8, 0, 1) from out (B, out_ch, HW). */
 void beit_dvae_unmap_output(float *images, const float *out, size_t B, size_t C, size_t out_ch,
                             size_t HW);
@@ -230,12 +230,15 @@ struct beit_dvae_hparams {
   float tau, kl_weight;
   long step; /* 1-based update count (AdamW bias correction) */
 };
-/* The Gumbel noise of update `step` for a batch of B images, in the training arena: image b's
- * values come from the stream (seed, step, b). Returns the (B, V, gh, gw) buffer. */
+/* The Gumbel noise of a batch of B images, in the training arena: image b's values come from
+ * the stream (seed ^ GUMBEL_STREAM, epoch, index[b]), index[b] its global sample index (index
+ * NULL: b), so a sample draws the same noise on any rank and in any batch. Returns the
+ * (B, V, gh, gw) buffer. */
+#define GUMBEL_STREAM 0x67756d62656cull /* "gumbel" */
 const float *beit_dvae_step_noise(struct beit_tokenizer *tok, size_t B, uint64_t seed,
-                                  uint64_t step);
-/* A whole update on its own: step noise, forward_backward, clip, AdamW with moments m, v
- * (table.total floats each, the caller's). */
+                                  uint64_t epoch, const int64_t *index);
+/* A whole update on its own (tests, benchmarks): step noise keyed (seed, hp->step, b),
+ * forward_backward, clip, AdamW with moments m, v (table.total floats each, the caller's). */
 void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
                           const struct beit_dvae_hparams *hp, uint64_t seed, float *m, float *v,
                           struct beit_dvae_step_stats *stats);

@@ -233,25 +233,22 @@ static inline float noise_logf(float x)
   return (float)e * 0.69314718f + p;
 }
 
-void beit_dvae_gumbel_noise(float *noise, size_t B, size_t per_image, uint64_t seed,
-                            uint64_t step, size_t b0)
+void beit_dvae_gumbel_noise(float *g, size_t per_image, uint64_t seed, uint64_t epoch,
+                            uint64_t index)
 {
-  for (size_t b = 0; b < B; b++) {
-    struct beit_rng rng;
-    beit_rng_seed(&rng, seed, step, (uint64_t)(b0 + b));
-    float *g = noise + b * per_image;
-    /* u = (k + 1/2) 2^-24 from 24 random bits: in (0, 1), never 0 or 1; two per draw */
-    size_t i = 0;
-    for (; i + 1 < per_image; i += 2) {
-      const uint64_t r = beit_rng_u64(&rng);
-      g[i] = ((float)(r >> 40) + 0.5f) * 5.9604645e-8f;
-      g[i + 1] = ((float)((r >> 16) & 0xffffffu) + 0.5f) * 5.9604645e-8f;
-    }
-    if (i < per_image)
-      g[i] = ((float)(beit_rng_u64(&rng) >> 40) + 0.5f) * 5.9604645e-8f;
-    for (i = 0; i < per_image; i++)
-      g[i] = -noise_logf(-noise_logf(g[i]));
+  struct beit_rng rng;
+  beit_rng_seed(&rng, seed, epoch, index);
+  /* u = (k + 1/2) 2^-24 from 24 random bits: in (0, 1), never 0 or 1; two per draw */
+  size_t i = 0;
+  for (; i + 1 < per_image; i += 2) {
+    const uint64_t r = beit_rng_u64(&rng);
+    g[i] = ((float)(r >> 40) + 0.5f) * 5.9604645e-8f;
+    g[i + 1] = ((float)((r >> 16) & 0xffffffu) + 0.5f) * 5.9604645e-8f;
   }
+  if (i < per_image)
+    g[i] = ((float)(beit_rng_u64(&rng) >> 40) + 0.5f) * 5.9604645e-8f;
+  for (i = 0; i < per_image; i++)
+    g[i] = -noise_logf(-noise_logf(g[i]));
 }
 
 void beit_dvae_unmap_output(float *images, const float *out, size_t B, size_t C, size_t out_ch,

@@ -263,16 +263,14 @@ void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, cons
 }
 
 const float *beit_dvae_step_noise(struct beit_tokenizer *tok, size_t B, uint64_t seed,
-                                  uint64_t step)
+                                  uint64_t epoch, const int64_t *index)
 {
   const size_t VP = tok->V * tok->gh * tok->gw;
   const int workers = dvae_workers(tok->nthreads, B);
-#pragma omp parallel num_threads(workers)
-  {
-    const int w = omp_get_thread_num();
-    const size_t lo = B * (size_t)w / (size_t)workers, hi = B * (size_t)(w + 1) / (size_t)workers;
-    beit_dvae_gumbel_noise(tok->t.noise + lo * VP, hi - lo, VP, seed, step, lo);
-  }
+#pragma omp parallel for schedule(static) num_threads(workers)
+  for (size_t b = 0; b < B; b++)
+    beit_dvae_gumbel_noise(tok->t.noise + b * VP, VP, seed ^ GUMBEL_STREAM, epoch,
+                           index ? (uint64_t)index[b] : (uint64_t)b);
   return tok->t.noise;
 }
 
@@ -280,7 +278,7 @@ void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
                           const struct beit_dvae_hparams *hp, uint64_t seed, float *m, float *v,
                           struct beit_dvae_step_stats *stats)
 {
-  const float *noise = beit_dvae_step_noise(tok, B, seed, (uint64_t)hp->step);
+  const float *noise = beit_dvae_step_noise(tok, B, seed, (uint64_t)hp->step, NULL);
   beit_dvae_forward_backward(tok, x, noise, B, hp->tau, hp->kl_weight, stats);
   double norm = beit_clip_grad_norm(tok->grads, tok->table.total, hp->clip);
   if (stats)

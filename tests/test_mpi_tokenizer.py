@@ -1,0 +1,109 @@
+"""mpi: `beit tokenizer train` on 2 ranks x batch B is 1 rank x batch 2B (same samples, Gumbel
+noise keyed by the global sample index, gradient of the global mean):
+
+1. 20 steps give the same loss curve (relative difference <= 1e-5) and the same final weights;
+2. a checkpoint written by 2 ranks resumes on 1 rank (and one written by 1 rank on 2 ranks) and
+   continues the same curve;
+3. the final held-out evaluation, split over the ranks, counts every image once and reports what
+   1 rank reports.
+
+usage: /usr/bin/python3 tests/test_mpi_tokenizer.py BEIT_BINARY MPIEXEC WORK_DIR
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import st  # noqa: E402
+
+STEPS, GLOBAL_BATCH = 20, 16
+TINY = {
+    "model": {"input_channels": 1, "n_hid": 8, "group_count": 2, "n_blk_per_group": 1,
+              "vocab_size": 64, "downsample": 4, "n_init": 16, "image_size": 28,
+              "decoder": True, "recon_loss": "mse"},
+    "data": {"num_workers": 1},
+    "optimizer": {"lr": 3e-3},
+    "schedule": {"max_steps": STEPS, "warmup_steps": 4},
+    "relaxation": {"kl_weight": 0.5, "kl_warmup_steps": 8},
+    "checkpoint": {"every_steps": 10, "keep_last": 0},
+    "log": {"every_steps": 1},
+}
+failures = 0
+
+
+def check(cond, msg):
+    global failures
+    print(("ok   " if cond else "FAIL ") + msg, flush=True)
+    failures += not cond
+
+
+def curve(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return {int(m["step"]): m["loss"] for m in map(json.loads, f) if "loss" in m}
+
+
+def rel_curve_diff(a, b, steps):
+    if not all(s in a and s in b for s in steps):
+        return float("inf")
+    return max(abs(a[s] - b[s]) / abs(a[s]) for s in steps)
+
+
+def main():
+    beit, mpiexec, work = sys.argv[1:4]
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    data = os.path.join(work, "data")
+    subprocess.run([beit, "pack", "--fashion-mnist", "/usr/share/datasets/fashion-mnist",
+                    "--split", "test", "--out", data, "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL)
+    config = os.path.join(work, "tiny.json")
+    with open(config, "w") as f:
+        json.dump(TINY, f)
+
+    def run(np_, out, *extra):
+        cmd = [mpiexec, "--allow-run-as-root", "--oversubscribe", "-np", str(np_),
+               "-x", "OMP_NUM_THREADS=1", beit, "tokenizer", "train", "--config", config,
+               "--data", data, "--out", out, "--set", f"batch.size={GLOBAL_BATCH // np_}"]
+        r = subprocess.run(cmd + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, timeout=600)
+        check(r.returncode == 0, f"{np_} rank(s) -> {os.path.basename(out)} exits 0"
+              + ("" if r.returncode == 0 else ": " + r.stderr[-400:]))
+        return curve(out) if r.returncode == 0 else {}
+
+    one = run(1, os.path.join(work, "np1"), "--eval-data", data)
+    two = run(2, os.path.join(work, "np2"), "--eval-data", data)
+    d = rel_curve_diff(one, two, range(1, STEPS + 1))
+    check(d <= 1e-5, f"2 ranks x {GLOBAL_BATCH // 2} vs 1 rank x {GLOBAL_BATCH}: loss curves "
+          f"differ by {d:.2e} (<= 1e-5)")
+    w1 = st.read(os.path.join(work, "np1", f"checkpoint-{STEPS}", "model.safetensors"))
+    w2 = st.read(os.path.join(work, "np2", f"checkpoint-{STEPS}", "model.safetensors"))
+    worst = max(np.max(np.abs(w1[k] - w2[k])) / max(np.max(np.abs(w1[k])), 1e-6) for k in w1)
+    check(worst <= 1e-4, f"final weights agree within {worst:.2e} (<= 1e-4)")
+    with open(os.path.join(work, "np1", "eval.json")) as f:
+        e1 = json.load(f)
+    with open(os.path.join(work, "np2", "eval.json")) as f:
+        e2 = json.load(f)
+    check(e1["eval_images"] == e2["eval_images"] == 10000,
+          f"held-out images: {e1['eval_images']} and {e2['eval_images']} (10000 each)")
+    check(abs(e1["eval_mae"] - e2["eval_mae"]) <= 1e-4 * e1["eval_mae"],
+          f"held-out MAE {e1['eval_mae']:.6f} (1 rank) vs {e2['eval_mae']:.6f} (2 ranks)")
+
+    # resume across rank counts from the step-10 checkpoints
+    for src, np_, ref in (("np2", 1, two), ("np1", 2, one)):
+        out = os.path.join(work, f"{src}-resumed-on-{np_}")
+        os.makedirs(out)
+        shutil.copytree(os.path.join(work, src, "checkpoint-10"), os.path.join(out, "checkpoint-10"))
+        got = run(np_, out, "--resume")
+        d = rel_curve_diff(ref, got, range(11, STEPS + 1))
+        check(d <= 1e-5, f"checkpoint of {src} resumed on {np_} rank(s): curve differs by {d:.2e}")
+    print(f"mpi_tokenizer: {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -41,7 +41,8 @@ static const char usage_text[] =
     "  --with-input        add \"input\": <path, dataset key or file:line:index> to each line\n"
     "  --visualize OUT.png draw the first images with their top labels as bar charts\n"
     "  --visualize-max N   images in the picture (default 8)\n"
-    "  --allow-urls        fetch http(s) URLs found in JSON lines requests\n"
+    "  --allow-urls        fetch http(s) URLs found in JSON lines requests (public addresses)\n"
+    "  --allow-private-urls  URLs may also reach loopback and private networks\n"
     "  --url-max-bytes N   size cap of a fetched image (default 16777216)\n"
     "  --url-timeout S     timeout of one fetch in seconds (default 10)\n"
     "  --max-pixels N      decoded-pixel cap, checked from the header (default 40000000)\n"
@@ -406,13 +407,14 @@ int beit_cmd_predict(int argc, char **argv)
       {"visualize-max", required_argument, NULL, 'V'},
       {"allow-urls", no_argument, NULL, 'u'},      {"url-max-bytes", required_argument, NULL, 'U'},
       {"url-timeout", required_argument, NULL, 'T'},
+      {"allow-private-urls", no_argument, NULL, 'P'},
       {"max-pixels", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
       {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
   const char *model_dir = NULL, *output = NULL, *vis_path = NULL;
   struct beit_infer_options iopt;
   beit_infer_defaults(&iopt);
   struct beit_infer_select sel = {0, -1.0};
-  struct beit_fetch_policy fetch = {0, 16u << 20, 10.0};
+  struct beit_fetch_policy fetch = {0, 0, 16u << 20, 10.0};
   int with_input = 0, quiet = 0, threads = 0;
   long vis_max = 8;
   int c;
@@ -456,6 +458,7 @@ int beit_cmd_predict(int argc, char **argv)
         return beit_cli_usage_error("predict", "--visualize-max %s: expected 1..256", optarg);
       break;
     case 'u': fetch.allow_urls = 1; break;
+    case 'P': fetch.allow_private = 1; break;
     case 'U':
       v = strtol(optarg, &end, 10);
       if (*end || v < 1)

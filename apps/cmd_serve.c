@@ -23,7 +23,8 @@ static const char usage_text[] =
     "Errors are 4xx/5xx JSON: {\"error\": {\"status\", \"index\", \"reason\", \"message\"}}.\n"
     "\n"
     "  --model DIR            BeitForImageClassification folder\n"
-    "  --host ADDR            IPv4 address to bind (default 127.0.0.1: this machine only)\n"
+    "  --host ADDR            IPv4 or IPv6 address to bind (default 127.0.0.1: this machine\n"
+    "                         only; 0.0.0.0 or :: for every interface)\n"
     "  --port P               TCP port (default 8080; 0 picks a free one, printed at start)\n"
     "  --workers N            inference workers sharing the weights (default: one per core\n"
     "                         for models under 2 GFLOPs per image, else one)\n"
@@ -37,7 +38,9 @@ static const char usage_text[] =
     "  --max-connections N    concurrent connections (default 256)\n"
     "  --timeout S            per-request timeout in seconds (default 30)\n"
     "  --top-k K, --threshold T  label selection of every response (default: all labels)\n"
-    "  --allow-urls           fetch http(s) URL inputs (default: a URL is a 400 error)\n"
+    "  --allow-urls           fetch http(s) URL inputs from public addresses (default: a URL\n"
+    "                         is a 400 error)\n"
+    "  --allow-private-urls   URLs may also reach loopback, private and link-local networks\n"
     "  --url-max-bytes N      size cap of a fetched image (default 16777216)\n"
     "  --url-timeout S        timeout of one fetch (default 10)\n"
     "  --log-requests         one stderr line per request\n";
@@ -65,7 +68,7 @@ static int parse_double(const char *s, double lo, double hi, double *out)
 int beit_cmd_serve(int argc, char **argv)
 {
   enum { O_HOST = 256, O_PORT, O_WORKERS, O_THREADS, O_BATCH, O_WAIT, O_BODY, O_IMAGES,
-         O_PIXELS, O_QUEUE, O_CONN, O_TIMEOUT, O_TOPK, O_THRESH, O_URLS, O_URLMAX, O_URLTIME,
+         O_PIXELS, O_QUEUE, O_CONN, O_TIMEOUT, O_TOPK, O_THRESH, O_URLS, O_PRIVATE, O_URLMAX, O_URLTIME,
          O_LOG };
   static const struct option opts[] = {
       {"model", required_argument, NULL, 'm'},
@@ -84,6 +87,7 @@ int beit_cmd_serve(int argc, char **argv)
       {"top-k", required_argument, NULL, O_TOPK},
       {"threshold", required_argument, NULL, O_THRESH},
       {"allow-urls", no_argument, NULL, O_URLS},
+      {"allow-private-urls", no_argument, NULL, O_PRIVATE},
       {"url-max-bytes", required_argument, NULL, O_URLMAX},
       {"url-timeout", required_argument, NULL, O_URLTIME},
       {"log-requests", no_argument, NULL, O_LOG},
@@ -161,6 +165,7 @@ int beit_cmd_serve(int argc, char **argv)
       sopt.select.threshold = d;
       break;
     case O_URLS: sopt.allow_urls = 1; break;
+    case O_PRIVATE: sopt.allow_private_urls = 1; break;
     case O_URLMAX:
       NEED(!parse_long(optarg, 1, 1L << 40, &v), "--url-max-bytes %s: expected > 0", optarg);
       sopt.url_max_bytes = (size_t)v;
@@ -192,8 +197,10 @@ int beit_cmd_serve(int argc, char **argv)
   int rc = BEIT_EXIT_OK;
   if (beit_serve_start(&srv, &sopt, &err))
     goto fail;
-  fprintf(stderr, "beit serve: listening on http://%s:%d, loading %s\n", sopt.host,
-          beit_serve_port(srv), model_dir);
+  /* an IPv6 address goes in brackets in a URL */
+  const int v6 = strchr(sopt.host, ':') != NULL;
+  fprintf(stderr, "beit serve: listening on http://%s%s%s:%d, loading %s\n", v6 ? "[" : "",
+          sopt.host, v6 ? "]" : "", beit_serve_port(srv), model_dir);
   if (beit_infer_load(&inf, model_dir, &iopt, &err) || beit_serve_attach(srv, inf, &err))
     goto fail;
   char desc[256];
@@ -205,7 +212,8 @@ int beit_cmd_serve(int argc, char **argv)
           beit_infer_get_options(inf)->sessions, beit_infer_get_options(inf)->threads,
           iopt.max_batch);
   /* The line tests and scripts wait for. */
-  printf("beit serve: ready on http://%s:%d\n", sopt.host, beit_serve_port(srv));
+  printf("beit serve: ready on http://%s%s%s:%d\n", v6 ? "[" : "", sopt.host, v6 ? "]" : "",
+         beit_serve_port(srv));
   fflush(stdout);
   int sig = 0;
   sigwait(&sigs, &sig);

@@ -238,15 +238,27 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
                                   struct beit_error *err)
 {
   *out = NULL;
-  struct sockaddr_in addr;
+  struct sockaddr_storage addr;
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
   memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
   const char *host = opt->host ? opt->host : "127.0.0.1";
-  if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
-    return beit_error_set(err, BEIT_STATUS_USAGE, "--host '%s': not an IPv4 address", host);
   if (opt->port < 0 || opt->port > 65535)
     return beit_error_set(err, BEIT_STATUS_USAGE, "--port %d: out of range", opt->port);
-  addr.sin_port = htons((uint16_t)opt->port);
+  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
+                   MHD_USE_ERROR_LOG;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)opt->port);
+  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)opt->port);
+    flags |= MHD_USE_IPv6;
+  } else {
+    return beit_error_set(err, BEIT_STATUS_USAGE,
+                          "--host '%s': not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1, ::)",
+                          host);
+  }
   struct beit_server *srv = calloc(1, sizeof *srv);
   if (!srv)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "server: out of memory");
@@ -256,8 +268,7 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
   srv->opt.host = srv->host;
   unsigned idle = opt->idle_timeout_s > 0 ? (unsigned)(opt->idle_timeout_s + 0.5) : 0;
   srv->daemon = MHD_start_daemon(
-      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG,
-      0, NULL, NULL, on_request, srv,
+      flags, 0, NULL, NULL, on_request, srv,
       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, /* first, so that it sees every message */
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)(opt->max_connections ? opt->max_connections : 1),
@@ -268,8 +279,8 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
       MHD_OPTION_END);
   if (!srv->daemon) {
     free(srv);
-    return beit_error_set(err, BEIT_STATUS_IO, "cannot listen on %s:%d (in use, or not permitted)",
-                          host, opt->port);
+    return beit_error_set(err, BEIT_STATUS_IO, "cannot listen on %s port %d (in use, or not "
+                          "permitted)", host, opt->port);
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
   srv->port = info ? info->port : opt->port;
@@ -293,7 +304,8 @@ enum beit_status beit_serve_attach(struct beit_server *srv, struct beit_infer *i
       .batcher = srv->batcher,
       .max_images = srv->opt.max_images,
       .max_queue_images = srv->opt.max_queue_images,
-      .fetch = {srv->opt.allow_urls, srv->opt.url_max_bytes, srv->opt.url_timeout_s},
+      .fetch = {srv->opt.allow_urls, srv->opt.allow_private_urls, srv->opt.url_max_bytes,
+                srv->opt.url_timeout_s},
       .select = srv->opt.select,
   };
   atomic_store(&srv->ready, 1);

@@ -191,7 +191,8 @@ int beit_request_item_bytes(const struct beit_request *req, size_t i,
     struct beit_error err = {0};
     enum beit_status st = timeout <= 0 ? beit_error_set(&err, BEIT_STATUS_INTERRUPTED, "no time left")
                                        : beit_infer_fetch_url(it->text, policy->max_bytes,
-                                                              timeout, data, size, &err);
+                                                              timeout, policy->allow_private,
+                                                              data, size, &err);
     if (st == BEIT_STATUS_INTERRUPTED && time_left_s < policy->timeout_s) {
       /* the fetch was cut short by the request's own deadline */
       beit_fault_set(f, 504, (long)i, "timeout", "input %zu: request timed out fetching the URL", i);

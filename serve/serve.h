@@ -92,6 +92,7 @@ void beit_request_free(struct beit_request *req);
  * *data is malloc'd. */
 struct beit_fetch_policy {
   int allow_urls;
+  int allow_private;    /* URLs may reach loopback and private networks */
   size_t max_bytes;
   double timeout_s;
 };

@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
   if (req.count == 0 || req.count > 16)
     abort();
-  struct beit_fetch_policy no_urls = {0, 1 << 20, 1.0};
+  struct beit_fetch_policy no_urls = {0, 0, 1 << 20, 1.0};
   beit_strbuf_puts(&out, "[");
   for (size_t i = 0; i < req.count; i++) {
     uint8_t *bytes = NULL;

@@ -3,11 +3,14 @@
  * plain-loop twin, the header probe (a decompression bomb refused), forward sessions sharing
  * one copy of the weights (equal results, concurrently), and the batching queue (results equal
  * to direct forwards under concurrent submitters, batches formed, timeouts, a full queue). */
+#include <arpa/inet.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "beit/infer.h"
@@ -127,7 +130,7 @@ static void test_requests(void)
   if (req.count == 4) {
     uint8_t *data;
     size_t n;
-    struct beit_fetch_policy no_urls = {0, 1000, 1.0};
+    struct beit_fetch_policy no_urls = {0, 0, 1000, 1.0};
     CHECK(beit_request_item_bytes(&req, 0, &no_urls, 1.0, &data, &n, &f) == 0 && n == 3 &&
           !memcmp(data, "foo", 3));
     free(data);
@@ -213,6 +216,41 @@ static enum beit_status load_pp(const char *json, struct beit_infer_preprocess *
   snprintf(path, sizeof path, "%s/pp.json", tmpdir);
   write_text(path, json);
   return beit_infer_preprocess_load(pp, path, 32, err);
+}
+
+/* The URL address filter: public addresses pass, loopback, private, link-local (the cloud
+ * metadata service), CGNAT, multicast and their IPv4-mapped / NAT64 forms do not. */
+static void test_address_filter(void)
+{
+  static const struct {
+    const char *ip;
+    int is_public;
+  } cases[] = {
+      {"8.8.8.8", 1},          {"1.1.1.1", 1},         {"93.184.216.34", 1},
+      {"127.0.0.1", 0},        {"127.255.0.9", 0},     {"10.1.2.3", 0},
+      {"172.16.0.1", 0},       {"172.31.255.255", 0},  {"172.32.0.1", 1},
+      {"192.168.1.1", 0},      {"169.254.169.254", 0}, {"100.64.0.1", 0},
+      {"100.128.0.1", 1},      {"0.0.0.0", 0},         {"224.0.0.1", 0},
+      {"255.255.255.255", 0},  {"198.18.0.1", 0},      {"2606:4700::1111", 1},
+      {"::1", 0},              {"::", 0},              {"fe80::1", 0},
+      {"fd00::1", 0},          {"fc00::1", 0},         {"ff02::1", 0},
+      {"::ffff:127.0.0.1", 0}, {"::ffff:8.8.8.8", 1},  {"64:ff9b::a00:1", 0},
+      {"64:ff9b::808:808", 1}, {"::127.0.0.1", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, cases[i].ip, &v4->sin_addr) == 1)
+      v4->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, cases[i].ip, &v6->sin6_addr) == 1)
+      v6->sin6_family = AF_INET6;
+    int got = beit_infer_address_public((const struct sockaddr *)&ss);
+    if (got != cases[i].is_public)
+      fprintf(stderr, "address %s: public %d, want %d\n", cases[i].ip, got, cases[i].is_public);
+    CHECK(got == cases[i].is_public);
+  }
 }
 
 static void test_preprocess_config(void)
@@ -528,6 +566,7 @@ static void test_batcher(struct beit_infer *inf)
 
 int main(void)
 {
+  test_address_filter();
   snprintf(tmpdir, sizeof tmpdir, "/tmp/beit_test_serve_XXXXXX");
   if (!mkdtemp(tmpdir)) {
     perror("mkdtemp");

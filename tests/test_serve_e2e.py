@@ -149,17 +149,20 @@ def test_predict(beit, fx, tmp):
 # ---- the server ----------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, beit, model, *args):
+    def __init__(self, beit, model, *args, host="127.0.0.1"):
         self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([beit, "serve", "--model", model, "--port", "0", *args],
+        self.host = host
+        self.proc = subprocess.Popen([beit, "serve", "--model", model, "--port", "0",
+                                      "--host", host, *args],
                                      stdout=subprocess.PIPE, stderr=self.log, text=True)
+        url = f"http://[{host}]:" if ":" in host else f"http://{host}:"
         deadline = time.time() + 30
         line = ""
         while time.time() < deadline:
             r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
             if r:
                 line = self.proc.stdout.readline()
-                if "ready on http://127.0.0.1:" in line:
+                if "ready on " + url in line:
                     break
             if self.proc.poll() is not None:
                 break
@@ -169,7 +172,7 @@ class Server:
         self.port = int(line.rsplit(":", 1)[1])
 
     def request(self, method, path, body=None, headers=None, timeout=60):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()
@@ -333,8 +336,20 @@ def test_urls(beit, fx, ref):
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
     threading.Thread(target=files.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{files.server_address[1]}"
-    srv = Server(beit, os.path.join(fx, "fridge"), "--allow-urls", "--url-max-bytes", "100000",
-                 "--timeout", "1.0")
+    # without --allow-private-urls nothing on loopback (or a private network) is fetched
+    srv = Server(beit, os.path.join(fx, "fridge"), "--allow-urls")
+    try:
+        expect_fault(srv, "URL to loopback without --allow-private-urls", 400, "url_fetch_failed",
+                     0, card_request([f"{base}/a.png"]),
+                     good=card_request([b64(os.path.join(images, "c.png"))]))
+        code, body = srv.score(card_request([f"http://localhost:{files.server_address[1]}/a.png"]))
+        check(code == 400 and "not a public address" in body["error"]["message"],
+              f"a host name resolving to loopback is refused too: {code} {body}")
+    finally:
+        rc, _ = srv.stop()
+    check(rc == 0, f"URL filter server exit {rc}")
+    srv = Server(beit, os.path.join(fx, "fridge"), "--allow-urls", "--allow-private-urls",
+                 "--url-max-bytes", "100000", "--timeout", "1.0")
     try:
         code, body = srv.score(card_request([f"{base}/a.png", b64(os.path.join(images, "c.png")),
                                              f"{base}/redirect"]))
@@ -394,6 +409,29 @@ def test_concurrency(beit, fx, ref):
         srv.stop()
 
 
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_ipv6(beit, fx, ref):
+    if not ipv6_loopback():
+        print("skip IPv6: this machine has no ::1")
+        return
+    srv = Server(beit, os.path.join(fx, "fridge"), host="::1")
+    try:
+        code, body = srv.score(card_request([b64(os.path.join(fx, "images", "a.png"))]))
+        check(code == 200 and close(body[0]["probs"], ref["a.png"], 1e-5),
+              f"served on IPv6 [::1]: {code} {body}")
+    finally:
+        rc, _ = srv.stop()
+    check(rc == 0, f"IPv6 server exit {rc}")
+
+
 def main():
     beit, fx = sys.argv[1], sys.argv[2]
     t0 = time.time()
@@ -402,6 +440,7 @@ def main():
         test_server(beit, fx, ref)
         test_urls(beit, fx, ref)
         test_concurrency(beit, fx, ref)
+        test_ipv6(beit, fx, ref)
     print(f"test_serve_e2e: {CHECKS[0]} checks, {len(FAILURES)} failed ({time.time() - t0:.1f} s)")
     return 1 if FAILURES else 0
 

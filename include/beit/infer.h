@@ -157,16 +157,25 @@ enum beit_status beit_infer_visualize(const char *png_path, const struct beit_in
 /* ---- URLs (libcurl) ------------------------------------------------------------------------ */
 
 /* Fetch an http:// or https:// URL (other schemes, also after redirects, are refused) into a
- * malloc'd buffer, at most max_bytes, within timeout_s. USAGE for a body over the cap (HTTP
- * 413), UNSUPPORTED for a refused scheme or a build without libcurl, INTERRUPTED when
- * timeout_s passed, IO for other network failures and HTTP statuses >= 400. */
+ * malloc'd buffer, at most max_bytes, within timeout_s. Unless allow_private, every connection
+ * must go to a public address (checked after DNS, see beit_infer_address_public). USAGE for a
+ * body over the cap (HTTP 413), UNSUPPORTED for a refused scheme or address or a build without
+ * libcurl, INTERRUPTED when timeout_s passed, IO for other network failures and HTTP statuses
+ * >= 400. */
 enum beit_status beit_infer_fetch_url(const char *url, size_t max_bytes, double timeout_s,
-                                      uint8_t **data, size_t *size, struct beit_error *err);
+                                      int allow_private, uint8_t **data, size_t *size,
+                                      struct beit_error *err);
+struct sockaddr;
+/* 1 for an IPv4/IPv6 address a public server may have; 0 for loopback, private (10/8,
+ * 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16 with the cloud metadata service,
+ * fe80::/10), carrier-grade NAT, multicast, reserved and unspecified addresses, also inside
+ * IPv4-mapped and NAT64 IPv6 addresses. */
+int beit_infer_address_public(const struct sockaddr *sa);
 
 /* ---- Server ------------------------------------------------------------------------------- */
 
 struct beit_serve_options {
-  const char *host;          /* IPv4 address to bind (default "127.0.0.1") */
+  const char *host;          /* IPv4 or IPv6 address to bind (default "127.0.0.1") */
   int port;                  /* 0 = an ephemeral port (see beit_serve_port) */
   unsigned max_connections;  /* concurrent connections (default 256) */
   size_t max_body_bytes;     /* request body cap (default 32 MiB): 413 beyond */
@@ -177,6 +186,7 @@ struct beit_serve_options {
   double idle_timeout_s;     /* idle keep-alive connection (default 60) */
   unsigned batch_wait_us;    /* a worker waits this long for a fuller batch (default 0) */
   int allow_urls;            /* fetch URL inputs (default 0: a URL is a 400) */
+  int allow_private_urls;    /* let URLs reach loopback and private networks (default 0) */
   size_t url_max_bytes;      /* default 16 MiB */
   double url_timeout_s;      /* default 10 */
   struct beit_infer_select select;

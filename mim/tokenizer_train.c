@@ -587,10 +587,10 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
     cJSON_Delete(resolved);
     fprintf(stderr,
             "tokenizer training: %zu parameters, token grid %zux%zu of %zu codes, %ld steps of "
-            "%d x %ld images (%ld per epoch)\n",
+            "%ld images (%d rank(s) x %ld; %ld steps per epoch)\n",
             beit_tokenizer_num_params(t.tok), t.tok->gh, t.tok->gw, t.tok->V,
-            t.trainer.total_steps, beit_dist_world_size(dist), r->batch.size,
-            t.trainer.steps_per_epoch);
+            t.trainer.total_steps, beit_dist_world_size(dist) * r->batch.size,
+            beit_dist_world_size(dist), r->batch.size, t.trainer.steps_per_epoch);
   }
   if ((st = beit_trainer_agree(dist, st, "write train_config.json", err)))
     goto done;

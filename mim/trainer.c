@@ -152,12 +152,37 @@ static void format_duration(char *buf, size_t n, double s)
     snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
+/* One metrics.jsonl line; frees fields. */
+static void append_record(struct beit_trainer *tr, cJSON *fields)
+{
+  char *line = cJSON_PrintUnformatted(fields);
+  if (line && tr->metrics) {
+    fprintf(tr->metrics, "%s\n", line);
+    fflush(tr->metrics);
+  }
+  free(line);
+  cJSON_Delete(fields);
+}
+
 void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
 {
   double t = now();
   tr->images_since_log += images;
   if (!beit_dist_is_root(tr->dist) || !fields) {
     cJSON_Delete(fields);
+    return;
+  }
+  if (!cJSON_GetObjectItemCaseSensitive(fields, "loss")) {
+    /* not a training window (an evaluation): its own line, then the record */
+    char line[512];
+    size_t k = (size_t)snprintf(line, sizeof line, "%sstep %ld:", tr->tty ? "\n" : "", tr->step);
+    for (const cJSON *f = fields->child; f && k < sizeof line; f = f->next)
+      if (cJSON_IsNumber(f))
+        k += (size_t)snprintf(line + k, sizeof line - k, "  %s %.6g", f->string, f->valuedouble);
+    fprintf(stderr, "%s\n", line);
+    cJSON_AddNumberToObject(fields, "step", (double)tr->step);
+    cJSON_AddNumberToObject(fields, "elapsed_s", t - tr->t_start);
+    append_record(tr, fields);
     return;
   }
   double dt = t - tr->t_last_log, lr, wd;
@@ -173,12 +198,6 @@ void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
   cJSON_AddNumberToObject(fields, "elapsed_s", t - tr->t_start);
   cJSON_AddNumberToObject(fields, "eta_s", isfinite(eta) ? eta : -1);
   cJSON_AddNumberToObject(fields, "skipped_updates", (double)tr->skipped_updates);
-  char *line = cJSON_PrintUnformatted(fields);
-  if (line && tr->metrics) {
-    fprintf(tr->metrics, "%s\n", line);
-    fflush(tr->metrics);
-  }
-  free(line);
   char eta_s[32], progress[512] = "";
   format_duration(eta_s, sizeof eta_s, eta);
   size_t k = (size_t)snprintf(progress, sizeof progress, "step %ld/%ld", tr->step,
@@ -198,7 +217,7 @@ void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
   tr->t_last_log = t;
   tr->step_at_last_log = tr->step;
   tr->images_since_log = 0;
-  cJSON_Delete(fields);
+  append_record(tr, fields);
 }
 
 static cJSON *state_json(const struct beit_trainer *tr)

@@ -4,7 +4,8 @@
 # threads on the same images, in the same run.
 #   bench/bench_serve.sh [base|small|all]        (default: all)
 # Environment: BUILD (default build), THREADS (default nproc), LAT_SECONDS (15), LOAD_SECONDS
-# (30), CONNECTIONS (16 base / 64 small), BATCH (8), ITERS (7), WORK (model folders, cached).
+# (30), CONNECTIONS (16 base / 64 small), BATCH (8), ITERS (7), WORK (model folders, cached),
+# IMAGE_DIR (folder of PNGs to send, default WORK/images: 16 photos-sized 640x480 / 480x640 PNGs).
 # Reports: server single-image latency (wrk, 1 connection, p50/p99), server images/s under
 # concurrent load with request batching (wrk, many connections, p50/p99), C offline batch-1 and
 # batched forward, PyTorch batch-1 and batched forward, predict-vs-PyTorch agreement, and the
@@ -26,15 +27,16 @@ ITERS=${ITERS:-7}
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
 [ -f "$WORK/base/model.safetensors" ] || $PY bench/bench_serve_model.py --out "$WORK"
 export OMP_NUM_THREADS=$THREADS
-mapfile -t IMAGES < <(ls "$WORK"/images/*.png)
+IMAGES_DIR=${IMAGE_DIR:-$WORK/images}
+mapfile -t IMAGES < <(ls "$IMAGES_DIR"/*.png)
 
 bench() { # name connections
   local name=$1 conn=$2 model=$WORK/$1 c t p lat load
   echo "== $name ($(nproc --all) cores, $THREADS threads, load average $(cut -d' ' -f1-3 /proc/loadavg))"
   c=$("$CBENCH" --model "$model" --batch "$BATCH" --iters "$ITERS" --batch-iters 2 "${IMAGES[@]}")
-  t=$($PY bench/bench_serve_torch.py --model "$model" --images "$WORK/images" --threads "$THREADS" \
+  t=$($PY bench/bench_serve_torch.py --model "$model" --images "$IMAGES_DIR" --threads "$THREADS" \
         --batch "$BATCH" --iters "$ITERS" --batch-iters 2)
-  p=$("$BEIT" predict --model "$model" --with-input --quiet --batch "$BATCH" "$WORK/images")
+  p=$("$BEIT" predict --model "$model" --with-input --quiet --batch "$BATCH" "$IMAGES_DIR")
   lat=$($PY tests/test_serve_load.py "$BEIT" "$WORK" --model "$model" --connections 1 \
           --wrk-threads 1 --images 1 --image-file "${IMAGES[0]}" --seconds "$LAT_SECONDS" --json)
   load=$($PY tests/test_serve_load.py "$BEIT" "$WORK" --model "$model" --connections "$conn" \

@@ -12,6 +12,7 @@
 #include "beit/data.h"
 #include "checkpoint.h"
 #include "config_table.h"
+#include "drop_path.h"
 #include "encoder.h"
 #include "eval.h"
 #include "kernels.h"
@@ -21,9 +22,8 @@
 #include "trainer.h"
 #include "transfer.h"
 
-/* Stream salts: augmentation draws from the loader's (seed, epoch, index); drop path, mixup and
- * the label subset (finetune_subset.c) from their own streams. */
-#define DROP_STREAM 0x64726f70ull   /* "drop" */
+/* Stream salts: augmentation draws from the loader's (seed, epoch, index); drop path
+ * (drop_path.c), mixup and the label subset (finetune_subset.c) from their own streams. */
 #define MIXUP_STREAM 0x6d697875ull  /* "mixu" */
 
 enum phase { PHASE_DATA, PHASE_FORWARD, PHASE_BACKWARD, PHASE_ALLREDUCE, PHASE_UPDATE,
@@ -45,9 +45,7 @@ struct finetune {
   int multilabel;      /* sigmoid BCE */
   int onehot;          /* BCE on a multi-class dataset: one-hot targets */
   char train_dir[4200];
-  float *drop;         /* (L, 2, B) */
-  double *uniform;     /* (L, 2, B) */
-  float *drop_rates;   /* (L) */
+  struct beit_drop_path drop_path;
   float *mixed, *soft; /* (B, 3, S, S), (B, C) mixed images and targets */
   float *hot;          /* (B, C) one-hot targets of a multi-class dataset under BCE */
   struct beit_finetune_summary *sum;
@@ -125,20 +123,6 @@ enum beit_status beit_finetune_config(struct beit_config *out, const struct beit
 
 /* ---- the loop ------------------------------------------------------------------------------ */
 
-/* Drop-path scales of every sample from its own stream (seed, epoch, index). */
-static void draw_drop_path(struct finetune *p, const struct beit_loader_batch *b)
-{
-  size_t L = p->model->L, B = b->count;
-  for (size_t s = 0; s < B; s++) {
-    struct beit_rng rng;
-    beit_rng_seed(&rng, (uint64_t)p->recipe.seed ^ DROP_STREAM, b->epoch, (uint64_t)b->indices[s]);
-    for (size_t k = 0; k < 2 * L; k++)
-      p->uniform[k * B + s] = beit_rng_uniform(&rng);
-  }
-  for (size_t k = 0; k < 2 * L; k++)
-    beit_drop_path_scales(p->drop + k * B, p->uniform + k * B, p->drop_rates[k / 2], B);
-}
-
 /* Forward + loss of one training micro-batch; back-propagates the sum of its per-sample losses.
  * stats: loss sum, hits, samples. */
 static enum beit_status micro_step(struct finetune *p, const struct beit_loader_batch *b,
@@ -156,7 +140,7 @@ static enum beit_status micro_step(struct finetune *p, const struct beit_loader_
       p->hot[s * C + (size_t)b->labels[s]] = 1.0f;
     targets = p->hot;
   }
-  draw_drop_path(p, b);
+  const float *drop = beit_drop_path_draw(&p->drop_path, (uint64_t)p->recipe.seed, b);
   if (beit_mixup_enabled(&p->mixup)) {
     struct beit_rng rng;
     struct beit_mixup_draw d;
@@ -170,7 +154,7 @@ static enum beit_status micro_step(struct finetune *p, const struct beit_loader_
     labels = NULL;
     targets = p->soft;
   }
-  enum beit_status st = beit_model_forward(m, pixels, NULL, p->drop, B, err);
+  enum beit_status st = beit_model_forward(m, pixels, NULL, drop, B, err);
   if (st)
     return st;
   long hits = 0;
@@ -451,9 +435,8 @@ static enum beit_status setup(struct finetune *p, const struct beit_finetune_opt
     goto done;
   beit_model_layer_decay(m, r->optimizer.layer_decay);
   size_t L = m->L, B = p->B, S = (size_t)cfg.image_size;
-  p->drop = malloc(2 * L * B * sizeof *p->drop);
-  p->uniform = malloc(2 * L * B * sizeof *p->uniform);
-  p->drop_rates = malloc(L * sizeof *p->drop_rates);
+  if ((st = beit_drop_path_init(&p->drop_path, L, B, cfg.drop_path_rate, err)))
+    goto done;
   p->soft = malloc(B * p->C * sizeof *p->soft);
   p->hot = malloc(B * p->C * sizeof *p->hot);
   p->mixup.mixup_alpha = r->mixup.mixup_alpha;
@@ -463,13 +446,11 @@ static enum beit_status setup(struct finetune *p, const struct beit_finetune_opt
   p->mixup.smoothing = r->label_smoothing;
   if (beit_mixup_enabled(&p->mixup))
     p->mixed = malloc(B * 3 * S * S * sizeof *p->mixed);
-  if (!p->drop || !p->uniform || !p->drop_rates || !p->soft || !p->hot ||
+  if (!p->soft || !p->hot ||
       (beit_mixup_enabled(&p->mixup) && !p->mixed)) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "fine-tuning buffers: out of memory");
     goto done;
   }
-  for (size_t l = 0; l < L; l++) /* linspace(0, drop_path_rate, L), both ends included */
-    p->drop_rates[l] = L > 1 ? (float)(cfg.drop_path_rate * (double)l / (double)(L - 1)) : 0.0f;
   st = beit_dist_grads_init(&p->reducer, p->dist, m->grads, m->table.total,
                             beit_trainer_bucket_floats(m->table.total),
                             err);
@@ -486,9 +467,7 @@ static void teardown(struct finetune *p)
   beit_loader_free(p->loader);
   beit_dist_grads_free(p->reducer);
   beit_model_free(p->model);
-  free(p->drop);
-  free(p->uniform);
-  free(p->drop_rates);
+  beit_drop_path_free(&p->drop_path);
   free(p->mixed);
   free(p->soft);
   free(p->hot);

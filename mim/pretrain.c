@@ -9,6 +9,7 @@
 #include "beit/data.h"
 #include "beit/tokenizer.h"
 #include "checkpoint.h"
+#include "drop_path.h"
 #include "encoder.h"
 #include "kernels.h"
 #include "masking.h"
@@ -44,9 +45,7 @@ struct pretrain {
   size_t B;
   int32_t *tokens, *targets; /* (B, N), (B * N) */
   uint8_t *mask;             /* (B, N) */
-  float *drop;               /* (L, 2, B) */
-  double *uniform;           /* (L, 2, B) */
-  float *drop_rates;         /* (L) linspace(0, rate, L) */
+  struct beit_drop_path drop_path;
 };
 
 static double clock_now(void)
@@ -64,23 +63,19 @@ static void mark(struct pretrain *p, enum phase ph)
   p->phase_mark = t;
 }
 
-/* Mask and drop-path scales of every sample of the batch, from its own stream. */
-static size_t draw_sample_randomness(struct pretrain *p, const struct beit_loader_batch *b)
+/* The mask of every sample of the batch, from its own stream. */
+static void draw_masks(struct pretrain *p, const struct beit_loader_batch *b)
 {
-  struct beit_model *m = p->model;
-  size_t N = m->N, L = m->L, B = b->count, total = 0;
+  size_t N = p->model->N;
   int blockwise = !strcmp(p->recipe.masking.type, "blockwise");
-  for (size_t s = 0; s < B; s++) {
+  for (size_t s = 0; s < b->count; s++) {
     struct beit_rng rng;
     beit_rng_seed(&rng, (uint64_t)p->recipe.seed ^ MASK_STREAM, b->epoch, (uint64_t)b->indices[s]);
-    total += blockwise ? beit_mask_blockwise(p->mask + s * N, &rng, &p->mask_params)
-                       : beit_mask_random(p->mask + s * N, &rng, &p->mask_params);
-    for (size_t k = 0; k < 2 * L; k++)
-      p->uniform[k * B + s] = beit_rng_uniform(&rng);
+    if (blockwise)
+      beit_mask_blockwise(p->mask + s * N, &rng, &p->mask_params);
+    else
+      beit_mask_random(p->mask + s * N, &rng, &p->mask_params);
   }
-  for (size_t k = 0; k < 2 * L; k++)
-    beit_drop_path_scales(p->drop + k * B, p->uniform + k * B, p->drop_rates[k / 2], B);
-  return total;
 }
 
 /* Forward + loss of one micro-batch; fills targets from the tokenizer. Returns the number of
@@ -95,12 +90,14 @@ static enum beit_status micro_step(struct pretrain *p, const struct beit_loader_
   if (st)
     return st;
   mark(p, PHASE_TOKENIZER);
-  draw_sample_randomness(p, b);
+  draw_masks(p, b);
+  const float *drop = train ? beit_drop_path_draw(&p->drop_path, (uint64_t)p->recipe.seed, b)
+                            : NULL;
   for (size_t i = 0; i < B * N; i++)
     if (p->mask[i])
       p->targets[M++] = p->tokens[i];
   mark(p, PHASE_MASK);
-  if ((st = beit_model_forward(m, b->view_a, p->mask, train ? p->drop : NULL, B, err)))
+  if ((st = beit_model_forward(m, b->view_a, p->mask, drop, B, err)))
     return st;
   mark(p, PHASE_FORWARD);
   long hits = 0;
@@ -299,15 +296,12 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
   p->tokens = malloc(B * N * sizeof *p->tokens);
   p->targets = malloc(B * N * sizeof *p->targets);
   p->mask = malloc(B * N);
-  p->drop = malloc(2 * L * B * sizeof *p->drop);
-  p->uniform = malloc(2 * L * B * sizeof *p->uniform);
-  p->drop_rates = malloc(L * sizeof *p->drop_rates);
-  if (!p->tokens || !p->targets || !p->mask || !p->drop || !p->uniform || !p->drop_rates) {
+  if ((st = beit_drop_path_init(&p->drop_path, L, B, cfg.drop_path_rate, err)))
+    goto free_cfg;
+  if (!p->tokens || !p->targets || !p->mask) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "pretraining buffers: out of memory");
     goto free_cfg;
   }
-  for (size_t l = 0; l < L; l++) /* linspace(0, drop_path_rate, L), both ends included */
-    p->drop_rates[l] = L > 1 ? (float)(cfg.drop_path_rate * (double)l / (double)(L - 1)) : 0.0f;
   st = beit_dist_grads_init(&p->reducer, p->dist, m->grads, m->table.total,
                             beit_trainer_bucket_floats(m->table.total), err);
 free_cfg:
@@ -326,9 +320,7 @@ static void teardown(struct pretrain *p)
   free(p->tokens);
   free(p->targets);
   free(p->mask);
-  free(p->drop);
-  free(p->uniform);
-  free(p->drop_rates);
+  beit_drop_path_free(&p->drop_path);
 }
 
 /* beit_trainer_loop callbacks */

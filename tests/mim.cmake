@@ -1,5 +1,7 @@
-# mim: masking (mim/masking.c, spec 8).
+# mim: masking (mim/masking.c, spec 8) and per-sample drop path (mim/drop_path.c).
 if(TARGET beit_mim)
+  beit_add_test(NAME test_drop_path SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_drop_path.c
+                LABELS unit LIBS beit_mim)
   beit_add_test(NAME test_masking SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_masking.c
                 LABELS unit LIBS beit_mim)
 

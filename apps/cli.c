@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "beit/distributed.h"
+
 int beit_cli_fail(const char *cmd, const struct beit_error *err)
 {
   fprintf(stderr, "beit %s: error: %s\n", cmd,
@@ -20,4 +22,37 @@ int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
   va_end(ap);
   fprintf(stderr, "\n(see 'beit %s --help')\n", cmd);
   return BEIT_EXIT_USAGE;
+}
+
+struct beit_dist *beit_cli_dist_init(const char *cmd, int *argc, char ***argv)
+{
+  struct beit_error err = {0};
+  struct beit_dist *dist = NULL;
+  if (beit_dist_init(&dist, argc, argv, &err)) {
+    char message[sizeof err.message + 64];
+    snprintf(message, sizeof message, "beit %s: %s", cmd, err.message);
+    beit_dist_abort(NULL, BEIT_EXIT_RUNTIME, message);
+  }
+  return dist;
+}
+
+int beit_cli_dist_end(const char *cmd, struct beit_dist *dist, enum beit_status st,
+                      const struct beit_error *err)
+{
+  int code = BEIT_EXIT_OK;
+  if (st == BEIT_STATUS_INTERRUPTED) {
+    if (beit_dist_is_root(dist))
+      fprintf(stderr, "beit %s: %s\n", cmd, err->message);
+    code = BEIT_EXIT_RUNTIME;
+  } else if (st) {
+    if (beit_dist_world_size(dist) > 1) {
+      char message[sizeof err->message + 64];
+      snprintf(message, sizeof message, "beit %s: error: %s", cmd, err->message);
+      beit_dist_abort(dist, st == BEIT_STATUS_USAGE ? BEIT_EXIT_USAGE : BEIT_EXIT_RUNTIME,
+                      message);
+    }
+    code = beit_cli_fail(cmd, err);
+  }
+  beit_dist_finalize(dist);
+  return code;
 }

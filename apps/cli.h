@@ -13,6 +13,17 @@ int beit_cli_fail(const char *cmd, const struct beit_error *err);
 int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+struct beit_dist;
+/* Join the job (an MPI job under mpirun/srun, else one rank). A failure ends every rank: MPI may
+ * be half up. Call before any thread starts. */
+struct beit_dist *beit_cli_dist_init(const char *cmd, int *argc, char ***argv);
+/* Leave the job with the command's outcome st and return the exit code. A failure is reported,
+ * and with several ranks it ends every rank now (MPI_Abort): the others would wait in their next
+ * collective. An interrupt (SIGINT/SIGTERM, seen by every rank, final checkpoint written) is
+ * reported once, by rank 0, and the job ends normally with exit code 1. */
+int beit_cli_dist_end(const char *cmd, struct beit_dist *dist, enum beit_status st,
+                      const struct beit_error *err);
+
 /* Subcommands: each takes argv with argv[0] = subcommand name. */
 int beit_cmd_info(int argc, char **argv);
 int beit_cmd_run(int argc, char **argv);

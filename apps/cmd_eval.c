@@ -107,20 +107,16 @@ int beit_cmd_eval(int argc, char **argv)
     return beit_cli_usage_error("eval", "--model and --data are required");
 
   struct beit_error err = {0};
-  struct beit_dist *dist = NULL;
   struct beit_model *m = NULL;
   struct beit_metrics mt;
   struct beit_metrics_report rep;
-  int code = BEIT_EXIT_OK;
-  if (beit_dist_init(&dist, &argc, &argv, &err))
-    return beit_cli_fail("eval", &err);
-  if (beit_model_load(&m, model_dir, o.batch, &err) || beit_eval_run(m, dist, &o, &mt, &err)) {
-    code = beit_cli_fail("eval", &err);
+  enum beit_status st;
+  struct beit_dist *dist = beit_cli_dist_init("eval", &argc, &argv);
+  if ((st = beit_model_load(&m, model_dir, o.batch, &err)) ||
+      (st = beit_eval_run(m, dist, &o, &mt, &err)))
     goto done;
-  }
-  if (beit_metrics_report(&mt, &rep, &err)) {
+  if ((st = beit_metrics_report(&mt, &rep, &err))) {
     beit_metrics_free(&mt);
-    code = beit_cli_fail("eval", &err);
     goto done;
   }
   if (beit_dist_is_root(dist)) {
@@ -133,11 +129,8 @@ int beit_cmd_eval(int argc, char **argv)
         cJSON_AddStringToObject(j, "model", model_dir);
         cJSON_AddStringToObject(j, "data", o.data);
       }
-      if (!j || beit_json_write_file(json, j, &err)) {
-        if (!j)
-          beit_error_set(&err, BEIT_STATUS_NOMEM, "%s: out of memory", json);
-        code = beit_cli_fail("eval", &err);
-      }
+      st = j ? beit_json_write_file(json, j, &err)
+             : beit_error_set(&err, BEIT_STATUS_NOMEM, "%s: out of memory", json);
       cJSON_Delete(j);
     }
   }
@@ -145,8 +138,5 @@ int beit_cmd_eval(int argc, char **argv)
   beit_metrics_free(&mt);
 done:
   beit_model_free(m);
-  if (code && beit_dist_world_size(dist) > 1)
-    beit_dist_abort(dist, code, err.message);
-  beit_dist_finalize(dist);
-  return code;
+  return beit_cli_dist_end("eval", dist, st, &err);
 }

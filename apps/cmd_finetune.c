@@ -92,24 +92,10 @@ int beit_cmd_finetune(int argc, char **argv)
     return beit_cli_usage_error("finetune", "--config and --out are required");
 
   struct beit_error err = {0};
-  struct beit_dist *dist = NULL;
   struct beit_finetune_summary sum;
-  if (beit_dist_init(&dist, &argc, &argv, &err))
-    return beit_cli_fail("finetune", &err);
+  struct beit_dist *dist = beit_cli_dist_init("finetune", &argc, &argv);
   enum beit_status st = beit_finetune_run(&o, dist, &sum, &err);
-  if (st == BEIT_STATUS_INTERRUPTED) {
-    if (beit_dist_is_root(dist))
-      fprintf(stderr, "beit finetune: %s\n", err.message);
-    beit_dist_finalize(dist);
-    return BEIT_EXIT_RUNTIME;
-  }
-  if (st) {
-    if (beit_dist_world_size(dist) > 1) /* end every rank now, not at the next collective */
-      beit_dist_abort(dist, BEIT_EXIT_RUNTIME, err.message);
-    beit_dist_finalize(dist);
-    return beit_cli_fail("finetune", &err);
-  }
-  if (beit_dist_is_root(dist)) {
+  if (!st && beit_dist_is_root(dist)) {
     printf("fine-tuning done: %ld steps in %.1f s on %zu training images\n", sum.steps,
            sum.seconds, sum.train_samples);
     printf("  training loss      %.4f -> %.4f (accuracy %.4f)\n", sum.first_loss, sum.last_loss,
@@ -122,6 +108,5 @@ int beit_cmd_finetune(int argc, char **argv)
              sum.eval_map, sum.eval_micro_f1, sum.eval_loss, sum.eval_samples);
     printf("  checkpoint         %s\n", sum.last_checkpoint);
   }
-  beit_dist_finalize(dist);
-  return BEIT_EXIT_OK;
+  return beit_cli_dist_end("finetune", dist, st, &err);
 }

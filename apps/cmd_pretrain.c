@@ -62,24 +62,10 @@ int beit_cmd_pretrain(int argc, char **argv)
     return beit_cli_usage_error("pretrain", "--config, --tokenizer and --out are required");
 
   struct beit_error err = {0};
-  struct beit_dist *dist = NULL;
   struct beit_pretrain_summary sum;
-  if (beit_dist_init(&dist, &argc, &argv, &err)) /* MPI may be half up: end every rank */
-    beit_dist_abort(NULL, BEIT_EXIT_RUNTIME, err.message);
+  struct beit_dist *dist = beit_cli_dist_init("pretrain", &argc, &argv);
   enum beit_status st = beit_pretrain_run(&o, dist, &sum, &err);
-  if (st == BEIT_STATUS_INTERRUPTED) {
-    if (beit_dist_is_root(dist))
-      fprintf(stderr, "beit pretrain: %s\n", err.message);
-    beit_dist_finalize(dist);
-    return BEIT_EXIT_RUNTIME;
-  }
-  if (st) {
-    if (beit_dist_world_size(dist) > 1) /* end every rank now, not at the next collective */
-      beit_dist_abort(dist, BEIT_EXIT_RUNTIME, err.message);
-    beit_dist_finalize(dist);
-    return beit_cli_fail("pretrain", &err);
-  }
-  if (beit_dist_is_root(dist)) {
+  if (!st && beit_dist_is_root(dist)) {
     printf("pretraining done: %ld steps in %.1f s\n", sum.steps, sum.seconds);
     printf("  training loss      %.4f -> %.4f (masked-token accuracy %.4f)\n", sum.first_loss,
            sum.last_loss, sum.last_mlm_acc);
@@ -89,6 +75,5 @@ int beit_cmd_pretrain(int argc, char **argv)
              sum.eval_tokens, sum.eval_majority_acc);
     printf("  checkpoint         %s\n", sum.last_checkpoint);
   }
-  beit_dist_finalize(dist);
-  return BEIT_EXIT_OK;
+  return beit_cli_dist_end("pretrain", dist, st, &err);
 }

@@ -87,16 +87,12 @@ int beit_cmd_probe(int argc, char **argv)
       return beit_cli_fail("probe", &err);
   o.recipe = &r;
 
-  struct beit_dist *dist = NULL;
   struct beit_probe_result res[MAX_BLOCKS];
   size_t n = 0;
-  int code = BEIT_EXIT_OK;
-  if (beit_dist_init(&dist, &argc, &argv, &err))
-    return beit_cli_fail("probe", &err);
+  struct beit_dist *dist = beit_cli_dist_init("probe", &argc, &argv);
   o.log = beit_dist_is_root(dist) ? stderr : NULL;
-  if (beit_probe_run(&o, dist, res, MAX_BLOCKS, &n, &err)) {
-    code = beit_cli_fail("probe", &err);
-  } else if (beit_dist_is_root(dist)) {
+  enum beit_status st = beit_probe_run(&o, dist, res, MAX_BLOCKS, &n, &err);
+  if (!st && beit_dist_is_root(dist)) {
     printf("linear probe of %s (%s features, %g epochs, lr %g, wd %g)\n", o.model, r.probe.pool,
            r.probe.epochs, r.probe.lr, r.probe.weight_decay);
     printf("  %5s %10s %10s %10s\n", "block", "train", "held-out", "loss");
@@ -115,13 +111,9 @@ int beit_cmd_probe(int argc, char **argv)
         cJSON_AddNumberToObject(e, "eval_loss", res[i].eval_loss);
         cJSON_AddItemToArray(arr, e);
       }
-      if (beit_json_write_file(json, j, &err))
-        code = beit_cli_fail("probe", &err);
+      st = beit_json_write_file(json, j, &err);
       cJSON_Delete(j);
     }
   }
-  if (code && beit_dist_world_size(dist) > 1)
-    beit_dist_abort(dist, code, err.message);
-  beit_dist_finalize(dist);
-  return code;
+  return beit_cli_dist_end("probe", dist, st, &err);
 }

@@ -76,14 +76,11 @@ static int cmd_train(int argc, char **argv)
   if (!o.config || !o.out || optind != argc)
     return beit_cli_usage_error("tokenizer train", "--config and --out are required");
   struct beit_error err = {0};
-  struct beit_dist *dist = NULL;
-  if (beit_dist_init(&dist, &argc, &argv, &err))
-    return beit_cli_fail("tokenizer train", &err);
+  struct beit_dist *dist = beit_cli_dist_init("tokenizer train", &argc, &argv);
   struct beit_tokenizer_train_summary sum;
   enum beit_status st = beit_tokenizer_train_run(&o, dist, &sum, &err);
-  beit_dist_finalize(dist);
-  if (st)
-    return beit_cli_fail("tokenizer train", &err);
+  if (st || !beit_dist_is_root(dist))
+    return beit_cli_dist_end("tokenizer train", dist, st, &err);
   printf("{\"steps\": %ld, \"train_seconds\": %.1f, \"last_loss\": %.6f, \"tokenizer\": \"%s\"",
          sum.steps, sum.seconds, sum.last_loss, sum.tokenizer_dir);
   if (sum.eval.images)
@@ -92,7 +89,7 @@ static int cmd_train(int argc, char **argv)
            sum.eval.images, sum.eval.mae, sum.eval.codes_used, sum.eval.codes_frac,
            sum.eval.perplexity, sum.grid_png);
   printf("}\n");
-  return BEIT_EXIT_OK;
+  return beit_cli_dist_end("tokenizer train", dist, st, &err);
 }
 
 struct io_options {

@@ -550,15 +550,9 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
   }
   p.onehot = p.multilabel && beit_data_task(ds) == BEIT_DATA_TASK_MULTICLASS;
   long steps_per_epoch = (long)beit_loader_steps_per_epoch(p.loader) / p.recipe.batch.accum_steps;
-  if ((st = beit_trainer_init(&p.trainer, &p.recipe, dist, &p.model->table, p.model->params,
-                              p.model->grads, steps_per_epoch, opt->out, err)))
+  if ((st = beit_trainer_start(&p.trainer, &p.recipe, dist, &p.model->table, p.model->params,
+                               p.model->grads, steps_per_epoch, opt->out, resume_dir, err)))
     goto done;
-  if (resume_dir[0]) {
-    if ((st = beit_trainer_resume(&p.trainer, resume_dir, err)))
-      goto done;
-    if (beit_dist_is_root(dist))
-      fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, p.trainer.step);
-  }
   if (!(p.config = beit_config_json(&p.model->cfg))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
     goto done;

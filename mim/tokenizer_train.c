@@ -570,15 +570,10 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
   lo.log = root ? stderr : NULL;
   if ((st = beit_loader_init(&t.loader, r->data.train, &lo, &start, err)))
     goto done;
-  if ((st = beit_trainer_init(&t.trainer, r, dist, &t.tok->table, t.tok->params, t.tok->grads,
-                              (long)beit_loader_steps_per_epoch(t.loader), opt->out, err)))
+  if ((st = beit_trainer_start(&t.trainer, r, dist, &t.tok->table, t.tok->params, t.tok->grads,
+                               (long)beit_loader_steps_per_epoch(t.loader), opt->out, resume_dir,
+                               err)))
     goto done;
-  if (resume_dir[0]) {
-    if ((st = beit_trainer_resume(&t.trainer, resume_dir, err)))
-      goto done;
-    if (root)
-      fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, t.trainer.step);
-  }
   if (root) {
     cJSON *resolved = beit_tokenizer_train_config_json(&t.cfg);
     snprintf(path, sizeof path, "%s/train_config.json", opt->out);

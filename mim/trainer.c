@@ -87,6 +87,23 @@ enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_re
   return BEIT_STATUS_OK;
 }
 
+enum beit_status beit_trainer_start(struct beit_trainer *tr, const struct beit_recipe *recipe,
+                                    struct beit_dist *dist, const struct beit_tensor_table *table,
+                                    float *params, float *grads, long steps_per_epoch,
+                                    const char *out_dir, const char *resume_dir,
+                                    struct beit_error *err)
+{
+  enum beit_status st = beit_trainer_init(tr, recipe, dist, table, params, grads, steps_per_epoch,
+                                          out_dir, err);
+  if (st || !resume_dir[0])
+    return st;
+  if ((st = beit_trainer_resume(tr, resume_dir, err)))
+    return st;
+  if (beit_dist_is_root(dist))
+    fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, tr->step);
+  return BEIT_STATUS_OK;
+}
+
 void beit_trainer_free(struct beit_trainer *tr)
 {
   free(tr->m);

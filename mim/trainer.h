@@ -46,6 +46,13 @@ enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_re
                                    struct beit_dist *dist, const struct beit_tensor_table *table,
                                    float *params, float *grads, long steps_per_epoch,
                                    const char *out_dir, struct beit_error *err);
+/* beit_trainer_init, then beit_trainer_resume from resume_dir unless it is empty (what
+ * beit_trainer_find_resume found); rank 0 says where it resumed. */
+enum beit_status beit_trainer_start(struct beit_trainer *tr, const struct beit_recipe *recipe,
+                                    struct beit_dist *dist, const struct beit_tensor_table *table,
+                                    float *params, float *grads, long steps_per_epoch,
+                                    const char *out_dir, const char *resume_dir,
+                                    struct beit_error *err);
 void beit_trainer_free(struct beit_trainer *tr);
 
 /* lr and weight decay of update number `step` (0-based). */

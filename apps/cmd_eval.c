@@ -113,7 +113,7 @@ int beit_cmd_eval(int argc, char **argv)
   enum beit_status st;
   struct beit_dist *dist = beit_cli_dist_init("eval", &argc, &argv);
   if ((st = beit_model_load(&m, model_dir, o.batch, &err)) ||
-      (st = beit_eval_run(m, dist, &o, &mt, &err)))
+      (st = beit_model_set_inference(m, &err)) || (st = beit_eval_run(m, dist, &o, &mt, &err)))
     goto done;
   if ((st = beit_metrics_report(&mt, &rep, &err))) {
     beit_metrics_free(&mt);

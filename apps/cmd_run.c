@@ -102,10 +102,10 @@ int beit_cmd_run(int argc, char **argv)
   int rc = BEIT_EXIT_OK;
   /* The batch size comes from the input: re-plan the activations once it is known. */
   if (beit_safetensors_open(&in, input, &err) || beit_model_load(&m, model_dir, 1, &err) ||
-      read_inputs(in, m, &pixels, &mask, &B, &err) || beit_model_replan(m, B, &err))
+      read_inputs(in, m, &pixels, &mask, &B, &err) || beit_model_set_inference(m, &err) ||
+      beit_model_replan(m, B, &err))
     goto fail;
   m->head_all_tokens = 1;
-  beit_model_free_grads(m);
   if (beit_model_forward(m, pixels, mask, NULL, B, &err) || write_outputs(output, m, &err))
     goto fail;
   goto done;

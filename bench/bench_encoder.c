@@ -128,8 +128,10 @@ int main(int argc, char **argv)
   /* inference holds no gradients or optimizer state, like PyTorch under no_grad */
   float *mom = train ? beit_alloc_floats(m->table.total) : NULL;
   float *var = train ? beit_alloc_floats(m->table.total) : NULL;
-  if (!train)
-    beit_model_free_grads(m);
+  if (!train && beit_model_set_inference(m, &err)) {
+    fprintf(stderr, "bench_encoder: %s\n", err.message);
+    return 1;
+  }
   struct beit_rng rng;
   beit_rng_seed(&rng, 1, 2, 3);
   for (size_t i = 0; i < B * m->C * H * H; i++)

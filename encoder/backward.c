@@ -171,9 +171,3 @@ void beit_model_zero_grad(struct beit_model *m)
   if (m->grads)
     zero(m->grads, m->table.total);
 }
-
-void beit_model_free_grads(struct beit_model *m)
-{
-  free(m->grads);
-  m->grads = NULL;
-}

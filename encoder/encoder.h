@@ -67,6 +67,7 @@ struct beit_model {
   float *arena;
   size_t arena_floats;
   struct beit_acts a;
+  int inference; /* beit_model_set_inference: no grads, the arena of a forward only */
   /* MIM head on every patch instead of the masked ones (HF's (B, N, vocab) logits) */
   int head_all_tokens;
   /* state of the last forward and loss */
@@ -108,9 +109,11 @@ double beit_model_loss(struct beit_model *m, const int32_t *targets, const float
 /* grads += dloss * d(loss)/d(params) for the last forward + loss (dloss < 1 for gradient
  * accumulation over micro-batches). */
 void beit_model_backward(struct beit_model *m, float dloss);
-/* Inference only: release the gradient buffer (as large as the weights); backward is then a
- * no-op and zero_grad too. */
-void beit_model_free_grads(struct beit_model *m);
+/* Inference only, for good: release the gradient buffer (as large as the weights) and re-plan
+ * the arena without what backward needs (every block shares one set of activation buffers: the
+ * arena shrinks about L-fold; the residual stream after each block is still kept). Backward and
+ * zero_grad are then no-ops. */
+enum beit_status beit_model_set_inference(struct beit_model *m, struct beit_error *err);
 void beit_model_zero_grad(struct beit_model *m);
 
 /* The config as HF's config.json object (architectures, id2label, label2id, model_type). */

@@ -1,6 +1,8 @@
 /* The activation arena: every buffer forward and backward touch, carved out of one allocation
  * sized for max_batch images (STYLE.md 2). Planning runs the same carving twice: once to count
- * floats, once to hand out pointers. */
+ * floats, once to hand out pointers. An inference-only model keeps no block's activations for a
+ * backward: every block works in the same buffers (only the residual stream of each block stays,
+ * for features of intermediate blocks), and there is no backward scratch. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +36,11 @@ static void carve_all(struct beit_model *m, struct carver *c)
     a->stream[l] = carve(c, BT * D);
   for (size_t l = 0; l < m->L; l++) {
     struct beit_layer_acts *la = &a->layer[l];
+    if (m->inference && l > 0) { /* block l reuses block 0's buffers */
+      *la = a->layer[0];
+      la->x = a->stream[l];
+      continue;
+    }
     la->x = a->stream[l];
     la->ln1 = carve(c, BT * D);
     la->ln1_mean = carve(c, BT);
@@ -63,6 +70,12 @@ static void carve_all(struct beit_model *m, struct carver *c)
   a->logits = carve(c, rows * logit_cols);
   a->probs = carve(c, rows * logit_cols);
   a->mask = (uint8_t *)carve(c, (B * N + 3) / 4);
+  if (m->inference) { /* no backward */
+    a->d_stream = a->d_mid = a->d_ln = a->d_qkv = a->d_attn = a->d_branch = NULL;
+    a->d_fc1 = a->d_gelu = a->d_bias = a->attn_scratch = NULL;
+    a->d_head_in = a->d_head_ln = a->d_logits = a->d_hidden = a->d_emb = NULL;
+    return;
+  }
   /* backward scratch */
   a->d_stream = carve(c, BT * D);
   a->d_mid = carve(c, BT * D);
@@ -101,6 +114,14 @@ enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err)
   c.used = 0;
   carve_all(m, &c);
   return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_model_set_inference(struct beit_model *m, struct beit_error *err)
+{
+  free(m->grads);
+  m->grads = NULL;
+  m->inference = 1;
+  return beit_model_replan(m, m->max_batch, err);
 }
 
 enum beit_status beit_model_replan(struct beit_model *m, size_t max_batch, struct beit_error *err)

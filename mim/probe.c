@@ -46,7 +46,8 @@ static enum beit_status load_encoder(struct beit_model **out, const char *path, 
       !(st = beit_model_create(out, &cfg, batch, err))) {
     beit_model_init_weights(*out, BEIT_INIT_FINETUNE, 0);
     struct beit_transfer_options to = {0, NULL};
-    st = beit_transfer_load(*out, src, &to, NULL, err);
+    if (!(st = beit_transfer_load(*out, src, &to, NULL, err)))
+      st = beit_model_set_inference(*out, err); /* features only: the forward's arena */
   }
   beit_config_free(&cfg);
   beit_source_free(src);

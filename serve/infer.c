@@ -56,9 +56,8 @@ static enum beit_status alias_session(struct beit_model **out, const struct beit
   if (st)
     return st;
   free((*out)->params);
-  beit_model_free_grads(*out);
   (*out)->params = owner->params;
-  return BEIT_STATUS_OK;
+  return beit_model_set_inference(*out, err);
 }
 
 /* sessions 0 = automatic: a model too small to keep several cores busy in one forward (under
@@ -111,7 +110,8 @@ enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
   }
   inf->nsessions = inf->opt.sessions;
   inf->sessions[0] = m;
-  beit_model_free_grads(m); /* inference only */
+  if ((st = beit_model_set_inference(m, err)))
+    goto fail;
   if (m->arch != BEIT_ARCH_CLASSIFIER) {
     st = beit_error_set(err, BEIT_STATUS_CONFIG,
                         "%s/config.json: architectures[0] is '%s'; predict and serve need a "

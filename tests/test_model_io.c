@@ -1,6 +1,7 @@
 /* Model configs and folders: unknown keys and bad values are errors naming key and file, HF
  * bookkeeping keys are accepted, a saved folder loads back bit for bit, a folder with a missing
  * or foreign tensor is refused naming it, stored relative_position_index buffers are ignored.
+ * The inference-only arena gives the training arena's forward bit for bit, and is smaller.
  * With an argument OUT, also writes OUT/c_saved (a C-initialised classifier folder) for
  * tests/test_run_e2e.py to load in the PyTorch reference. */
 #include <stdio.h>
@@ -146,6 +147,37 @@ static void test_bad_folders(void)
   beit_model_free(m);
 }
 
+/* beit_model_set_inference: the same logits and residual streams, an arena about L times
+ * smaller in its per-block part, no gradients. */
+static void test_inference_plan(void)
+{
+  struct beit_model *m = make_model();
+  if (!m)
+    return;
+  struct beit_error err = {0};
+  const size_t B = 2, img = 3 * 12 * 12, L = m->L, C = m->out_dim, T = m->T, D = m->D;
+  float *x = talloc(B * img * sizeof *x), *logits = talloc(B * C * sizeof *logits);
+  float *streams = talloc((L + 1) * B * T * D * sizeof *streams);
+  for (size_t i = 0; i < B * img; i++)
+    x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+  CHECK(beit_model_forward(m, x, NULL, NULL, B, &err) == BEIT_STATUS_OK);
+  memcpy(logits, m->a.logits, B * C * sizeof *logits);
+  for (size_t l = 0; l <= L; l++)
+    memcpy(streams + l * B * T * D, m->a.stream[l], B * T * D * sizeof *streams);
+  const size_t training_floats = m->arena_floats;
+  CHECK(beit_model_set_inference(m, &err) == BEIT_STATUS_OK);
+  CHECK(m->grads == NULL && m->arena_floats < training_floats);
+  CHECK(beit_model_forward(m, x, NULL, NULL, B, &err) == BEIT_STATUS_OK);
+  CHECK(!memcmp(logits, m->a.logits, B * C * sizeof *logits));
+  int same = 1;
+  for (size_t l = 0; l <= L; l++)
+    same &= !memcmp(streams + l * B * T * D, m->a.stream[l], B * T * D * sizeof *streams);
+  CHECK_MSG(same, "residual streams differ under the inference plan");
+  beit_model_backward(m, 1.0f); /* a no-op, not a crash */
+  beit_model_free(m);
+  tfree_all();
+}
+
 int main(int argc, char **argv)
 {
   snprintf(tmp, sizeof tmp, "/tmp/beit-model-io-XXXXXX");
@@ -162,5 +194,6 @@ int main(int argc, char **argv)
   expect_config(", \"hidden_dropout_prob\": 0.1", BEIT_STATUS_UNSUPPORTED, "hidden_dropout_prob");
   test_round_trip(argc > 1 ? argv[1] : NULL);
   test_bad_folders();
+  test_inference_plan();
   return test_summary("model_io");
 }

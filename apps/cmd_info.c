@@ -1,6 +1,8 @@
 /* beit info: describe a model folder or a model config without running it. */
 #include <getopt.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -10,8 +12,9 @@
 static const char usage_text[] =
     "usage: beit info [--batch B] [--set key=value]... MODEL_DIR|CONFIG.json\n"
     "\n"
-    "Prints the configuration, the parameter count per group, matmul FLOPs per image and the\n"
-    "activation memory planned for a batch of B images (default 1).\n";
+    "Prints the configuration, the parameter count per group, matmul FLOPs per image, the\n"
+    "activation memory planned for a batch of B images (default 1) for training and for\n"
+    "inference, and the OpenMP threads and spin count this process runs with.\n";
 
 /* Parameters per group: embeddings, each block, relative position bias, heads. */
 static void print_groups(const struct beit_model *m)
@@ -108,8 +111,14 @@ int beit_cmd_info(int argc, char **argv)
          beit_model_flops_per_image(m) / 1e9);
   printf("training FLOPs   %.3f GFLOP per image (forward + backward, ~3x)\n",
          3.0 * beit_model_flops_per_image(m) / 1e9);
-  printf("activations      %.1f MiB planned for batch %ld\n",
+  printf("activations      %.1f MiB planned for batch %ld (training)",
          (double)m->arena_floats * 4.0 / 1048576.0, batch);
+  if (beit_model_set_inference(m, &err))
+    goto fail;
+  printf(", %.1f MiB (inference)\n", (double)m->arena_floats * 4.0 / 1048576.0);
+  const char *spin = getenv("GOMP_SPINCOUNT"), *policy = getenv("OMP_WAIT_POLICY");
+  printf("runtime          %d OpenMP threads, GOMP_SPINCOUNT %s, OMP_WAIT_POLICY %s\n",
+         omp_get_max_threads(), spin ? spin : "(default)", policy ? policy : "(default)");
   goto done;
 fail:
   rc = beit_cli_fail("info", &err);

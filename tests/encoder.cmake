@@ -14,3 +14,11 @@ add_test(NAME test_run_e2e
                  ${CMAKE_CURRENT_BINARY_DIR}/run_e2e)
 set_tests_properties(test_run_e2e PROPERTIES LABELS "e2e;golden"
                      FIXTURES_REQUIRED "golden_encoder;c_saved_model")
+# `beit info` on BEiT-base: the inference arena is planned, and the program runs with libgomp's
+# short spin unless the user chose a wait policy (apps/main.c re-executes itself to set it).
+add_test(NAME beit_info_runtime
+         COMMAND $<TARGET_FILE:beit> info ${PROJECT_SOURCE_DIR}/configs/models/beit_base_patch16_224.json
+                 --batch 8)
+set_tests_properties(beit_info_runtime PROPERTIES LABELS e2e
+  ENVIRONMENT_MODIFICATION "GOMP_SPINCOUNT=unset:;OMP_WAIT_POLICY=unset:"
+  PASS_REGULAR_EXPRESSION "\\(training\\), [0-9.]+ MiB \\(inference\\)\nruntime +[0-9]+ OpenMP threads, GOMP_SPINCOUNT 10000")

@@ -228,8 +228,8 @@ static const float *tokenizer_input(float *buf, const float *view_b, size_t B, s
 /* ------------------------------------------------------------------------ evaluation */
 
 enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit_dist *dist,
-                                         const char *dir, size_t max_images, int num_workers, const char *png,
-                                         size_t grid_images, int32_t *tokens_out,
+                                         const char *dir, size_t max_images, int num_workers,
+                                         const char *png, size_t grid_images, int32_t *tokens_out,
                                          struct beit_tokenizer_eval *ev, struct beit_error *err)
 {
   const struct beit_tokenizer_config *cfg = beit_tokenizer_get_config(tok);

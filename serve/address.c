@@ -41,7 +41,8 @@ int beit_infer_address_public(const struct sockaddr *sa)
   static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
   if (!memcmp(b, v4_mapped, 12) || !memcmp(b, nat64, 12)) /* an IPv4 address inside */
-    return ipv4_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15]);
+    return ipv4_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
+                       b[15]);
   int zero_prefix = 1; /* ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d */
   for (int i = 0; i < 12; i++)
     zero_prefix &= b[i] == 0;

@@ -59,8 +59,9 @@ static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_so
   struct guard *g = arg;
   (void)purpose;
   if (!g->allow_private && !beit_infer_address_public(&a->addr)) {
-    const void *ip = a->family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&a->addr)->sin6_addr
-                                           : (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
+    const void *ip = a->family == AF_INET6
+                         ? (const void *)&((struct sockaddr_in6 *)&a->addr)->sin6_addr
+                         : (const void *)&((struct sockaddr_in *)&a->addr)->sin_addr;
     if (!inet_ntop(a->family, ip, g->address, sizeof g->address))
       snprintf(g->address, sizeof g->address, "?");
     g->blocked = 1;

@@ -103,6 +103,9 @@ void beit_data_jitter_apply_box(uint8_t *dst, const struct beit_data_image *img,
 void beit_data_rrc_box(int box[4], int width, int height, double scale_min, double scale_max,
                        double ratio_min, double ratio_max, struct beit_rng *rng);
 
+/* timm RandomErasing (mode 'pixel', one box) with probability p on a normalised (3, S, S) view. */
+void beit_data_random_erase(float *view, int S, double p, struct beit_rng *rng);
+
 /* The naive twin of beit_data_resize: double arithmetic, direct 2-D weights, no passes. */
 void beit_data_resize_naive(float *dst, int dw, int dh, const uint8_t *src, int sw, int sh,
                             size_t sstride, int x0, int y0, int w, int h,

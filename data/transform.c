@@ -6,8 +6,9 @@
  * Equivalences used for speed, exact up to the resampler's mirror rounding: colour jitter is
  * per pixel except contrast's image mean, so it is applied to the crop box only, with the mean
  * taken over the whole (jittered-so-far) image; a flip before the crop equals cropping the
- * mirrored box and mirroring the resized output. Not implemented: RandAugment and
- * RandomErasing of timm's fine-tuning transform. */
+ * mirrored box and mirroring the resized output. The fine-tuning transform adds timm's
+ * RandAugment (randaugment.c) on the resized 8-bit crop and RandomErasing on the normalised
+ * view, as timm's create_transform orders them. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,11 @@ enum beit_status beit_data_transform_check(const struct beit_data_transform *t,
     BAD("hflip %g out of [0, 1]", t->hflip);
   if (!(t->crop_pct > 0 && t->crop_pct <= 1))
     BAD("crop_pct %g out of (0, 1]", t->crop_pct);
+  if (!(t->erase_prob >= 0 && t->erase_prob <= 1))
+    BAD("erase_prob %g out of [0, 1]", t->erase_prob);
+  if (t->rand_augment[0])
+    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "data transform: RandAugment '%s' is not "
+                          "implemented yet", t->rand_augment);
 #undef BAD
   return BEIT_STATUS_OK;
 }
@@ -332,6 +338,30 @@ static enum beit_status eval_apply(const struct beit_data_transform *t,
   return BEIT_STATUS_OK;
 }
 
+/* timm RandomErasing(probability, mode 'pixel', count 1) on a normalised (3, S, S) view: with
+ * probability p, up to 10 tries for a box of area U(0.02, 1/3) * S^2 and aspect exp(U(log 0.3,
+ * log 1/0.3)), sides rounded half to even as Python's round, that fits strictly inside; its
+ * pixels become independent N(0, 1) values (per channel). */
+void beit_data_random_erase(float *view, int S, double p, struct beit_rng *rng)
+{
+  if (p <= 0 || beit_rng_uniform(rng) > p)
+    return;
+  const double area = (double)S * S, log_lo = log(0.3), log_hi = log(1.0 / 0.3);
+  for (int attempt = 0; attempt < 10; attempt++) {
+    double target = (0.02 + (1.0 / 3.0 - 0.02) * beit_rng_uniform(rng)) * area;
+    double aspect = exp(log_lo + (log_hi - log_lo) * beit_rng_uniform(rng));
+    int h = (int)nearbyint(sqrt(target * aspect)), w = (int)nearbyint(sqrt(target / aspect));
+    if (w >= S || h >= S)
+      continue;
+    int top = (int)beit_rng_int(rng, 0, S - h), left = (int)beit_rng_int(rng, 0, S - w);
+    for (int c = 0; c < 3; c++)
+      for (int y = top; y < top + h; y++)
+        for (int x = left; x < left + w; x++)
+          view[((size_t)c * S + y) * S + x] = (float)beit_rng_normal(rng);
+    return;
+  }
+}
+
 enum beit_status beit_data_transform_apply(const struct beit_data_transform *t,
                                            const struct beit_data_image *img,
                                            struct beit_rng *rng, float *view_a, float *view_b,
@@ -369,6 +399,8 @@ enum beit_status beit_data_transform_apply(const struct beit_data_transform *t,
   if (st)
     return st;
   to_planes(view_a, ws->out, S, S, 0, 0, (size_t)S * 3, S, lut_a, flip);
+  if (t->mode == BEIT_DATA_MODE_FINETUNE)
+    beit_data_random_erase(view_a, S, t->erase_prob, rng);
   if (t->mode == BEIT_DATA_MODE_PRETRAIN && view_b && t->second_size > 0) {
     int s = t->second_size;
     float lut_b[3][256];

@@ -79,6 +79,7 @@ void beit_finetune_recipe_defaults(struct beit_recipe *r)
   r->drop_path_rate = 0.1;
   r->label_smoothing = 0.1;
   r->data.jitter = 0.0; /* colour jitter is a pretraining augmentation here */
+  r->finetune_data.reprob = 0.25;
   r->checkpoint.every_steps = 0;
   r->eval.batches = 0;
 }
@@ -311,6 +312,9 @@ static void loader_options(const struct finetune *p, struct beit_loader_options 
   lo->transform.scale_max = r->data.scale_max;
   lo->transform.ratio_min = r->data.ratio_min;
   lo->transform.ratio_max = r->data.ratio_max;
+  snprintf(lo->transform.rand_augment, sizeof lo->transform.rand_augment, "%s",
+           r->finetune_data.rand_augment);
+  lo->transform.erase_prob = r->finetune_data.reprob;
   lo->batch_size = p->B;
   lo->rank = beit_dist_rank(p->dist);
   lo->world_size = beit_dist_world_size(p->dist);

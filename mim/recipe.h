@@ -58,6 +58,8 @@ struct beit_recipe {
     double fraction;                  /* labelled fraction of data.train (class-balanced) */
     char eval_resize[BEIT_CONFIG_STR]; /* "center_crop" or "direct" */
     double crop_pct;
+    char rand_augment[BEIT_CONFIG_STR]; /* timm RandAugment spec; "" = off */
+    double reprob;                      /* RandomErasing probability; 0 = off */
   } finetune_data;
   double eval_threshold;        /* multi-label decision threshold on the probability */
   struct {

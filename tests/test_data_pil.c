@@ -227,6 +227,61 @@ static void test_jpeg_variants(void)
   }
 }
 
+/* RandomErasing (timm, mode pixel): off at p 0; at p 1 exactly one box of N(0, 1) values per
+ * channel, with area 2%..33% of the image and aspect within [0.3, 1/0.3] up to rounding;
+ * deterministic for a seed. */
+static void test_random_erase(void)
+{
+  enum { S = 40, N = 3 * S * S };
+  static float view[N], again[N];
+  struct beit_rng rng;
+  for (int i = 0; i < N; i++)
+    view[i] = 7.0f;
+  beit_rng_seed(&rng, 1, 2, 3);
+  beit_data_random_erase(view, S, 0.0, &rng);
+  int untouched = 1;
+  for (int i = 0; i < N; i++)
+    untouched &= view[i] == 7.0f;
+  CHECK(untouched);
+  double sum = 0, sq = 0;
+  long values = 0;
+  for (uint64_t seed = 0; seed < 200; seed++) {
+    for (int i = 0; i < N; i++)
+      view[i] = 7.0f;
+    beit_rng_seed(&rng, seed, 0, 0);
+    beit_data_random_erase(view, S, 1.0, &rng);
+    int x0 = S, y0 = S, x1 = -1, y1 = -1, changed = 0;
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++)
+        if (view[y * S + x] != 7.0f) {
+          changed++;
+          x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1, y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1;
+        }
+    if (!changed)
+      continue; /* 10 tries can all miss (rare): the image stays */
+    const int w = x1 - x0 + 1, h = y1 - y0 + 1;
+    CHECK_MSG(changed == w * h, "seed %llu: erased pixels are not one box", (unsigned long long)seed);
+    CHECK_MSG(w * h >= 0.015 * S * S && w * h <= 0.36 * S * S && (double)h / w <= 3.34 * 1.2 &&
+                  (double)w / h <= 3.34 * 1.2,
+              "seed %llu: box %dx%d", (unsigned long long)seed, w, h);
+    for (int c = 0; c < 3; c++)
+      for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++) {
+          const double v = view[(c * S + y) * S + x];
+          sum += v, sq += v * v, values++;
+        }
+    memcpy(again, view, sizeof view);
+    for (int i = 0; i < N; i++)
+      view[i] = 7.0f;
+    beit_rng_seed(&rng, seed, 0, 0);
+    beit_data_random_erase(view, S, 1.0, &rng);
+    CHECK(!memcmp(view, again, sizeof view));
+  }
+  const double mean = sum / (double)values, var = sq / (double)values - mean * mean;
+  CHECK_MSG(values > 10000 && fabs(mean) < 0.05 && fabs(var - 1.0) < 0.05,
+            "erased values: mean %.3f, variance %.3f over %ld", mean, var, values);
+}
+
 int main(int argc, char **argv)
 {
   dir = argc > 1 ? argv[1] : "data_pil_ref";
@@ -234,6 +289,7 @@ int main(int argc, char **argv)
   test_naive_twin(ws);
   test_bad_args(ws);
   test_jpeg_variants();
+  test_random_erase();
   char path[4096];
   snprintf(path, sizeof path, "%s/cases.json", dir);
   cJSON *cases = NULL;

@@ -82,7 +82,8 @@ enum beit_status beit_data_resize(uint8_t *dst, int dw, int dh, const uint8_t *s
 
 enum beit_data_mode {
   BEIT_DATA_MODE_PRETRAIN, /* jitter, flip, one crop box -> view A (+ view B) */
-  BEIT_DATA_MODE_FINETUNE, /* RandomResizedCrop + flip + normalise */
+  BEIT_DATA_MODE_FINETUNE, /* RandomResizedCrop + flip [+ RandAugment] + normalise
+                              [+ RandomErasing] */
   BEIT_DATA_MODE_EVAL,     /* deterministic: shorter side + centre crop, or direct resize */
 };
 
@@ -110,6 +111,9 @@ struct beit_data_transform {
   double hflip;                        /* probability of a horizontal flip */
   double crop_pct;                     /* eval centre crop */
   enum beit_data_eval_resize eval_resize;
+  /* fine-tuning train mode only (timm create_transform, beit-spec.md 7.3): */
+  char rand_augment[64];  /* timm RandAugment spec, e.g. "rand-m9-mstd0.5-inc1"; "" = off */
+  double erase_prob;      /* RandomErasing (mode pixel, one box) probability; 0 = off */
 };
 
 /* Defaults of the BEiT recipes: pretrain 224/112, mean=std=0.5, view B DALL-E map, bicubic +

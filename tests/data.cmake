@@ -31,3 +31,14 @@ if(TARGET beit_data AND TARGET beit)
            WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
   set_tests_properties(data_e2e_pack PROPERTIES LABELS e2e TIMEOUT 600)
 endif()
+
+if(TARGET beit_data)
+  beit_add_test(NAME test_randaugment SOURCES test_randaugment.c LABELS unit LIBS beit_data
+                ARGS ${CMAKE_CURRENT_BINARY_DIR}/randaugment_ref)
+  target_include_directories(test_randaugment PRIVATE ${PROJECT_SOURCE_DIR}/data)
+  add_test(NAME randaugment_fixture
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/randaugment_ref.py
+                   ${CMAKE_CURRENT_BINARY_DIR}/randaugment_ref)
+  set_tests_properties(randaugment_fixture PROPERTIES FIXTURES_SETUP randaugment LABELS unit)
+  set_tests_properties(test_randaugment PROPERTIES FIXTURES_REQUIRED randaugment)
+endif()

@@ -1,0 +1,98 @@
+/* timm's RandAugment (`rand-m9-mstd0.5-inc1`, BEiT fine-tuning) on 8-bit RGB images, each
+ * operation computed as Pillow 9.4 computes it (ImageOps, ImageEnhance, Image.rotate and
+ * Image.transform AFFINE with BILINEAR/BICUBIC and a fill colour). Internal to data/; not a
+ * public header.
+ *
+ * What it is not: a reproduction of timm's Python random stream (draws come from core/rng.h,
+ * in the order documented at beit_randaugment_apply), nor timm's weighted op choice ('w'),
+ * custom op lists ('t') or magnitude_max ('mmax'). */
+#ifndef BEIT_DATA_RANDAUGMENT_H
+#define BEIT_DATA_RANDAUGMENT_H
+
+#include <stdint.h>
+
+#include "beit/status.h"
+#include "rng.h"
+
+/* The 15 operations, in the order of timm's _RAND_INCREASING_TRANSFORMS (and _RAND_TRANSFORMS):
+ * an op index drawn uniformly in [0, BEIT_RA_COUNT) picks one. */
+enum beit_ra_op {
+  BEIT_RA_AUTOCONTRAST,
+  BEIT_RA_EQUALIZE,
+  BEIT_RA_INVERT,
+  BEIT_RA_ROTATE,
+  BEIT_RA_POSTERIZE,
+  BEIT_RA_SOLARIZE,
+  BEIT_RA_SOLARIZE_ADD,
+  BEIT_RA_COLOR,
+  BEIT_RA_CONTRAST,
+  BEIT_RA_BRIGHTNESS,
+  BEIT_RA_SHARPNESS,
+  BEIT_RA_SHEAR_X,
+  BEIT_RA_SHEAR_Y,
+  BEIT_RA_TRANSLATE_X,
+  BEIT_RA_TRANSLATE_Y,
+  BEIT_RA_COUNT
+};
+
+#define BEIT_RA_MAX_LAYERS 64 /* num_layers limit */
+
+struct beit_randaugment {
+  int num_layers;        /* n: ops per image, default 2; 0 = disabled */
+  double magnitude;      /* m: level in [0, 10] (timm _LEVEL_DENOM; more is clipped), default 10 */
+  double magnitude_std;  /* mstd: 0 = fixed m, > 0 = N(m, mstd), INFINITY = uniform(0, m) */
+  double prob;           /* p: each chosen op applies with this probability, default 0.5 */
+  int increasing;        /* inc1: _RAND_INCREASING_TRANSFORMS level mappings, default 0 */
+  double translate_pct;  /* TranslateX/YRel at level 10, fraction of the side; default 0.45 */
+  uint8_t fill[3];       /* fill of the geometric ops (timm img_mean), default (128, 128, 128) */
+  int bicubic;           /* resample of rotate/shear/translate: 1 BICUBIC (default), 0 BILINEAR */
+};
+
+/* Parse a timm RandAugment string, e.g. "rand-m9-mstd0.5-inc1": sections separated by '-',
+ * the first "rand", then any of m<float> n<int> mstd<float> (> 100 means uniform, as timm)
+ * inc<0|1> p<float>. NULL or "" gives num_layers 0 (disabled). Every field not in the string
+ * takes its default (see the struct), including fill, translate_pct and bicubic, which the caller
+ * sets afterwards. Unknown or malformed sections, or values out of range (m < 0, n outside
+ * [0, BEIT_RA_MAX_LAYERS], mstd < 0, p outside [0, 1]) are BEIT_STATUS_CONFIG naming the
+ * section and the string; ra is then left with defaults and num_layers 0.
+ * Unlike timm, "inc0" means off (timm's bool("0") turns it on) and m may be fractional. */
+enum beit_status beit_randaugment_parse(struct beit_randaugment *ra, const char *spec,
+                                        struct beit_error *err);
+
+/* Apply one op with its PIL argument already computed, in place on pixels ((h, w, 3), row
+ * stride 3 * w):
+ *   AUTOCONTRAST, EQUALIZE, INVERT       arg unused
+ *   ROTATE                               degrees, counter-clockwise (Image.rotate)
+ *   POSTERIZE                            bits kept (int; >= 8: unchanged, <= 0: black)
+ *   SOLARIZE                             threshold (int): v >= threshold -> 255 - v
+ *   SOLARIZE_ADD                         add (int): v < 128 -> min(255, v + add)
+ *   COLOR, CONTRAST, BRIGHTNESS, SHARPNESS  enhance factor (rounded to float, as Image.blend)
+ *   SHEAR_X, SHEAR_Y                     shear factor
+ *   TRANSLATE_X, TRANSLATE_Y             pixels (may be fractional)
+ * fill and bicubic are used by the geometric ops only. Sharpness and the geometric ops allocate
+ * a copy of the image (w * h * 3 bytes): BEIT_STATUS_NOMEM when that fails, pixels unchanged.
+ * BEIT_STATUS_USAGE for an unknown op, w or h < 1, or a non-finite arg. */
+enum beit_status beit_randaugment_op(enum beit_ra_op op, double arg, uint8_t *pixels, int w,
+                                     int h, const uint8_t fill[3], int bicubic,
+                                     struct beit_error *err);
+
+/* The whole RandAugment on pixels ((h, w, 3)), in place. Draws from rng, in this order:
+ *   1. num_layers op indices, each beit_rng_int(0, 14) (chosen with replacement, all first,
+ *      as np.random.choice);
+ *   2. for each chosen op in turn:
+ *      a. if prob < 1: u = beit_rng_uniform; the op is skipped (no further draws) when u > prob;
+ *      b. if magnitude_std > 0: INFINITY -> magnitude * beit_rng_uniform, else
+ *         magnitude + magnitude_std * beit_rng_normal; the level is then clipped to [0, 10];
+ *      c. ops with a signed argument (rotate, shear, translate, and the enhance ops when
+ *         increasing) draw u = beit_rng_uniform and negate when u > 0.5.
+ * Level -> argument as timm's *_level_to_arg (L = level / 10):
+ *   Rotate 30 L degrees, ShearX/Y 0.3 L, TranslateX/YRel translate_pct L * w (resp. h) pixels,
+ *   SolarizeAdd int(110 L); increasing: Posterize 4 - int(4 L), Solarize 256 - int(256 L),
+ *   Color/Contrast/Brightness/Sharpness max(0.1, 1 +- 0.9 L); otherwise Posterize int(4 L),
+ *   Solarize int(256 L), enhance 1.8 L + 0.1.
+ * Errors as beit_randaugment_op (the image may then be partly augmented), and
+ * BEIT_STATUS_USAGE for num_layers outside [0, BEIT_RA_MAX_LAYERS]. */
+enum beit_status beit_randaugment_apply(const struct beit_randaugment *ra, uint8_t *pixels, int w,
+                                        int h, struct beit_rng *rng, struct beit_error *err);
+
+#endif

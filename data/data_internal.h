@@ -27,6 +27,8 @@ struct beit_data_scratch {
   size_t coef_cap;
   int *bounds;     /* (xmin, count) pairs, horizontal then vertical */
   size_t bounds_cap;
+  uint8_t *ra;     /* RandAugment's copy of the view (S, S, 3) */
+  size_t ra_cap;
 };
 
 /* Ensure *buf holds at least need bytes; 0 on success, -1 when out of memory. */

@@ -194,15 +194,11 @@ static inline uint8_t smooth_at(const uint8_t *s, size_t stride, float k_side, f
 
 /* ImageEnhance.Sharpness: blend with the SMOOTH-filtered image, whose 1-pixel border is the
  * original (so border pixels stay as they are); images under 3x3 are not filtered at all. */
-static enum beit_status sharpness(uint8_t *p, int w, int h, float alpha, struct beit_error *err)
+static void sharpness(uint8_t *p, int w, int h, float alpha, uint8_t *src)
 {
   if (w < 3 || h < 3)
-    return BEIT_STATUS_OK;
+    return;
   size_t stride = (size_t)w * 3;
-  uint8_t *src = malloc(stride * h);
-  if (!src)
-    return beit_error_set(err, BEIT_STATUS_NOMEM, "randaugment sharpness: out of memory (%dx%d)",
-                          w, h);
   memcpy(src, p, stride * h);
   const float k_side = 1.0f / 13.0f, k_mid = 5.0f / 13.0f;
   for (int y = 1; y < h - 1; y++)
@@ -210,8 +206,6 @@ static enum beit_status sharpness(uint8_t *p, int w, int h, float alpha, struct 
       size_t at = (size_t)y * stride + i;
       p[at] = blend(smooth_at(src + at, stride, k_side, k_mid), src[at], alpha);
     }
-  free(src);
-  return BEIT_STATUS_OK;
 }
 
 /* ---- Image.transform(AFFINE) with BILINEAR / BICUBIC (Geometry.c) ---- */
@@ -269,15 +263,10 @@ static int sample(uint8_t out[3], const uint8_t *src, int w, int h, double xin, 
 
 /* Output pixel (x, y) takes the input at a * (x + 0.5, y + 0.5, 1); a is PIL's 6-coefficient
  * inverse matrix. */
-static enum beit_status affine(uint8_t *p, int w, int h, const double a[6], const uint8_t fill[3],
-                               int bicubic, struct beit_error *err)
+static void affine(uint8_t *p, int w, int h, const double a[6], const uint8_t fill[3], int bicubic,
+                   uint8_t *src)
 {
-  size_t bytes = (size_t)w * h * 3;
-  uint8_t *src = malloc(bytes);
-  if (!src)
-    return beit_error_set(err, BEIT_STATUS_NOMEM, "randaugment affine: out of memory (%dx%d)", w,
-                          h);
-  memcpy(src, p, bytes);
+  memcpy(src, p, (size_t)w * h * 3);
   for (int y = 0; y < h; y++) {
     double yc = y + 0.5;
     uint8_t *d = p + (size_t)y * w * 3;
@@ -288,8 +277,6 @@ static enum beit_status affine(uint8_t *p, int w, int h, const double a[6], cons
         memcpy(d, fill, 3);
     }
   }
-  free(src);
-  return BEIT_STATUS_OK;
 }
 
 /* Python's round(v, 15): correctly rounded to 15 decimals, as glibc's printf rounds. */
@@ -334,17 +321,17 @@ static void rotate_quarter(uint8_t *p, int w, int h, int quarters)
 /* Image.rotate(degrees, resample, fillcolor) without expand: exact quarter turns by transpose,
  * else the affine inverse about the centre (w / 2, h / 2) with the matrix rounded to 15
  * decimals. */
-static enum beit_status rotate(uint8_t *p, int w, int h, double degrees, const uint8_t fill[3],
-                               int bicubic, struct beit_error *err)
+static void rotate(uint8_t *p, int w, int h, double degrees, const uint8_t fill[3], int bicubic,
+                   uint8_t *scratch)
 {
   double angle = fmod(degrees, 360.0); /* Python's float %: the sign of the divisor */
   if (angle != 0.0 && angle < 0.0)
     angle += 360.0;
   if (angle == 0.0)
-    return BEIT_STATUS_OK;
+    return;
   if (angle == 180.0 || ((angle == 90.0 || angle == 270.0) && w == h)) {
     rotate_quarter(p, w, h, (int)(angle / 90.0));
-    return BEIT_STATUS_OK;
+    return;
   }
   double rad = -(angle * (M_PI / 180.0)); /* -math.radians(angle) */
   double a[6] = {round15(cos(rad)), round15(sin(rad)), 0.0, round15(-sin(rad)), round15(cos(rad)),
@@ -352,16 +339,17 @@ static enum beit_status rotate(uint8_t *p, int w, int h, double degrees, const u
   double cx = w / 2.0, cy = h / 2.0;
   a[2] = a[0] * -cx + a[1] * -cy + 0.0 + cx;
   a[5] = a[3] * -cx + a[4] * -cy + 0.0 + cy;
-  return affine(p, w, h, a, fill, bicubic, err);
+  affine(p, w, h, a, fill, bicubic, scratch);
 }
 
-static enum beit_status geometric(enum beit_ra_op op, double arg, uint8_t *p, int w, int h,
-                                  const uint8_t fill[3], int bicubic, struct beit_error *err)
+static void geometric(enum beit_ra_op op, double arg, uint8_t *p, int w, int h,
+                      const uint8_t fill[3], int bicubic, uint8_t *scratch)
 {
   double a[6] = {1, 0, 0, 0, 1, 0};
   switch (op) {
   case BEIT_RA_ROTATE:
-    return rotate(p, w, h, arg, fill, bicubic, err);
+    rotate(p, w, h, arg, fill, bicubic, scratch);
+    return;
   case BEIT_RA_SHEAR_X:
     a[1] = arg;
     break;
@@ -375,11 +363,11 @@ static enum beit_status geometric(enum beit_ra_op op, double arg, uint8_t *p, in
     a[5] = arg;
     break;
   }
-  return affine(p, w, h, a, fill, bicubic, err);
+  affine(p, w, h, a, fill, bicubic, scratch);
 }
 
 enum beit_status beit_randaugment_op(enum beit_ra_op op, double arg, uint8_t *pixels, int w,
-                                     int h, const uint8_t fill[3], int bicubic,
+                                     int h, const uint8_t fill[3], int bicubic, uint8_t *scratch,
                                      struct beit_error *err)
 {
   if ((unsigned)op >= BEIT_RA_COUNT)
@@ -413,9 +401,11 @@ enum beit_status beit_randaugment_op(enum beit_ra_op op, double arg, uint8_t *pi
     blend_constant(pixels, n, 0, alpha);
     break;
   case BEIT_RA_SHARPNESS:
-    return sharpness(pixels, w, h, alpha, err);
+    sharpness(pixels, w, h, alpha, scratch);
+    break;
   default:
-    return geometric(op, arg, pixels, w, h, fill, bicubic, err);
+    geometric(op, arg, pixels, w, h, fill, bicubic, scratch);
+    break;
   }
   return BEIT_STATUS_OK;
 }
@@ -537,7 +527,8 @@ static double level_to_arg(const struct beit_randaugment *ra, enum beit_ra_op op
 }
 
 enum beit_status beit_randaugment_apply(const struct beit_randaugment *ra, uint8_t *pixels, int w,
-                                        int h, struct beit_rng *rng, struct beit_error *err)
+                                        int h, struct beit_rng *rng, uint8_t *scratch,
+                                        struct beit_error *err)
 {
   if (ra->num_layers < 0 || ra->num_layers > BEIT_RA_MAX_LAYERS)
     return beit_error_set(err, BEIT_STATUS_USAGE, "randaugment: num_layers %d out of [0, %d]",
@@ -557,7 +548,7 @@ enum beit_status beit_randaugment_apply(const struct beit_randaugment *ra, uint8
     level = fmin(10.0, fmax(0.0, level));
     double arg = level_to_arg(ra, ops[i], level, w, h, rng);
     enum beit_status st =
-        beit_randaugment_op(ops[i], arg, pixels, w, h, ra->fill, ra->bicubic, err);
+        beit_randaugment_op(ops[i], arg, pixels, w, h, ra->fill, ra->bicubic, scratch, err);
     if (st)
       return st;
   }

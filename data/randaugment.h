@@ -60,7 +60,8 @@ enum beit_status beit_randaugment_parse(struct beit_randaugment *ra, const char 
                                         struct beit_error *err);
 
 /* Apply one op with its PIL argument already computed, in place on pixels ((h, w, 3), row
- * stride 3 * w):
+ * stride 3 * w); scratch is w * h * 3 bytes of the caller's that the op may overwrite
+ * (sharpness and the geometric ops read from a copy there):
  *   AUTOCONTRAST, EQUALIZE, INVERT       arg unused
  *   ROTATE                               degrees, counter-clockwise (Image.rotate)
  *   POSTERIZE                            bits kept (int; >= 8: unchanged, <= 0: black)
@@ -69,14 +70,14 @@ enum beit_status beit_randaugment_parse(struct beit_randaugment *ra, const char 
  *   COLOR, CONTRAST, BRIGHTNESS, SHARPNESS  enhance factor (rounded to float, as Image.blend)
  *   SHEAR_X, SHEAR_Y                     shear factor
  *   TRANSLATE_X, TRANSLATE_Y             pixels (may be fractional)
- * fill and bicubic are used by the geometric ops only. Sharpness and the geometric ops allocate
- * a copy of the image (w * h * 3 bytes): BEIT_STATUS_NOMEM when that fails, pixels unchanged.
- * BEIT_STATUS_USAGE for an unknown op, w or h < 1, or a non-finite arg. */
+ * fill and bicubic are used by the geometric ops only. BEIT_STATUS_USAGE for an unknown op,
+ * w or h < 1, or a non-finite arg. */
 enum beit_status beit_randaugment_op(enum beit_ra_op op, double arg, uint8_t *pixels, int w,
-                                     int h, const uint8_t fill[3], int bicubic,
+                                     int h, const uint8_t fill[3], int bicubic, uint8_t *scratch,
                                      struct beit_error *err);
 
-/* The whole RandAugment on pixels ((h, w, 3)), in place. Draws from rng, in this order:
+/* The whole RandAugment on pixels ((h, w, 3)), in place, scratch as for beit_randaugment_op.
+ * Draws from rng, in this order:
  *   1. num_layers op indices, each beit_rng_int(0, 14) (chosen with replacement, all first,
  *      as np.random.choice);
  *   2. for each chosen op in turn:
@@ -93,6 +94,7 @@ enum beit_status beit_randaugment_op(enum beit_ra_op op, double arg, uint8_t *pi
  * Errors as beit_randaugment_op (the image may then be partly augmented), and
  * BEIT_STATUS_USAGE for num_layers outside [0, BEIT_RA_MAX_LAYERS]. */
 enum beit_status beit_randaugment_apply(const struct beit_randaugment *ra, uint8_t *pixels, int w,
-                                        int h, struct beit_rng *rng, struct beit_error *err);
+                                        int h, struct beit_rng *rng, uint8_t *scratch,
+                                        struct beit_error *err);
 
 #endif

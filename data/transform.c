@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "data_internal.h"
+#include "randaugment.h"
 
 struct beit_data_scratch *beit_data_scratch_init(void)
 {
@@ -32,6 +33,7 @@ void beit_data_scratch_free(struct beit_data_scratch *ws)
   free(ws->crop_t);
   free(ws->coef);
   free(ws->bounds);
+  free(ws->ra);
   free(ws);
 }
 
@@ -92,11 +94,12 @@ enum beit_status beit_data_transform_check(const struct beit_data_transform *t,
     BAD("crop_pct %g out of (0, 1]", t->crop_pct);
   if (!(t->erase_prob >= 0 && t->erase_prob <= 1))
     BAD("erase_prob %g out of [0, 1]", t->erase_prob);
-  if (t->rand_augment[0])
-    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "data transform: RandAugment '%s' is not "
-                          "implemented yet", t->rand_augment);
 #undef BAD
-  return BEIT_STATUS_OK;
+  struct beit_randaugment ra;
+  enum beit_status st = beit_randaugment_parse(&ra, t->rand_augment, err);
+  if (st)
+    beit_error_prefix(err, "data transform: ");
+  return st;
 }
 
 /* ---- colour jitter ---- */
@@ -338,6 +341,41 @@ static enum beit_status eval_apply(const struct beit_data_transform *t,
   return BEIT_STATUS_OK;
 }
 
+/* Mirror an (h, w, 3) image left-right in place. */
+static void mirror_rows(uint8_t *p, int w, int h)
+{
+  for (int y = 0; y < h; y++) {
+    uint8_t *row = p + (size_t)y * w * 3;
+    for (int l = 0, r = w - 1; l < r; l++, r--)
+      for (int c = 0; c < 3; c++) {
+        uint8_t v = row[l * 3 + c];
+        row[l * 3 + c] = row[r * 3 + c];
+        row[r * 3 + c] = v;
+      }
+  }
+}
+
+/* timm's RandAugment on the resized (S, S, 3) crop with its create_transform hparams: fill =
+ * round(255 * mean) per channel (Python's round: half to even), the geometric ops resampled with
+ * the transform's filter (bicubic unless bilinear), translate 0.45 of the side. */
+static enum beit_status rand_augment(const struct beit_data_transform *t, uint8_t *pixels, int S,
+                                     struct beit_rng *rng, struct beit_data_scratch *ws,
+                                     struct beit_error *err)
+{
+  struct beit_randaugment ra;
+  enum beit_status st = beit_randaugment_parse(&ra, t->rand_augment, err);
+  if (st)
+    return st;
+  for (int c = 0; c < 3; c++) {
+    double v = nearbyint(255.0 * t->mean[c]);
+    ra.fill[c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+  }
+  ra.bicubic = t->filter != BEIT_DATA_FILTER_BILINEAR;
+  if (beit_data_grow((void **)&ws->ra, &ws->ra_cap, (size_t)S * S * 3))
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "RandAugment: out of memory");
+  return beit_randaugment_apply(&ra, pixels, S, S, rng, ws->ra, err);
+}
+
 /* timm RandomErasing(probability, mode 'pixel', count 1) on a normalised (3, S, S) view: with
  * probability p, up to 10 tries for a box of area U(0.02, 1/3) * S^2 and aspect exp(U(log 0.3,
  * log 1/0.3)), sides rounded half to even as Python's round, that fits strictly inside; its
@@ -398,6 +436,14 @@ enum beit_status beit_data_transform_apply(const struct beit_data_transform *t,
       beit_data_resize(ws->out, S, S, src, sw, sh, sstride, x0, y0, bw, bh, t->filter, ws, err);
   if (st)
     return st;
+  if (t->mode == BEIT_DATA_MODE_FINETUNE && t->rand_augment[0]) {
+    if (flip) { /* RandAugment sees the flipped crop, as in timm's order */
+      mirror_rows(ws->out, S, S);
+      flip = 0;
+    }
+    if ((st = rand_augment(t, ws->out, S, rng, ws, err)))
+      return st;
+  }
   to_planes(view_a, ws->out, S, S, 0, 0, (size_t)S * 3, S, lut_a, flip);
   if (t->mode == BEIT_DATA_MODE_FINETUNE)
     beit_data_random_erase(view_a, S, t->erase_prob, rng);

@@ -79,6 +79,8 @@ void beit_finetune_recipe_defaults(struct beit_recipe *r)
   r->drop_path_rate = 0.1;
   r->label_smoothing = 0.1;
   r->data.jitter = 0.0; /* colour jitter is a pretraining augmentation here */
+  snprintf(r->finetune_data.rand_augment, sizeof r->finetune_data.rand_augment,
+           "rand-m9-mstd0.5-inc1");
   r->finetune_data.reprob = 0.25;
   r->checkpoint.every_steps = 0;
   r->eval.batches = 0;

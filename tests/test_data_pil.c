@@ -282,6 +282,41 @@ static void test_random_erase(void)
             "erased values: mean %.3f, variance %.3f over %ld", mean, var, values);
 }
 
+/* The fine-tuning transform with RandAugment: a bad spec is refused by the check naming it;
+ * "" leaves the transform as it was; a spec changes view A for most seeds, deterministically. */
+static void test_finetune_rand_augment(struct beit_data_scratch *ws)
+{
+  enum { W = 50, H = 40, S = 24, N = 3 * S * S };
+  static uint8_t px[W * H * 3];
+  static float plain[N], aug[N], again[N];
+  for (int i = 0; i < W * H * 3; i++)
+    px[i] = (uint8_t)((i * 7 + (i / 150) * 13) % 251);
+  struct beit_data_image img = {px, W, H};
+  struct beit_data_transform t;
+  struct beit_error err = {0};
+  beit_data_transform_defaults(&t, BEIT_DATA_MODE_FINETUNE);
+  t.image_size = S;
+  snprintf(t.rand_augment, sizeof t.rand_augment, "rand-m9-bogus");
+  CHECK(beit_data_transform_check(&t, &err) == BEIT_STATUS_CONFIG &&
+        strstr(err.message, "rand-m9-bogus"));
+  int changed = 0;
+  for (uint64_t seed = 0; seed < 20; seed++) {
+    struct beit_rng rng;
+    t.rand_augment[0] = '\0';
+    beit_rng_seed(&rng, seed, 1, 2);
+    CHECK(beit_data_transform_apply(&t, &img, &rng, plain, NULL, ws, &err) == BEIT_STATUS_OK);
+    snprintf(t.rand_augment, sizeof t.rand_augment, "rand-m9-mstd0.5-inc1");
+    CHECK(beit_data_transform_check(&t, &err) == BEIT_STATUS_OK);
+    beit_rng_seed(&rng, seed, 1, 2);
+    CHECK(beit_data_transform_apply(&t, &img, &rng, aug, NULL, ws, &err) == BEIT_STATUS_OK);
+    beit_rng_seed(&rng, seed, 1, 2);
+    CHECK(beit_data_transform_apply(&t, &img, &rng, again, NULL, ws, &err) == BEIT_STATUS_OK);
+    CHECK(!memcmp(aug, again, sizeof aug));
+    changed += memcmp(plain, aug, sizeof aug) != 0;
+  }
+  CHECK_MSG(changed >= 8, "RandAugment changed %d of 20 views", changed);
+}
+
 int main(int argc, char **argv)
 {
   dir = argc > 1 ? argv[1] : "data_pil_ref";
@@ -290,6 +325,7 @@ int main(int argc, char **argv)
   test_bad_args(ws);
   test_jpeg_variants();
   test_random_erase();
+  test_finetune_rand_augment(ws);
   char path[4096];
   snprintf(path, sizeof path, "%s/cases.json", dir);
   cJSON *cases = NULL;

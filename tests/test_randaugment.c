@@ -69,8 +69,11 @@ static void run_case(const cJSON *c)
     return;
   }
   struct beit_error err = {0};
-  CHECK_MSG(beit_randaugment_op((enum beit_ra_op)op, arg, got, w, h, fill, bicubic, &err) == 0,
+  uint8_t *scratch = malloc(n);
+  CHECK_MSG(scratch && beit_randaugment_op((enum beit_ra_op)op, arg, got, w, h, fill, bicubic,
+                                           scratch, &err) == 0,
             "%s", err.message);
+  free(scratch);
   size_t exact = 0;
   int maxd = 0, first = -1;
   for (size_t i = 0; i < n; i++) {
@@ -159,6 +162,7 @@ static void fill_image(uint8_t *p, int w, int h, uint64_t seed)
 }
 
 enum { W = 33, H = 27, NB = W * H * 3 };
+static uint8_t scratch_nb[NB]; /* the ops' scratch for W x H images */
 
 static void test_apply_policy(void)
 {
@@ -174,8 +178,8 @@ static void test_apply_policy(void)
     r2 = r1;
     memcpy(a, orig, NB);
     memcpy(b, orig, NB);
-    CHECK(beit_randaugment_apply(&ra, a, W, H, &r1, &err) == 0);
-    CHECK(beit_randaugment_apply(&ra, b, W, H, &r2, &err) == 0);
+    CHECK(beit_randaugment_apply(&ra, a, W, H, &r1, scratch_nb, &err) == 0);
+    CHECK(beit_randaugment_apply(&ra, b, W, H, &r2, scratch_nb, &err) == 0);
     CHECK_MSG(!memcmp(a, b, NB), "seed %d not deterministic", (int)seed);
     CHECK(!memcmp(&r1, &r2, sizeof r1));
     changed += memcmp(a, orig, NB) != 0;
@@ -194,7 +198,7 @@ static void test_apply_policy(void)
       struct beit_rng rng;
       beit_rng_seed(&rng, 42, seed, 0);
       memcpy(a, orig, NB);
-      CHECK(beit_randaugment_apply(&off, a, W, H, &rng, &err) == 0);
+      CHECK(beit_randaugment_apply(&off, a, W, H, &rng, scratch_nb, &err) == 0);
       CHECK_MSG(!memcmp(a, orig, NB), "%s but the image changed",
                 k ? "prob 0" : "num_layers 0");
     }
@@ -203,10 +207,13 @@ static void test_apply_policy(void)
   off.num_layers = BEIT_RA_MAX_LAYERS + 1;
   struct beit_rng rng;
   beit_rng_seed(&rng, 1, 0, 0);
-  CHECK(beit_randaugment_apply(&off, a, W, H, &rng, &err) == BEIT_STATUS_USAGE);
-  CHECK(beit_randaugment_op(BEIT_RA_COUNT, 0, a, W, H, ra.fill, 1, &err) == BEIT_STATUS_USAGE);
-  CHECK(beit_randaugment_op(BEIT_RA_ROTATE, 0, a, 0, H, ra.fill, 1, &err) == BEIT_STATUS_USAGE);
-  CHECK(beit_randaugment_op(BEIT_RA_ROTATE, NAN, a, W, H, ra.fill, 1, &err) == BEIT_STATUS_USAGE);
+  CHECK(beit_randaugment_apply(&off, a, W, H, &rng, scratch_nb, &err) == BEIT_STATUS_USAGE);
+  CHECK(beit_randaugment_op(BEIT_RA_COUNT, 0, a, W, H, ra.fill, 1, scratch_nb, &err) ==
+        BEIT_STATUS_USAGE);
+  CHECK(beit_randaugment_op(BEIT_RA_ROTATE, 0, a, 0, H, ra.fill, 1, scratch_nb, &err) ==
+        BEIT_STATUS_USAGE);
+  CHECK(beit_randaugment_op(BEIT_RA_ROTATE, NAN, a, W, H, ra.fill, 1, scratch_nb, &err) ==
+        BEIT_STATUS_USAGE);
 }
 
 /* timm's increasing level -> argument, written out from auto_augment.py's formulas. */
@@ -247,7 +254,7 @@ static void test_apply_draw_order(void)
     r2 = r1;
     memcpy(a, orig, NB);
     memcpy(b, orig, NB);
-    CHECK(beit_randaugment_apply(&ra, a, W, H, &r1, &err) == 0);
+    CHECK(beit_randaugment_apply(&ra, a, W, H, &r1, scratch_nb, &err) == 0);
     int ops[3];
     for (int i = 0; i < 3; i++)
       ops[i] = (int)beit_rng_int(&r2, 0, BEIT_RA_COUNT - 1);
@@ -256,7 +263,8 @@ static void test_apply_draw_order(void)
         continue;
       double level = fmin(10.0, fmax(0.0, 9.0 + 0.5 * beit_rng_normal(&r2)));
       double arg = expected_arg(ops[i], level, &r2);
-      CHECK(beit_randaugment_op((enum beit_ra_op)ops[i], arg, b, W, H, ra.fill, 1, &err) == 0);
+      CHECK(beit_randaugment_op((enum beit_ra_op)ops[i], arg, b, W, H, ra.fill, 1, scratch_nb,
+                                    &err) == 0);
       seen[ops[i]]++;
     }
     mismatches += memcmp(a, b, NB) != 0 || memcmp(&r1, &r2, sizeof r1) != 0;

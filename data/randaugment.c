@@ -5,11 +5,8 @@
  * truncates; the SMOOTH filter of Sharpness accumulates in float from a rounding offset of 0.5
  * and keeps the 1-pixel border; Image.rotate rounds its matrix to 15 decimals; the affine
  * resamplers (Geometry.c, not Resample.c) use a bicubic with a = -1 (not -0.5) in double and
- * truncate. Bit-exactness needs IEEE evaluation without FMA contraction: GCC in ISO C mode
- * (-std=c11) does not contract; clang does unless told, hence the pragma. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#endif
+ * truncate. Bit-exactness needs IEEE evaluation without FMA contraction: data/CMakeLists.txt
+ * compiles this file with -ffp-contract=off. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -100,10 +100,13 @@ def main():
     l1 = losses(out1)
     check(sorted(l1) == list(range(1, 31)), "a loss per step in metrics.jsonl")
 
-    # 2. exact resume after SIGTERM, against an uninterrupted run of the same length
+    # 2. exact resume after SIGTERM, against an uninterrupted run of the same length, with the
+    #    BEiT fine-tuning augmentations on (per-sample streams: the loader's 2 threads and the
+    #    resume must not change a single draw)
     steps2 = ["--set", "schedule.max_steps=150", "--set", "schedule.warmup_steps=3",
               "--set", "checkpoint.every_steps=5", "--set", "checkpoint.keep_last=0",
-              "--set", "eval.batches=1"]
+              "--set", "eval.batches=1", "--set", "data.rand_augment=rand-m9-mstd0.5-inc1",
+              "--set", "data.reprob=0.25"]
     ref2 = os.path.join(work, "ft2-ref")
     subprocess.run(base + ["--out", ref2] + steps2, env=ENV, capture_output=True, check=True)
     out2 = os.path.join(work, "ft2")

@@ -31,6 +31,24 @@ struct beit_data_scratch {
   size_t ra_cap;
 };
 
+/* PIL's convert("L") of one RGB pixel: ITU-R 601-2 luma in 16-bit fixed point (Convert.c). */
+static inline int beit_pil_luma(int r, int g, int b)
+{
+  return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16;
+}
+
+/* PIL's ImagingBlend on one byte (ImageEnhance's degenerate -> image at factor alpha): float
+ * arithmetic with a float alpha, truncated; clipped only when extrapolating. */
+static inline uint8_t beit_pil_blend(int degenerate, int v, float alpha)
+{
+  float t = (float)degenerate + alpha * (float)(v - degenerate);
+  if (t <= 0.0f)
+    return 0;
+  if (t >= 255.0f)
+    return 255;
+  return (uint8_t)t;
+}
+
 /* Ensure *buf holds at least need bytes; 0 on success, -1 when out of memory. */
 int beit_data_grow(void **buf, size_t *cap, size_t need);
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data_internal.h"
 #include "randaugment.h"
 
 /* ---- point operations: one 256-entry table per channel ---- */
@@ -123,42 +124,24 @@ static void point_op(enum beit_ra_op op, double arg, uint8_t *p, size_t n)
   apply_lut1(p, n, lut);
 }
 
-/* ---- ImageEnhance: Image.blend(degenerate, image, factor) ---- */
-
-/* ImagingBlend on one byte: float arithmetic with a float alpha, truncated; clipped (only
- * reachable when extrapolating, alpha outside [0, 1]). */
-static inline uint8_t blend(int degenerate, int v, float alpha)
-{
-  float t = (float)degenerate + alpha * (float)(v - degenerate);
-  if (t <= 0.0f)
-    return 0;
-  if (t >= 255.0f)
-    return 255;
-  return (uint8_t)t;
-}
-
-/* convert("L"): ITU-R 601-2 luma in 16-bit fixed point, as Convert.c. */
-static inline int luma(const uint8_t *px)
-{
-  return (px[0] * 19595 + px[1] * 38470 + px[2] * 7471 + 0x8000) >> 16;
-}
+/* ---- ImageEnhance: Image.blend(degenerate, image, factor), beit_pil_blend per byte ---- */
 
 /* Blend every channel with one constant degenerate value (Contrast, Brightness). */
 static void blend_constant(uint8_t *p, size_t n, int degenerate, float alpha)
 {
   uint8_t lut[256];
   for (int v = 0; v < 256; v++)
-    lut[v] = blend(degenerate, v, alpha);
+    lut[v] = beit_pil_blend(degenerate, v, alpha);
   apply_lut1(p, n, lut);
 }
 
 static void color(uint8_t *p, size_t n, float alpha)
 {
   for (size_t i = 0; i < n; i++, p += 3) {
-    int y = luma(p);
-    p[0] = blend(y, p[0], alpha);
-    p[1] = blend(y, p[1], alpha);
-    p[2] = blend(y, p[2], alpha);
+    int y = beit_pil_luma(p[0], p[1], p[2]);
+    p[0] = beit_pil_blend(y, p[0], alpha);
+    p[1] = beit_pil_blend(y, p[1], alpha);
+    p[2] = beit_pil_blend(y, p[2], alpha);
   }
 }
 
@@ -167,7 +150,7 @@ static int grey_mean(const uint8_t *p, size_t n)
 {
   uint64_t sum = 0;
   for (size_t i = 0; i < n; i++, p += 3)
-    sum += (uint64_t)luma(p);
+    sum += (uint64_t)beit_pil_luma(p[0], p[1], p[2]);
   return (int)((double)sum / (double)n + 0.5);
 }
 
@@ -201,7 +184,7 @@ static void sharpness(uint8_t *p, int w, int h, float alpha, uint8_t *src)
   for (int y = 1; y < h - 1; y++)
     for (size_t i = 3; i < stride - 3; i++) {
       size_t at = (size_t)y * stride + i;
-      p[at] = blend(smooth_at(src + at, stride, k_side, k_mid), src[at], alpha);
+      p[at] = beit_pil_blend(smooth_at(src + at, stride, k_side, k_mid), src[at], alpha);
     }
 }
 

@@ -121,19 +121,6 @@ void beit_data_jitter_draw(struct beit_data_jitter *j, double strength, struct b
   j->enabled = strength > 0;
 }
 
-/* PIL's convert("L"): ITU-R 601-2 luma in 16-bit fixed point. */
-static inline int luma(int r, int g, int b) { return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16; }
-
-/* PIL ImagingBlend on uint8 with a float alpha: truncation, clipped only when extrapolating. */
-static inline uint8_t blend(int degenerate, int v, float alpha)
-{
-  float t = (float)degenerate + alpha * (float)(v - degenerate);
-  if (t <= 0.0f)
-    return 0;
-  if (t >= 255.0f)
-    return 255;
-  return (uint8_t)t;
-}
 
 struct jitter_luts {
   uint8_t bright[256], contrast[256];
@@ -142,8 +129,8 @@ struct jitter_luts {
 static void build_luts(struct jitter_luts *l, const struct beit_data_jitter *j, int mean)
 {
   for (int v = 0; v < 256; v++) {
-    l->bright[v] = blend(0, v, j->factor[0]);
-    l->contrast[v] = blend(mean, v, j->factor[1]);
+    l->bright[v] = beit_pil_blend(0, v, j->factor[0]);
+    l->contrast[v] = beit_pil_blend(mean, v, j->factor[1]);
   }
 }
 
@@ -159,8 +146,10 @@ static ALWAYS_INLINE void jitter_op(int op, int *r, int *g, int *b, const struct
   } else if (op == 1) {
     *r = l->contrast[*r], *g = l->contrast[*g], *b = l->contrast[*b];
   } else if (op == 2) {
-    int y = luma(*r, *g, *b);
-    *r = blend(y, *r, fs), *g = blend(y, *g, fs), *b = blend(y, *b, fs);
+    int y = beit_pil_luma(*r, *g, *b);
+    *r = beit_pil_blend(y, *r, fs);
+    *g = beit_pil_blend(y, *g, fs);
+    *b = beit_pil_blend(y, *b, fs);
   } /* op < 0: nothing */
 }
 
@@ -172,7 +161,7 @@ static ALWAYS_INLINE uint64_t luma_sum(const uint8_t *p, size_t n, int op0, int 
     int r = p[0], g = p[1], b = p[2];
     jitter_op(op0, &r, &g, &b, l, fs);
     jitter_op(op1, &r, &g, &b, l, fs);
-    sum += (uint64_t)luma(r, g, b);
+    sum += (uint64_t)beit_pil_luma(r, g, b);
   }
   return sum;
 }

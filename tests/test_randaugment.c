@@ -18,21 +18,7 @@ static const char *const op_names[BEIT_RA_COUNT] = {
     "solarize",     "solarize_add", "color",   "contrast",   "brightness",
     "sharpness",    "shear_x",    "shear_y",   "translate_x", "translate_y"};
 
-static uint8_t *read_all(const char *name, size_t *n)
-{
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  rewind(f);
-  uint8_t *p = malloc((size_t)len + 1);
-  *n = fread(p, 1, (size_t)len, f);
-  fclose(f);
-  return p;
-}
+static uint8_t *read_all(const char *name, size_t *n) { return test_read_file(dir, name, n); }
 
 static int op_of(const char *name)
 {

@@ -92,3 +92,19 @@ float *tdup(const float *x, size_t n)
 }
 
 float *zeros(size_t n) { return talloc(n * sizeof(float)); }
+
+unsigned char *test_read_file(const char *dir, const char *name, size_t *n)
+{
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  rewind(f);
+  unsigned char *p = len >= 0 ? malloc((size_t)len + 1) : NULL;
+  *n = p ? fread(p, 1, (size_t)len, f) : 0;
+  fclose(f);
+  return p;
+}

@@ -45,6 +45,9 @@ float *randn(size_t n, float scale); /* scale * N(0, 1) from test_rng */
 float *tdup(const float *x, size_t n);
 float *zeros(size_t n);
 
+/* The whole file dir/name (malloc'd, one spare byte), its size in *n; NULL when unreadable. */
+unsigned char *test_read_file(const char *dir, const char *name, size_t *n);
+
 /* Print the summary line and return the process exit code (0 only if nothing failed). */
 int test_summary(const char *name);
 

@@ -13,7 +13,8 @@
 static const char usage_text[] =
     "usage: beit finetune --config RECIPE.json --out DIR [--init DIR] [--data DIR]\n"
     "                     [--eval-data DIR] [--task multiclass|multilabel]\n"
-    "                     [--mixup ALPHA] [--cutmix ALPHA] [--resume] [--set key=value]...\n"
+    "                     [--mixup ALPHA] [--cutmix ALPHA] [--aa SPEC] [--reprob P] [--resume]\n"
+    "                     [--set key=value]...\n"
     "\n"
     "Fine-tunes a BEiT encoder as an image classifier on a dataset folder (beit pack).\n"
     "--init takes our pretraining checkpoint (OUT/checkpoint-<step>), an exported encoder\n"
@@ -21,7 +22,8 @@ static const char usage_text[] =
     "file with timm names. The MIM head is dropped, a shared relative position bias is copied into\n"
     "every layer and resized when image_size changes (unilm's geometric interpolation), and a new\n"
     "head (mean pooling + LayerNorm, init scale 0.001) is trained with layer-wise lr decay, drop\n"
-    "path and label smoothing. Without --init the recipe's model config starts from random init.\n"
+    "path and label smoothing, on RandomResizedCrop + flip + RandAugment + RandomErasing views\n"
+    "(BEiT's defaults). Without --init the recipe's model config starts from random init.\n"
     "Writes OUT/checkpoint-<step>/ (a BeitForImageClassification folder: beit eval, beit export\n"
     "and HF load it), OUT/metrics.jsonl and OUT/eval.json. --resume continues from the newest\n"
     "checkpoint in OUT; SIGINT/SIGTERM write a final checkpoint. Under mpirun/srun every rank\n"
@@ -36,6 +38,9 @@ static const char usage_text[] =
     "                    default: the dataset's\n"
     "  --mixup ALPHA     Mixup Beta(alpha, alpha) (= --set mixup.mixup_alpha=ALPHA)\n"
     "  --cutmix ALPHA    CutMix (= --set mixup.cutmix_alpha=ALPHA)\n"
+    "  --aa SPEC         timm RandAugment, e.g. rand-m9-mstd0.5-inc1 (the default); \"\" = off\n"
+    "                    (= --set data.rand_augment=SPEC)\n"
+    "  --reprob P        RandomErasing probability, 0.25 by default (= --set data.reprob=P)\n"
     "  --resume          continue from the newest checkpoint in --out\n"
     "  --set KEY=VALUE   override a recipe key, e.g. --set data.fraction=0.01\n";
 
@@ -49,6 +54,8 @@ int beit_cmd_finetune(int argc, char **argv)
                                        {"task", required_argument, NULL, 't'},
                                        {"mixup", required_argument, NULL, 'm'},
                                        {"cutmix", required_argument, NULL, 'x'},
+                                       {"aa", required_argument, NULL, 'a'},
+                                       {"reprob", required_argument, NULL, 'p'},
                                        {"resume", no_argument, NULL, 'r'},
                                        {"set", required_argument, NULL, 's'},
                                        {"help", no_argument, NULL, 'h'},
@@ -69,13 +76,21 @@ int beit_cmd_finetune(int argc, char **argv)
     case 't':
     case 'm':
     case 'x':
+    case 'a':
+    case 'p':
       if (c == 't' && strcmp(optarg, "multiclass") && strcmp(optarg, "multilabel"))
         return beit_cli_usage_error("finetune", "--task: '%s' is not multiclass or multilabel",
                                     optarg);
       if (nshort == 8)
-        return beit_cli_usage_error("finetune", "too many --task/--mixup/--cutmix options");
+        return beit_cli_usage_error("finetune", "too many --task/--mixup/--cutmix/--aa/--reprob "
+                                    "options");
       snprintf(shortcuts[nshort], sizeof shortcuts[nshort], "%s=%s",
-               c == 't' ? "task" : c == 'm' ? "mixup.mixup_alpha" : "mixup.cutmix_alpha", optarg);
+               c == 't'   ? "task"
+               : c == 'm' ? "mixup.mixup_alpha"
+               : c == 'x' ? "mixup.cutmix_alpha"
+               : c == 'a' ? "data.rand_augment"
+                          : "data.reprob",
+               optarg);
       sets[o.nsets++] = shortcuts[nshort++]; /* in command-line order: the last one wins */
       break;
     case 's':

@@ -253,7 +253,7 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
   } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons((uint16_t)opt->port);
-    flags |= MHD_USE_IPv6;
+    flags |= MHD_USE_DUAL_STACK; /* "::" also takes IPv4 clients */
   } else {
     return beit_error_set(err, BEIT_STATUS_USAGE,
                           "--host '%s': not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1, ::)",

@@ -6,7 +6,8 @@
  * and keeps the 1-pixel border; Image.rotate rounds its matrix to 15 decimals; the affine
  * resamplers (Geometry.c, not Resample.c) use a bicubic with a = -1 (not -0.5) in double and
  * truncate. Bit-exactness needs IEEE evaluation without FMA contraction: data/CMakeLists.txt
- * compiles this file with -ffp-contract=off. */
+ * compiles this file with -ffp-contract=off. Sharpness and the affine resamplers are written to
+ * vectorise across bytes or pixels; each one's arithmetic stays Pillow's, in Pillow's order. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,22 +155,34 @@ static int grey_mean(const uint8_t *p, size_t n)
   return (int)((double)sum / (double)n + 0.5);
 }
 
-/* One output byte of ImageFilter.SMOOTH ((1 1 1; 1 5 1; 1 1 1) / 13) at src[0] with neighbours
- * dx bytes apart in a row and stride bytes between rows. Filter.c divides the kernel in float,
- * starts the sum at 0.5 (its rounding) and adds the rows below, centre, above, each summed
- * left to right. */
-static inline uint8_t smooth_at(const uint8_t *s, size_t stride, float k_side, float k_mid)
+/* Float to byte as ImagingBlend clips: <= 0 -> 0, >= 255 -> 255, else truncated; selects
+ * rather than early returns so that the loop below vectorises. */
+static inline uint8_t clip_float(float v)
 {
-  const uint8_t *below = s + stride, *above = s - stride;
-  float ss = 0.5f;
-  ss += (float)below[-3] * k_side + (float)below[0] * k_side + (float)below[3] * k_side;
-  ss += (float)s[-3] * k_side + (float)s[0] * k_mid + (float)s[3] * k_side;
-  ss += (float)above[-3] * k_side + (float)above[0] * k_side + (float)above[3] * k_side;
-  if (ss <= 0.0f)
-    return 0;
-  if (ss >= 255.0f)
-    return 255;
-  return (uint8_t)ss;
+  v = v <= 0.0f ? 0.0f : v;
+  v = v >= 255.0f ? 255.0f : v;
+  return (uint8_t)(int)v;
+}
+
+/* One row of ImageEnhance.Sharpness: ImageFilter.SMOOTH ((1 1 1; 1 5 1; 1 1 1) / 13) of src
+ * (rows src - stride, src, src + stride) blended as beit_pil_blend does into dst, bytes 3 to
+ * stride - 3. Filter.c divides the kernel in float, starts the sum at 0.5 (its rounding) and
+ * adds the rows below, centre, above, each summed left to right; that order is kept per byte. */
+static void sharpen_row(uint8_t *restrict dst, const uint8_t *restrict src, size_t stride,
+                        float alpha)
+{
+  const float k_side = 1.0f / 13.0f, k_mid = 5.0f / 13.0f;
+  const uint8_t *below = src + stride, *above = src - stride;
+  for (size_t i = 3; i < stride - 3; i++) {
+    float ss = 0.5f;
+    ss += (float)below[i - 3] * k_side + (float)below[i] * k_side + (float)below[i + 3] * k_side;
+    ss += (float)src[i - 3] * k_side + (float)src[i] * k_mid + (float)src[i + 3] * k_side;
+    ss += (float)above[i - 3] * k_side + (float)above[i] * k_side + (float)above[i + 3] * k_side;
+    /* Filter.c's clip of ss to [0, 255] done on the int: ss lies in [0.5, 256) */
+    int degenerate = (int)ss;
+    degenerate = degenerate > 255 ? 255 : degenerate;
+    dst[i] = clip_float((float)degenerate + alpha * (float)(src[i] - degenerate));
+  }
 }
 
 /* ImageEnhance.Sharpness: blend with the SMOOTH-filtered image, whose 1-pixel border is the
@@ -180,18 +193,11 @@ static void sharpness(uint8_t *p, int w, int h, float alpha, uint8_t *src)
     return;
   size_t stride = (size_t)w * 3;
   memcpy(src, p, stride * h);
-  const float k_side = 1.0f / 13.0f, k_mid = 5.0f / 13.0f;
   for (int y = 1; y < h - 1; y++)
-    for (size_t i = 3; i < stride - 3; i++) {
-      size_t at = (size_t)y * stride + i;
-      p[at] = beit_pil_blend(smooth_at(src + at, stride, k_side, k_mid), src[at], alpha);
-    }
+    sharpen_row(p + y * stride, src + y * stride, stride, alpha);
 }
 
 /* ---- Image.transform(AFFINE) with BILINEAR / BICUBIC (Geometry.c) ---- */
-
-static inline int floor_int(double v) { return v < 0.0 ? (int)floor(v) : (int)v; }
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 /* Geometry.c's cubic through four samples (a = -1), in its evaluation order. */
 static inline double cubic(double v1, double v2, double v3, double v4, double d)
@@ -200,63 +206,159 @@ static inline double cubic(double v1, double v2, double v3, double v4, double d)
   return p1 + d * (p2 + d * (p3 + d * p4));
 }
 
-/* Sample src ((h, w, 3)) at input coordinates (xin, yin) into out[3]; 0 when the point lies
- * outside [0, w) x [0, h) (the caller keeps the fill colour). Edges clamp. */
-static int sample(uint8_t out[3], const uint8_t *src, int w, int h, double xin, double yin,
-                  int bicubic)
+/* cubic() of the four bytes packed in word (first in the low byte). Its p2, p3, p4 are sums of
+ * bytes, exact in int as in double, so only the Horner steps are done in double. */
+static inline double cubic_packed(uint32_t word, double d)
 {
-  if (xin < 0.0 || xin >= w || yin < 0.0 || yin >= h)
-    return 0;
-  xin -= 0.5;
-  yin -= 0.5;
-  int x = floor_int(xin), y = floor_int(yin);
-  double dx = xin - x, dy = yin - y;
-  size_t stride = (size_t)w * 3;
-  if (!bicubic) {
-    const uint8_t *r0 = src + clampi(y, 0, h - 1) * stride;
-    const uint8_t *r1 = src + clampi(y + 1, 0, h - 1) * stride;
-    size_t x0 = (size_t)clampi(x, 0, w - 1) * 3, x1 = (size_t)clampi(x + 1, 0, w - 1) * 3;
-    for (int c = 0; c < 3; c++) {
-      double v1 = r0[x0 + c] + (r0[x1 + c] - r0[x0 + c]) * dx;
-      double v2 = r1[x0 + c] + (r1[x1 + c] - r1[x0 + c]) * dx;
-      out[c] = (uint8_t)(v1 + (v2 - v1) * dy);
+  int v1 = word & 255, v2 = word >> 8 & 255, v3 = word >> 16 & 255, v4 = (int)(word >> 24);
+  int p2 = -v1 + v3, p3 = 2 * (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4;
+  return v2 + d * (p2 + d * (p3 + d * p4));
+}
+
+/* Geometry.c's linear interpolation between the two bytes packed in word. */
+static inline double linear_packed(uint32_t word, double d)
+{
+  int v1 = word & 255, v2 = word >> 8 & 255;
+  return v1 + (v2 - v1) * d;
+}
+
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+enum { AFFINE_CHUNK = 128 }; /* output pixels per pass */
+
+enum affine_pixel { AFFINE_FILL, AFFINE_EDGE, AFFINE_INNER };
+
+/* v, or +0.0 when keep is 0: by its bits, because GCC turns a select between doubles into
+ * branches (under its default -ftrapping-math) and then leaves the loop scalar. */
+static inline double zero_unless(double v, int keep)
+{
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  bits &= -(uint64_t)(keep != 0);
+  memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+/* Where output pixels (x0 .. x0 + m - 1, y) sample, for affine(): the interpolation cell's
+ * corner (ix, iy) and fractions (dx, dy), and whether the point lies outside [0, w) x [0, h)
+ * (fill), its taps x taps neighbourhood inside the image (inner) or over an edge (edge). The
+ * coordinates are Geometry.c's formulas evaluated per pixel, not stepped (stepping rounds). */
+static void affine_coords(const double a[6], int w, int h, int taps, int x0, int m, double yc,
+                          double *restrict dx, double *restrict dy, int *restrict ix,
+                          int *restrict iy, uint8_t *restrict kind)
+{
+  double a1y = a[1] * yc, a4y = a[4] * yc; /* the same products as in the full formula */
+  int lo = taps / 2 - 1, hi_x = w - taps / 2 - 1, hi_y = h - taps / 2 - 1;
+  for (int i = 0; i < m; i++) {
+    double xc = (x0 + i) + 0.5;
+    double xin = a[0] * xc + a1y + a[2], yin = a[3] * xc + a4y + a[5];
+    /* | rather than ||, and no arithmetic under a condition: both block vectorisation */
+    int inside = !((xin < 0.0) | (xin >= w) | (yin < 0.0) | (yin >= h));
+    /* Geometry.c: xin - 0.5, floored (trunc for >= 0), and the fraction from the int corner;
+     * points outside become 0, keeping their conversion to int defined */
+    double xs = zero_unless(xin - 0.5, inside), ys = zero_unless(yin - 0.5, inside);
+    int cx = (int)xs, cy = (int)ys;
+    cx -= xs < cx; /* floor, without the library call */
+    cy -= ys < cy;
+    dx[i] = xs - cx;
+    dy[i] = ys - cy;
+    ix[i] = cx;
+    iy[i] = cy;
+    int inner = (cx >= lo) & (cx <= hi_x) & (cy >= lo) & (cy <= hi_y);
+    kind[i] = (uint8_t)(inside * (AFFINE_EDGE + inner)); /* FILL, EDGE or INNER */
+  }
+}
+
+/* Gather, for each channel c and neighbourhood row k, the taps bytes of the neighbourhood of
+ * pixel i into words[c][k][i] (packed as cubic_packed reads them), from planes ((3, h, w));
+ * edge pixels clamp to the image as Geometry.c does; fill pixels get zeros. */
+static void affine_gather(const uint8_t *planes, int w, int h, int taps, int m,
+                          const int *ix, const int *iy, const uint8_t *kind,
+                          uint32_t words[3][4][AFFINE_CHUNK])
+{
+  size_t n = (size_t)w * h;
+  int lo = taps / 2 - 1;
+  for (int i = 0; i < m; i++) {
+    if (kind[i] == AFFINE_INNER) {
+      const uint8_t *s = planes + (size_t)(iy[i] - lo) * w + (ix[i] - lo);
+      for (int c = 0; c < 3; c++, s += n)
+        for (int k = 0; k < taps; k++) {
+          const uint8_t *r = s + (size_t)k * w;
+          words[c][k][i] = taps == 4 ? (uint32_t)r[0] | (uint32_t)r[1] << 8 |
+                                           (uint32_t)r[2] << 16 | (uint32_t)r[3] << 24
+                                     : (uint32_t)r[0] | (uint32_t)r[1] << 8;
+        }
+    } else if (kind[i] == AFFINE_EDGE) {
+      int xs[4];
+      for (int j = 0; j < taps; j++)
+        xs[j] = clampi(ix[i] - lo + j, 0, w - 1);
+      for (int c = 0; c < 3; c++)
+        for (int k = 0; k < taps; k++) {
+          const uint8_t *r = planes + c * n + (size_t)clampi(iy[i] - lo + k, 0, h - 1) * w;
+          uint32_t word = 0;
+          for (int j = 0; j < taps; j++)
+            word |= (uint32_t)r[xs[j]] << 8 * j;
+          words[c][k][i] = word;
+        }
+    } else {
+      for (int c = 0; c < 3; c++)
+        for (int k = 0; k < taps; k++)
+          words[c][k][i] = 0;
     }
-    return 1;
   }
-  size_t xs[4];
-  const uint8_t *rows[4];
-  for (int k = 0; k < 4; k++) {
-    xs[k] = (size_t)clampi(x - 1 + k, 0, w - 1) * 3;
-    rows[k] = src + clampi(y - 1 + k, 0, h - 1) * stride;
-  }
-  for (int c = 0; c < 3; c++) {
-    double v[4];
-    for (int k = 0; k < 4; k++) {
-      const uint8_t *r = rows[k] + c;
-      v[k] = cubic(r[xs[0]], r[xs[1]], r[xs[2]], r[xs[3]], dx);
-    }
-    double t = cubic(v[0], v[1], v[2], v[3], dy);
-    out[c] = t <= 0.0 ? 0 : t >= 255.0 ? 255 : (uint8_t)t;
-  }
-  return 1;
 }
 
 /* Output pixel (x, y) takes the input at a * (x + 0.5, y + 0.5, 1); a is PIL's 6-coefficient
- * inverse matrix. */
+ * inverse matrix. Per output row, in chunks: coordinates, then the neighbourhoods gathered from
+ * a planar copy of the image in src, then the interpolation, each channel in Geometry.c's own
+ * double arithmetic and order but vectorisable across pixels, then interleaving with the fill. */
 static void affine(uint8_t *p, int w, int h, const double a[6], const uint8_t fill[3], int bicubic,
                    uint8_t *src)
 {
-  memcpy(src, p, (size_t)w * h * 3);
-  for (int y = 0; y < h; y++) {
-    double yc = y + 0.5;
-    uint8_t *d = p + (size_t)y * w * 3;
-    for (int x = 0; x < w; x++, d += 3) {
-      double xc = x + 0.5;
-      double xin = a[0] * xc + a[1] * yc + a[2], yin = a[3] * xc + a[4] * yc + a[5];
-      if (!sample(d, src, w, h, xin, yin, bicubic))
-        memcpy(d, fill, 3);
-    }
+  size_t n = (size_t)w * h;
+  for (size_t i = 0; i < n; i++) {
+    src[i] = p[3 * i];
+    src[n + i] = p[3 * i + 1];
+    src[2 * n + i] = p[3 * i + 2];
   }
+  int taps = bicubic ? 4 : 2;
+  double dx[AFFINE_CHUNK], dy[AFFINE_CHUNK];
+  int ix[AFFINE_CHUNK], iy[AFFINE_CHUNK];
+  uint8_t kind[AFFINE_CHUNK], out[3][AFFINE_CHUNK];
+  uint32_t words[3][4][AFFINE_CHUNK];
+  for (int y = 0; y < h; y++)
+    for (int x0 = 0; x0 < w; x0 += AFFINE_CHUNK) {
+      int m = w - x0 < AFFINE_CHUNK ? w - x0 : AFFINE_CHUNK;
+      affine_coords(a, w, h, taps, x0, m, y + 0.5, dx, dy, ix, iy, kind);
+      affine_gather(src, w, h, taps, m, ix, iy, kind, words);
+      for (int c = 0; c < 3; c++) {
+        const uint32_t *r0 = words[c][0], *r1 = words[c][1], *r2 = words[c][2],
+                       *r3 = words[c][3];
+        uint8_t *o = out[c];
+        if (bicubic) {
+          for (int i = 0; i < m; i++) {
+            double d = dx[i];
+            double t = cubic(cubic_packed(r0[i], d), cubic_packed(r1[i], d),
+                             cubic_packed(r2[i], d), cubic_packed(r3[i], d), dy[i]);
+            t = t <= 0.0 ? 0.0 : t;
+            t = t >= 255.0 ? 255.0 : t;
+            o[i] = (uint8_t)(int)t;
+          }
+        } else {
+          for (int i = 0; i < m; i++) {
+            double v1 = linear_packed(r0[i], dx[i]), v2 = linear_packed(r1[i], dx[i]);
+            o[i] = (uint8_t)(int)(v1 + (v2 - v1) * dy[i]);
+          }
+        }
+      }
+      uint8_t *d = p + ((size_t)y * w + x0) * 3, f0 = fill[0], f1 = fill[1], f2 = fill[2];
+      for (int i = 0; i < m; i++, d += 3) {
+        int keep = kind[i] != AFFINE_FILL;
+        d[0] = keep ? out[0][i] : f0;
+        d[1] = keep ? out[1][i] : f1;
+        d[2] = keep ? out[2][i] : f2;
+      }
+    }
 }
 
 /* Python's round(v, 15): correctly rounded to 15 decimals, as glibc's printf rounds. */

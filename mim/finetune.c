@@ -506,18 +506,9 @@ static enum beit_status load_recipe(struct finetune *p, const struct beit_finetu
   struct beit_recipe *r = &p->recipe;
   enum beit_status st;
   beit_finetune_recipe_defaults(r);
-  if ((st = beit_recipe_load(r, opt->recipe, err)))
+  if ((st = beit_recipe_resolve(r, opt->recipe, opt->sets, opt->nsets, opt->data, opt->eval_data,
+                                err)))
     return st;
-  for (int i = 0; i < opt->nsets; i++)
-    if ((st = beit_recipe_override(r, opt->sets[i], err)))
-      return st;
-  if (opt->data)
-    snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
-  if (opt->eval_data)
-    snprintf(r->data.eval, sizeof r->data.eval, "%s", opt->eval_data);
-  if (!r->data.train[0])
-    return beit_error_set(err, BEIT_STATUS_USAGE, "no training data: give --data or set "
-                          "data.train in %s", opt->recipe);
   if (!opt->init && !r->model[0])
     return beit_error_set(err, BEIT_STATUS_USAGE, "no initial weights: give --init or set "
                           "'model' (a model config for random init) in %s", opt->recipe);

@@ -253,18 +253,9 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
   struct beit_config cfg;
   enum beit_status st;
   beit_recipe_defaults(r);
-  if ((st = beit_recipe_load(r, opt->recipe, err)))
+  if ((st = beit_recipe_resolve(r, opt->recipe, opt->sets, opt->nsets, opt->data, opt->eval_data,
+                                err)))
     return st;
-  for (int i = 0; i < opt->nsets; i++)
-    if ((st = beit_recipe_override(r, opt->sets[i], err)))
-      return st;
-  if (opt->data)
-    snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
-  if (opt->eval_data)
-    snprintf(r->data.eval, sizeof r->data.eval, "%s", opt->eval_data);
-  if (!r->data.train[0])
-    return beit_error_set(err, BEIT_STATUS_USAGE, "no training data: give --data or set "
-                          "data.train in %s", opt->recipe);
   beit_config_defaults(&cfg);
   if ((st = beit_config_load(&cfg, r->model, err)))
     goto free_cfg;

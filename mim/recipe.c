@@ -2,6 +2,7 @@
 #include "recipe.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #define F(field) offsetof(struct beit_recipe, field)
@@ -167,4 +168,23 @@ enum beit_status beit_recipe_override(struct beit_recipe *r, const char *assignm
 cJSON *beit_recipe_json(const struct beit_recipe *r)
 {
   return beit_config_to_json(r, recipe_keys, NKEYS);
+}
+
+enum beit_status beit_recipe_resolve(struct beit_recipe *r, const char *path,
+                                     const char *const *sets, int nsets, const char *data,
+                                     const char *eval_data, struct beit_error *err)
+{
+  enum beit_status st = beit_recipe_load(r, path, err);
+  for (int i = 0; !st && i < nsets; i++)
+    st = beit_recipe_override(r, sets[i], err);
+  if (st)
+    return st;
+  if (data)
+    snprintf(r->data.train, sizeof r->data.train, "%s", data);
+  if (eval_data)
+    snprintf(r->data.eval, sizeof r->data.eval, "%s", eval_data);
+  if (!r->data.train[0])
+    return beit_error_set(err, BEIT_STATUS_USAGE,
+                          "no training data: give --data or set data.train in %s", path);
+  return BEIT_STATUS_OK;
 }

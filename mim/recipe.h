@@ -74,6 +74,11 @@ void beit_recipe_defaults(struct beit_recipe *r);
 enum beit_status beit_recipe_load(struct beit_recipe *r, const char *path, struct beit_error *err);
 enum beit_status beit_recipe_override(struct beit_recipe *r, const char *assignment,
                                       struct beit_error *err);
+/* A training command's recipe: path loaded over r's defaults, then the --set assignments, then
+ * --data and --eval-data (NULL: the recipe's). USAGE when no training set results. */
+enum beit_status beit_recipe_resolve(struct beit_recipe *r, const char *path,
+                                     const char *const *sets, int nsets, const char *data,
+                                     const char *eval_data, struct beit_error *err);
 /* The resolved recipe, for trainer_state.json and logs. */
 cJSON *beit_recipe_json(const struct beit_recipe *r);
 

@@ -512,7 +512,16 @@ static enum beit_status load_recipe(struct finetune *p, const struct beit_finetu
   if (!opt->init && !r->model[0])
     return beit_error_set(err, BEIT_STATUS_USAGE, "no initial weights: give --init or set "
                           "'model' (a model config for random init) in %s", opt->recipe);
-  return BEIT_STATUS_OK;
+  /* the RandAugment spec is free text: refuse a bad one now, naming the key and the recipe */
+  struct beit_data_transform t;
+  beit_data_transform_defaults(&t, BEIT_DATA_MODE_FINETUNE);
+  snprintf(t.rand_augment, sizeof t.rand_augment, "%s", r->finetune_data.rand_augment);
+  if (strlen(r->finetune_data.rand_augment) >= sizeof t.rand_augment)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'data.rand_augment': longer than %zu "
+                          "characters", opt->recipe, sizeof t.rand_augment - 1);
+  if ((st = beit_data_transform_check(&t, err)))
+    beit_error_prefix(err, "%s: key 'data.rand_augment': ", opt->recipe);
+  return st;
 }
 
 enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,

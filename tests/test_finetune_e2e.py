@@ -226,6 +226,10 @@ def main():
                        capture_output=True, text=True)
     check(r.returncode == 2 or (r.returncode != 0 and "mixup.alfa" in r.stderr),
           "unknown recipe key is an error naming it")
+    r = subprocess.run(base + ["--out", os.path.join(work, "bad-aa"), "--aa", "rand-m9-bogus"],
+                       capture_output=True, text=True)
+    check(r.returncode != 0 and "data.rand_augment" in r.stderr and "bogus" in r.stderr,
+          "a bad RandAugment spec is an error naming the key and the section: " + r.stderr[-200:])
     print(f"{failures} failed")
     return 1 if failures else 0
 

@@ -73,7 +73,7 @@ static const struct beit_config_key train_keys[] = {
     {"eval.every_steps", BEIT_KEY_INT, F(recipe.eval.every_steps), 0, BIG, NULL,
      "0 = only at the end"},
     {"eval.batches", BEIT_KEY_INT, F(recipe.eval.batches), 0, BIG, NULL,
-     "held-out batches of a periodic evaluation; the final one reads the whole set"},
+     "held-out batches per rank of a periodic evaluation; the final one reads the whole set"},
     {"eval.grid_images", BEIT_KEY_INT, F(grid_images), 0, 4096, NULL, "images in recon.png"},
     {"max_consecutive_nonfinite", BEIT_KEY_INT, F(recipe.max_consecutive_nonfinite), 1, 1 << 20,
      NULL, "skipped updates in a row before the run stops"},

@@ -66,7 +66,7 @@ static const struct beit_config_key recipe_keys[] = {
      "0 = keep all"},
     {"log.every_steps", BEIT_KEY_INT, F(log.every_steps), 1, BIG, NULL, NULL},
     {"eval.every_steps", BEIT_KEY_INT, F(eval.every_steps), 0, BIG, NULL, "0 = at the end"},
-    {"eval.batches", BEIT_KEY_INT, F(eval.batches), 0, BIG, NULL, "0 = the whole set"},
+    {"eval.batches", BEIT_KEY_INT, F(eval.batches), 0, BIG, NULL, "per rank; 0 = the whole set"},
     {"max_consecutive_nonfinite", BEIT_KEY_INT, F(max_consecutive_nonfinite), 1, 1 << 20, NULL,
      "skipped updates in a row before the run stops"},
     /* fine-tuning, evaluation, linear probing */

@@ -2,9 +2,10 @@
  * the loop that joins the data loader (view B, mapped 0.8 x + 0.1) and the tokenizer's training
  * step, with the shared trainer (AdamW, cosine lr, clipping, checkpoints, resume, metrics).
  *
- * Per step: loader batch -> Gumbel noise keyed (seed, step, image) -> encoder -> Gumbel-softmax
- * relaxation at temperature tau(step) -> decoder -> reconstruction term + kl_weight(step) x KL to
- * the uniform prior -> backward -> clip -> AdamW. tau anneals from relaxation.tau_start to
+ * Per step: loader batch (this rank's slice) -> Gumbel noise keyed (seed, epoch, sample index)
+ * -> encoder -> Gumbel-softmax relaxation at temperature tau(step) -> decoder -> reconstruction
+ * term + kl_weight(step) x KL to the uniform prior -> backward -> gradients averaged over ranks
+ * -> clip -> AdamW. tau anneals from relaxation.tau_start to
  * tau_end and the KL weight rises from 0 to relaxation.kl_weight, both on DALL-E's cosine
  * shape value = a end + (1 - a) start, a = 1 - cos(pi/2 min(1, step / steps)).
  *

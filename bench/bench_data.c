@@ -2,13 +2,16 @@
  * bicubic + 112 lanczos views, normalisation) of ImageNet-sized JPEGs, one core, next to
  * torchvision + PIL doing the same transform in the same run (bench/bench_data_tv.py); then
  * the loader feeding a simulated BEiT-base training step (real sgemm work of the step's FLOPs)
- * and the fraction of step time spent waiting for batches.
+ * and the fraction of step time spent waiting for batches. With --finetune: the fine-tuning
+ * transform instead (RandomResizedCrop 224 bicubic, flip, RandAugment rand-m9-mstd0.5-inc1,
+ * normalisation, RandomErasing 0.25) against torchvision + PIL + timm's RandAugment policy
+ * written out with the same PIL calls, and no loader part.
  *
  * The machine may be shared: C and Python alternate for --rounds rounds and the best round of each
  * is compared.
  *
  * usage: bench_data [--count N] [--seconds S] [--rounds R] [--batch B] [--steps K] [--workers W]
- *                   [--python PATH] [--script bench_data_tv.py] [--skip-loader] */
+ *                   [--python PATH] [--script bench_data_tv.py] [--skip-loader] [--finetune] */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +65,7 @@ static double gemm_rate(float *a, float *b, float *c, int m, int n, int k)
 
 int main(int argc, char **argv)
 {
-  int count = 48, batch = 8, steps = 4, workers = 1, skip_loader = 0, rounds = 3;
+  int count = 48, batch = 8, steps = 4, workers = 1, skip_loader = 0, rounds = 3, finetune = 0;
   double seconds = 5.0;
   const char *python = "/usr/bin/python3", *script = BEIT_BENCH_DATA_TV;
   for (int i = 1; i < argc; i++) {
@@ -75,9 +78,10 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "--script") && i + 1 < argc) script = argv[++i];
     else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--skip-loader")) skip_loader = 1;
+    else if (!strcmp(argv[i], "--finetune")) finetune = skip_loader = 1;
     else {
       fprintf(stderr, "usage: bench_data [--count N] [--seconds S] [--rounds R] [--batch B] [--steps K] "
-                      "[--workers W] [--python PATH] [--script FILE] [--skip-loader]\n");
+                      "[--workers W] [--python PATH] [--script FILE] [--skip-loader] [--finetune]\n");
       return 2;
     }
   }
@@ -103,7 +107,11 @@ int main(int argc, char **argv)
 
   /* ---- C and torchvision + PIL, one thread each, alternating rounds; best round of each ---- */
   struct beit_data_transform t;
-  beit_data_transform_defaults(&t, BEIT_DATA_MODE_PRETRAIN);
+  beit_data_transform_defaults(&t, finetune ? BEIT_DATA_MODE_FINETUNE : BEIT_DATA_MODE_PRETRAIN);
+  if (finetune) {
+    snprintf(t.rand_augment, sizeof t.rand_augment, "rand-m9-mstd0.5-inc1");
+    t.erase_prob = 0.25;
+  }
   struct beit_data_scratch *ws = beit_data_scratch_init();
   float *va = beit_alloc_floats(3 * 224 * 224), *vb = beit_alloc_floats(3 * 112 * 112);
   struct beit_error err = {0};
@@ -139,7 +147,8 @@ int main(int argc, char **argv)
       c_rate = rate, best_dec = 1e3 * t_dec / done, best_aug = 1e3 * t_aug / done;
     if (cpu_rate > c_cpu)
       c_cpu = cpu_rate;
-    snprintf(cmd, sizeof cmd, "%s %s --time %s --seconds %g", python, script, imgdir, seconds);
+    snprintf(cmd, sizeof cmd, "%s %s --time %s --seconds %g%s", python, script, imgdir, seconds,
+             finetune ? " --finetune" : "");
     FILE *p = popen(cmd, "r");
     char line[1024];
     while (p && fgets(line, sizeof line, p)) {
@@ -156,8 +165,9 @@ int main(int argc, char **argv)
     printf("round %d: C %.1f images/s (%.1f per CPU-s); torchvision best so far %.1f (%.1f per CPU-s)\n",
            round + 1, rate, cpu_rate, tv_rate, tv_cpu);
   }
-  printf("C decode + pretrain augmentation, 1 thread: %.1f images/s wall, %.1f per CPU-second "
-         "(decode %.2f ms, augment %.2f ms per image)\n", c_rate, c_cpu, best_dec, best_aug);
+  printf("C decode + %s augmentation, 1 thread: %.1f images/s wall, %.1f per CPU-second "
+         "(decode %.2f ms, augment %.2f ms per image)\n", finetune ? "fine-tuning" : "pretrain",
+         c_rate, c_cpu, best_dec, best_aug);
   printf("torchvision + PIL, 1 thread:                  %.1f images/s wall, %.1f per CPU-second "
          "(mean JPEG %.0f KB)\n", tv_rate, tv_cpu, kb);
   if (tv_rate > 0 && tv_cpu > 0)

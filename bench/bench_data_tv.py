@@ -5,7 +5,12 @@
 --time DIR --seconds S decode (PIL, as torchvision's pil_loader) + DataAugmentationForBEiT
                        (ColorJitter 0.4, flip, one RandomResizedCrop box -> 224 bicubic view with
                        0.5/0.5 Normalize + 112 lanczos view with map_pixels), one thread; prints
-                       a JSON line with images/s."""
+                       a JSON line with images/s.
+  --finetune           time BEiT's fine-tuning transform instead (timm create_transform:
+                       RandomResizedCrop 224 bicubic, flip, RandAugment rand-m9-mstd0.5-inc1,
+                       ToTensor, Normalize 0.5, RandomErasing 0.25 with random values); timm is
+                       not packaged in Debian, so its RandAugment policy is written out below
+                       with the PIL calls timm makes."""
 import argparse
 import io
 import json
@@ -15,7 +20,7 @@ import random
 import time
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageEnhance, ImageOps
 
 
 def make(d, count):
@@ -79,12 +84,65 @@ def beit_transform():
     return apply
 
 
-def timeit(d, seconds):
+def rand_augment(img, rng=random):
+    """timm rand-m9-mstd0.5-inc1 with fill 128 and bicubic resampling (transforms_factory's
+    hparams for mean 0.5): 2 ops chosen with replacement, each applied with probability 0.5,
+    magnitude N(9, 0.5) clipped to [0, 10], the increasing level mappings."""
+    ops = [rng.randrange(15) for _ in range(2)]
+    kw = dict(resample=Image.BICUBIC, fillcolor=(128, 128, 128))
+    for op in ops:
+        if rng.random() > 0.5:
+            continue
+        lvl = min(10.0, max(0.0, rng.gauss(9, 0.5))) / 10.0
+
+        def signed(v):
+            return -v if rng.random() > 0.5 else v
+        if op == 0:
+            img = ImageOps.autocontrast(img)
+        elif op == 1:
+            img = ImageOps.equalize(img)
+        elif op == 2:
+            img = ImageOps.invert(img)
+        elif op == 3:
+            img = img.rotate(signed(30 * lvl), **kw)
+        elif op == 4:
+            img = ImageOps.posterize(img, 4 - int(4 * lvl))
+        elif op == 5:
+            img = ImageOps.solarize(img, 256 - int(256 * lvl))
+        elif op == 6:
+            add = int(110 * lvl)
+            img = img.point([min(255, i + add) if i < 128 else i for i in range(256)] * 3)
+        elif op <= 10:
+            enhance = (ImageEnhance.Color, ImageEnhance.Contrast, ImageEnhance.Brightness,
+                       ImageEnhance.Sharpness)[op - 7]
+            img = enhance(img).enhance(max(0.1, 1.0 + signed(0.9 * lvl)))
+        else:
+            w, h = img.size
+            v = signed((0.3 if op <= 12 else 0.45) * lvl)
+            m = {11: (1, v, 0, 0, 1, 0), 12: (1, 0, 0, v, 1, 0),
+                 13: (1, 0, v * w, 0, 1, 0), 14: (1, 0, 0, 0, 1, v * h)}[op]
+            img = img.transform(img.size, Image.AFFINE, m, **kw)
+    return img
+
+
+def finetune_transform():
+    import torchvision.transforms as T
+    from torchvision.transforms import InterpolationMode as IM
+    tf = T.Compose([T.RandomResizedCrop(224, interpolation=IM.BICUBIC), T.RandomHorizontalFlip(),
+                    rand_augment, T.ToTensor(), T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                    T.RandomErasing(p=0.25, value="random")])
+
+    def apply(data):
+        return tf(Image.open(io.BytesIO(data)).convert("RGB")), None
+    return apply
+
+
+def timeit(d, seconds, finetune=False):
     import torch
     torch.set_num_threads(1)
     files = sorted(f for f in os.listdir(d) if f.endswith(".jpg"))
     blobs = [open(os.path.join(d, f), "rb").read() for f in files]
-    fn = beit_transform()
+    fn = finetune_transform() if finetune else beit_transform()
     for b in blobs[:4]:
         fn(b)
     n, t0, c0 = 0, time.perf_counter(), time.thread_time()
@@ -103,8 +161,9 @@ if __name__ == "__main__":
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--time")
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--finetune", action="store_true")
     a = ap.parse_args()
     if a.make:
         make(a.make, a.count)
     if a.time:
-        timeit(a.time, a.seconds)
+        timeit(a.time, a.seconds, a.finetune)

@@ -3,7 +3,6 @@ tokenizer (tools/dvae_ref.py, 3x3 tokens of 64) and a tiny BEiT config (12x12 in
 derived from the small default, all under a work folder."""
 import json
 import os
-import subprocess
 import sys
 
 import torch
@@ -11,15 +10,15 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import dvae_ref  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rank_equivalence  # noqa: E402
 
 RECIPE = os.path.join(ROOT, "configs/recipes/pretrain_fashion_mnist.json")
 
 
 def make(beit, work):
     """Returns (dataset folder, tokenizer folder, model config path)."""
-    data = os.path.join(work, "data")
-    subprocess.run([beit, "pack", "--fashion-mnist", "/usr/share/datasets/fashion-mnist",
-                    "--split", "test", "--out", data], check=True, stdout=subprocess.DEVNULL)
+    data = rank_equivalence.pack_test_split(beit, work)
     torch.manual_seed(0)
     tcfg = dvae_ref.dvae_config({"n_hid": 8, "group_count": 2, "n_blk_per_group": 1,
                                  "vocab_size": 64, "downsample": 4, "n_init": 8,
@@ -36,11 +35,4 @@ def make(beit, work):
     return data, tok, model
 
 
-def curve(out):
-    """step -> loss from out/metrics.jsonl (a re-done step keeps its last record)."""
-    per_step = {}
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        for line in f:
-            m = json.loads(line)
-            per_step[int(m["step"])] = m["loss"]
-    return per_step
+curve = rank_equivalence.curve  # step -> loss of out/metrics.jsonl

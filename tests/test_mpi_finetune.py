@@ -11,6 +11,8 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rank_equivalence as req  # noqa: E402
 failures = 0
 
 
@@ -20,19 +22,11 @@ def check(cond, msg):
     failures += not cond
 
 
-def losses(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return {int(m["step"]): m["loss"] for m in map(json.loads, f) if "loss" in m}
-
-
 def main():
     beit, mpiexec, work = sys.argv[1], sys.argv[2], sys.argv[3]
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    data = os.path.join(work, "data")
-    subprocess.run([beit, "pack", "--fashion-mnist", "/usr/share/datasets/fashion-mnist",
-                    "--split", "test", "--out", data, "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
+    data = req.pack_test_split(beit, work)
     model = os.path.join(work, "model.json")
     with open(os.path.join(ROOT, "configs/models/beit_small_fashion_mnist.json")) as f:
         cfg = json.load(f)
@@ -60,7 +54,7 @@ def main():
     check(r1.returncode == 0 and r2.returncode == 0,
           "1 rank x 16 and 2 ranks x 8" + ("" if r1.returncode == r2.returncode == 0 else
                                           ": " + r1.stderr[-300:] + r2.stderr[-300:]))
-    a, b = losses(one), losses(two)
+    a, b = req.curve(one), req.curve(two)
     worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in a) if a and a.keys() == b.keys() else 1
     check(worst < 1e-4, f"same loss curve (worst relative difference {worst:.1e})")
     with open(os.path.join(one, "eval.json")) as f:

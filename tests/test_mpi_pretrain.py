@@ -15,13 +15,11 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pretrain_fixture  # noqa: E402
-import st  # noqa: E402
+import rank_equivalence as req  # noqa: E402
 
 STEPS, GLOBAL_BATCH = 20, 32
 failures = 0
@@ -35,8 +33,6 @@ def check(cond, msg):
 
 
 
-def rel_curve_diff(a, b, steps):
-    return max(abs(a[s] - b[s]) / abs(a[s]) for s in steps)
 
 
 def main():
@@ -61,18 +57,11 @@ def main():
                            stderr=subprocess.PIPE, text=True, timeout=600)
         check(r.returncode == 0, f"{np_} rank(s) -> {os.path.basename(out)} exits 0"
               + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
-        return pretrain_fixture.curve(out)
+        return req.curve(out)
 
     one = run(1, os.path.join(work, "np1"))
     two = run(2, os.path.join(work, "np2"))
-    steps = range(1, STEPS + 1)
-    d = rel_curve_diff(one, two, steps)
-    check(d <= 1e-5, f"2 ranks x {GLOBAL_BATCH // 2} vs 1 rank x {GLOBAL_BATCH}: loss curves "
-          f"differ by {d:.2e} (<= 1e-5)")
-    w1 = st.read(os.path.join(work, "np1", f"checkpoint-{STEPS}", "model.safetensors"))
-    w2 = st.read(os.path.join(work, "np2", f"checkpoint-{STEPS}", "model.safetensors"))
-    worst = max(np.max(np.abs(w1[k] - w2[k])) / max(np.max(np.abs(w1[k])), 1e-6) for k in w1)
-    check(worst <= 1e-4, f"final weights agree within {worst:.2e} (<= 1e-4)")
+    req.compare(check, work, STEPS, GLOBAL_BATCH, one, two)
 
     # resume across rank counts from the step-10 checkpoints
     for src, np_, ref in (("np2", 1, two), ("np1", 2, one)):
@@ -81,7 +70,7 @@ def main():
         shutil.copytree(os.path.join(work, src, "checkpoint-10"), os.path.join(out, "checkpoint-10"))
         got = run(np_, out, "--resume")
         later = range(11, STEPS + 1)
-        d = rel_curve_diff(ref, got, later) if all(s in got for s in later) else float("inf")
+        d = req.rel_curve_diff(ref, got, later)
         check(d <= 1e-5, f"checkpoint of {src} resumed on {np_} rank(s): curve differs by {d:.2e}")
 
     # a rank that dies ends the job promptly

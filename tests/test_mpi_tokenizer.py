@@ -15,11 +15,8 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import st  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rank_equivalence as req  # noqa: E402
 
 STEPS, GLOBAL_BATCH = 20, 16
 TINY = {
@@ -42,25 +39,11 @@ def check(cond, msg):
     failures += not cond
 
 
-def curve(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return {int(m["step"]): m["loss"] for m in map(json.loads, f) if "loss" in m}
-
-
-def rel_curve_diff(a, b, steps):
-    if not all(s in a and s in b for s in steps):
-        return float("inf")
-    return max(abs(a[s] - b[s]) / abs(a[s]) for s in steps)
-
-
 def main():
     beit, mpiexec, work = sys.argv[1:4]
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    data = os.path.join(work, "data")
-    subprocess.run([beit, "pack", "--fashion-mnist", "/usr/share/datasets/fashion-mnist",
-                    "--split", "test", "--out", data, "--quiet"], check=True,
-                   stdout=subprocess.DEVNULL)
+    data = req.pack_test_split(beit, work)
     config = os.path.join(work, "tiny.json")
     with open(config, "w") as f:
         json.dump(TINY, f)
@@ -73,17 +56,11 @@ def main():
                            text=True, timeout=600)
         check(r.returncode == 0, f"{np_} rank(s) -> {os.path.basename(out)} exits 0"
               + ("" if r.returncode == 0 else ": " + r.stderr[-400:]))
-        return curve(out) if r.returncode == 0 else {}
+        return req.curve(out) if r.returncode == 0 else {}
 
     one = run(1, os.path.join(work, "np1"), "--eval-data", data)
     two = run(2, os.path.join(work, "np2"), "--eval-data", data)
-    d = rel_curve_diff(one, two, range(1, STEPS + 1))
-    check(d <= 1e-5, f"2 ranks x {GLOBAL_BATCH // 2} vs 1 rank x {GLOBAL_BATCH}: loss curves "
-          f"differ by {d:.2e} (<= 1e-5)")
-    w1 = st.read(os.path.join(work, "np1", f"checkpoint-{STEPS}", "model.safetensors"))
-    w2 = st.read(os.path.join(work, "np2", f"checkpoint-{STEPS}", "model.safetensors"))
-    worst = max(np.max(np.abs(w1[k] - w2[k])) / max(np.max(np.abs(w1[k])), 1e-6) for k in w1)
-    check(worst <= 1e-4, f"final weights agree within {worst:.2e} (<= 1e-4)")
+    req.compare(check, work, STEPS, GLOBAL_BATCH, one, two)
     with open(os.path.join(work, "np1", "eval.json")) as f:
         e1 = json.load(f)
     with open(os.path.join(work, "np2", "eval.json")) as f:
@@ -99,7 +76,7 @@ def main():
         os.makedirs(out)
         shutil.copytree(os.path.join(work, src, "checkpoint-10"), os.path.join(out, "checkpoint-10"))
         got = run(np_, out, "--resume")
-        d = rel_curve_diff(ref, got, range(11, STEPS + 1))
+        d = req.rel_curve_diff(ref, got, range(11, STEPS + 1))
         check(d <= 1e-5, f"checkpoint of {src} resumed on {np_} rank(s): curve differs by {d:.2e}")
     print(f"mpi_tokenizer: {failures} failed")
     return 1 if failures else 0

@@ -187,7 +187,7 @@ static void sharpen_row(uint8_t *restrict dst, const uint8_t *restrict src, size
 
 /* ImageEnhance.Sharpness: blend with the SMOOTH-filtered image, whose 1-pixel border is the
  * original (so border pixels stay as they are); images under 3x3 are not filtered at all. */
-static void sharpness(uint8_t *p, int w, int h, float alpha, uint8_t *src)
+void beit_ra_sharpness(uint8_t *p, int w, int h, float alpha, uint8_t *src)
 {
   if (w < 3 || h < 3)
     return;
@@ -312,8 +312,8 @@ static void affine_gather(const uint8_t *planes, int w, int h, int taps, int m,
  * inverse matrix. Per output row, in chunks: coordinates, then the neighbourhoods gathered from
  * a planar copy of the image in src, then the interpolation, each channel in Geometry.c's own
  * double arithmetic and order but vectorisable across pixels, then interleaving with the fill. */
-static void affine(uint8_t *p, int w, int h, const double a[6], const uint8_t fill[3], int bicubic,
-                   uint8_t *src)
+void beit_ra_affine(uint8_t *p, int w, int h, const double a[6], const uint8_t fill[3], int bicubic,
+                    uint8_t *src)
 {
   size_t n = (size_t)w * h;
   for (size_t i = 0; i < n; i++) {
@@ -421,7 +421,7 @@ static void rotate(uint8_t *p, int w, int h, double degrees, const uint8_t fill[
   double cx = w / 2.0, cy = h / 2.0;
   a[2] = a[0] * -cx + a[1] * -cy + 0.0 + cx;
   a[5] = a[3] * -cx + a[4] * -cy + 0.0 + cy;
-  affine(p, w, h, a, fill, bicubic, scratch);
+  beit_ra_affine(p, w, h, a, fill, bicubic, scratch);
 }
 
 static void geometric(enum beit_ra_op op, double arg, uint8_t *p, int w, int h,
@@ -445,7 +445,7 @@ static void geometric(enum beit_ra_op op, double arg, uint8_t *p, int w, int h,
     a[5] = arg;
     break;
   }
-  affine(p, w, h, a, fill, bicubic, scratch);
+  beit_ra_affine(p, w, h, a, fill, bicubic, scratch);
 }
 
 enum beit_status beit_randaugment_op(enum beit_ra_op op, double arg, uint8_t *pixels, int w,
@@ -483,7 +483,7 @@ enum beit_status beit_randaugment_op(enum beit_ra_op op, double arg, uint8_t *pi
     blend_constant(pixels, n, 0, alpha);
     break;
   case BEIT_RA_SHARPNESS:
-    sharpness(pixels, w, h, alpha, scratch);
+    beit_ra_sharpness(pixels, w, h, alpha, scratch);
     break;
   default:
     geometric(op, arg, pixels, w, h, fill, bicubic, scratch);

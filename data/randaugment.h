@@ -76,6 +76,18 @@ enum beit_status beit_randaugment_op(enum beit_ra_op op, double arg, uint8_t *pi
                                      int h, const uint8_t fill[3], int bicubic, uint8_t *scratch,
                                      struct beit_error *err);
 
+/* The kernels behind rotate/shear/translate and Sharpness, in place on pixels ((h, w, 3)) with
+ * scratch (w * h * 3 bytes): Pillow's affine transform (output pixel (x, y) samples the input at
+ * a * (x + 0.5, y + 0.5, 1), a = the 6 inverse-matrix coefficients; outside points get fill)
+ * and ImageEnhance.Sharpness at factor alpha. The fast ones (randaugment.c, vectorised across
+ * pixels) and their naive twins (randaugment_naive.c, pixel by pixel) give the same bytes. */
+void beit_ra_affine(uint8_t *pixels, int w, int h, const double a[6], const uint8_t fill[3],
+                    int bicubic, uint8_t *scratch);
+void beit_ra_affine_naive(uint8_t *pixels, int w, int h, const double a[6], const uint8_t fill[3],
+                          int bicubic, uint8_t *scratch);
+void beit_ra_sharpness(uint8_t *pixels, int w, int h, float alpha, uint8_t *scratch);
+void beit_ra_sharpness_naive(uint8_t *pixels, int w, int h, float alpha, uint8_t *scratch);
+
 /* The whole RandAugment on pixels ((h, w, 3)), in place, scratch as for beit_randaugment_op.
  * Draws from rng, in this order:
  *   1. num_layers op indices, each beit_rng_int(0, 14) (chosen with replacement, all first,

@@ -260,6 +260,53 @@ static void test_apply_draw_order(void)
     CHECK_MSG(seen[op] > 0, "op %s never drawn", op_names[op]);
 }
 
+/* The vectorised affine resampler and Sharpness against their naive twins (rule 4): the same
+ * bytes on random images, sizes (1x1 .. 48x48, inner and edge pixels), matrices (shear,
+ * translate, rotation, general) and fills, with both filters. */
+static void test_naive_twins(void)
+{
+  enum { MAXN = 48 * 48 * 3 };
+  static uint8_t img[MAXN], fast[MAXN], naive[MAXN], scratch[MAXN];
+  struct beit_rng rng;
+  beit_rng_seed(&rng, 7, 7, 7);
+  int affine_diff = 0, sharp_diff = 0;
+  for (int trial = 0; trial < 600; trial++) {
+    const int w = (int)beit_rng_int(&rng, 1, 48), h = (int)beit_rng_int(&rng, 1, 48);
+    const size_t n = (size_t)w * h * 3;
+    for (size_t i = 0; i < n; i++) /* a gradient with noise: smooth and sharp parts */
+      img[i] = (uint8_t)((i * 5 + (i / (3 * (size_t)w)) * 9 + (size_t)beit_rng_int(&rng, 0, 40)) % 256);
+    double a[6] = {1, 0, 0, 0, 1, 0}, v = 2.0 * beit_rng_uniform(&rng) - 1.0;
+    switch (trial % 4) {
+    case 0: a[1 + 2 * (int)beit_rng_int(&rng, 0, 1)] = 0.3 * v; break; /* shear x or y */
+    case 1: a[2 + 3 * (int)beit_rng_int(&rng, 0, 1)] = 0.45 * v * w; break; /* translate */
+    case 2: { /* rotation about the centre, as rotate() builds it */
+      double r = v * M_PI / 6.0, cx = w / 2.0, cy = h / 2.0;
+      a[0] = a[4] = cos(r), a[1] = sin(r), a[3] = -sin(r);
+      a[2] = a[0] * -cx + a[1] * -cy + cx, a[5] = a[3] * -cx + a[4] * -cy + cy;
+      break;
+    }
+    default:
+      for (int k = 0; k < 6; k++)
+        a[k] += (k == 2 || k == 5 ? 4.0 : 0.2) * (2.0 * beit_rng_uniform(&rng) - 1.0);
+    }
+    const uint8_t fill[3] = {(uint8_t)beit_rng_int(&rng, 0, 255), 128, 0};
+    const int bicubic = trial % 2;
+    memcpy(fast, img, n);
+    memcpy(naive, img, n);
+    beit_ra_affine(fast, w, h, a, fill, bicubic, scratch);
+    beit_ra_affine_naive(naive, w, h, a, fill, bicubic, scratch);
+    affine_diff += memcmp(fast, naive, n) != 0;
+    const float alpha = (float)(2.2 * beit_rng_uniform(&rng) - 0.1);
+    memcpy(fast, img, n);
+    memcpy(naive, img, n);
+    beit_ra_sharpness(fast, w, h, alpha, scratch);
+    beit_ra_sharpness_naive(naive, w, h, alpha, scratch);
+    sharp_diff += memcmp(fast, naive, n) != 0;
+  }
+  CHECK_MSG(affine_diff == 0, "affine: %d of 600 cases differ from the naive twin", affine_diff);
+  CHECK_MSG(sharp_diff == 0, "sharpness: %d of 600 cases differ from the naive twin", sharp_diff);
+}
+
 int main(int argc, char **argv)
 {
   dir = argc > 1 ? argv[1] : "randaugment_ref";
@@ -267,5 +314,6 @@ int main(int argc, char **argv)
   test_parse();
   test_apply_policy();
   test_apply_draw_order();
+  test_naive_twins();
   return test_summary("test_randaugment");
 }

@@ -80,8 +80,9 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "--skip-loader")) skip_loader = 1;
     else if (!strcmp(argv[i], "--finetune")) finetune = skip_loader = 1;
     else {
-      fprintf(stderr, "usage: bench_data [--count N] [--seconds S] [--rounds R] [--batch B] [--steps K] "
-                      "[--workers W] [--python PATH] [--script FILE] [--skip-loader] [--finetune]\n");
+      fprintf(stderr, "usage: bench_data [--count N] [--seconds S] [--rounds R] [--batch B] "
+                      "[--steps K] [--workers W] [--python PATH] [--script FILE] [--skip-loader] "
+                      "[--finetune]\n");
       return 2;
     }
   }

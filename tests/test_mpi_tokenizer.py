@@ -74,7 +74,8 @@ def main():
     for src, np_, ref in (("np2", 1, two), ("np1", 2, one)):
         out = os.path.join(work, f"{src}-resumed-on-{np_}")
         os.makedirs(out)
-        shutil.copytree(os.path.join(work, src, "checkpoint-10"), os.path.join(out, "checkpoint-10"))
+        shutil.copytree(os.path.join(work, src, "checkpoint-10"),
+                        os.path.join(out, "checkpoint-10"))
         got = run(np_, out, "--resume")
         d = req.rel_curve_diff(ref, got, range(11, STEPS + 1))
         check(d <= 1e-5, f"checkpoint of {src} resumed on {np_} rank(s): curve differs by {d:.2e}")

@@ -273,8 +273,10 @@ static void test_naive_twins(void)
   for (int trial = 0; trial < 600; trial++) {
     const int w = (int)beit_rng_int(&rng, 1, 48), h = (int)beit_rng_int(&rng, 1, 48);
     const size_t n = (size_t)w * h * 3;
-    for (size_t i = 0; i < n; i++) /* a gradient with noise: smooth and sharp parts */
-      img[i] = (uint8_t)((i * 5 + (i / (3 * (size_t)w)) * 9 + (size_t)beit_rng_int(&rng, 0, 40)) % 256);
+    for (size_t i = 0; i < n; i++) { /* a gradient with noise: smooth and sharp parts */
+      const size_t row = i / (3 * (size_t)w), noise = (size_t)beit_rng_int(&rng, 0, 40);
+      img[i] = (uint8_t)((i * 5 + row * 9 + noise) % 256);
+    }
     double a[6] = {1, 0, 0, 0, 1, 0}, v = 2.0 * beit_rng_uniform(&rng) - 1.0;
     switch (trial % 4) {
     case 0: a[1 + 2 * (int)beit_rng_int(&rng, 0, 1)] = 0.3 * v; break; /* shear x or y */

@@ -461,7 +461,7 @@ static enum beit_status evaluate(void *ctx, int final, struct beit_error *err)
     if (!(st = beit_tokenizer_evaluate(t->tok, t->dist, r->data.eval,
                                        (size_t)(r->eval.batches * r->batch.size),
                                        (int)r->data.num_workers, NULL, 0, NULL, &ev, err)))
-      beit_trainer_log(&t->trainer, eval_json(&ev), 0.0);
+      beit_trainer_log_eval(&t->trainer, eval_json(&ev));
     return st;
   }
   sum->seconds = clock_now() - t->trainer.t_start;
@@ -488,7 +488,7 @@ static enum beit_status evaluate(void *ctx, int final, struct beit_error *err)
     cJSON_AddNumberToObject(j, "train_seconds", sum->seconds);
     st = beit_json_write_file(path, j, err);
   }
-  beit_trainer_log(&t->trainer, j, 0.0);
+  beit_trainer_log_eval(&t->trainer, j);
   return beit_trainer_agree(t->dist, st, "write eval.json", err);
 }
 

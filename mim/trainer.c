@@ -189,19 +189,6 @@ void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
     cJSON_Delete(fields);
     return;
   }
-  if (!cJSON_GetObjectItemCaseSensitive(fields, "loss")) {
-    /* not a training window (an evaluation): its own line, then the record */
-    char line[512];
-    size_t k = (size_t)snprintf(line, sizeof line, "%sstep %ld:", tr->tty ? "\n" : "", tr->step);
-    for (const cJSON *f = fields->child; f && k < sizeof line; f = f->next)
-      if (cJSON_IsNumber(f))
-        k += (size_t)snprintf(line + k, sizeof line - k, "  %s %.6g", f->string, f->valuedouble);
-    fprintf(stderr, "%s\n", line);
-    cJSON_AddNumberToObject(fields, "step", (double)tr->step);
-    cJSON_AddNumberToObject(fields, "elapsed_s", t - tr->t_start);
-    append_record(tr, fields);
-    return;
-  }
   double dt = t - tr->t_last_log, lr, wd;
   double rate = dt > 0 ? tr->images_since_log / dt : 0;
   long steps = tr->step - tr->step_at_last_log;
@@ -234,6 +221,23 @@ void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
   tr->t_last_log = t;
   tr->step_at_last_log = tr->step;
   tr->images_since_log = 0;
+  append_record(tr, fields);
+}
+
+void beit_trainer_log_eval(struct beit_trainer *tr, cJSON *fields)
+{
+  if (!beit_dist_is_root(tr->dist) || !fields) {
+    cJSON_Delete(fields);
+    return;
+  }
+  char line[512];
+  size_t k = (size_t)snprintf(line, sizeof line, "%sstep %ld:", tr->tty ? "\n" : "", tr->step);
+  for (const cJSON *f = fields->child; f && k < sizeof line; f = f->next)
+    if (cJSON_IsNumber(f))
+      k += (size_t)snprintf(line + k, sizeof line - k, "  %s %.6g", f->string, f->valuedouble);
+  fprintf(stderr, "%s\n", line);
+  cJSON_AddNumberToObject(fields, "step", (double)tr->step);
+  cJSON_AddNumberToObject(fields, "elapsed_s", now() - tr->t_start);
   append_record(tr, fields);
 }
 

@@ -66,10 +66,12 @@ enum beit_status beit_trainer_update(struct beit_trainer *tr, double loss, doubl
                                      double *grad_norm, int *applied, struct beit_error *err);
 
 /* Rank 0: append a metrics.jsonl line (fields of `fields`, plus step, epoch, lr, time, images/s,
- * ETA) and print the progress line. A record without "loss" (an evaluation) gets only step and
- * elapsed_s and a stderr line of its own numbers. Takes ownership of fields. images: of all
- * ranks, since the last call. */
+ * ETA) and print the progress line. Takes ownership of fields. images: of all ranks, since the
+ * last call. */
 void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images);
+/* Rank 0: an evaluation's record (fields plus step and elapsed_s) in metrics.jsonl and a stderr
+ * line of its numbers; the training windows' images/s and ETA are left alone. Takes ownership. */
+void beit_trainer_log_eval(struct beit_trainer *tr, cJSON *fields);
 
 /* Rank 0: write out_dir/checkpoint-<step> with config, params, m, v and trainer_state.json
  * (step, cursor, counters, recipe) through core/checkpoint.h; all ranks then synchronise. */

@@ -107,15 +107,18 @@ int main(int argc, char **argv)
   }
 
   /* ---- C and torchvision + PIL, one thread each, alternating rounds; best round of each ---- */
+  struct beit_error err = {0};
   struct beit_data_transform t;
   beit_data_transform_defaults(&t, finetune ? BEIT_DATA_MODE_FINETUNE : BEIT_DATA_MODE_PRETRAIN);
   if (finetune) {
-    snprintf(t.rand_augment, sizeof t.rand_augment, "rand-m9-mstd0.5-inc1");
+    if (beit_randaugment_parse(&t.rand_augment, "rand-m9-mstd0.5-inc1", &err)) {
+      fprintf(stderr, "%s\n", err.message);
+      return 1;
+    }
     t.erase_prob = 0.25;
   }
   struct beit_data_scratch *ws = beit_data_scratch_init();
   float *va = beit_alloc_floats(3 * 224 * 224), *vb = beit_alloc_floats(3 * 112 * 112);
-  struct beit_error err = {0};
   double c_rate = 0, tv_rate = 0, kb = 0, best_dec = 0, best_aug = 0, c_cpu = 0, tv_cpu = 0;
   long n = 0;
   for (int round = 0; round < rounds; round++) {

@@ -1,7 +1,7 @@
 /* timm's RandAugment (`rand-m9-mstd0.5-inc1`, BEiT fine-tuning) on 8-bit RGB images, each
  * operation computed as Pillow 9.4 computes it (ImageOps, ImageEnhance, Image.rotate and
- * Image.transform AFFINE with BILINEAR/BICUBIC and a fill colour). Internal to data/; not a
- * public header.
+ * Image.transform AFFINE with BILINEAR/BICUBIC and a fill colour). Internal to data/; the
+ * policy's parameters and parser are public (include/beit/data.h).
  *
  * What it is not: a reproduction of timm's Python random stream (draws come from core/rng.h,
  * in the order documented at beit_randaugment_apply), nor timm's weighted op choice ('w'),
@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "beit/data.h" /* struct beit_randaugment, its parser */
 #include "beit/status.h"
 #include "rng.h"
 
@@ -34,30 +35,6 @@ enum beit_ra_op {
   BEIT_RA_TRANSLATE_Y,
   BEIT_RA_COUNT
 };
-
-#define BEIT_RA_MAX_LAYERS 64 /* num_layers limit */
-
-struct beit_randaugment {
-  int num_layers;        /* n: ops per image, default 2; 0 = disabled */
-  double magnitude;      /* m: level in [0, 10] (timm _LEVEL_DENOM; more is clipped), default 10 */
-  double magnitude_std;  /* mstd: 0 = fixed m, > 0 = N(m, mstd), INFINITY = uniform(0, m) */
-  double prob;           /* p: each chosen op applies with this probability, default 0.5 */
-  int increasing;        /* inc1: _RAND_INCREASING_TRANSFORMS level mappings, default 0 */
-  double translate_pct;  /* TranslateX/YRel at level 10, fraction of the side; default 0.45 */
-  uint8_t fill[3];       /* fill of the geometric ops (timm img_mean), default (128, 128, 128) */
-  int bicubic;           /* resample of rotate/shear/translate: 1 BICUBIC (default), 0 BILINEAR */
-};
-
-/* Parse a timm RandAugment string, e.g. "rand-m9-mstd0.5-inc1": sections separated by '-',
- * the first "rand", then any of m<float> n<int> mstd<float> (> 100 means uniform, as timm)
- * inc<0|1> p<float>. NULL or "" gives num_layers 0 (disabled). Every field not in the string
- * takes its default (see the struct), including fill, translate_pct and bicubic, which the caller
- * sets afterwards. Unknown or malformed sections, or values out of range (m < 0, n outside
- * [0, BEIT_RA_MAX_LAYERS], mstd < 0, p outside [0, 1]) are BEIT_STATUS_CONFIG naming the
- * section and the string; ra is then left with defaults and num_layers 0.
- * Unlike timm, "inc0" means off (timm's bool("0") turns it on) and m may be fractional. */
-enum beit_status beit_randaugment_parse(struct beit_randaugment *ra, const char *spec,
-                                        struct beit_error *err);
 
 /* Apply one op with its PIL argument already computed, in place on pixels ((h, w, 3), row
  * stride 3 * w); scratch is w * h * 3 bytes of the caller's that the op may overwrite

@@ -94,12 +94,13 @@ enum beit_status beit_data_transform_check(const struct beit_data_transform *t,
     BAD("crop_pct %g out of (0, 1]", t->crop_pct);
   if (!(t->erase_prob >= 0 && t->erase_prob <= 1))
     BAD("erase_prob %g out of [0, 1]", t->erase_prob);
+  const struct beit_randaugment *ra = &t->rand_augment;
+  if (ra->num_layers < 0 || ra->num_layers > BEIT_RA_MAX_LAYERS || !(ra->magnitude >= 0) ||
+      !(ra->magnitude_std >= 0) || !(ra->prob >= 0 && ra->prob <= 1))
+    BAD("RandAugment n %d, m %g, mstd %g, p %g out of range (beit_randaugment_parse)",
+        ra->num_layers, ra->magnitude, ra->magnitude_std, ra->prob);
 #undef BAD
-  struct beit_randaugment ra;
-  enum beit_status st = beit_randaugment_parse(&ra, t->rand_augment, err);
-  if (st)
-    beit_error_prefix(err, "data transform: ");
-  return st;
+  return BEIT_STATUS_OK;
 }
 
 /* ---- colour jitter ---- */
@@ -351,10 +352,7 @@ static enum beit_status rand_augment(const struct beit_data_transform *t, uint8_
                                      struct beit_rng *rng, struct beit_data_scratch *ws,
                                      struct beit_error *err)
 {
-  struct beit_randaugment ra;
-  enum beit_status st = beit_randaugment_parse(&ra, t->rand_augment, err);
-  if (st)
-    return st;
+  struct beit_randaugment ra = t->rand_augment;
   for (int c = 0; c < 3; c++) {
     double v = nearbyint(255.0 * t->mean[c]);
     ra.fill[c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
@@ -425,7 +423,7 @@ enum beit_status beit_data_transform_apply(const struct beit_data_transform *t,
       beit_data_resize(ws->out, S, S, src, sw, sh, sstride, x0, y0, bw, bh, t->filter, ws, err);
   if (st)
     return st;
-  if (t->mode == BEIT_DATA_MODE_FINETUNE && t->rand_augment[0]) {
+  if (t->mode == BEIT_DATA_MODE_FINETUNE && t->rand_augment.num_layers > 0) {
     if (flip) { /* RandAugment sees the flipped crop, as in timm's order */
       mirror_rows(ws->out, S, S);
       flip = 0;

@@ -46,6 +46,7 @@ struct finetune {
   int onehot;          /* BCE on a multi-class dataset: one-hot targets */
   char train_dir[4200];
   struct beit_drop_path drop_path;
+  struct beit_randaugment rand_augment; /* recipe data.rand_augment, parsed */
   float *mixed, *soft; /* (B, 3, S, S), (B, C) mixed images and targets */
   float *hot;          /* (B, C) one-hot targets of a multi-class dataset under BCE */
   struct beit_finetune_summary *sum;
@@ -314,8 +315,7 @@ static void loader_options(const struct finetune *p, struct beit_loader_options 
   lo->transform.scale_max = r->data.scale_max;
   lo->transform.ratio_min = r->data.ratio_min;
   lo->transform.ratio_max = r->data.ratio_max;
-  snprintf(lo->transform.rand_augment, sizeof lo->transform.rand_augment, "%s",
-           r->finetune_data.rand_augment);
+  lo->transform.rand_augment = p->rand_augment;
   lo->transform.erase_prob = r->finetune_data.reprob;
   lo->batch_size = p->B;
   lo->rank = beit_dist_rank(p->dist);
@@ -512,14 +512,8 @@ static enum beit_status load_recipe(struct finetune *p, const struct beit_finetu
   if (!opt->init && !r->model[0])
     return beit_error_set(err, BEIT_STATUS_USAGE, "no initial weights: give --init or set "
                           "'model' (a model config for random init) in %s", opt->recipe);
-  /* the RandAugment spec is free text: refuse a bad one now, naming the key and the recipe */
-  struct beit_data_transform t;
-  beit_data_transform_defaults(&t, BEIT_DATA_MODE_FINETUNE);
-  snprintf(t.rand_augment, sizeof t.rand_augment, "%s", r->finetune_data.rand_augment);
-  if (strlen(r->finetune_data.rand_augment) >= sizeof t.rand_augment)
-    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'data.rand_augment': longer than %zu "
-                          "characters", opt->recipe, sizeof t.rand_augment - 1);
-  if ((st = beit_data_transform_check(&t, err)))
+  /* the RandAugment spec is parsed once, here, so a bad one names the key and the recipe */
+  if ((st = beit_randaugment_parse(&p->rand_augment, r->finetune_data.rand_augment, err)))
     beit_error_prefix(err, "%s: key 'data.rand_augment': ", opt->recipe);
   return st;
 }

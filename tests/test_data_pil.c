@@ -268,8 +268,9 @@ static void test_random_erase(void)
             "erased values: mean %.3f, variance %.3f over %ld", mean, var, values);
 }
 
-/* The fine-tuning transform with RandAugment: a bad spec is refused by the check naming it;
- * "" leaves the transform as it was; a spec changes view A for most seeds, deterministically. */
+/* The fine-tuning transform with RandAugment: a bad spec is refused naming it, an out-of-range
+ * policy by the transform check; "" leaves the transform as it was; a spec changes view A for
+ * most seeds, deterministically. */
 static void test_finetune_rand_augment(struct beit_data_scratch *ws)
 {
   enum { W = 50, H = 40, S = 24, N = 3 * S * S };
@@ -282,16 +283,17 @@ static void test_finetune_rand_augment(struct beit_data_scratch *ws)
   struct beit_error err = {0};
   beit_data_transform_defaults(&t, BEIT_DATA_MODE_FINETUNE);
   t.image_size = S;
-  snprintf(t.rand_augment, sizeof t.rand_augment, "rand-m9-bogus");
-  CHECK(beit_data_transform_check(&t, &err) == BEIT_STATUS_CONFIG &&
+  CHECK(beit_randaugment_parse(&t.rand_augment, "rand-m9-bogus", &err) == BEIT_STATUS_CONFIG &&
         strstr(err.message, "rand-m9-bogus"));
+  t.rand_augment.num_layers = BEIT_RA_MAX_LAYERS + 1;
+  CHECK(beit_data_transform_check(&t, &err) == BEIT_STATUS_CONFIG);
   int changed = 0;
   for (uint64_t seed = 0; seed < 20; seed++) {
     struct beit_rng rng;
-    t.rand_augment[0] = '\0';
+    CHECK(beit_randaugment_parse(&t.rand_augment, "", &err) == BEIT_STATUS_OK);
     beit_rng_seed(&rng, seed, 1, 2);
     CHECK(beit_data_transform_apply(&t, &img, &rng, plain, NULL, ws, &err) == BEIT_STATUS_OK);
-    snprintf(t.rand_augment, sizeof t.rand_augment, "rand-m9-mstd0.5-inc1");
+    CHECK(beit_randaugment_parse(&t.rand_augment, "rand-m9-mstd0.5-inc1", &err) == 0);
     CHECK(beit_data_transform_check(&t, &err) == BEIT_STATUS_OK);
     beit_rng_seed(&rng, seed, 1, 2);
     CHECK(beit_data_transform_apply(&t, &img, &rng, aug, NULL, ws, &err) == BEIT_STATUS_OK);

@@ -80,6 +80,32 @@ enum beit_status beit_data_resize(uint8_t *dst, int dw, int dh, const uint8_t *s
 
 /* ---- Transforms -------------------------------------------------------------------------- */
 
+/* timm's RandAugment policy (data/randaugment.c), e.g. BEiT's fine-tuning "rand-m9-mstd0.5-inc1". */
+#define BEIT_RA_MAX_LAYERS 64 /* num_layers limit */
+
+struct beit_randaugment {
+  int num_layers;        /* n: ops per image, default 2; 0 = disabled */
+  double magnitude;      /* m: level in [0, 10] (timm _LEVEL_DENOM; more is clipped), default 10 */
+  double magnitude_std;  /* mstd: 0 = fixed m, > 0 = N(m, mstd), INFINITY = uniform(0, m) */
+  double prob;           /* p: each chosen op applies with this probability, default 0.5 */
+  int increasing;        /* inc1: _RAND_INCREASING_TRANSFORMS level mappings, default 0 */
+  double translate_pct;  /* TranslateX/YRel at level 10, fraction of the side; default 0.45 */
+  uint8_t fill[3];       /* fill of the geometric ops (timm img_mean), default (128, 128, 128) */
+  int bicubic;           /* resample of rotate/shear/translate: 1 BICUBIC (default), 0 BILINEAR */
+};
+
+/* Parse a timm RandAugment string, e.g. "rand-m9-mstd0.5-inc1": sections separated by '-',
+ * the first "rand", then any of m<float> n<int> mstd<float> (> 100 means uniform, as timm)
+ * inc<0|1> p<float>. NULL or "" gives num_layers 0 (disabled). Every field not in the string
+ * takes its default (see the struct), including fill, translate_pct and bicubic, which the caller
+ * sets afterwards. Unknown or malformed sections, or values out of range (m < 0, n outside
+ * [0, BEIT_RA_MAX_LAYERS], mstd < 0, p outside [0, 1]) are BEIT_STATUS_CONFIG naming the
+ * section and the string; ra is then left with defaults and num_layers 0.
+ * Unlike timm, "inc0" means off (timm's bool("0") turns it on) and m may be fractional. */
+enum beit_status beit_randaugment_parse(struct beit_randaugment *ra, const char *spec,
+                                        struct beit_error *err);
+
+
 enum beit_data_mode {
   BEIT_DATA_MODE_PRETRAIN, /* jitter, flip, one crop box -> view A (+ view B) */
   BEIT_DATA_MODE_FINETUNE, /* RandomResizedCrop + flip [+ RandAugment] + normalise
@@ -112,7 +138,8 @@ struct beit_data_transform {
   double crop_pct;                     /* eval centre crop */
   enum beit_data_eval_resize eval_resize;
   /* fine-tuning train mode only (timm create_transform, beit-spec.md 7.3): */
-  char rand_augment[64];  /* timm RandAugment spec, e.g. "rand-m9-mstd0.5-inc1"; "" = off */
+  struct beit_randaugment rand_augment; /* num_layers 0 = off; fill and bicubic are taken from
+                                           mean and filter, as timm's hparams */
   double erase_prob;      /* RandomErasing (mode pixel, one box) probability; 0 = off */
 };
 

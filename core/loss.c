@@ -12,6 +12,22 @@
 /* Row r of block blk of a fixed partition of n rows into LOSS_BLOCKS blocks. */
 static size_t block_start(size_t blk, size_t n) { return blk * n / LOSS_BLOCKS; }
 
+/* The blocks' loss sums and hits, added in block order (the same on any thread count): the
+ * mean loss over M rows, and the hits into *correct (may be NULL). */
+static double blocks_mean(const double part[LOSS_BLOCKS], const long hits[LOSS_BLOCKS], size_t M,
+                          long *correct)
+{
+  double total = 0.0;
+  long n_correct = 0;
+  for (size_t blk = 0; blk < LOSS_BLOCKS; blk++) {
+    total += part[blk];
+    n_correct += hits[blk];
+  }
+  if (correct)
+    *correct = n_correct;
+  return total / (double)M;
+}
+
 double beit_cross_entropy_forward(float *probs, long *correct, const float *logits,
                                   const int32_t *targets, float smoothing, size_t M, size_t V)
 {
@@ -49,15 +65,7 @@ double beit_cross_entropy_forward(float *probs, long *correct, const float *logi
       hits[blk] += best == (size_t)t;
     }
   }
-  double total = 0.0;
-  long n_correct = 0;
-  for (size_t blk = 0; blk < LOSS_BLOCKS; blk++) {
-    total += part[blk];
-    n_correct += hits[blk];
-  }
-  if (correct)
-    *correct = n_correct;
-  return total / (double)M;
+  return blocks_mean(part, hits, M, correct);
 }
 
 void beit_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *targets,
@@ -110,15 +118,7 @@ double beit_soft_cross_entropy_forward(float *probs, long *correct, const float 
       hits[blk] += best == want;
     }
   }
-  double total = 0.0;
-  long n_correct = 0;
-  for (size_t blk = 0; blk < LOSS_BLOCKS; blk++) {
-    total += part[blk];
-    n_correct += hits[blk];
-  }
-  if (correct)
-    *correct = n_correct;
-  return total / (double)M;
+  return blocks_mean(part, hits, M, correct);
 }
 
 void beit_soft_cross_entropy_backward(float *dlogits, const float *probs, const float *targets,

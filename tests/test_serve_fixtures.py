@@ -68,30 +68,6 @@ DEFAULT_PP = {"do_resize": True, "size": {"height": 32, "width": 32}, "resample"
               "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
 
 
-def random_weights(model, rng):
-    """float32 weights at scales where every path matters; a small head so that the
-    probabilities are spread out rather than one-hot."""
-    out = {}
-    for name, p in model.state_dict().items():
-        z = rng.standard_normal(tuple(p.shape))
-        if name.endswith("relative_position_bias_table"):
-            v = 0.5 * z
-        elif ".lambda_" in name:
-            v = 0.5 + 0.2 * z
-        elif name.endswith(".bias"):
-            v = 0.1 * z
-        elif "layernorm" in name and name.endswith(".weight"):
-            v = 1.0 + 0.2 * z
-        elif name.endswith("cls_token"):
-            v = 0.5 * z
-        elif name.startswith("classifier"):
-            v = 0.3 * z
-        else:
-            v = 0.2 * z
-        out[name] = v.astype(np.float32)
-    return out
-
-
 def make_images(out):
     rng = np.random.default_rng(SEED)
     os.makedirs(out, exist_ok=True)
@@ -160,7 +136,7 @@ def main():
     torch.set_num_threads(1)
     rng = np.random.default_rng(SEED)
     model = beit_ref.BeitRef(CONFIG, dtype=torch.float64)
-    weights = random_weights(model, rng)
+    weights = beit_ref.random_weights(model, rng, classifier_scale=0.3)
     model.load_state_dict({k: torch.from_numpy(v).double() for k, v in weights.items()})
     model.eval()
     images_dir = os.path.join(args.out, "images")

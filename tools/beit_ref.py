@@ -28,6 +28,7 @@ Semantics that the C side must match (forward(pixel_values, bool_masked_pos, dro
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -398,6 +399,31 @@ def _fix_init_(model):
 # Optimisation helpers (spec 5.2, 6.1) and DropPath scales (spec 1.3).
 
 NO_DECAY_NAMES = ("beit.embeddings.cls_token", "beit.embeddings.position_embeddings")
+
+
+def random_weights(model, rng, classifier_scale=0.2):
+    """Test weights, name -> float32 numpy array, at scales where every path matters (relative
+    position tables, LayerScale, biases, LayerNorm gains, tokens and positions away from their
+    init); rng is a numpy Generator. A larger classifier_scale spreads the probabilities."""
+    out = {}
+    for name, p in model.state_dict().items():
+        z = rng.standard_normal(tuple(p.shape))
+        if name.endswith("relative_position_bias_table"):
+            v = 0.5 * z
+        elif ".lambda_" in name:
+            v = 0.5 + 0.2 * z
+        elif name.endswith(".bias"):
+            v = 0.1 * z
+        elif "layernorm" in name and name.endswith(".weight"):
+            v = 1.0 + 0.2 * z
+        elif name.endswith(("cls_token", "mask_token", "position_embeddings")):
+            v = 0.5 * z
+        elif name.startswith("classifier"):
+            v = classifier_scale * z
+        else:
+            v = 0.2 * z
+        out[name] = v.astype(np.float32)
+    return out
 
 
 def is_no_decay(name, param):

@@ -100,28 +100,6 @@ def make_config(case):
     return cfg
 
 
-def random_weights(model, rng):
-    """float32 numpy arrays, name -> value, at scales where every path matters."""
-    out = {}
-    for name, p in model.state_dict().items():
-        shape = tuple(p.shape)
-        z = rng.standard_normal(shape)
-        if name.endswith("relative_position_bias_table"):
-            v = 0.5 * z
-        elif ".lambda_" in name:
-            v = 0.5 + 0.2 * z
-        elif name.endswith(".bias"):
-            v = 0.1 * z
-        elif "layernorm" in name and name.endswith(".weight"):
-            v = 1.0 + 0.2 * z
-        elif name.endswith(("cls_token", "mask_token", "position_embeddings")):
-            v = 0.5 * z
-        else:
-            v = 0.2 * z
-        out[name] = v.astype(np.float32)
-    return out
-
-
 def make_inputs(case, cfg, rng):
     grid = cfg["image_size"] // cfg["patch_size"]
     n = grid * grid
@@ -274,7 +252,7 @@ def run_case(case, out_dir, seed):
     rng = np.random.default_rng(seed)
     cfg = make_config(case)
     model = beit_ref.BeitRef(cfg, dtype=torch.float64)
-    weights = random_weights(model, rng)
+    weights = beit_ref.random_weights(model, rng)
     model.load_state_dict({k: torch.from_numpy(v).double() for k, v in weights.items()}, strict=True)
     inputs = make_inputs(case, cfg, rng)
     t = to_torch64(inputs)

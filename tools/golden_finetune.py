@@ -197,26 +197,6 @@ def layer_id(name, num_layers):
     return num_layers + 1
 
 
-def random_weights(model, rng):
-    out = {}
-    for name, p in model.state_dict().items():
-        z = rng.standard_normal(tuple(p.shape))
-        if name.endswith("relative_position_bias_table"):
-            v = 0.5 * z
-        elif ".lambda_" in name:
-            v = 0.5 + 0.2 * z
-        elif name.endswith(".bias"):
-            v = 0.1 * z
-        elif "layernorm" in name and name.endswith(".weight"):
-            v = 1.0 + 0.2 * z
-        elif name.endswith(("cls_token", "mask_token", "position_embeddings")):
-            v = 0.5 * z
-        else:
-            v = 0.2 * z
-        out[name] = v.astype(np.float32)
-    return out
-
-
 def source(kind, rng, out_dir):
     """Write the source checkpoint; returns its HF-named weights."""
     os.makedirs(out_dir, exist_ok=True)
@@ -232,7 +212,7 @@ def source(kind, rng, out_dir):
                    id2label={str(i): f"L{i}" for i in range(3)},
                    label2id={f"L{i}": i for i in range(3)})
     model = beit_ref.BeitRef(cfg, dtype=torch.float64)
-    w = random_weights(model, rng)
+    w = beit_ref.random_weights(model, rng)
     if kind == "mim":
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)

@@ -25,23 +25,6 @@
 
 static double worst_transfer, worst_grad, worst_loss, worst_final;
 
-static float *read_f32(const struct beit_safetensors *st, const char *name, size_t *numel)
-{
-  const struct beit_st_tensor *t = beit_safetensors_find(st, name);
-  struct beit_error err = {0};
-  if (!t)
-    return NULL;
-  float *p = malloc((t->numel ? t->numel : 1) * sizeof *p);
-  if (beit_safetensors_read_f32(st, name, p, t->ndim, t->shape, &err)) {
-    CHECK_MSG(0, "%s", err.message);
-    free(p);
-    return NULL;
-  }
-  if (numel)
-    *numel = t->numel;
-  return p;
-}
-
 static double num(const cJSON *o, const char *key)
 {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -111,7 +94,7 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
     const struct beit_tensor *t = &m->table.items[i];
     size_t n;
     snprintf(path, sizeof path, "transferred.%s", t->name);
-    float *want = read_f32(exp, path, &n);
+    float *want = test_read_f32(exp, path, 0, &n);
     if (!want) {
       CHECK_MSG(!strncmp(t->name, "classifier.", 11) || !strncmp(t->name, "beit.pooler.", 12),
                 "%s: no reference for %s", name, t->name);
@@ -159,10 +142,10 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
     CHECK_MSG(0, "%s", err.message);
     goto done;
   }
-  pixels = read_f32(in, "pixel_values", NULL);
-  drop = read_f32(in, "drop_scales", NULL);
+  pixels = test_read_f32(in, "pixel_values", 0, NULL);
+  drop = test_read_f32(in, "drop_scales", 0, NULL);
   if (ml) {
-    multi = read_f32(in, "labels", NULL);
+    multi = test_read_f32(in, "labels", 0, NULL);
   } else {
     const struct beit_st_tensor *t = beit_safetensors_find(in, "labels");
     int64_t l64[16];
@@ -192,7 +175,7 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
     CHECK_MSG(0, "%s", err.message);
     goto done;
   }
-  float *want_loss = read_f32(exp, "train.loss", NULL);
+  float *want_loss = test_read_f32(exp, "train.loss", 0, NULL);
   for (long step = 0; step < r.schedule.max_steps; step++) {
     if (beit_model_forward(m, x, NULL, drop, B, &err)) {
       CHECK_MSG(0, "%s", err.message);
@@ -213,7 +196,7 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
         const struct beit_tensor *t = &m->table.items[i];
         size_t n;
         snprintf(path, sizeof path, "grad.%s", t->name);
-        float *want = read_f32(exp, path, &n);
+        float *want = test_read_f32(exp, path, 0, &n);
         CHECK_MSG(want && n == t->numel, "%s: no reference %s", name, path);
         if (!want)
           continue;
@@ -237,7 +220,7 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
     const struct beit_tensor *t = &m->table.items[i];
     size_t n;
     snprintf(path, sizeof path, "train.final.%s", t->name);
-    float *want = read_f32(exp, path, &n);
+    float *want = test_read_f32(exp, path, 0, &n);
     CHECK_MSG(want && n == t->numel, "%s: no reference %s", name, path);
     if (!want)
       continue;

@@ -17,41 +17,6 @@
 #define TOL 1e-4       /* forward, loss, gradients (issue: relative error at most 1e-4) */
 #define TOL_TRAIN 1e-4 /* loss curve and final weights after 10 steps */
 
-static float *read_f32(const struct beit_safetensors *st, const char *name, size_t *numel)
-{
-  const struct beit_st_tensor *t = beit_safetensors_find(st, name);
-  struct beit_error err = {0};
-  if (!t) {
-    CHECK_MSG(0, "%s: missing tensor %s", beit_safetensors_path(st), name);
-    return NULL;
-  }
-  float *p = malloc((t->numel ? t->numel : 1) * sizeof *p);
-  if (beit_safetensors_read_f32(st, name, p, t->ndim, t->shape, &err)) {
-    CHECK_MSG(0, "%s", err.message);
-    free(p);
-    return NULL;
-  }
-  if (numel)
-    *numel = t->numel;
-  return p;
-}
-
-static int64_t *read_i64(const struct beit_safetensors *st, const char *name, size_t *numel)
-{
-  const struct beit_st_tensor *t = beit_safetensors_find(st, name);
-  struct beit_error err = {0};
-  if (!t)
-    return NULL;
-  int64_t *p = malloc((t->numel ? t->numel : 1) * sizeof *p);
-  if (beit_safetensors_read_i64(st, name, p, t->ndim, t->shape, &err)) {
-    CHECK_MSG(0, "%s", err.message);
-    free(p);
-    return NULL;
-  }
-  *numel = t->numel;
-  return p;
-}
-
 static double json_num(const cJSON *obj, const char *key)
 {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -93,10 +58,10 @@ static int load_inputs(const char *dir, const struct beit_model *m, struct input
     CHECK_MSG(0, "%s", err.message);
     return 0;
   }
-  in->pixels = read_f32(st, "pixel_values", NULL);
-  in->drop = read_f32(st, "drop_scales", &n);
+  in->pixels = test_read_f32(st, "pixel_values", 1, NULL);
+  in->drop = test_read_f32(st, "drop_scales", 1, &n);
   CHECK(n == m->L * 2 * m->max_batch);
-  int64_t *mask = read_i64(st, "bool_masked_pos", &n);
+  int64_t *mask = test_read_i64(st, "bool_masked_pos", 0, &n);
   if (mask) {
     in->mask = malloc(n);
     for (size_t i = 0; i < n; i++)
@@ -104,9 +69,9 @@ static int load_inputs(const char *dir, const struct beit_model *m, struct input
     free(mask);
   }
   if (m->multilabel) {
-    in->multi = read_f32(st, "labels", NULL);
+    in->multi = test_read_f32(st, "labels", 1, NULL);
   } else {
-    int64_t *labels = read_i64(st, "labels", &n);
+    int64_t *labels = test_read_i64(st, "labels", 0, &n);
     in->labels = malloc((n ? n : 1) * sizeof *in->labels);
     for (size_t i = 0; labels && i < n; i++)
       in->labels[i] = (int32_t)labels[i];
@@ -170,7 +135,7 @@ static void run_case(const char *root, const char *name)
   /* forward, loss, every gradient */
   double loss = step_loss(m, &in, smoothing);
   size_t n;
-  float *want = read_f32(exp, "logits", &n);
+  float *want = test_read_f32(exp, "logits", 1, &n);
   CHECK_MSG(want && n == m->M * m->out_dim, "%s: logits size %zu, reference %zu", name,
             m->M * m->out_dim, n);
   if (want && n == m->M * m->out_dim) {
@@ -178,12 +143,12 @@ static void run_case(const char *root, const char *name)
     check_close(label, m->a.logits, want, n, TOL);
   }
   free(want);
-  if ((want = read_f32(exp, "hidden", &n))) {
+  if ((want = test_read_f32(exp, "hidden", 1, &n))) {
     snprintf(label, sizeof label, "%s hidden", name);
     check_close(label, m->a.hidden, want, n, TOL);
     free(want);
   }
-  if ((want = read_f32(exp, "loss", NULL))) {
+  if ((want = test_read_f32(exp, "loss", 1, NULL))) {
     snprintf(label, sizeof label, "%s loss", name);
     check_scalar(label, loss, want[0], TOL);
     free(want);
@@ -193,7 +158,7 @@ static void run_case(const char *root, const char *name)
   for (size_t i = 0; i < m->table.count; i++) {
     const struct beit_tensor *t = &m->table.items[i];
     snprintf(path, sizeof path, "grad.%s", t->name);
-    if (!(want = read_f32(exp, path, &n)))
+    if (!(want = test_read_f32(exp, path, 1, &n)))
       continue;
     snprintf(label, sizeof label, "%s %s", name, path);
     CHECK(n == t->numel);
@@ -208,8 +173,8 @@ static void run_case(const char *root, const char *name)
   struct beit_adamw_hparams hp = {0, json_num(train, "weight_decay"), json_num(train, "beta1"),
                                   json_num(train, "beta2"), json_num(train, "eps"), 0};
   float *mom = beit_alloc_floats(m->table.total), *var = beit_alloc_floats(m->table.total);
-  float *want_loss = read_f32(exp, "train.loss", NULL);
-  float *want_norm = read_f32(exp, "train.grad_norm", NULL);
+  float *want_loss = test_read_f32(exp, "train.loss", 1, NULL);
+  float *want_norm = test_read_f32(exp, "train.grad_norm", 1, NULL);
   for (long s = 0; s < steps && want_loss && want_norm; s++) {
     hp.lr = beit_cosine_schedule(lr, min_lr, warmup, steps, s);
     hp.step = s + 1;
@@ -226,7 +191,7 @@ static void run_case(const char *root, const char *name)
   for (size_t i = 0; i < m->table.count; i++) {
     const struct beit_tensor *t = &m->table.items[i];
     snprintf(path, sizeof path, "train.final.%s", t->name);
-    if (!(want = read_f32(exp, path, &n)))
+    if (!(want = test_read_f32(exp, path, 1, &n)))
       continue;
     snprintf(label, sizeof label, "%s %s", name, path);
     check_close(label, m->params + t->offset, want, t->numel, TOL_TRAIN);

@@ -1,6 +1,8 @@
 /* The tiny test harness. */
 #include "testing.h"
 
+#include "safetensors.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,5 +108,51 @@ unsigned char *test_read_file(const char *dir, const char *name, size_t *n)
   unsigned char *p = len >= 0 ? malloc((size_t)len + 1) : NULL;
   *n = p ? fread(p, 1, (size_t)len, f) : 0;
   fclose(f);
+  return p;
+}
+
+/* The tensor's entry, or NULL (a failure when required). */
+static const struct beit_st_tensor *find_tensor(const struct beit_safetensors *st,
+                                                const char *name, int required)
+{
+  const struct beit_st_tensor *t = beit_safetensors_find(st, name);
+  if (!t && required)
+    CHECK_MSG(0, "%s: missing tensor %s", beit_safetensors_path(st), name);
+  return t;
+}
+
+float *test_read_f32(const struct beit_safetensors *st, const char *name, int required,
+                     size_t *numel)
+{
+  const struct beit_st_tensor *t = find_tensor(st, name, required);
+  if (!t)
+    return NULL;
+  struct beit_error err = {0};
+  float *p = malloc((t->numel ? t->numel : 1) * sizeof *p);
+  if (!p || beit_safetensors_read_f32(st, name, p, t->ndim, t->shape, &err)) {
+    CHECK_MSG(0, "%s: %s", name, p ? err.message : "out of memory");
+    free(p);
+    return NULL;
+  }
+  if (numel)
+    *numel = t->numel;
+  return p;
+}
+
+int64_t *test_read_i64(const struct beit_safetensors *st, const char *name, int required,
+                       size_t *numel)
+{
+  const struct beit_st_tensor *t = find_tensor(st, name, required);
+  if (!t)
+    return NULL;
+  struct beit_error err = {0};
+  int64_t *p = malloc((t->numel ? t->numel : 1) * sizeof *p);
+  if (!p || beit_safetensors_read_i64(st, name, p, t->ndim, t->shape, &err)) {
+    CHECK_MSG(0, "%s: %s", name, p ? err.message : "out of memory");
+    free(p);
+    return NULL;
+  }
+  if (numel)
+    *numel = t->numel;
   return p;
 }

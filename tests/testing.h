@@ -4,6 +4,7 @@
 #define BEIT_TESTS_TESTING_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "rng.h"
@@ -47,6 +48,15 @@ float *zeros(size_t n);
 
 /* The whole file dir/name (malloc'd, one spare byte), its size in *n; NULL when unreadable. */
 unsigned char *test_read_file(const char *dir, const char *name, size_t *n);
+
+/* Tensor `name` of a safetensors file as floats or int64 (malloc'd), its element count in
+ * *numel (may be NULL). NULL when it is absent (a failure when required) or cannot be read as
+ * that type (a failure). */
+struct beit_safetensors;
+float *test_read_f32(const struct beit_safetensors *st, const char *name, int required,
+                     size_t *numel);
+int64_t *test_read_i64(const struct beit_safetensors *st, const char *name, int required,
+                       size_t *numel);
 
 /* Print the summary line and return the process exit code (0 only if nothing failed). */
 int test_summary(const char *name);

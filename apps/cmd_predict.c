@@ -340,7 +340,7 @@ static void progress_show(struct progress *p, int final)
 {
   if (!p->enabled)
     return;
-  double now = beit_serve_now(), dt = now - p->start;
+  double now = beit_clock_now(), dt = now - p->start;
   if (!final && now - p->last < (p->tty ? 0.2 : 10.0))
     return;
   p->last = now;
@@ -535,7 +535,7 @@ int beit_cmd_predict(int argc, char **argv)
   }
   cur.in = &in;
   cur.fetch = fetch;
-  double t0 = beit_serve_now();
+  double t0 = beit_clock_now();
   struct progress prog = {!quiet, isatty(2), t0, t0, 0, 0, in.has_jsonl ? 0 : in.known_images};
   for (int done = 0; !done;) {
     size_t n = 0;

@@ -31,27 +31,10 @@
 #include <time.h>
 
 #include "beit/distributed.h"
+#include "bench_util.h"
+#include "clock.h"
 
 #define MAX_LIST 16
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void check(enum beit_status st, struct beit_dist *d, const struct beit_error *err)
 {
@@ -70,8 +53,8 @@ static double max_over_ranks(struct beit_dist *d, double v)
 /* Spin for `seconds`, calling progress every `every` seconds when every > 0. */
 static void compute(struct beit_dist_grads *g, double seconds, double every)
 {
-  double t = now(), end = t + seconds, next = t + every;
-  while ((t = now()) < end) {
+  double t = beit_clock_now(), end = t + seconds, next = t + every;
+  while ((t = beit_clock_now()) < end) {
     if (every > 0 && t >= next) {
       beit_dist_grads_progress(g);
       next = t + every;
@@ -88,7 +71,7 @@ static double step(struct beit_dist *d, struct beit_dist_grads *g, size_t n, enu
 {
   struct beit_error err = {0};
   check(beit_dist_barrier(d, &err), d, &err);
-  double t0 = now();
+  double t0 = beit_clock_now();
   beit_dist_grads_begin(g);
   if (mode == MODE_ALL) {
     beit_dist_grads_ready(g, 0, n);
@@ -101,7 +84,7 @@ static double step(struct beit_dist *d, struct beit_dist_grads *g, size_t n, enu
     }
   }
   check(beit_dist_grads_finish(g, &err), d, &err);
-  double dt = now() - t0;
+  double dt = beit_clock_now() - t0;
   beit_dist_grads_get_stats(g, s);
   return dt;
 }
@@ -114,9 +97,9 @@ static double memcpy_gbps(float *src, size_t n)
   memcpy(dst, src, n * sizeof *dst); /* fault the pages in */
   double best = 1e30;
   for (int r = 0; r < 3; r++) {
-    double t0 = now();
+    double t0 = beit_clock_now();
     memcpy(dst, src, n * sizeof *dst);
-    double dt = now() - t0;
+    double dt = beit_clock_now() - t0;
     best = dt < best ? dt : best;
   }
   volatile float sink = dst[n / 2];
@@ -192,7 +175,7 @@ int main(int argc, char **argv)
           exposed[r] = max_over_ranks(d, m == MODE_ALL ? s.mpi_seconds : s.exposed_seconds);
           in_mpi[r] = max_over_ranks(d, s.mpi_seconds);
         }
-        double t = median(times, reps), e = median(exposed, reps), mpi_s = median(in_mpi, reps);
+        double t = bench_median(times, reps), e = bench_median(exposed, reps), mpi_s = bench_median(in_mpi, reps);
         double t_min = times[0];
         for (int r = 1; r < reps; r++)
           t_min = times[r] < t_min ? times[r] : t_min;

@@ -20,15 +20,9 @@
 #include <unistd.h>
 
 #include "beit/data.h"
+#include "clock.h"
 #include "rng.h"
 #include "tensor_table.h"
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double cpu_now(void) /* this thread's CPU time: robust when the machine is shared */
 {
@@ -54,13 +48,13 @@ static unsigned char *slurp(const char *path, size_t *n)
 /* sgemm rate on BEiT-base shapes, GFLOP/s (to size the simulated step). */
 static double gemm_rate(float *a, float *b, float *c, int m, int n, int k)
 {
-  double t0 = now();
+  double t0 = beit_clock_now();
   int reps = 0;
-  while (now() - t0 < 1.0 || reps < 2) {
+  while (beit_clock_now() - t0 < 1.0 || reps < 2) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
     reps++;
   }
-  return 2.0 * m * n * k * reps / (now() - t0) / 1e9;
+  return 2.0 * m * n * k * reps / (beit_clock_now() - t0) / 1e9;
 }
 
 int main(int argc, char **argv)
@@ -124,29 +118,29 @@ int main(int argc, char **argv)
   for (int round = 0; round < rounds; round++) {
     double t_dec = 0, t_aug = 0;
     long done = 0;
-    double t0 = now(), c0 = cpu_now();
-    while (now() - t0 < seconds) {
+    double t0 = beit_clock_now(), c0 = cpu_now();
+    while (beit_clock_now() - t0 < seconds) {
       int i = (int)(n % count);
       struct beit_data_image img;
-      double a = now();
+      double a = beit_clock_now();
       if (beit_data_decode(&img, blobs[i], sizes[i], "bench", &err)) {
         fprintf(stderr, "%s\n", err.message);
         return 1;
       }
-      double b = now();
+      double b = beit_clock_now();
       struct beit_rng rng;
       beit_rng_seed(&rng, 0, 0, (uint64_t)n);
       if (beit_data_transform_apply(&t, &img, &rng, va, vb, ws, &err)) {
         fprintf(stderr, "%s\n", err.message);
         return 1;
       }
-      t_aug += now() - b;
+      t_aug += beit_clock_now() - b;
       t_dec += b - a;
       beit_data_image_free(&img);
       n++;
       done++;
     }
-    double rate = done / (now() - t0), cpu_rate = done / (cpu_now() - c0);
+    double rate = done / (beit_clock_now() - t0), cpu_rate = done / (cpu_now() - c0);
     if (rate > c_rate)
       c_rate = rate, best_dec = 1e3 * t_dec / done, best_aug = 1e3 * t_aug / done;
     if (cpu_rate > c_cpu)
@@ -223,10 +217,10 @@ int main(int argc, char **argv)
     beit_loader_next(ld, &bt, &err); /* the first batch: start-up, reported apart */
     struct beit_loader_stats s0, s1;
     beit_loader_stats(ld, &s0);
-    double l0 = now();
+    double l0 = beit_clock_now();
     for (int k = 0; k < steps; k++) {
-      double s = now();
-      while (now() - s < step_s)
+      double s = beit_clock_now();
+      while (beit_clock_now() - s < step_s)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T * batch, 4 * C, C, 1.0f, A, C, Bm,
                     4 * C, 0.0f, Cm, 4 * C);
       if (beit_loader_next(ld, &bt, &err)) {
@@ -234,7 +228,7 @@ int main(int argc, char **argv)
         return 1;
       }
     }
-    double total = now() - l0;
+    double total = beit_clock_now() - l0;
     beit_loader_stats(ld, &s1);
     double wait = s1.wait_seconds - s0.wait_seconds;
     printf("loader (%d worker%s, batch %d): first batch %.3f s; then %d steps: waited %.4f s of %.2f s = %.3f%% (target < 2%%)\n",

@@ -14,25 +14,14 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_util.h"
+#include "clock.h"
 #include "encoder.h"
 #include "kernels.h"
 #include "optim.h"
 #include "rng.h"
 
 void openblas_set_num_threads(int n);
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 /* Best GFLOP/s of cblas_sgemm on a transformer-like (M, K) x (K, N) product. */
 static double sgemm_peak(void)
@@ -45,10 +34,10 @@ static double sgemm_peak(void)
     b[i] = (float)(i % 7) * 0.01f;
   double best = 0;
   for (int r = 0; r < 8; r++) {
-    double t0 = now();
+    double t0 = beit_clock_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, a, (int)K,
                 b, (int)K, 0.0f, c, (int)N);
-    double gf = 2.0 * (double)M * (double)N * (double)K / (now() - t0) / 1e9;
+    double gf = 2.0 * (double)M * (double)N * (double)K / (beit_clock_now() - t0) / 1e9;
     if (gf > best)
       best = gf;
   }
@@ -140,7 +129,7 @@ int main(int argc, char **argv)
   long total = o.warmup + o.iters;
   double *times = malloc((size_t)total * sizeof(double));
   for (long it = 0; it < total; it++) {
-    double t0 = now();
+    double t0 = beit_clock_now();
     if (train) {
       /* fresh random mask of n_mask patches per image, drop-path scales, token labels */
       for (size_t b = 0; b < B; b++) {
@@ -176,12 +165,9 @@ int main(int argc, char **argv)
     } else if (beit_model_forward(m, pixels, NULL, NULL, B, &err)) {
       goto fail;
     }
-    times[it] = now() - t0;
+    times[it] = beit_clock_now() - t0;
   }
-  qsort(times + o.warmup, (size_t)o.iters, sizeof(double), cmp_double);
-  double median = times[o.warmup + o.iters / 2];
-  if (o.iters % 2 == 0)
-    median = 0.5 * (median + times[o.warmup + o.iters / 2 - 1]);
+  double median = bench_median(times + o.warmup, o.iters);
   /* matmul FLOPs of the work done: forward (MIM head on masked rows only), backward ~2x */
   double flops = beit_model_flops_per_image(m);
   if (train)

@@ -13,25 +13,8 @@
 #include <time.h>
 
 #include "beit/infer.h"
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_util.h"
+#include "clock.h"
 
 static unsigned char *read_all(const char *path, size_t *n)
 {
@@ -92,33 +75,33 @@ int main(int argc, char **argv)
   for (int i = 0; i < n; i++) {
     size_t size = 0;
     unsigned char *bytes = read_all(argv[first + i], &size);
-    double t = now();
+    double t = beit_clock_now();
     if (!bytes || beit_infer_prepare(inf, bytes, size, argv[first + i], views + (size_t)i * V,
                                      NULL, ws, &err)) {
       fprintf(stderr, "bench_serve: %s: %s\n", argv[first + i], bytes ? err.message : "unreadable");
       return 1;
     }
-    prep += now() - t;
+    prep += beit_clock_now() - t;
     free(bytes);
   }
   double *lat = malloc(sizeof(double) * (size_t)(iters > batch_iters ? iters : batch_iters));
   beit_infer_run(inf, 0, views, 1, probs, &err); /* warm-up */
   for (int i = 0; i < iters; i++) {
-    double t = now();
+    double t = beit_clock_now();
     if (beit_infer_run(inf, 0, views + (size_t)(i % n) * V, 1, probs, &err)) {
       fprintf(stderr, "bench_serve: %s\n", err.message);
       return 1;
     }
-    lat[i] = now() - t;
+    lat[i] = beit_clock_now() - t;
   }
-  double b1 = median(lat, iters), b1_min = lat[0];
+  double b1 = bench_median(lat, iters), b1_min = lat[0];
   beit_infer_run(inf, 0, views, (size_t)batch, probs, &err);
   for (int i = 0; i < batch_iters; i++) {
-    double t = now();
+    double t = beit_clock_now();
     beit_infer_run(inf, 0, views, (size_t)batch, probs, &err);
-    lat[i] = now() - t;
+    lat[i] = beit_clock_now() - t;
   }
-  double bb = median(lat, batch_iters);
+  double bb = bench_median(lat, batch_iters);
   printf("{\"side\": \"c\", \"threads\": %d, \"batch1_latency_ms\": %.2f, \"batch1_min_ms\": %.2f, "
          "\"batch\": %d, \"batch_images_per_s\": %.3f, \"preprocess_ms_per_image\": %.3f}\n",
          omp_get_max_threads(), 1e3 * b1, 1e3 * b1_min, batch, batch / bb, 1e3 * prep / n);

@@ -23,16 +23,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "clock.h"
 #include "config_table.h"
 #include "conv.h"
 #include "dvae.h"
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void die(const char *what, const struct beit_error *err)
 {
@@ -57,12 +51,12 @@ static double sgemm_rate(int n, double min_s)
 {
   float *a = randu((size_t)n * n, -1, 1, 1), *b = randu((size_t)n * n, -1, 1, 2);
   float *c = beit_alloc_floats((size_t)n * n);
-  double best = 1e30, t_all = now();
+  double best = 1e30, t_all = beit_clock_now();
   int reps = 0;
-  while (reps < 3 || now() - t_all < min_s) {
-    double t0 = now();
+  while (reps < 3 || beit_clock_now() - t_all < min_s) {
+    double t0 = beit_clock_now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-    double t = now() - t0;
+    double t = beit_clock_now() - t0;
     best = t < best ? t : best;
     reps++;
   }
@@ -171,10 +165,10 @@ static double bench_layers(const struct beit_tokenizer *tok, size_t B, int nt)
         beit_alloc_floats(beit_conv2d_scratch_floats(l->n_in, l->H, l->H, l->n_out, l->k, nt));
     double fl = beit_conv2d_flops(B, l->n_in, l->H, l->H, l->n_out, l->k), best = 1e30;
     for (int r = 0; r < 3; r++) {
-      double t0 = now();
+      double t0 = beit_clock_now();
       beit_conv2d_forward(out, scr, inp, w, bias, 1.0f, 0, l->flags, B, l->n_in, l->H, l->H,
                           l->n_out, l->k, nt);
-      double t = now() - t0;
+      double t = beit_clock_now() - t0;
       best = t < best ? t : best;
     }
     const double local = sgemm_rate(1024, 0.0);
@@ -247,9 +241,9 @@ int main(int argc, char **argv)
     double before = skip_peak ? NAN : sgemm_rate(1024, 0.3);
     double best = 1e30;
     for (int r = 0; r < iters; r++) {
-      double t0 = now();
+      double t0 = beit_clock_now();
       beit_tokenizer_encode(tok, tokens, NULL, x, batch, &err);
-      double t = now() - t0;
+      double t = beit_clock_now() - t0;
       best = t < best ? t : best;
     }
     const double gf = beit_tokenizer_encoder_flops(tok) / 1e9;
@@ -309,9 +303,9 @@ int main(int argc, char **argv)
       double round_best = 1e30, cpu0 = cpu_now();
       for (int r = 0; r < train_iters; r++) {
         hp.step++;
-        double t0 = now();
+        double t0 = beit_clock_now();
         beit_dvae_train_step(tok, x, train_batch, &hp, 1, m, v, &stats);
-        double t = now() - t0;
+        double t = beit_clock_now() - t0;
         round_best = t < round_best ? t : round_best;
       }
       const double round_cpu = (cpu_now() - cpu0) / train_iters;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "data_internal.h"
 #include "tensor_table.h"
 
@@ -405,18 +406,11 @@ void beit_loader_free(struct beit_loader *ld)
   free(ld);
 }
 
-static double now_seconds(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 enum beit_status beit_loader_next(struct beit_loader *ld, const struct beit_loader_batch **batch,
                                   struct beit_error *err)
 {
   *batch = NULL;
-  double t0 = now_seconds();
+  double t0 = beit_clock_now();
   pthread_mutex_lock(&ld->mu);
   if (ld->holding) { /* release the previous batch's slot to the workers */
     ld->holding = 0;
@@ -441,7 +435,7 @@ enum beit_status beit_loader_next(struct beit_loader *ld, const struct beit_load
   ld->skipped += sl->skipped;
   *batch = &sl->batch;
 unlock:
-  ld->wait_seconds += now_seconds() - t0;
+  ld->wait_seconds += beit_clock_now() - t0;
   pthread_mutex_unlock(&ld->mu);
   return st;
 }

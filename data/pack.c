@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "checkpoint.h"
 #include "pack_internal.h"
 
@@ -112,19 +113,12 @@ static void *check_main(void *arg)
   return NULL;
 }
 
-static double now_s(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void progress(const struct beit_data_pack_options *opt, size_t done, size_t total,
                      size_t skipped, double t0, int final)
 {
   if (!opt->log)
     return;
-  double el = now_s() - t0, rate = el > 0 ? (double)done / el : 0;
+  double el = beit_clock_now() - t0, rate = el > 0 ? (double)done / el : 0;
   double eta = rate > 0 ? (double)(total - done) / rate : 0;
   fprintf(opt->log, "%spack: %zu/%zu images, %zu skipped, %.0f img/s, %s %.0fs%s",
           opt->progress_tty ? "\r" : "", done, total, skipped, rate, final ? "took" : "ETA",
@@ -268,7 +262,7 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
     return st;
 
   struct beit_pack_list l = {0};
-  double t0 = now_s();
+  double t0 = beit_clock_now();
   if ((st = list_source(opt, &l, err)))
     goto free_list;
   struct pack_state ps;
@@ -295,7 +289,7 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
     goto free_order;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   int nthreads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
-  double last = now_s();
+  double last = beit_clock_now();
   for (size_t begin = 0; begin < l.count && !st; begin += BLOCK) {
     size_t end = begin + BLOCK < l.count ? begin + BLOCK : l.count;
     check_block(&l, order, begin, end, checked, nthreads);
@@ -306,9 +300,9 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
       if (it->path)
         free(checked[k - begin].bytes);
     }
-    if (now_s() - last > (opt->progress_tty ? 0.2 : 5.0)) {
+    if (beit_clock_now() - last > (opt->progress_tty ? 0.2 : 5.0)) {
       progress(opt, end, l.count, report->skipped, t0, 0);
-      last = now_s();
+      last = beit_clock_now();
     }
   }
   if (!st)

@@ -11,6 +11,7 @@
 
 #include "beit/data.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "config_table.h"
 #include "drop_path.h"
 #include "encoder.h"
@@ -52,16 +53,9 @@ struct finetune {
   struct beit_finetune_summary *sum;
 };
 
-static double clock_now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void mark(struct finetune *p, enum phase ph)
 {
-  double t = clock_now();
+  double t = beit_clock_now();
   p->phase[ph] += t - p->phase_mark;
   p->phase_mark = t;
 }
@@ -184,7 +178,7 @@ static enum beit_status train_step(struct finetune *p, double out[4], struct bei
   long accum = p->recipe.batch.accum_steps;
   double stats[4] = {0, 0, 0, 0}; /* loss sum, hits, samples, interrupted */
   enum beit_status st;
-  p->phase_mark = clock_now();
+  p->phase_mark = beit_clock_now();
   beit_model_zero_grad(m);
   for (long a = 0; a < accum; a++) {
     const struct beit_loader_batch *b = NULL;
@@ -566,7 +560,7 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
   sum->last_loss = run.last_loss;
   sum->last_acc = run.last_acc;
   sum->steps = p.trainer.step;
-  sum->seconds = clock_now() - p.trainer.t_start;
+  sum->seconds = beit_clock_now() - p.trainer.t_start;
 done:
   teardown(&p);
   return st;

@@ -9,6 +9,7 @@
 #include "beit/data.h"
 #include "beit/tokenizer.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "drop_path.h"
 #include "encoder.h"
 #include "kernels.h"
@@ -48,17 +49,10 @@ struct pretrain {
   struct beit_drop_path drop_path;
 };
 
-static double clock_now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Charge the time since the previous mark to phase ph. */
 static void mark(struct pretrain *p, enum phase ph)
 {
-  double t = clock_now();
+  double t = beit_clock_now();
   p->phase[ph] += t - p->phase_mark;
   p->phase_mark = t;
 }
@@ -200,7 +194,7 @@ static enum beit_status train_step(struct pretrain *p, double out[4], struct bei
   long accum = p->recipe.batch.accum_steps;
   double stats[5] = {0, 0, 0, 0, 0}; /* loss sum, hits, tokens, images, interrupted */
   enum beit_status st;
-  p->phase_mark = clock_now();
+  p->phase_mark = beit_clock_now();
   beit_model_zero_grad(m);
   for (long a = 0; a < accum; a++) {
     const struct beit_loader_batch *b = NULL;

@@ -11,6 +11,7 @@
 
 #include "beit/data.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "config_table.h"
 #include "dvae.h"
 #include "trainer.h"
@@ -182,13 +183,6 @@ void beit_tokenizer_train_schedule(const struct beit_tokenizer_train_config *c, 
 
 /* ----------------------------------------------------------------------------- data */
 
-static double clock_now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* View B at the tokenizer's size, DALL-E-mapped. View A is not used: it is made at the same
  * small size to cost little. Evaluation: the whole image, no flip, in dataset order. */
 static void view_b_loader(struct beit_loader_options *lo, const struct beit_recipe *r, size_t S,
@@ -245,7 +239,7 @@ enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit
     return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
                           "tokenizer evaluation reconstructs images: the tokenizer has no decoder");
   memset(ev, 0, sizeof *ev);
-  const double t0 = clock_now();
+  const double t0 = beit_clock_now();
   struct beit_recipe r;
   beit_recipe_defaults(&r);
   struct beit_loader_options lo;
@@ -320,7 +314,7 @@ enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit
   if (png && grid_images)
     st = beit_dvae_write_grid_png(png, grid_orig, grid_rec, n < grid_images ? n : grid_images, C,
                                   S, 8, err);
-  ev->seconds = clock_now() - t0;
+  ev->seconds = beit_clock_now() - t0;
 done:
   beit_loader_free(ld);
   free(x), free(rec), free(tokens), free(counts), free(sums), free(grid_orig), free(grid_rec);
@@ -464,7 +458,7 @@ static enum beit_status evaluate(void *ctx, int final, struct beit_error *err)
       beit_trainer_log_eval(&t->trainer, eval_json(&ev));
     return st;
   }
-  sum->seconds = clock_now() - t->trainer.t_start;
+  sum->seconds = beit_clock_now() - t->trainer.t_start;
   snprintf(sum->tokenizer_dir, sizeof sum->tokenizer_dir, "%s/tokenizer", t->opt->out);
   if (root)
     st = beit_tokenizer_save(t->tok, sum->tokenizer_dir, err);

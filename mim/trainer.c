@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "config_table.h"
 #include "encoder.h"
 #include "optim.h"
@@ -35,13 +36,6 @@ void beit_trainer_catch_signals(void)
 }
 
 int beit_trainer_interrupted(void) { return interrupted; }
-
-static double now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_recipe *recipe,
                                    struct beit_dist *dist, const struct beit_tensor_table *table,
@@ -83,7 +77,7 @@ enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_re
       return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot open for appending", path);
     tr->tty = isatty(fileno(stderr));
   }
-  tr->t_start = tr->t_last_log = now();
+  tr->t_start = tr->t_last_log = beit_clock_now();
   return BEIT_STATUS_OK;
 }
 
@@ -183,7 +177,7 @@ static void append_record(struct beit_trainer *tr, cJSON *fields)
 
 void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
 {
-  double t = now();
+  double t = beit_clock_now();
   tr->images_since_log += images;
   if (!beit_dist_is_root(tr->dist) || !fields) {
     cJSON_Delete(fields);
@@ -237,7 +231,7 @@ void beit_trainer_log_eval(struct beit_trainer *tr, cJSON *fields)
       k += (size_t)snprintf(line + k, sizeof line - k, "  %s %.6g", f->string, f->valuedouble);
   fprintf(stderr, "%s\n", line);
   cJSON_AddNumberToObject(fields, "step", (double)tr->step);
-  cJSON_AddNumberToObject(fields, "elapsed_s", now() - tr->t_start);
+  cJSON_AddNumberToObject(fields, "elapsed_s", beit_clock_now() - tr->t_start);
   append_record(tr, fields);
 }
 

@@ -49,13 +49,6 @@ struct beit_batcher {
   struct beit_batcher_stats stats;
 };
 
-double beit_serve_now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static struct timespec abs_time(double t) /* CLOCK_MONOTONIC seconds -> timespec */
 {
   struct timespec ts;
@@ -162,7 +155,7 @@ static void *worker_main(void *arg)
     if (!b->head && b->stopping)
       break;
     if (b->batch_wait_us && b->queued_images < b->max_batch && !b->stopping) {
-      struct timespec until = abs_time(beit_serve_now() + 1e-6 * b->batch_wait_us);
+      struct timespec until = abs_time(beit_clock_now() + 1e-6 * b->batch_wait_us);
       while (b->queued_images < b->max_batch && !b->stopping)
         if (pthread_cond_timedwait(&b->work, &b->lock, &until) == ETIMEDOUT)
           break;
@@ -180,9 +173,9 @@ static void *worker_main(void *arg)
       row += w->slices[s].count;
     }
     struct beit_error err = {0};
-    double t0 = beit_serve_now();
+    double t0 = beit_clock_now();
     enum beit_status st = beit_infer_run(b->inf, w->session, w->views, count, w->probs, &err);
-    double dt = beit_serve_now() - t0;
+    double dt = beit_clock_now() - t0;
 
     pthread_mutex_lock(&b->lock);
     b->stats.forward_seconds += dt;

@@ -114,7 +114,7 @@ static enum MHD_Result handle_score(struct beit_server *srv, struct MHD_Connecti
   count_status(srv, status);
   if (srv->opt.log_requests)
     fprintf(stderr, "beit serve: POST /score %d %.1f ms%s%s\n", status,
-            1e3 * (beit_serve_now() - r->start), status == 200 ? "" : " ",
+            1e3 * (beit_clock_now() - r->start), status == 200 ? "" : " ",
             status == 200 ? "" : f.message);
   return send_buf(c, (unsigned)status, &out, 0, NULL);
 }
@@ -135,7 +135,7 @@ static enum MHD_Result handle_get(struct beit_server *srv, struct MHD_Connection
                        (unsigned long long)bs.batches, (unsigned long long)bs.max_batch_seen,
                        bs.forward_seconds,
                        atomic_load(&srv->ready) ? beit_infer_get_options(srv->scorer.inf)->sessions : 0,
-                       bs.queued_images, beit_serve_now() - srv->started);
+                       bs.queued_images, beit_clock_now() - srv->started);
   } else if (!strcmp(url, "/ready")) {
     int ready = atomic_load(&srv->ready);
     status = ready ? 200 : 503;
@@ -163,7 +163,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!r) { /* headers only: set up, and refuse an announced oversized body before reading it */
     if (!(r = calloc(1, sizeof *r)))
       return MHD_NO;
-    r->start = beit_serve_now();
+    r->start = beit_clock_now();
     *ctx = r;
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -263,7 +263,7 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
   if (!srv)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "server: out of memory");
   srv->opt = *opt;
-  srv->started = beit_serve_now();
+  srv->started = beit_clock_now();
   snprintf(srv->host, sizeof srv->host, "%s", host);
   srv->opt.host = srv->host;
   unsigned idle = opt->idle_timeout_s > 0 ? (unsigned)(opt->idle_timeout_s + 0.5) : 0;

@@ -44,7 +44,7 @@ static int prepare_input(const struct beit_scorer *sc, const struct beit_request
 {
   uint8_t *bytes = NULL;
   size_t size = 0;
-  double left = deadline - beit_serve_now();
+  double left = deadline - beit_clock_now();
   if (beit_request_item_bytes(req, i, &sc->fetch, left, &bytes, &size, f))
     return -1;
   char key[32];
@@ -97,7 +97,7 @@ void beit_scorer_score(const struct beit_scorer *sc, const char *body, size_t le
     goto fail;
   }
   for (size_t i = 0; i < req.count; i++) {
-    if (beit_serve_now() > deadline) {
+    if (beit_clock_now() > deadline) {
       beit_fault_set(&f, 504, (long)i, "timeout", "request timed out while preparing input %zu", i);
       goto fail;
     }

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "beit/infer.h"
+#include "clock.h"
 
 /* ---- Growable string (NUL-terminated; an allocation failure sets oom and drops writes) ---- */
 
@@ -151,7 +152,6 @@ void beit_batcher_stats(struct beit_batcher *b, struct beit_batcher_stats *stats
 /* Finish queued jobs, join the workers, free. */
 void beit_batcher_stop(struct beit_batcher *b);
 
-double beit_serve_now(void); /* CLOCK_MONOTONIC seconds */
 
 /* ---- Scorer: one request body in, one response out ------------------------------------------ */
 

@@ -496,7 +496,7 @@ static void *submit_thread(void *p)
       memcpy(job->views + i * V, s->pool + pick[i] * V, V * sizeof(float));
     }
     if (beit_batcher_reserve(s->b, n) || beit_batcher_submit(s->b, job) ||
-        beit_batcher_wait(s->b, job, beit_serve_now() + 60)) {
+        beit_batcher_wait(s->b, job, beit_clock_now() + 60)) {
       s->failures++;
       continue;
     }
@@ -544,7 +544,7 @@ static void test_batcher(struct beit_infer *inf)
     struct beit_job *job = beit_job_create(inf, 3);
     fill_views(job->views, 3, V, 5);
     CHECK(beit_batcher_reserve(b, 3) == 0 && beit_batcher_submit(b, job) == 0);
-    if (beit_batcher_wait(b, job, beit_serve_now() - 1.0) == 0)
+    if (beit_batcher_wait(b, job, beit_clock_now() - 1.0) == 0)
       beit_job_free(job); /* finished before we looked */
   }
   beit_batcher_stop(b);

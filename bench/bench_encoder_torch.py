@@ -1,7 +1,7 @@
-"""PyTorch side of the encoder benchmark: times tools/beit_ref.py (float32, CPU) on one config.
+"""PyTorch side of the encoder benchmark: times tools/beit_ref.py (CPU) on one config.
 
   /usr/bin/python3 bench/bench_encoder_torch.py --config configs/models/X.json --batch B
-      --threads T --mode train|infer --iters N --warmup W [--vocab V]
+      --threads T --mode train|infer --iters N --warmup W [--vocab V] [--precision fp32|bf16]
 
 train: BeitForMaskedImageModeling with the shared RPB and mask token forced on (other flags from
 the config), spec-3 pretraining init, round(mask_ratio * N) random masked patches per image (a fresh
@@ -11,10 +11,18 @@ rows only), cross-entropy, backward, [clip if --clip-grad > 0], AdamW step (deca
 groups), zero_grad. infer: forward under torch.no_grad of BeitForImageClassification when the
 config says so, else BeitModel (pooled features), on random pixels.
 
+--precision bf16 is PyTorch's CPU mixed precision: the forward and the loss run under
+torch.autocast("cpu", dtype=torch.bfloat16) (matrix products, convolution included, in bf16 through
+oneDNN; LayerNorm and the losses in float32), backward outside the context as PyTorch recommends,
+weights, gradients and AdamW in float32. Under autocast beit_ref's GELU also runs in bf16 (it gets
+the bf16 output of the fc1 product), and so does softmax where no relative position bias is added.
+fp32 (default): everything in float32.
+
 Prints one JSON line: images_per_s (batch / median step time), median_step_s, peak_rss_mb
 (getrusage ru_maxrss of this process), plus the settings used.
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -46,6 +54,13 @@ def build(args):
     return model, model.config
 
 
+def autocast(precision):
+    """The context of one forward: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="HF-schema model config.json")
@@ -60,6 +75,8 @@ def main():
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: forward and loss under torch.autocast (CPU, bfloat16)")
     args = ap.parse_args()
     if args.iters < 1 or args.batch < 1 or args.threads < 1:
         ap.error("--iters, --batch and --threads must be >= 1")
@@ -86,8 +103,9 @@ def main():
             labels = torch.randint(0, cfg["vocab_size"], (b * n_mask,))
             scales = beit_ref.sample_drop_scales(cfg["drop_path_rate"], layers, b)
             t0 = time.perf_counter()
-            out = model(pix, bool_masked_pos=mask, drop_scales=scales, labels=labels)
-            out["loss"].backward()
+            with autocast(args.precision):
+                out = model(pix, bool_masked_pos=mask, drop_scales=scales, labels=labels)
+            out["loss"].backward()  # outside autocast: backward ops follow the forward's dtypes
             if args.clip_grad > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
             opt.step()
@@ -100,7 +118,8 @@ def main():
         with torch.no_grad():
             for it in range(args.warmup + args.iters):
                 t0 = time.perf_counter()
-                model(pix)
+                with autocast(args.precision):
+                    model(pix)
                 dt = time.perf_counter() - t0
                 if it >= args.warmup:
                     times.append(dt)
@@ -112,6 +131,7 @@ def main():
         "median_step_s": med,
         "peak_rss_mb": rss_mb,
         "mode": args.mode,
+        "precision": args.precision,
         "architecture": cfg["architecture"],
         "batch": b,
         "threads": args.threads,

@@ -6,6 +6,7 @@
  * a parallel region, so the two levels do not oversubscribe). q, k, v of head h are the column
  * blocks h*dh, D + h*dh, 2D + h*dh of each (3D)-wide row. The row softmax is fused per pair so
  * the (T, T) probabilities stay in cache for the P.V product. */
+#include "gemm.h"
 #include "kernels.h"
 #include "vmath.h"
 
@@ -24,6 +25,37 @@ static void softmax_rows_inplace(float *P, const float *bias, size_t T)
 static float attention_scale(size_t dh) { return (float)(1.0 / sqrt((double)dh)); }
 
 size_t beit_attention_scratch_floats(size_t B, size_t T, size_t nH) { return B * nH * T * T; }
+
+/* Softmax backward of one row, in place: ds = p * (ds - sum_j ds_j p_j). */
+static void softmax_row_backward(float *ds, const float *p, size_t T)
+{
+  float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+  for (size_t j = 0; j < T; j++)
+    dot += ds[j] * p[j];
+#pragma omp simd
+  for (size_t j = 0; j < T; j++)
+    ds[j] = p[j] * (ds[j] - dot);
+}
+
+/* dbias (nH, T, T) += sum over b of dS (B, nH, T, T): one (h, i) row per iteration, b summed in
+ * order (bitwise independent of the thread count). */
+static void bias_grad(float *dbias, const float *dS, size_t B, size_t T, size_t nH)
+{
+  const size_t TT = T * T;
+  const long rows = (long)(nH * T);
+#pragma omp parallel for schedule(static)
+  for (long hi = 0; hi < rows; hi++) {
+    size_t h = (size_t)hi / T, i = (size_t)hi % T;
+    float *db = dbias + h * TT + i * T;
+    for (size_t b = 0; b < B; b++) {
+      const float *ds = dS + (b * nH + h) * TT + i * T;
+#pragma omp simd
+      for (size_t j = 0; j < T; j++)
+        db[j] += ds[j];
+    }
+  }
+}
 
 void beit_attention_forward(float *out, float *probs, const float *qkv, const float *bias,
                             size_t B, size_t T, size_t D, size_t nH)
@@ -70,18 +102,8 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
     /* dP (T, T) = dO V^T */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)dh, 1.0f, dO,
                 (int)D, v, (int)ld, 0.0f, dS, (int)T);
-    /* softmax backward, in place: dS = P * (dP - rowsum(dP * P)) */
-    for (size_t i = 0; i < T; i++) {
-      const float *p = P + i * T;
-      float *ds = dS + i * T;
-      float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-      for (size_t j = 0; j < T; j++)
-        dot += ds[j] * p[j];
-#pragma omp simd
-      for (size_t j = 0; j < T; j++)
-        ds[j] = p[j] * (ds[j] - dot);
-    }
+    for (size_t i = 0; i < T; i++)
+      softmax_row_backward(dS + i * T, P + i * T, T);
     if (!dqkv)
       continue;
     /* dQ += scale dS K; dK += scale dS^T Q */
@@ -90,21 +112,76 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)dh, (int)T, scale, dS,
                 (int)T, q, (int)ld, 1.0f, dqkv + base + D, (int)ld);
   }
-  if (!dbias)
-    return;
-  /* dbias[h] += sum over b of dS[b, h]: one (h, i) row per iteration, b summed in order */
-  const long rows = (long)(nH * T);
+  if (dbias)
+    bias_grad(dbias, scratch, B, T, nH);
+}
+
+/* ---- mixed precision: the four products batched over (image, head) in one oneDNN call each,
+ * bf16 operands; logits, softmax and its backward in float32 (as autocast keeps softmax in fp32) */
+
+/* Strides of head h of image b inside (B, T, ld) rows: (T*ld, dh); in (B, nH, T, T): (nH TT, TT). */
+static struct beit_batch_strides pair_strides(size_t B, size_t nH, size_t sa1, size_t sa2,
+                                              size_t sb1, size_t sb2, size_t sc1, size_t sc2)
+{
+  return (struct beit_batch_strides){B, nH, sa1, sa2, sb1, sb2, sc1, sc2};
+}
+
+void beit_attention_forward_bf16(float *out, float *probs, uint16_t *probs_h, uint16_t *qkv_h,
+                                 const float *qkv, const float *bias, size_t B, size_t T,
+                                 size_t D, size_t nH)
+{
+  const size_t dh = D / nH, ld = 3 * D, TT = T * T, rows = B * nH * T;
+  beit_to_bf16(qkv_h, qkv, B * T * ld);
+  /* S = scale Q K^T into probs */
+  struct beit_batch_strides qk = pair_strides(B, nH, T * ld, dh, T * ld, dh, nH * TT, TT);
+  beit_gemm_batched(probs, T, beit_op_bf16(qkv_h, ld, 0), beit_op_bf16(qkv_h + D, ld, 1), T, T,
+                    dh, attention_scale(dh), 0.0f, &qk);
 #pragma omp parallel for schedule(static)
-  for (long hi = 0; hi < rows; hi++) {
-    size_t h = (size_t)hi / T, i = (size_t)hi % T;
-    float *db = dbias + h * TT + i * T;
-    for (size_t b = 0; b < B; b++) {
-      const float *ds = scratch + (b * nH + h) * TT + i * T;
-#pragma omp simd
-      for (size_t j = 0; j < T; j++)
-        db[j] += ds[j];
-    }
+  for (size_t r = 0; r < rows; r++) {
+    size_t h = (r / T) % nH, i = r % T;
+    beit_softmax_row(probs + r * T, probs + r * T, bias ? bias + h * TT + i * T : NULL, T);
   }
+  beit_to_bf16(probs_h, probs, rows * T);
+  /* out_h = P V, written at column h*dh of (B, T, D) */
+  struct beit_batch_strides pv = pair_strides(B, nH, nH * TT, TT, T * ld, dh, T * D, dh);
+  beit_gemm_batched(out, D, beit_op_bf16(probs_h, T, 0), beit_op_bf16(qkv_h + 2 * D, ld, 0), T,
+                    dh, T, 1.0f, 0.0f, &pv);
+}
+
+void beit_attention_backward_bf16(float *dqkv, float *dbias, float *scratch, uint16_t *scratch_h,
+                                  const float *dout, const uint16_t *qkv_h, const float *probs,
+                                  const uint16_t *probs_h, size_t B, size_t T, size_t D,
+                                  size_t nH)
+{
+  const size_t dh = D / nH, ld = 3 * D, TT = T * T, rows = B * nH * T;
+  const float scale = attention_scale(dh);
+  if (!dqkv && !dbias)
+    return;
+  beit_to_bf16(scratch_h, dout, B * T * D); /* dO */
+  struct beit_operand dO = beit_op_bf16(scratch_h, D, 0);
+  struct beit_batch_strides s_ot = pair_strides(B, nH, T * D, dh, T * ld, dh, nH * TT, TT);
+  if (dqkv) { /* dV += P^T dO */
+    struct beit_batch_strides s = pair_strides(B, nH, nH * TT, TT, T * D, dh, T * ld, dh);
+    beit_gemm_batched(dqkv + 2 * D, ld, beit_op_bf16(probs_h, T, 1), dO, T, dh, T, 1.0f, 1.0f,
+                      &s);
+  }
+  /* dP = dO V^T, then the softmax backward in float32 */
+  beit_gemm_batched(scratch, T, dO, beit_op_bf16(qkv_h + 2 * D, ld, 1), T, T, dh, 1.0f, 0.0f,
+                    &s_ot);
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++)
+    softmax_row_backward(scratch + r * T, probs + r * T, T);
+  if (dbias)
+    bias_grad(dbias, scratch, B, T, nH);
+  if (!dqkv)
+    return;
+  beit_to_bf16(scratch_h, scratch, rows * T); /* dS (dO is no longer needed) */
+  /* dQ += scale dS K; dK += scale dS^T Q */
+  struct beit_batch_strides s_q = pair_strides(B, nH, nH * TT, TT, T * ld, dh, T * ld, dh);
+  beit_gemm_batched(dqkv, ld, beit_op_bf16(scratch_h, T, 0), beit_op_bf16(qkv_h + D, ld, 0), T,
+                    dh, T, scale, 1.0f, &s_q);
+  beit_gemm_batched(dqkv + D, ld, beit_op_bf16(scratch_h, T, 1), beit_op_bf16(qkv_h, ld, 0), T,
+                    dh, T, scale, 1.0f, &s_q);
 }
 
 void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,

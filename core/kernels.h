@@ -17,6 +17,15 @@ void beit_linear_forward(float *out, const float *inp, const float *weight, cons
 /* dinp (N, C) += dout . weight; dweight (OC, C) += dout^T . inp; dbias (OC) += column sums. */
 void beit_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, size_t N, size_t C, size_t OC);
+/* The same in mixed precision: bfloat16 inputs and weights (beit_bf16, core/gemm.h), float32
+ * accumulation, outputs and bias. Backward rounds dout (N, OC) to bf16 into dout_h (N * OC
+ * values of scratch) for both products; dbias sums the float32 dout. The naive twin is the float32
+ * kernel on the bf16-rounded values (tests/test_gemm.c checks the products that way). */
+void beit_linear_forward_bf16(float *out, const uint16_t *inp, const uint16_t *weight,
+                              const float *bias, size_t N, size_t C, size_t OC);
+void beit_linear_backward_bf16(float *dinp, float *dweight, float *dbias, uint16_t *dout_h,
+                               const float *dout, const uint16_t *inp, const uint16_t *weight,
+                               size_t N, size_t C, size_t OC);
 void beit_linear_forward_naive(float *out, const float *inp, const float *weight,
                                const float *bias, size_t N, size_t C, size_t OC);
 void beit_linear_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -68,6 +77,17 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
                              const float *qkv, const float *probs, size_t B, size_t T, size_t D,
                              size_t nH);
 size_t beit_attention_scratch_floats(size_t B, size_t T, size_t nH);
+/* Mixed precision: the four products in bf16 (float32 accumulation), logits, softmax and its
+ * backward in float32. Forward rounds qkv into qkv_h (B, T, 3D) and probs into probs_h
+ * (B, nH, T, T); backward takes both, scratch as above and scratch_h of
+ * max(B*T*D, B*nH*T*T) bf16 values. */
+void beit_attention_forward_bf16(float *out, float *probs, uint16_t *probs_h, uint16_t *qkv_h,
+                                 const float *qkv, const float *bias, size_t B, size_t T,
+                                 size_t D, size_t nH);
+void beit_attention_backward_bf16(float *dqkv, float *dbias, float *scratch, uint16_t *scratch_h,
+                                  const float *dout, const uint16_t *qkv_h, const float *probs,
+                                  const uint16_t *probs_h, size_t B, size_t T, size_t D,
+                                  size_t nH);
 void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,
                                   size_t B, size_t T, size_t D, size_t nH);
 void beit_attention_backward_naive(float *dqkv, float *dbias, const float *dout,

@@ -1,12 +1,13 @@
 /* Linear layers and strided bias adds: the GEMM half of the encoder.
  *
- * Fast path: one cblas_sgemm per product (OpenBLAS, OpenMP build) plus OpenMP loops for the
- * bias broadcast and the bias column sums. Column sums are parallelised over column blocks,
+ * Fast path: one beit_gemm per product (float32: OpenBLAS's sgemm; bfloat16 operands: oneDNN,
+ * float32 accumulation and outputs) plus OpenMP loops for the bias broadcast and the bias column
+ * sums. Column sums are parallelised over column blocks,
  * each thread walking all rows of its block in order, so they are race-free and bitwise
  * independent of the thread count. Naive twins are plain loops, the test oracle. */
+#include "gemm.h"
 #include "kernels.h"
 
-#include <cblas.h>
 #include <string.h>
 
 /* Columns per block of a parallel column sum: 64 floats = one cache line x 4. */
@@ -31,8 +32,9 @@ static void column_sums(float *acc, const float *x, size_t N, size_t C, size_t l
   }
 }
 
-void beit_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
-                         size_t N, size_t C, size_t OC)
+/* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias, operands of one dtype. */
+static void linear_forward(float *out, struct beit_operand inp, struct beit_operand weight,
+                           const float *bias, size_t N, size_t C, size_t OC)
 {
   if (N == 0 || OC == 0)
     return;
@@ -41,24 +43,55 @@ void beit_linear_forward(float *out, const float *inp, const float *weight, cons
     for (size_t n = 0; n < N; n++)
       memcpy(out + n * OC, bias, OC * sizeof *out);
   }
-  /* out (N, OC) = inp (N, C) . weight (OC, C)^T (+ out when the bias rows are in place) */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, inp,
-              (int)C, weight, (int)C, bias ? 1.0f : 0.0f, out, (int)OC);
+  /* + out when the bias rows are in place */
+  beit_gemm(out, OC, inp, weight, N, OC, C, 1.0f, bias ? 1.0f : 0.0f);
+}
+
+/* dinp += dout . weight; dweight += dout^T . inp (dout, inp, weight of one dtype); dbias from
+ * the float32 dout_f32. */
+static void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout_f32,
+                            struct beit_operand dout, struct beit_operand inp,
+                            struct beit_operand weight, size_t N, size_t C, size_t OC)
+{
+  if (N == 0 || OC == 0 || C == 0)
+    return;
+  if (dinp) /* dinp (N, C) += dout (N, OC) . weight (OC, C) */
+    beit_gemm(dinp, C, dout, weight, N, C, OC, 1.0f, 1.0f);
+  if (dweight) { /* dweight (OC, C) += dout^T (OC, N) . inp (N, C) */
+    dout.trans = 1;
+    beit_gemm(dweight, C, dout, inp, OC, C, N, 1.0f, 1.0f);
+  }
+  if (dbias)
+    column_sums(dbias, dout_f32, N, OC, OC);
+}
+
+void beit_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         size_t N, size_t C, size_t OC)
+{
+  linear_forward(out, beit_op_f32(inp, C, 0), beit_op_f32(weight, C, 1), bias, N, C, OC);
 }
 
 void beit_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, size_t N, size_t C, size_t OC)
 {
-  if (N == 0 || OC == 0 || C == 0)
-    return;
-  if (dinp) /* dinp (N, C) += dout (N, OC) . weight (OC, C) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)OC, 1.0f, dout,
-                (int)OC, weight, (int)C, 1.0f, dinp, (int)C);
-  if (dweight) /* dweight (OC, C) += dout^T (OC, N) . inp (N, C) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)C, (int)N, 1.0f, dout,
-                (int)OC, inp, (int)C, 1.0f, dweight, (int)C);
-  if (dbias)
-    column_sums(dbias, dout, N, OC, OC);
+  linear_backward(dinp, dweight, dbias, dout, beit_op_f32(dout, OC, 0), beit_op_f32(inp, C, 0),
+                  beit_op_f32(weight, C, 0), N, C, OC);
+}
+
+void beit_linear_forward_bf16(float *out, const beit_bf16 *inp, const beit_bf16 *weight,
+                              const float *bias, size_t N, size_t C, size_t OC)
+{
+  linear_forward(out, beit_op_bf16(inp, C, 0), beit_op_bf16(weight, C, 1), bias, N, C, OC);
+}
+
+void beit_linear_backward_bf16(float *dinp, float *dweight, float *dbias, beit_bf16 *dout_h,
+                               const float *dout, const beit_bf16 *inp, const beit_bf16 *weight,
+                               size_t N, size_t C, size_t OC)
+{
+  if (dinp || dweight)
+    beit_to_bf16(dout_h, dout, N * OC);
+  linear_backward(dinp, dweight, dbias, dout, beit_op_bf16(dout_h, OC, 0),
+                  beit_op_bf16(inp, C, 0), beit_op_bf16(weight, C, 0), N, C, OC);
 }
 
 void beit_linear_forward_naive(float *out, const float *inp, const float *weight,

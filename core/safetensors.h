@@ -17,18 +17,6 @@
 
 #define BEIT_ST_MAX_DIMS 8
 
-enum beit_dtype {
-  BEIT_DTYPE_F32,
-  BEIT_DTYPE_F16,
-  BEIT_DTYPE_BF16,
-  BEIT_DTYPE_F64,
-  BEIT_DTYPE_I64,
-  BEIT_DTYPE_I32,
-  BEIT_DTYPE_I16,
-  BEIT_DTYPE_I8,
-  BEIT_DTYPE_U8,
-  BEIT_DTYPE_BOOL,
-};
 
 struct beit_st_tensor {
   const char *name;

@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const status_names[] = {
@@ -63,4 +64,10 @@ void beit_error_clear(struct beit_error *err)
     return;
   err->status = BEIT_STATUS_OK;
   err->message[0] = '\0';
+}
+
+void beit_assert_fail(const char *cond, const char *file, int line)
+{
+  fprintf(stderr, "beit: internal error: %s:%d: assertion '%s' failed\n", file, line, cond);
+  abort();
 }

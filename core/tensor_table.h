@@ -12,6 +12,20 @@
 #include "beit/status.h"
 
 #define BEIT_MAX_DIMS 4
+
+/* Element types of tensors in files (safetensors) and of matrix-product operands (gemm.h). */
+enum beit_dtype {
+  BEIT_DTYPE_F32,
+  BEIT_DTYPE_F16,
+  BEIT_DTYPE_BF16,
+  BEIT_DTYPE_F64,
+  BEIT_DTYPE_I64,
+  BEIT_DTYPE_I32,
+  BEIT_DTYPE_I16,
+  BEIT_DTYPE_I8,
+  BEIT_DTYPE_U8,
+  BEIT_DTYPE_BOOL,
+};
 #define BEIT_TENSOR_NAME_MAX 128
 
 struct beit_tensor {

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "beit/model.h"
+#include "gemm.h"
 #include "tensor_table.h"
 
 struct beit_layer_ids {
@@ -28,10 +29,12 @@ struct beit_param_ids {
   long head_w, head_b;                   /* classifier */
 };
 
-/* Saved activations of one block; x is the block input (the residual stream). */
+/* Saved activations of one block; x is the block input (the residual stream). In bf16 the
+ * operands of matrix products also have bfloat16 twins (*_h, NULL in fp32), kept for backward. */
 struct beit_layer_acts {
   float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *proj, *y;
   float *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *fc2;
+  beit_bf16 *ln1_h, *qkv_h, *probs_h, *attn_h, *ln2_h, *gelu_h;
 };
 
 struct beit_acts {
@@ -50,6 +53,8 @@ struct beit_acts {
   /* backward scratch, shared by all blocks */
   float *d_stream, *d_mid, *d_ln, *d_qkv, *d_attn, *d_branch, *d_fc1, *d_gelu;
   float *d_bias, *attn_scratch, *d_head_in, *d_head_ln, *d_logits, *d_hidden, *d_emb;
+  /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient */
+  beit_bf16 *patches_h, *head_h, *d_h;
 };
 
 struct beit_model {
@@ -62,6 +67,10 @@ struct beit_model {
   struct beit_tensor_table table;
   float *params, *grads;
   struct beit_param_ids ids;
+  /* matrix products in FP32 or BF16 (beit_model_set_precision); in BF16 params_h is a bfloat16
+   * copy of params, rounded at each training forward (inference: when the precision is set) */
+  enum beit_precision precision;
+  beit_bf16 *params_h;
   int32_t *rel_index; /* (T*T) */
   /* activations */
   float *arena;
@@ -88,6 +97,23 @@ static inline float *beit_param(float *base, const struct beit_model *m, long id
 {
   return id < 0 ? NULL : base + m->table.items[id].offset;
 }
+
+/* ---- encoder/precision.c: the layer operations whose matrix products follow m->precision ---- */
+/* out (N, OC) = inp (N, C) . W^T + b (tensors w, b; b may be -1). In bf16, inp is rounded into
+ * inp_h (N, C), which backward then uses. */
+void beit_model_linear_forward(struct beit_model *m, float *out, const float *inp,
+                               beit_bf16 *inp_h, long w, long b, size_t N, size_t C, size_t OC);
+/* dinp (may be NULL) +=, grads of w and b +=, for the forward above with the same inp/inp_h. */
+void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long b,
+                                const float *dout, const float *inp, const beit_bf16 *inp_h,
+                                size_t N, size_t C, size_t OC);
+/* Attention core of block layer acts la (beit_attention_forward/backward in m's precision). */
+void beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
+                                  const float *bias);
+void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
+                                   float *dqkv, float *dbias, const float *dout);
+/* Round params into params_h (bf16 only; no-op in fp32). */
+void beit_model_round_weights(struct beit_model *m);
 
 /* Forward of B <= max_batch images (B, C, H, W). mask (B, N) of 0/1 or NULL (needs a mask token
  * when given); drop_scales (L, 2, B): per-sample multipliers of the attention and MLP branches of

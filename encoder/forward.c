@@ -35,18 +35,18 @@ static void block_forward(struct beit_model *m, size_t l, float *out)
   beit_layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, la->x, PARAM(li->ln1_w),
                          PARAM(li->ln1_b), eps, BT, D);
   /* query|key|value weights are contiguous: one (3D, D) GEMM; no key bias (spec 1.4) */
-  beit_linear_forward(la->qkv, la->ln1, PARAM(li->q_w), NULL, BT, D, 3 * D);
+  beit_model_linear_forward(m, la->qkv, la->ln1, la->ln1_h, li->q_w, -1, BT, D, 3 * D);
   beit_bias_forward(la->qkv, PARAM(li->q_b), BT, D, 3 * D);
   beit_bias_forward(la->qkv + 2 * D, PARAM(li->v_b), BT, D, 3 * D);
-  beit_attention_forward(la->attn, la->probs, la->qkv, block_bias(m, l), B, T, D, m->nH);
-  beit_linear_forward(la->proj, la->attn, PARAM(li->proj_w), PARAM(li->proj_b), BT, D, D);
+  beit_model_attention_forward(m, la, block_bias(m, l));
+  beit_model_linear_forward(m, la->proj, la->attn, la->attn_h, li->proj_w, li->proj_b, BT, D, D);
   beit_residual_forward(la->y, la->x, la->proj, PARAM(li->gamma1), s1, B, T, D);
 
   beit_layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->y, PARAM(li->ln2_w),
                          PARAM(li->ln2_b), eps, BT, D);
-  beit_linear_forward(la->fc1, la->ln2, PARAM(li->fc1_w), PARAM(li->fc1_b), BT, D, F);
+  beit_model_linear_forward(m, la->fc1, la->ln2, la->ln2_h, li->fc1_w, li->fc1_b, BT, D, F);
   beit_gelu_forward(la->gelu, la->fc1, BT * F);
-  beit_linear_forward(la->fc2, la->gelu, PARAM(li->fc2_w), PARAM(li->fc2_b), BT, F, D);
+  beit_model_linear_forward(m, la->fc2, la->gelu, la->gelu_h, li->fc2_w, li->fc2_b, BT, F, D);
   beit_residual_forward(out, la->y, la->fc2, PARAM(li->gamma2), s2, B, T, D);
 }
 
@@ -57,8 +57,8 @@ static void embed_forward(struct beit_model *m, const float *pixels)
   size_t B = m->B, N = m->N, T = m->T, D = m->D, H = (size_t)m->cfg.image_size;
   size_t cpp = m->C * m->P * m->P;
   beit_patchify(a->patches, pixels, B, m->C, H, H, m->P);
-  beit_linear_forward(a->emb, a->patches, PARAM(m->ids.patch_w), PARAM(m->ids.patch_b), B * N,
-                      cpp, D);
+  beit_model_linear_forward(m, a->emb, a->patches, a->patches_h, m->ids.patch_w, m->ids.patch_b,
+                            B * N, cpp, D);
   if (m->masked) /* hard replacement before cls concat and positions (spec 1.2) */
     beit_mask_tokens_forward(a->emb, PARAM(m->ids.mask), a->mask, B, N, D);
   const float *cls = PARAM(m->ids.cls), *pos = PARAM(m->ids.pos);
@@ -96,8 +96,8 @@ static void head_forward(struct beit_model *m)
     beit_gather_rows_forward(a->head_in, a->hidden, a->rows, M, D);
     beit_layernorm_forward(a->head_ln, a->head_mean, a->head_rstd, a->head_in,
                            PARAM(ids->mim_ln_w), PARAM(ids->mim_ln_b), eps, M, D);
-    beit_linear_forward(a->logits, a->head_ln, PARAM(ids->lm_w), PARAM(ids->lm_b), M, D,
-                        m->out_dim);
+    beit_model_linear_forward(m, a->logits, a->head_ln, a->head_h, ids->lm_w, ids->lm_b, M, D,
+                              m->out_dim);
     return;
   }
   m->M = B;
@@ -113,8 +113,8 @@ static void head_forward(struct beit_model *m)
     m->features = a->head_in;
   }
   if (m->arch == BEIT_ARCH_CLASSIFIER)
-    beit_linear_forward(a->logits, m->features, PARAM(ids->head_w), PARAM(ids->head_b), B, D,
-                        m->out_dim);
+    beit_model_linear_forward(m, a->logits, m->features, a->head_h, ids->head_w, ids->head_b, B,
+                              D, m->out_dim);
 }
 
 enum beit_status beit_model_forward(struct beit_model *m, const float *pixels,
@@ -133,6 +133,8 @@ enum beit_status beit_model_forward(struct beit_model *m, const float *pixels,
   if (mask)
     for (size_t i = 0; i < B * m->N; i++)
       m->a.mask[i] = mask[i] != 0;
+  if (!m->inference) /* training: the weights changed since the last step */
+    beit_model_round_weights(m);
   embed_forward(m, pixels);
   if (m->ids.shared_rel >= 0)
     beit_relpos_forward(m->a.rel_shared, PARAM(m->ids.shared_rel), m->rel_index, m->T, m->nH);

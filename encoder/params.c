@@ -192,6 +192,7 @@ enum beit_status beit_model_create(struct beit_model **out, const struct beit_co
                                    err)))
     goto fail;
   m->max_batch = max_batch ? max_batch : 1;
+  m->precision = BEIT_PRECISION_FP32;
   m->C = (size_t)cfg->num_channels;
   m->P = (size_t)cfg->patch_size;
   m->gh = m->gw = (size_t)(cfg->image_size / cfg->patch_size);
@@ -235,6 +236,7 @@ void beit_model_free(struct beit_model *m)
   beit_tensor_table_free(&m->table);
   free(m->ids.layer);
   free(m->params);
+  free(m->params_h);
   free(m->grads);
   free(m->rel_index);
   free(m->arena);

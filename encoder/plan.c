@@ -22,6 +22,14 @@ static float *carve(struct carver *c, size_t n)
   return p;
 }
 
+/* n bfloat16 values in bf16 precision, NULL in fp32. */
+static beit_bf16 *carve_h(const struct beit_model *m, struct carver *c, size_t n)
+{
+  if (m->precision != BEIT_PRECISION_BF16)
+    return NULL;
+  return (beit_bf16 *)carve(c, (n + 1) / 2);
+}
+
 static void carve_all(struct beit_model *m, struct carver *c)
 {
   struct beit_acts *a = &m->a;
@@ -31,6 +39,7 @@ static void carve_all(struct beit_model *m, struct carver *c)
   size_t logit_cols = m->out_dim;
 
   a->patches = carve(c, B * N * m->C * m->P * m->P);
+  a->patches_h = carve_h(m, c, B * N * m->C * m->P * m->P);
   a->emb = carve(c, B * N * D);
   for (size_t l = 0; l <= m->L; l++)
     a->stream[l] = carve(c, BT * D);
@@ -56,6 +65,12 @@ static void carve_all(struct beit_model *m, struct carver *c)
     la->fc1 = carve(c, BT * F);
     la->gelu = carve(c, BT * F);
     la->fc2 = carve(c, BT * D);
+    la->ln1_h = carve_h(m, c, BT * D);
+    la->qkv_h = carve_h(m, c, BT * 3 * D);
+    la->probs_h = carve_h(m, c, B * tt);
+    la->attn_h = carve_h(m, c, BT * D);
+    la->ln2_h = carve_h(m, c, BT * D);
+    la->gelu_h = carve_h(m, c, BT * F);
   }
   a->rel_shared = carve(c, tt);
   a->rel_bias = carve(c, tt);
@@ -69,11 +84,13 @@ static void carve_all(struct beit_model *m, struct carver *c)
   a->head_rstd = carve(c, rows);
   a->logits = carve(c, rows * logit_cols);
   a->probs = carve(c, rows * logit_cols);
+  a->head_h = carve_h(m, c, rows * D);
   a->mask = (uint8_t *)carve(c, (B * N + 3) / 4);
   if (m->inference) { /* no backward */
     a->d_stream = a->d_mid = a->d_ln = a->d_qkv = a->d_attn = a->d_branch = NULL;
     a->d_fc1 = a->d_gelu = a->d_bias = a->attn_scratch = NULL;
     a->d_head_in = a->d_head_ln = a->d_logits = a->d_hidden = a->d_emb = NULL;
+    a->d_h = NULL;
     return;
   }
   /* backward scratch */
@@ -92,6 +109,11 @@ static void carve_all(struct beit_model *m, struct carver *c)
   a->d_logits = carve(c, rows * logit_cols);
   a->d_hidden = m->ids.final_ln_w >= 0 ? carve(c, BT * D) : NULL;
   a->d_emb = carve(c, B * N * D);
+  /* the largest gradient rounded to bf16 at once: a linear layer's dout or attention's dS */
+  size_t d_h = BT * F > BT * 3 * D ? BT * F : BT * 3 * D;
+  d_h = d_h > rows * logit_cols ? d_h : rows * logit_cols;
+  d_h = d_h > B * tt ? d_h : B * tt;
+  a->d_h = carve_h(m, c, d_h);
 }
 
 enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err)

@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libopenblas-openmp-dev          # sgemm; the OpenMP build shares our thread pool
+  libdnnl-dev                     # oneDNN: bf16 matrix products (AMX, AVX512-BF16)
   libopenmpi-dev openmpi-bin      # distributed data parallelism
   libhdf5-dev hdf5-tools          # dataset shards (h5ls for inspection)
   libcjson-dev                    # configs, safetensors headers, JSON requests

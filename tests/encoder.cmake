@@ -4,6 +4,13 @@ beit_add_test(NAME test_golden_encoder SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_
               LABELS golden LIBS beit_encoder
               ARGS ${CMAKE_CURRENT_BINARY_DIR}/golden mim_shared cls_layer_mean cls_abs_cls multilabel)
 set_tests_properties(test_golden_encoder PROPERTIES FIXTURES_REQUIRED golden_encoder)
+# The bf16 matrix-product path on the same fixtures, against float64 and against PyTorch's autocast
+# (autocast.safetensors); exit 77 = skipped on a CPU without bf16 matrix products.
+beit_add_test(NAME test_golden_bf16 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_golden_bf16.c
+              LABELS golden LIBS beit_encoder
+              ARGS ${CMAKE_CURRENT_BINARY_DIR}/golden mim_shared cls_layer_mean cls_abs_cls multilabel)
+set_tests_properties(test_golden_bf16 PROPERTIES FIXTURES_REQUIRED golden_encoder
+                     SKIP_RETURN_CODE 77)
 
 beit_add_test(NAME test_model_io SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_io.c
               LABELS unit LIBS beit_encoder ARGS ${CMAKE_CURRENT_BINARY_DIR}/model_io)

@@ -40,57 +40,8 @@ static void check_decay_groups(const struct beit_model *m, const cJSON *train)
   }
 }
 
-struct inputs {
-  float *pixels, *drop, *multi;
-  uint8_t *mask;
-  int32_t *labels;
-};
-
-static int load_inputs(const char *dir, const struct beit_model *m, struct inputs *in)
-{
-  char path[4096];
-  struct beit_safetensors *st = NULL;
-  struct beit_error err = {0};
-  size_t n = 0;
-  memset(in, 0, sizeof *in);
-  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-  if (beit_safetensors_open(&st, path, &err)) {
-    CHECK_MSG(0, "%s", err.message);
-    return 0;
-  }
-  in->pixels = test_read_f32(st, "pixel_values", 1, NULL);
-  in->drop = test_read_f32(st, "drop_scales", 1, &n);
-  CHECK(n == m->L * 2 * m->max_batch);
-  int64_t *mask = test_read_i64(st, "bool_masked_pos", 0, &n);
-  if (mask) {
-    in->mask = malloc(n);
-    for (size_t i = 0; i < n; i++)
-      in->mask[i] = (uint8_t)mask[i];
-    free(mask);
-  }
-  if (m->multilabel) {
-    in->multi = test_read_f32(st, "labels", 1, NULL);
-  } else {
-    int64_t *labels = test_read_i64(st, "labels", 0, &n);
-    in->labels = malloc((n ? n : 1) * sizeof *in->labels);
-    for (size_t i = 0; labels && i < n; i++)
-      in->labels[i] = (int32_t)labels[i];
-    free(labels);
-  }
-  beit_safetensors_close(st);
-  return in->pixels && in->drop && (in->labels || in->multi);
-}
-
-static void free_inputs(struct inputs *in)
-{
-  free(in->pixels);
-  free(in->drop);
-  free(in->multi);
-  free(in->mask);
-  free(in->labels);
-}
-
-static double step_loss(struct beit_model *m, const struct inputs *in, float smoothing)
+static double step_loss(struct beit_model *m, const struct test_golden_inputs *in,
+                        float smoothing)
 {
   struct beit_error err = {0};
   if (beit_model_forward(m, in->pixels, in->mask, in->drop, m->max_batch, &err)) {
@@ -113,7 +64,7 @@ static void run_case(const char *root, const char *name)
   struct beit_model *m = NULL;
   struct beit_safetensors *exp = NULL;
   cJSON *train = NULL;
-  struct inputs in;
+  struct test_golden_inputs in;
   snprintf(dir, sizeof dir, "%s/%s", root, name);
   int failures_before = beit_test_failures;
 
@@ -127,7 +78,7 @@ static void run_case(const char *root, const char *name)
     CHECK_MSG(0, "%s", err.message);
     goto done;
   }
-  if (!load_inputs(dir, m, &in))
+  if (!test_golden_inputs_load(&in, dir, m->L, m->max_batch, m->multilabel))
     goto done;
   float smoothing = (float)json_num(train, "label_smoothing");
   check_decay_groups(m, train);
@@ -203,7 +154,7 @@ static void run_case(const char *root, const char *name)
   free(want_norm);
   free(mom);
   free(var);
-  free_inputs(&in);
+  test_golden_inputs_free(&in);
 done:
   beit_safetensors_close(exp);
   beit_model_free(m);

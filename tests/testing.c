@@ -156,3 +156,58 @@ int64_t *test_read_i64(const struct beit_safetensors *st, const char *name, int 
     *numel = t->numel;
   return p;
 }
+
+int test_golden_inputs_load(struct test_golden_inputs *in, const char *dir, size_t layers,
+                            size_t batch, int multilabel)
+{
+  char path[4096];
+  struct beit_safetensors *st = NULL;
+  struct beit_error err = {0};
+  size_t n = 0;
+  memset(in, 0, sizeof *in);
+  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
+  if (beit_safetensors_open(&st, path, &err)) {
+    CHECK_MSG(0, "%s", err.message);
+    return 0;
+  }
+  in->pixels = test_read_f32(st, "pixel_values", 1, NULL);
+  in->drop = test_read_f32(st, "drop_scales", 1, &n);
+  CHECK_MSG(!in->drop || n == layers * 2 * batch, "%s: drop_scales has %zu values, want %zu", path,
+            n, layers * 2 * batch);
+  int ok = in->pixels && in->drop && n == layers * 2 * batch;
+  int64_t *mask = test_read_i64(st, "bool_masked_pos", 0, &n);
+  if (mask) {
+    in->mask = malloc(n);
+    for (size_t i = 0; in->mask && i < n; i++)
+      in->mask[i] = (uint8_t)mask[i];
+    ok = ok && in->mask;
+    free(mask);
+  }
+  if (multilabel) {
+    in->multi = test_read_f32(st, "labels", 1, NULL);
+    ok = ok && in->multi;
+  } else {
+    int64_t *labels = test_read_i64(st, "labels", 1, &n);
+    in->labels = labels ? malloc((n ? n : 1) * sizeof *in->labels) : NULL;
+    for (size_t i = 0; in->labels && i < n; i++)
+      in->labels[i] = (int32_t)labels[i];
+    ok = ok && in->labels;
+    free(labels);
+  }
+  beit_safetensors_close(st);
+  if (!ok) {
+    CHECK_MSG(0, "%s: inputs incomplete", path);
+    test_golden_inputs_free(in);
+  }
+  return ok;
+}
+
+void test_golden_inputs_free(struct test_golden_inputs *in)
+{
+  free(in->pixels);
+  free(in->drop);
+  free(in->multi);
+  free(in->mask);
+  free(in->labels);
+  memset(in, 0, sizeof *in);
+}

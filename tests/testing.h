@@ -58,6 +58,20 @@ float *test_read_f32(const struct beit_safetensors *st, const char *name, int re
 int64_t *test_read_i64(const struct beit_safetensors *st, const char *name, int required,
                        size_t *numel);
 
+/* The inputs of a golden encoder fixture (tools/golden_encoder.py, DIR/inputs.safetensors):
+ * pixels (B, C, H, W); drop (L, 2, B) DropPath scales; labels (M or B) class ids, or multi
+ * (B, classes) for a multi-label model; mask (B, N) 0/1 when the fixture has bool_masked_pos. */
+struct test_golden_inputs {
+  float *pixels, *drop, *multi;
+  uint8_t *mask;
+  int32_t *labels;
+};
+/* Read DIR/inputs.safetensors for a model of `layers` blocks and `batch` images. Returns 1 when
+ * complete; otherwise counts a failure and leaves nothing allocated. */
+int test_golden_inputs_load(struct test_golden_inputs *in, const char *dir, size_t layers,
+                            size_t batch, int multilabel);
+void test_golden_inputs_free(struct test_golden_inputs *in);
+
 /* Print the summary line and return the process exit code (0 only if nothing failed). */
 int test_summary(const char *name);
 

@@ -10,6 +10,11 @@ Writes one folder per case under DIR (mim_shared, cls_layer_mean, cls_abs_cls, m
                        train.loss (S,), train.grad_norm (S,) (pre-clip), train.lr (S,),
                        train.final.<name> for every parameter after S AdamW steps
   train.json           the hyper-parameters of that run (and the no-decay parameter names)
+  autocast.safetensors what PyTorch's CPU mixed precision gives for the first step: the same
+                       float32 weights and inputs, forward and loss under
+                       torch.autocast("cpu", dtype=torch.bfloat16), backward outside it; logits,
+                       loss (1,), hidden, grad.<name> as in expected.safetensors, all stored F32.
+                       The yardstick of the C bf16 path (tests/test_golden_bf16.c).
 
 Everything is computed in float64 from float32-representable weights and inputs (the fixture
 stores float32), with a fixed seed, on one thread. Weights are drawn at a larger scale than any
@@ -248,6 +253,30 @@ def f32(x):
     return x.detach().cpu().numpy().astype(np.float32)
 
 
+def autocast_step(cfg, weights, inputs, label_smoothing):
+    """First step of the float32 model under torch.autocast("cpu", bfloat16), backward outside the
+    context (PyTorch's recipe); the tensors of expected.safetensors that exist at that point.
+    Autocast puts conv2d, linear and matmul in bf16 (bf16 operands AND bf16 outputs), LayerNorm
+    and the losses in float32; other ops follow their inputs (GELU gets fc1's bf16 output; softmax
+    is float32 only where a float32 position bias was added). Draws no random numbers."""
+    model = beit_ref.BeitRef(cfg, dtype=torch.float32)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+    t = {k: torch.from_numpy(np.array(v)) for k, v in inputs.items()}
+    if "bool_masked_pos" in t:
+        t["bool_masked_pos"] = t["bool_masked_pos"].bool()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = forward(model, t, label_smoothing)
+    # autocast must have engaged: the head is a linear, so its output is bf16
+    assert out["logits"].dtype == torch.bfloat16, f"autocast gave {out['logits'].dtype} logits"
+    out["loss"].backward()
+    got = {"logits": f32(out["logits"].float()), "loss": f32(out["loss"].float().reshape(1)),
+           "hidden": f32(out["hidden"].float())}
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.float32, f"{name}: no float32 grad"
+        got["grad." + name] = f32(p.grad)
+    return got
+
+
 def run_case(case, out_dir, seed):
     rng = np.random.default_rng(seed)
     cfg = make_config(case)
@@ -274,6 +303,7 @@ def run_case(case, out_dir, seed):
         assert p.grad is not None and p.grad.abs().max() > 0, f"{case}: {name} gets no gradient"
         expected["grad." + name] = f32(p.grad)
     model.zero_grad(set_to_none=True)
+    autocast = autocast_step(cfg, weights, inputs, ls)
 
     hp = dict(TRAIN, clip_grad=CLIP_GRAD[case])
     groups = beit_ref.param_groups(model, hp["weight_decay"])
@@ -304,6 +334,7 @@ def run_case(case, out_dir, seed):
     st.write(os.path.join(out_dir, "model.safetensors"), weights)
     st.write(os.path.join(out_dir, "inputs.safetensors"), inputs)
     st.write(os.path.join(out_dir, "expected.safetensors"), expected)
+    st.write(os.path.join(out_dir, "autocast.safetensors"), autocast)
     train = dict(hp)
     clipped = [n > hp["clip_grad"] for n in norms]
     assert any(clipped), f"{case}: clipping never triggers"

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "beit/precision.h"
 #include "beit/status.h"
 
 #define BEIT_NAME_MAX 64
@@ -78,6 +79,14 @@ enum beit_status beit_model_load(struct beit_model **out, const char *dir, size_
 /* Save config.json + model.safetensors atomically. */
 enum beit_status beit_model_save(const struct beit_model *model, const char *dir,
                                  struct beit_error *err);
+
+/* Run the matrix products of forward and backward in precision p (AUTO resolves to the machine's
+ * default; BF16 without bf16 support is an error). Re-plans the activation arena (activations of
+ * the last forward are lost; weights are kept). A new model starts in FP32. In BF16 the model
+ * keeps a bf16 copy of its weights, refreshed at each forward from the float32 master weights. */
+enum beit_status beit_model_set_precision(struct beit_model *model, enum beit_precision p,
+                                          struct beit_error *err);
+enum beit_precision beit_model_precision(const struct beit_model *model);
 
 const struct beit_config *beit_model_config(const struct beit_model *model);
 size_t beit_model_num_params(const struct beit_model *model);

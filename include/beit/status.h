@@ -50,4 +50,9 @@ void beit_error_prefix(struct beit_error *err, const char *fmt, ...)
 
 void beit_error_clear(struct beit_error *err);
 
+/* For broken invariants only (a programming error, never bad input): prints the condition and
+ * its place, then aborts. */
+#define BEIT_ASSERT(cond) ((cond) ? (void)0 : beit_assert_fail(#cond, __FILE__, __LINE__))
+void beit_assert_fail(const char *cond, const char *file, int line) __attribute__((noreturn));
+
 #endif

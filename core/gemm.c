@@ -1,0 +1,79 @@
+/* Matrix-product dispatch: float32 operands to OpenBLAS, bfloat16 operands to oneDNN
+ * (gemm_dnnl.c); and the float32 <-> bfloat16 conversions the bf16 path needs. */
+#include "gemm.h"
+
+#include <cblas.h>
+
+#include "beit/status.h"
+#include "tensor_table.h"
+
+#define CONVERT_PARALLEL_MIN 65536 /* below this a conversion runs on one thread */
+
+static void sgemm(float *C, size_t ldc, struct beit_operand A, struct beit_operand B, size_t M,
+                  size_t N, size_t K, float alpha, float beta)
+{
+  cblas_sgemm(CblasRowMajor, A.trans ? CblasTrans : CblasNoTrans,
+              B.trans ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha,
+              (const float *)A.data, (int)A.ld, (const float *)B.data, (int)B.ld, beta, C,
+              (int)ldc);
+}
+
+void beit_gemm(float *C, size_t ldc, struct beit_operand A, struct beit_operand B, size_t M,
+               size_t N, size_t K, float alpha, float beta)
+{
+  if (M == 0 || N == 0)
+    return;
+  BEIT_ASSERT(A.dtype == B.dtype);
+  if (A.dtype == BEIT_DTYPE_F32) {
+    sgemm(C, ldc, A, B, M, N, K, alpha, beta);
+    return;
+  }
+  struct beit_batch_strides one = {1, 1, 0, 0, 0, 0, 0, 0};
+  beit_dnnl_matmul(C, ldc, A, B, M, N, K, alpha, beta, &one);
+}
+
+void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                       size_t M, size_t N, size_t K, float alpha, float beta,
+                       const struct beit_batch_strides *bs)
+{
+  if (M == 0 || N == 0 || bs->count1 == 0 || bs->count2 == 0)
+    return;
+  BEIT_ASSERT(A.dtype == B.dtype);
+  if (A.dtype == BEIT_DTYPE_BF16) {
+    beit_dnnl_matmul(C, ldc, A, B, M, N, K, alpha, beta, bs);
+    return;
+  }
+  /* OpenBLAS's OpenMP build runs single-threaded inside a parallel region: one problem each */
+  const long count = (long)(bs->count1 * bs->count2);
+#pragma omp parallel for schedule(static)
+  for (long p = 0; p < count; p++) {
+    size_t i = (size_t)p / bs->count2, j = (size_t)p % bs->count2;
+    struct beit_operand a = A, b = B;
+    a.data = (const float *)A.data + i * bs->sa1 + j * bs->sa2;
+    b.data = (const float *)B.data + i * bs->sb1 + j * bs->sb2;
+    sgemm(C + i * bs->sc1 + j * bs->sc2, ldc, a, b, M, N, K, alpha, beta);
+  }
+}
+
+void beit_to_bf16(beit_bf16 *out, const float *in, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > CONVERT_PARALLEL_MIN)
+  for (size_t i = 0; i < n; i++)
+    out[i] = beit_bf16_round(in[i]);
+}
+
+void beit_to_bf16_rows(beit_bf16 *out, size_t ld_out, const float *in, size_t ld_in, size_t rows,
+                       size_t cols)
+{
+#pragma omp parallel for schedule(static) if (rows * cols > CONVERT_PARALLEL_MIN)
+  for (size_t r = 0; r < rows; r++)
+    for (size_t c = 0; c < cols; c++)
+      out[r * ld_out + c] = beit_bf16_round(in[r * ld_in + c]);
+}
+
+void beit_from_bf16(float *out, const beit_bf16 *in, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n > CONVERT_PARALLEL_MIN)
+  for (size_t i = 0; i < n; i++)
+    out[i] = beit_bf16_value(in[i]);
+}

@@ -1,0 +1,89 @@
+/* The one place every matrix product of the project goes through (linear layers, attention,
+ * heads, the dVAE's convolutions as im2col products).
+ *
+ * Operands are typed views: float32 operands run on OpenBLAS's cblas_sgemm (the reference, always
+ * built, bitwise what the fp32 code always computed); bfloat16 operands run on oneDNN's matmul
+ * (AMX / AVX512-BF16 kernels, float32 accumulation). A oneDNN primitive is created the first time
+ * a shape is seen and kept in a process-wide cache, so a model's steady state creates nothing.
+ * Mixed float32 x bfloat16 operands are a programming error: the caller converts (beit_to_bf16),
+ * ideally where the operand is produced. Internal to core/ and the libraries that plan models. */
+#ifndef BEIT_CORE_GEMM_H
+#define BEIT_CORE_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensor_table.h" /* enum beit_dtype */
+
+/* A bfloat16 value: the upper 16 bits of a float32. */
+typedef uint16_t beit_bf16;
+
+
+/* A row-major matrix in memory: element (r, c) at data[r * ld + c]; trans = 1 uses it
+ * transposed. The logical shape is given by the product that takes it. */
+struct beit_operand {
+  const void *data;
+  enum beit_dtype dtype; /* BEIT_DTYPE_F32 or BEIT_DTYPE_BF16 */
+  size_t ld;
+  int trans;
+};
+
+static inline struct beit_operand beit_op_f32(const float *p, size_t ld, int trans)
+{
+  return (struct beit_operand){p, BEIT_DTYPE_F32, ld, trans};
+}
+static inline struct beit_operand beit_op_bf16(const beit_bf16 *p, size_t ld, int trans)
+{
+  return (struct beit_operand){p, BEIT_DTYPE_BF16, ld, trans};
+}
+
+/* C (M, N), float32 with row stride ldc, = alpha * op(A) (M, K) . op(B) (K, N) + beta * C.
+ * A and B have the same dtype. beta 0 ignores C's old contents (NaN included). */
+void beit_gemm(float *C, size_t ldc, struct beit_operand A, struct beit_operand B, size_t M,
+               size_t N, size_t K, float alpha, float beta);
+
+/* The same product for count independent (M, N, K) problems whose operands and results lie at
+ * fixed element strides: problem (i, j), i < count1, j < count2, uses A + i*sa1 + j*sa2, B + i*sb1
+ * + j*sb2, C + i*sc1 + j*sc2 (e.g. attention's (batch, head) pairs inside the qkv rows). One
+ * oneDNN call for bf16; for float32, sgemm per problem over OpenMP threads. */
+struct beit_batch_strides {
+  size_t count1, count2;
+  size_t sa1, sa2, sb1, sb2, sc1, sc2;
+};
+void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                       size_t M, size_t N, size_t K, float alpha, float beta,
+                       const struct beit_batch_strides *bs);
+
+/* out (n) = round-to-nearest-even bfloat16 of in (n); NaN stays NaN. OpenMP over large n. */
+void beit_to_bf16(beit_bf16 *out, const float *in, size_t n);
+/* The same on a (rows, cols) block with row strides (in ld_in floats, out ld_out values). */
+void beit_to_bf16_rows(beit_bf16 *out, size_t ld_out, const float *in, size_t ld_in, size_t rows,
+                       size_t cols);
+void beit_from_bf16(float *out, const beit_bf16 *in, size_t n);
+
+static inline beit_bf16 beit_bf16_round(float f)
+{
+  union { float f; uint32_t u; } v = {f};
+  if ((v.u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it a (quiet) NaN */
+    return (beit_bf16)((v.u >> 16) | 0x40u);
+  v.u += 0x7fffu + ((v.u >> 16) & 1u);
+  return (beit_bf16)(v.u >> 16);
+}
+static inline float beit_bf16_value(beit_bf16 h)
+{
+  union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+  return v.f;
+}
+
+/* ---- the oneDNN side (gemm_dnnl.c, or gemm_nodnnl.c when the build has no oneDNN) ---- */
+/* 1 when bfloat16 products can run here; the ISA name oneDNN chose ("none" without oneDNN). */
+int beit_dnnl_bf16_available(void);
+int beit_dnnl_has_amx(void);
+const char *beit_dnnl_isa(void);
+const char *beit_dnnl_version(void);
+/* bfloat16 product(s) as described above (beit_gemm_batched's strides, count 1 x 1 for one). */
+void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                      size_t M, size_t N, size_t K, float alpha, float beta,
+                      const struct beit_batch_strides *bs);
+
+#endif

@@ -1,0 +1,241 @@
+/* bfloat16 matrix products through oneDNN (Debian libdnnl 2.6, C API v2): the only file that
+ * includes dnnl.h; gemm_nodnnl.c stands in when the build has no oneDNN.
+ *
+ * Each distinct product (shapes, strides, transposes, alpha, beta) gets one matmul primitive,
+ * created at first use and cached for the life of the process: oneDNN's primitive creation
+ * generates code (milliseconds), its execution is what a step pays. The cache is shared by every
+ * thread (a read-write lock: products run under the read lock, creation takes the write lock); execution streams are per thread. What the CPU can do is asked
+ * of oneDNN itself: a probe primitive tells whether bf16 matmul exists here and which kernel
+ * (AMX or AVX512-BF16) it runs, so ONEDNN_MAX_CPU_ISA caps it as it caps everything else. */
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "beit/status.h"
+#include "gemm.h"
+
+#define CACHE_MAX 256
+
+struct matmul_key {
+  size_t count1, count2, M, N, K, lda, ldb, ldc, sa1, sa2, sb1, sb2, sc1, sc2;
+  int trans_a, trans_b;
+  float alpha, beta;
+};
+
+struct matmul_entry {
+  struct matmul_key key;
+  dnnl_primitive_t prim;
+  dnnl_memory_desc_t a, b, c;
+};
+
+static struct {
+  pthread_once_t once;
+  pthread_rwlock_t lock;
+  dnnl_engine_t engine;
+  int bf16, amx;
+  char isa[64], version[32];
+  struct matmul_entry cache[CACHE_MAX];
+  size_t count, next_evict;
+} g = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_RWLOCK_INITIALIZER};
+
+static _Thread_local dnnl_stream_t thread_stream;
+
+static void die(const char *what, dnnl_status_t st)
+{
+  fprintf(stderr, "beit: oneDNN: %s failed (status %d)\n", what, (int)st);
+  beit_assert_fail("oneDNN call succeeded", __FILE__, __LINE__);
+}
+
+static void check(dnnl_status_t st, const char *what)
+{
+  if (st != dnnl_success)
+    die(what, st);
+}
+
+/* Operand of logical shape (rows, cols) [x count1 x count2] in a memory descriptor. */
+static dnnl_status_t describe(dnnl_memory_desc_t *md, dnnl_data_type_t type, size_t count1,
+                              size_t count2, size_t s1, size_t s2, size_t rows, size_t cols,
+                              size_t ld, int trans)
+{
+  dnnl_dim_t rs = trans ? 1 : (dnnl_dim_t)ld, cs = trans ? (dnnl_dim_t)ld : 1;
+  if (count1 == 1 && count2 == 1) {
+    dnnl_dims_t dims = {(dnnl_dim_t)rows, (dnnl_dim_t)cols}, strides = {rs, cs};
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, type, strides);
+  }
+  dnnl_dims_t dims = {(dnnl_dim_t)count1, (dnnl_dim_t)count2, (dnnl_dim_t)rows,
+                      (dnnl_dim_t)cols};
+  dnnl_dims_t strides = {(dnnl_dim_t)s1, (dnnl_dim_t)s2, rs, cs};
+  return dnnl_memory_desc_init_by_strides(md, 4, dims, type, strides);
+}
+
+/* A primitive for key, or NULL with the status of the failing oneDNN call. */
+static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *e,
+                               dnnl_status_t *status)
+{
+  dnnl_matmul_desc_t desc;
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t ops = NULL;
+  dnnl_primitive_desc_t pd = NULL;
+  dnnl_primitive_t prim = NULL;
+  dnnl_status_t st;
+  if ((st = describe(&e->a, dnnl_bf16, k->count1, k->count2, k->sa1, k->sa2, k->M, k->K, k->lda,
+                     k->trans_a)) ||
+      (st = describe(&e->b, dnnl_bf16, k->count1, k->count2, k->sb1, k->sb2, k->K, k->N, k->ldb,
+                     k->trans_b)) ||
+      (st = describe(&e->c, dnnl_f32, k->count1, k->count2, k->sc1, k->sc2, k->M, k->N, k->ldc,
+                     0)) ||
+      (st = dnnl_matmul_desc_init(&desc, &e->a, &e->b, NULL, &e->c)) ||
+      (st = dnnl_primitive_attr_create(&attr)))
+    goto done;
+  if (k->alpha != 1.0f && (st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha)))
+    goto done;
+  if (k->beta != 0.0f) { /* dst = alpha * A.B + beta * dst */
+    if ((st = dnnl_post_ops_create(&ops)) || (st = dnnl_post_ops_append_sum(ops, k->beta)) ||
+        (st = dnnl_primitive_attr_set_post_ops(attr, ops)))
+      goto done;
+  }
+  if ((st = dnnl_primitive_desc_create(&pd, &desc, attr, g.engine, NULL)) ||
+      (st = dnnl_primitive_create(&prim, pd)))
+    prim = NULL;
+done:
+  if (pd)
+    dnnl_primitive_desc_destroy(pd);
+  if (ops)
+    dnnl_post_ops_destroy(ops);
+  if (attr)
+    dnnl_primitive_attr_destroy(attr);
+  *status = st;
+  return prim;
+}
+
+/* Whether bf16 matmul exists here, and whether its kernel is AMX: asked of a probe primitive. */
+static void probe(void)
+{
+  const dnnl_version_t *v = dnnl_version();
+  snprintf(g.version, sizeof g.version, "%d.%d.%d", v->major, v->minor, v->patch);
+  check(dnnl_engine_create(&g.engine, dnnl_cpu, 0), "engine creation");
+  struct matmul_key k = {1, 1, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
+  struct matmul_entry e;
+  dnnl_status_t st;
+  dnnl_primitive_t prim = create(&k, &e, &st);
+  const char *impl = "none";
+  if (prim) {
+    const_dnnl_primitive_desc_t pd;
+    if (dnnl_primitive_get_primitive_desc(prim, &pd) == dnnl_success)
+      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    g.bf16 = 1;
+    g.amx = strstr(impl, "amx") != NULL;
+  }
+  dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+  const char *name = isa == dnnl_cpu_isa_avx512_core_amx    ? "avx512_core_amx"
+                     : isa == dnnl_cpu_isa_avx512_core_bf16 ? "avx512_core_bf16"
+                     : isa == dnnl_cpu_isa_avx512_core_vnni ? "avx512_core_vnni"
+                     : isa == dnnl_cpu_isa_avx512_core      ? "avx512_core"
+                     : isa == dnnl_cpu_isa_avx2_vnni        ? "avx2_vnni"
+                     : isa == dnnl_cpu_isa_avx2             ? "avx2"
+                                                            : "other";
+  /* the effective ISA is the cap; the probe's kernel says what the hardware gave under it */
+  snprintf(g.isa, sizeof g.isa, "%s, bf16 matmul %s", name,
+           !prim ? "unavailable" : g.amx ? "on AMX" : "without AMX");
+  if (prim)
+    dnnl_primitive_destroy(prim);
+}
+
+static void ensure_probed(void) { pthread_once(&g.once, probe); }
+
+int beit_dnnl_bf16_available(void)
+{
+  ensure_probed();
+  return g.bf16;
+}
+
+int beit_dnnl_has_amx(void)
+{
+  ensure_probed();
+  return g.amx;
+}
+
+const char *beit_dnnl_isa(void)
+{
+  ensure_probed();
+  return g.isa;
+}
+
+const char *beit_dnnl_version(void)
+{
+  ensure_probed();
+  return g.version;
+}
+
+/* The cached entry for k or NULL; call with g.lock held (read or write). */
+static const struct matmul_entry *find(const struct matmul_key *k)
+{
+  for (size_t i = 0; i < g.count; i++)
+    if (!memcmp(&g.cache[i].key, k, sizeof *k))
+      return &g.cache[i];
+  return NULL;
+}
+
+/* Create the entry for k. A full cache replaces entries round-robin (a model has a few dozen
+ * distinct products; more means shapes that vary, e.g. every batch size of a server). The write
+ * lock waits for every running product, so no entry is destroyed while in use. */
+static void insert(const struct matmul_key *k)
+{
+  pthread_rwlock_wrlock(&g.lock);
+  if (!find(k)) {
+    struct matmul_entry e;
+    dnnl_status_t st;
+    e.key = *k;
+    e.prim = create(k, &e, &st);
+    if (!e.prim)
+      die("bf16 matmul primitive creation", st);
+    size_t slot = g.count < CACHE_MAX ? g.count++ : g.next_evict++ % CACHE_MAX;
+    if (g.cache[slot].prim)
+      dnnl_primitive_destroy(g.cache[slot].prim);
+    g.cache[slot] = e;
+  }
+  pthread_rwlock_unlock(&g.lock);
+}
+
+static void execute(const struct matmul_entry *e, const void *a, const void *b, float *c)
+{
+  if (!thread_stream)
+    check(dnnl_stream_create(&thread_stream, g.engine, dnnl_stream_default_flags),
+          "stream creation");
+  dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+  check(dnnl_memory_create(&ma, &e->a, g.engine, (void *)a), "memory creation");
+  check(dnnl_memory_create(&mb, &e->b, g.engine, (void *)b), "memory creation");
+  check(dnnl_memory_create(&mc, &e->c, g.engine, c), "memory creation");
+  dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+  check(dnnl_primitive_execute(e->prim, thread_stream, 3, args), "matmul execution");
+  check(dnnl_stream_wait(thread_stream), "stream wait");
+  dnnl_memory_destroy(ma);
+  dnnl_memory_destroy(mb);
+  dnnl_memory_destroy(mc);
+}
+
+void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                      size_t M, size_t N, size_t K, float alpha, float beta,
+                      const struct beit_batch_strides *bs)
+{
+  ensure_probed();
+  BEIT_ASSERT(g.bf16 && A.dtype == BEIT_DTYPE_BF16 && B.dtype == BEIT_DTYPE_BF16);
+  struct matmul_key k;
+  memset(&k, 0, sizeof k); /* the key is compared bytewise */
+  k.count1 = bs->count1, k.count2 = bs->count2, k.M = M, k.N = N, k.K = K;
+  k.lda = A.ld, k.ldb = B.ld, k.ldc = ldc, k.trans_a = A.trans, k.trans_b = B.trans;
+  k.sa1 = bs->sa1, k.sa2 = bs->sa2, k.sb1 = bs->sb1, k.sb2 = bs->sb2;
+  k.sc1 = bs->sc1, k.sc2 = bs->sc2, k.alpha = alpha, k.beta = beta;
+  for (;;) {
+    pthread_rwlock_rdlock(&g.lock);
+    const struct matmul_entry *e = find(&k);
+    if (e) {
+      execute(e, A.data, B.data, C);
+      pthread_rwlock_unlock(&g.lock);
+      return;
+    }
+    pthread_rwlock_unlock(&g.lock);
+    insert(&k);
+  }
+}

@@ -1,0 +1,95 @@
+/* The precision policy applied to the encoder (include/beit/precision.h): which kernels the
+ * matrix products of forward and backward run on, and the bfloat16 copy of the weights.
+ *
+ * fp32 runs the float32 kernels on the float32 buffers, bitwise what the encoder always computed.
+ * bf16 rounds each product's operands to bfloat16 where they are produced (weights once per
+ * training forward, activations as the layer before hands them over) and keeps the rounded copy
+ * for backward, which rounds its incoming gradient once for both of a layer's products. Everything
+ * between the products (LayerNorm, softmax, GELU, residuals, losses) and every gradient and
+ * optimizer state stay float32. */
+#include <stdlib.h>
+
+#include "encoder.h"
+#include "kernels.h"
+
+#define PARAM(id) beit_param(m->params, m, (id))
+#define GRAD(id) beit_param(m->grads, m, (id))
+
+static const beit_bf16 *param_h(const struct beit_model *m, long id)
+{
+  return m->params_h + m->table.items[id].offset;
+}
+
+static int bf16(const struct beit_model *m) { return m->precision == BEIT_PRECISION_BF16; }
+
+void beit_model_linear_forward(struct beit_model *m, float *out, const float *inp,
+                               beit_bf16 *inp_h, long w, long b, size_t N, size_t C, size_t OC)
+{
+  if (!bf16(m)) {
+    beit_linear_forward(out, inp, PARAM(w), PARAM(b), N, C, OC);
+    return;
+  }
+  beit_to_bf16(inp_h, inp, N * C);
+  beit_linear_forward_bf16(out, inp_h, param_h(m, w), PARAM(b), N, C, OC);
+}
+
+void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long b,
+                                const float *dout, const float *inp, const beit_bf16 *inp_h,
+                                size_t N, size_t C, size_t OC)
+{
+  if (!bf16(m))
+    beit_linear_backward(dinp, GRAD(w), GRAD(b), dout, inp, PARAM(w), N, C, OC);
+  else
+    beit_linear_backward_bf16(dinp, GRAD(w), GRAD(b), m->a.d_h, dout, inp_h, param_h(m, w), N,
+                              C, OC);
+}
+
+void beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
+                                  const float *bias)
+{
+  if (!bf16(m))
+    beit_attention_forward(la->attn, la->probs, la->qkv, bias, m->B, m->T, m->D, m->nH);
+  else
+    beit_attention_forward_bf16(la->attn, la->probs, la->probs_h, la->qkv_h, la->qkv, bias,
+                                m->B, m->T, m->D, m->nH);
+}
+
+void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
+                                   float *dqkv, float *dbias, const float *dout)
+{
+  if (!bf16(m))
+    beit_attention_backward(dqkv, dbias, m->a.attn_scratch, dout, la->qkv, la->probs, m->B, m->T,
+                            m->D, m->nH);
+  else
+    beit_attention_backward_bf16(dqkv, dbias, m->a.attn_scratch, m->a.d_h, dout, la->qkv_h,
+                                 la->probs, la->probs_h, m->B, m->T, m->D, m->nH);
+}
+
+void beit_model_round_weights(struct beit_model *m)
+{
+  if (bf16(m))
+    beit_to_bf16(m->params_h, m->params, m->table.total);
+}
+
+enum beit_status beit_model_set_precision(struct beit_model *m, enum beit_precision p,
+                                          struct beit_error *err)
+{
+  enum beit_status st = beit_precision_resolve(&p, p, err);
+  if (st)
+    return st;
+  if (p == BEIT_PRECISION_BF16 && !m->params_h) {
+    m->params_h = malloc(m->table.total * sizeof *m->params_h);
+    if (!m->params_h)
+      return beit_error_set(err, BEIT_STATUS_NOMEM, "bf16 weights: cannot allocate %.1f MiB",
+                            (double)m->table.total * 2.0 / 1048576.0);
+  } else if (p == BEIT_PRECISION_FP32) {
+    free(m->params_h);
+    m->params_h = NULL;
+  }
+  int replan = m->precision != p;
+  m->precision = p;
+  beit_model_round_weights(m);
+  return replan ? beit_model_replan(m, m->max_batch, err) : BEIT_STATUS_OK;
+}
+
+enum beit_precision beit_model_precision(const struct beit_model *m) { return m->precision; }

@@ -1,0 +1,42 @@
+/* Numeric precision of matrix products, like PyTorch's CPU autocast, and the backend that runs them.
+ *
+ * fp32: every product in float32 through OpenBLAS (the reference, always built).
+ * bf16: matrix-product operands in bfloat16, accumulation and outputs in float32, through oneDNN
+ *       (AMX or AVX512-BF16 kernels); master weights, gradients, optimizer state, LayerNorm,
+ *       softmax, GELU, losses and reductions stay float32. No loss scaling is needed (bf16 has
+ *       float32's exponent range).
+ * The default follows what is faster on the machine, asked of oneDNN at run time: bf16 where the
+ * CPU has AMX, fp32 elsewhere (measured: without AMX oneDNN's bf16 kernels ran slower than
+ * float32 on our machines). Nothing is chosen at compile time. */
+#ifndef BEIT_PRECISION_H
+#define BEIT_PRECISION_H
+
+#include <stddef.h>
+
+#include "beit/status.h"
+
+enum beit_precision {
+  BEIT_PRECISION_AUTO, /* the machine's default (beit_precision_resolve) */
+  BEIT_PRECISION_FP32,
+  BEIT_PRECISION_BF16,
+};
+
+/* "auto" | "fp32" | "bf16" (also "float32", "bfloat16"); an error names the bad value. */
+enum beit_status beit_precision_parse(enum beit_precision *out, const char *text,
+                                      struct beit_error *err);
+const char *beit_precision_name(enum beit_precision p); /* "fp32", "bf16", "auto" */
+
+/* AUTO -> the machine's default; BF16 on a machine without bf16 matrix products is an error
+ * naming the CPU's ISA; FP32 is always possible. */
+enum beit_status beit_precision_resolve(enum beit_precision *out, enum beit_precision requested,
+                                        struct beit_error *err);
+/* 1 when bf16 matrix products can run here (oneDNN built in and the CPU has AVX512-BF16 or AMX). */
+int beit_precision_bf16_available(void);
+
+/* One line naming the backends and the ISA chosen at run time, e.g.
+ * "oneDNN 2.6.3 (ISA avx512_core_amx, bf16 via AMX); OpenBLAS 0.3.21 (fp32)". */
+void beit_precision_describe(char *buf, size_t size);
+/* The ISA oneDNN chose, e.g. "avx512_core_amx", or "none" without oneDNN. */
+const char *beit_precision_isa(void);
+
+#endif

@@ -1,0 +1,138 @@
+/* The matrix-product backend (core/gemm.h) against a plain double-precision product.
+ *
+ * float32 operands (OpenBLAS) must match the product of the same floats to fp32 accumulation
+ * error; bfloat16 operands (oneDNN) must match the exact product of the bf16-ROUNDED inputs to
+ * the same fp32-accumulation error: the only bf16 error allowed is the rounding of the operands,
+ * so a kernel that dropped precision elsewhere (bf16 accumulation, bf16 output) fails. Every
+ * transpose combination, alpha/beta, leading dimensions wider than the rows, and the batched
+ * form with attention's (batch, head) strides. Without bf16 on the machine the bf16 half says so
+ * and checks that the precision policy refuses bf16 and defaults to fp32. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beit/precision.h"
+#include "gemm.h"
+#include "testing.h"
+
+#define TOL 2e-5 /* fp32 accumulation of K <= 200 products, relative to the largest output */
+
+/* want (M, N) = alpha op(A) op(B) + beta C0 in double, from the values the kernel sees. */
+static void reference(float *want, const float *a, size_t lda, int ta, const float *b, size_t ldb,
+                      int tb, const float *c0, size_t ldc, size_t M, size_t N, size_t K,
+                      float alpha, float beta)
+{
+  for (size_t i = 0; i < M; i++)
+    for (size_t j = 0; j < N; j++) {
+      double acc = 0;
+      for (size_t k = 0; k < K; k++)
+        acc += (double)(ta ? a[k * lda + i] : a[i * lda + k]) *
+               (double)(tb ? b[j * ldb + k] : b[k * ldb + j]);
+      want[i * N + j] = (float)(alpha * acc + (beta != 0.0f ? beta * c0[i * ldc + j] : 0.0));
+    }
+}
+
+static void round_bf16(float *x, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    x[i] = beit_bf16_value(beit_bf16_round(x[i]));
+}
+
+static void test_product(enum beit_dtype dtype, size_t M, size_t N, size_t K, int ta, int tb,
+                         float alpha, float beta)
+{
+  size_t pad = 3, lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+  size_t na = (ta ? K : M) * lda, nb = (tb ? N : K) * ldb;
+  float *a = randn(na, 1.0f), *b = randn(nb, 1.0f), *c = randn(M * ldc, 1.0f);
+  float *c0 = tdup(c, M * ldc), *want = zeros(M * N), *got = zeros(M * N);
+  struct beit_operand A = beit_op_f32(a, lda, ta), B = beit_op_f32(b, ldb, tb);
+  if (dtype == BEIT_DTYPE_BF16) {
+    beit_bf16 *ah = talloc(na * sizeof *ah), *bh = talloc(nb * sizeof *bh);
+    beit_to_bf16(ah, a, na);
+    beit_to_bf16(bh, b, nb);
+    round_bf16(a, na);
+    round_bf16(b, nb);
+    A = beit_op_bf16(ah, lda, ta);
+    B = beit_op_bf16(bh, ldb, tb);
+  }
+  reference(want, a, lda, ta, b, ldb, tb, c0, ldc, M, N, K, alpha, beta);
+  beit_gemm(c, ldc, A, B, M, N, K, alpha, beta);
+  for (size_t i = 0; i < M; i++)
+    memcpy(got + i * N, c + i * ldc, N * sizeof *got);
+  char label[128];
+  snprintf(label, sizeof label, "%s %zux%zux%zu ta=%d tb=%d alpha=%g beta=%g",
+           dtype == BEIT_DTYPE_BF16 ? "bf16" : "f32", M, N, K, ta, tb, alpha, beta);
+  check_close(label, got, want, M * N, TOL);
+  for (size_t i = 0; i < M; i++) /* padding columns of C untouched */
+    for (size_t j = N; j < ldc; j++)
+      CHECK(c[i * ldc + j] == c0[i * ldc + j]);
+}
+
+/* Attention's layout: q, k of head h of image b at qkv + b*T*3D + h*dh (+ D for k), rows 3D
+ * apart; S (b, h) = q k^T into (B, nH, T, T). */
+static void test_batched(enum beit_dtype dtype, size_t B, size_t nH, size_t T, size_t dh)
+{
+  size_t D = nH * dh, ld = 3 * D, n = B * T * ld;
+  float *qkv = randn(n, 1.0f), *got = zeros(B * nH * T * T), *want = zeros(B * nH * T * T);
+  struct beit_operand Q = beit_op_f32(qkv, ld, 0), Kt = beit_op_f32(qkv + D, ld, 1);
+  if (dtype == BEIT_DTYPE_BF16) {
+    beit_bf16 *h = talloc(n * sizeof *h);
+    beit_to_bf16(h, qkv, n);
+    round_bf16(qkv, n);
+    Q = beit_op_bf16(h, ld, 0);
+    Kt = beit_op_bf16(h + D, ld, 1);
+  }
+  struct beit_batch_strides bs = {B, nH, T * ld, dh, T * ld, dh, nH * T * T, T * T};
+  beit_gemm_batched(got, T, Q, Kt, T, T, dh, 0.125f, 0.0f, &bs);
+  for (size_t b = 0; b < B; b++)
+    for (size_t h = 0; h < nH; h++) {
+      const float *q = qkv + b * T * ld + h * dh;
+      reference(want + (b * nH + h) * T * T, q, ld, 0, q + D, ld, 1, NULL, T, T, T, dh, 0.125f,
+                0.0f);
+    }
+  char label[96];
+  snprintf(label, sizeof label, "%s batched B=%zu nH=%zu T=%zu dh=%zu",
+           dtype == BEIT_DTYPE_BF16 ? "bf16" : "f32", B, nH, T, dh);
+  check_close(label, got, want, B * nH * T * T, TOL);
+}
+
+static void run_all(enum beit_dtype dtype)
+{
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      test_product(dtype, 7, 13, 5, ta, tb, 1.0f, 0.0f);
+      test_product(dtype, 37, 29, 67, ta, tb, 1.0f, 1.0f);
+      test_product(dtype, 50, 96, 192, ta, tb, 0.5f, 0.0f);
+    }
+  test_product(dtype, 1, 1, 1, 0, 0, 1.0f, 1.0f);
+  test_product(dtype, 197, 64, 197, 0, 0, 1.0f, 0.0f);
+  test_product(dtype, 64, 96, 200, 1, 0, 1.0f, 1.0f); /* dW += dout^T inp */
+  test_batched(dtype, 3, 2, 11, 8);
+  test_batched(dtype, 2, 3, 50, 64);
+}
+
+int main(void)
+{
+  beit_rng_seed(&test_rng, 77, 0, 0);
+  /* beta != 0 on NaN-free C; beta == 0 must ignore NaN in C */
+  run_all(BEIT_DTYPE_F32);
+  enum beit_precision p;
+  struct beit_error err = {0};
+  CHECK(beit_precision_resolve(&p, BEIT_PRECISION_FP32, &err) == BEIT_STATUS_OK &&
+        p == BEIT_PRECISION_FP32);
+  CHECK(beit_precision_parse(&p, "bf16", &err) == BEIT_STATUS_OK && p == BEIT_PRECISION_BF16);
+  CHECK(beit_precision_parse(&p, "half", &err) == BEIT_STATUS_CONFIG &&
+        strstr(err.message, "'half'"));
+  printf("backend: %s\n", beit_precision_isa());
+  if (beit_precision_bf16_available()) {
+    run_all(BEIT_DTYPE_BF16);
+    run_all(BEIT_DTYPE_BF16); /* the cached primitives again */
+  } else {
+    CHECK(beit_precision_resolve(&p, BEIT_PRECISION_BF16, &err) == BEIT_STATUS_UNSUPPORTED);
+    CHECK(beit_precision_resolve(&p, BEIT_PRECISION_AUTO, &err) == BEIT_STATUS_OK &&
+          p == BEIT_PRECISION_FP32);
+    printf("bf16 unavailable here: checked that bf16 is refused and auto means fp32\n");
+  }
+  tfree_all();
+  return test_summary("test_gemm");
+}

@@ -116,72 +116,128 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
     bias_grad(dbias, scratch, B, T, nH);
 }
 
-/* ---- mixed precision: the four products batched over (image, head) in one oneDNN call each,
- * bf16 operands; logits, softmax and its backward in float32 (as autocast keeps softmax in fp32) */
+/* ---- mixed precision: bf16 operands in head-major layout (B, nH, T, dh), where every (image,
+ * head) problem is one dense matrix, so each of the four products is one batched AMX call
+ * (oneDNN has no fast kernel for heads strided inside the qkv rows); logits, softmax and its
+ * backward in float32, as autocast keeps softmax in fp32. */
 
-/* Strides of head h of image b inside (B, T, ld) rows: (T*ld, dh); in (B, nH, T, T): (nH TT, TT). */
-static struct beit_batch_strides pair_strides(size_t B, size_t nH, size_t sa1, size_t sa2,
-                                              size_t sb1, size_t sb2, size_t sc1, size_t sc2)
+/* out_h (nb, B, nH, T, dh) = rounded in (B, T, nb*D): nb blocks of D columns split into heads. */
+static void to_heads_bf16(beit_bf16 *out_h, const float *in, size_t nb, size_t B, size_t T,
+                          size_t D, size_t nH)
 {
-  return (struct beit_batch_strides){B, nH, sa1, sa2, sb1, sb2, sc1, sc2};
+  const size_t dh = D / nH, ld = nb * D;
+#pragma omp parallel for schedule(static)
+  for (size_t bt = 0; bt < B * T; bt++) {
+    size_t b = bt / T, t = bt % T;
+    for (size_t s = 0; s < nb; s++)
+      for (size_t h = 0; h < nH; h++) {
+        const float *x = in + bt * ld + s * D + h * dh;
+        beit_bf16 *y = out_h + (((s * B + b) * nH + h) * T + t) * dh;
+        for (size_t c = 0; c < dh; c++)
+          y[c] = beit_bf16_round(x[c]);
+      }
+  }
 }
 
-void beit_attention_forward_bf16(float *out, float *probs, uint16_t *probs_h, uint16_t *qkv_h,
-                                 const float *qkv, const float *bias, size_t B, size_t T,
-                                 size_t D, size_t nH)
+/* out (B, T, nb*D) += in (nb, B, nH, T, dh): the inverse layout of to_heads_bf16, in float32. */
+static void from_heads_add(float *out, const float *in, size_t nb, size_t B, size_t T, size_t D,
+                           size_t nH)
 {
-  const size_t dh = D / nH, ld = 3 * D, TT = T * T, rows = B * nH * T;
-  beit_to_bf16(qkv_h, qkv, B * T * ld);
-  /* S = scale Q K^T into probs */
-  struct beit_batch_strides qk = pair_strides(B, nH, T * ld, dh, T * ld, dh, nH * TT, TT);
-  beit_gemm_batched(probs, T, beit_op_bf16(qkv_h, ld, 0), beit_op_bf16(qkv_h + D, ld, 1), T, T,
-                    dh, attention_scale(dh), 0.0f, &qk);
+  const size_t dh = D / nH, ld = nb * D;
+#pragma omp parallel for schedule(static)
+  for (size_t bt = 0; bt < B * T; bt++) {
+    size_t b = bt / T, t = bt % T;
+    for (size_t s = 0; s < nb; s++)
+      for (size_t h = 0; h < nH; h++) {
+        const float *x = in + (((s * B + b) * nH + h) * T + t) * dh;
+        float *y = out + bt * ld + s * D + h * dh;
+#pragma omp simd
+        for (size_t c = 0; c < dh; c++)
+          y[c] += x[c];
+      }
+  }
+}
+
+/* out_h (B, T, D) = rounded in (B, nH, T, dh): the heads concatenated again. */
+static void merge_heads_bf16(beit_bf16 *out_h, const float *in, size_t B, size_t T, size_t D,
+                             size_t nH)
+{
+  const size_t dh = D / nH;
+#pragma omp parallel for schedule(static)
+  for (size_t bt = 0; bt < B * T; bt++) {
+    size_t b = bt / T, t = bt % T;
+    for (size_t h = 0; h < nH; h++) {
+      const float *x = in + ((b * nH + h) * T + t) * dh;
+      beit_bf16 *y = out_h + bt * D + h * dh;
+      for (size_t c = 0; c < dh; c++)
+        y[c] = beit_bf16_round(x[c]);
+    }
+  }
+}
+
+/* count dense (rows, cols) problems back to back in one batched product. */
+static struct beit_batch_strides dense_batch(size_t count, size_t a, size_t b, size_t c)
+{
+  return (struct beit_batch_strides){count, 1, a, 0, b, 0, c, 0};
+}
+
+void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_h,
+                                 uint16_t *qkv_h, float *scratch, const float *qkv,
+                                 const float *bias, size_t B, size_t T, size_t D, size_t nH)
+{
+  const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh;
+  to_heads_bf16(qkv_h, qkv, 3, B, T, D, nH);
+  const beit_bf16 *q = qkv_h, *k = qkv_h + hs, *v = qkv_h + 2 * hs;
+  /* S = scale Q K^T into probs, then the softmax (+ bias) in place */
+  struct beit_batch_strides qk = dense_batch(n, T * dh, T * dh, TT);
+  beit_gemm_batched(probs, T, beit_op_bf16(q, dh, 0), beit_op_bf16(k, dh, 1), T, T, dh,
+                    attention_scale(dh), 0.0f, &qk);
 #pragma omp parallel for schedule(static)
   for (size_t r = 0; r < rows; r++) {
     size_t h = (r / T) % nH, i = r % T;
     beit_softmax_row(probs + r * T, probs + r * T, bias ? bias + h * TT + i * T : NULL, T);
   }
   beit_to_bf16(probs_h, probs, rows * T);
-  /* out_h = P V, written at column h*dh of (B, T, D) */
-  struct beit_batch_strides pv = pair_strides(B, nH, nH * TT, TT, T * ld, dh, T * D, dh);
-  beit_gemm_batched(out, D, beit_op_bf16(probs_h, T, 0), beit_op_bf16(qkv_h + 2 * D, ld, 0), T,
-                    dh, T, 1.0f, 0.0f, &pv);
+  /* O = P V per head into scratch, then the heads concatenated into out_h */
+  struct beit_batch_strides pv = dense_batch(n, TT, T * dh, T * dh);
+  beit_gemm_batched(scratch, dh, beit_op_bf16(probs_h, T, 0), beit_op_bf16(v, dh, 0), T, dh, T,
+                    1.0f, 0.0f, &pv);
+  merge_heads_bf16(out_h, scratch, B, T, D, nH);
 }
 
-void beit_attention_backward_bf16(float *dqkv, float *dbias, float *scratch, uint16_t *scratch_h,
-                                  const float *dout, const uint16_t *qkv_h, const float *probs,
-                                  const uint16_t *probs_h, size_t B, size_t T, size_t D,
-                                  size_t nH)
+void beit_attention_backward_bf16(float *dqkv, float *dbias, float *dS, uint16_t *scratch_h,
+                                  float *heads, const float *dout, const uint16_t *qkv_h,
+                                  const float *probs, const uint16_t *probs_h, size_t B,
+                                  size_t T, size_t D, size_t nH)
 {
-  const size_t dh = D / nH, ld = 3 * D, TT = T * T, rows = B * nH * T;
+  const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh;
   const float scale = attention_scale(dh);
   if (!dqkv && !dbias)
     return;
-  beit_to_bf16(scratch_h, dout, B * T * D); /* dO */
-  struct beit_operand dO = beit_op_bf16(scratch_h, D, 0);
-  struct beit_batch_strides s_ot = pair_strides(B, nH, T * D, dh, T * ld, dh, nH * TT, TT);
-  if (dqkv) { /* dV += P^T dO */
-    struct beit_batch_strides s = pair_strides(B, nH, nH * TT, TT, T * D, dh, T * ld, dh);
-    beit_gemm_batched(dqkv + 2 * D, ld, beit_op_bf16(probs_h, T, 1), dO, T, dh, T, 1.0f, 1.0f,
-                      &s);
-  }
+  const beit_bf16 *q = qkv_h, *k = qkv_h + hs, *v = qkv_h + 2 * hs;
+  to_heads_bf16(scratch_h, dout, 1, B, T, D, nH); /* dO */
+  struct beit_operand dO = beit_op_bf16(scratch_h, dh, 0);
+  struct beit_batch_strides s_tt = dense_batch(n, T * dh, T * dh, TT);
+  struct beit_batch_strides s_td = dense_batch(n, TT, T * dh, T * dh);
+  if (dqkv) /* dV = P^T dO, into the third block of heads */
+    beit_gemm_batched(heads + 2 * hs, dh, beit_op_bf16(probs_h, T, 1), dO, T, dh, T, 1.0f, 0.0f,
+                      &s_td);
   /* dP = dO V^T, then the softmax backward in float32 */
-  beit_gemm_batched(scratch, T, dO, beit_op_bf16(qkv_h + 2 * D, ld, 1), T, T, dh, 1.0f, 0.0f,
-                    &s_ot);
+  beit_gemm_batched(dS, T, dO, beit_op_bf16(v, dh, 1), T, T, dh, 1.0f, 0.0f, &s_tt);
 #pragma omp parallel for schedule(static)
   for (size_t r = 0; r < rows; r++)
-    softmax_row_backward(scratch + r * T, probs + r * T, T);
+    softmax_row_backward(dS + r * T, probs + r * T, T);
   if (dbias)
-    bias_grad(dbias, scratch, B, T, nH);
+    bias_grad(dbias, dS, B, T, nH);
   if (!dqkv)
     return;
-  beit_to_bf16(scratch_h, scratch, rows * T); /* dS (dO is no longer needed) */
-  /* dQ += scale dS K; dK += scale dS^T Q */
-  struct beit_batch_strides s_q = pair_strides(B, nH, nH * TT, TT, T * ld, dh, T * ld, dh);
-  beit_gemm_batched(dqkv, ld, beit_op_bf16(scratch_h, T, 0), beit_op_bf16(qkv_h + D, ld, 0), T,
-                    dh, T, scale, 1.0f, &s_q);
-  beit_gemm_batched(dqkv + D, ld, beit_op_bf16(scratch_h, T, 1), beit_op_bf16(qkv_h, ld, 0), T,
-                    dh, T, scale, 1.0f, &s_q);
+  beit_to_bf16(scratch_h, dS, rows * T); /* dS (dO is no longer needed) */
+  /* dQ = scale dS K; dK = scale dS^T Q; then all three into dqkv's rows */
+  beit_gemm_batched(heads, dh, beit_op_bf16(scratch_h, T, 0), beit_op_bf16(k, dh, 0), T, dh, T,
+                    scale, 0.0f, &s_td);
+  beit_gemm_batched(heads + hs, dh, beit_op_bf16(scratch_h, T, 1), beit_op_bf16(q, dh, 0), T,
+                    dh, T, scale, 0.0f, &s_td);
+  from_heads_add(dqkv, heads, 3, B, T, D, nH);
 }
 
 void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,

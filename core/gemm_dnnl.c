@@ -53,20 +53,25 @@ static void check(dnnl_status_t st, const char *what)
     die(what, st);
 }
 
-/* Operand of logical shape (rows, cols) [x count1 x count2] in a memory descriptor. */
+/* Operand of logical shape (rows, cols) [x count1 x count2] in a memory descriptor: 2-D for one
+ * product, 3-D for one batch dimension, 4-D for two (oneDNN's fast kernels want no size-1 batch
+ * dimensions with made-up strides). */
 static dnnl_status_t describe(dnnl_memory_desc_t *md, dnnl_data_type_t type, size_t count1,
                               size_t count2, size_t s1, size_t s2, size_t rows, size_t cols,
                               size_t ld, int trans)
 {
   dnnl_dim_t rs = trans ? 1 : (dnnl_dim_t)ld, cs = trans ? (dnnl_dim_t)ld : 1;
-  if (count1 == 1 && count2 == 1) {
-    dnnl_dims_t dims = {(dnnl_dim_t)rows, (dnnl_dim_t)cols}, strides = {rs, cs};
-    return dnnl_memory_desc_init_by_strides(md, 2, dims, type, strides);
+  dnnl_dims_t dims, strides;
+  int n = 0;
+  if (count1 > 1 || count2 > 1) {
+    if (count1 > 1)
+      dims[n] = (dnnl_dim_t)count1, strides[n++] = (dnnl_dim_t)s1;
+    if (count2 > 1 || count1 == 1)
+      dims[n] = (dnnl_dim_t)count2, strides[n++] = (dnnl_dim_t)s2;
   }
-  dnnl_dims_t dims = {(dnnl_dim_t)count1, (dnnl_dim_t)count2, (dnnl_dim_t)rows,
-                      (dnnl_dim_t)cols};
-  dnnl_dims_t strides = {(dnnl_dim_t)s1, (dnnl_dim_t)s2, rs, cs};
-  return dnnl_memory_desc_init_by_strides(md, 4, dims, type, strides);
+  dims[n] = (dnnl_dim_t)rows, strides[n++] = rs;
+  dims[n] = (dnnl_dim_t)cols, strides[n++] = cs;
+  return dnnl_memory_desc_init_by_strides(md, n, dims, type, strides);
 }
 
 /* A primitive for key, or NULL with the status of the failing oneDNN call. */
@@ -98,6 +103,11 @@ static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *
   if ((st = dnnl_primitive_desc_create(&pd, &desc, attr, g.engine, NULL)) ||
       (st = dnnl_primitive_create(&prim, pd)))
     prim = NULL;
+  const char *impl = NULL;
+  if (prim && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
+      impl && !strncmp(impl, "ref", 3)) /* a layout oneDNN has no fast kernel for: a bug of ours */
+    fprintf(stderr, "beit: warning: oneDNN runs a %zux%zux%zu (x%zu) bf16 product on its "
+                    "reference kernel '%s' (slow)\n", k->M, k->N, k->K, k->count1 * k->count2, impl);
 done:
   if (pd)
     dnnl_primitive_desc_destroy(pd);

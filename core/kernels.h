@@ -77,17 +77,19 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
                              const float *qkv, const float *probs, size_t B, size_t T, size_t D,
                              size_t nH);
 size_t beit_attention_scratch_floats(size_t B, size_t T, size_t nH);
-/* Mixed precision: the four products in bf16 (float32 accumulation), logits, softmax and its
- * backward in float32. Forward rounds qkv into qkv_h (B, T, 3D) and probs into probs_h
- * (B, nH, T, T); backward takes both, scratch as above and scratch_h of
- * max(B*T*D, B*nH*T*T) bf16 values. */
-void beit_attention_forward_bf16(float *out, float *probs, uint16_t *probs_h, uint16_t *qkv_h,
-                                 const float *qkv, const float *bias, size_t B, size_t T,
-                                 size_t D, size_t nH);
-void beit_attention_backward_bf16(float *dqkv, float *dbias, float *scratch, uint16_t *scratch_h,
-                                  const float *dout, const uint16_t *qkv_h, const float *probs,
-                                  const uint16_t *probs_h, size_t B, size_t T, size_t D,
-                                  size_t nH);
+/* Mixed precision: the four products in bf16 (float32 accumulation) on head-major copies,
+ * logits, softmax and its backward in float32. Forward writes qkv_h (3, B, nH, T, dh): q, k, v
+ * rounded and split into heads; probs (B, nH, T, T) and its rounding probs_h; out_h (B, T, D) the
+ * rounded heads' outputs (the projection's input); scratch: B*T*D floats. Backward: dqkv
+ * (B, T, 3D) +=, dbias +=; dS: B*nH*T*T floats, scratch_h: max(B*T*D, B*nH*T*T) bf16 values,
+ * heads: 3*B*T*D floats of scratch. */
+void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_h,
+                                 uint16_t *qkv_h, float *scratch, const float *qkv,
+                                 const float *bias, size_t B, size_t T, size_t D, size_t nH);
+void beit_attention_backward_bf16(float *dqkv, float *dbias, float *dS, uint16_t *scratch_h,
+                                  float *heads, const float *dout, const uint16_t *qkv_h,
+                                  const float *probs, const uint16_t *probs_h, size_t B,
+                                  size_t T, size_t D, size_t nH);
 void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,
                                   size_t B, size_t T, size_t D, size_t nH);
 void beit_attention_backward_naive(float *dqkv, float *dbias, const float *dout,

@@ -53,8 +53,10 @@ struct beit_acts {
   /* backward scratch, shared by all blocks */
   float *d_stream, *d_mid, *d_ln, *d_qkv, *d_attn, *d_branch, *d_fc1, *d_gelu;
   float *d_bias, *attn_scratch, *d_head_in, *d_head_ln, *d_logits, *d_hidden, *d_emb;
-  /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient */
+  /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient and
+   * for attention's head-major gradients (3 * B*T*D floats) */
   beit_bf16 *patches_h, *head_h, *d_h;
+  float *d_heads;
 };
 
 struct beit_model {
@@ -107,9 +109,11 @@ void beit_model_linear_forward(struct beit_model *m, float *out, const float *in
 void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long b,
                                 const float *dout, const float *inp, const beit_bf16 *inp_h,
                                 size_t N, size_t C, size_t OC);
-/* Attention core of block layer acts la (beit_attention_forward/backward in m's precision). */
-void beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
-                                  const float *bias);
+/* Attention core of block layer acts la (beit_attention_forward/backward in m's precision).
+ * Forward returns the output projection's float32 input (la->attn), or NULL in bf16, where the
+ * output is already rounded into la->attn_h (for beit_model_linear_forward). */
+const float *beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
+                                         const float *bias);
 void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
                                    float *dqkv, float *dbias, const float *dout);
 /* Round params into params_h (bf16 only; no-op in fp32). */

@@ -38,8 +38,8 @@ static void block_forward(struct beit_model *m, size_t l, float *out)
   beit_model_linear_forward(m, la->qkv, la->ln1, la->ln1_h, li->q_w, -1, BT, D, 3 * D);
   beit_bias_forward(la->qkv, PARAM(li->q_b), BT, D, 3 * D);
   beit_bias_forward(la->qkv + 2 * D, PARAM(li->v_b), BT, D, 3 * D);
-  beit_model_attention_forward(m, la, block_bias(m, l));
-  beit_model_linear_forward(m, la->proj, la->attn, la->attn_h, li->proj_w, li->proj_b, BT, D, D);
+  const float *attn = beit_model_attention_forward(m, la, block_bias(m, l));
+  beit_model_linear_forward(m, la->proj, attn, la->attn_h, li->proj_w, li->proj_b, BT, D, D);
   beit_residual_forward(la->y, la->x, la->proj, PARAM(li->gamma1), s1, B, T, D);
 
   beit_layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->y, PARAM(li->ln2_w),

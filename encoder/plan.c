@@ -91,6 +91,7 @@ static void carve_all(struct beit_model *m, struct carver *c)
     a->d_fc1 = a->d_gelu = a->d_bias = a->attn_scratch = NULL;
     a->d_head_in = a->d_head_ln = a->d_logits = a->d_hidden = a->d_emb = NULL;
     a->d_h = NULL;
+    a->d_heads = NULL;
     return;
   }
   /* backward scratch */
@@ -114,6 +115,7 @@ static void carve_all(struct beit_model *m, struct carver *c)
   d_h = d_h > rows * logit_cols ? d_h : rows * logit_cols;
   d_h = d_h > B * tt ? d_h : B * tt;
   a->d_h = carve_h(m, c, d_h);
+  a->d_heads = m->precision == BEIT_PRECISION_BF16 ? carve(c, 3 * BT * D) : NULL;
 }
 
 enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err)

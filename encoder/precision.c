@@ -29,7 +29,8 @@ void beit_model_linear_forward(struct beit_model *m, float *out, const float *in
     beit_linear_forward(out, inp, PARAM(w), PARAM(b), N, C, OC);
     return;
   }
-  beit_to_bf16(inp_h, inp, N * C);
+  if (inp) /* NULL: the producer rounded it already */
+    beit_to_bf16(inp_h, inp, N * C);
   beit_linear_forward_bf16(out, inp_h, param_h(m, w), PARAM(b), N, C, OC);
 }
 
@@ -44,14 +45,17 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long 
                               C, OC);
 }
 
-void beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
-                                  const float *bias)
+const float *beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
+                                         const float *bias)
 {
-  if (!bf16(m))
+  if (!bf16(m)) {
     beit_attention_forward(la->attn, la->probs, la->qkv, bias, m->B, m->T, m->D, m->nH);
-  else
-    beit_attention_forward_bf16(la->attn, la->probs, la->probs_h, la->qkv_h, la->qkv, bias,
-                                m->B, m->T, m->D, m->nH);
+    return la->attn;
+  }
+  /* la->attn is the heads' float32 scratch here; the output is rounded into attn_h */
+  beit_attention_forward_bf16(la->attn_h, la->probs, la->probs_h, la->qkv_h, la->attn, la->qkv,
+                              bias, m->B, m->T, m->D, m->nH);
+  return NULL;
 }
 
 void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
@@ -61,8 +65,8 @@ void beit_model_attention_backward(struct beit_model *m, const struct beit_layer
     beit_attention_backward(dqkv, dbias, m->a.attn_scratch, dout, la->qkv, la->probs, m->B, m->T,
                             m->D, m->nH);
   else
-    beit_attention_backward_bf16(dqkv, dbias, m->a.attn_scratch, m->a.d_h, dout, la->qkv_h,
-                                 la->probs, la->probs_h, m->B, m->T, m->D, m->nH);
+    beit_attention_backward_bf16(dqkv, dbias, m->a.attn_scratch, m->a.d_h, m->a.d_heads, dout,
+                                 la->qkv_h, la->probs, la->probs_h, m->B, m->T, m->D, m->nH);
 }
 
 void beit_model_round_weights(struct beit_model *m)

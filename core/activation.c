@@ -6,6 +6,7 @@
  *   erf: Abramowitz-Stegun 7.1.26, |error| <= 1.5e-7, the same formula PyTorch's vectorised
  *        CPU GELU uses; GELU stays the erf form 0.5 x (1 + erf(x / sqrt 2)), not the tanh form.
  * The naive twins call libm expf/erff and are the accuracy oracle. */
+#include "gemm.h"
 #include "kernels.h"
 #include "vmath.h"
 
@@ -28,13 +29,20 @@ static inline float verff(float x)
   return copysignf(y, x);
 }
 
+static inline float gelu(float x) { return 0.5f * x * (1.0f + verff(x * INV_SQRT2)); }
+
 void beit_gelu_forward(float *out, const float *inp, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; i++) {
-    float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + verff(x * INV_SQRT2));
-  }
+  for (size_t i = 0; i < n; i++)
+    out[i] = gelu(inp[i]);
+}
+
+void beit_gelu_forward_bf16(uint16_t *out_h, const float *inp, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++)
+    out_h[i] = beit_bf16_round(gelu(inp[i]));
 }
 
 void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)

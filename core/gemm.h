@@ -64,10 +64,10 @@ void beit_from_bf16(float *out, const beit_bf16 *in, size_t n);
 static inline beit_bf16 beit_bf16_round(float f)
 {
   union { float f; uint32_t u; } v = {f};
-  if ((v.u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it a (quiet) NaN */
-    return (beit_bf16)((v.u >> 16) | 0x40u);
-  v.u += 0x7fffu + ((v.u >> 16) & 1u);
-  return (beit_bf16)(v.u >> 16);
+  uint32_t rounded = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16;
+  uint32_t quiet_nan = (v.u >> 16) | 0x40u; /* NaN stays a (quiet) NaN */
+  /* a select, not a branch, so that loops over it vectorise */
+  return (beit_bf16)((v.u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded);
 }
 static inline float beit_bf16_value(beit_bf16 h)
 {

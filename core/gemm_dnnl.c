@@ -10,6 +10,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "beit/status.h"
@@ -26,7 +27,8 @@ struct matmul_key {
 struct matmul_entry {
   struct matmul_key key;
   dnnl_primitive_t prim;
-  dnnl_memory_desc_t a, b, c;
+  dnnl_memory_desc_t a, b, c, scratch;
+  size_t scratch_bytes;
 };
 
 static struct {
@@ -39,7 +41,12 @@ static struct {
   size_t count, next_evict;
 } g = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_RWLOCK_INITIALIZER};
 
+/* Per thread: the execution stream, and the scratchpad every primitive shares (oneDNN's own
+ * scratchpad would be allocated and freed at each call: megabytes mapped, cleared and unmapped
+ * per product, which cost a quarter of a BEiT-base step in page faults and TLB shootdowns). */
 static _Thread_local dnnl_stream_t thread_stream;
+static _Thread_local void *thread_scratch;
+static _Thread_local size_t thread_scratch_bytes;
 
 static void die(const char *what, dnnl_status_t st)
 {
@@ -91,7 +98,8 @@ static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *
       (st = describe(&e->c, dnnl_f32, k->count1, k->count2, k->sc1, k->sc2, k->M, k->N, k->ldc,
                      0)) ||
       (st = dnnl_matmul_desc_init(&desc, &e->a, &e->b, NULL, &e->c)) ||
-      (st = dnnl_primitive_attr_create(&attr)))
+      (st = dnnl_primitive_attr_create(&attr)) ||
+      (st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)))
     goto done;
   if (k->alpha != 1.0f && (st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha)))
     goto done;
@@ -103,6 +111,10 @@ static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *
   if ((st = dnnl_primitive_desc_create(&pd, &desc, attr, g.engine, NULL)) ||
       (st = dnnl_primitive_create(&prim, pd)))
     prim = NULL;
+  if (prim) {
+    e->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    e->scratch_bytes = dnnl_memory_desc_get_size(&e->scratch);
+  }
   const char *impl = NULL;
   if (prim && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
       impl && !strncmp(impl, "ref", 3)) /* a layout oneDNN has no fast kernel for: a bug of ours */
@@ -213,16 +225,26 @@ static void execute(const struct matmul_entry *e, const void *a, const void *b, 
   if (!thread_stream)
     check(dnnl_stream_create(&thread_stream, g.engine, dnnl_stream_default_flags),
           "stream creation");
-  dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+  if (e->scratch_bytes > thread_scratch_bytes) { /* grows to the largest need, then stays */
+    free(thread_scratch);
+    thread_scratch_bytes = 0;
+    if (posix_memalign(&thread_scratch, 64, e->scratch_bytes))
+      die("scratchpad allocation", dnnl_out_of_memory);
+    thread_scratch_bytes = e->scratch_bytes;
+  }
+  dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL;
   check(dnnl_memory_create(&ma, &e->a, g.engine, (void *)a), "memory creation");
   check(dnnl_memory_create(&mb, &e->b, g.engine, (void *)b), "memory creation");
   check(dnnl_memory_create(&mc, &e->c, g.engine, c), "memory creation");
-  dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-  check(dnnl_primitive_execute(e->prim, thread_stream, 3, args), "matmul execution");
+  check(dnnl_memory_create(&ms, &e->scratch, g.engine, thread_scratch), "memory creation");
+  dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc},
+                             {DNNL_ARG_SCRATCHPAD, ms}};
+  check(dnnl_primitive_execute(e->prim, thread_stream, 4, args), "matmul execution");
   check(dnnl_stream_wait(thread_stream), "stream wait");
   dnnl_memory_destroy(ma);
   dnnl_memory_destroy(mb);
   dnnl_memory_destroy(mc);
+  dnnl_memory_destroy(ms);
 }
 
 void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,

@@ -41,6 +41,11 @@ void beit_bias_backward(float *dbias, const float *dout, size_t N, size_t C, siz
 void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                             const float *weight, const float *bias, float eps, size_t N,
                             size_t C);
+/* The same, the output rounded straight to bfloat16 (out_h, bf16 precision: the float32 output
+ * would only be rounded for the next matrix product). Equal to rounding beit_layernorm_forward's. */
+void beit_layernorm_forward_bf16(uint16_t *out_h, float *mean, float *rstd, const float *inp,
+                                 const float *weight, const float *bias, float eps, size_t N,
+                                 size_t C);
 void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
                              const float *rstd, size_t N, size_t C);
@@ -54,6 +59,8 @@ void beit_layernorm_backward_naive(float *dinp, float *dweight, float *dbias, co
 /* ---- exact GELU 0.5 x (1 + erf(x / sqrt 2)), elementwise over n values ---- */
 void beit_gelu_forward(float *out, const float *inp, size_t n);
 void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* The output rounded straight to bfloat16; equal to rounding beit_gelu_forward's. */
+void beit_gelu_forward_bf16(uint16_t *out_h, const float *inp, size_t n);
 void beit_gelu_forward_naive(float *out, const float *inp, size_t n);
 void beit_gelu_backward_naive(float *dinp, const float *dout, const float *inp, size_t n);
 

@@ -4,11 +4,31 @@
  * run in a second pass parallel over column blocks (each thread owns its columns and walks
  * every row in order): race-free and bitwise independent of the thread count, at the price of
  * reading dout and inp twice. */
+#include "gemm.h"
 #include "kernels.h"
 
 #include <math.h>
 
 #define COL_BLOCK 64
+
+/* Mean and 1/std of one row: two passes, the sum of squared deviations (no cancellation in
+ * E[x^2] - m^2). */
+static inline void row_stats(float *mean, float *rstd, const float *x, float eps, size_t C)
+{
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (size_t c = 0; c < C; c++)
+    sum += x[c];
+  float m = sum / (float)C;
+  float sq = 0.0f;
+#pragma omp simd reduction(+ : sq)
+  for (size_t c = 0; c < C; c++) {
+    float d = x[c] - m;
+    sq += d * d;
+  }
+  *mean = m;
+  *rstd = 1.0f / sqrtf(sq / (float)C + eps);
+}
 
 void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                             const float *weight, const float *bias, float eps, size_t N,
@@ -18,22 +38,32 @@ void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *i
   for (size_t n = 0; n < N; n++) {
     const float *x = inp + n * C;
     float *y = out + n * C;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (size_t c = 0; c < C; c++)
-      sum += x[c];
-    float m = sum / (float)C;
-    /* two passes: sum of squared deviations, no cancellation in E[x^2] - m^2 */
-    float sq = 0.0f;
-#pragma omp simd reduction(+ : sq)
-    for (size_t c = 0; c < C; c++) {
-      float d = x[c] - m;
-      sq += d * d;
-    }
-    float s = 1.0f / sqrtf(sq / (float)C + eps);
+    float m, s;
+    row_stats(&m, &s, x, eps, C);
     for (size_t c = 0; c < C; c++) {
       float v = (x[c] - m) * s;
       y[c] = v * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f);
+    }
+    if (mean)
+      mean[n] = m;
+    if (rstd)
+      rstd[n] = s;
+  }
+}
+
+void beit_layernorm_forward_bf16(uint16_t *out_h, float *mean, float *rstd, const float *inp,
+                                 const float *weight, const float *bias, float eps, size_t N,
+                                 size_t C)
+{
+#pragma omp parallel for schedule(static) if (N * C > 16384)
+  for (size_t n = 0; n < N; n++) {
+    const float *x = inp + n * C;
+    beit_bf16 *y = out_h + n * C;
+    float m, s;
+    row_stats(&m, &s, x, eps, C);
+    for (size_t c = 0; c < C; c++) {
+      float v = (x[c] - m) * s;
+      y[c] = beit_bf16_round(v * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f));
     }
     if (mean)
       mean[n] = m;

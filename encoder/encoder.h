@@ -30,7 +30,9 @@ struct beit_param_ids {
 };
 
 /* Saved activations of one block; x is the block input (the residual stream). In bf16 the
- * operands of matrix products also have bfloat16 twins (*_h, NULL in fp32), kept for backward. */
+ * operands of matrix products are bfloat16 (*_h, NULL in fp32), kept for backward; ln1, ln2 and
+ * gelu are then not written (their only reader is the next product) and attn is the heads'
+ * float32 scratch. */
 struct beit_layer_acts {
   float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *proj, *y;
   float *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *fc2;
@@ -116,6 +118,14 @@ const float *beit_model_attention_forward(struct beit_model *m, struct beit_laye
                                          const float *bias);
 void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
                                    float *dqkv, float *dbias, const float *dout);
+/* A LayerNorm (tensors w, b) or GELU whose output only feeds a matrix product: float32 out in
+ * fp32, rounded straight into out_h in bf16 (out untouched). Each returns the float32 input for
+ * beit_model_linear_forward: out, or NULL (already rounded). */
+const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
+                                         float *mean, float *rstd, const float *inp, long w,
+                                         long b, size_t N, size_t C);
+const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
+                                     const float *inp, size_t n);
 /* Round params into params_h (bf16 only; no-op in fp32). */
 void beit_model_round_weights(struct beit_model *m);
 

@@ -28,25 +28,24 @@ static void block_forward(struct beit_model *m, size_t l, float *out)
   const struct beit_layer_ids *li = &m->ids.layer[l];
   struct beit_layer_acts *la = &m->a.layer[l];
   size_t B = m->B, T = m->T, D = m->D, F = m->F, BT = B * T;
-  float eps = (float)m->cfg.layer_norm_eps;
   const float *s1 = m->drop_scales ? m->drop_scales + (2 * l + 0) * B : NULL;
   const float *s2 = m->drop_scales ? m->drop_scales + (2 * l + 1) * B : NULL;
 
-  beit_layernorm_forward(la->ln1, la->ln1_mean, la->ln1_rstd, la->x, PARAM(li->ln1_w),
-                         PARAM(li->ln1_b), eps, BT, D);
+  const float *ln1 = beit_model_layernorm_forward(m, la->ln1, la->ln1_h, la->ln1_mean,
+                                                  la->ln1_rstd, la->x, li->ln1_w, li->ln1_b, BT, D);
   /* query|key|value weights are contiguous: one (3D, D) GEMM; no key bias (spec 1.4) */
-  beit_model_linear_forward(m, la->qkv, la->ln1, la->ln1_h, li->q_w, -1, BT, D, 3 * D);
+  beit_model_linear_forward(m, la->qkv, ln1, la->ln1_h, li->q_w, -1, BT, D, 3 * D);
   beit_bias_forward(la->qkv, PARAM(li->q_b), BT, D, 3 * D);
   beit_bias_forward(la->qkv + 2 * D, PARAM(li->v_b), BT, D, 3 * D);
   const float *attn = beit_model_attention_forward(m, la, block_bias(m, l));
   beit_model_linear_forward(m, la->proj, attn, la->attn_h, li->proj_w, li->proj_b, BT, D, D);
   beit_residual_forward(la->y, la->x, la->proj, PARAM(li->gamma1), s1, B, T, D);
 
-  beit_layernorm_forward(la->ln2, la->ln2_mean, la->ln2_rstd, la->y, PARAM(li->ln2_w),
-                         PARAM(li->ln2_b), eps, BT, D);
-  beit_model_linear_forward(m, la->fc1, la->ln2, la->ln2_h, li->fc1_w, li->fc1_b, BT, D, F);
-  beit_gelu_forward(la->gelu, la->fc1, BT * F);
-  beit_model_linear_forward(m, la->fc2, la->gelu, la->gelu_h, li->fc2_w, li->fc2_b, BT, F, D);
+  const float *ln2 = beit_model_layernorm_forward(m, la->ln2, la->ln2_h, la->ln2_mean,
+                                                  la->ln2_rstd, la->y, li->ln2_w, li->ln2_b, BT, D);
+  beit_model_linear_forward(m, la->fc1, ln2, la->ln2_h, li->fc1_w, li->fc1_b, BT, D, F);
+  const float *gelu = beit_model_gelu_forward(m, la->gelu, la->gelu_h, la->fc1, BT * F);
+  beit_model_linear_forward(m, la->fc2, gelu, la->gelu_h, li->fc2_w, li->fc2_b, BT, F, D);
   beit_residual_forward(out, la->y, la->fc2, PARAM(li->gamma2), s2, B, T, D);
 }
 

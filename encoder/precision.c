@@ -69,6 +69,30 @@ void beit_model_attention_backward(struct beit_model *m, const struct beit_layer
                                  la->qkv_h, la->probs, la->probs_h, m->B, m->T, m->D, m->nH);
 }
 
+const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
+                                         float *mean, float *rstd, const float *inp, long w,
+                                         long b, size_t N, size_t C)
+{
+  float eps = (float)m->cfg.layer_norm_eps;
+  if (!bf16(m)) {
+    beit_layernorm_forward(out, mean, rstd, inp, PARAM(w), PARAM(b), eps, N, C);
+    return out;
+  }
+  beit_layernorm_forward_bf16(out_h, mean, rstd, inp, PARAM(w), PARAM(b), eps, N, C);
+  return NULL;
+}
+
+const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
+                                     const float *inp, size_t n)
+{
+  if (!bf16(m)) {
+    beit_gelu_forward(out, inp, n);
+    return out;
+  }
+  beit_gelu_forward_bf16(out_h, inp, n);
+  return NULL;
+}
+
 void beit_model_round_weights(struct beit_model *m)
 {
   if (bf16(m))

@@ -108,6 +108,7 @@ static void run_all(enum beit_dtype dtype)
   test_product(dtype, 197, 64, 197, 0, 0, 1.0f, 0.0f);
   test_product(dtype, 64, 96, 200, 1, 0, 1.0f, 1.0f); /* dW += dout^T inp */
   test_batched(dtype, 3, 2, 11, 8);
+  test_batched(dtype, 5, 1, 13, 16); /* one batch dimension: a 3-D problem */
   test_batched(dtype, 2, 3, 50, 64);
 }
 

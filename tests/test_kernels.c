@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "kernels.h"
 #include "rng.h"
 #include "testing.h"
@@ -74,6 +75,16 @@ static void test_bias(size_t N, size_t C, size_t ld)
 
 /* ---- layernorm ---- */
 
+/* got_h must be exactly the bf16 rounding of want (round to nearest even). */
+static void check_bf16_rounding(const char *label, const uint16_t *got_h, const float *want,
+                                size_t n)
+{
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++)
+    bad += got_h[i] != beit_bf16_round(want[i]);
+  CHECK_MSG(bad == 0, "%s: %zu of %zu values are not the rounded float32 output", label, bad, n);
+}
+
 static void test_layernorm(size_t N, size_t C)
 {
   char label[128];
@@ -88,6 +99,12 @@ static void test_layernorm(size_t N, size_t C)
   check_close(label, out, out_r, N * C, TOL);
   check_close("layernorm mean", mean, mean_r, N, TOL);
   check_close("layernorm rstd", rstd, rstd_r, N, TOL);
+  /* the bf16-output variant is the float32 output rounded, bit for bit */
+  uint16_t *out_h = talloc(N * C * sizeof *out_h);
+  float *mean_h = zeros(N), *rstd_h = zeros(N);
+  beit_layernorm_forward_bf16(out_h, mean_h, rstd_h, inp, w, b, 1e-6f, N, C);
+  check_bf16_rounding("layernorm fwd bf16", out_h, out, N * C);
+  CHECK(!memcmp(mean_h, mean, N * sizeof *mean) && !memcmp(rstd_h, rstd, N * sizeof *rstd));
 
   float *dout = randn(N * C, 1.0f);
   float *dinp = randn(N * C, 1.0f), *dw = randn(C, 1.0f), *db = randn(C, 1.0f);
@@ -123,6 +140,9 @@ static void test_gelu(size_t n)
   for (size_t i = 0; i < n; i++)
     ok &= fabsf(y[i] - y_r[i]) <= 2e-7f * (1.0f + fabsf(x[i]));
   CHECK_MSG(ok, "gelu fwd pointwise n=%zu", n);
+  uint16_t *y_h = talloc(n * sizeof *y_h);
+  beit_gelu_forward_bf16(y_h, x, n);
+  check_bf16_rounding("gelu fwd bf16", y_h, y, n);
   float *dout = randn(n, 1.0f), *dx = randn(n, 1.0f), *dx_r = tdup(dx, n);
   beit_gelu_backward(dx, dout, x, n);
   beit_gelu_backward_naive(dx_r, dout, x, n);

@@ -141,6 +141,11 @@ int main(int argc, char **argv)
 
   long total = o.warmup + o.iters;
   double *times = malloc((size_t)total * sizeof(double));
+  /* training: forward + loss, backward, clip + AdamW + zero-grad; medians reported apart */
+  enum { PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE, PHASES };
+  double *phase[PHASES];
+  for (int p = 0; p < PHASES; p++)
+    phase[p] = calloc((size_t)total, sizeof(double));
   for (long it = 0; it < total; it++) {
     double t0 = beit_clock_now();
     if (train) {
@@ -167,20 +172,29 @@ int main(int argc, char **argv)
       }
       for (size_t i = 0; i < B * n_mask; i++)
         targets[i] = (int32_t)beit_rng_int(&rng, 0, cfg.vocab_size - 1);
+      double tp = beit_clock_now();
       if (beit_model_forward(m, pixels, mask, drop, B, &err))
         goto fail;
       beit_model_loss(m, targets, NULL, 0.0f, NULL);
+      phase[PHASE_FORWARD][it] = beit_clock_now() - tp;
+      tp = beit_clock_now();
       beit_model_backward(m, 1.0f);
+      phase[PHASE_BACKWARD][it] = beit_clock_now() - tp;
+      tp = beit_clock_now();
       beit_clip_grad_norm(m->grads, m->table.total, o.clip_grad);
       struct beit_adamw_hparams hp = {1.5e-3, 0.05, 0.9, 0.999, 1e-8, it + 1};
       beit_adamw_update(m->params, m->grads, mom, var, &m->table, &hp);
       beit_model_zero_grad(m);
+      phase[PHASE_UPDATE][it] = beit_clock_now() - tp;
     } else if (beit_model_forward(m, pixels, NULL, NULL, B, &err)) {
       goto fail;
     }
     times[it] = beit_clock_now() - t0;
   }
   double median = bench_median(times + o.warmup, o.iters);
+  double forward_s = bench_median(phase[PHASE_FORWARD] + o.warmup, o.iters);
+  double backward_s = bench_median(phase[PHASE_BACKWARD] + o.warmup, o.iters);
+  double update_s = bench_median(phase[PHASE_UPDATE] + o.warmup, o.iters);
   /* matmul FLOPs of the work done: forward (MIM head on masked rows only), backward ~2x */
   double flops = beit_model_flops_per_image(m);
   if (train)
@@ -191,9 +205,11 @@ int main(int argc, char **argv)
   printf("{\"side\": \"c\", \"mode\": \"%s\", \"precision\": \"%s\", \"isa\": \"%s\", "
          "\"batch\": %zu, \"threads\": %ld, \"images_per_s\": %.3f, \"median_step_s\": %.6f, "
          "\"gflops\": %.2f, \"gemm_peak_gflops\": %.2f, \"fraction_of_peak\": %.3f, "
+         "\"forward_s\": %.4f, \"backward_s\": %.4f, \"update_s\": %.4f, "
          "\"peak_rss_mb\": %.1f}\n",
          o.mode, beit_precision_name(prec), beit_precision_isa(), B, o.threads,
-         (double)B / median, median, gflops, peak, gflops / peak, (double)ru.ru_maxrss / 1024.0);
+         (double)B / median, median, gflops, peak, gflops / peak, forward_s, backward_s, update_s,
+         (double)ru.ru_maxrss / 1024.0);
   beit_model_free(m);
   beit_config_free(&cfg);
   return 0;

@@ -3,6 +3,7 @@
 #include "gemm.h"
 
 #include <cblas.h>
+#include <string.h>
 
 #include "beit/status.h"
 #include "tensor_table.h"
@@ -29,7 +30,26 @@ void beit_gemm(float *C, size_t ldc, struct beit_operand A, struct beit_operand 
     return;
   }
   struct beit_batch_strides one = {1, 1, 0, 0, 0, 0, 0, 0};
-  beit_dnnl_matmul(C, ldc, A, B, M, N, K, alpha, beta, &one);
+  beit_dnnl_matmul(C, ldc, A, B, NULL, M, N, K, alpha, beta, &one);
+}
+
+void beit_gemm_bias(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                    const float *bias, size_t M, size_t N, size_t K)
+{
+  if (M == 0 || N == 0)
+    return;
+  BEIT_ASSERT(A.dtype == B.dtype);
+  if (A.dtype == BEIT_DTYPE_BF16) {
+    struct beit_batch_strides one = {1, 1, 0, 0, 0, 0, 0, 0};
+    beit_dnnl_matmul(C, ldc, A, B, bias, M, N, K, 1.0f, 0.0f, &one);
+    return;
+  }
+  if (bias) {
+#pragma omp parallel for schedule(static) if (M * N > 32768)
+    for (size_t m = 0; m < M; m++)
+      memcpy(C + m * ldc, bias, N * sizeof *C);
+  }
+  sgemm(C, ldc, A, B, M, N, K, 1.0f, bias ? 1.0f : 0.0f);
 }
 
 void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
@@ -40,7 +60,7 @@ void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_
     return;
   BEIT_ASSERT(A.dtype == B.dtype);
   if (A.dtype == BEIT_DTYPE_BF16) {
-    beit_dnnl_matmul(C, ldc, A, B, M, N, K, alpha, beta, bs);
+    beit_dnnl_matmul(C, ldc, A, B, NULL, M, N, K, alpha, beta, bs);
     return;
   }
   /* OpenBLAS's OpenMP build runs single-threaded inside a parallel region: one problem each */

@@ -42,6 +42,12 @@ static inline struct beit_operand beit_op_bf16(const beit_bf16 *p, size_t ld, in
 void beit_gemm(float *C, size_t ldc, struct beit_operand A, struct beit_operand B, size_t M,
                size_t N, size_t K, float alpha, float beta);
 
+/* C (M, N) = op(A) op(B) + bias (N), the bias broadcast over rows (NULL: none). One pass: for
+ * bfloat16 the bias rides inside oneDNN's product; for float32 the bias rows are laid down first
+ * and sgemm adds onto them (what the fp32 linear layer always did). */
+void beit_gemm_bias(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                    const float *bias, size_t M, size_t N, size_t K);
+
 /* The same product for count independent (M, N, K) problems whose operands and results lie at
  * fixed element strides: problem (i, j), i < count1, j < count2, uses A + i*sa1 + j*sa2, B + i*sb1
  * + j*sb2, C + i*sc1 + j*sc2 (e.g. attention's (batch, head) pairs inside the qkv rows). One
@@ -81,9 +87,10 @@ int beit_dnnl_bf16_available(void);
 int beit_dnnl_has_amx(void);
 const char *beit_dnnl_isa(void);
 const char *beit_dnnl_version(void);
-/* bfloat16 product(s) as described above (beit_gemm_batched's strides, count 1 x 1 for one). */
+/* bfloat16 product(s) as described above (beit_gemm_batched's strides, count 1 x 1 for one;
+ * bias only for one product with alpha 1, beta 0). */
 void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
-                      size_t M, size_t N, size_t K, float alpha, float beta,
+                      const float *bias, size_t M, size_t N, size_t K, float alpha, float beta,
                       const struct beit_batch_strides *bs);
 
 #endif

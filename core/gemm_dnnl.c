@@ -20,14 +20,14 @@
 
 struct matmul_key {
   size_t count1, count2, M, N, K, lda, ldb, ldc, sa1, sa2, sb1, sb2, sc1, sc2;
-  int trans_a, trans_b;
+  int trans_a, trans_b, bias;
   float alpha, beta;
 };
 
 struct matmul_entry {
   struct matmul_key key;
   dnnl_primitive_t prim;
-  dnnl_memory_desc_t a, b, c, scratch;
+  dnnl_memory_desc_t a, b, c, bias, scratch;
   size_t scratch_bytes;
 };
 
@@ -97,7 +97,8 @@ static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *
                      k->trans_b)) ||
       (st = describe(&e->c, dnnl_f32, k->count1, k->count2, k->sc1, k->sc2, k->M, k->N, k->ldc,
                      0)) ||
-      (st = dnnl_matmul_desc_init(&desc, &e->a, &e->b, NULL, &e->c)) ||
+      (k->bias && (st = describe(&e->bias, dnnl_f32, 1, 1, 0, 0, 1, k->N, k->N, 0))) ||
+      (st = dnnl_matmul_desc_init(&desc, &e->a, &e->b, k->bias ? &e->bias : NULL, &e->c)) ||
       (st = dnnl_primitive_attr_create(&attr)) ||
       (st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user)))
     goto done;
@@ -137,7 +138,7 @@ static void probe(void)
   const dnnl_version_t *v = dnnl_version();
   snprintf(g.version, sizeof g.version, "%d.%d.%d", v->major, v->minor, v->patch);
   check(dnnl_engine_create(&g.engine, dnnl_cpu, 0), "engine creation");
-  struct matmul_key k = {1, 1, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
+  struct matmul_key k = {1, 1, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
   struct matmul_entry e;
   dnnl_status_t st;
   dnnl_primitive_t prim = create(&k, &e, &st);
@@ -220,7 +221,8 @@ static void insert(const struct matmul_key *k)
   pthread_rwlock_unlock(&g.lock);
 }
 
-static void execute(const struct matmul_entry *e, const void *a, const void *b, float *c)
+static void execute(const struct matmul_entry *e, const void *a, const void *b,
+                    const float *bias, float *c)
 {
   if (!thread_stream)
     check(dnnl_stream_create(&thread_stream, g.engine, dnnl_stream_default_flags),
@@ -232,23 +234,30 @@ static void execute(const struct matmul_entry *e, const void *a, const void *b, 
       die("scratchpad allocation", dnnl_out_of_memory);
     thread_scratch_bytes = e->scratch_bytes;
   }
-  dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL;
+  dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL, mbias = NULL;
   check(dnnl_memory_create(&ma, &e->a, g.engine, (void *)a), "memory creation");
   check(dnnl_memory_create(&mb, &e->b, g.engine, (void *)b), "memory creation");
   check(dnnl_memory_create(&mc, &e->c, g.engine, c), "memory creation");
   check(dnnl_memory_create(&ms, &e->scratch, g.engine, thread_scratch), "memory creation");
-  dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc},
+  dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc},
                              {DNNL_ARG_SCRATCHPAD, ms}};
-  check(dnnl_primitive_execute(e->prim, thread_stream, 4, args), "matmul execution");
+  int nargs = 4;
+  if (bias) {
+    check(dnnl_memory_create(&mbias, &e->bias, g.engine, (void *)bias), "memory creation");
+    args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mbias};
+  }
+  check(dnnl_primitive_execute(e->prim, thread_stream, nargs, args), "matmul execution");
   check(dnnl_stream_wait(thread_stream), "stream wait");
   dnnl_memory_destroy(ma);
   dnnl_memory_destroy(mb);
   dnnl_memory_destroy(mc);
   dnnl_memory_destroy(ms);
+  if (mbias)
+    dnnl_memory_destroy(mbias);
 }
 
 void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
-                      size_t M, size_t N, size_t K, float alpha, float beta,
+                      const float *bias, size_t M, size_t N, size_t K, float alpha, float beta,
                       const struct beit_batch_strides *bs)
 {
   ensure_probed();
@@ -257,13 +266,15 @@ void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_o
   memset(&k, 0, sizeof k); /* the key is compared bytewise */
   k.count1 = bs->count1, k.count2 = bs->count2, k.M = M, k.N = N, k.K = K;
   k.lda = A.ld, k.ldb = B.ld, k.ldc = ldc, k.trans_a = A.trans, k.trans_b = B.trans;
+  k.bias = bias != NULL;
+  BEIT_ASSERT(!bias || (bs->count1 == 1 && bs->count2 == 1 && alpha == 1.0f && beta == 0.0f));
   k.sa1 = bs->sa1, k.sa2 = bs->sa2, k.sb1 = bs->sb1, k.sb2 = bs->sb2;
   k.sc1 = bs->sc1, k.sc2 = bs->sc2, k.alpha = alpha, k.beta = beta;
   for (;;) {
     pthread_rwlock_rdlock(&g.lock);
     const struct matmul_entry *e = find(&k);
     if (e) {
-      execute(e, A.data, B.data, C);
+      execute(e, A.data, B.data, bias, C);
       pthread_rwlock_unlock(&g.lock);
       return;
     }

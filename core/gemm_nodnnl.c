@@ -9,7 +9,7 @@ const char *beit_dnnl_isa(void) { return "none (built without oneDNN)"; }
 const char *beit_dnnl_version(void) { return "none"; }
 
 void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
-                      size_t M, size_t N, size_t K, float alpha, float beta,
+                      const float *bias, size_t M, size_t N, size_t K, float alpha, float beta,
                       const struct beit_batch_strides *bs)
 {
   BEIT_ASSERT(!"bf16 matrix product without oneDNN");

@@ -36,15 +36,7 @@ static void column_sums(float *acc, const float *x, size_t N, size_t C, size_t l
 static void linear_forward(float *out, struct beit_operand inp, struct beit_operand weight,
                            const float *bias, size_t N, size_t C, size_t OC)
 {
-  if (N == 0 || OC == 0)
-    return;
-  if (bias) {
-#pragma omp parallel for schedule(static) if (N * OC > 32768)
-    for (size_t n = 0; n < N; n++)
-      memcpy(out + n * OC, bias, OC * sizeof *out);
-  }
-  /* + out when the bias rows are in place */
-  beit_gemm(out, OC, inp, weight, N, OC, C, 1.0f, bias ? 1.0f : 0.0f);
+  beit_gemm_bias(out, OC, inp, weight, bias, N, OC, C);
 }
 
 /* dinp += dout . weight; dweight += dout^T . inp (dout, inp, weight of one dtype); dbias from

@@ -68,6 +68,31 @@ static void test_product(enum beit_dtype dtype, size_t M, size_t N, size_t K, in
       CHECK(c[i * ldc + j] == c0[i * ldc + j]);
 }
 
+/* C = A B^T + bias (the linear layer's forward), dense operands. */
+static void test_bias(enum beit_dtype dtype, size_t M, size_t N, size_t K)
+{
+  float *a = randn(M * K, 1.0f), *b = randn(N * K, 1.0f), *bias = randn(N, 1.0f);
+  float *got = randn(M * N, 1.0f), *want = zeros(M * N);
+  struct beit_operand A = beit_op_f32(a, K, 0), B = beit_op_f32(b, K, 1);
+  if (dtype == BEIT_DTYPE_BF16) {
+    beit_bf16 *ah = talloc(M * K * sizeof *ah), *bh = talloc(N * K * sizeof *bh);
+    beit_to_bf16(ah, a, M * K);
+    beit_to_bf16(bh, b, N * K);
+    round_bf16(a, M * K);
+    round_bf16(b, N * K);
+    A = beit_op_bf16(ah, K, 0);
+    B = beit_op_bf16(bh, K, 1);
+  }
+  reference(want, a, K, 0, b, K, 1, NULL, N, M, N, K, 1.0f, 0.0f);
+  for (size_t i = 0; i < M * N; i++)
+    want[i] += bias[i % N];
+  beit_gemm_bias(got, N, A, B, bias, M, N, K);
+  char label[96];
+  snprintf(label, sizeof label, "%s bias %zux%zux%zu", dtype == BEIT_DTYPE_BF16 ? "bf16" : "f32",
+           M, N, K);
+  check_close(label, got, want, M * N, TOL);
+}
+
 /* Attention's layout: q, k of head h of image b at qkv + b*T*3D + h*dh (+ D for k), rows 3D
  * apart; S (b, h) = q k^T into (B, nH, T, T). */
 static void test_batched(enum beit_dtype dtype, size_t B, size_t nH, size_t T, size_t dh)
@@ -107,6 +132,8 @@ static void run_all(enum beit_dtype dtype)
   test_product(dtype, 1, 1, 1, 0, 0, 1.0f, 1.0f);
   test_product(dtype, 197, 64, 197, 0, 0, 1.0f, 0.0f);
   test_product(dtype, 64, 96, 200, 1, 0, 1.0f, 1.0f); /* dW += dout^T inp */
+  test_bias(dtype, 37, 29, 67);
+  test_bias(dtype, 200, 96, 48);
   test_batched(dtype, 3, 2, 11, 8);
   test_batched(dtype, 5, 1, 13, 16); /* one batch dimension: a 3-D problem */
   test_batched(dtype, 2, 3, 50, 64);

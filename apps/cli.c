@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "beit/distributed.h"
+#include "precision_policy.h"
 
 int beit_cli_fail(const char *cmd, const struct beit_error *err)
 {
@@ -55,4 +56,26 @@ int beit_cli_dist_end(const char *cmd, struct beit_dist *dist, enum beit_status 
   }
   beit_dist_finalize(dist);
   return code;
+}
+
+int beit_cli_parse_precision(const char *cmd, const char *text, enum beit_precision *out)
+{
+  struct beit_error err = {0};
+  if (beit_precision_parse(out, text, &err))
+    return beit_cli_usage_error(cmd, "--precision: '%s' is not auto, fp32 or bf16", text);
+  return 0;
+}
+
+enum beit_status beit_cli_resolve_precision(const char *cmd, enum beit_precision requested,
+                                            FILE *log, enum beit_precision *out,
+                                            struct beit_error *err)
+{
+  enum beit_status st = beit_precision_resolve(out, requested, err);
+  if (st)
+    return st;
+  char prefix[64], note[64];
+  snprintf(prefix, sizeof prefix, "beit %s: ", cmd);
+  snprintf(note, sizeof note, "requested %s", beit_precision_name(requested));
+  beit_precision_policy_print(log, prefix, *out, note);
+  return BEIT_STATUS_OK;
 }

@@ -3,6 +3,9 @@
 #ifndef BEIT_APPS_CLI_H
 #define BEIT_APPS_CLI_H
 
+#include <stdio.h>
+
+#include "beit/precision.h"
 #include "beit/status.h"
 
 enum { BEIT_EXIT_OK = 0, BEIT_EXIT_RUNTIME = 1, BEIT_EXIT_USAGE = 2 };
@@ -12,6 +15,16 @@ int beit_cli_fail(const char *cmd, const struct beit_error *err);
 /* Print a usage error and return BEIT_EXIT_USAGE. */
 int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* --precision TEXT: auto|fp32|bf16 (also float32, bfloat16) into *out; otherwise print a usage
+ * error and return BEIT_EXIT_USAGE. 0 on success. */
+int beit_cli_parse_precision(const char *cmd, const char *text, enum beit_precision *out);
+/* An inference command's precision: requested resolved for this machine (bf16 where the CPU has
+ * none is an error naming the ISA), then the run's first line "beit CMD: precision ... (requested
+ * R); <backends>" on log (NULL: silent). */
+enum beit_status beit_cli_resolve_precision(const char *cmd, enum beit_precision requested,
+                                            FILE *log, enum beit_precision *out,
+                                            struct beit_error *err);
 
 struct beit_dist;
 /* Join the job (an MPI job under mpirun/srun, else one rank). A failure ends every rank: MPI may

@@ -13,7 +13,7 @@
 static const char usage_text[] =
     "usage: beit eval --model DIR --data DIR [--json FILE] [--batch N] [--threshold P]\n"
     "                 [--resize center_crop|direct] [--crop-pct F] [--norm inception|imagenet]\n"
-    "                 [--workers N] [--rows N]\n"
+    "                 [--workers N] [--rows N] [--precision auto|fp32|bf16]\n"
     "\n"
     "Evaluates a BeitForImageClassification folder (beit finetune's checkpoint-<step>, an HF\n"
     "folder) on a dataset folder (beit pack) with the deterministic eval transform.\n"
@@ -33,7 +33,9 @@ static const char usage_text[] =
     "  --crop-pct F      centre crop fraction (default 0.875)\n"
     "  --norm NAME       inception: mean = std = 0.5 (default); imagenet: ImageNet mean/std\n"
     "  --workers N       loader threads (default 2)\n"
-    "  --rows N          per-class rows in the table (default 50; more classes: lowest F1)\n";
+    "  --rows N          per-class rows in the table (default 50; more classes: lowest F1)\n"
+    "  --precision P     matrix products: bf16 (bfloat16 operands, float32 accumulation), fp32,\n"
+    "                    or auto (the default: bf16 where the CPU has AMX, else fp32)\n";
 
 int beit_cmd_eval(int argc, char **argv)
 {
@@ -47,11 +49,13 @@ int beit_cmd_eval(int argc, char **argv)
                                        {"norm", required_argument, NULL, 'n'},
                                        {"workers", required_argument, NULL, 'w'},
                                        {"rows", required_argument, NULL, 'R'},
+                                       {"precision", required_argument, NULL, 'P'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   struct beit_eval_options o;
   const char *model_dir = NULL, *json = NULL;
   long rows = 50;
+  enum beit_precision requested = BEIT_PRECISION_AUTO, precision;
   char *end;
   int c;
   beit_eval_defaults(&o);
@@ -99,6 +103,10 @@ int beit_cmd_eval(int argc, char **argv)
       if (*end || rows < 0)
         return beit_cli_usage_error("eval", "--rows: '%s' is not a count", optarg);
       break;
+    case 'P':
+      if (beit_cli_parse_precision("eval", optarg, &requested))
+        return BEIT_EXIT_USAGE;
+      break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("eval", "unknown option");
     }
@@ -112,8 +120,12 @@ int beit_cmd_eval(int argc, char **argv)
   struct beit_metrics_report rep;
   enum beit_status st;
   struct beit_dist *dist = beit_cli_dist_init("eval", &argc, &argv);
-  if ((st = beit_model_load(&m, model_dir, o.batch, &err)) ||
-      (st = beit_model_set_inference(m, &err)) || (st = beit_eval_run(m, dist, &o, &mt, &err)))
+  if ((st = beit_cli_resolve_precision("eval", requested, beit_dist_is_root(dist) ? stderr : NULL,
+                                       &precision, &err)) ||
+      (st = beit_model_load(&m, model_dir, o.batch, &err)) ||
+      (st = beit_model_set_inference(m, &err)) ||
+      (st = beit_model_set_precision(m, precision, &err)) ||
+      (st = beit_eval_run(m, dist, &o, &mt, &err)))
     goto done;
   if ((st = beit_metrics_report(&mt, &rep, &err))) {
     beit_metrics_free(&mt);
@@ -128,6 +140,8 @@ int beit_cmd_eval(int argc, char **argv)
       if (j) {
         cJSON_AddStringToObject(j, "model", model_dir);
         cJSON_AddStringToObject(j, "data", o.data);
+        /* not "precision": the report's per-class metric has that name */
+        cJSON_AddStringToObject(j, "compute_precision", beit_precision_name(precision));
       }
       st = j ? beit_json_write_file(json, j, &err)
              : beit_error_set(&err, BEIT_STATUS_NOMEM, "%s: out of memory", json);

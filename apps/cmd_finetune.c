@@ -13,8 +13,8 @@
 static const char usage_text[] =
     "usage: beit finetune --config RECIPE.json --out DIR [--init DIR] [--data DIR]\n"
     "                     [--eval-data DIR] [--task multiclass|multilabel]\n"
-    "                     [--mixup ALPHA] [--cutmix ALPHA] [--aa SPEC] [--reprob P] [--resume]\n"
-    "                     [--set key=value]...\n"
+    "                     [--mixup ALPHA] [--cutmix ALPHA] [--aa SPEC] [--reprob P]\n"
+    "                     [--precision auto|fp32|bf16] [--resume] [--set key=value]...\n"
     "\n"
     "Fine-tunes a BEiT encoder as an image classifier on a dataset folder (beit pack).\n"
     "--init takes our pretraining checkpoint (OUT/checkpoint-<step>), an exported encoder\n"
@@ -41,6 +41,10 @@ static const char usage_text[] =
     "  --aa SPEC         timm RandAugment, e.g. rand-m9-mstd0.5-inc1 (the default); \"\" = off\n"
     "                    (= --set data.rand_augment=SPEC)\n"
     "  --reprob P        RandomErasing probability, 0.25 by default (= --set data.reprob=P)\n"
+    "  --precision P     matrix products of the encoder: bf16 (bfloat16 operands, float32\n"
+    "                    accumulation, weights, gradients and optimizer state), fp32, or auto\n"
+    "                    (the default: bf16 where the CPU has AMX, else fp32); = --set\n"
+    "                    precision=P\n"
     "  --resume          continue from the newest checkpoint in --out\n"
     "  --set KEY=VALUE   override a recipe key, e.g. --set data.fraction=0.01\n";
 
@@ -56,6 +60,7 @@ int beit_cmd_finetune(int argc, char **argv)
                                        {"cutmix", required_argument, NULL, 'x'},
                                        {"aa", required_argument, NULL, 'a'},
                                        {"reprob", required_argument, NULL, 'p'},
+                                       {"precision", required_argument, NULL, 'P'},
                                        {"resume", no_argument, NULL, 'r'},
                                        {"set", required_argument, NULL, 's'},
                                        {"help", no_argument, NULL, 'h'},
@@ -63,6 +68,7 @@ int beit_cmd_finetune(int argc, char **argv)
   struct beit_finetune_options o = {0};
   static char shortcuts[8][300];
   const char *sets[MAX_SETS + 8];
+  enum beit_precision precision;
   int c, nshort = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -78,19 +84,23 @@ int beit_cmd_finetune(int argc, char **argv)
     case 'x':
     case 'a':
     case 'p':
+    case 'P':
       if (c == 't' && strcmp(optarg, "multiclass") && strcmp(optarg, "multilabel"))
         return beit_cli_usage_error("finetune", "--task: '%s' is not multiclass or multilabel",
                                     optarg);
+      if (c == 'P' && beit_cli_parse_precision("finetune", optarg, &precision))
+        return BEIT_EXIT_USAGE;
       if (nshort == 8)
-        return beit_cli_usage_error("finetune", "too many --task/--mixup/--cutmix/--aa/--reprob "
-                                    "options");
+        return beit_cli_usage_error("finetune", "too many --task/--mixup/--cutmix/--aa/--reprob/"
+                                    "--precision options");
       snprintf(shortcuts[nshort], sizeof shortcuts[nshort], "%s=%s",
                c == 't'   ? "task"
                : c == 'm' ? "mixup.mixup_alpha"
                : c == 'x' ? "mixup.cutmix_alpha"
                : c == 'a' ? "data.rand_augment"
-                          : "data.reprob",
-               optarg);
+               : c == 'p' ? "data.reprob"
+                          : "precision",
+               c == 'P' ? beit_precision_name(precision) : optarg);
       sets[o.nsets++] = shortcuts[nshort++]; /* in command-line order: the last one wins */
       break;
     case 's':

@@ -14,7 +14,8 @@ static const char usage_text[] =
     "\n"
     "Prints the configuration, the parameter count per group, matmul FLOPs per image, the\n"
     "activation memory planned for a batch of B images (default 1) for training and for\n"
-    "inference, and the OpenMP threads and spin count this process runs with.\n";
+    "inference, the OpenMP threads and spin count this process runs with, the matrix-product\n"
+    "backends (oneDNN ISA, OpenBLAS build) and the precision --precision auto resolves to here.\n";
 
 /* Parameters per group: embeddings, each block, relative position bias, heads. */
 static void print_groups(const struct beit_model *m)
@@ -119,6 +120,14 @@ int beit_cmd_info(int argc, char **argv)
   const char *spin = getenv("GOMP_SPINCOUNT"), *policy = getenv("OMP_WAIT_POLICY");
   printf("runtime          %d OpenMP threads, GOMP_SPINCOUNT %s, OMP_WAIT_POLICY %s\n",
          omp_get_max_threads(), spin ? spin : "(default)", policy ? policy : "(default)");
+  char backend[512];
+  enum beit_precision precision;
+  beit_precision_describe(backend, sizeof backend);
+  if (beit_precision_resolve(&precision, BEIT_PRECISION_AUTO, &err))
+    goto fail;
+  printf("backend          %s\n", backend);
+  printf("precision        %s (auto on this machine); bf16 %s\n", beit_precision_name(precision),
+         beit_precision_bf16_available() ? "available" : "unavailable (fp32 only)");
   goto done;
 fail:
   rc = beit_cli_fail("info", &err);

@@ -37,6 +37,8 @@ static const char usage_text[] =
     "  --threshold T       keep labels with probability >= T\n"
     "  --batch B           images per forward (default 8)\n"
     "  --threads N         OpenMP threads (default: all cores)\n"
+    "  --precision P       matrix products: bf16 (bfloat16 operands, float32 accumulation),\n"
+    "                      fp32, or auto (the default: bf16 where the CPU has AMX, else fp32)\n"
     "  --output FILE       write the JSON lines to FILE (default: stdout)\n"
     "  --with-input        add \"input\": <path, dataset key or file:line:index> to each line\n"
     "  --visualize OUT.png draw the first images with their top labels as bar charts\n"
@@ -46,7 +48,7 @@ static const char usage_text[] =
     "  --url-max-bytes N   size cap of a fetched image (default 16777216)\n"
     "  --url-timeout S     timeout of one fetch in seconds (default 10)\n"
     "  --max-pixels N      decoded-pixel cap, checked from the header (default 40000000)\n"
-    "  --quiet             no progress line\n";
+    "  --quiet             no progress line (nor the first line naming the precision)\n";
 
 /* ---- Inputs ------------------------------------------------------------------------------- */
 
@@ -409,6 +411,7 @@ int beit_cmd_predict(int argc, char **argv)
       {"url-timeout", required_argument, NULL, 'T'},
       {"allow-private-urls", no_argument, NULL, 'P'},
       {"max-pixels", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
+      {"precision", required_argument, NULL, 'F'},
       {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
   const char *model_dir = NULL, *output = NULL, *vis_path = NULL;
   struct beit_infer_options iopt;
@@ -478,6 +481,10 @@ int beit_cmd_predict(int argc, char **argv)
       iopt.max_pixels = (size_t)v;
       break;
     case 'q': quiet = 1; break;
+    case 'F':
+      if (beit_cli_parse_precision("predict", optarg, &iopt.precision))
+        return BEIT_EXIT_USAGE;
+      break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("predict", "unknown option");
     }
@@ -503,7 +510,9 @@ int beit_cmd_predict(int argc, char **argv)
   int rc = BEIT_EXIT_OK, nthreads = omp_get_max_threads();
   size_t B = iopt.max_batch;
 
-  if (collect(&in, argc - optind, argv + optind, &err) ||
+  if (beit_cli_resolve_precision("predict", iopt.precision, quiet ? NULL : stderr,
+                                 &iopt.precision, &err) ||
+      collect(&in, argc - optind, argv + optind, &err) ||
       beit_infer_load(&inf, model_dir, &iopt, &err))
     goto fail;
   size_t V = beit_infer_view_floats(inf), C = beit_infer_num_labels(inf);

@@ -8,7 +8,8 @@
 
 static const char usage_text[] =
     "usage: beit pretrain --config RECIPE.json --tokenizer DIR --out DIR [--data DIR]\n"
-    "                     [--eval-data DIR] [--resume] [--set key=value]...\n"
+    "                     [--eval-data DIR] [--precision auto|fp32|bf16] [--resume]\n"
+    "                     [--set key=value]...\n"
     "\n"
     "Trains a BEiT encoder by masked image modeling on a dataset folder (beit pack), with\n"
     "targets from a tokenizer folder (beit tokenizer train, or tools/convert_dalle.py).\n"
@@ -22,6 +23,12 @@ static const char usage_text[] =
     "  --eval-data DIR   held-out dataset for masked-token accuracy (else data.eval)\n"
     "  --tokenizer DIR   visual tokenizer folder\n"
     "  --out DIR         output folder\n"
+    "  --precision P     matrix products of the encoder: bf16 (bfloat16 operands, float32\n"
+    "                    accumulation, weights, gradients and optimizer state), fp32, or auto\n"
+    "                    (the default: bf16 where the CPU has AMX, else fp32); = --set\n"
+    "                    precision=P. The frozen dVAE tokenizer always runs in fp32 (it has no\n"
+    "                    bf16 path yet). Resuming under another precision works (the master\n"
+    "                    weights are fp32) but is not bit-identical to an uninterrupted run.\n"
     "  --resume          continue from the newest checkpoint in --out\n"
     "  --set KEY=VALUE   override a recipe key, e.g. --set optimizer.lr=5e-4\n";
 
@@ -34,10 +41,13 @@ int beit_cmd_pretrain(int argc, char **argv)
                                        {"out", required_argument, NULL, 'o'},
                                        {"resume", no_argument, NULL, 'r'},
                                        {"set", required_argument, NULL, 's'},
+                                       {"precision", required_argument, NULL, 'p'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   struct beit_pretrain_options o = {0};
   const char *sets[128];
+  char precision_set[64];
+  enum beit_precision precision;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -49,9 +59,19 @@ int beit_cmd_pretrain(int argc, char **argv)
     case 'o': o.out = optarg; break;
     case 'r': o.resume = 1; break;
     case 's':
+    case 'p':
       if (o.nsets == 128)
         return beit_cli_usage_error("pretrain", "too many --set options");
-      sets[o.nsets++] = optarg;
+      if (c == 's') {
+        sets[o.nsets++] = optarg;
+        break;
+      }
+      if (beit_cli_parse_precision("pretrain", optarg, &precision))
+        return BEIT_EXIT_USAGE;
+      /* a shortcut for --set precision=P, in command-line order: the last one wins */
+      snprintf(precision_set, sizeof precision_set, "precision=%s",
+               beit_precision_name(precision));
+      sets[o.nsets++] = precision_set;
       break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("pretrain", "unknown option");

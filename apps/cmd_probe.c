@@ -15,7 +15,8 @@
 
 static const char usage_text[] =
     "usage: beit probe --model DIR --data DIR --eval-data DIR [--block K] [--config RECIPE]\n"
-    "                  [--batch N] [--json FILE] [--set key=value]...\n"
+    "                  [--batch N] [--json FILE] [--precision auto|fp32|bf16]\n"
+    "                  [--set key=value]...\n"
     "\n"
     "Linear probing (BEiT paper, section 3.3 / table 9): the encoder of DIR is frozen; the output\n"
     "of block K (1..L; every block with --block 0), averaged over the patch tokens, is\n"
@@ -30,6 +31,9 @@ static const char usage_text[] =
     "  --config FILE     recipe whose probe.* and data.* keys apply (optional)\n"
     "  --batch N         images per forward (default 64)\n"
     "  --json FILE       write the results as JSON\n"
+    "  --precision P     matrix products of the frozen encoder: bf16, fp32, or auto (the\n"
+    "                    default: bf16 where the CPU has AMX, else fp32); = --set precision=P.\n"
+    "                    The linear classifiers train in fp32.\n"
     "  --set KEY=VALUE   e.g. --set probe.epochs=100 --set probe.lr=4e-3 --set probe.pool=cls_mean\n";
 
 int beit_cmd_probe(int argc, char **argv)
@@ -42,11 +46,13 @@ int beit_cmd_probe(int argc, char **argv)
                                        {"batch", required_argument, NULL, 'b'},
                                        {"json", required_argument, NULL, 'j'},
                                        {"set", required_argument, NULL, 's'},
+                                       {"precision", required_argument, NULL, 'p'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   struct beit_probe_options o = {0};
   const char *recipe_path = NULL, *json = NULL, *sets[MAX_SETS];
-  char block_set[64] = "";
+  char block_set[64] = "", precision_set[64];
+  enum beit_precision precision;
   int nsets = 0, c;
   char *end;
   o.batch = 64;
@@ -65,9 +71,19 @@ int beit_cmd_probe(int argc, char **argv)
       break;
     case 'j': json = optarg; break;
     case 's':
+    case 'p':
       if (nsets == MAX_SETS)
         return beit_cli_usage_error("probe", "too many --set options");
-      sets[nsets++] = optarg;
+      if (c == 's') {
+        sets[nsets++] = optarg;
+        break;
+      }
+      if (beit_cli_parse_precision("probe", optarg, &precision))
+        return BEIT_EXIT_USAGE;
+      /* a shortcut for --set precision=P, in command-line order: the last one wins */
+      snprintf(precision_set, sizeof precision_set, "precision=%s",
+               beit_precision_name(precision));
+      sets[nsets++] = precision_set;
       break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("probe", "unknown option");

@@ -13,9 +13,14 @@
 
 static const char usage_text[] =
     "usage: beit run --model DIR --input X.safetensors --output Y.safetensors\n"
+    "                [--precision auto|fp32|bf16]\n"
     "\n"
     "Input tensors: pixel_values (B, C, H, W) F32/F16/BF16, optional bool_masked_pos (B, N)\n"
-    "(MIM models). Output tensors: logits, last_hidden_state, pooler_output (when pooled).\n";
+    "(MIM models). Output tensors: logits, last_hidden_state, pooler_output (when pooled).\n"
+    "\n"
+    "  --precision P     matrix products: bf16 (bfloat16 operands, float32 accumulation), fp32\n"
+    "                    (for comparisons with a float32 reference), or auto (the default: bf16\n"
+    "                    where the CPU has AMX, else fp32)\n";
 
 /* pixel_values and the optional mask from an opened input file. */
 static enum beit_status read_inputs(const struct beit_safetensors *in, const struct beit_model *m,
@@ -76,9 +81,11 @@ int beit_cmd_run(int argc, char **argv)
   static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
                                        {"input", required_argument, NULL, 'i'},
                                        {"output", required_argument, NULL, 'o'},
+                                       {"precision", required_argument, NULL, 'p'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   const char *model_dir = NULL, *input = NULL, *output = NULL;
+  enum beit_precision requested = BEIT_PRECISION_AUTO, precision;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -86,6 +93,10 @@ int beit_cmd_run(int argc, char **argv)
     case 'm': model_dir = optarg; break;
     case 'i': input = optarg; break;
     case 'o': output = optarg; break;
+    case 'p':
+      if (beit_cli_parse_precision("run", optarg, &requested))
+        return BEIT_EXIT_USAGE;
+      break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("run", "unknown option");
     }
@@ -101,9 +112,10 @@ int beit_cmd_run(int argc, char **argv)
   size_t B = 0;
   int rc = BEIT_EXIT_OK;
   /* The batch size comes from the input: re-plan the activations once it is known. */
-  if (beit_safetensors_open(&in, input, &err) || beit_model_load(&m, model_dir, 1, &err) ||
+  if (beit_cli_resolve_precision("run", requested, stderr, &precision, &err) ||
+      beit_safetensors_open(&in, input, &err) || beit_model_load(&m, model_dir, 1, &err) ||
       read_inputs(in, m, &pixels, &mask, &B, &err) || beit_model_set_inference(m, &err) ||
-      beit_model_replan(m, B, &err))
+      beit_model_replan(m, B, &err) || beit_model_set_precision(m, precision, &err))
     goto fail;
   m->head_all_tokens = 1;
   if (beit_model_forward(m, pixels, mask, NULL, B, &err) || write_outputs(output, m, &err))

@@ -30,6 +30,9 @@ static const char usage_text[] =
     "                         for models under 2 GFLOPs per image, else one)\n"
     "  --threads N            OpenMP threads per worker (default: cores / workers)\n"
     "  --max-batch B          images per forward (default 8)\n"
+    "  --precision P          matrix products: bf16 (bfloat16 operands, float32 accumulation;\n"
+    "                         the workers share one bf16 copy of the weights), fp32, or auto\n"
+    "                         (the default: bf16 where the CPU has AMX, else fp32)\n"
     "  --batch-wait-us U      a worker waits up to U us for a fuller batch (default 0)\n"
     "  --max-body-bytes N     request body cap (default 33554432)\n"
     "  --max-images N         images per request (default 64)\n"
@@ -69,7 +72,7 @@ int beit_cmd_serve(int argc, char **argv)
 {
   enum { O_HOST = 256, O_PORT, O_WORKERS, O_THREADS, O_BATCH, O_WAIT, O_BODY, O_IMAGES,
          O_PIXELS, O_QUEUE, O_CONN, O_TIMEOUT, O_TOPK, O_THRESH, O_URLS, O_PRIVATE, O_URLMAX, O_URLTIME,
-         O_LOG };
+         O_LOG, O_PRECISION };
   static const struct option opts[] = {
       {"model", required_argument, NULL, 'm'},
       {"host", required_argument, NULL, O_HOST},
@@ -91,6 +94,7 @@ int beit_cmd_serve(int argc, char **argv)
       {"url-max-bytes", required_argument, NULL, O_URLMAX},
       {"url-timeout", required_argument, NULL, O_URLTIME},
       {"log-requests", no_argument, NULL, O_LOG},
+      {"precision", required_argument, NULL, O_PRECISION},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *model_dir = NULL;
@@ -175,6 +179,10 @@ int beit_cmd_serve(int argc, char **argv)
       sopt.url_timeout_s = d;
       break;
     case O_LOG: sopt.log_requests = 1; break;
+    case O_PRECISION:
+      if (beit_cli_parse_precision("serve", optarg, &iopt.precision))
+        return BEIT_EXIT_USAGE;
+      break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("serve", "unknown option");
     }
@@ -195,7 +203,8 @@ int beit_cmd_serve(int argc, char **argv)
   struct beit_server *srv = NULL;
   struct beit_infer *inf = NULL;
   int rc = BEIT_EXIT_OK;
-  if (beit_serve_start(&srv, &sopt, &err))
+  if (beit_cli_resolve_precision("serve", iopt.precision, stderr, &iopt.precision, &err) ||
+      beit_serve_start(&srv, &sopt, &err))
     goto fail;
   /* an IPv6 address goes in brackets in a URL */
   const int v6 = strchr(sopt.host, ':') != NULL;

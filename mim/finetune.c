@@ -19,6 +19,7 @@
 #include "kernels.h"
 #include "metrics.h"
 #include "mixup.h"
+#include "precision_policy.h"
 #include "rng.h"
 #include "trainer.h"
 #include "transfer.h"
@@ -37,6 +38,7 @@ struct finetune {
   double phase[PHASE_COUNT], phase_mark;
   struct beit_dist *dist;
   struct beit_model *model;
+  enum beit_precision precision; /* of the encoder's matrix products */
   struct beit_loader *loader;
   struct beit_dist_grads *reducer;
   struct beit_trainer trainer;
@@ -431,7 +433,8 @@ static enum beit_status setup(struct finetune *p, const struct beit_finetune_opt
               "bias, %zu tables resized), %zu new, %zu dropped\n", opt->init, rep.copied,
               rep.shared_to_layers, rep.rpb_resized, rep.fresh, rep.dropped);
   }
-  if ((st = beit_dist_bcast(p->dist, m->params, m->table.total * sizeof(float), 0, err)))
+  if ((st = beit_dist_bcast(p->dist, m->params, m->table.total * sizeof(float), 0, err)) ||
+      (st = beit_model_set_precision(m, p->precision, err)))
     goto done;
   beit_model_layer_decay(m, r->optimizer.layer_decay);
   size_t L = m->L, B = p->B, S = (size_t)cfg.image_size;
@@ -501,7 +504,9 @@ static enum beit_status load_recipe(struct finetune *p, const struct beit_finetu
   enum beit_status st;
   beit_finetune_recipe_defaults(r);
   if ((st = beit_recipe_resolve(r, opt->recipe, opt->sets, opt->nsets, opt->data, opt->eval_data,
-                                err)))
+                                err)) ||
+      (st = beit_precision_policy_start(&p->precision, r->precision, p->dist, stderr, NULL,
+                                        err))) /* the run's first line */
     return st;
   if (!opt->init && !r->model[0])
     return beit_error_set(err, BEIT_STATUS_USAGE, "no initial weights: give --init or set "
@@ -545,7 +550,8 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
   p.onehot = p.multilabel && beit_data_task(ds) == BEIT_DATA_TASK_MULTICLASS;
   long steps_per_epoch = (long)beit_loader_steps_per_epoch(p.loader) / p.recipe.batch.accum_steps;
   if ((st = beit_trainer_start(&p.trainer, &p.recipe, dist, &p.model->table, p.model->params,
-                               p.model->grads, steps_per_epoch, opt->out, resume_dir, err)))
+                               p.model->grads, steps_per_epoch, opt->out, resume_dir,
+                               p.precision, err)))
     goto done;
   if (!(p.config = beit_config_json(&p.model->cfg))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");

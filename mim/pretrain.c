@@ -14,6 +14,7 @@
 #include "encoder.h"
 #include "kernels.h"
 #include "masking.h"
+#include "precision_policy.h"
 #include "recipe.h"
 #include "rng.h"
 #include "trainer.h"
@@ -37,6 +38,7 @@ struct pretrain {
   struct beit_pretrain_summary *sum;
   struct beit_dist *dist;
   struct beit_model *model;
+  enum beit_precision precision; /* of the encoder's matrix products (the tokenizer: fp32) */
   struct beit_tokenizer *tok;
   struct beit_loader *loader;
   struct beit_dist_grads *reducer;
@@ -248,7 +250,9 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
   enum beit_status st;
   beit_recipe_defaults(r);
   if ((st = beit_recipe_resolve(r, opt->recipe, opt->sets, opt->nsets, opt->data, opt->eval_data,
-                                err)))
+                                err)) ||
+      (st = beit_precision_policy_start(&p->precision, r->precision, p->dist, stderr,
+                                        "the dVAE tokenizer runs fp32", err))) /* first line */
     return st;
   beit_config_defaults(&cfg);
   if ((st = beit_config_load(&cfg, r->model, err)))
@@ -264,7 +268,8 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
   struct beit_model *m = p->model;
   beit_model_init_weights(m, BEIT_INIT_PRETRAIN, (uint64_t)r->seed);
   /* rank 0's weights are everyone's (they are equal anyway: same seed, same code) */
-  if ((st = beit_dist_bcast(p->dist, m->params, m->table.total * sizeof(float), 0, err)))
+  if ((st = beit_dist_bcast(p->dist, m->params, m->table.total * sizeof(float), 0, err)) ||
+      (st = beit_model_set_precision(m, p->precision, err)))
     goto free_cfg;
   if ((st = beit_tokenizer_load(&p->tok, opt->tokenizer, p->B, err)) ||
       (st = beit_tokenizer_check_targets(p->tok, m->gh, m->gw, (size_t)cfg.vocab_size, err)))
@@ -359,7 +364,8 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
     goto done;
   long steps_per_epoch = (long)beit_loader_steps_per_epoch(p.loader) / p.recipe.batch.accum_steps;
   if ((st = beit_trainer_start(&p.trainer, &p.recipe, dist, &p.model->table, p.model->params,
-                               p.model->grads, steps_per_epoch, opt->out, resume_dir, err)))
+                               p.model->grads, steps_per_epoch, opt->out, resume_dir,
+                               p.precision, err)))
     goto done;
   if (!(p.config = beit_config_json(&p.model->cfg))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");

@@ -9,6 +9,7 @@
 #include "encoder.h"
 #include "kernels.h"
 #include "optim.h"
+#include "precision_policy.h"
 #include "rng.h"
 #include "transfer.h"
 
@@ -28,9 +29,9 @@ static void features_free(struct features *f)
   memset(f, 0, sizeof *f);
 }
 
-/* The encoder as a BeitModel (no heads), weights from the source. */
+/* The encoder as a BeitModel (no heads), weights from the source, products in precision p. */
 static enum beit_status load_encoder(struct beit_model **out, const char *path, size_t batch,
-                                     struct beit_error *err)
+                                     enum beit_precision p, struct beit_error *err)
 {
   struct beit_source *src = NULL;
   struct beit_config cfg;
@@ -46,8 +47,9 @@ static enum beit_status load_encoder(struct beit_model **out, const char *path, 
       !(st = beit_model_create(out, &cfg, batch, err))) {
     beit_model_init_weights(*out, BEIT_INIT_FINETUNE, 0);
     struct beit_transfer_options to = {0, NULL};
-    if (!(st = beit_transfer_load(*out, src, &to, NULL, err)))
-      st = beit_model_set_inference(*out, err); /* features only: the forward's arena */
+    if (!(st = beit_transfer_load(*out, src, &to, NULL, err)) &&
+        !(st = beit_model_set_inference(*out, err))) /* features only: the forward's arena */
+      st = beit_model_set_precision(*out, p, err);  /* after the weights are final */
   }
   beit_config_free(&cfg);
   beit_source_free(src);
@@ -298,9 +300,11 @@ enum beit_status beit_probe_run(const struct beit_probe_options *o, struct beit_
   struct beit_model *m = NULL;
   struct features tr = {0}, ev = {0};
   struct beit_dataset *ds = NULL;
+  enum beit_precision precision;
   *count = 0;
-  enum beit_status st = load_encoder(&m, o->model, o->batch, err);
-  if (st)
+  enum beit_status st = beit_precision_policy_start(&precision, r->precision, dist, o->log,
+                                                    "the linear classifiers train in fp32", err);
+  if (st || (st = load_encoder(&m, o->model, o->batch, precision, err)))
     return st;
   long L = (long)m->L, first = r->probe.block > 0 ? r->probe.block : 1;
   size_t nblocks = r->probe.block > 0 ? 1 : (size_t)L;

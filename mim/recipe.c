@@ -14,10 +14,13 @@ static const char *const tasks[] = {"auto", "multiclass", "multilabel", NULL};
 static const char *const poolings[] = {"mean", "cls", NULL};
 static const char *const eval_resizes[] = {"center_crop", "direct", NULL};
 static const char *const probe_pools[] = {"mean", "cls_mean", NULL};
+static const char *const precisions[] = {"auto", "fp32", "bf16", NULL};
 
 static const struct beit_config_key recipe_keys[] = {
     {"model", BEIT_KEY_STRING, F(model), 0, 0, NULL, "model config.json"},
     {"seed", BEIT_KEY_INT, F(seed), 0, BIG, NULL, "seed of every random stream"},
+    {"precision", BEIT_KEY_STRING, F(precision), 0, 0, precisions,
+     "encoder matrix products; auto = bf16 where the CPU has AMX, else fp32"},
     {"data.train", BEIT_KEY_STRING, F(data.train), 0, 0, NULL, "training dataset folder"},
     {"data.eval", BEIT_KEY_STRING, F(data.eval), 0, 0, NULL, "held-out dataset folder"},
     {"data.num_workers", BEIT_KEY_INT, F(data.num_workers), 1, 256, NULL, "loader threads"},
@@ -105,6 +108,7 @@ static const struct beit_config_key recipe_keys[] = {
 void beit_recipe_defaults(struct beit_recipe *r)
 {
   memset(r, 0, sizeof *r);
+  strcpy(r->precision, "auto");
   r->data.num_workers = 2;
   r->data.num_buffers = 3;
   strcpy(r->data.norm, "inception");

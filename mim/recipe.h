@@ -12,6 +12,8 @@
 struct beit_recipe {
   char model[BEIT_CONFIG_STR];  /* model config.json (HF schema) */
   long seed;
+  char precision[BEIT_CONFIG_STR]; /* matrix products of the encoder: "auto" (bf16 on AMX CPUs,
+                                      else fp32), "fp32", "bf16" (mim/precision_policy.h) */
   struct {
     char train[BEIT_CONFIG_STR], eval[BEIT_CONFIG_STR]; /* dataset folders (or --data) */
     long num_workers, num_buffers;

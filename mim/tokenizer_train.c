@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "config_table.h"
 #include "dvae.h"
+#include "precision_policy.h"
 #include "trainer.h"
 
 /* ------------------------------------------------------------------------ the key table */
@@ -110,6 +111,7 @@ void beit_tokenizer_train_defaults(struct beit_tokenizer_train_config *c)
   beit_tokenizer_config_defaults(&c->model);
   beit_recipe_defaults(&c->recipe);
   struct beit_recipe *r = &c->recipe;
+  strcpy(r->precision, "fp32"); /* the dVAE has no bf16 path (and no key to ask for one) */
   r->seed = 0;
   r->data.num_workers = 2;
   r->data.hflip = 0.5;
@@ -551,6 +553,8 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
   char resume_dir[4200] = "", path[4200];
   struct beit_loader_options lo;
   const int root = beit_dist_is_root(dist);
+  beit_precision_policy_print(root ? stderr : NULL, "", BEIT_PRECISION_FP32,
+                              "the dVAE tokenizer has no bf16 path"); /* the run's first line */
   enum beit_status st = setup(&t, err);
   if (st)
     goto done;
@@ -566,7 +570,7 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
     goto done;
   if ((st = beit_trainer_start(&t.trainer, r, dist, &t.tok->table, t.tok->params, t.tok->grads,
                                (long)beit_loader_steps_per_epoch(t.loader), opt->out, resume_dir,
-                               err)))
+                               BEIT_PRECISION_FP32, err)))
     goto done;
   if (root) {
     cJSON *resolved = beit_tokenizer_train_config_json(&t.cfg);

@@ -48,6 +48,7 @@ enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_re
   tr->table = table;
   tr->params = params;
   tr->grads = grads;
+  tr->precision = BEIT_PRECISION_FP32;
   tr->steps_per_epoch = steps_per_epoch > 0 ? steps_per_epoch : 1;
   tr->total_steps = recipe->schedule.max_steps > 0
                         ? recipe->schedule.max_steps
@@ -85,17 +86,14 @@ enum beit_status beit_trainer_start(struct beit_trainer *tr, const struct beit_r
                                     struct beit_dist *dist, const struct beit_tensor_table *table,
                                     float *params, float *grads, long steps_per_epoch,
                                     const char *out_dir, const char *resume_dir,
-                                    struct beit_error *err)
+                                    enum beit_precision precision, struct beit_error *err)
 {
   enum beit_status st = beit_trainer_init(tr, recipe, dist, table, params, grads, steps_per_epoch,
                                           out_dir, err);
+  tr->precision = precision;
   if (st || !resume_dir[0])
     return st;
-  if ((st = beit_trainer_resume(tr, resume_dir, err)))
-    return st;
-  if (beit_dist_is_root(dist))
-    fprintf(stderr, "resumed from %s at step %ld\n", resume_dir, tr->step);
-  return BEIT_STATUS_OK;
+  return beit_trainer_resume(tr, resume_dir, err);
 }
 
 void beit_trainer_free(struct beit_trainer *tr)
@@ -163,9 +161,22 @@ static void format_duration(char *buf, size_t n, double s)
     snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
-/* One metrics.jsonl line; frees fields. */
+/* The precision and the backends in a JSON object (trainer_state.json, metrics.jsonl). */
+static void add_precision(cJSON *obj, enum beit_precision p)
+{
+  char backend[512];
+  beit_precision_describe(backend, sizeof backend);
+  cJSON_AddStringToObject(obj, "precision", beit_precision_name(p));
+  cJSON_AddStringToObject(obj, "backend", backend);
+}
+
+/* One metrics.jsonl line; frees fields. The first of this process says what computed it. */
 static void append_record(struct beit_trainer *tr, cJSON *fields)
 {
+  if (!tr->described) {
+    add_precision(fields, tr->precision);
+    tr->described = 1;
+  }
   char *line = cJSON_PrintUnformatted(fields);
   if (line && tr->metrics) {
     fprintf(tr->metrics, "%s\n", line);
@@ -250,6 +261,7 @@ static cJSON *state_json(const struct beit_trainer *tr)
   cJSON_AddNumberToObject(s, "global_batch",
                           (double)(tr->recipe->batch.size * tr->recipe->batch.accum_steps *
                                    beit_dist_world_size(tr->dist)));
+  add_precision(s, tr->precision);
   cJSON_AddItemToObject(s, "recipe", beit_recipe_json(tr->recipe));
   return s;
 }
@@ -288,10 +300,11 @@ enum beit_status beit_trainer_agree(struct beit_dist *dist, enum beit_status st,
   return st;
 }
 
-/* The numbers of a trainer_state.json. */
+/* The numbers of a trainer_state.json, and the precision it was trained in. */
 struct saved_state {
   double format_version, step, skipped_updates, nonfinite_run, loader_epoch, loader_position;
   double global_batch;
+  char precision[16];
 };
 
 static enum beit_status read_state(const char *dir, struct saved_state *out, char *path,
@@ -320,6 +333,10 @@ static enum beit_status read_state(const char *dir, struct saved_state *out, cha
     else
       *(double *)((char *)out + fields[i].offset) = v->valuedouble;
   }
+  /* written since the bf16 path exists; every checkpoint before it was trained in fp32 */
+  const cJSON *p = st ? NULL : cJSON_GetObjectItemCaseSensitive(s, "precision");
+  snprintf(out->precision, sizeof out->precision, "%s",
+           cJSON_IsString(p) ? p->valuestring : "fp32");
   cJSON_Delete(s);
   if (!st && out->format_version != STATE_FORMAT_VERSION)
     st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: format_version %g, expected %d", path,
@@ -348,7 +365,17 @@ enum beit_status beit_trainer_resume(struct beit_trainer *tr, const char *dir,
   tr->cursor.epoch = (uint64_t)s.loader_epoch;
   tr->cursor.position = (uint64_t)s.loader_position;
   tr->step_at_last_log = tr->step;
-  return beit_checkpoint_load_tensors(dir, tr->table, tr->params, tr->m, tr->v, err);
+  if ((st = beit_checkpoint_load_tensors(dir, tr->table, tr->params, tr->m, tr->v, err)))
+    return st;
+  if (beit_dist_is_root(tr->dist)) {
+    const char *now = beit_precision_name(tr->precision);
+    fprintf(stderr, "resumed from %s at step %ld\n", dir, tr->step);
+    if (strcmp(s.precision, now))
+      fprintf(stderr, "note: %s was trained in %s and this run computes in %s: the fp32 master "
+              "weights and optimizer state carry over, but the run is not bit-identical to an "
+              "uninterrupted one\n", dir, s.precision, now);
+  }
+  return BEIT_STATUS_OK;
 }
 
 enum beit_status beit_trainer_read_cursor(const char *dir, struct beit_loader_cursor *cursor,

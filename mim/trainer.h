@@ -38,6 +38,10 @@ struct beit_trainer {
   double t_start, t_last_log;
   long step_at_last_log;
   double images_since_log;
+  /* the precision the model trains in (FP32 or BF16): trainer_state.json records it, and the
+   * first metrics.jsonl record of each process with the backend description */
+  enum beit_precision precision;
+  int described;
 };
 
 /* Set up for a model whose parameters are described by table (params/grads owned by the
@@ -47,12 +51,13 @@ enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_re
                                    float *params, float *grads, long steps_per_epoch,
                                    const char *out_dir, struct beit_error *err);
 /* beit_trainer_init, then beit_trainer_resume from resume_dir unless it is empty (what
- * beit_trainer_find_resume found); rank 0 says where it resumed. */
+ * beit_trainer_find_resume found). precision: what the model trains in (resolved, FP32 or
+ * BF16), recorded in checkpoints and metrics. */
 enum beit_status beit_trainer_start(struct beit_trainer *tr, const struct beit_recipe *recipe,
                                     struct beit_dist *dist, const struct beit_tensor_table *table,
                                     float *params, float *grads, long steps_per_epoch,
                                     const char *out_dir, const char *resume_dir,
-                                    struct beit_error *err);
+                                    enum beit_precision precision, struct beit_error *err);
 void beit_trainer_free(struct beit_trainer *tr);
 
 /* lr and weight decay of update number `step` (0-based). */
@@ -66,20 +71,24 @@ enum beit_status beit_trainer_update(struct beit_trainer *tr, double loss, doubl
                                      double *grad_norm, int *applied, struct beit_error *err);
 
 /* Rank 0: append a metrics.jsonl line (fields of `fields`, plus step, epoch, lr, time, images/s,
- * ETA) and print the progress line. Takes ownership of fields. images: of all ranks, since the
- * last call. */
+ * ETA; the first line of a process also "precision" and "backend") and print the progress line.
+ * Takes ownership of fields. images: of all ranks, since the last call. */
 void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images);
 /* Rank 0: an evaluation's record (fields plus step and elapsed_s) in metrics.jsonl and a stderr
  * line of its numbers; the training windows' images/s and ETA are left alone. Takes ownership. */
 void beit_trainer_log_eval(struct beit_trainer *tr, cJSON *fields);
 
 /* Rank 0: write out_dir/checkpoint-<step> with config, params, m, v and trainer_state.json
- * (step, cursor, counters, recipe) through core/checkpoint.h; all ranks then synchronise. */
+ * (step, cursor, counters, precision, backend, recipe) through core/checkpoint.h; all ranks then
+ * synchronise. */
 enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
                                    struct beit_error *err);
 
 /* Load params, m, v, step and cursor from a checkpoint folder (every rank reads the same one;
- * a different world size is fine as long as world * batch is unchanged). */
+ * a different world size is fine as long as world * batch is unchanged). Rank 0 says where it
+ * resumed, and notes when the checkpoint was trained in another precision than tr->precision:
+ * allowed (master weights and optimizer state are fp32), but the run is then not bit-identical
+ * to an uninterrupted one. A checkpoint without "precision" was trained in fp32. */
 enum beit_status beit_trainer_resume(struct beit_trainer *tr, const char *dir,
                                      struct beit_error *err);
 

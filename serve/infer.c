@@ -3,9 +3,11 @@
  *
  * Sharing the weights: session 0 is the model as loaded (it owns params); sessions 1.. are
  * models created from the same config whose own parameter buffer is dropped and whose params
- * pointer aliases session 0's. Forward only reads params, and everything it writes lives in the
- * session's own activation arena and struct, so sessions may run concurrently. No session keeps
- * a gradient buffer. */
+ * pointer aliases session 0's; in bf16 their params_h aliases session 0's bfloat16 copy too
+ * (rounded once, when session 0's precision is set). Forward only reads params and params_h
+ * (an inference model does not re-round them), and everything it writes lives in the session's
+ * own activation arena and struct, so sessions may run concurrently. No session keeps a
+ * gradient buffer. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -31,33 +33,49 @@ void beit_infer_defaults(struct beit_infer_options *opt)
   opt->sessions = 1;
   opt->threads = 0;
   opt->max_pixels = 40u * 1000u * 1000u;
+  opt->precision = BEIT_PRECISION_AUTO;
 }
 
 void beit_infer_free(struct beit_infer *inf)
 {
   if (!inf)
     return;
-  for (int s = inf->nsessions - 1; s >= 0; s--) {
-    if (!inf->sessions[s])
+  for (int s = inf->nsessions - 1; s >= 0; s--) { /* session 0, the owner, last */
+    struct beit_model *m = inf->sessions[s];
+    if (!m)
       continue;
-    if (s > 0)
-      inf->sessions[s]->params = NULL; /* aliases session 0's weights */
-    beit_model_free(inf->sessions[s]);
+    if (s > 0) { /* aliases session 0's weights (and its bf16 copy, once alias_session made it) */
+      m->params = NULL;
+      if (m->params_h == inf->sessions[0]->params_h)
+        m->params_h = NULL;
+    }
+    beit_model_free(m);
   }
   free(inf->sessions);
   free(inf);
 }
 
-/* A model of the same config whose params alias owner's. */
+/* A model of the same config and precision whose params (and, in bf16, params_h) alias owner's.
+ * owner's precision is already set. */
 static enum beit_status alias_session(struct beit_model **out, const struct beit_model *owner,
                                       size_t max_batch, struct beit_error *err)
 {
   enum beit_status st = beit_model_create(out, &owner->cfg, max_batch, err);
   if (st)
     return st;
-  free((*out)->params);
-  (*out)->params = owner->params;
-  return beit_model_set_inference(*out, err);
+  struct beit_model *m = *out;
+  free(m->params);
+  m->params = owner->params;
+  /* set_precision plans the bf16 activations and makes a rounded copy of its own, which is
+   * dropped for the owner's: the same bits, one copy whatever the number of sessions */
+  if ((st = beit_model_set_inference(m, err)) ||
+      (st = beit_model_set_precision(m, owner->precision, err)))
+    return st;
+  if (owner->params_h) {
+    free(m->params_h);
+    m->params_h = owner->params_h;
+  }
+  return BEIT_STATUS_OK;
 }
 
 /* sessions 0 = automatic: a model too small to keep several cores busy in one forward (under
@@ -110,8 +128,12 @@ enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
   }
   inf->nsessions = inf->opt.sessions;
   inf->sessions[0] = m;
-  if ((st = beit_model_set_inference(m, err)))
+  /* the precision after the weights are final and the inference plan is made: in bf16 this
+   * rounds the weights once, for every session */
+  if ((st = beit_model_set_inference(m, err)) ||
+      (st = beit_model_set_precision(m, inf->opt.precision, err)))
     goto fail;
+  inf->opt.precision = beit_model_precision(m); /* resolved */
   if (m->arch != BEIT_ARCH_CLASSIFIER) {
     st = beit_error_set(err, BEIT_STATUS_CONFIG,
                         "%s/config.json: architectures[0] is '%s'; predict and serve need a "
@@ -166,6 +188,10 @@ const struct beit_infer_options *beit_infer_get_options(const struct beit_infer 
   return &inf->opt;
 }
 const char *beit_infer_model_dir(const struct beit_infer *inf) { return inf->dir; }
+struct beit_model *beit_infer_session_model(const struct beit_infer *inf, int session)
+{
+  return session >= 0 && session < inf->nsessions ? inf->sessions[session] : NULL;
+}
 
 /* Softmax in double (a wide logit range must not overflow), or independent sigmoids. */
 static void probabilities(float *probs, const float *logits, size_t n, size_t C, int multilabel)

@@ -164,8 +164,10 @@ void beit_serve_metadata_json(struct beit_strbuf *b, const struct beit_infer *in
   beit_strbuf_json_string(b, desc);
   beit_strbuf_printf(b, ", \"mean\": [%g, %g, %g], \"std\": [%g, %g, %g]}, ", pp->mean[0],
                      pp->mean[1], pp->mean[2], pp->std[0], pp->std[1], pp->std[2]);
-  beit_strbuf_printf(b, "\"max_batch\": %zu, \"workers\": %d, \"num_labels\": %zu, \"labels\": [",
-                     opt->max_batch, opt->sessions, beit_infer_num_labels(inf));
+  beit_strbuf_printf(b, "\"max_batch\": %zu, \"workers\": %d, \"precision\": \"%s\", "
+                        "\"num_labels\": %zu, \"labels\": [",
+                     opt->max_batch, opt->sessions, beit_precision_name(opt->precision),
+                     beit_infer_num_labels(inf));
   for (size_t i = 0; i < beit_infer_num_labels(inf); i++) {
     if (i)
       beit_strbuf_puts(b, ", ");

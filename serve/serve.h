@@ -18,6 +18,9 @@
 #include "beit/infer.h"
 #include "clock.h"
 
+/* Session s's model (0 owns the weights): for tests of what the sessions share. */
+struct beit_model *beit_infer_session_model(const struct beit_infer *inf, int session);
+
 /* ---- Growable string (NUL-terminated; an allocation failure sets oom and drops writes) ---- */
 
 struct beit_strbuf {

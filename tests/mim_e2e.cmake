@@ -12,3 +12,10 @@ if(BEIT_USE_MPI)
                    $<TARGET_FILE:beit> ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/mpi_pretrain)
   set_tests_properties(test_mpi_pretrain PROPERTIES LABELS "mpi;e2e" TIMEOUT 1200)
 endif()
+# The precision policy of beit pretrain (--precision, recipe key `precision`): fp32 and bf16 runs
+# of the small Fashion-MNIST model say and record what they computed in, bf16 resumes exactly,
+# and under ONEDNN_MAX_CPU_ISA=AVX2 auto is fp32 and bf16 an error naming the ISA.
+add_test(NAME test_precision_e2e
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_precision_e2e.py $<TARGET_FILE:beit>
+                 ${CMAKE_CURRENT_BINARY_DIR}/precision_e2e)
+set_tests_properties(test_precision_e2e PROPERTIES LABELS e2e TIMEOUT 300)

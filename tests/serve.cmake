@@ -2,7 +2,9 @@
 #   test_serve        C unit tests (base64, request faults, preprocessing, probe, sessions, queue)
 #   serve_fixtures    PyTorch-reference model folders, images and expected probabilities
 #   test_serve_e2e    the CLI and the HTTP server on loopback: card request, every fault, URLs
-#                     from a local server, concurrency, predict == serve == PyTorch
+#                     from a local server, concurrency, predict == serve == PyTorch (fp32)
+#   test_precision_serve  predict and serve in bf16 (near fp32 and PyTorch, workers sharing one
+#                     bf16 weight copy), and without bf16 (ONEDNN_MAX_CPU_ISA=AVX2)
 #   fuzz_request_asan a deterministic mutation fuzzer of the request parser + base64 + header
 #                     probe built with -fsanitize=address,undefined (50k runs, seconds)
 #   fuzz_request_libfuzzer  the same target under clang's libFuzzer, bounded runs (when clang)
@@ -28,6 +30,13 @@ if(BEIT_BUILD_SERVER AND TARGET beit)
   set_tests_properties(test_serve_e2e PROPERTIES FIXTURES_REQUIRED serve_fixtures LABELS e2e
                        TIMEOUT 300 ENVIRONMENT
                        "OMP_NUM_THREADS=2;LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/test_serve_lsan.supp")
+  # bf16 predict against fp32 and PyTorch, a bf16 server whose workers share one bf16 copy of
+  # the weights, and predict under ONEDNN_MAX_CPU_ISA=AVX2 (auto = fp32, bf16 an error).
+  add_test(NAME test_precision_serve
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_precision_serve.py
+                   $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures)
+  set_tests_properties(test_precision_serve PROPERTIES FIXTURES_REQUIRED serve_fixtures
+                       LABELS e2e TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=2")
   find_program(BEIT_WRK wrk)
   if(BEIT_WRK)
     add_test(NAME test_serve_load

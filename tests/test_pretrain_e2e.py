@@ -9,6 +9,8 @@ tokenizer (tools/dvae_ref.py). Checks:
 4. every checkpoint-* folder is complete (config, model, optimizer, trainer_state), no temporary
    folder is left once a run has finished, and a bad recipe key is an error naming the key;
 5. batch 8 with 2 accumulation steps follows the curve of batch 16 (float reassociation only).
+Every run is fp32 (--precision fp32): check 5 is a float32 claim; test_precision_e2e.py resumes
+a bf16 run.
 
 usage: /usr/bin/python3 tests/test_pretrain_e2e.py BEIT_BINARY WORK_DIR
 """
@@ -45,7 +47,7 @@ def main():
             "--set", "batch.size=16", "--set", f"schedule.max_steps={STEPS}",
             "--set", "schedule.warmup_steps=40", "--set", "log.every_steps=1",
             "--set", "masking.num_masking_patches=4", "--set", "masking.min_num_patches=2",
-            "--set", "data.num_workers=2"]
+            "--set", "data.num_workers=2", "--precision", "fp32"]
     env = dict(os.environ, OMP_NUM_THREADS="2")
 
     def run(out, *extra, **kw):

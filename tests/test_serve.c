@@ -1,8 +1,10 @@
 /* Unit tests of serve/: base64, the request parser's faults, label selection and the response
  * text, preprocessing configs (HF keys, errors, save/load), centre crop and padding against a
  * plain-loop twin, the header probe (a decompression bomb refused), forward sessions sharing
- * one copy of the weights (equal results, concurrently), and the batching queue (results equal
- * to direct forwards under concurrent submitters, batches formed, timeouts, a full queue). */
+ * one copy of the weights (equal results, concurrently; in bf16 also one bfloat16 copy), and the
+ * batching queue (results equal to direct forwards under concurrent submitters, batches formed,
+ * timeouts, a full queue). fp32 unless a test says otherwise: the checks compare with float32
+ * forwards at 1e-5. */
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -472,6 +474,63 @@ static void test_sessions(struct beit_infer *inf)
   free(views);
 }
 
+/* bf16 sessions alias session 0's weights and its one bfloat16 copy (no copy of their own), agree
+ * bitwise with each other, also concurrently, and with fp32 within bf16 rounding; freeing them
+ * frees the copy once. */
+static void test_sessions_bf16(const char *model_dir)
+{
+  if (!beit_precision_bf16_available()) {
+    printf("skip bf16 sessions: no bf16 matrix products here (%s)\n", beit_precision_isa());
+    return;
+  }
+  struct beit_infer_options opt;
+  beit_infer_defaults(&opt);
+  opt.max_batch = 4;
+  opt.sessions = 3;
+  opt.threads = 1;
+  opt.precision = BEIT_PRECISION_BF16;
+  struct beit_infer *inf = NULL, *ref = NULL;
+  struct beit_error err = {0};
+  CHECK_MSG(beit_infer_load(&inf, model_dir, &opt, &err) == BEIT_STATUS_OK, "%s", err.message);
+  opt.sessions = 1;
+  opt.precision = BEIT_PRECISION_FP32;
+  CHECK_MSG(beit_infer_load(&ref, model_dir, &opt, &err) == BEIT_STATUS_OK, "%s", err.message);
+  if (!inf || !ref)
+    goto done;
+  CHECK(beit_infer_get_options(inf)->precision == BEIT_PRECISION_BF16);
+  CHECK(beit_infer_get_options(ref)->precision == BEIT_PRECISION_FP32);
+  const struct beit_model *m0 = beit_infer_session_model(inf, 0);
+  CHECK(m0->params_h != NULL && beit_infer_session_model(ref, 0)->params_h == NULL);
+  for (int s = 1; s < 3; s++) {
+    const struct beit_model *m = beit_infer_session_model(inf, s);
+    CHECK(m->params == m0->params && m->params_h == m0->params_h);
+    CHECK(beit_model_precision(m) == BEIT_PRECISION_BF16);
+  }
+  size_t V = beit_infer_view_floats(inf), C = beit_infer_num_labels(inf), n = 4;
+  float *views = malloc(n * V * sizeof *views), p[3][16], pf[16], pa[16], pb[16];
+  fill_views(views, n, V, 3);
+  for (int s = 0; s < 3; s++)
+    CHECK(beit_infer_run(inf, s, views, n, p[s], &err) == BEIT_STATUS_OK);
+  CHECK(!memcmp(p[0], p[1], sizeof p[0]) && !memcmp(p[0], p[2], sizeof p[0]));
+  CHECK(beit_infer_run(ref, 0, views, n, pf, &err) == BEIT_STATUS_OK);
+  double worst = 0;
+  for (size_t i = 0; i < n * C; i++)
+    worst = fmax(worst, fabs((double)p[0][i] - (double)pf[i]));
+  CHECK_MSG(worst <= 2e-2, "bf16 vs fp32 probabilities differ by %.3g", worst);
+  CHECK(memcmp(p[0], pf, sizeof pf) != 0); /* bf16 did run */
+  struct run_arg a = {inf, 1, views, n, pa, 0}, b = {inf, 2, views, n, pb, 0};
+  pthread_t ta, tb;
+  pthread_create(&ta, NULL, run_thread, &a);
+  pthread_create(&tb, NULL, run_thread, &b);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+  CHECK(!a.rc && !b.rc && !memcmp(pa, p[0], sizeof pa) && !memcmp(pb, p[0], sizeof pb));
+  free(views);
+done:
+  beit_infer_free(inf); /* once: the sessions' params_h is session 0's */
+  beit_infer_free(ref);
+}
+
 struct submitter {
   struct beit_batcher *b;
   struct beit_infer *inf;
@@ -588,6 +647,7 @@ int main(void)
   opt.max_batch = 4;
   opt.sessions = 2;
   opt.threads = 1;
+  opt.precision = BEIT_PRECISION_FP32;
   struct beit_infer *inf = NULL;
   struct beit_error err = {0};
   CHECK_MSG(beit_infer_load(&inf, model, &opt, &err) == BEIT_STATUS_OK, "%s", err.message);
@@ -600,9 +660,11 @@ int main(void)
     test_batcher(inf);
     beit_infer_free(inf);
   }
+  test_sessions_bf16(model);
   /* multi-label: independent sigmoids */
   inf = NULL;
-  CHECK(beit_infer_load(&inf, multi, NULL, &err) == BEIT_STATUS_OK);
+  opt.sessions = 1;
+  CHECK(beit_infer_load(&inf, multi, &opt, &err) == BEIT_STATUS_OK);
   if (inf) {
     size_t V = beit_infer_view_floats(inf);
     float *v = malloc(V * sizeof *v), p[4];

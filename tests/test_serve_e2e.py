@@ -6,13 +6,13 @@ FIXTURE_DIR is written by tests/test_serve_fixtures.py (model folders, images, P
 probabilities). Everything talks to 127.0.0.1 only: the server under test binds loopback, and the
 URL inputs are served by a small HTTP server this test starts on loopback.
 
-Checks: predict == PyTorch reference for every PNG and preprocessing mode; folders, dataset
-folders (beit pack) and JSON lines inputs; --top-k, --threshold, --visualize; exit codes. The
-server: the model card's request with PNG + JPEG base64 gives the card's response shape, in
-order, equal to predict; /health, /ready, /metadata; every malformed case gets its 4xx with the
-input index and the server answers the next request; URL inputs (allowed, refused, too large,
-404, redirect to ftp, timeout 504); concurrent requests are batched and still right; SIGTERM
-ends the server cleanly.
+Checks (in fp32; test_precision_serve.py runs bf16): predict == PyTorch reference for every PNG
+and preprocessing mode; folders, dataset folders (beit pack) and JSON lines inputs; --top-k,
+--threshold, --visualize; exit codes. The server: the model card's request with PNG + JPEG
+base64 gives the card's response shape, in order, equal to predict; /health, /ready, /metadata;
+every malformed case gets its 4xx with the input index and the server answers the next request;
+URL inputs (allowed, refused, too large, 404, redirect to ftp, timeout 504); concurrent requests
+are batched and still right; SIGTERM ends the server cleanly.
 """
 import base64
 import http.client
@@ -58,8 +58,10 @@ def card_request(items):
 
 # ---- the CLI -------------------------------------------------------------------------------
 
-def predict(beit, model, *args, expect_rc=0):
-    r = subprocess.run([beit, "predict", "--model", model, "--quiet", *args],
+def predict(beit, model, *args, expect_rc=0, precision="fp32"):
+    """precision fp32 by default: the checks compare with the float64 PyTorch reference."""
+    r = subprocess.run([beit, "predict", "--model", model, "--quiet", "--precision", precision,
+                        *args],
                        capture_output=True, text=True, timeout=120)
     check(r.returncode == expect_rc, f"predict {args}: exit {r.returncode} != {expect_rc}: {r.stderr}")
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()], r
@@ -149,11 +151,11 @@ def test_predict(beit, fx, tmp):
 # ---- the server ----------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, beit, model, *args, host="127.0.0.1"):
+    def __init__(self, beit, model, *args, host="127.0.0.1", precision="fp32"):
         self.log = tempfile.TemporaryFile(mode="w+")
         self.host = host
         self.proc = subprocess.Popen([beit, "serve", "--model", model, "--port", "0",
-                                      "--host", host, *args],
+                                      "--host", host, "--precision", precision, *args],
                                      stdout=subprocess.PIPE, stderr=self.log, text=True)
         url = f"http://[{host}]:" if ":" in host else f"http://{host}:"
         deadline = time.time() + 30

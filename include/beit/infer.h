@@ -22,7 +22,8 @@
  * Threads: one struct beit_infer holds one copy of the weights and `sessions` forward contexts
  * (activation arenas) whose parameters alias those weights, so `sessions` threads may run
  * beit_infer_run at once, each on its own session index. The server keeps one session per
- * batching worker; requests that are queued together are batched together. */
+ * batching worker; requests that are queued together are batched together. In bf16 the sessions
+ * also share one bfloat16 copy of the weights, rounded once at load. */
 #ifndef BEIT_INFER_H
 #define BEIT_INFER_H
 
@@ -30,6 +31,7 @@
 #include <stdint.h>
 
 #include "beit/data.h"
+#include "beit/precision.h"
 #include "beit/status.h"
 
 enum beit_infer_task {
@@ -78,6 +80,8 @@ struct beit_infer_options {
                         else one session over all cores */
   int threads;       /* OpenMP threads of each forward; 0 = omp_get_max_threads() / sessions */
   size_t max_pixels; /* decoded-pixel cap, checked from the header before decoding (40 M) */
+  enum beit_precision precision; /* matrix products (default AUTO: bf16 where the CPU has AMX,
+                                    else fp32); beit_infer_get_options gives the resolved one */
 };
 void beit_infer_defaults(struct beit_infer_options *opt);
 

@@ -43,10 +43,24 @@ static struct {
 
 /* Per thread: the execution stream, and the scratchpad every primitive shares (oneDNN's own
  * scratchpad would be allocated and freed at each call: megabytes mapped, cleared and unmapped
- * per product, which cost a quarter of a BEiT-base step in page faults and TLB shootdowns). */
-static _Thread_local dnnl_stream_t thread_stream;
-static _Thread_local void *thread_scratch;
-static _Thread_local size_t thread_scratch_bytes;
+ * per product, which cost a quarter of a BEiT-base step in page faults and TLB shootdowns).
+ * Freed when the thread exits (a server's connection threads come and go). */
+struct thread_state {
+  dnnl_stream_t stream;
+  void *scratch;
+  size_t scratch_bytes;
+};
+
+static pthread_key_t thread_key;
+
+static void thread_state_free(void *p)
+{
+  struct thread_state *ts = p;
+  if (ts->stream)
+    dnnl_stream_destroy(ts->stream);
+  free(ts->scratch);
+  free(ts);
+}
 
 static void die(const char *what, dnnl_status_t st)
 {
@@ -138,6 +152,8 @@ static void probe(void)
   const dnnl_version_t *v = dnnl_version();
   snprintf(g.version, sizeof g.version, "%d.%d.%d", v->major, v->minor, v->patch);
   check(dnnl_engine_create(&g.engine, dnnl_cpu, 0), "engine creation");
+  if (pthread_key_create(&thread_key, thread_state_free))
+    die("thread key creation", dnnl_out_of_memory);
   struct matmul_key k = {1, 1, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
   struct matmul_entry e;
   dnnl_status_t st;
@@ -221,24 +237,36 @@ static void insert(const struct matmul_key *k)
   pthread_rwlock_unlock(&g.lock);
 }
 
+/* This thread's stream and a scratchpad of at least bytes (grown to the largest need, kept). */
+static struct thread_state *thread_state(size_t bytes)
+{
+  struct thread_state *ts = pthread_getspecific(thread_key);
+  if (!ts) {
+    if (!(ts = calloc(1, sizeof *ts)) || pthread_setspecific(thread_key, ts))
+      die("thread state allocation", dnnl_out_of_memory);
+    check(dnnl_stream_create(&ts->stream, g.engine, dnnl_stream_default_flags),
+          "stream creation");
+  }
+  if (bytes > ts->scratch_bytes) {
+    free(ts->scratch);
+    ts->scratch = NULL;
+    ts->scratch_bytes = 0;
+    if (posix_memalign(&ts->scratch, 64, bytes))
+      die("scratchpad allocation", dnnl_out_of_memory);
+    ts->scratch_bytes = bytes;
+  }
+  return ts;
+}
+
 static void execute(const struct matmul_entry *e, const void *a, const void *b,
                     const float *bias, float *c)
 {
-  if (!thread_stream)
-    check(dnnl_stream_create(&thread_stream, g.engine, dnnl_stream_default_flags),
-          "stream creation");
-  if (e->scratch_bytes > thread_scratch_bytes) { /* grows to the largest need, then stays */
-    free(thread_scratch);
-    thread_scratch_bytes = 0;
-    if (posix_memalign(&thread_scratch, 64, e->scratch_bytes))
-      die("scratchpad allocation", dnnl_out_of_memory);
-    thread_scratch_bytes = e->scratch_bytes;
-  }
+  struct thread_state *ts = thread_state(e->scratch_bytes);
   dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL, mbias = NULL;
   check(dnnl_memory_create(&ma, &e->a, g.engine, (void *)a), "memory creation");
   check(dnnl_memory_create(&mb, &e->b, g.engine, (void *)b), "memory creation");
   check(dnnl_memory_create(&mc, &e->c, g.engine, c), "memory creation");
-  check(dnnl_memory_create(&ms, &e->scratch, g.engine, thread_scratch), "memory creation");
+  check(dnnl_memory_create(&ms, &e->scratch, g.engine, ts->scratch), "memory creation");
   dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc},
                              {DNNL_ARG_SCRATCHPAD, ms}};
   int nargs = 4;
@@ -246,8 +274,8 @@ static void execute(const struct matmul_entry *e, const void *a, const void *b,
     check(dnnl_memory_create(&mbias, &e->bias, g.engine, (void *)bias), "memory creation");
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mbias};
   }
-  check(dnnl_primitive_execute(e->prim, thread_stream, nargs, args), "matmul execution");
-  check(dnnl_stream_wait(thread_stream), "stream wait");
+  check(dnnl_primitive_execute(e->prim, ts->stream, nargs, args), "matmul execution");
+  check(dnnl_stream_wait(ts->stream), "stream wait");
   dnnl_memory_destroy(ma);
   dnnl_memory_destroy(mb);
   dnnl_memory_destroy(mc);

@@ -1,31 +1,49 @@
 #!/usr/bin/env bash
 # Encoder benchmark: the C side and the PyTorch side (tools/beit_ref.py, Debian python3-torch) on
-# the same shapes and thread count, in the same run; prints both JSON lines and the ratios.
-#   bench/run_encoder.sh [small|base-train|base-infer|all]   (default: all)
-# Machines are shared and noisy: each side reports the median step of several iterations.
+# the same shapes and thread count, in the same run, in float32 and in bf16 mixed precision
+# (C: --precision bf16, oneDNN; PyTorch: torch.autocast("cpu", dtype=torch.bfloat16), its best on
+# a CPU with bf16). Prints the CPU model, the ISA oneDNN chose, every JSON line and the ratios.
+#   bench/run_encoder.sh [small|base-train|base-infer|base-infer8|all]   (default: all)
+#   env: THREADS (default: nproc), PRECISIONS (default "fp32 bf16"; bf16 is skipped where the
+#        CPU has no bf16 matrix products)
+# Machines are shared and noisy: each side reports the median step of several iterations; the
+# four sides of a case run back to back in the order C fp32, PyTorch fp32, C bf16, PyTorch bf16.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bench/bench_encoder}
 PY=/usr/bin/python3
 THREADS=${THREADS:-$(nproc)}
+PRECISIONS=${PRECISIONS:-fp32 bf16}
 [ -x "$BIN" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
+
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+echo "threads: $THREADS"
+"$(dirname "$BIN")/bench_gemm" --threads "$THREADS" | sed -n 2p
 
 compare() { # name, then the common arguments
   local name=$1; shift
-  local c t
-  c=$("$BIN" --threads "$THREADS" "$@")
-  t=$(OMP_NUM_THREADS=$THREADS $PY bench/bench_encoder_torch.py --threads "$THREADS" "$@")
   echo "$name"
-  echo "  c:       $c"
-  echo "  pytorch: $t"
-  $PY - "$c" "$t" <<'PYEOF'
+  for p in $PRECISIONS; do
+    local c t
+    if ! c=$("$BIN" --threads "$THREADS" --precision "$p" "$@" 2>/tmp/bench_encoder.err); then
+      echo "  $p: C side refused: $(tail -1 /tmp/bench_encoder.err)"
+      continue
+    fi
+    t=$(OMP_NUM_THREADS=$THREADS $PY bench/bench_encoder_torch.py --threads "$THREADS" \
+        --precision "$p" "$@")
+    echo "  c $p:       $c"
+    echo "  pytorch $p: $t"
+    $PY - "$c" "$t" "$p" <<'PYEOF'
 import json, sys
-c, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"  ratio: {c['images_per_s'] / t['images_per_s']:.2f}x images/s "
-      f"(C {c['images_per_s']:.2f}, PyTorch {t['images_per_s']:.2f}); "
-      f"C at {100 * c['fraction_of_peak']:.0f}% of sgemm peak {c['sgemm_peak_gflops']:.0f} GFLOP/s; "
-      f"peak RSS C {c['peak_rss_mb']:.0f} MB vs PyTorch {t['peak_rss_mb']:.0f} MB")
+c, t, p = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+peak = "bf16 matmul" if p == "bf16" else "sgemm"
+print(f"  {p} ratio: {c['images_per_s'] / t['images_per_s']:.2f}x images/s "
+      f"(C {c['images_per_s']:.2f}, PyTorch{' autocast' if p == 'bf16' else ''} "
+      f"{t['images_per_s']:.2f}); C at {100 * c['fraction_of_peak']:.0f}% of the {peak} peak "
+      f"{c['gemm_peak_gflops']:.0f} GFLOP/s; peak RSS C {c['peak_rss_mb']:.0f} MB vs PyTorch "
+      f"{t['peak_rss_mb']:.0f} MB")
 PYEOF
+  done
 }
 
 what=${1:-all}
@@ -42,4 +60,8 @@ fi
 if [ "$what" = base-infer ] || [ "$what" = all ]; then
   compare "BEiT-base/16 224, inference, batch 1" \
     --config $BASE --mode infer --batch 1 --iters 20 --warmup 3
+fi
+if [ "$what" = base-infer8 ] || [ "$what" = all ]; then
+  compare "BEiT-base/16 224, inference, batch 8" \
+    --config $BASE --mode infer --batch 8 --iters 5 --warmup 1
 fi

@@ -38,21 +38,65 @@ void beit_gelu_forward(float *out, const float *inp, size_t n)
     out[i] = gelu(inp[i]);
 }
 
+#define CHUNK 512 /* values per block: computed in float32, then rounded (each loop vectorises) */
+
 void beit_gelu_forward_bf16(uint16_t *out_h, const float *inp, size_t n)
 {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; i++)
-    out_h[i] = beit_bf16_round(gelu(inp[i]));
+  const size_t blocks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (size_t blk = 0; blk < blocks; blk++) {
+    size_t i0 = blk * CHUNK, len = n - i0 < CHUNK ? n - i0 : CHUNK;
+    float y[CHUNK];
+#pragma omp simd
+    for (size_t j = 0; j < len; j++)
+      y[j] = gelu(inp[i0 + j]);
+#pragma omp simd
+    for (size_t j = 0; j < len; j++)
+      out_h[i0 + j] = beit_bf16_round(y[j]);
+  }
+}
+
+/* d gelu(x) / dx = Phi(x) + x phi(x) */
+static inline float gelu_grad(float x)
+{
+  float cdf = 0.5f * (1.0f + verff(x * INV_SQRT2));
+  float pdf = INV_SQRT_2PI * beit_vexpf(-0.5f * x * x);
+  return cdf + x * pdf;
 }
 
 void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; i++) {
-    float x = inp[i];
-    float cdf = 0.5f * (1.0f + verff(x * INV_SQRT2));
-    float pdf = INV_SQRT_2PI * beit_vexpf(-0.5f * x * x);
-    dinp[i] += dout[i] * (cdf + x * pdf);
+  for (size_t i = 0; i < n; i++)
+    dinp[i] += dout[i] * gelu_grad(inp[i]);
+}
+
+#define COL_BLOCK 64 /* columns per work item of the bias sums (one cache line x 4) */
+
+void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const float *dout, const float *inp,
+                             size_t N, size_t C)
+{
+  const size_t blocks = (C + COL_BLOCK - 1) / COL_BLOCK;
+  /* parallel over column blocks, rows in order: the bias sums are race-free and bitwise
+   * independent of the thread count, like the linear layer's */
+#pragma omp parallel for schedule(static) if (N * C > 65536)
+  for (size_t blk = 0; blk < blocks; blk++) {
+    size_t c0 = blk * COL_BLOCK, len = C - c0 < COL_BLOCK ? C - c0 : COL_BLOCK;
+    float sum[COL_BLOCK] = {0}, d[COL_BLOCK];
+    for (size_t n = 0; n < N; n++) {
+      const float *x = inp + n * C + c0, *dy = dout + n * C + c0;
+#pragma omp simd
+      for (size_t j = 0; j < len; j++) {
+        d[j] = dy[j] * gelu_grad(x[j]);
+        sum[j] += d[j];
+      }
+#pragma omp simd
+      for (size_t j = 0; j < len; j++)
+        dinp_h[n * C + c0 + j] = beit_bf16_round(d[j]);
+    }
+    if (dbias)
+      for (size_t j = 0; j < len; j++)
+        dbias[c0 + j] += sum[j];
   }
 }
 

@@ -139,8 +139,8 @@ static void to_heads_bf16(beit_bf16 *out_h, const float *in, size_t nb, size_t B
   }
 }
 
-/* out (B, T, nb*D) += in (nb, B, nH, T, dh): the inverse layout of to_heads_bf16, in float32. */
-static void from_heads_add(float *out, const float *in, size_t nb, size_t B, size_t T, size_t D,
+/* out (B, T, nb*D) = in (nb, B, nH, T, dh): the inverse layout of to_heads_bf16, in float32. */
+static void from_heads(float *out, const float *in, size_t nb, size_t B, size_t T, size_t D,
                            size_t nH)
 {
   const size_t dh = D / nH, ld = nb * D;
@@ -151,9 +151,7 @@ static void from_heads_add(float *out, const float *in, size_t nb, size_t B, siz
       for (size_t h = 0; h < nH; h++) {
         const float *x = in + (((s * B + b) * nH + h) * T + t) * dh;
         float *y = out + bt * ld + s * D + h * dh;
-#pragma omp simd
-        for (size_t c = 0; c < dh; c++)
-          y[c] += x[c];
+        memcpy(y, x, dh * sizeof *y);
       }
   }
 }
@@ -237,7 +235,7 @@ void beit_attention_backward_bf16(float *dqkv, float *dbias, float *dS, uint16_t
                     scale, 0.0f, &s_td);
   beit_gemm_batched(heads + hs, dh, beit_op_bf16(scratch_h, T, 1), beit_op_bf16(q, dh, 0), T,
                     dh, T, scale, 0.0f, &s_td);
-  from_heads_add(dqkv, heads, 3, B, T, D, nH);
+  from_heads(dqkv, heads, 3, B, T, D, nH);
 }
 
 void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,

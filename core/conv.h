@@ -5,16 +5,26 @@
  * outputs, inputs, weights, saved statistics, sizes; backward ACCUMULATES (+=) into every d*
  * output and skips a NULL one; each fast kernel has a plain-loop *_naive twin, the test oracle.
  *
- * The fast convolution is im2col over row chunks + cblas_sgemm (a 1x1 convolution is a plain GEMM
- * without im2col). Work is split over (image, row chunk) items: with at least nthreads items, each
- * OpenMP thread runs single-threaded GEMMs on its own items (OpenBLAS's OpenMP build runs serially
- * inside a parallel region); with fewer, the items run one after another on a threaded GEMM.
- * Scratch memory is the caller's, sized once by the *_scratch_floats queries for the thread
- * count the kernel will be called with; nothing is allocated per call. */
+ * The fast convolution is im2col over row chunks + a matrix product through core/gemm.h (a 1x1
+ * convolution is a plain GEMM without im2col). Work is split over (image, row chunk) items: with
+ * at least nthreads items, each OpenMP thread runs single-threaded GEMMs on its own items
+ * (OpenBLAS's OpenMP build and oneDNN run serially inside a parallel region); with fewer, the
+ * items run one after another on a threaded GEMM. Scratch memory is the caller's, sized once by
+ * the *_scratch_floats queries for the thread count the kernel will be called with; nothing is
+ * allocated per call.
+ *
+ * Mixed precision (*_bf16, include/beit/precision.h): the weights are a bfloat16 copy (uint16_t,
+ * core/gemm.h's beit_bf16) and im2col writes bfloat16 columns (a 1x1 convolution rounds its input
+ * rows once per chunk); the products run on oneDNN with float32 accumulation and float32
+ * outputs. Inputs, outputs, bias, ReLU, scale/accumulate and every gradient stay float32 (the
+ * backward rounds dout for its products; dbias sums the float32 dout). The result is the float32
+ * kernel's on the rounded operands, to float32 accumulation error. Needs
+ * beit_precision_bf16_available(). */
 #ifndef BEIT_CORE_CONV_H
 #define BEIT_CORE_CONV_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Flags of the fused activations of beit_conv2d_forward/backward. */
 enum beit_conv_flag {
@@ -46,6 +56,21 @@ size_t beit_conv2d_scratch_floats(size_t C, size_t H, size_t W, size_t OC, size_
                                   int nthreads);
 size_t beit_conv2d_backward_scratch_floats(size_t C, size_t H, size_t W, size_t OC, size_t K,
                                            int nthreads);
+/* The same two with bfloat16 operands: weight (OC, C, K, K) bf16, everything else as above.
+ * scratch: beit_conv2d_bf16_scratch_floats / beit_conv2d_bf16_backward_scratch_floats floats
+ * (float-sized units; bf16 blocks are carved inside). */
+void beit_conv2d_forward_bf16(float *out, float *scratch, const float *inp,
+                              const uint16_t *weight, const float *bias, float scale,
+                              int accumulate, unsigned flags, size_t B, size_t C, size_t H,
+                              size_t W, size_t OC, size_t K, int nthreads);
+void beit_conv2d_backward_bf16(float *dinp, float *dweight, float *dbias, float *scratch,
+                               const float *dout, const float *inp, const uint16_t *weight,
+                               float scale, unsigned flags, size_t B, size_t C, size_t H,
+                               size_t W, size_t OC, size_t K, int nthreads);
+size_t beit_conv2d_bf16_scratch_floats(size_t C, size_t H, size_t W, size_t OC, size_t K,
+                                       int nthreads);
+size_t beit_conv2d_bf16_backward_scratch_floats(size_t C, size_t H, size_t W, size_t OC,
+                                                size_t K, int nthreads);
 void beit_conv2d_forward_naive(float *out, const float *inp, const float *weight,
                                const float *bias, float scale, int accumulate, unsigned flags,
                                size_t B, size_t C, size_t H, size_t W, size_t OC, size_t K);

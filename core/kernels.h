@@ -3,6 +3,10 @@
  * Conventions (STYLE.md 3-5): arguments are outputs, inputs, weights, saved statistics, sizes;
  * shapes are row-major and given in the comment of each function; backward ACCUMULATES (+=)
  * into every d* output, so callers zero gradients once per step; a NULL d* output is skipped.
+ * One exception, the mixed-precision (_bf16) backward kernels: the gradient they pass on to the
+ * layer below (dinp, dqkv) is OVERWRITTEN, because it is always a fresh per-block scratch and
+ * zeroing and re-reading it cost passes over memory that bf16 steps cannot afford; their
+ * parameter gradients accumulate as everywhere.
  * Every fast kernel has a plain-loop twin named *_naive, always compiled, used as the test
  * oracle. Numerics are fp32; losses and norms are accumulated in double. */
 #ifndef BEIT_CORE_KERNELS_H
@@ -18,14 +22,16 @@ void beit_linear_forward(float *out, const float *inp, const float *weight, cons
 void beit_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, size_t N, size_t C, size_t OC);
 /* The same in mixed precision: bfloat16 inputs and weights (beit_bf16, core/gemm.h), float32
- * accumulation, outputs and bias. Backward rounds dout (N, OC) to bf16 into dout_h (N * OC
- * values of scratch) for both products; dbias sums the float32 dout. The naive twin is the float32
- * kernel on the bf16-rounded values (tests/test_gemm.c checks the products that way). */
+ * accumulation, outputs and bias. Backward takes dout (N, OC) twice: rounded to bf16 (dout_h, for
+ * both products; the caller rounds it, or a fused producer hands it over rounded) and in float32
+ * (dout, for dbias; NULL when dbias is). dinp is OVERWRITTEN (see the top); dweight and dbias
+ * accumulate. The naive twin is the
+ * float32 kernel on the bf16-rounded values (tests/test_gemm.c checks the products that way). */
 void beit_linear_forward_bf16(float *out, const uint16_t *inp, const uint16_t *weight,
                               const float *bias, size_t N, size_t C, size_t OC);
-void beit_linear_backward_bf16(float *dinp, float *dweight, float *dbias, uint16_t *dout_h,
-                               const float *dout, const uint16_t *inp, const uint16_t *weight,
-                               size_t N, size_t C, size_t OC);
+void beit_linear_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const uint16_t *dout_h, const uint16_t *inp,
+                               const uint16_t *weight, size_t N, size_t C, size_t OC);
 void beit_linear_forward_naive(float *out, const float *inp, const float *weight,
                                const float *bias, size_t N, size_t C, size_t OC);
 void beit_linear_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -61,6 +67,12 @@ void beit_gelu_forward(float *out, const float *inp, size_t n);
 void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 /* The output rounded straight to bfloat16; equal to rounding beit_gelu_forward's. */
 void beit_gelu_forward_bf16(uint16_t *out_h, const float *inp, size_t n);
+/* Backward of the GELU between two linear layers, in mixed precision, on inp, dout (N, C):
+ * dinp_h = bf16(dout * gelu'(inp)) (OVERWRITTEN: the next product's rounded operand) and
+ * dbias (C) += the column sums of the float32 dinp (the bias gradient of the layer that produced
+ * inp). One pass instead of gradient, rounding and bias sums. */
+void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const float *dout, const float *inp,
+                             size_t N, size_t C);
 void beit_gelu_forward_naive(float *out, const float *inp, size_t n);
 void beit_gelu_backward_naive(float *dinp, const float *dout, const float *inp, size_t n);
 
@@ -88,7 +100,8 @@ size_t beit_attention_scratch_floats(size_t B, size_t T, size_t nH);
  * logits, softmax and its backward in float32. Forward writes qkv_h (3, B, nH, T, dh): q, k, v
  * rounded and split into heads; probs (B, nH, T, T) and its rounding probs_h; out_h (B, T, D) the
  * rounded heads' outputs (the projection's input); scratch: B*T*D floats. Backward: dqkv
- * (B, T, 3D) +=, dbias +=; dS: B*nH*T*T floats, scratch_h: max(B*T*D, B*nH*T*T) bf16 values,
+ * (B, T, 3D) is OVERWRITTEN (all three blocks), dbias +=; dS: B*nH*T*T floats, scratch_h:
+ * max(B*T*D, B*nH*T*T) bf16 values,
  * heads: 3*B*T*D floats of scratch. */
 void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_h,
                                  uint16_t *qkv_h, float *scratch, const float *qkv,

@@ -39,16 +39,17 @@ static void linear_forward(float *out, struct beit_operand inp, struct beit_oper
   beit_gemm_bias(out, OC, inp, weight, bias, N, OC, C);
 }
 
-/* dinp += dout . weight; dweight += dout^T . inp (dout, inp, weight of one dtype); dbias from
- * the float32 dout_f32. */
-static void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout_f32,
-                            struct beit_operand dout, struct beit_operand inp,
-                            struct beit_operand weight, size_t N, size_t C, size_t OC)
+/* dinp = dinp_beta * dinp + dout . weight; dweight += dout^T . inp (dout, inp, weight of one
+ * dtype); dbias += column sums of the float32 dout_f32. */
+static void linear_backward(float *dinp, float dinp_beta, float *dweight, float *dbias,
+                            const float *dout_f32, struct beit_operand dout,
+                            struct beit_operand inp, struct beit_operand weight, size_t N,
+                            size_t C, size_t OC)
 {
   if (N == 0 || OC == 0 || C == 0)
     return;
-  if (dinp) /* dinp (N, C) += dout (N, OC) . weight (OC, C) */
-    beit_gemm(dinp, C, dout, weight, N, C, OC, 1.0f, 1.0f);
+  if (dinp) /* dinp (N, C) (+)= dout (N, OC) . weight (OC, C) */
+    beit_gemm(dinp, C, dout, weight, N, C, OC, 1.0f, dinp_beta);
   if (dweight) { /* dweight (OC, C) += dout^T (OC, N) . inp (N, C) */
     dout.trans = 1;
     beit_gemm(dweight, C, dout, inp, OC, C, N, 1.0f, 1.0f);
@@ -66,8 +67,8 @@ void beit_linear_forward(float *out, const float *inp, const float *weight, cons
 void beit_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, size_t N, size_t C, size_t OC)
 {
-  linear_backward(dinp, dweight, dbias, dout, beit_op_f32(dout, OC, 0), beit_op_f32(inp, C, 0),
-                  beit_op_f32(weight, C, 0), N, C, OC);
+  linear_backward(dinp, 1.0f, dweight, dbias, dout, beit_op_f32(dout, OC, 0),
+                  beit_op_f32(inp, C, 0), beit_op_f32(weight, C, 0), N, C, OC);
 }
 
 void beit_linear_forward_bf16(float *out, const beit_bf16 *inp, const beit_bf16 *weight,
@@ -76,13 +77,11 @@ void beit_linear_forward_bf16(float *out, const beit_bf16 *inp, const beit_bf16 
   linear_forward(out, beit_op_bf16(inp, C, 0), beit_op_bf16(weight, C, 1), bias, N, C, OC);
 }
 
-void beit_linear_backward_bf16(float *dinp, float *dweight, float *dbias, beit_bf16 *dout_h,
-                               const float *dout, const beit_bf16 *inp, const beit_bf16 *weight,
-                               size_t N, size_t C, size_t OC)
+void beit_linear_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const beit_bf16 *dout_h, const beit_bf16 *inp,
+                               const beit_bf16 *weight, size_t N, size_t C, size_t OC)
 {
-  if (dinp || dweight)
-    beit_to_bf16(dout_h, dout, N * OC);
-  linear_backward(dinp, dweight, dbias, dout, beit_op_bf16(dout_h, OC, 0),
+  linear_backward(dinp, 0.0f, dweight, dbias, dout, beit_op_bf16(dout_h, OC, 0),
                   beit_op_bf16(inp, C, 0), beit_op_bf16(weight, C, 0), N, C, OC);
 }
 

@@ -49,23 +49,21 @@ static void head_backward(struct beit_model *m, float dloss)
       beit_cross_entropy_backward(a->d_logits, a->probs, m->targets, m->smoothing, dloss, M, V);
     zero(a->d_head_in, M * D);
     if (m->arch == BEIT_ARCH_MIM) {
-      zero(a->d_head_ln, M * D);
-      beit_model_linear_backward(m, a->d_head_ln, ids->lm_w, ids->lm_b, a->d_logits, a->head_ln,
-                                 a->head_h, M, D, V);
+      beit_model_linear_backward(m, a->d_head_ln, ids->lm_w, ids->lm_b, a->d_logits, NULL,
+                                 a->head_ln, a->head_h, M, D, V);
       beit_layernorm_backward(a->d_head_in, GRAD(ids->mim_ln_w), GRAD(ids->mim_ln_b),
                               a->d_head_ln, a->head_in, PARAM(ids->mim_ln_w), a->head_mean,
                               a->head_rstd, M, D);
       beit_gather_rows_backward(d_hidden, a->d_head_in, a->rows, M, D);
     } else if (m->cfg.use_mean_pooling) {
-      zero(a->d_head_ln, B * D);
-      beit_model_linear_backward(m, a->d_head_ln, ids->head_w, ids->head_b, a->d_logits,
+      beit_model_linear_backward(m, a->d_head_ln, ids->head_w, ids->head_b, a->d_logits, NULL,
                                  a->head_ln, a->head_h, B, D, V);
       beit_layernorm_backward(a->d_head_in, GRAD(ids->pool_ln_w), GRAD(ids->pool_ln_b),
                               a->d_head_ln, a->head_in, PARAM(ids->pool_ln_w), a->head_mean,
                               a->head_rstd, B, D);
       beit_meanpool_backward(d_hidden, a->d_head_in, B, T, D);
     } else {
-      beit_model_linear_backward(m, a->d_head_in, ids->head_w, ids->head_b, a->d_logits,
+      beit_model_linear_backward(m, a->d_head_in, ids->head_w, ids->head_b, a->d_logits, NULL,
                                  a->head_in, a->head_h, B, D, V);
       beit_gather_rows_backward(d_hidden, a->d_head_in, a->rows, B, D);
     }
@@ -94,14 +92,10 @@ static void block_backward(struct beit_model *m, size_t l)
   zero(a->d_branch, BT * D);
   beit_residual_backward(a->d_mid, a->d_branch, GRAD(li->gamma2), a->d_stream, la->fc2,
                          PARAM(li->gamma2), s2, B, T, D);
-  zero(a->d_gelu, BT * F);
-  beit_model_linear_backward(m, a->d_gelu, li->fc2_w, li->fc2_b, a->d_branch, la->gelu,
+  beit_model_linear_backward(m, a->d_gelu, li->fc2_w, li->fc2_b, a->d_branch, NULL, la->gelu,
                              la->gelu_h, BT, F, D);
-  zero(a->d_fc1, BT * F);
-  beit_gelu_backward(a->d_fc1, a->d_gelu, la->fc1, BT * F);
-  zero(a->d_ln, BT * D);
-  beit_model_linear_backward(m, a->d_ln, li->fc1_w, li->fc1_b, a->d_fc1, la->ln2, la->ln2_h,
-                             BT, D, F);
+  beit_model_mlp_in_backward(m, a->d_ln, li->fc1_w, li->fc1_b, a->d_gelu, la->fc1, a->d_fc1,
+                             la->ln2, la->ln2_h, BT, D, F);
   beit_layernorm_backward(a->d_mid, GRAD(li->ln2_w), GRAD(li->ln2_b), a->d_ln, la->y,
                           PARAM(li->ln2_w), la->ln2_mean, la->ln2_rstd, BT, D);
 
@@ -110,17 +104,14 @@ static void block_backward(struct beit_model *m, size_t l)
   zero(a->d_branch, BT * D);
   beit_residual_backward(a->d_stream, a->d_branch, GRAD(li->gamma1), a->d_mid, la->proj,
                          PARAM(li->gamma1), s1, B, T, D);
-  zero(a->d_attn, BT * D);
-  beit_model_linear_backward(m, a->d_attn, li->proj_w, li->proj_b, a->d_branch, la->attn,
+  beit_model_linear_backward(m, a->d_attn, li->proj_w, li->proj_b, a->d_branch, NULL, la->attn,
                              la->attn_h, BT, D, D);
-  zero(a->d_qkv, BT * 3 * D);
   if (has_bias)
     zero(a->d_bias, nH * T * T);
   beit_model_attention_backward(m, la, a->d_qkv, has_bias ? a->d_bias : NULL, a->d_attn);
   beit_bias_backward(GRAD(li->q_b), a->d_qkv, BT, D, 3 * D);
   beit_bias_backward(GRAD(li->v_b), a->d_qkv + 2 * D, BT, D, 3 * D);
-  zero(a->d_ln, BT * D);
-  beit_model_linear_backward(m, a->d_ln, li->q_w, -1, a->d_qkv, la->ln1, la->ln1_h, BT, D,
+  beit_model_linear_backward(m, a->d_ln, li->q_w, -1, a->d_qkv, NULL, la->ln1, la->ln1_h, BT, D,
                              3 * D);
   beit_layernorm_backward(a->d_stream, GRAD(li->ln1_w), GRAD(li->ln1_b), a->d_ln, la->x,
                           PARAM(li->ln1_w), la->ln1_mean, la->ln1_rstd, BT, D);
@@ -147,7 +138,7 @@ static void embed_backward(struct beit_model *m)
   }
   if (m->masked)
     beit_mask_tokens_backward(a->d_emb, GRAD(ids->mask), a->mask, B, N, D);
-  beit_model_linear_backward(m, NULL, ids->patch_w, ids->patch_b, a->d_emb, a->patches,
+  beit_model_linear_backward(m, NULL, ids->patch_w, ids->patch_b, a->d_emb, NULL, a->patches,
                              a->patches_h, B * N, m->C * m->P * m->P, D);
 }
 

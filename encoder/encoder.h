@@ -107,15 +107,26 @@ static inline float *beit_param(float *base, const struct beit_model *m, long id
  * inp_h (N, C), which backward then uses. */
 void beit_model_linear_forward(struct beit_model *m, float *out, const float *inp,
                                beit_bf16 *inp_h, long w, long b, size_t N, size_t C, size_t OC);
-/* dinp (may be NULL) +=, grads of w and b +=, for the forward above with the same inp/inp_h. */
+/* Backward of that forward (same inp / inp_h): dinp (may be NULL) is OVERWRITTEN with
+ * d(loss)/d(inp); the grads of w and b accumulate. In bf16, dout_h is dout already rounded by a
+ * fused producer (then b is -1 or dout NULL: the producer summed the bias gradient), or NULL to
+ * round it here. */
 void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long b,
-                                const float *dout, const float *inp, const beit_bf16 *inp_h,
-                                size_t N, size_t C, size_t OC);
+                                const float *dout, const beit_bf16 *dout_h, const float *inp,
+                                const beit_bf16 *inp_h, size_t N, size_t C, size_t OC);
+/* Backward through gelu(inp . W^T + b) (tensors w, b; fc1 = the saved pre-activation (N, F)):
+ * dout = d(loss)/d(gelu output); dinp (N, C) OVERWRITTEN; dfc1 (N, F) is fp32 scratch. In bf16 the
+ * GELU backward rounds for the products and sums the bias gradient in one pass. */
+void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
+                                const float *dout, const float *fc1, float *dfc1,
+                                const float *inp, const beit_bf16 *inp_h, size_t N, size_t C,
+                                size_t F);
 /* Attention core of block layer acts la (beit_attention_forward/backward in m's precision).
  * Forward returns the output projection's float32 input (la->attn), or NULL in bf16, where the
  * output is already rounded into la->attn_h (for beit_model_linear_forward). */
 const float *beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
                                          const float *bias);
+/* Backward: dqkv (B, T, 3D) OVERWRITTEN, dbias (nH, T, T) accumulates. */
 void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
                                    float *dqkv, float *dbias, const float *dout);
 /* A LayerNorm (tensors w, b) or GELU whose output only feeds a matrix product: float32 out in

@@ -8,6 +8,7 @@
  * between the products (LayerNorm, softmax, GELU, residuals, losses) and every gradient and
  * optimizer state stay float32. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "encoder.h"
 #include "kernels.h"
@@ -35,14 +36,37 @@ void beit_model_linear_forward(struct beit_model *m, float *out, const float *in
 }
 
 void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long b,
-                                const float *dout, const float *inp, const beit_bf16 *inp_h,
-                                size_t N, size_t C, size_t OC)
+                                const float *dout, const beit_bf16 *dout_h, const float *inp,
+                                const beit_bf16 *inp_h, size_t N, size_t C, size_t OC)
 {
-  if (!bf16(m))
+  if (!bf16(m)) {
+    if (dinp)
+      memset(dinp, 0, N * C * sizeof *dinp);
     beit_linear_backward(dinp, GRAD(w), GRAD(b), dout, inp, PARAM(w), N, C, OC);
-  else
-    beit_linear_backward_bf16(dinp, GRAD(w), GRAD(b), m->a.d_h, dout, inp_h, param_h(m, w), N,
-                              C, OC);
+    return;
+  }
+  if (!dout_h) { /* round it here, once for both products */
+    beit_to_bf16(m->a.d_h, dout, N * OC);
+    dout_h = m->a.d_h;
+  }
+  beit_linear_backward_bf16(dinp, GRAD(w), GRAD(b), dout, dout_h, inp_h, param_h(m, w), N, C,
+                            OC);
+}
+
+void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
+                                const float *dout, const float *fc1, float *dfc1,
+                                const float *inp, const beit_bf16 *inp_h, size_t N, size_t C,
+                                size_t F)
+{
+  if (!bf16(m)) {
+    memset(dfc1, 0, N * F * sizeof *dfc1);
+    beit_gelu_backward(dfc1, dout, fc1, N * F);
+    beit_model_linear_backward(m, dinp, w, b, dfc1, NULL, inp, inp_h, N, C, F);
+    return;
+  }
+  /* GELU backward hands the next products their rounded operand and sums the bias gradient */
+  beit_gelu_backward_bf16(m->a.d_h, GRAD(b), dout, fc1, N, F);
+  beit_model_linear_backward(m, dinp, w, -1, NULL, m->a.d_h, inp, inp_h, N, C, F);
 }
 
 const float *beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
@@ -61,10 +85,11 @@ const float *beit_model_attention_forward(struct beit_model *m, struct beit_laye
 void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
                                    float *dqkv, float *dbias, const float *dout)
 {
-  if (!bf16(m))
+  if (!bf16(m)) {
+    memset(dqkv, 0, m->B * m->T * 3 * m->D * sizeof *dqkv);
     beit_attention_backward(dqkv, dbias, m->a.attn_scratch, dout, la->qkv, la->probs, m->B, m->T,
                             m->D, m->nH);
-  else
+  } else
     beit_attention_backward_bf16(dqkv, dbias, m->a.attn_scratch, m->a.d_h, m->a.d_heads, dout,
                                  la->qkv_h, la->probs, la->probs_h, m->B, m->T, m->D, m->nH);
 }

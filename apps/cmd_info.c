@@ -112,11 +112,20 @@ int beit_cmd_info(int argc, char **argv)
          beit_model_flops_per_image(m) / 1e9);
   printf("training FLOPs   %.3f GFLOP per image (forward + backward, ~3x)\n",
          3.0 * beit_model_flops_per_image(m) / 1e9);
-  printf("activations      %.1f MiB planned for batch %ld (training)",
-         (double)m->arena_floats * 4.0 / 1048576.0, batch);
-  if (beit_model_set_inference(m, &err))
-    goto fail;
-  printf(", %.1f MiB (inference)\n", (double)m->arena_floats * 4.0 / 1048576.0);
+  /* the arena in fp32 and, where it can run, in bf16 (no float32 copies of product operands) */
+  const int bf16 = beit_precision_bf16_available();
+  double mib[2][2] = {{0}}; /* [training, inference][fp32, bf16] */
+  for (int inference = 0; inference < 2; inference++) {
+    if (inference && beit_model_set_inference(m, &err))
+      goto fail;
+    for (int h = 0; h <= bf16; h++) {
+      if (beit_model_set_precision(m, h ? BEIT_PRECISION_BF16 : BEIT_PRECISION_FP32, &err))
+        goto fail;
+      mib[inference][h] = (double)m->arena_floats * 4.0 / 1048576.0;
+    }
+  }
+  printf("activations      %.1f MiB planned for batch %ld (training), %.1f MiB (inference)\n",
+         mib[0][0], batch, mib[1][0]);
   const char *spin = getenv("GOMP_SPINCOUNT"), *policy = getenv("OMP_WAIT_POLICY");
   printf("runtime          %d OpenMP threads, GOMP_SPINCOUNT %s, OMP_WAIT_POLICY %s\n",
          omp_get_max_threads(), spin ? spin : "(default)", policy ? policy : "(default)");
@@ -127,7 +136,11 @@ int beit_cmd_info(int argc, char **argv)
     goto fail;
   printf("backend          %s\n", backend);
   printf("precision        %s (auto on this machine); bf16 %s\n", beit_precision_name(precision),
-         beit_precision_bf16_available() ? "available" : "unavailable (fp32 only)");
+         bf16 ? "available" : "unavailable (fp32 only)");
+  if (bf16)
+    printf("bf16 memory      activations %.1f MiB (training), %.1f MiB (inference); "
+           "+%.1f MiB bf16 weight copy\n",
+           mib[0][1], mib[1][1], (double)beit_model_num_params(m) * 2.0 / 1048576.0);
   goto done;
 fail:
   rc = beit_cli_fail("info", &err);

@@ -51,19 +51,22 @@ static void carve_all(struct beit_model *m, struct carver *c)
       continue;
     }
     la->x = a->stream[l];
-    la->ln1 = carve(c, BT * D);
+    /* bf16: what only feeds a matrix product has no float32 copy (its bf16 twin is saved), and
+     * qkv and attn are forward-only scratch (backward reads qkv_h), shared by every block */
+    const int h = m->precision == BEIT_PRECISION_BF16;
+    la->ln1 = h ? NULL : carve(c, BT * D);
     la->ln1_mean = carve(c, BT);
     la->ln1_rstd = carve(c, BT);
-    la->qkv = carve(c, BT * 3 * D);
+    la->qkv = h && l > 0 ? a->layer[0].qkv : carve(c, BT * 3 * D);
     la->probs = carve(c, B * tt);
-    la->attn = carve(c, BT * D);
+    la->attn = h && l > 0 ? a->layer[0].attn : carve(c, BT * D);
     la->proj = carve(c, BT * D);
     la->y = carve(c, BT * D);
-    la->ln2 = carve(c, BT * D);
+    la->ln2 = h ? NULL : carve(c, BT * D);
     la->ln2_mean = carve(c, BT);
     la->ln2_rstd = carve(c, BT);
     la->fc1 = carve(c, BT * F);
-    la->gelu = carve(c, BT * F);
+    la->gelu = h ? NULL : carve(c, BT * F);
     la->fc2 = carve(c, BT * D);
     la->ln1_h = carve_h(m, c, BT * D);
     la->qkv_h = carve_h(m, c, BT * 3 * D);

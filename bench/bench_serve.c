@@ -37,6 +37,7 @@ static unsigned char *read_all(const char *path, size_t *n)
 int main(int argc, char **argv)
 {
   const char *model = NULL;
+  const char *precision = "auto";
   int batch = 8, iters = 10, batch_iters = 3, first = argc;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc)
@@ -47,6 +48,8 @@ int main(int argc, char **argv)
       iters = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--batch-iters") && i + 1 < argc)
       batch_iters = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--precision") && i + 1 < argc)
+      precision = argv[++i];
     else {
       first = i;
       break;
@@ -54,7 +57,8 @@ int main(int argc, char **argv)
   }
   int n = argc - first;
   if (!model || n < 1 || batch < 1 || iters < 1 || batch_iters < 1) {
-    fprintf(stderr, "usage: bench_serve --model DIR [--batch B] [--iters N] [--batch-iters M] IMAGE...\n");
+    fprintf(stderr, "usage: bench_serve --model DIR [--batch B] [--iters N] [--batch-iters M] "
+                    "[--precision auto|fp32|bf16] IMAGE...\n");
     return 2;
   }
   if (batch > n)
@@ -64,7 +68,8 @@ int main(int argc, char **argv)
   opt.max_batch = (size_t)batch;
   struct beit_infer *inf = NULL;
   struct beit_error err = {0};
-  if (beit_infer_load(&inf, model, &opt, &err)) {
+  if (beit_precision_parse(&opt.precision, precision, &err) ||
+      beit_infer_load(&inf, model, &opt, &err)) {
     fprintf(stderr, "bench_serve: %s\n", err.message);
     return 1;
   }
@@ -102,9 +107,11 @@ int main(int argc, char **argv)
     lat[i] = beit_clock_now() - t;
   }
   double bb = bench_median(lat, batch_iters);
-  printf("{\"side\": \"c\", \"threads\": %d, \"batch1_latency_ms\": %.2f, \"batch1_min_ms\": %.2f, "
-         "\"batch\": %d, \"batch_images_per_s\": %.3f, \"preprocess_ms_per_image\": %.3f}\n",
-         omp_get_max_threads(), 1e3 * b1, 1e3 * b1_min, batch, batch / bb, 1e3 * prep / n);
+  printf("{\"side\": \"c\", \"precision\": \"%s\", \"threads\": %d, \"batch1_latency_ms\": %.2f, "
+         "\"batch1_min_ms\": %.2f, \"batch\": %d, \"batch_images_per_s\": %.3f, "
+         "\"preprocess_ms_per_image\": %.3f}\n",
+         beit_precision_name(beit_infer_get_options(inf)->precision), omp_get_max_threads(),
+         1e3 * b1, 1e3 * b1_min, batch, batch / bb, 1e3 * prep / n);
   free(lat);
   free(views);
   free(probs);

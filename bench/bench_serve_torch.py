@@ -35,6 +35,8 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--batch-iters", type=int, default=3)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: the forward under torch.autocast (CPU, bfloat16)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with open(os.path.join(args.model, "config.json")) as f:
@@ -59,8 +61,9 @@ def main():
     multilabel = model.config.get("problem_type") == "multi_label_classification"
 
     def forward(batch):
-        with torch.no_grad():
-            return model(batch)["logits"]
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                             enabled=args.precision == "bf16"):
+            return model(batch)["logits"].float()
 
     forward(x[:1])  # warm-up
     lat = []
@@ -79,6 +82,7 @@ def main():
     probs = torch.sigmoid(logits) if multilabel else torch.softmax(logits, -1)
     print(json.dumps({
         "side": "pytorch", "torch": torch.__version__, "threads": args.threads,
+        "precision": args.precision,
         "batch1_latency_ms": 1e3 * statistics.median(lat), "batch1_min_ms": 1e3 * min(lat),
         "batch": B, "batch_images_per_s": B / statistics.median(bt),
         "preprocess_ms_per_image": 1e3 * prep_s,

@@ -67,12 +67,10 @@ void beit_gelu_forward(float *out, const float *inp, size_t n);
 void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 /* The output rounded straight to bfloat16; equal to rounding beit_gelu_forward's. */
 void beit_gelu_forward_bf16(uint16_t *out_h, const float *inp, size_t n);
-/* Backward of the GELU between two linear layers, in mixed precision, on inp, dout (N, C):
- * dinp_h = bf16(dout * gelu'(inp)) (OVERWRITTEN: the next product's rounded operand) and
- * dbias (C) += the column sums of the float32 dinp (the bias gradient of the layer that produced
- * inp). One pass instead of gradient, rounding and bias sums. */
-void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const float *dout, const float *inp,
-                             size_t N, size_t C);
+/* Mixed-precision backward: dinp (n) = dout * gelu'(inp), OVERWRITTEN (see the top), and its
+ * bf16 rounding dinp_h (the next products' operand), in one pass. */
+void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dinp, const float *dout, const float *inp,
+                             size_t n);
 void beit_gelu_forward_naive(float *out, const float *inp, size_t n);
 void beit_gelu_backward_naive(float *dinp, const float *dout, const float *inp, size_t n);
 

@@ -109,14 +109,13 @@ void beit_model_linear_forward(struct beit_model *m, float *out, const float *in
                                beit_bf16 *inp_h, long w, long b, size_t N, size_t C, size_t OC);
 /* Backward of that forward (same inp / inp_h): dinp (may be NULL) is OVERWRITTEN with
  * d(loss)/d(inp); the grads of w and b accumulate. In bf16, dout_h is dout already rounded by a
- * fused producer (then b is -1 or dout NULL: the producer summed the bias gradient), or NULL to
- * round it here. */
+ * fused producer, or NULL to round it here. */
 void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long b,
                                 const float *dout, const beit_bf16 *dout_h, const float *inp,
                                 const beit_bf16 *inp_h, size_t N, size_t C, size_t OC);
 /* Backward through gelu(inp . W^T + b) (tensors w, b; fc1 = the saved pre-activation (N, F)):
  * dout = d(loss)/d(gelu output); dinp (N, C) OVERWRITTEN; dfc1 (N, F) is fp32 scratch. In bf16 the
- * GELU backward rounds for the products and sums the bias gradient in one pass. */
+ * GELU backward also rounds fc1's gradient for the products, in the same pass. */
 void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
                                 const float *dout, const float *fc1, float *dfc1,
                                 const float *inp, const beit_bf16 *inp_h, size_t N, size_t C,

@@ -64,9 +64,9 @@ void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long 
     beit_model_linear_backward(m, dinp, w, b, dfc1, NULL, inp, inp_h, N, C, F);
     return;
   }
-  /* GELU backward hands the next products their rounded operand and sums the bias gradient */
-  beit_gelu_backward_bf16(m->a.d_h, GRAD(b), dout, fc1, N, F);
-  beit_model_linear_backward(m, dinp, w, -1, NULL, m->a.d_h, inp, inp_h, N, C, F);
+  /* GELU backward hands the products their rounded operand (and the float32 one for the bias) */
+  beit_gelu_backward_bf16(m->a.d_h, dfc1, dout, fc1, N * F);
+  beit_model_linear_backward(m, dinp, w, b, dfc1, m->a.d_h, inp, inp_h, N, C, F);
 }
 
 const float *beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,

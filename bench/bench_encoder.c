@@ -25,32 +25,12 @@
 
 void openblas_set_num_threads(int n);
 
-/* Best GFLOP/s of the backend's product in precision p on a transformer-like (M, K) x (K, N)
- * product (BEiT-base fc1 at batch 8), through core/gemm.h as the encoder calls it. */
+/* The backend's best rate in precision p on BEiT-base's fc1 at batch 8, the peak the encoder's
+ * achieved GFLOP/s is a fraction of. */
 static double gemm_peak(enum beit_precision p)
 {
-  size_t M = 1576, K = 768, N = 3072;
-  float *a = beit_alloc_floats(M * K), *b = beit_alloc_floats(K * N), *c = beit_alloc_floats(M * N);
-  beit_bf16 *ah = malloc(M * K * 2), *bh = malloc(K * N * 2);
-  for (size_t i = 0; i < M * K; i++)
-    a[i] = (float)(i % 13) * 0.01f;
-  for (size_t i = 0; i < K * N; i++)
-    b[i] = (float)(i % 7) * 0.01f;
-  beit_to_bf16(ah, a, M * K);
-  beit_to_bf16(bh, b, K * N);
-  int h = p == BEIT_PRECISION_BF16;
-  struct beit_operand A = h ? beit_op_bf16(ah, K, 0) : beit_op_f32(a, K, 0);
-  struct beit_operand B = h ? beit_op_bf16(bh, K, 1) : beit_op_f32(b, K, 1);
-  double best = 0;
-  for (int r = 0; r < 9; r++) { /* the first run creates oneDNN's primitive */
-    double t0 = beit_clock_now();
-    beit_gemm(c, N, A, B, M, N, K, 1.0f, 0.0f);
-    double gf = 2.0 * (double)M * (double)N * (double)K / (beit_clock_now() - t0) / 1e9;
-    if (r > 0 && gf > best)
-      best = gf;
-  }
-  free(a), free(b), free(c), free(ah), free(bh);
-  return best;
+  enum beit_dtype dtype = p == BEIT_PRECISION_BF16 ? BEIT_DTYPE_BF16 : BEIT_DTYPE_F32;
+  return bench_gemm_gflops(dtype, 1576, 3072, 768, 0, 1, 8);
 }
 
 struct options {

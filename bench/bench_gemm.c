@@ -9,40 +9,9 @@
 #include <string.h>
 
 #include "beit/precision.h"
-#include "clock.h"
-#include "gemm.h"
-#include "tensor_table.h"
+#include "bench_util.h"
 
 void openblas_set_num_threads(int n);
-
-/* Best GFLOP/s of reps runs of C (M, N) = op(A) op(B) in dtype. */
-static double rate(enum beit_dtype dtype, size_t M, size_t N, size_t K, int ta, int tb, int reps)
-{
-  size_t na = M * K, nb = K * N;
-  float *a = beit_alloc_floats(na), *b = beit_alloc_floats(nb), *c = beit_alloc_floats(M * N);
-  beit_bf16 *ah = malloc(na * 2), *bh = malloc(nb * 2);
-  for (size_t i = 0; i < na; i++)
-    a[i] = (float)(i % 13) * 0.01f;
-  for (size_t i = 0; i < nb; i++)
-    b[i] = (float)(i % 7) * 0.01f;
-  beit_to_bf16(ah, a, na);
-  beit_to_bf16(bh, b, nb);
-  struct beit_operand A = dtype == BEIT_DTYPE_F32 ? beit_op_f32(a, ta ? M : K, ta)
-                                                  : beit_op_bf16(ah, ta ? M : K, ta);
-  struct beit_operand B = dtype == BEIT_DTYPE_F32 ? beit_op_f32(b, tb ? K : N, tb)
-                                                  : beit_op_bf16(bh, tb ? K : N, tb);
-  double best = 0;
-  for (int r = 0; r < reps + 1; r++) { /* the first run creates the primitive */
-    double t0 = beit_clock_now();
-    beit_gemm(c, N, A, B, M, N, K, 1.0f, 0.0f);
-    double gf = 2.0 * (double)M * (double)N * (double)K / (beit_clock_now() - t0) / 1e9;
-    if (r > 0 && gf > best)
-      best = gf;
-  }
-  free(a), free(b), free(c), free(ah), free(bh);
-  return best;
-}
-
 
 static const char *cpu_model(char *buf, size_t n)
 {
@@ -83,9 +52,9 @@ int main(int argc, char **argv)
   };
   int bf16 = beit_precision_bf16_available();
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-    double f32 = rate(BEIT_DTYPE_F32, shapes[i].M, shapes[i].N, shapes[i].K, shapes[i].ta,
+    double f32 = bench_gemm_gflops(BEIT_DTYPE_F32, shapes[i].M, shapes[i].N, shapes[i].K, shapes[i].ta,
                       shapes[i].tb, 5);
-    double h = bf16 ? rate(BEIT_DTYPE_BF16, shapes[i].M, shapes[i].N, shapes[i].K, shapes[i].ta,
+    double h = bf16 ? bench_gemm_gflops(BEIT_DTYPE_BF16, shapes[i].M, shapes[i].N, shapes[i].K, shapes[i].ta,
                            shapes[i].tb, 5)
                     : 0.0;
     printf("%s  %zux%zux%zu  f32 %7.1f GFLOP/s  bf16 %7.1f GFLOP/s  (%.1fx)\n", shapes[i].name,

@@ -1,15 +1,19 @@
 /* Benchmark of the dVAE tokenizer against PyTorch (tools/dvae_ref.py) in the same run, with the
- * same thread count:
- *   1. the cblas_sgemm peak of this machine (2048^3, best of >= 1 s), the yardstick;
+ * same thread count and precision (--precision bf16: the C tokenizer's bf16 convolutions against
+ * PyTorch under torch.autocast("cpu", dtype=torch.bfloat16); fp32: both in float32):
+ *   1. the matrix-product peak of this machine in that precision (2048^3 through core/gemm.h:
+ *      cblas_sgemm, or oneDNN's bf16 matmul; best of >= 1 s), the yardstick;
  *   2. forward of the full DALL-E encoder (batch 8, 112x112, ~52 GFLOP per image): images/s,
  *      GFLOP/s, fraction of the sgemm peak, then each distinct conv layer alone (GFLOP/s and
  *      fraction of peak, time-weighted total over the encoder's layers);
  *   3. one training step of a tokenizer config (default configs/tokenizer/fashion_mnist.json):
  *      Gumbel noise, encoder, relaxation, decoder, loss, backward, clip, AdamW: images/s, C and
  *      PyTorch alternating for several rounds, best step of each side.
- * Each C figure is followed by PyTorch's and the ratio (C / PyTorch, higher is better).
+ * Each C figure is followed by PyTorch's and the ratio (C / PyTorch, higher is better). The first
+ * line names the CPU, the precision and the ISA oneDNN found.
  *
- * usage: bench_tokenizer [--threads T] [--batch 8] [--size 112] [--iters 3]
+ * usage: bench_tokenizer [--precision fp32|bf16|auto] [--threads T] [--batch 8] [--size 112]
+ *                        [--iters 3]
  *                        [--train-config FILE] [--train-batch 64] [--train-iters 20] [--rounds 3]
  *                        [--python PATH] [--script tools/dvae_ref.py]
  *                        [--skip-encoder] [--skip-layers] [--skip-train] [--skip-torch]
@@ -23,10 +27,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "beit/precision.h"
 #include "clock.h"
 #include "config_table.h"
 #include "conv.h"
 #include "dvae.h"
+#include "gemm.h"
 
 static void die(const char *what, const struct beit_error *err)
 {
@@ -46,27 +52,59 @@ static float *randu(size_t n, float lo, float hi, unsigned seed)
   return p;
 }
 
-/* Best rate of a square n^3 sgemm over >= min_s seconds (and >= 3 runs), GFLOP/s. */
-static double sgemm_rate(int n, double min_s)
+static int use_bf16; /* --precision resolved to bf16: products, peaks and layers in bf16 */
+
+/* Best rate of a square n^3 product through core/gemm.h in the benchmark's precision over
+ * >= min_s seconds (and >= 3 runs; oneDNN creates its primitive in a first, untimed run),
+ * GFLOP/s. */
+static double gemm_rate(int n, double min_s)
 {
-  float *a = randu((size_t)n * n, -1, 1, 1), *b = randu((size_t)n * n, -1, 1, 2);
-  float *c = beit_alloc_floats((size_t)n * n);
+  const size_t nn = (size_t)n * n;
+  float *a = randu(nn, -1, 1, 1), *b = randu(nn, -1, 1, 2);
+  float *c = beit_alloc_floats(nn);
+  beit_bf16 *ah = malloc(nn * sizeof *ah), *bh = malloc(nn * sizeof *bh);
+  if (!ah || !bh)
+    die("out of memory", NULL);
+  beit_to_bf16(ah, a, nn);
+  beit_to_bf16(bh, b, nn);
+  struct beit_operand A = use_bf16 ? beit_op_bf16(ah, n, 0) : beit_op_f32(a, n, 0);
+  struct beit_operand B = use_bf16 ? beit_op_bf16(bh, n, 0) : beit_op_f32(b, n, 0);
+  beit_gemm(c, n, A, B, n, n, n, 1.0f, 0.0f);
   double best = 1e30, t_all = beit_clock_now();
   int reps = 0;
   while (reps < 3 || beit_clock_now() - t_all < min_s) {
     double t0 = beit_clock_now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    beit_gemm(c, n, A, B, n, n, n, 1.0f, 0.0f);
     double t = beit_clock_now() - t0;
     best = t < best ? t : best;
     reps++;
   }
-  free(a), free(b), free(c);
+  free(a), free(b), free(c), free(ah), free(bh);
   return 2.0 * n * n * (double)n / best / 1e9;
 }
 
-static double sgemm_peak(void)
+static double gemm_peak(void)
 {
-  return sgemm_rate(2048, 1.0);
+  return gemm_rate(2048, 1.0);
+}
+
+/* The CPU's model name (/proc/cpuinfo), or "unknown". */
+static void cpu_model(char *buf, size_t n)
+{
+  snprintf(buf, n, "unknown");
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f)
+    return;
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    const char *colon = strchr(line, ':');
+    if (!strncmp(line, "model name", 10) && colon) {
+      snprintf(buf, n, "%s", colon + 2);
+      buf[strcspn(buf, "\n")] = 0;
+      break;
+    }
+  }
+  fclose(f);
 }
 
 /* Process CPU seconds (all threads) so far. */
@@ -131,9 +169,9 @@ static void add_layer(struct layer *ls, int *n, const struct dvae_conv *cv, size
   (*n)++;
 }
 
-/* Each distinct conv of the encoder alone; returns the conv layers' aggregate fraction of the
- * sgemm peak. The machine may be shared: each layer is compared with an sgemm (1024^3) timed
- * right after it, so both see the same load. */
+/* Each distinct conv of the encoder alone, in the benchmark's precision; returns the conv layers'
+ * aggregate fraction of the product peak. The machine may be shared: each layer is compared with
+ * a product (1024^3) timed right after it, so both see the same load. */
 static double bench_layers(const struct beit_tokenizer *tok, size_t B, int nt)
 {
   struct layer ls[64];
@@ -151,38 +189,50 @@ static double bench_layers(const struct beit_tokenizer *tok, size_t B, int nt)
   }
   add_layer(ls, &n, &st->output, st->out_H, BEIT_CONV_RELU_INPUT);
   double total_flops = 0.0, total_time = 0.0, peak_time = 0.0;
-  printf("\nconv layers of the encoder (batch %zu), each alone, against an sgemm timed next to it:\n",
-         B);
+  const char *peak_name = use_bf16 ? "bf16 mm" : "sgemm";
+  printf("\nconv layers of the encoder (batch %zu, %s), each alone, against a %s timed next to "
+         "it:\n", B, use_bf16 ? "bf16" : "fp32", peak_name);
   printf("  %5s %5s %2s %4s %3s %9s %9s %9s %7s\n", "C", "OC", "K", "HxW", "n", "GFLOP", "GFLOP/s",
-         "sgemm", "of peak");
+         peak_name, "of peak");
   for (int i = 0; i < n; i++) {
     const struct layer *l = &ls[i];
     float *inp = randu(B * l->n_in * l->H * l->H, -1, 1, 3);
-    float *w = randu(l->n_out * l->n_in * l->k * l->k, -0.05f, 0.05f, 4);
+    const size_t nw = l->n_out * l->n_in * l->k * l->k;
+    float *w = randu(nw, -0.05f, 0.05f, 4);
+    beit_bf16 *wh = malloc(nw * sizeof *wh);
+    if (!wh)
+      die("out of memory", NULL);
+    beit_to_bf16(wh, w, nw);
     float *bias = randu(l->n_out, -0.1f, 0.1f, 5);
     float *out = beit_alloc_floats(B * l->n_out * l->H * l->H);
-    float *scr =
-        beit_alloc_floats(beit_conv2d_scratch_floats(l->n_in, l->H, l->H, l->n_out, l->k, nt));
+    size_t nscr = use_bf16
+                      ? beit_conv2d_bf16_scratch_floats(l->n_in, l->H, l->H, l->n_out, l->k, nt)
+                      : beit_conv2d_scratch_floats(l->n_in, l->H, l->H, l->n_out, l->k, nt);
+    float *scr = beit_alloc_floats(nscr ? nscr : 1);
     double fl = beit_conv2d_flops(B, l->n_in, l->H, l->H, l->n_out, l->k), best = 1e30;
-    for (int r = 0; r < 3; r++) {
+    for (int r = 0; r < 4; r++) { /* the first run creates bf16 primitives: not counted */
       double t0 = beit_clock_now();
-      beit_conv2d_forward(out, scr, inp, w, bias, 1.0f, 0, l->flags, B, l->n_in, l->H, l->H,
-                          l->n_out, l->k, nt);
+      if (use_bf16)
+        beit_conv2d_forward_bf16(out, scr, inp, wh, bias, 1.0f, 0, l->flags, B, l->n_in, l->H,
+                                 l->H, l->n_out, l->k, nt);
+      else
+        beit_conv2d_forward(out, scr, inp, w, bias, 1.0f, 0, l->flags, B, l->n_in, l->H, l->H,
+                            l->n_out, l->k, nt);
       double t = beit_clock_now() - t0;
-      best = t < best ? t : best;
+      best = t < best || r == 1 ? t : best;
     }
-    const double local = sgemm_rate(1024, 0.0);
+    const double local = gemm_rate(1024, 0.0);
     printf("  %5zu %5zu %2zu %4zu %3d %9.2f %9.1f %9.1f %6.0f%%\n", l->n_in, l->n_out, l->k,
            l->H, l->count, fl / 1e9, fl / best / 1e9, local, 100.0 * fl / best / 1e9 / local);
     total_flops += fl * l->count;
     total_time += best * l->count;
     peak_time += fl * l->count / (local * 1e9); /* time at the local peak */
-    free(inp), free(w), free(bias), free(out), free(scr);
+    free(inp), free(w), free(wh), free(bias), free(out), free(scr);
   }
   double rate = total_flops / total_time / 1e9, frac = peak_time / total_time;
-  printf("  all conv layers: %.1f GFLOP in %.3f s = %.1f GFLOP/s = %.0f%% of the sgemm peak "
-         "(each layer against its neighbouring sgemm, time-weighted)\n",
-         total_flops / 1e9, total_time, rate, 100.0 * frac);
+  printf("  all conv layers: %.1f GFLOP in %.3f s = %.1f GFLOP/s = %.0f%% of the %s peak "
+         "(each layer against its neighbouring product, time-weighted)\n",
+         total_flops / 1e9, total_time, rate, 100.0 * frac, peak_name);
   return frac;
 }
 
@@ -192,9 +242,10 @@ int main(int argc, char **argv)
   int skip_encoder = 0, skip_layers = 0, skip_train = 0, skip_torch = 0, skip_peak = 0;
   size_t batch = 8, size = 112, train_batch = 64;
   const char *python = "/usr/bin/python3", *script = BEIT_BENCH_DVAE_REF;
-  const char *train_config = BEIT_BENCH_TRAIN_CONFIG;
+  const char *train_config = BEIT_BENCH_TRAIN_CONFIG, *precision = "fp32";
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    if (!strcmp(argv[i], "--precision") && i + 1 < argc) precision = argv[++i];
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = (size_t)atol(argv[++i]);
     else if (!strcmp(argv[i], "--size") && i + 1 < argc) size = (size_t)atol(argv[++i]);
     else if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
@@ -210,10 +261,11 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "--skip-torch")) skip_torch = 1;
     else if (!strcmp(argv[i], "--skip-peak")) skip_peak = 1;
     else {
-      fprintf(stderr, "usage: bench_tokenizer [--threads T] [--batch B] [--size S] [--iters N] "
-                      "[--train-config FILE] [--train-batch B] [--train-iters N] [--python P] "
-                      "[--script F] [--skip-encoder] [--skip-layers] [--skip-train] "
-                      "[--skip-torch]\n");
+      fprintf(stderr, "usage: bench_tokenizer [--precision fp32|bf16|auto] [--threads T] "
+                      "[--batch B] [--size S] [--iters N] [--rounds N] [--train-config FILE] "
+                      "[--train-batch B] [--train-iters N] [--python P] [--script F] "
+                      "[--skip-encoder] [--skip-layers] [--skip-train] [--skip-torch] "
+                      "[--skip-peak]\n");
       return 2;
     }
   }
@@ -221,11 +273,20 @@ int main(int argc, char **argv)
     omp_set_num_threads(threads);
   const int nt = omp_get_max_threads();
   struct beit_error err = {0};
-  char args[1024];
+  char args[1024], cpu[256];
+  enum beit_precision prec;
+  if (beit_precision_parse(&prec, precision, &err) || beit_precision_resolve(&prec, prec, &err))
+    die("--precision", &err);
+  use_bf16 = prec == BEIT_PRECISION_BF16;
+  const char *pname = beit_precision_name(prec);
+  const char *peak_name = use_bf16 ? "oneDNN bf16 matmul" : "cblas_sgemm";
+  cpu_model(cpu, sizeof cpu);
 
   /* On a shared machine the peak is measured again around the encoder runs; the largest is used. */
-  double peak = skip_peak ? NAN : sgemm_peak();
-  printf("bench_tokenizer: %d threads; cblas_sgemm peak (2048^3) %.1f GFLOP/s\n", nt, peak);
+  double peak = skip_peak ? NAN : gemm_peak();
+  printf("bench_tokenizer: %s; %d threads; precision %s (PyTorch side: %s); ISA %s\n", cpu, nt,
+         pname, use_bf16 ? "torch.autocast cpu bfloat16" : "float32", beit_precision_isa());
+  printf("%s peak (2048^3) %.1f GFLOP/s\n", peak_name, peak);
 
   if (!skip_encoder) {
     struct beit_tokenizer_config cfg;
@@ -233,38 +294,58 @@ int main(int argc, char **argv)
     cfg.image_size = (long)size;
     cfg.decoder = 0;
     struct beit_tokenizer *tok;
-    if (beit_tokenizer_create(&tok, &cfg, batch, 1, &err))
+    if (beit_tokenizer_create(&tok, &cfg, batch, 1, &err) ||
+        beit_tokenizer_set_precision(tok, prec, &err))
       die("DALL-E encoder", &err);
     float *x = randu(batch * 3 * size * size, 0.1f, 0.9f, 7);
     int32_t *tokens = malloc(batch * tok->gh * tok->gw * sizeof *tokens);
     beit_tokenizer_encode(tok, tokens, NULL, x, batch, &err); /* warm-up */
-    double before = skip_peak ? NAN : sgemm_rate(1024, 0.3);
-    double best = 1e30;
-    for (int r = 0; r < iters; r++) {
-      double t0 = beit_clock_now();
-      beit_tokenizer_encode(tok, tokens, NULL, x, batch, &err);
-      double t = beit_clock_now() - t0;
-      best = t < best ? t : best;
-    }
     const double gf = beit_tokenizer_encoder_flops(tok) / 1e9;
+    printf("\nDALL-E encoder forward, batch %zu, %zux%zu, %.1f GFLOP/image, %s: C and PyTorch "
+           "alternate for %d rounds (best of %d batches each)\n", batch, size, size, gf, pname,
+           rounds, iters);
+    /* C and PyTorch alternate, each keeping its best, so that a busy moment on a shared
+     * machine does not land on one side only; the rounds' ratios give the spread. */
+    double best = 1e30, t_rate = NAN, ratio_lo = INFINITY, ratio_hi = 0.0;
+    for (int round = 0; round < rounds; round++) {
+      double before = skip_peak ? NAN : gemm_rate(1024, 0.3), round_best = 1e30;
+      for (int r = 0; r < iters; r++) {
+        double t0 = beit_clock_now();
+        beit_tokenizer_encode(tok, tokens, NULL, x, batch, &err);
+        double t = beit_clock_now() - t0;
+        round_best = t < round_best ? t : round_best;
+      }
+      best = round_best < best ? round_best : best;
+      if (!skip_peak) { /* the larger of the peaks around the runs: a busy moment lowers both */
+        double after = gemm_rate(1024, 0.3);
+        peak = fmax(peak, fmax(before, after));
+      }
+      double tr = NAN;
+      if (!skip_torch) {
+        snprintf(args, sizeof args,
+                 "bench-encoder --batch %zu --size %zu --threads %d --iters %d --precision %s",
+                 batch, size, nt, iters, pname);
+        tr = torch_rate(python, script, args, NULL);
+        if (!isnan(tr)) {
+          t_rate = isnan(t_rate) || tr > t_rate ? tr : t_rate;
+          ratio_lo = fmin(ratio_lo, (double)batch / round_best / tr);
+          ratio_hi = fmax(ratio_hi, (double)batch / round_best / tr);
+        }
+      }
+      printf("  round %d: C %.2f images/s (%.3f s/batch), PyTorch %.2f images/s, ratio %.2fx\n",
+             round + 1, (double)batch / round_best, round_best, tr,
+             (double)batch / round_best / tr);
+    }
     const double rate = (double)batch / best;
-    if (!skip_peak) { /* the larger of the peaks around the runs: a busy moment lowers both */
-      double after = sgemm_rate(1024, 0.3);
-      peak = fmax(peak, fmax(before, after));
-    }
-    printf("\nDALL-E encoder forward, batch %zu, %zux%zu: %.1f GFLOP/image, %.3f s/batch, "
-           "%.1f GFLOP/s = %.0f%% of the sgemm peak\n",
-           batch, size, size, gf, best, gf * rate, 100.0 * gf * rate / peak);
-    double t_rate = NAN;
-    if (!skip_torch) {
-      snprintf(args, sizeof args, "bench-encoder --batch %zu --size %zu --threads %d --iters %d",
-               batch, size, nt, iters);
-      t_rate = torch_rate(python, script, args, NULL);
-      if (!isnan(t_rate))
-        printf("PyTorch: %.1f GFLOP/s = %.0f%% of the sgemm peak\n", gf * t_rate,
-               100.0 * gf * t_rate / peak);
-    }
-    print_ratio("DALL-E encoder forward", rate, t_rate, 1.0);
+    printf("C: %.3f s/batch, %.1f GFLOP/s = %.0f%% of the %s peak\n", best, gf * rate,
+           100.0 * gf * rate / peak, peak_name);
+    if (!isnan(t_rate))
+      printf("PyTorch: %.3f s/batch, %.1f GFLOP/s = %.0f%% of the %s peak; ratio per round "
+             "%.2fx .. %.2fx\n", (double)batch / t_rate, gf * t_rate,
+             100.0 * gf * t_rate / peak, peak_name, ratio_lo, ratio_hi);
+    char what[64];
+    snprintf(what, sizeof what, "DALL-E encoder forward (%s)", pname);
+    print_ratio(what, rate, t_rate, use_bf16 ? 1.5 : 1.0);
     if (!skip_layers)
       bench_layers(tok, batch, nt);
     free(x), free(tokens);
@@ -285,7 +366,8 @@ int main(int argc, char **argv)
     cJSON_Delete(root);
     struct beit_tokenizer *tok;
     if (beit_tokenizer_create(&tok, &cfg, train_batch, 1, &err) ||
-        beit_dvae_train_init(tok, train_batch, &err))
+        beit_dvae_train_init(tok, train_batch, &err) ||
+        beit_tokenizer_set_precision(tok, prec, &err))
       die("training tokenizer", &err);
     float *x = randu(train_batch * tok->C * tok->S * tok->S, 0.1f, 0.9f, 9);
     float *m = beit_alloc_floats(tok->table.total), *v = beit_alloc_floats(tok->table.total);
@@ -313,8 +395,9 @@ int main(int argc, char **argv)
       best = round_best < best ? round_best : best;
       double tr = NAN, tcpu = NAN;
       if (!skip_torch) {
-        snprintf(args, sizeof args, "bench-train %s --batch %zu --threads %d --iters %d",
-                 train_config, train_batch, nt, train_iters);
+        snprintf(args, sizeof args,
+                 "bench-train %s --batch %zu --threads %d --iters %d --precision %s",
+                 train_config, train_batch, nt, train_iters, pname);
         tr = torch_rate(python, script, args, &tcpu);
         if (!isnan(tr))
           t_rate = isnan(t_rate) || tr > t_rate ? tr : t_rate;
@@ -326,10 +409,10 @@ int main(int argc, char **argv)
              round + 1, (double)train_batch / round_best, round_cpu, tr, tcpu);
     }
     const double rate = (double)train_batch / best;
-    printf("\ntraining step of %s (batch %zu, %zux%zu, vocab %zu, %zu params): %.4f s/step, "
+    printf("\ntraining step of %s (batch %zu, %zux%zu, vocab %zu, %zu params, %s): %.4f s/step, "
            "~%.1f GFLOP/s (3x forward FLOPs)\n",
            train_config, train_batch, tok->S, tok->S, tok->V, beit_tokenizer_num_params(tok),
-           best, fl * rate / 1e9);
+           pname, best, fl * rate / 1e9);
     if (!skip_torch && t_cpu < 1e30)
       printf("CPU time per step (all threads; steadier than wall time on a shared machine): C "
              "%.3f s, PyTorch %.3f s: PyTorch costs %.2fx\n",

@@ -15,9 +15,10 @@
 static const char usage_text[] =
     "usage: beit tokenizer train --config FILE --data DIR --out DIR [options]\n"
     "       beit tokenizer encode --tokenizer DIR (--data DIR [--limit N] | --input X.safetensors)\n"
-    "                             --output TOKENS.safetensors\n"
+    "                             --output TOKENS.safetensors [--precision auto|fp32|bf16]\n"
     "       beit tokenizer recon --tokenizer DIR (--data DIR [--limit N] [--grid PNG] |\n"
     "                            --input TOKENS.safetensors --output Y.safetensors)\n"
+    "                            [--precision auto|fp32|bf16]\n"
     "\n"
     "train: a DALL-E-family dVAE (Gumbel-softmax relaxation, KL to the uniform prior, logit-Laplace\n"
     "  or MSE reconstruction) on view B of a dataset folder (beit pack). Writes checkpoints,\n"
@@ -29,6 +30,10 @@ static const char usage_text[] =
     "  --out DIR          output folder\n"
     "  --resume           continue from the newest checkpoint in --out\n"
     "  --set KEY=VALUE    override a config key, e.g. --set model.vocab_size=1024\n"
+    "  --precision P      the convolutions' matrix products: bf16 (bfloat16 operands, float32\n"
+    "                     accumulation, weights, gradients and optimizer state), fp32, or auto\n"
+    "                     (the default: bf16 where the CPU has AMX, else fp32); = --set\n"
+    "                     precision=P. The first line of the run names the precision.\n"
     "encode: token ids (argmax of the encoder's logits), row-major grids.\n"
     "  --data DIR         images of a dataset folder, whole image resized to the tokenizer's\n"
     "                     size; output 'tokens' I32 (N, gh, gw)\n"
@@ -40,7 +45,11 @@ static const char usage_text[] =
     "                     originals beside reconstructions\n"
     "  --input FILE       'tokens' (B, gh, gw) or (B, gh*gw); output 'pixel_values' F32 in [0, 1]\n"
     "  --limit N          at most N images of --data (default: all)\n"
-    "  --grid-images N    images in the grid (default 32)\n";
+    "  --grid-images N    images in the grid (default 32)\n"
+    "encode and recon:\n"
+    "  --precision P      the convolutions' matrix products, as for train (default auto); the\n"
+    "                     first line on stderr names it. Tokens are argmaxes: bf16 changes a\n"
+    "                     token only where two codes' logits are nearly tied.\n";
 
 static int cmd_train(int argc, char **argv)
 {
@@ -50,10 +59,13 @@ static int cmd_train(int argc, char **argv)
                                        {"out", required_argument, NULL, 'o'},
                                        {"resume", no_argument, NULL, 'r'},
                                        {"set", required_argument, NULL, 's'},
+                                       {"precision", required_argument, NULL, 'p'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   struct beit_tokenizer_train_options o = {0};
   const char *sets[128];
+  char precision_set[64];
+  enum beit_precision precision;
   int c;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -64,9 +76,19 @@ static int cmd_train(int argc, char **argv)
     case 'o': o.out = optarg; break;
     case 'r': o.resume = 1; break;
     case 's':
+    case 'p':
       if (o.nsets == 128)
         return beit_cli_usage_error("tokenizer train", "too many --set options");
-      sets[o.nsets++] = optarg;
+      if (c == 's') {
+        sets[o.nsets++] = optarg;
+        break;
+      }
+      if (beit_cli_parse_precision("tokenizer train", optarg, &precision))
+        return BEIT_EXIT_USAGE;
+      /* a shortcut for --set precision=P, in command-line order: the last one wins */
+      snprintf(precision_set, sizeof precision_set, "precision=%s",
+               beit_precision_name(precision));
+      sets[o.nsets++] = precision_set;
       break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("tokenizer train", "unknown option");
@@ -95,6 +117,7 @@ static int cmd_train(int argc, char **argv)
 struct io_options {
   const char *tokenizer, *data, *input, *output, *grid;
   long limit, grid_images;
+  enum beit_precision precision; /* requested */
 };
 
 static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o)
@@ -106,10 +129,12 @@ static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o
                                        {"grid", required_argument, NULL, 'g'},
                                        {"limit", required_argument, NULL, 'l'},
                                        {"grid-images", required_argument, NULL, 'n'},
+                                       {"precision", required_argument, NULL, 'p'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   memset(o, 0, sizeof *o);
   o->grid_images = 32;
+  o->precision = BEIT_PRECISION_AUTO;
   int c;
   char *end;
   optind = 1;
@@ -129,6 +154,10 @@ static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o
       *(c == 'l' ? &o->limit : &o->grid_images) = v;
       break;
     }
+    case 'p':
+      if (beit_cli_parse_precision(cmd, optarg, &o->precision))
+        return BEIT_EXIT_USAGE;
+      break;
     case 'h': fputs(usage_text, stdout); return -1;
     default: return beit_cli_usage_error(cmd, "unknown option");
     }
@@ -184,6 +213,18 @@ done:
   return st;
 }
 
+/* The tokenizer folder, computing in the requested precision (resolved and announced on stderr
+ * first: the run's first line). */
+static enum beit_status load(struct beit_tokenizer **tok, const char *cmd,
+                             const struct io_options *o, struct beit_error *err)
+{
+  enum beit_precision p;
+  enum beit_status st = beit_cli_resolve_precision(cmd, o->precision, stderr, &p, err);
+  if (!st && !(st = beit_tokenizer_load(tok, o->tokenizer, 64, err)))
+    st = beit_tokenizer_set_precision(*tok, p, err);
+  return st;
+}
+
 static int cmd_encode(int argc, char **argv)
 {
   struct io_options o;
@@ -194,7 +235,7 @@ static int cmd_encode(int argc, char **argv)
     return beit_cli_usage_error("tokenizer encode", "--output is required");
   struct beit_error err = {0};
   struct beit_tokenizer *tok = NULL;
-  enum beit_status st = beit_tokenizer_load(&tok, o.tokenizer, 64, &err);
+  enum beit_status st = load(&tok, "tokenizer encode", &o, &err);
   if (!st && o.input) {
     st = encode_file(tok, &o, &err);
   } else if (!st) {
@@ -278,7 +319,7 @@ static int cmd_recon(int argc, char **argv)
     return beit_cli_usage_error("tokenizer recon", "--input needs --output");
   struct beit_error err = {0};
   struct beit_tokenizer *tok = NULL;
-  enum beit_status st = beit_tokenizer_load(&tok, o.tokenizer, 64, &err);
+  enum beit_status st = load(&tok, "tokenizer recon", &o, &err);
   if (!st && o.input) {
     st = recon_file(tok, &o, &err);
   } else if (!st) {

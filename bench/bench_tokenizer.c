@@ -3,12 +3,15 @@
  * PyTorch under torch.autocast("cpu", dtype=torch.bfloat16); fp32: both in float32):
  *   1. the matrix-product peak of this machine in that precision (2048^3 through core/gemm.h:
  *      cblas_sgemm, or oneDNN's bf16 matmul; best of >= 1 s), the yardstick;
- *   2. forward of the full DALL-E encoder (batch 8, 112x112, ~52 GFLOP per image): images/s,
- *      GFLOP/s, fraction of the sgemm peak, then each distinct conv layer alone (GFLOP/s and
- *      fraction of peak, time-weighted total over the encoder's layers);
+ *   2. forward of the full DALL-E encoder (batch 8, 112x112, ~52 GFLOP per image), C and PyTorch
+ *      alternating for --rounds rounds (target: 1.0x in fp32, 1.5x in bf16): images/s, CPU
+ *      seconds per batch (steadier on a shared machine), GFLOP/s, fraction of the peak, the
+ *      rounds' ratio range; then each distinct conv layer alone (GFLOP/s and fraction of peak,
+ *      time-weighted total over the encoder's layers);
  *   3. one training step of a tokenizer config (default configs/tokenizer/fashion_mnist.json):
  *      Gumbel noise, encoder, relaxation, decoder, loss, backward, clip, AdamW: images/s, C and
- *      PyTorch alternating for several rounds, best step of each side.
+ *      PyTorch alternating for several rounds, best step of each side (bf16: PyTorch's forward
+ *      and loss under autocast).
  * Each C figure is followed by PyTorch's and the ratio (C / PyTorch, higher is better). The first
  * line names the CPU, the precision and the ISA oneDNN found.
  *
@@ -18,7 +21,6 @@
  *                        [--python PATH] [--script tools/dvae_ref.py]
  *                        [--skip-encoder] [--skip-layers] [--skip-train] [--skip-torch]
  *                        [--skip-peak] */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -307,33 +309,40 @@ int main(int argc, char **argv)
     /* C and PyTorch alternate, each keeping its best, so that a busy moment on a shared
      * machine does not land on one side only; the rounds' ratios give the spread. */
     double best = 1e30, t_rate = NAN, ratio_lo = INFINITY, ratio_hi = 0.0;
+    double c_cpu = INFINITY, t_cpu = INFINITY;
     for (int round = 0; round < rounds; round++) {
       double before = skip_peak ? NAN : gemm_rate(1024, 0.3), round_best = 1e30;
+      const double cpu0 = cpu_now();
       for (int r = 0; r < iters; r++) {
         double t0 = beit_clock_now();
         beit_tokenizer_encode(tok, tokens, NULL, x, batch, &err);
         double t = beit_clock_now() - t0;
         round_best = t < round_best ? t : round_best;
       }
+      const double round_cpu = (cpu_now() - cpu0) / iters;
+      c_cpu = fmin(c_cpu, round_cpu);
       best = round_best < best ? round_best : best;
       if (!skip_peak) { /* the larger of the peaks around the runs: a busy moment lowers both */
         double after = gemm_rate(1024, 0.3);
         peak = fmax(peak, fmax(before, after));
       }
-      double tr = NAN;
+      double tr = NAN, tcpu = NAN;
       if (!skip_torch) {
         snprintf(args, sizeof args,
                  "bench-encoder --batch %zu --size %zu --threads %d --iters %d --precision %s",
                  batch, size, nt, iters, pname);
-        tr = torch_rate(python, script, args, NULL);
+        tr = torch_rate(python, script, args, &tcpu);
         if (!isnan(tr)) {
           t_rate = isnan(t_rate) || tr > t_rate ? tr : t_rate;
           ratio_lo = fmin(ratio_lo, (double)batch / round_best / tr);
           ratio_hi = fmax(ratio_hi, (double)batch / round_best / tr);
         }
+        if (!isnan(tcpu))
+          t_cpu = fmin(t_cpu, tcpu);
       }
-      printf("  round %d: C %.2f images/s (%.3f s/batch), PyTorch %.2f images/s, ratio %.2fx\n",
-             round + 1, (double)batch / round_best, round_best, tr,
+      printf("  round %d: C %.2f images/s (%.3f s/batch, %.3f CPU s/batch), PyTorch %.2f "
+             "images/s (%.3f CPU s/batch), ratio %.2fx\n",
+             round + 1, (double)batch / round_best, round_best, round_cpu, tr, tcpu,
              (double)batch / round_best / tr);
     }
     const double rate = (double)batch / best;
@@ -343,6 +352,9 @@ int main(int argc, char **argv)
       printf("PyTorch: %.3f s/batch, %.1f GFLOP/s = %.0f%% of the %s peak; ratio per round "
              "%.2fx .. %.2fx\n", (double)batch / t_rate, gf * t_rate,
              100.0 * gf * t_rate / peak, peak_name, ratio_lo, ratio_hi);
+    if (!skip_torch && t_cpu < INFINITY)
+      printf("CPU time per batch (all threads; steadier than wall time on a shared machine): C "
+             "%.3f s, PyTorch %.3f s: PyTorch costs %.2fx\n", c_cpu, t_cpu, t_cpu / c_cpu);
     char what[64];
     snprintf(what, sizeof what, "DALL-E encoder forward (%s)", pname);
     print_ratio(what, rate, t_rate, use_bf16 ? 1.5 : 1.0);

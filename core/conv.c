@@ -10,13 +10,20 @@
  * chunking and never needs a racing col2im. The weight gradient is summed per thread into a
  * private buffer and reduced at the end, in a fixed order (deterministic for a thread count).
  *
- * bf16: the same items, with im2col writing bfloat16 columns (a 1x1 convolution's "columns" are
- * its input rows, rounded once per chunk) and the products on oneDNN (float32 accumulation).
- * oneDNN's AMX kernel wants dense operands and a dense output: a chunk's product goes to a dense
- * float32 block of the thread's scratch and the epilogue (scale, bias, accumulate, ReLU, the
- * input-gradient mask) moves it into place; weight operands that float32 reads transposed (the
- * input gradient's W^T) are transposed copies, made once per call. Chunks are sized by bytes
- * (CONV_BF16_BYTES) over everything a chunk touches. */
+ * bf16: the same items, with im2col writing bfloat16 columns and the products on oneDNN
+ * (float32 accumulation). A chunk's band of input rows (its rows and the kernel's halo) is rounded
+ * once, with AVX512-BF16's conversion, into a staging block, and the K*K shifted copies are bf16
+ * copies of it; a 1x1 convolution's "columns" are its input rows, rounded once per chunk. What
+ * oneDNN 2.6 does with our layouts, measured (ONEDNN_VERBOSE): a dense product runs AMX
+ * (brg:avx512_core_amx_bf16); an output with row stride wider than the chunk, a transposed
+ * left operand, or a left operand with a leading dimension wider than K fall to gemm:jit; a
+ * zero batch stride (a weight shared by several images) to ref:any. So a chunk that is not a
+ * whole image computes into a dense float32 block of the thread's scratch, and the epilogue
+ * (scale, bias, accumulate, ReLU, the input gradient's ReLU mask) moves it into place; the
+ * input gradient's W^T and flipped kernel are dense transposed copies made once per call; the
+ * weight gradient takes the columns transposed as its right operand, which AMX accepts. Chunks
+ * are sized by bytes (CONV_BF16_BYTES) over everything a chunk touches; 1 and 2 MB measured the
+ * same. */
 #include "conv.h"
 
 #include <omp.h>
@@ -26,9 +33,7 @@
 
 #define CONV_COL_FLOATS ((size_t)1 << 19) /* 2 MB of im2col per thread and chunk */
 #define CONV_MIN_COLS 256                 /* below this the GEMM's packing overhead dominates */
-#define CONV_BF16_BYTES conv_bf16_bytes() /* bf16: columns + float32 block of one chunk */
-#include <stdlib.h>
-static size_t conv_bf16_bytes(void) { static size_t v; if (!v) { const char *e = getenv("BF16_BYTES"); v = e ? (size_t)atol(e) : ((size_t)1 << 20); } return v; }
+#define CONV_BF16_BYTES ((size_t)1 << 20) /* bf16: everything one chunk touches (1-2 MB: same) */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 struct conv_chunks {
@@ -75,19 +80,76 @@ static size_t bf16_floats(size_t n)
   return (n + 31) / 32 * 16;
 }
 
-/* col[off .. off+m) = (relu ? max(s, 0) : s) [0 .. m), as float32 or rounded to bfloat16. */
-ALWAYS_INLINE void put_run(void *col, int bf16, size_t off, const float *s, size_t m, int relu)
+/* d (m) = bfloat16 of (relu ? max(s, 0) : s), round to nearest even. x86-64 CPUs with
+ * AVX512-BF16 (every CPU the bf16 path runs on: oneDNN's bf16 matmul needs it or AMX) convert 16
+ * values per instruction, several times faster than beit_bf16_round's integer emulation; it
+ * flushes float32 denormals (|x| < 2^-126) to zero where beit_bf16_round keeps them, far below
+ * the resolution of any value a convolution meets. Other CPUs take beit_bf16_round. */
+static void round_run_soft(beit_bf16 *d, const float *s, size_t m, int relu)
 {
-  if (bf16) {
-    beit_bf16 *d = (beit_bf16 *)col + off;
+  if (relu)
+    for (size_t i = 0; i < m; i++)
+      d[i] = beit_bf16_round(s[i] > 0.0f ? s[i] : 0.0f);
+  else
+    for (size_t i = 0; i < m; i++)
+      d[i] = beit_bf16_round(s[i]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+round_run_avx512(beit_bf16 *d, const float *s, size_t m, int relu)
+{
+  const __m512 zero = _mm512_setzero_ps();
+  size_t i = 0;
+  for (; i + 16 <= m; i += 16) {
+    __m512 v = _mm512_loadu_ps(s + i);
     if (relu)
-      for (size_t i = 0; i < m; i++)
-        d[i] = beit_bf16_round(s[i] > 0.0f ? s[i] : 0.0f);
-    else
-      for (size_t i = 0; i < m; i++)
-        d[i] = beit_bf16_round(s[i]);
+      v = _mm512_max_ps(v, zero); /* NaN -> 0, as the float32 kernels' s > 0 ? s : 0 */
+    _mm256_storeu_si256((__m256i *)(d + i), (__m256i)_mm512_cvtneps_pbh(v));
+  }
+  if (i < m) {
+    const __mmask16 k = (__mmask16)((1u << (m - i)) - 1);
+    __m512 v = _mm512_maskz_loadu_ps(k, s + i);
+    if (relu)
+      v = _mm512_max_ps(v, zero);
+    _mm256_mask_storeu_epi16(d + i, k, (__m256i)_mm512_cvtneps_pbh(v));
+  }
+}
+
+static void round_run(beit_bf16 *d, const float *s, size_t m, int relu)
+{
+  if (__builtin_cpu_supports("avx512bf16"))
+    round_run_avx512(d, s, m, relu);
+  else
+    round_run_soft(d, s, m, relu);
+}
+#else
+static void round_run(beit_bf16 *d, const float *s, size_t m, int relu)
+{
+  round_run_soft(d, s, m, relu);
+}
+#endif
+
+/* What im2col writes from what: float32 from float32, bfloat16 rounded from float32, bfloat16
+ * copied from bfloat16 (a staged copy of the rows, see im2col_rows_bf16). */
+enum im2col_mode { IM2COL_F32, IM2COL_ROUND, IM2COL_COPY16 };
+
+/* col[off .. off+m) = (relu ? max(s, 0) : s)[0 .. m), s = src + soff, in the mode's types. */
+ALWAYS_INLINE void put_run(void *col, enum im2col_mode mode, size_t off, const void *src,
+                           size_t soff, size_t m, int relu)
+{
+  if (mode == IM2COL_COPY16) { /* relu was applied when the rows were staged */
+    beit_bf16 *d = (beit_bf16 *)col + off;
+    const beit_bf16 *s = (const beit_bf16 *)src + soff;
+    for (size_t i = 0; i < m; i++)
+      d[i] = s[i];
+  } else if (mode == IM2COL_ROUND) {
+    round_run((beit_bf16 *)col + off, (const float *)src + soff, m, relu);
   } else {
     float *d = (float *)col + off;
+    const float *s = (const float *)src + soff;
     if (relu)
       for (size_t i = 0; i < m; i++)
         d[i] = s[i] > 0.0f ? s[i] : 0.0f;
@@ -97,9 +159,9 @@ ALWAYS_INLINE void put_run(void *col, int bf16, size_t off, const float *s, size
   }
 }
 
-ALWAYS_INLINE void zero_run(void *col, int bf16, size_t off, size_t m)
+ALWAYS_INLINE void zero_run(void *col, enum im2col_mode mode, size_t off, size_t m)
 {
-  if (bf16) {
+  if (mode != IM2COL_F32) {
     beit_bf16 *d = (beit_bf16 *)col + off;
     for (size_t i = 0; i < m; i++)
       d[i] = 0;
@@ -110,12 +172,14 @@ ALWAYS_INLINE void zero_run(void *col, int bf16, size_t off, size_t m)
   }
 }
 
-/* col (C*K*K, (y1-y0)*W): rows of the (optionally relu'd) image img (C, H, W) shifted by each
- * kernel tap, zero outside the image; float32 or bfloat16 (bf16 is a constant of each caller, so
- * each gets its own loops). Plain loops, not memcpy/memset: rows are short (W = 7..112 floats)
- * and a library call per row costs more than the copy. */
-ALWAYS_INLINE void im2col_any(void *col, int bf16, const float *img, int relu, size_t C,
-                              size_t H, size_t W, size_t K, size_t y0, size_t y1)
+/* col (C*K*K, (y1-y0)*W): rows of the (optionally relu'd) image (C, H, W) shifted by each kernel
+ * tap, zero outside the image, in the mode's types (a constant of each caller, so each gets its
+ * own loops). The source holds rows row0.. of each channel, ch_stride elements apart: the whole
+ * image (row0 0, ch_stride H*W) or a staged band. Plain loops, not memcpy/memset: rows are short
+ * (W = 7..112 values) and a library call per row costs more than the copy. */
+ALWAYS_INLINE void im2col_any(void *col, enum im2col_mode mode, const void *src, size_t ch_stride,
+                              size_t row0, int relu, size_t C, size_t H, size_t W, size_t K,
+                              size_t y0, size_t y1)
 {
   const long p = (long)(K - 1) / 2;
   const size_t n = (y1 - y0) * W;
@@ -125,24 +189,25 @@ ALWAYS_INLINE void im2col_any(void *col, int bf16, const float *img, int relu, s
       const long lo = p - (long)ky, hi = (long)H + p - (long)ky;
       const size_t ya = lo > (long)y0 ? (size_t)lo : y0;
       const size_t yb = hi < (long)y1 ? (hi > (long)ya ? (size_t)hi : ya) : y1;
-      const float *src_rows = img + c * H * W + (ya + ky - (size_t)p) * W; /* row of ya */
+      /* the source row of output row ya (unused when ya == yb) */
+      const size_t src_rows = ya < yb ? c * ch_stride + (ya + ky - (size_t)p - row0) * W : 0;
       for (size_t kx = 0; kx < K; kx++) {
         const size_t dst = ((c * K + ky) * K + kx) * n;
         const long dx = (long)kx - p;
         const size_t xlo = dx < 0 ? (size_t)-dx : 0;
         const size_t xhi = dx > 0 ? (W > (size_t)dx ? W - (size_t)dx : 0) : W;
-        zero_run(col, bf16, dst, (ya - y0) * W);
-        zero_run(col, bf16, dst + (yb - y0) * W, n - (yb - y0) * W);
+        zero_run(col, mode, dst, (ya - y0) * W);
+        zero_run(col, mode, dst + (yb - y0) * W, n - (yb - y0) * W);
         if (dx == 0) { /* the rows are one contiguous run */
-          put_run(col, bf16, dst + (ya - y0) * W, src_rows, (yb - ya) * W, relu);
+          put_run(col, mode, dst + (ya - y0) * W, src, src_rows, (yb - ya) * W, relu);
           continue;
         }
         const size_t m = xhi > xlo ? xhi - xlo : 0, shift = (size_t)((long)xlo + dx);
         for (size_t y = ya; y < yb; y++) {
           const size_t d = dst + (y - y0) * W;
-          zero_run(col, bf16, d, xlo);
-          put_run(col, bf16, d + xlo, src_rows + (y - ya) * W + shift, m, relu);
-          zero_run(col, bf16, d + xlo + m, W - xlo - m);
+          zero_run(col, mode, d, xlo);
+          put_run(col, mode, d + xlo, src, src_rows + (y - ya) * W + shift, m, relu);
+          zero_run(col, mode, d + xlo + m, W - xlo - m);
         }
       }
     }
@@ -151,14 +216,43 @@ ALWAYS_INLINE void im2col_any(void *col, int bf16, const float *img, int relu, s
 static void im2col_rows(float *col, const float *img, int relu, size_t C, size_t H, size_t W,
                         size_t K, size_t y0, size_t y1)
 {
-  im2col_any(col, 0, img, relu, C, H, W, K, y0, y1);
+  im2col_any(col, IM2COL_F32, img, H * W, 0, relu, C, H, W, K, y0, y1);
 }
 
-/* The same into bfloat16; with K = 1 it is the rounded (relu'd) rows y0..y1 of each channel. */
-static void im2col_rows_bf16(beit_bf16 *col, const float *img, int relu, size_t C, size_t H,
-                             size_t W, size_t K, size_t y0, size_t y1)
+/* Rows of a bf16 chunk's band (rows y0..y1 and the kernel's halo) inside the image. */
+static size_t band_first(size_t K, size_t y0)
 {
-  im2col_any(col, 1, img, relu, C, H, W, K, y0, y1);
+  const size_t p = (K - 1) / 2;
+  return y0 > p ? y0 - p : 0;
+}
+
+static size_t band_end(size_t H, size_t K, size_t y1)
+{
+  const size_t e = y1 + (K - 1) / 2;
+  return e < H ? e : H;
+}
+
+/* Values of the staged band of C channels, rows rows per chunk: 0 for K = 1 (no band). */
+static size_t stage_values(size_t C, size_t H, size_t W, size_t K, size_t rows)
+{
+  const size_t r = rows + K - 1;
+  return K == 1 ? 0 : C * (r < H ? r : H) * W;
+}
+
+/* The same into bfloat16. K = 1: the rounded (relu'd) rows y0..y1 of each channel. K > 1: the
+ * band of rows the chunk reads is rounded once into stage (stage_values), then the K*K shifted
+ * copies are bf16 copies of it (one conversion per input value instead of K*K). */
+static void im2col_rows_bf16(beit_bf16 *col, beit_bf16 *stage, const float *img, int relu,
+                             size_t C, size_t H, size_t W, size_t K, size_t y0, size_t y1)
+{
+  if (K == 1) {
+    im2col_any(col, IM2COL_ROUND, img, H * W, 0, relu, C, H, W, K, y0, y1);
+    return;
+  }
+  const size_t r0 = band_first(K, y0), nr = band_end(H, K, y1) - r0;
+  for (size_t c = 0; c < C; c++) /* each channel's band is one contiguous run */
+    round_run(stage + c * nr * W, img + (c * H + r0) * W, nr * W, relu);
+  im2col_any(col, IM2COL_COPY16, stage, nr * W, r0, 0, C, H, W, K, y0, y1);
 }
 
 /* dimg (C, H, W) += [mask > 0] * (sum over taps of dcol (C*K*K, H*W) shifted back): the adjoint
@@ -278,21 +372,23 @@ static void forward_item(const struct conv_args *a, float *col, size_t b, size_t
   bias_act(o, HW, a->bias, a->scale, (a->flags & BEIT_CONV_RELU_OUTPUT) != 0, OC, n);
 }
 
-/* bf16 forward: per-thread slot = columns (C*K*K, n) bf16 + product block (OC, n) float32. */
+/* bf16 forward: per-thread slot = columns (C*K*K, n) bf16, the staged input band bf16, and the
+ * product block (OC, n) float32. */
 struct bf16_fwd_layout {
   struct conv_chunks ch;
-  size_t col, acc, slot; /* floats */
+  size_t col, stage, acc, slot; /* floats */
 };
 
 static struct bf16_fwd_layout bf16_fwd_layout(size_t C, size_t H, size_t W, size_t OC, size_t K)
 {
   struct bf16_fwd_layout l;
   const size_t ckk = C * K * K;
-  l.ch = bf16_chunking(2 * ckk + 4 * OC, H, W);
+  l.ch = bf16_chunking(2 * ckk + 4 * OC + (K > 1 ? 2 * C : 0), H, W);
   const size_t n = l.ch.rows * W;
   l.col = bf16_floats(ckk * n);
+  l.stage = bf16_floats(stage_values(C, H, W, K, l.ch.rows));
   l.acc = l.ch.count > 1 ? (OC * n + 15) / 16 * 16 : 0; /* a whole image is written in place */
-  l.slot = l.col + l.acc;
+  l.slot = l.col + l.stage + l.acc;
   return l;
 }
 
@@ -304,8 +400,8 @@ static void forward_item_bf16(const struct conv_args *a, float *slot, size_t b, 
   const size_t HW = H * W, n = (y1 - y0) * W, ckk = C * K * K;
   const struct bf16_fwd_layout l = bf16_fwd_layout(C, H, W, OC, K);
   beit_bf16 *col = (beit_bf16 *)slot;
-  im2col_rows_bf16(col, a->inp + b * C * HW, (a->flags & BEIT_CONV_RELU_INPUT) != 0, C, H, W, K,
-                   y0, y1);
+  im2col_rows_bf16(col, (beit_bf16 *)(slot + l.col), a->inp + b * C * HW,
+                   (a->flags & BEIT_CONV_RELU_INPUT) != 0, C, H, W, K, y0, y1);
   float *o = a->out + b * OC * HW + y0 * W;
   const int relu = (a->flags & BEIT_CONV_RELU_OUTPUT) != 0;
   if (n == HW) { /* the whole image: dense in place, as float32 does */
@@ -314,7 +410,7 @@ static void forward_item_bf16(const struct conv_args *a, float *slot, size_t b, 
     bias_act(o, HW, a->bias, a->scale, relu, OC, n);
     return;
   }
-  float *acc = slot + l.col;
+  float *acc = slot + l.col + l.stage;
   beit_gemm(acc, n, beit_op_bf16(a->weight_h, ckk, 0), beit_op_bf16(col, n, 0), OC, n, ckk, 1.0f,
             0.0f);
   move_act(o, HW, acc, a->bias, a->scale, a->accumulate, relu, OC, n);
@@ -403,7 +499,7 @@ void beit_conv2d_forward_bf16(float *out, float *scratch, const float *inp,
 struct bwd_layout {
   struct conv_chunks fw, bw; /* chunking of the weight-gradient and input-gradient passes */
   int col2im;                /* input gradient by W^T dout + col2im, per whole image */
-  size_t wt, col, dh, tmp, dw, slot;
+  size_t wt, col, stage, dh, tmp, dw, slot;
 };
 
 /* The input gradient either as a forward convolution of dout with the flipped kernel (expands
@@ -418,7 +514,7 @@ static struct bwd_layout bwd_layout(size_t C, size_t H, size_t W, size_t OC, siz
   size_t colf = col_floats(C, H, W, K, 1);
   size_t colb = K == 1 ? 0 : OC * K * K * l.bw.rows * W;
   l.col = colf > colb ? colf : colb;
-  l.dh = 0;
+  l.stage = l.dh = 0;
   l.tmp = C * l.bw.rows * W;
   l.dw = OC * C * K * K;
   l.slot = l.col + l.tmp + l.dw;
@@ -426,20 +522,22 @@ static struct bwd_layout bwd_layout(size_t C, size_t H, size_t W, size_t OC, siz
   return l;
 }
 
-/* bf16: the weight-gradient pass holds columns (C*K*K, n) and dout (OC, n), both bf16; the
- * input-gradient pass columns of dout (OC*K*K, n) (K = 1: dout (OC, n)) and a float32 (C, n)
- * block; col2im a whole image's dout (OC, H*W) and dcol (C*K*K, H*W) float32, when that fits
- * twice the chunk budget. */
+/* bf16: the weight-gradient pass holds columns (C*K*K, n), the staged input band and dout
+ * (OC, n), all bf16; the input-gradient pass columns of dout (OC*K*K, n) (K = 1: dout (OC, n))
+ * and its staged band, and a float32 (C, n) block; col2im a whole image's dout (OC, H*W) and dcol
+ * (C*K*K, H*W) float32, when that fits twice the chunk budget. */
 static struct bwd_layout bf16_bwd_layout(size_t C, size_t H, size_t W, size_t OC, size_t K)
 {
   struct bwd_layout l;
   const size_t KK = K * K, HW = H * W;
-  l.fw = bf16_chunking(2 * C * KK + 2 * OC, H, W);
-  l.bw = bf16_chunking(2 * OC * KK + 4 * C, H, W);
+  l.fw = bf16_chunking(2 * C * KK + 2 * OC + (K > 1 ? 2 * C : 0), H, W);
+  l.bw = bf16_chunking(2 * OC * KK + 4 * C + (K > 1 ? 2 * OC : 0), H, W);
   l.col2im = K > 1 && C < OC && (4 * C * KK + 2 * OC) * HW <= 2 * CONV_BF16_BYTES;
   const size_t nf = l.fw.rows * W, nb = l.bw.rows * W;
   const size_t colf = C * KK * nf, colb = K == 1 ? 0 : OC * KK * nb;
   l.col = bf16_floats(colf > colb ? colf : colb);
+  const size_t sf = stage_values(C, H, W, K, l.fw.rows), sb = stage_values(OC, H, W, K, l.bw.rows);
+  l.stage = bf16_floats(sf > sb ? sf : sb);
   size_t dh = OC * (nf > nb ? nf : nb), tmp = C * nb;
   if (l.col2im) {
     dh = dh > OC * HW ? dh : OC * HW;
@@ -448,7 +546,7 @@ static struct bwd_layout bf16_bwd_layout(size_t C, size_t H, size_t W, size_t OC
   l.dh = bf16_floats(dh);
   l.tmp = (tmp + 15) / 16 * 16;
   l.dw = OC * C * KK;
-  l.slot = l.col + l.dh + l.tmp + l.dw;
+  l.slot = l.col + l.stage + l.dh + l.tmp + l.dw;
   l.wt = bf16_floats(OC * C * KK);
   return l;
 }
@@ -486,10 +584,11 @@ static void dweight_item_bf16(const struct conv_args *a, const struct bwd_layout
 {
   const size_t C = a->C, H = a->H, W = a->W, OC = a->OC, K = a->K;
   const size_t HW = H * W, n = (y1 - y0) * W, ckk = C * K * K;
-  beit_bf16 *col = (beit_bf16 *)slot, *dh = (beit_bf16 *)(slot + l->col);
-  im2col_rows_bf16(dh, a->dout + b * OC * HW, 0, OC, H, W, 1, y0, y1);
-  im2col_rows_bf16(col, a->inp + b * C * HW, (a->flags & BEIT_CONV_RELU_INPUT) != 0, C, H, W, K,
-                   y0, y1);
+  beit_bf16 *col = (beit_bf16 *)slot, *stage = (beit_bf16 *)(slot + l->col);
+  beit_bf16 *dh = (beit_bf16 *)(slot + l->col + l->stage);
+  im2col_rows_bf16(dh, NULL, a->dout + b * OC * HW, 0, OC, H, W, 1, y0, y1);
+  im2col_rows_bf16(col, stage, a->inp + b * C * HW, (a->flags & BEIT_CONV_RELU_INPUT) != 0, C, H,
+                   W, K, y0, y1);
   beit_gemm(dw, ckk, beit_op_bf16(dh, n, 0), beit_op_bf16(col, n, 1), OC, ckk, n, a->scale, 1.0f);
 }
 
@@ -542,9 +641,10 @@ static void dinp_item_bf16(const struct conv_args *a, const struct bwd_layout *l
   const size_t C = a->C, H = a->H, W = a->W, OC = a->OC, K = a->K;
   const size_t HW = H * W, n = (y1 - y0) * W, okk = OC * K * K;
   beit_bf16 *col = (beit_bf16 *)slot;
-  float *tmp = slot + l->col + l->dh;
+  float *tmp = slot + l->col + l->stage + l->dh;
   /* K = 1: the "columns" are dout's rows, rounded */
-  im2col_rows_bf16(col, a->dout + b * OC * HW, 0, OC, H, W, K, y0, y1);
+  im2col_rows_bf16(col, (beit_bf16 *)(slot + l->col), a->dout + b * OC * HW, 0, OC, H, W, K, y0,
+                   y1);
   beit_gemm(tmp, n, beit_op_bf16((const beit_bf16 *)a->scratch, okk, 0), beit_op_bf16(col, n, 0),
             C, n, okk, a->scale, 0.0f);
   add_masked(a->dinp + b * C * HW + y0 * W, tmp, a->inp + b * C * HW + y0 * W,
@@ -560,9 +660,9 @@ static void dinp_col2im(const struct conv_args *a, const struct bwd_layout *l, f
   const float *dout = a->dout + b * OC * HW;
   float *dcol = slot;
   if (bf16) { /* the scratch's wt is W^T (C*K*K, OC) */
-    beit_bf16 *dh = (beit_bf16 *)(slot + l->col);
-    dcol = slot + l->col + l->dh;
-    im2col_rows_bf16(dh, dout, 0, OC, H, W, 1, 0, H);
+    beit_bf16 *dh = (beit_bf16 *)(slot + l->col + l->stage);
+    dcol = slot + l->col + l->stage + l->dh;
+    im2col_rows_bf16(dh, NULL, dout, 0, OC, H, W, 1, 0, H);
     beit_gemm(dcol, HW, beit_op_bf16((const beit_bf16 *)a->scratch, OC, 0),
               beit_op_bf16(dh, HW, 0), ckk, HW, OC, a->scale, 0.0f);
   } else {
@@ -642,7 +742,7 @@ static void conv_backward(const struct conv_args *a, const struct bwd_layout *l)
     dbias_sum(a->dbias, a->dout, a->scale, B, a->OC, HW, nt);
 
   if (a->dweight) {
-    const size_t items = B * l->fw.count, off = l->col + l->dh + l->tmp;
+    const size_t items = B * l->fw.count, off = l->col + l->stage + l->dh + l->tmp;
     if (nt > 1 && items >= (size_t)nt) {
 #pragma omp parallel num_threads(nt)
       {

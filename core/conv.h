@@ -18,7 +18,8 @@
  * rows once per chunk); the products run on oneDNN with float32 accumulation and float32
  * outputs. Inputs, outputs, bias, ReLU, scale/accumulate and every gradient stay float32 (the
  * backward rounds dout for its products; dbias sums the float32 dout). The result is the float32
- * kernel's on the rounded operands, to float32 accumulation error. Needs
+ * kernel's on the rounded operands (round to nearest even, as beit_bf16_round, except that
+ * float32 denormals round to zero), to float32 accumulation error. Needs
  * beit_precision_bf16_available(). */
 #ifndef BEIT_CORE_CONV_H
 #define BEIT_CORE_CONV_H

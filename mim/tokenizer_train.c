@@ -22,8 +22,12 @@
 #define F(field) offsetof(struct beit_tokenizer_train_config, field)
 #define BIG 1e12
 
+static const char *const precisions[] = {"auto", "fp32", "bf16", NULL};
+
 static const struct beit_config_key train_keys[] = {
     {"seed", BEIT_KEY_INT, F(recipe.seed), 0, BIG, NULL, "seed of every random stream"},
+    {"precision", BEIT_KEY_STRING, F(recipe.precision), 0, 0, precisions,
+     "convolutions' matrix products; auto = bf16 where the CPU has AMX, else fp32"},
     {"data.train", BEIT_KEY_STRING, F(recipe.data.train), 0, 0, NULL, "training dataset folder"},
     {"data.eval", BEIT_KEY_STRING, F(recipe.data.eval), 0, 0, NULL, "held-out dataset folder"},
     {"data.num_workers", BEIT_KEY_INT, F(recipe.data.num_workers), 1, 256, NULL,
@@ -111,7 +115,6 @@ void beit_tokenizer_train_defaults(struct beit_tokenizer_train_config *c)
   beit_tokenizer_config_defaults(&c->model);
   beit_recipe_defaults(&c->recipe);
   struct beit_recipe *r = &c->recipe;
-  strcpy(r->precision, "fp32"); /* the dVAE has no bf16 path (and no key to ask for one) */
   r->seed = 0;
   r->data.num_workers = 2;
   r->data.hflip = 0.5;
@@ -337,6 +340,7 @@ struct tokenizer_training {
   struct beit_loader *loader;
   struct beit_dist_grads *reducer;
   struct beit_trainer trainer;
+  enum beit_precision precision; /* resolved: of the convolutions' matrix products */
   cJSON *config;       /* the tokenizer's config.json, written into every checkpoint */
   float *xbuf;         /* the C-channel input of a 1-channel tokenizer */
   double *stats;       /* STAT_COUNT + V: this step's sums over ranks */
@@ -501,7 +505,9 @@ static enum beit_status setup(struct tokenizer_training *t, struct beit_error *e
   for (int i = 0; i < opt->nsets; i++)
     if ((st = beit_tokenizer_train_config_override(cfg, opt->sets[i], err)))
       return st;
-  if ((st = beit_tokenizer_config_validate(&cfg->model, opt->config, err)))
+  if ((st = beit_tokenizer_config_validate(&cfg->model, opt->config, err)) ||
+      (st = beit_precision_policy_start(&t->precision, r->precision, t->dist, stderr, NULL,
+                                        err))) /* the run's first line */
     return st;
   if (opt->data)
     snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
@@ -553,8 +559,6 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
   char resume_dir[4200] = "", path[4200];
   struct beit_loader_options lo;
   const int root = beit_dist_is_root(dist);
-  beit_precision_policy_print(root ? stderr : NULL, "", BEIT_PRECISION_FP32,
-                              "the dVAE tokenizer has no bf16 path"); /* the run's first line */
   enum beit_status st = setup(&t, err);
   if (st)
     goto done;
@@ -568,9 +572,12 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
   lo.log = root ? stderr : NULL;
   if ((st = beit_loader_init(&t.loader, r->data.train, &lo, &start, err)))
     goto done;
+  /* the precision is set once the weights are final (a resumed checkpoint's): its bf16 copy is
+   * rounded from them, then refreshed by every training step */
   if ((st = beit_trainer_start(&t.trainer, r, dist, &t.tok->table, t.tok->params, t.tok->grads,
                                (long)beit_loader_steps_per_epoch(t.loader), opt->out, resume_dir,
-                               BEIT_PRECISION_FP32, err)))
+                               t.precision, err)) ||
+      (st = beit_tokenizer_set_precision(t.tok, t.precision, err)))
     goto done;
   if (root) {
     cJSON *resolved = beit_tokenizer_train_config_json(&t.cfg);

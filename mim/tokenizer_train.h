@@ -26,9 +26,12 @@
 #include "recipe.h"
 
 /* configs/tokenizer/NAME.json: "model" holds the tokenizer config.json keys; the rest reuses the
- * recipe schema's names (seed, data.*, optimizer.*, schedule.*, batch.size, checkpoint.*,
- * log.*, eval.*) plus "relaxation" and eval.grid_images. One key table; unknown keys are
- * errors naming the key and file. */
+ * recipe schema's names (seed, precision, data.*, optimizer.*, schedule.*, batch.size,
+ * checkpoint.*, log.*, eval.*) plus "relaxation" and eval.grid_images. One key table; unknown
+ * keys are errors naming the key and file. precision (auto | fp32 | bf16, default auto) is that
+ * of the convolutions' matrix products (beit_tokenizer_set_precision), resolved and agreed by
+ * every rank at the start, printed as the run's first line and recorded in trainer_state.json
+ * and metrics.jsonl. */
 struct beit_tokenizer_train_config {
   struct beit_tokenizer_config model;
   struct beit_recipe recipe; /* the fields of the recipe schema that tokenizer training uses */

@@ -6,6 +6,7 @@ noise keyed by the global sample index, gradient of the global mean):
    continues the same curve;
 3. the final held-out evaluation, split over the ranks, counts every image once and reports what
    1 rank reports.
+In fp32 (config key precision): with bf16 operands a batch of B and one of 2B round differently.
 
 usage: /usr/bin/python3 tests/test_mpi_tokenizer.py BEIT_BINARY MPIEXEC WORK_DIR
 """
@@ -29,6 +30,7 @@ TINY = {
     "relaxation": {"kl_weight": 0.5, "kl_warmup_steps": 8},
     "checkpoint": {"every_steps": 10, "keep_last": 0},
     "log": {"every_steps": 1},
+    "precision": "fp32",
 }
 failures = 0
 

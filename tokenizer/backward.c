@@ -11,10 +11,7 @@ static void conv_bwd(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
                      const struct dvae_conv *cv, float *dinp, const float *dout, const float *inp,
                      float scale, unsigned flags, size_t B, size_t H)
 {
-  beit_conv2d_backward(dinp, dvae_param(ctx->grads, tok, cv->w),
-                       dvae_param(ctx->grads, tok, cv->b), ctx->scratch, dout, inp,
-                       dvae_param(tok->params, tok, cv->w), scale, flags, B, cv->n_in, H, H,
-                       cv->n_out, cv->k, ctx->nthreads);
+  beit_dvae_conv_backward(tok, ctx, cv, dinp, dout, inp, scale, flags, B, H);
 }
 
 static void zero(float *p, size_t n)

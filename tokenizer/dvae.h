@@ -13,13 +13,20 @@
  * Memory: parameters in one table/buffer (encoder tensors first, then "decoder." ones); the
  * inference arena (encode/decode for max_batch images, ping-pong buffers) is planned at create;
  * training state (grads, AdamW moments, every saved activation, backward buffers) is planned by
- * beit_dvae_train_init for a maximum training batch. Neither allocates afterwards. */
+ * beit_dvae_train_init for a maximum training batch. Neither allocates afterwards.
+ *
+ * Precision (precision.c, include/beit/precision.h): FP32 runs every convolution's product in
+ * float32; BF16 runs them on a bfloat16 copy of the weights (params_h) and bfloat16 columns, with
+ * float32 accumulation and outputs. The copy is made when the precision is set, refreshed at the
+ * start of every training forward, and by encode/decode when a training step ran since (the
+ * optimizer moved the weights). Conv scratch is planned for both precisions. */
 #ifndef BEIT_TOKENIZER_DVAE_H
 #define BEIT_TOKENIZER_DVAE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "beit/precision.h"
 #include "beit/tokenizer.h"
 #include "config_table.h"
 #include "rng.h"
@@ -112,6 +119,9 @@ struct beit_tokenizer {
   int nthreads; /* OpenMP threads at create: workers and scratch are planned for it */
   struct beit_tensor_table table;
   float *params;
+  enum beit_precision precision; /* FP32 (a new tokenizer's) or BF16 */
+  uint16_t *params_h;            /* BF16: bfloat16 copy of params */
+  int params_h_stale;            /* a training step ran since params_h was rounded */
   struct dvae_stack enc, dec; /* dec.nblocks == 0 without a decoder */
   /* inference arena (batch-major buffers, sliced per worker) */
   size_t max_batch;
@@ -141,6 +151,19 @@ size_t beit_dvae_max_act(const struct beit_tokenizer *tok, size_t *max_hidden);
 /* Largest conv scratch (forward, or backward when backward != 0) over both stacks for kernels
  * run with nthreads threads (floats; independent of the batch). */
 size_t beit_dvae_conv_scratch(const struct beit_tokenizer *tok, int backward, int nthreads);
+
+/* ---- precision.c: the convolutions in the tokenizer's precision ---- */
+/* beit_conv2d_forward(_bf16) of conv cv on B images of side H, with ctx's scratch and threads. */
+void beit_dvae_conv_forward(const struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                            const struct dvae_conv *cv, float *out, const float *inp, float scale,
+                            int accumulate, unsigned flags, size_t B, size_t H);
+/* beit_conv2d_backward(_bf16) of conv cv; parameter gradients into ctx->grads. */
+void beit_dvae_conv_backward(const struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
+                             const struct dvae_conv *cv, float *dinp, const float *dout,
+                             const float *inp, float scale, unsigned flags, size_t B, size_t H);
+/* BF16: params_h = params rounded (no-op in FP32); clears params_h_stale. Call outside parallel
+ * regions. */
+void beit_dvae_round_weights(struct beit_tokenizer *tok);
 
 /* ---- forward.c ---- (B images of one worker; ctx->acts NULL: inference buffers) */
 /* Encoder on images (B, C, s, s) -> logits (B, V, gh, gw). */

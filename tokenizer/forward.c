@@ -12,9 +12,7 @@ static void conv_fwd(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
                      const struct dvae_conv *cv, float *out, const float *inp, float scale,
                      int accumulate, unsigned flags, size_t B, size_t H)
 {
-  beit_conv2d_forward(out, ctx->scratch, inp, dvae_param(tok->params, tok, cv->w),
-                      dvae_param(tok->params, tok, cv->b), scale, accumulate, flags, B, cv->n_in,
-                      H, H, cv->n_out, cv->k, ctx->nthreads);
+  beit_dvae_conv_forward(tok, ctx, cv, out, inp, scale, accumulate, flags, B, H);
 }
 
 /* y = id(x) + post_gain * res(x); y == x allowed for an identity block (x is then consumed). */

@@ -176,10 +176,15 @@ size_t beit_dvae_max_act(const struct beit_tokenizer *tok, size_t *max_hidden)
   return act;
 }
 
+/* Scratch of one convolution, enough for either precision (set at any time after planning). */
 static size_t conv_need(const struct dvae_conv *cv, size_t H, int backward, int nt)
 {
-  return backward ? beit_conv2d_backward_scratch_floats(cv->n_in, H, H, cv->n_out, cv->k, nt)
-                  : beit_conv2d_scratch_floats(cv->n_in, H, H, cv->n_out, cv->k, nt);
+  const size_t C = cv->n_in, OC = cv->n_out, K = cv->k;
+  size_t f = backward ? beit_conv2d_backward_scratch_floats(C, H, H, OC, K, nt)
+                      : beit_conv2d_scratch_floats(C, H, H, OC, K, nt);
+  size_t h = backward ? beit_conv2d_bf16_backward_scratch_floats(C, H, H, OC, K, nt)
+                      : beit_conv2d_bf16_scratch_floats(C, H, H, OC, K, nt);
+  return f > h ? f : h;
 }
 
 static size_t stack_scratch(const struct dvae_stack *st, int backward, int nt)

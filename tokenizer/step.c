@@ -220,6 +220,7 @@ void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, cons
   const int workers = dvae_workers(tok->nthreads, B);
   const size_t nslices = slice_count(tok, B, workers), per = (B + nslices - 1) / nslices;
   double recon[DVAE_MAX_SLICES], mae[DVAE_MAX_SLICES], kl[DVAE_MAX_SLICES];
+  beit_dvae_round_weights(tok); /* bf16: the weights the optimizer left (no-op in fp32) */
 
 #pragma omp parallel num_threads(workers)
   {
@@ -260,6 +261,7 @@ void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, cons
     beit_dvae_code_stats(tok->t.tokens, B * P, tok->V, tok->t.counts, &stats->codes_used,
                          &stats->perplexity);
   }
+  tok->params_h_stale = 1; /* the update that follows moves the weights */
 }
 
 const float *beit_dvae_step_noise(struct beit_tokenizer *tok, size_t B, uint64_t seed,

@@ -51,6 +51,7 @@ static enum beit_status tokenizer_new(struct beit_tokenizer **out,
   if (!tok)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer: out of memory");
   tok->cfg = *cfg;
+  tok->precision = BEIT_PRECISION_FP32;
   tok->nthreads = omp_get_max_threads();
   enum beit_status st = beit_dvae_build(tok, err);
   if (st)
@@ -140,6 +141,7 @@ void beit_tokenizer_free(struct beit_tokenizer *tok)
   free(tok->t.counts);
   free(tok->grads);
   free(tok->arena);
+  free(tok->params_h);
   free(tok->params);
   beit_dvae_free_stacks(tok);
   beit_tensor_table_free(&tok->table);
@@ -192,6 +194,8 @@ enum beit_status beit_tokenizer_encode(struct beit_tokenizer *tok, int32_t *toke
 {
   const size_t P = tok->gh * tok->gw, VP = tok->V * P, img = tok->C * tok->S * tok->S;
   (void)err;
+  if (tok->params_h_stale) /* a training step moved the weights since they were rounded */
+    beit_dvae_round_weights(tok);
   for (size_t c0 = 0; c0 < B; c0 += tok->max_batch) {
     const size_t n = B - c0 < tok->max_batch ? B - c0 : tok->max_batch;
     const int workers = dvae_workers(tok->nthreads, n);
@@ -223,6 +227,8 @@ enum beit_status beit_tokenizer_decode(struct beit_tokenizer *tok, float *images
                             "tokenizer decode: token %ld of image %zu at position %zu is outside "
                             "the vocabulary [0, %zu)",
                             (long)tokens[i], i / P, i % P, tok->V);
+  if (tok->params_h_stale)
+    beit_dvae_round_weights(tok);
   for (size_t c0 = 0; c0 < B; c0 += tok->max_batch) {
     const size_t n = B - c0 < tok->max_batch ? B - c0 : tok->max_batch;
     const int workers = dvae_workers(tok->nthreads, n);

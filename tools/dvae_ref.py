@@ -14,10 +14,13 @@ Shapes are NCHW. Encoder input: images already mapped to (0.1, 0.9) by 0.8x + 0.
 Commands (python3 tools/dvae_ref.py CMD ...):
   golden OUT_DIR     write a small model, inputs, noise, loss and every gradient for
                      tests/test_tokenizer_golden.c (config.json + model.safetensors + golden.safetensors)
-  bench-encoder --batch B --size S --threads T [--iters N]
+  bench-encoder --batch B --size S --threads T [--iters N] [--precision fp32|bf16]
                      images/s of the full DALL-E encoder forward (the benchmark's PyTorch side)
-  bench-train CONFIG --batch B --threads T [--iters N]
+  bench-train CONFIG --batch B --threads T [--iters N] [--precision fp32|bf16]
                      images/s of one dVAE training step of a tokenizer config
+  --precision bf16 is PyTorch's CPU mixed precision: the forward (and the loss) under
+  torch.autocast("cpu", dtype=torch.bfloat16), convolutions in bf16 through oneDNN, weights,
+  gradients and AdamW in float32; the backward runs outside autocast (it follows the forward).
 """
 import argparse
 import json
@@ -257,15 +260,28 @@ def timed(fn, iters, warmup=1):
     return best, (time.perf_counter() - t_all) / iters, (time.process_time() - c_all) / iters
 
 
+def autocast(precision):
+    """The context of one forward: bf16 autocast (CPU), or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
 def cmd_bench_encoder(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     enc = Encoder(dvae_config({"image_size": args.size})).eval()
     x = test_images(args.batch, args.size, 3, 0)
+
+    def forward():
+        with autocast(args.precision):
+            return enc(x)
+
     with torch.no_grad():
-        best, mean, cpu = timed(lambda: enc(x), args.iters)
+        best, mean, cpu = timed(forward, args.iters)
     print(json.dumps({"side": "pytorch", "what": "dalle_encoder_forward", "batch": args.batch,
                       "size": args.size, "threads": torch.get_num_threads(),
+                      "precision": args.precision,
                       "best_s": best, "mean_s": mean, "cpu_s": cpu, "images_per_s": args.batch / best,
                       "mkldnn": torch.backends.mkldnn.is_available()}))
 
@@ -285,7 +301,9 @@ def cmd_bench_train(args):
 
     def step():
         u = torch.rand(args.batch, cfg["vocab_size"], gs, gs).clamp(1e-10, 1 - 1e-10)
-        loss = dvae_loss(enc, dec, x, -torch.log(-torch.log(u)), 0.9, 1.0, cfg["recon_loss"])[0]
+        with autocast(args.precision):
+            loss = dvae_loss(enc, dec, x, -torch.log(-torch.log(u)), 0.9, 1.0,
+                             cfg["recon_loss"])[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(enc.parameters()) + list(dec.parameters()), 1.0)
@@ -293,7 +311,8 @@ def cmd_bench_train(args):
 
     best, mean, cpu = timed(step, args.iters, warmup=2)
     print(json.dumps({"side": "pytorch", "what": "dvae_train_step", "batch": args.batch,
-                      "size": S, "threads": torch.get_num_threads(), "best_s": best,
+                      "size": S, "threads": torch.get_num_threads(),
+                      "precision": args.precision, "best_s": best,
                       "mean_s": mean, "cpu_s": cpu, "images_per_s": args.batch / best}))
 
 
@@ -308,11 +327,15 @@ def main():
     b.add_argument("--size", type=int, default=112)
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--iters", type=int, default=3)
+    b.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: the forward under torch.autocast (CPU, bfloat16)")
     t = sub.add_parser("bench-train")
     t.add_argument("config")
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--iters", type=int, default=10)
+    t.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: forward and loss under torch.autocast (CPU, bfloat16)")
     args = p.parse_args()
     {"golden": cmd_golden, "bench-encoder": cmd_bench_encoder,
      "bench-train": cmd_bench_train}[args.cmd](args)

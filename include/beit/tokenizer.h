@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "beit/precision.h"
 #include "beit/status.h"
 
 #define BEIT_TOKENIZER_FORMAT_VERSION 1
@@ -90,6 +91,20 @@ size_t beit_tokenizer_num_params(const struct beit_tokenizer *tok);
  * grids and the sizes they come from. */
 enum beit_status beit_tokenizer_check_targets(const struct beit_tokenizer *tok, size_t gh,
                                               size_t gw, size_t vocab, struct beit_error *err);
+
+/* The numeric precision of encode, decode and training (include/beit/precision.h). A new or
+ * loaded tokenizer computes in FP32 (every convolution's product in float32 through OpenBLAS,
+ * bitwise what it always computed). BF16 runs the convolutions' products with bfloat16 operands
+ * through oneDNN, float32 accumulation and outputs: a bfloat16 copy of the weights, made here
+ * and refreshed at each training step, and im2col columns rounded as they are written; ReLU,
+ * pooling, upsampling, the relaxation, losses, gradients and the optimizer stay float32. AUTO
+ * resolves through beit_precision_resolve (bf16 on CPUs with AMX, else fp32); BF16 where the CPU
+ * has no bf16 matrix products is UNSUPPORTED, the message naming the ISA. Call after the weights
+ * are final (load, import), and again after changing them outside the training step. */
+enum beit_status beit_tokenizer_set_precision(struct beit_tokenizer *tok, enum beit_precision p,
+                                              struct beit_error *err);
+/* The resolved precision: FP32 or BF16. */
+enum beit_precision beit_tokenizer_precision(const struct beit_tokenizer *tok);
 
 /* Token ids of B images (B, C, s, s), mapped as above: tokens (B, gh*gw) = argmax over the
  * vocabulary of the encoder's logits (first index on ties). logits (B, vocab, gh, gw) receives

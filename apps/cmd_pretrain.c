@@ -23,12 +23,12 @@ static const char usage_text[] =
     "  --eval-data DIR   held-out dataset for masked-token accuracy (else data.eval)\n"
     "  --tokenizer DIR   visual tokenizer folder\n"
     "  --out DIR         output folder\n"
-    "  --precision P     matrix products of the encoder: bf16 (bfloat16 operands, float32\n"
-    "                    accumulation, weights, gradients and optimizer state), fp32, or auto\n"
-    "                    (the default: bf16 where the CPU has AMX, else fp32); = --set\n"
-    "                    precision=P. The frozen dVAE tokenizer always runs in fp32 (it has no\n"
-    "                    bf16 path yet). Resuming under another precision works (the master\n"
-    "                    weights are fp32) but is not bit-identical to an uninterrupted run.\n"
+    "  --precision P     matrix products of the encoder and of the frozen dVAE tokenizer: bf16\n"
+    "                    (bfloat16 operands, float32 accumulation, weights, gradients and\n"
+    "                    optimizer state), fp32, or auto (the default: bf16 where the CPU has\n"
+    "                    AMX, else fp32); = --set precision=P. Resuming under another precision\n"
+    "                    works (the master weights are fp32) but is not bit-identical to an\n"
+    "                    uninterrupted run.\n"
     "  --resume          continue from the newest checkpoint in --out\n"
     "  --set KEY=VALUE   override a recipe key, e.g. --set optimizer.lr=5e-4\n";
 

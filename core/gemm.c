@@ -59,6 +59,9 @@ void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_
   if (M == 0 || N == 0 || bs->count1 == 0 || bs->count2 == 0)
     return;
   BEIT_ASSERT(A.dtype == B.dtype);
+  /* a zero stride (a broadcast operand) ran on oneDNN's reference kernel with wrong results */
+  BEIT_ASSERT(bs->count1 == 1 || (bs->sa1 && bs->sb1 && bs->sc1));
+  BEIT_ASSERT(bs->count2 == 1 || (bs->sa2 && bs->sb2 && bs->sc2));
   if (A.dtype == BEIT_DTYPE_BF16) {
     beit_dnnl_matmul(C, ldc, A, B, NULL, M, N, K, alpha, beta, bs);
     return;

@@ -38,7 +38,7 @@ struct pretrain {
   struct beit_pretrain_summary *sum;
   struct beit_dist *dist;
   struct beit_model *model;
-  enum beit_precision precision; /* of the encoder's matrix products (the tokenizer: fp32) */
+  enum beit_precision precision; /* of the encoder's and the tokenizer's matrix products */
   struct beit_tokenizer *tok;
   struct beit_loader *loader;
   struct beit_dist_grads *reducer;
@@ -252,7 +252,7 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
   if ((st = beit_recipe_resolve(r, opt->recipe, opt->sets, opt->nsets, opt->data, opt->eval_data,
                                 err)) ||
       (st = beit_precision_policy_start(&p->precision, r->precision, p->dist, stderr,
-                                        "the dVAE tokenizer runs fp32", err))) /* first line */
+                                        "encoder and dVAE tokenizer", err))) /* first line */
     return st;
   beit_config_defaults(&cfg);
   if ((st = beit_config_load(&cfg, r->model, err)))
@@ -271,7 +271,11 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
   if ((st = beit_dist_bcast(p->dist, m->params, m->table.total * sizeof(float), 0, err)) ||
       (st = beit_model_set_precision(m, p->precision, err)))
     goto free_cfg;
+  /* the targets come from the tokenizer in the run's precision too: unilm computes them in
+   * float32 outside autocast; in bf16 a token can differ where two logits are within bf16's
+   * error of each other (tests/test_tokenizer_bf16.c), for half of a step's products at 112 */
   if ((st = beit_tokenizer_load(&p->tok, opt->tokenizer, p->B, err)) ||
+      (st = beit_tokenizer_set_precision(p->tok, p->precision, err)) ||
       (st = beit_tokenizer_check_targets(p->tok, m->gh, m->gw, (size_t)cfg.vocab_size, err)))
     goto free_cfg;
   beit_mask_params_init(&p->mask_params, m->gh, m->gw, (size_t)r->masking.num_masking_patches);

@@ -11,6 +11,14 @@ if(BEIT_USE_MPI)
            COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_mpi_pretrain.py
                    $<TARGET_FILE:beit> ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/mpi_pretrain)
   set_tests_properties(test_mpi_pretrain PROPERTIES LABELS "mpi;e2e" TIMEOUT 1200)
+  # The same in bf16 (and 1 rank x 16 x 2 accumulation steps): loss curves within 1e-4 over 40
+  # steps, final weights within 1e-3 in L2; exit 77 = skipped without bf16 matrix products.
+  add_test(NAME test_mpi_pretrain_bf16
+           COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_mpi_pretrain_bf16.py
+                   $<TARGET_FILE:beit> ${MPIEXEC_EXECUTABLE}
+                   ${CMAKE_CURRENT_BINARY_DIR}/mpi_pretrain_bf16)
+  set_tests_properties(test_mpi_pretrain_bf16 PROPERTIES LABELS "mpi;e2e" TIMEOUT 600
+                       SKIP_RETURN_CODE 77)
 endif()
 # The precision policy of beit pretrain (--precision, recipe key `precision`): fp32 and bf16 runs
 # of the small Fashion-MNIST model say and record what they computed in, bf16 resumes exactly,
@@ -19,3 +27,16 @@ add_test(NAME test_precision_e2e
          COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_precision_e2e.py $<TARGET_FILE:beit>
                  ${CMAKE_CURRENT_BINARY_DIR}/precision_e2e)
 set_tests_properties(test_precision_e2e PROPERTIES LABELS e2e TIMEOUT 300)
+# bf16 pretraining is deterministic (two runs: same losses, weights and AdamW state, bit for bit)
+# and resumes bit for bit after SIGKILL; exit 77 = skipped without bf16 matrix products.
+add_test(NAME test_bf16_pretrain_e2e
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_bf16_pretrain_e2e.py
+                 $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/bf16_pretrain_e2e)
+set_tests_properties(test_bf16_pretrain_e2e PROPERTIES LABELS e2e TIMEOUT 600
+                     SKIP_RETURN_CODE 77)
+# bf16 against fp32 over 300 steps of the small model on real Fashion-MNIST images (loss curves
+# within 2%, masked-token accuracy within 0.5 points); exit 77 = skipped without bf16 products.
+add_test(NAME test_precision_parity
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_precision_parity.py
+                 $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/precision_parity)
+set_tests_properties(test_precision_parity PROPERTIES LABELS e2e TIMEOUT 600 SKIP_RETURN_CODE 77)

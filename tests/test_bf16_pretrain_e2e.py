@@ -28,18 +28,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary  # noqa: E402
 import pretrain_fixture  # noqa: E402
 import st  # noqa: E402
 
 STEPS, EVERY = 60, 20
 ENV = dict(os.environ, OMP_NUM_THREADS="2")
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    failures += not cond
 
 
 def first_differences(a, b):
@@ -121,8 +115,7 @@ def main():
         diff = same_tensors(os.path.join(a_out, final), os.path.join(k_out, final), name)
         check(not diff, f"SIGKILL + --resume: final {name} bit for bit"
               + (": " + diff if diff else ""))
-    print(f"bf16_pretrain_e2e: {failures} failed")
-    return 1 if failures else 0
+    return summary("bf16_pretrain_e2e")
 
 
 if __name__ == "__main__":

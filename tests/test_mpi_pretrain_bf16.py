@@ -47,19 +47,13 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary  # noqa: E402
 import pretrain_fixture  # noqa: E402
 import rank_equivalence as req  # noqa: E402
 import st  # noqa: E402
 
 STEPS, GLOBAL_BATCH = 40, 32
 CURVE_BOUND, WEIGHT_L2_BOUND, WEIGHT_MAX_BOUND = 1e-4, 1e-3, 0.1
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    failures += not cond
 
 
 def weight_diffs(a_dir, b_dir):
@@ -120,8 +114,7 @@ def main():
               f"{label}: final weights differ by {l2:.2e} in L2 (<= {WEIGHT_L2_BOUND:.0e}), "
               f"the worst tensor {name_} by {worst:.2e} of its largest element "
               f"(<= {WEIGHT_MAX_BOUND})")
-    print(f"mpi_pretrain_bf16: {failures} failed")
-    return 1 if failures else 0
+    return summary("mpi_pretrain_bf16")
 
 
 if __name__ == "__main__":

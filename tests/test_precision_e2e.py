@@ -28,19 +28,13 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary  # noqa: E402
 import pretrain_fixture  # noqa: E402
 import rank_equivalence  # noqa: E402
 
 STEPS = 6
 ENV = dict(os.environ, OMP_NUM_THREADS="2")
 AVX2 = dict(ENV, ONEDNN_MAX_CPU_ISA="AVX2")
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    failures += not cond
 
 
 def machine(beit, env):
@@ -162,8 +156,7 @@ def main():
           f"a bad recipe value names the key and the file: {r.stderr.strip()[-300:]}")
     r = run(os.path.join(work, "bad2"), "--precision", "fp16")
     check(r.returncode == 2 and "--precision" in r.stderr, "a bad --precision is a usage error")
-    print(f"precision_e2e: {failures} failed")
-    return 1 if failures else 0
+    return summary("precision_e2e")
 
 
 if __name__ == "__main__":

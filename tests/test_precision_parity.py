@@ -35,19 +35,13 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, summary  # noqa: E402
 import pretrain_fixture  # noqa: E402
 import rank_equivalence  # noqa: E402
 
 STEPS, BATCH, LOG_EVERY = 300, 16, 10
 LOSS_BOUND, ACC_BOUND_POINTS, LAST_STEPS = 2e-2, 0.5, 100
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    failures += not cond
 
 
 def records(out):
@@ -143,8 +137,7 @@ def main():
 
     # 3. bf16 is a different computation
     check(loss32 != loss16, "bf16 computed differently from fp32")
-    print(f"precision_parity: {failures} failed")
-    return 1 if failures else 0
+    return summary("precision_parity")
 
 
 if __name__ == "__main__":

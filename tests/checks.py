@@ -1,0 +1,15 @@
+"""The python tests' pass/fail bookkeeping: check() prints one ok/FAIL line and counts failures;
+summary() prints the count and gives the exit status (non-zero on any failure)."""
+
+failures = 0
+
+
+def check(cond, msg):
+    global failures
+    print(("ok   " if cond else "FAIL ") + msg, flush=True)
+    failures += not cond
+
+
+def summary(name):
+    print(f"{name}: {failures} failed")
+    return 1 if failures else 0

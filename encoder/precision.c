@@ -1,7 +1,7 @@
 /* The precision policy applied to the encoder (include/beit/precision.h): which kernels the
  * matrix products of forward and backward run on, and the bfloat16 copy of the weights.
  *
- * fp32 runs the float32 kernels on the float32 buffers, bitwise what the encoder always computed.
+ * fp32 runs the float32 kernels on the float32 buffers (OpenBLAS for the products).
  * bf16 rounds each product's operands to bfloat16 where they are produced (weights once per
  * training forward, activations as the layer before hands them over) and keeps the rounded copy
  * for backward, which rounds its incoming gradient once for both of a layer's products. Everything

@@ -52,6 +52,10 @@ const char *beit_precision_isa(void) { return beit_dnnl_isa(); }
 void beit_precision_describe(char *buf, size_t size)
 {
   const char *blas = openblas_get_config();
+  if (!strcmp(beit_dnnl_version(), "none")) {
+    snprintf(buf, size, "built without oneDNN (fp32 only); %s (fp32)", blas ? blas : "OpenBLAS");
+    return;
+  }
   snprintf(buf, size, "oneDNN %s (ISA %s; default precision %s); %s (fp32)",
            beit_dnnl_version(), beit_dnnl_isa(), beit_dnnl_has_amx() ? "bf16" : "fp32",
            blas ? blas : "OpenBLAS");

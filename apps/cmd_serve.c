@@ -210,7 +210,8 @@ int beit_cmd_serve(int argc, char **argv)
   const int v6 = strchr(sopt.host, ':') != NULL;
   fprintf(stderr, "beit serve: listening on http://%s%s%s:%d, loading %s\n", v6 ? "[" : "",
           sopt.host, v6 ? "]" : "", beit_serve_port(srv), model_dir);
-  if (beit_infer_load(&inf, model_dir, &iopt, &err) || beit_serve_attach(srv, inf, &err))
+  if (beit_infer_load(&inf, model_dir, &iopt, &err) || beit_infer_warmup(inf, &err) ||
+      beit_serve_attach(srv, inf, &err))
     goto fail;
   char desc[256];
   beit_infer_preprocess_describe(beit_infer_preprocessing(inf), desc, sizeof desc);

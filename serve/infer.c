@@ -215,6 +215,24 @@ static void probabilities(float *probs, const float *logits, size_t n, size_t C,
   }
 }
 
+enum beit_status beit_infer_warmup(struct beit_infer *inf, struct beit_error *err)
+{
+  if (inf->opt.precision != BEIT_PRECISION_BF16)
+    return BEIT_STATUS_OK; /* OpenBLAS has nothing to prepare */
+  size_t B = inf->opt.max_batch, V = beit_infer_view_floats(inf);
+  float *views = calloc(B * V, sizeof *views);
+  float *probs = malloc(B * beit_infer_num_labels(inf) * sizeof *probs);
+  enum beit_status st = BEIT_STATUS_OK;
+  if (!views || !probs)
+    st = beit_error_set(err, BEIT_STATUS_NOMEM, "warm-up: out of memory");
+  /* the primitive cache is process-wide: one session creates them for all */
+  for (size_t n = 1; !st && n <= B; n++)
+    st = beit_infer_run(inf, 0, views, n, probs, err);
+  free(views);
+  free(probs);
+  return st;
+}
+
 enum beit_status beit_infer_run(struct beit_infer *inf, int session, const float *views,
                                 size_t n, float *probs, struct beit_error *err)
 {

@@ -92,6 +92,10 @@ struct beit_infer;
 enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
                                  const struct beit_infer_options *opt, struct beit_error *err);
 void beit_infer_free(struct beit_infer *inf);
+/* In bf16, run one forward of every batch size 1..max_batch so that oneDNN's primitives exist
+ * before the first request (each new batch size would otherwise cost its first request about
+ * 1.5 s for BEiT-base); nothing to do in fp32. Not concurrently with beit_infer_run. */
+enum beit_status beit_infer_warmup(struct beit_infer *inf, struct beit_error *err);
 
 enum beit_infer_task beit_infer_task(const struct beit_infer *inf);
 size_t beit_infer_num_labels(const struct beit_infer *inf);

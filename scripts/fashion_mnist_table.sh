@@ -1,72 +1,140 @@
 #!/usr/bin/env bash
-# The BEiT claim in miniature: fine-tune the quickstart's MIM-pretrained encoder and the same
-# architecture from random init, with the same budget (recipe, steps, seed), on 1%, 10% and 100%
-# of Fashion-MNIST's training labels; report test top-1 (all 10,000 test images) as a table.
+# The BEiT claim in miniature: pretrain the small encoder by masked image modeling, then fine-tune
+# it and the same architecture from random init with the same budget (recipe, steps, seed) on 1%,
+# 10% and 100% of Fashion-MNIST's training labels; report test top-1 (all 10,000 test images) for
+# each precision side by side.
 #
 #   scripts/fashion_mnist_table.sh [QUICKSTART_DIR] [OUT]
-#     QUICKSTART_DIR  output of scripts/quickstart.sh (default runs/quickstart): data/train,
-#                     data/test and pretrain/checkpoint-<step>/
-#     OUT             default QUICKSTART_DIR/finetune-table; OUT/table.md is the result
-#   env: BEIT (default build/apps/beit), STEPS_1, STEPS_10, STEPS_100 (optimizer steps of 64
-#        images per fraction, default 100, 200, 300), EXTRA (more beit finetune options)
+#     QUICKSTART_DIR  output of scripts/quickstart.sh (default runs/quickstart): its packed
+#                     data/{train,test} and its tokenizer/tokenizer are reused
+#     OUT             default QUICKSTART_DIR/table-$BUDGET; OUT/table.md is the result
+#   env:
+#     BUDGET          long (default): recipes pretrain_fashion_mnist_long.json and
+#                     finetune_fashion_mnist_long.json, fine-tuning steps 200 / 500 / 1500;
+#                     short: the quickstart's recipes (pretrain_fashion_mnist.json, 600 steps)
+#                     and finetune_fashion_mnist.json, 100 / 200 / 300 steps
+#     PRECISIONS      default "bf16 fp32"; each precision pretrains and fine-tunes in that precision
+#     PRETRAIN_RECIPE, FINETUNE_RECIPE, STEPS_1, STEPS_10, STEPS_100 (optimizer steps of 64 images
+#                     per label fraction) override the budget's values
+#     ENCODER         fine-tune this pretrained checkpoint instead of pretraining (e.g. the
+#                     quickstart's QUICKSTART_DIR/pretrain/checkpoint-600)
+#     BEIT            default build/apps/beit; EXTRA, EXTRA_PRETRAIN: more beit options
 #
-# Both arms use configs/recipes/finetune_fashion_mnist.json; the random-init arm turns layer-wise
-# lr decay off (with random lower layers it would only slow them down), so the baseline gets its
-# better recipe. Label subsets are seeded and class-balanced (recipe key data.fraction): both arms
-# see the same images. Runs are resumable: a finished cell is not redone.
+# Layout: OUT/<precision>/pretrain/ (MIM run), OUT/<precision>/<arm>-<fraction>/ (fine-tunings,
+# eval.json, seconds), OUT/<precision>/*.log. The random-init arm turns layer-wise lr decay off
+# (with random lower layers it would only slow them down), so the baseline gets its better recipe.
+# Label subsets are seeded and class-balanced (recipe key data.fraction): both arms and both
+# precisions see the same images. Resumable: a finished pretraining or cell is not redone, an
+# interrupted pretraining resumes from its last checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QS=${1:-runs/quickstart}
-OUT=${2:-$QS/finetune-table}
+BUDGET=${BUDGET:-long}
+OUT=${2:-$QS/table-$BUDGET}
 BEIT=${BEIT:-build/apps/beit}
-RECIPE=configs/recipes/finetune_fashion_mnist.json
-declare -A STEPS=([0.01]=${STEPS_1:-100} [0.1]=${STEPS_10:-200} [1]=${STEPS_100:-300})
-CKPT=$(ls -d "$QS"/pretrain/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1 || true)
-if [ -z "$CKPT" ] || [ ! -f "$QS/data/train/index.json" ] || [ ! -f "$QS/data/test/index.json" ]; then
-  echo "need $QS/data/{train,test} and $QS/pretrain/checkpoint-*: run scripts/quickstart.sh" >&2
+PRECISIONS=${PRECISIONS:-bf16 fp32}
+FRACTIONS="0.01 0.1 1"
+case $BUDGET in
+  long)  PRETRAIN_RECIPE=${PRETRAIN_RECIPE:-configs/recipes/pretrain_fashion_mnist_long.json}
+         FINETUNE_RECIPE=${FINETUNE_RECIPE:-configs/recipes/finetune_fashion_mnist_long.json}
+         declare -A STEPS=([0.01]=${STEPS_1:-200} [0.1]=${STEPS_10:-500} [1]=${STEPS_100:-1500}) ;;
+  short) PRETRAIN_RECIPE=${PRETRAIN_RECIPE:-configs/recipes/pretrain_fashion_mnist.json}
+         FINETUNE_RECIPE=${FINETUNE_RECIPE:-configs/recipes/finetune_fashion_mnist.json}
+         declare -A STEPS=([0.01]=${STEPS_1:-100} [0.1]=${STEPS_10:-200} [1]=${STEPS_100:-300}) ;;
+  *)     echo "BUDGET is long or short, not '$BUDGET'" >&2; exit 2 ;;
+esac
+DATA=$QS/data
+TOKENIZER=$QS/tokenizer/tokenizer
+if [ ! -f "$DATA/train/index.json" ] || [ ! -f "$DATA/test/index.json" ] ||
+   { [ -z "${ENCODER:-}" ] && [ ! -f "$TOKENIZER/model.safetensors" ]; }; then
+  echo "need $DATA/{train,test} and $TOKENIZER: run scripts/quickstart.sh" >&2
   exit 2
 fi
 mkdir -p "$OUT"
 start=$(date +%s)
-top1() { /usr/bin/python3 -c "import json,sys; print('%.2f' % (100 * json.load(open(sys.argv[1]))['top1']))" "$1"; }
 
-for frac in 0.01 0.1 1; do
-  for arm in pretrained random; do
-    dir="$OUT/$arm-$frac"
-    if [ -f "$dir/eval.json" ]; then
-      continue
-    fi
-    init=()
-    if [ "$arm" = pretrained ]; then
-      init=(--init "$CKPT")
-    else
-      init=(--set optimizer.layer_decay=1.0)
-    fi
-    t0=$(date +%s)
-    echo "== $arm encoder, $frac of the labels, ${STEPS[$frac]} steps"
-    "$BEIT" finetune --config "$RECIPE" --data "$QS/data/train" --eval-data "$QS/data/test" \
-      --out "$dir" "${init[@]}" --set data.fraction=$frac \
-      --set schedule.max_steps="${STEPS[$frac]}" ${EXTRA:-} > "$dir.log" 2> "$dir.err" \
-      || { tail -20 "$dir.err" >&2; exit 1; }
-    echo "$(( $(date +%s) - t0 ))" > "$dir/seconds"
-    tail -4 "$dir.log"
+json() { /usr/bin/python3 -c "import json,sys; print(eval(sys.argv[2], {}, json.load(open(sys.argv[1]))))" "$@"; }
+top1() { json "$OUT/$1/eval.json" "'%.2f' % (100 * top1)"; }
+last_checkpoint() { ls -d "$1"/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -1; }
+
+# run NAME DIR COMMAND...: run a step once (DIR/seconds marks it done), log to DIR.log/.err
+run() {
+  local name=$1 dir=$2; shift 2
+  if [ -f "$dir/seconds" ]; then
+    return
+  fi
+  echo "== $name"
+  local t0; t0=$(date +%s)
+  "$@" > "$dir.log" 2> "$dir.err" || { tail -20 "$dir.err" >&2; exit 1; }
+  echo "$(( $(date +%s) - t0 ))" > "$dir/seconds"
+  tail -4 "$dir.log"
+}
+
+# write_table: OUT/table.md, a pair of columns for each precision with all six cells done
+write_table() {
+  done_precs=()
+  for prec in $PRECISIONS; do
+    ls "$OUT/$prec"/{pretrained,random}-{0.01,0.1,1}/eval.json > /dev/null 2>&1 && done_precs+=("$prec")
   done
+  [ ${#done_precs[@]} -gt 0 ] || return 0
+  {
+    head="| labels used | steps x 64 images |"; rule="|---|---|"
+    for prec in "${done_precs[@]}"; do
+      head+=" pretrained $prec top-1 % | random init $prec top-1 % |"; rule+="---|---|"
+    done
+    echo "$head"; echo "$rule"
+    for frac in $FRACTIONS; do
+      if [ "$frac" = 1 ]; then n=$(json "$DATA/train/index.json" num_records)
+      else n=$(json "$OUT/${done_precs[0]}/pretrained-$frac/train-fraction-$frac/index.json" num_records); fi
+      row="| $(/usr/bin/python3 -c "print('%g%%' % (100 * $frac))") ($n) | ${STEPS[$frac]} |"
+      for prec in "${done_precs[@]}"; do
+        row+=" $(top1 "$prec/pretrained-$frac") | $(top1 "$prec/random-$frac") |"
+      done
+      echo "$row"
+    done
+    echo
+    echo "| precision | MIM pretraining | held-out masked-token accuracy | six fine-tunings + evaluations | total |"
+    echo "|---|---|---|---|---|"
+    for prec in "${done_precs[@]}"; do
+      pre=0; mim=-
+      if [ -f "$OUT/$prec/pretrain/seconds" ]; then
+        pre=$(cat "$OUT/$prec/pretrain/seconds")
+        mim=$(sed -n 's/.*masked-token accuracy \([0-9.]*\) over.*/\1/p' "$OUT/$prec/pretrain.log")
+      fi
+      ft=0
+      for f in "$OUT/$prec"/*-*/seconds; do ft=$(( ft + $(cat "$f") )); done
+      printf '| %s | %d min %02d s | %s | %d min %02d s | %d min %02d s |\n' "$prec" \
+        $((pre / 60)) $((pre % 60)) "$mim" $((ft / 60)) $((ft % 60)) \
+        $(((pre + ft) / 60)) $(((pre + ft) % 60))
+    done
+    echo
+    echo "Test top-1 on all 10,000 Fashion-MNIST test images. Budget '$BUDGET': pretraining"
+    echo "${ENCODER:-$PRETRAIN_RECIPE}, fine-tuning $FINETUNE_RECIPE; $(nproc) cores,"
+    echo "OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}."
+  } > "$OUT/table.md"
+}
+
+for prec in $PRECISIONS; do
+  mkdir -p "$OUT/$prec"
+  encoder=${ENCODER:-}
+  if [ -z "$encoder" ]; then
+    run "$prec: MIM pretraining ($PRETRAIN_RECIPE)" "$OUT/$prec/pretrain" \
+      "$BEIT" pretrain --config "$PRETRAIN_RECIPE" --data "$DATA/train" --eval-data "$DATA/test" \
+        --tokenizer "$TOKENIZER" --out "$OUT/$prec/pretrain" --precision "$prec" --resume \
+        ${EXTRA_PRETRAIN:-}
+    encoder=$(last_checkpoint "$OUT/$prec/pretrain")
+  fi
+  for frac in $FRACTIONS; do
+    for arm in pretrained random; do
+      init=(--init "$encoder")
+      [ "$arm" = random ] && init=(--set optimizer.layer_decay=1.0)
+      run "$prec: $arm encoder, $frac of the labels, ${STEPS[$frac]} steps" "$OUT/$prec/$arm-$frac" \
+        "$BEIT" finetune --config "$FINETUNE_RECIPE" --data "$DATA/train" --eval-data "$DATA/test" \
+          --out "$OUT/$prec/$arm-$frac" "${init[@]}" --precision "$prec" \
+          --set data.fraction="$frac" --set schedule.max_steps="${STEPS[$frac]}" ${EXTRA:-}
+    done
+  done
+  write_table
 done
-
-total=$(( $(date +%s) - start ))
-{
-  echo "| labels used | steps x 64 images | pretrained (BEiT MIM) top-1 % | random init top-1 % |"
-  echo "|---|---|---|---|"
-  for frac in 0.01 0.1 1; do
-    n=$(/usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['num_records'])" \
-        "$( [ "$frac" = 1 ] && echo "$QS/data/train" || echo "$OUT/pretrained-$frac/train-fraction-$frac" )/index.json")
-    echo "| $(/usr/bin/python3 -c "print('%g%%' % (100 * $frac))") ($n) | ${STEPS[$frac]} | $(top1 "$OUT/pretrained-$frac/eval.json") | $(top1 "$OUT/random-$frac/eval.json") |"
-  done
-  echo
-  secs=0
-  for f in "$OUT"/*/seconds; do secs=$(( secs + $(cat "$f") )); done
-  echo "Test top-1 on all 10,000 Fashion-MNIST test images. Encoder: $CKPT. Six fine-tunings in"
-  echo "${secs} s of fine-tuning and evaluation ($(nproc) cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset})."
-} > "$OUT/table.md"
 cat "$OUT/table.md"
-echo "(this invocation: ${total} s; table in $OUT/table.md)"
+echo "(this invocation: $(( $(date +%s) - start )) s; table in $OUT/table.md)"

@@ -4,7 +4,8 @@
  * Each distinct product (shapes, strides, transposes, alpha, beta) gets one matmul primitive,
  * created at first use and cached for the life of the process: oneDNN's primitive creation
  * generates code (milliseconds), its execution is what a step pays. The cache is shared by every
- * thread (a read-write lock: products run under the read lock, creation takes the write lock); execution streams are per thread. What the CPU can do is asked
+ * thread (a read-write lock: products run under the read lock, creation takes the write lock);
+ * execution streams are per thread. What the CPU can do is asked
  * of oneDNN itself: a probe primitive tells whether bf16 matmul exists here and which kernel
  * (AMX or AVX512-BF16) it runs, so ONEDNN_MAX_CPU_ISA caps it as it caps everything else. */
 #include <oneapi/dnnl/dnnl.h>
@@ -134,7 +135,8 @@ static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *
   if (prim && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
       impl && !strncmp(impl, "ref", 3)) /* a layout oneDNN has no fast kernel for: a bug of ours */
     fprintf(stderr, "beit: warning: oneDNN runs a %zux%zux%zu (x%zu) bf16 product on its "
-                    "reference kernel '%s' (slow)\n", k->M, k->N, k->K, k->count1 * k->count2, impl);
+                    "reference kernel '%s' (slow)\n",
+            k->M, k->N, k->K, k->count1 * k->count2, impl);
 done:
   if (pd)
     dnnl_primitive_desc_destroy(pd);

@@ -6,10 +6,9 @@
  * reading dout and inp twice. */
 #include "gemm.h"
 #include "kernels.h"
+#include "vmath.h"
 
 #include <math.h>
-
-#define COL_BLOCK 64
 
 /* Mean and 1/std of one row: two passes, the sum of squared deviations (no cancellation in
  * E[x^2] - m^2). */
@@ -100,11 +99,12 @@ void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
     }
   }
   if (dweight || dbias) {
-    size_t nblocks = (C + COL_BLOCK - 1) / COL_BLOCK;
+    size_t nblocks = (C + BEIT_COL_BLOCK - 1) / BEIT_COL_BLOCK;
 #pragma omp parallel for schedule(static) if (N * C > 16384)
     for (size_t blk = 0; blk < nblocks; blk++) {
-      size_t c0 = blk * COL_BLOCK, w = C - c0 < COL_BLOCK ? C - c0 : COL_BLOCK;
-      float sw[COL_BLOCK] = {0}, sb[COL_BLOCK] = {0};
+      size_t c0 = blk * BEIT_COL_BLOCK;
+      size_t w = C - c0 < BEIT_COL_BLOCK ? C - c0 : BEIT_COL_BLOCK;
+      float sw[BEIT_COL_BLOCK] = {0}, sb[BEIT_COL_BLOCK] = {0};
       for (size_t n = 0; n < N; n++) {
         const float *x = inp + n * C + c0, *dy = dout + n * C + c0;
         float m = mean[n], s = rstd[n];

@@ -7,21 +7,19 @@
  * independent of the thread count. Naive twins are plain loops, the test oracle. */
 #include "gemm.h"
 #include "kernels.h"
+#include "vmath.h"
 
 #include <string.h>
-
-/* Columns per block of a parallel column sum: 64 floats = one cache line x 4. */
-#define COL_BLOCK 64
 
 /* acc (C) += sum over n < N of x[n*ld + c]; parallel over column blocks. */
 static void column_sums(float *acc, const float *x, size_t N, size_t C, size_t ld)
 {
-  size_t nblocks = (C + COL_BLOCK - 1) / COL_BLOCK;
+  size_t nblocks = (C + BEIT_COL_BLOCK - 1) / BEIT_COL_BLOCK;
 #pragma omp parallel for schedule(static) if (N * C > 32768)
   for (size_t blk = 0; blk < nblocks; blk++) {
-    size_t c0 = blk * COL_BLOCK;
-    size_t c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
-    float sum[COL_BLOCK] = {0};
+    size_t c0 = blk * BEIT_COL_BLOCK;
+    size_t c1 = c0 + BEIT_COL_BLOCK < C ? c0 + BEIT_COL_BLOCK : C;
+    float sum[BEIT_COL_BLOCK] = {0};
     for (size_t n = 0; n < N; n++) {
       const float *row = x + n * ld;
       for (size_t c = c0; c < c1; c++)

@@ -6,11 +6,10 @@
  * scatter into repeated rows, dtoken) are parallel over column blocks, each thread walking the
  * rows in order, so they are race-free and bitwise independent of the thread count. */
 #include "kernels.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <string.h>
-
-#define COL_BLOCK 64
 
 void beit_residual_forward(float *out, const float *x, const float *branch, const float *gamma,
                            const float *sample_scale, size_t B, size_t T, size_t D)
@@ -55,14 +54,14 @@ void beit_residual_backward(float *dx, float *dbranch, float *dgamma, const floa
     }
   }
   if (dgamma && gamma) {
-    size_t nblocks = (D + COL_BLOCK - 1) / COL_BLOCK;
+    size_t nblocks = (D + BEIT_COL_BLOCK - 1) / BEIT_COL_BLOCK;
 #pragma omp parallel for schedule(static) if (B * T * D > 32768)
     for (size_t blk = 0; blk < nblocks; blk++) {
-      size_t d0 = blk * COL_BLOCK, w = D - d0 < COL_BLOCK ? D - d0 : COL_BLOCK;
-      float acc[COL_BLOCK] = {0};
+      size_t d0 = blk * BEIT_COL_BLOCK, w = D - d0 < BEIT_COL_BLOCK ? D - d0 : BEIT_COL_BLOCK;
+      float acc[BEIT_COL_BLOCK] = {0};
       for (size_t b = 0; b < B; b++) {
         float s = sample_scale ? sample_scale[b] : 1.0f;
-        float part[COL_BLOCK] = {0};
+        float part[BEIT_COL_BLOCK] = {0};
         for (size_t t = 0; t < T; t++) {
           size_t o = (b * T + t) * D + d0;
           for (size_t d = 0; d < w; d++)
@@ -174,10 +173,10 @@ void beit_gather_rows_backward(float *dinp, const float *dout, const int32_t *ro
   if (!dinp)
     return;
   /* rows may repeat: parallel over column blocks, rows in order within each block */
-  size_t nblocks = (D + COL_BLOCK - 1) / COL_BLOCK;
+  size_t nblocks = (D + BEIT_COL_BLOCK - 1) / BEIT_COL_BLOCK;
 #pragma omp parallel for schedule(static) if (M * D > 32768)
   for (size_t blk = 0; blk < nblocks; blk++) {
-    size_t d0 = blk * COL_BLOCK, w = D - d0 < COL_BLOCK ? D - d0 : COL_BLOCK;
+    size_t d0 = blk * BEIT_COL_BLOCK, w = D - d0 < BEIT_COL_BLOCK ? D - d0 : BEIT_COL_BLOCK;
     for (size_t m = 0; m < M; m++) {
       float *dx = dinp + (size_t)rows[m] * D + d0;
       const float *dy = dout + m * D + d0;
@@ -202,11 +201,11 @@ void beit_mask_tokens_backward(float *demb, float *dtoken, const uint8_t *mask, 
 {
   const size_t rows = B * N;
   if (dtoken) {
-    size_t nblocks = (D + COL_BLOCK - 1) / COL_BLOCK;
+    size_t nblocks = (D + BEIT_COL_BLOCK - 1) / BEIT_COL_BLOCK;
 #pragma omp parallel for schedule(static) if (B * N * D > 32768)
     for (size_t blk = 0; blk < nblocks; blk++) {
-      size_t d0 = blk * COL_BLOCK, w = D - d0 < COL_BLOCK ? D - d0 : COL_BLOCK;
-      float acc[COL_BLOCK] = {0};
+      size_t d0 = blk * BEIT_COL_BLOCK, w = D - d0 < BEIT_COL_BLOCK ? D - d0 : BEIT_COL_BLOCK;
+      float acc[BEIT_COL_BLOCK] = {0};
       for (size_t r = 0; r < rows; r++) {
         if (!mask[r])
           continue;

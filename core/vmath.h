@@ -9,6 +9,12 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Columns per work item of the column reductions (bias and LayerNorm/LayerScale parameter
+ * gradients): each thread walks every row of its block in order, so sums are race-free and
+ * bitwise independent of the thread count and of this width. 16 floats = one cache line and one
+ * 512-bit vector; wider blocks left threads idle at D = 192 (3 blocks on 2 threads). */
+#define BEIT_COL_BLOCK 16
+
 /* exp(x) for x in [-87, 88] (clamped outside; NaN propagates). exp(0) == 1 exactly. */
 static inline float beit_vexpf(float x)
 {

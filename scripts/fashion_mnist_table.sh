@@ -14,6 +14,7 @@
 #                     short: the quickstart's recipes (pretrain_fashion_mnist.json, 600 steps)
 #                     and finetune_fashion_mnist.json, 100 / 200 / 300 steps
 #     PRECISIONS      default "bf16 fp32"; each precision pretrains and fine-tunes in that precision
+#     FRACTIONS       label fractions, in the order they run (default "0.01 0.1 1")
 #     PRETRAIN_RECIPE, FINETUNE_RECIPE, STEPS_1, STEPS_10, STEPS_100 (optimizer steps of 64 images
 #                     per label fraction) override the budget's values
 #     ENCODER         fine-tune this pretrained checkpoint instead of pretraining (e.g. the
@@ -33,7 +34,7 @@ BUDGET=${BUDGET:-long}
 OUT=${2:-$QS/table-$BUDGET}
 BEIT=${BEIT:-build/apps/beit}
 PRECISIONS=${PRECISIONS:-bf16 fp32}
-FRACTIONS="0.01 0.1 1"
+FRACTIONS=${FRACTIONS:-0.01 0.1 1}
 case $BUDGET in
   long)  PRETRAIN_RECIPE=${PRETRAIN_RECIPE:-configs/recipes/pretrain_fashion_mnist_long.json}
          FINETUNE_RECIPE=${FINETUNE_RECIPE:-configs/recipes/finetune_fashion_mnist_long.json}

@@ -88,7 +88,7 @@ static dnnl_status_t describe(dnnl_memory_desc_t *md, dnnl_data_type_t type, siz
   if (count1 > 1 || count2 > 1) {
     if (count1 > 1)
       dims[n] = (dnnl_dim_t)count1, strides[n++] = (dnnl_dim_t)s1;
-    if (count2 > 1 || count1 == 1)
+    if (count2 > 1)
       dims[n] = (dnnl_dim_t)count2, strides[n++] = (dnnl_dim_t)s2;
   }
   dims[n] = (dnnl_dim_t)rows, strides[n++] = rs;
@@ -227,14 +227,14 @@ static void insert(const struct matmul_key *k)
   if (!find(k)) {
     struct matmul_entry e;
     dnnl_status_t st;
-    e.key = *k;
+    memcpy(&e.key, k, sizeof *k); /* bytewise, padding included: keys are compared by memcmp */
     e.prim = create(k, &e, &st);
     if (!e.prim)
       die("bf16 matmul primitive creation", st);
     size_t slot = g.count < CACHE_MAX ? g.count++ : g.next_evict++ % CACHE_MAX;
     if (g.cache[slot].prim)
       dnnl_primitive_destroy(g.cache[slot].prim);
-    g.cache[slot] = e;
+    memcpy(&g.cache[slot], &e, sizeof e);
   }
   pthread_rwlock_unlock(&g.lock);
 }

@@ -7,6 +7,7 @@ split to evaluate runs that train on the test split."""
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -142,6 +143,18 @@ def bf16_backend(beit, env=None):
     backend = next((x.split(None, 1)[1] for x in r.stdout.splitlines()
                     if x.startswith("backend ")), "?")
     return backend, "bf16 available" in r.stdout
+
+
+def bf16_work(beit, work, env=None):
+    """The start of a bf16-only test: False (after printing why; the test exits 77) where bf16
+    matrix products are unavailable, else True with work made empty."""
+    backend, bf16 = bf16_backend(beit, env)
+    if not bf16:
+        print("skip: no bf16 matrix products on this machine (" + backend + ")")
+        return False
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    return True
 
 
 curve = rank_equivalence.curve  # step -> loss of out/metrics.jsonl

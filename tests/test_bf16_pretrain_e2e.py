@@ -19,7 +19,6 @@ usage: /usr/bin/python3 tests/test_bf16_pretrain_e2e.py BEIT_BINARY WORK_DIR
 """
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -54,12 +53,8 @@ def same_tensors(a_dir, b_dir, name):
 
 def main():
     beit, work = sys.argv[1], sys.argv[2]
-    backend, bf16 = pretrain_fixture.bf16_backend(beit, ENV)
-    if not bf16:
-        print("skip: no bf16 matrix products on this machine (" + backend + ")")
+    if not pretrain_fixture.bf16_work(beit, work, ENV):
         return 77
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
     data, tok, model = pretrain_fixture.make(beit, work, small=True)
     base = [beit, "pretrain", "--config", pretrain_fixture.RECIPE, "--data", data,
             "--tokenizer", tok, "--set", f"model={model}", "--set", "batch.size=16",

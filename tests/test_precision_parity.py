@@ -30,7 +30,6 @@ usage: /usr/bin/python3 tests/test_precision_parity.py BEIT_BINARY WORK_DIR
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -60,12 +59,8 @@ def heldout(stdout):
 
 def main():
     beit, work = sys.argv[1], sys.argv[2]
-    backend, bf16 = pretrain_fixture.bf16_backend(beit, ENV)
-    if not bf16:
-        print("skip: no bf16 matrix products on this machine (" + backend + ")")
+    if not pretrain_fixture.bf16_work(beit, work, ENV):
         return 77
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
     data, tok, model = pretrain_fixture.make(beit, work, small=True, patch_tokens=True)
     evaldata = pretrain_fixture.pack_heldout(beit, work)
     # the two runs side by side, one thread each: on 2 cores this takes two thirds of the CPU

@@ -127,6 +127,8 @@ int main(int argc, char **argv)
   for (int p = 0; p < PHASES; p++)
     phase[p] = calloc((size_t)total, sizeof(double));
   for (long it = 0; it < total; it++) {
+    if (it == o.warmup)
+      beit_dnnl_profile_reset(); /* BEIT_GEMM_PROFILE times the measured steps only */
     double t0 = beit_clock_now();
     if (train) {
       /* fresh random mask of n_mask patches per image, drop-path scales, token labels */

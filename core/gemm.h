@@ -92,5 +92,7 @@ const char *beit_dnnl_version(void);
 void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
                       const float *bias, size_t M, size_t N, size_t K, float alpha, float beta,
                       const struct beit_batch_strides *bs);
+/* BEIT_GEMM_PROFILE=1: forget the timings so far (a benchmark calls it after its warm-up). */
+void beit_dnnl_profile_reset(void);
 
 #endif

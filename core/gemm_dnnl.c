@@ -7,7 +7,11 @@
  * thread (a read-write lock: products run under the read lock, creation takes the write lock);
  * execution streams are per thread. What the CPU can do is asked
  * of oneDNN itself: a probe primitive tells whether bf16 matmul exists here and which kernel
- * (AMX or AVX512-BF16) it runs, so ONEDNN_MAX_CPU_ISA caps it as it caps everything else. */
+ * (AMX or AVX512-BF16) it runs, so ONEDNN_MAX_CPU_ISA caps it as it caps everything else.
+ *
+ * BEIT_GEMM_PROFILE=1 in the environment times every product and prints, at exit, one line per
+ * primitive (shape, transposes, calls, seconds, GFLOP/s) to stderr: where a step's matmul time
+ * goes. */
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +19,7 @@
 #include <string.h>
 
 #include "beit/status.h"
+#include "clock.h"
 #include "gemm.h"
 
 #define CACHE_MAX 256
@@ -30,13 +35,14 @@ struct matmul_entry {
   dnnl_primitive_t prim;
   dnnl_memory_desc_t a, b, c, bias, scratch;
   size_t scratch_bytes;
+  long long calls, nanoseconds, fastest; /* BEIT_GEMM_PROFILE */
 };
 
 static struct {
   pthread_once_t once;
   pthread_rwlock_t lock;
   dnnl_engine_t engine;
-  int bf16, amx;
+  int bf16, amx, profile;
   char isa[64], version[32];
   struct matmul_entry cache[CACHE_MAX];
   size_t count, next_evict;
@@ -148,9 +154,42 @@ done:
   return prim;
 }
 
+static void print_profile(void)
+{
+  double total = 0.0;
+  for (size_t i = 0; i < g.count; i++)
+    total += 1e-9 * (double)g.cache[i].nanoseconds;
+  fprintf(stderr, "bf16 products (BEIT_GEMM_PROFILE): %.3f s in all\n", total);
+  for (size_t i = 0; i < g.count; i++) {
+    const struct matmul_entry *e = &g.cache[i];
+    const struct matmul_key *k = &e->key;
+    double s = 1e-9 * (double)e->nanoseconds;
+    double flop = 2.0 * (double)(k->M * k->N * k->K * k->count1 * k->count2) * (double)e->calls;
+    fprintf(stderr, "  %5zu x %5zu x %5zu  x%-4zu  A%s B%s%s%s  calls %6lld  %8.3f s  %7.1f "
+                    "GFLOP/s (fastest call %7.1f)\n",
+            k->M, k->N, k->K, k->count1 * k->count2, k->trans_a ? "^T" : "  ",
+            k->trans_b ? "^T" : "  ", k->bias ? " +bias" : "      ", k->beta != 0.0f ? " +C" : "   ",
+            e->calls, s, s > 0 ? 1e-9 * flop / s : 0.0,
+            e->fastest > 0 ? flop / (double)e->calls / (double)e->fastest : 0.0);
+  }
+}
+
+void beit_dnnl_profile_reset(void)
+{
+  pthread_rwlock_wrlock(&g.lock);
+  for (size_t i = 0; i < g.count; i++)
+    g.cache[i].calls = g.cache[i].nanoseconds = g.cache[i].fastest = 0;
+  pthread_rwlock_unlock(&g.lock);
+}
+
 /* Whether bf16 matmul exists here, and whether its kernel is AMX: asked of a probe primitive. */
 static void probe(void)
 {
+  const char *prof = getenv("BEIT_GEMM_PROFILE");
+  if (prof && *prof && strcmp(prof, "0")) {
+    g.profile = 1;
+    atexit(print_profile);
+  }
   const dnnl_version_t *v = dnnl_version();
   snprintf(g.version, sizeof g.version, "%d.%d.%d", v->major, v->minor, v->patch);
   check(dnnl_engine_create(&g.engine, dnnl_cpu, 0), "engine creation");
@@ -210,7 +249,7 @@ const char *beit_dnnl_version(void)
 }
 
 /* The cached entry for k or NULL; call with g.lock held (read or write). */
-static const struct matmul_entry *find(const struct matmul_key *k)
+static struct matmul_entry *find(const struct matmul_key *k)
 {
   for (size_t i = 0; i < g.count; i++)
     if (!memcmp(&g.cache[i].key, k, sizeof *k))
@@ -225,7 +264,7 @@ static void insert(const struct matmul_key *k)
 {
   pthread_rwlock_wrlock(&g.lock);
   if (!find(k)) {
-    struct matmul_entry e;
+    struct matmul_entry e = {0};
     dnnl_status_t st;
     memcpy(&e.key, k, sizeof *k); /* bytewise, padding included: keys are compared by memcmp */
     e.prim = create(k, &e, &st);
@@ -260,9 +299,10 @@ static struct thread_state *thread_state(size_t bytes)
   return ts;
 }
 
-static void execute(const struct matmul_entry *e, const void *a, const void *b,
-                    const float *bias, float *c)
+static void execute(struct matmul_entry *e, const void *a, const void *b, const float *bias,
+                    float *c)
 {
+  double t0 = g.profile ? beit_clock_now() : 0.0;
   struct thread_state *ts = thread_state(e->scratch_bytes);
   dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL, mbias = NULL;
   check(dnnl_memory_create(&ma, &e->a, g.engine, (void *)a), "memory creation");
@@ -284,6 +324,15 @@ static void execute(const struct matmul_entry *e, const void *a, const void *b,
   dnnl_memory_destroy(ms);
   if (mbias)
     dnnl_memory_destroy(mbias);
+  if (g.profile) {
+    long long ns = (long long)(1e9 * (beit_clock_now() - t0)), old = e->fastest;
+    __atomic_add_fetch(&e->calls, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&e->nanoseconds, ns, __ATOMIC_RELAXED);
+    while ((!old || ns < old) &&
+           !__atomic_compare_exchange_n(&e->fastest, &old, ns, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+      ;
+  }
 }
 
 void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
@@ -302,7 +351,7 @@ void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_o
   k.sc1 = bs->sc1, k.sc2 = bs->sc2, k.alpha = alpha, k.beta = beta;
   for (;;) {
     pthread_rwlock_rdlock(&g.lock);
-    const struct matmul_entry *e = find(&k);
+    struct matmul_entry *e = find(&k);
     if (e) {
       execute(e, A.data, B.data, bias, C);
       pthread_rwlock_unlock(&g.lock);

@@ -79,20 +79,29 @@ void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t
     dinp[i] += dout[i] * gelu_grad(inp[i]);
 }
 
-void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dinp, const float *dout, const float *inp,
-                             size_t n)
+void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const float *dout, const float *inp,
+                             size_t N, size_t C)
 {
-  const size_t blocks = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (size_t blk = 0; blk < blocks; blk++) {
-    size_t i0 = blk * CHUNK, len = n - i0 < CHUNK ? n - i0 : CHUNK;
-    float *d = dinp + i0;
+#pragma omp parallel if (N * C > 65536)
+  {
+    size_t s0, s1;
+    beit_col_stripe(C, &s0, &s1);
+    for (size_t c0 = s0; c0 < s1; c0 += BEIT_COL_CHUNK) {
+      size_t w = s1 - c0 < BEIT_COL_CHUNK ? s1 - c0 : BEIT_COL_CHUNK;
+      float sum[BEIT_COL_CHUNK] = {0};
+      for (size_t n = 0; n < N; n++) {
+        const size_t o = n * C + c0;
 #pragma omp simd
-    for (size_t j = 0; j < len; j++)
-      d[j] = dout[i0 + j] * gelu_grad(inp[i0 + j]);
-#pragma omp simd
-    for (size_t j = 0; j < len; j++)
-      dinp_h[i0 + j] = beit_bf16_round(d[j]);
+        for (size_t j = 0; j < w; j++) {
+          float d = dout[o + j] * gelu_grad(inp[o + j]);
+          dinp_h[o + j] = beit_bf16_round(d);
+          sum[j] += d;
+        }
+      }
+      if (dbias)
+        for (size_t j = 0; j < w; j++)
+          dbias[c0 + j] += sum[j];
+    }
   }
 }
 

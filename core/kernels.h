@@ -22,16 +22,19 @@ void beit_linear_forward(float *out, const float *inp, const float *weight, cons
 void beit_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, size_t N, size_t C, size_t OC);
 /* The same in mixed precision: bfloat16 inputs and weights (beit_bf16, core/gemm.h), float32
- * accumulation, outputs and bias. Backward takes dout (N, OC) twice: rounded to bf16 (dout_h, for
- * both products; the caller rounds it, or a fused producer hands it over rounded) and in float32
- * (dout, for dbias; NULL when dbias is). dinp is OVERWRITTEN (see the top); dweight and dbias
- * accumulate. The naive twin is the
+ * accumulation, outputs and bias. Backward takes dout (N, OC) rounded to bf16 (dout_h, for both
+ * products): whoever rounds it also adds its column sums to the bias gradient, in the same pass
+ * (beit_to_bf16_colsum, or a fused producer such as beit_gelu_backward_bf16). dinp is OVERWRITTEN
+ * (see the top); dweight accumulates. The naive twin is the
  * float32 kernel on the bf16-rounded values (tests/test_gemm.c checks the products that way). */
 void beit_linear_forward_bf16(float *out, const uint16_t *inp, const uint16_t *weight,
                               const float *bias, size_t N, size_t C, size_t OC);
-void beit_linear_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const uint16_t *dout_h, const uint16_t *inp,
-                               const uint16_t *weight, size_t N, size_t C, size_t OC);
+void beit_linear_backward_bf16(float *dinp, float *dweight, const uint16_t *dout_h,
+                               const uint16_t *inp, const uint16_t *weight, size_t N, size_t C,
+                               size_t OC);
+/* out_h (N, C) = x rounded to bfloat16 and, when acc is not NULL, acc (C) += the column sums of x
+ * (bitwise those of beit_bias_backward), in one pass over x. */
+void beit_to_bf16_colsum(uint16_t *out_h, float *acc, const float *x, size_t N, size_t C);
 void beit_linear_forward_naive(float *out, const float *inp, const float *weight,
                                const float *bias, size_t N, size_t C, size_t OC);
 void beit_linear_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -67,10 +70,12 @@ void beit_gelu_forward(float *out, const float *inp, size_t n);
 void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 /* The output rounded straight to bfloat16; equal to rounding beit_gelu_forward's. */
 void beit_gelu_forward_bf16(uint16_t *out_h, const float *inp, size_t n);
-/* Mixed-precision backward: dinp (n) = dout * gelu'(inp), OVERWRITTEN (see the top), and its
- * bf16 rounding dinp_h (the next products' operand), in one pass. */
-void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dinp, const float *dout, const float *inp,
-                             size_t n);
+/* Mixed-precision backward over (N, C): the gradient dout * gelu'(inp) rounded to bfloat16 into
+ * dinp_h (OVERWRITTEN, see the top: the next layer's products' operand) and, when dbias is not
+ * NULL, its column sums added to dbias (C) (the bias gradient of the layer that produced inp),
+ * in one pass; the float32 gradient itself is never stored. */
+void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const float *dout, const float *inp,
+                             size_t N, size_t C);
 void beit_gelu_forward_naive(float *out, const float *inp, size_t n);
 void beit_gelu_backward_naive(float *dinp, const float *dout, const float *inp, size_t n);
 

@@ -2,32 +2,52 @@
  *
  * Fast path: one beit_gemm per product (float32: OpenBLAS's sgemm; bfloat16 operands: oneDNN,
  * float32 accumulation and outputs) plus OpenMP loops for the bias broadcast and the bias column
- * sums. Column sums are parallelised over column blocks,
- * each thread walking all rows of its block in order, so they are race-free and bitwise
- * independent of the thread count. Naive twins are plain loops, the test oracle. */
+ * sums. Column sums are parallelised over column stripes (vmath.h), each thread walking all rows
+ * of its stripe in order, so they are race-free and bitwise independent of the thread count.
+ * Naive twins are plain loops, the test oracle. */
 #include "gemm.h"
 #include "kernels.h"
 #include "vmath.h"
 
 #include <string.h>
 
-/* acc (C) += sum over n < N of x[n*ld + c]; parallel over column blocks. */
+/* acc (C) += sum over n < N of x[n*ld + c], and out_h (N, C), when not NULL, = x rounded to
+ * bfloat16: one pass over x in column stripes (vmath.h). */
+static void column_pass(beit_bf16 *out_h, float *acc, const float *x, size_t N, size_t C,
+                        size_t ld)
+{
+#pragma omp parallel if (N * C > 32768)
+  {
+    size_t s0, s1;
+    beit_col_stripe(C, &s0, &s1);
+    for (size_t c0 = s0; c0 < s1; c0 += BEIT_COL_CHUNK) {
+      size_t w = s1 - c0 < BEIT_COL_CHUNK ? s1 - c0 : BEIT_COL_CHUNK;
+      float sum[BEIT_COL_CHUNK] = {0};
+      for (size_t n = 0; n < N; n++) {
+        const float *row = x + n * ld + c0;
+        if (out_h) {
+          beit_bf16 *out = out_h + n * C + c0;
+#pragma omp simd
+          for (size_t j = 0; j < w; j++) {
+            out[j] = beit_bf16_round(row[j]);
+            sum[j] += row[j];
+          }
+        } else {
+#pragma omp simd
+          for (size_t j = 0; j < w; j++)
+            sum[j] += row[j];
+        }
+      }
+      if (acc)
+        for (size_t j = 0; j < w; j++)
+          acc[c0 + j] += sum[j];
+    }
+  }
+}
+
 static void column_sums(float *acc, const float *x, size_t N, size_t C, size_t ld)
 {
-  size_t nblocks = (C + BEIT_COL_BLOCK - 1) / BEIT_COL_BLOCK;
-#pragma omp parallel for schedule(static) if (N * C > 32768)
-  for (size_t blk = 0; blk < nblocks; blk++) {
-    size_t c0 = blk * BEIT_COL_BLOCK;
-    size_t c1 = c0 + BEIT_COL_BLOCK < C ? c0 + BEIT_COL_BLOCK : C;
-    float sum[BEIT_COL_BLOCK] = {0};
-    for (size_t n = 0; n < N; n++) {
-      const float *row = x + n * ld;
-      for (size_t c = c0; c < c1; c++)
-        sum[c - c0] += row[c];
-    }
-    for (size_t c = c0; c < c1; c++)
-      acc[c] += sum[c - c0];
-  }
+  column_pass(NULL, acc, x, N, C, ld);
 }
 
 /* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias, operands of one dtype. */
@@ -75,12 +95,17 @@ void beit_linear_forward_bf16(float *out, const beit_bf16 *inp, const beit_bf16 
   linear_forward(out, beit_op_bf16(inp, C, 0), beit_op_bf16(weight, C, 1), bias, N, C, OC);
 }
 
-void beit_linear_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const beit_bf16 *dout_h, const beit_bf16 *inp,
-                               const beit_bf16 *weight, size_t N, size_t C, size_t OC)
+void beit_linear_backward_bf16(float *dinp, float *dweight, const beit_bf16 *dout_h,
+                               const beit_bf16 *inp, const beit_bf16 *weight, size_t N, size_t C,
+                               size_t OC)
 {
-  linear_backward(dinp, 0.0f, dweight, dbias, dout, beit_op_bf16(dout_h, OC, 0),
+  linear_backward(dinp, 0.0f, dweight, NULL, NULL, beit_op_bf16(dout_h, OC, 0),
                   beit_op_bf16(inp, C, 0), beit_op_bf16(weight, C, 0), N, C, OC);
+}
+
+void beit_to_bf16_colsum(beit_bf16 *out_h, float *acc, const float *x, size_t N, size_t C)
+{
+  column_pass(out_h, acc, x, N, C, C);
 }
 
 void beit_linear_forward_naive(float *out, const float *inp, const float *weight,

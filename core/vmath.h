@@ -5,6 +5,7 @@
 #define BEIT_CORE_VMATH_H
 
 #include <math.h>
+#include <omp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -14,6 +15,20 @@
  * bitwise independent of the thread count and of this width. 16 floats = one cache line and one
  * 512-bit vector; wider blocks left threads idle at D = 192 (3 blocks on 2 threads). */
 #define BEIT_COL_BLOCK 16
+
+/* The other traversal of column reductions, for wide matrices (a 16-column block of a 3072-wide
+ * one touches a new page at every row: a TLB miss per 64 bytes). Inside an OpenMP parallel
+ * region, the calling thread's share of C columns: [*c0, *c1), whole BEIT_COL_BLOCKs, walked
+ * BEIT_COL_CHUNK columns at a time over every row in order, so sums stay bitwise those of the
+ * column blocks, for any thread count. */
+#define BEIT_COL_CHUNK 512
+static inline void beit_col_stripe(size_t C, size_t *c0, size_t *c1)
+{
+  size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+  size_t blocks = (C + BEIT_COL_BLOCK - 1) / BEIT_COL_BLOCK, per = (blocks + nt - 1) / nt;
+  *c0 = t * per * BEIT_COL_BLOCK < C ? t * per * BEIT_COL_BLOCK : C;
+  *c1 = (t + 1) * per * BEIT_COL_BLOCK < C ? (t + 1) * per * BEIT_COL_BLOCK : C;
+}
 
 /* exp(x) for x in [-87, 88] (clamped outside; NaN propagates). exp(0) == 1 exactly. */
 static inline float beit_vexpf(float x)

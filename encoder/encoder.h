@@ -114,8 +114,9 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long 
                                 const float *dout, const beit_bf16 *dout_h, const float *inp,
                                 const beit_bf16 *inp_h, size_t N, size_t C, size_t OC);
 /* Backward through gelu(inp . W^T + b) (tensors w, b; fc1 = the saved pre-activation (N, F)):
- * dout = d(loss)/d(gelu output); dinp (N, C) OVERWRITTEN; dfc1 (N, F) is fp32 scratch. In bf16 the
- * GELU backward also rounds fc1's gradient for the products, in the same pass. */
+ * dout = d(loss)/d(gelu output); dinp (N, C) OVERWRITTEN; dfc1 (N, F) is fp32 scratch (NULL in
+ * bf16, where the GELU backward rounds fc1's gradient for the products and adds up its bias
+ * gradient in one pass, and no float32 copy of it is stored). */
 void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
                                 const float *dout, const float *fc1, float *dfc1,
                                 const float *inp, const beit_bf16 *inp_h, size_t N, size_t C,

@@ -104,7 +104,7 @@ static void carve_all(struct beit_model *m, struct carver *c)
   a->d_qkv = carve(c, BT * 3 * D);
   a->d_attn = carve(c, BT * D);
   a->d_branch = carve(c, BT * D);
-  a->d_fc1 = carve(c, BT * F);
+  a->d_fc1 = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * F); /* bf16: d_h only */
   a->d_gelu = carve(c, BT * F);
   a->d_bias = carve(c, tt);
   a->attn_scratch = carve(c, beit_attention_scratch_floats(B, T, nH));

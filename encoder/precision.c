@@ -45,12 +45,11 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long 
     beit_linear_backward(dinp, GRAD(w), GRAD(b), dout, inp, PARAM(w), N, C, OC);
     return;
   }
-  if (!dout_h) { /* round it here, once for both products */
-    beit_to_bf16(m->a.d_h, dout, N * OC);
+  if (!dout_h) { /* round it here, once for both products, with the bias gradient in that pass */
+    beit_to_bf16_colsum(m->a.d_h, GRAD(b), dout, N, OC);
     dout_h = m->a.d_h;
   }
-  beit_linear_backward_bf16(dinp, GRAD(w), GRAD(b), dout, dout_h, inp_h, param_h(m, w), N, C,
-                            OC);
+  beit_linear_backward_bf16(dinp, GRAD(w), dout_h, inp_h, param_h(m, w), N, C, OC);
 }
 
 void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
@@ -64,9 +63,9 @@ void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long 
     beit_model_linear_backward(m, dinp, w, b, dfc1, NULL, inp, inp_h, N, C, F);
     return;
   }
-  /* GELU backward hands the products their rounded operand (and the float32 one for the bias) */
-  beit_gelu_backward_bf16(m->a.d_h, dfc1, dout, fc1, N * F);
-  beit_model_linear_backward(m, dinp, w, b, dfc1, m->a.d_h, inp, inp_h, N, C, F);
+  /* GELU backward hands the products their rounded operand and adds up fc1's bias gradient */
+  beit_gelu_backward_bf16(m->a.d_h, GRAD(b), dout, fc1, N, F);
+  beit_model_linear_backward(m, dinp, w, b, NULL, m->a.d_h, inp, inp_h, N, C, F);
 }
 
 const float *beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,

@@ -149,16 +149,32 @@ static void test_gelu(size_t n)
   check_close("gelu bwd", dx, dx_r, n, 1e-6);
 }
 
-/* The fused mixed-precision GELU backward: the float32 gradient of beit_gelu_backward (here
- * overwritten, not accumulated) and its rounding, bit for bit. */
-static void test_gelu_backward_bf16(size_t n)
+/* The fused mixed-precision GELU backward: the rounding of beit_gelu_backward's gradient, bit for
+ * bit, and its column sums added to the bias gradient as beit_bias_backward adds them. */
+static void test_gelu_backward_bf16(size_t N, size_t C)
 {
-  float *x = randn(n, 2.0f), *dout = randn(n, 1.0f), *dx = zeros(n), *dx_f = randn(n, 1.0f);
+  size_t n = N * C;
+  float *x = randn(n, 2.0f), *dout = randn(n, 1.0f), *dx = zeros(n);
+  float *db = randn(C, 1.0f), *db_r = tdup(db, C);
   uint16_t *dx_h = talloc(n * sizeof *dx_h);
   beit_gelu_backward(dx, dout, x, n);
-  beit_gelu_backward_bf16(dx_h, dx_f, dout, x, n);
-  CHECK_MSG(!memcmp(dx_f, dx, n * sizeof *dx), "gelu bwd bf16: float32 gradient differs");
+  beit_bias_backward(db_r, dx, N, C, C);
+  beit_gelu_backward_bf16(dx_h, db, dout, x, N, C);
   check_bf16_rounding("gelu bwd bf16", dx_h, dx, n);
+  CHECK_MSG(!memcmp(db, db_r, C * sizeof *db), "gelu bwd bf16: bias gradient differs (N=%zu C=%zu)",
+            N, C);
+}
+
+/* Rounding with the column sums in the same pass: the rounding and beit_bias_backward's sums. */
+static void test_to_bf16_colsum(size_t N, size_t C)
+{
+  float *x = randn(N * C, 3.0f), *acc = randn(C, 1.0f), *acc_r = tdup(acc, C);
+  uint16_t *h = talloc(N * C * sizeof *h);
+  beit_to_bf16_colsum(h, acc, x, N, C);
+  beit_bias_backward(acc_r, x, N, C, C);
+  check_bf16_rounding("to_bf16_colsum", h, x, N * C);
+  CHECK_MSG(!memcmp(acc, acc_r, C * sizeof *acc), "to_bf16_colsum: sums differ (N=%zu C=%zu)", N,
+            C);
 }
 
 static void test_softmax(size_t N, size_t C, float scale)
@@ -593,8 +609,10 @@ int main(void)
   test_bias(7, 5, 13);
   test_bias(211, 201, 603);
 
-  test_gelu_backward_bf16(37 * 131);
-  test_gelu_backward_bf16(300 * 768);
+  test_gelu_backward_bf16(37, 131);
+  test_gelu_backward_bf16(300, 768);
+  test_to_bf16_colsum(37, 131);
+  test_to_bf16_colsum(1576, 768);
   test_layernorm(7, 13);
   test_layernorm(5, 64);
   test_layernorm(3, 1);

@@ -58,6 +58,14 @@ int beit_cli_dist_end(const char *cmd, struct beit_dist *dist, enum beit_status 
   return code;
 }
 
+int beit_cli_check_out_mode(const char *cmd, int resume, int overwrite)
+{
+  if (resume && overwrite)
+    return beit_cli_usage_error(cmd, "--resume (continue the run in --out) and --overwrite "
+                                "(start it again) exclude each other");
+  return 0;
+}
+
 int beit_cli_parse_precision(const char *cmd, const char *text, enum beit_precision *out)
 {
   struct beit_error err = {0};

@@ -16,6 +16,11 @@ int beit_cli_fail(const char *cmd, const struct beit_error *err);
 int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The training commands' --out folder: --resume and --overwrite together print a usage error and
+ * return BEIT_EXIT_USAGE; else 0. (A folder holding a previous run without either is refused by
+ * the trainer, mim/trainer.h beit_trainer_prepare_out, before anything is written.) */
+int beit_cli_check_out_mode(const char *cmd, int resume, int overwrite);
+
 /* --precision TEXT: auto|fp32|bf16 (also float32, bfloat16) into *out; otherwise print a usage
  * error and return BEIT_EXIT_USAGE. 0 on success. */
 int beit_cli_parse_precision(const char *cmd, const char *text, enum beit_precision *out);

@@ -14,7 +14,8 @@ static const char usage_text[] =
     "usage: beit finetune --config RECIPE.json --out DIR [--init DIR] [--data DIR]\n"
     "                     [--eval-data DIR] [--task multiclass|multilabel]\n"
     "                     [--mixup ALPHA] [--cutmix ALPHA] [--aa SPEC] [--reprob P]\n"
-    "                     [--precision auto|fp32|bf16] [--resume] [--set key=value]...\n"
+    "                     [--precision auto|fp32|bf16] [--resume | --overwrite]\n"
+    "                     [--set key=value]...\n"
     "\n"
     "Fine-tunes a BEiT encoder as an image classifier on a dataset folder (beit pack).\n"
     "--init takes our pretraining checkpoint (OUT/checkpoint-<step>), an exported encoder\n"
@@ -25,9 +26,10 @@ static const char usage_text[] =
     "path and label smoothing, on RandomResizedCrop + flip + RandAugment + RandomErasing views\n"
     "(BEiT's defaults). Without --init the recipe's model config starts from random init.\n"
     "Writes OUT/checkpoint-<step>/ (a BeitForImageClassification folder: beit eval, beit export\n"
-    "and HF load it), OUT/metrics.jsonl and OUT/eval.json. --resume continues from the newest\n"
-    "checkpoint in OUT; SIGINT/SIGTERM write a final checkpoint. Under mpirun/srun every rank\n"
-    "trains on its slice of each global batch.\n"
+    "and HF load it), OUT/metrics.jsonl and OUT/eval.json. An OUT that already holds a run is\n"
+    "refused unless --resume (continue from its newest checkpoint) or --overwrite (start again)\n"
+    "is given; SIGINT/SIGTERM write a final checkpoint. Under mpirun/srun every rank trains on\n"
+    "its slice of each global batch.\n"
     "\n"
     "  --config FILE     recipe (configs/recipes/finetune_*.json)\n"
     "  --init DIR        initial weights (else random init from the recipe's 'model')\n"
@@ -46,6 +48,10 @@ static const char usage_text[] =
     "                    (the default: bf16 where the CPU has AMX, else fp32); = --set\n"
     "                    precision=P\n"
     "  --resume          continue from the newest checkpoint in --out\n"
+    "  --overwrite       start again at step 0 in an --out that holds a previous run: its files\n"
+    "                    (metrics.jsonl, checkpoint-*, eval.json, train-fraction-*, ...) are\n"
+    "                    moved into OUT/previous-<UTC time>/, so the new metrics.jsonl holds\n"
+    "                    only this run\n"
     "  --set KEY=VALUE   override a recipe key, e.g. --set data.fraction=0.01\n";
 
 int beit_cmd_finetune(int argc, char **argv)
@@ -62,6 +68,7 @@ int beit_cmd_finetune(int argc, char **argv)
                                        {"reprob", required_argument, NULL, 'p'},
                                        {"precision", required_argument, NULL, 'P'},
                                        {"resume", no_argument, NULL, 'r'},
+                                       {"overwrite", no_argument, NULL, 'w'},
                                        {"set", required_argument, NULL, 's'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
@@ -79,6 +86,7 @@ int beit_cmd_finetune(int argc, char **argv)
     case 'e': o.eval_data = optarg; break;
     case 'o': o.out = optarg; break;
     case 'r': o.resume = 1; break;
+    case 'w': o.overwrite = 1; break;
     case 't':
     case 'm':
     case 'x':
@@ -115,6 +123,8 @@ int beit_cmd_finetune(int argc, char **argv)
   o.sets = sets;
   if (!o.recipe || !o.out || optind != argc)
     return beit_cli_usage_error("finetune", "--config and --out are required");
+  if (beit_cli_check_out_mode("finetune", o.resume, o.overwrite))
+    return BEIT_EXIT_USAGE;
 
   struct beit_error err = {0};
   struct beit_finetune_summary sum;

@@ -8,14 +8,15 @@
 
 static const char usage_text[] =
     "usage: beit pretrain --config RECIPE.json --tokenizer DIR --out DIR [--data DIR]\n"
-    "                     [--eval-data DIR] [--precision auto|fp32|bf16] [--resume]\n"
-    "                     [--set key=value]...\n"
+    "                     [--eval-data DIR] [--precision auto|fp32|bf16]\n"
+    "                     [--resume | --overwrite] [--set key=value]...\n"
     "\n"
     "Trains a BEiT encoder by masked image modeling on a dataset folder (beit pack), with\n"
     "targets from a tokenizer folder (beit tokenizer train, or tools/convert_dalle.py).\n"
     "Writes OUT/checkpoint-<step>/ (config.json, model.safetensors, optimizer.safetensors,\n"
-    "trainer_state.json) and OUT/metrics.jsonl. --resume continues from the newest complete\n"
-    "checkpoint in OUT. SIGINT/SIGTERM write a final checkpoint before exiting.\n"
+    "trainer_state.json) and OUT/metrics.jsonl. An OUT that already holds a run is refused unless\n"
+    "--resume (continue from its newest complete checkpoint) or --overwrite (start again) is\n"
+    "given. SIGINT/SIGTERM write a final checkpoint before exiting.\n"
     "Under mpirun/srun every rank trains on its slice of each global batch.\n"
     "\n"
     "  --config FILE     recipe (configs/recipes/pretrain_*.json)\n"
@@ -30,6 +31,9 @@ static const char usage_text[] =
     "                    works (the master weights are fp32) but is not bit-identical to an\n"
     "                    uninterrupted run.\n"
     "  --resume          continue from the newest checkpoint in --out\n"
+    "  --overwrite       start again at step 0 in an --out that holds a previous run: its files\n"
+    "                    (metrics.jsonl, checkpoint-*, eval.json, ...) are moved into\n"
+    "                    OUT/previous-<UTC time>/, so the new metrics.jsonl holds only this run\n"
     "  --set KEY=VALUE   override a recipe key, e.g. --set optimizer.lr=5e-4\n";
 
 int beit_cmd_pretrain(int argc, char **argv)
@@ -40,6 +44,7 @@ int beit_cmd_pretrain(int argc, char **argv)
                                        {"tokenizer", required_argument, NULL, 't'},
                                        {"out", required_argument, NULL, 'o'},
                                        {"resume", no_argument, NULL, 'r'},
+                                       {"overwrite", no_argument, NULL, 'w'},
                                        {"set", required_argument, NULL, 's'},
                                        {"precision", required_argument, NULL, 'p'},
                                        {"help", no_argument, NULL, 'h'},
@@ -58,6 +63,7 @@ int beit_cmd_pretrain(int argc, char **argv)
     case 't': o.tokenizer = optarg; break;
     case 'o': o.out = optarg; break;
     case 'r': o.resume = 1; break;
+    case 'w': o.overwrite = 1; break;
     case 's':
     case 'p':
       if (o.nsets == 128)
@@ -80,6 +86,8 @@ int beit_cmd_pretrain(int argc, char **argv)
   o.sets = sets;
   if (!o.recipe || !o.tokenizer || !o.out || optind != argc)
     return beit_cli_usage_error("pretrain", "--config, --tokenizer and --out are required");
+  if (beit_cli_check_out_mode("pretrain", o.resume, o.overwrite))
+    return BEIT_EXIT_USAGE;
 
   struct beit_error err = {0};
   struct beit_pretrain_summary sum;

@@ -23,12 +23,17 @@ static const char usage_text[] =
     "train: a DALL-E-family dVAE (Gumbel-softmax relaxation, KL to the uniform prior, logit-Laplace\n"
     "  or MSE reconstruction) on view B of a dataset folder (beit pack). Writes checkpoints,\n"
     "  metrics.jsonl, OUT/tokenizer/ (the folder `beit pretrain --tokenizer` takes), and with\n"
-    "  held-out data OUT/recon.png and OUT/eval.json.\n"
+    "  held-out data OUT/recon.png and OUT/eval.json. An OUT that already holds a run is refused\n"
+    "  unless --resume or --overwrite is given.\n"
     "  --config FILE      configs/tokenizer/*.json (\"model\" shape + training keys)\n"
     "  --data DIR         training dataset (overrides data.train)\n"
     "  --eval-data DIR    held-out dataset (overrides data.eval)\n"
     "  --out DIR          output folder\n"
     "  --resume           continue from the newest checkpoint in --out\n"
+    "  --overwrite        start again at step 0 in an --out that holds a previous run: its files\n"
+    "                     (metrics.jsonl, checkpoint-*, tokenizer/, recon.png, eval.json, ...)\n"
+    "                     are moved into OUT/previous-<UTC time>/, so the new metrics.jsonl\n"
+    "                     holds only this run\n"
     "  --set KEY=VALUE    override a config key, e.g. --set model.vocab_size=1024\n"
     "  --precision P      the convolutions' matrix products: bf16 (bfloat16 operands, float32\n"
     "                     accumulation, weights, gradients and optimizer state), fp32, or auto\n"
@@ -58,6 +63,7 @@ static int cmd_train(int argc, char **argv)
                                        {"eval-data", required_argument, NULL, 'e'},
                                        {"out", required_argument, NULL, 'o'},
                                        {"resume", no_argument, NULL, 'r'},
+                                       {"overwrite", no_argument, NULL, 'w'},
                                        {"set", required_argument, NULL, 's'},
                                        {"precision", required_argument, NULL, 'p'},
                                        {"help", no_argument, NULL, 'h'},
@@ -75,6 +81,7 @@ static int cmd_train(int argc, char **argv)
     case 'e': o.eval_data = optarg; break;
     case 'o': o.out = optarg; break;
     case 'r': o.resume = 1; break;
+    case 'w': o.overwrite = 1; break;
     case 's':
     case 'p':
       if (o.nsets == 128)
@@ -97,6 +104,8 @@ static int cmd_train(int argc, char **argv)
   o.sets = sets;
   if (!o.config || !o.out || optind != argc)
     return beit_cli_usage_error("tokenizer train", "--config and --out are required");
+  if (beit_cli_check_out_mode("tokenizer train", o.resume, o.overwrite))
+    return BEIT_EXIT_USAGE;
   struct beit_error err = {0};
   struct beit_dist *dist = beit_cli_dist_init("tokenizer train", &argc, &argv);
   struct beit_tokenizer_train_summary sum;

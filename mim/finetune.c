@@ -532,8 +532,8 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
   enum beit_status st = load_recipe(&p, opt, err);
   if (st)
     goto done;
-  if ((st = beit_trainer_find_resume(opt->out, opt->resume, resume_dir, sizeof resume_dir, &start,
-                                     err)))
+  if ((st = beit_trainer_prepare_out(dist, opt->out, opt->resume, opt->overwrite, resume_dir,
+                                     sizeof resume_dir, &start, err)))
     goto done;
   if ((st = setup(&p, opt, resume_dir, err)))
     goto done;

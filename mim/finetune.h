@@ -32,7 +32,8 @@ struct beit_finetune_options {
   const char *data;        /* overrides data.train */
   const char *eval_data;   /* overrides data.eval */
   const char *out;
-  int resume;
+  int resume;              /* continue from the newest complete checkpoint in out */
+  int overwrite;           /* move a previous run in out aside and start again (trainer.h) */
   const char *const *sets; /* --set key=value */
   int nsets;
 };

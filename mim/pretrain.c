@@ -360,8 +360,8 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
   enum beit_status st = setup(&p, opt, err);
   if (st)
     goto done;
-  if ((st = beit_trainer_find_resume(opt->out, opt->resume, resume_dir, sizeof resume_dir, &start,
-                                     err)))
+  if ((st = beit_trainer_prepare_out(dist, opt->out, opt->resume, opt->overwrite, resume_dir,
+                                     sizeof resume_dir, &start, err)))
     goto done;
   loader_options(&p, &lo, 1);
   if ((st = beit_loader_init(&p.loader, p.recipe.data.train, &lo, &start, err)))

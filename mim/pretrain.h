@@ -19,6 +19,7 @@ struct beit_pretrain_options {
   const char *tokenizer; /* tokenizer folder (required) */
   const char *out;       /* output folder: checkpoints, metrics.jsonl */
   int resume;            /* continue from the newest complete checkpoint in out */
+  int overwrite;         /* move a previous run in out aside and start again (trainer.h) */
   const char *const *sets; /* --set key=value overrides of the recipe */
   int nsets;
 };

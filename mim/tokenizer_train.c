@@ -562,8 +562,8 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
   enum beit_status st = setup(&t, err);
   if (st)
     goto done;
-  if ((st = beit_trainer_find_resume(opt->out, opt->resume, resume_dir, sizeof resume_dir, &start,
-                                     err)))
+  if ((st = beit_trainer_prepare_out(dist, opt->out, opt->resume, opt->overwrite, resume_dir,
+                                     sizeof resume_dir, &start, err)))
     goto done;
   view_b_loader(&lo, r, (size_t)t.cfg.model.image_size, (size_t)r->batch.size,
                 (int)r->data.num_workers, 1);

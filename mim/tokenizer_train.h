@@ -62,6 +62,7 @@ struct beit_tokenizer_train_options {
   const char *eval_data;     /* overrides data.eval */
   const char *out;
   int resume;                /* continue from the newest complete checkpoint in out */
+  int overwrite;             /* move a previous run in out aside and start again (trainer.h) */
   const char *const *sets;   /* --set overrides */
   int nsets;
 };

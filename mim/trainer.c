@@ -1,11 +1,14 @@
 /* Shared training machinery: schedule, guarded AdamW update, metrics, checkpoints, signals. */
 #include "trainer.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -470,15 +473,130 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
   return loop->evaluate ? loop->evaluate(loop->ctx, 1, err) : BEIT_STATUS_OK;
 }
 
-enum beit_status beit_trainer_find_resume(const char *out_dir, int resume, char *dir,
-                                          size_t dir_size, struct beit_loader_cursor *cursor,
+/* What a training run writes into its output folder, by name or (checkpoint-*, .tmp-checkpoint-*,
+ * train-fraction-*) prefix: what --overwrite moves aside. Inputs a user may keep there (a
+ * dataset, a tokenizer given to pretraining under another name) are not on the list. */
+static int run_output(const char *name)
+{
+  static const char *const names[] = {"metrics.jsonl", "trainer_state.json", "eval.json",
+                                      "train_config.json", "recon.png", "tokenizer"};
+  static const char *const prefixes[] = {"checkpoint-", ".tmp-checkpoint-", "train-fraction-"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (!strcmp(name, names[i]))
+      return 1;
+  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+    if (!strncmp(name, prefixes[i], strlen(prefixes[i])))
+      return 1;
+  return 0;
+}
+
+/* What says a folder holds a previous run (an empty folder, or one with only a dataset or logs,
+ * does not). */
+static int run_marker(const char *name)
+{
+  return !strcmp(name, "metrics.jsonl") || !strcmp(name, "trainer_state.json") ||
+         !strncmp(name, "checkpoint-", 11);
+}
+
+/* The entries of out_dir that pass keep(), comma-separated into found (the first few, then
+ * ", ..."); their number. A folder that cannot be read holds none (creating it will say why). */
+static int list_entries(const char *out_dir, int (*keep)(const char *), char *found, size_t size)
+{
+  int n = 0;
+  size_t k = 0;
+  found[0] = '\0';
+  DIR *d = opendir(out_dir);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    if (!keep(e->d_name))
+      continue;
+    if (n < 4 && k < size)
+      k += (size_t)snprintf(found + k, size - k, "%s%s", n ? ", " : "", e->d_name);
+    else if (n == 4 && k < size)
+      k += (size_t)snprintf(found + k, size - k, ", ...");
+    n++;
+  }
+  if (d)
+    closedir(d);
+  return n;
+}
+
+/* Rank 0 of an --overwrite: the previous run's files (run_output) into
+ * out_dir/previous-<UTC time>[-k]/, so nothing is lost and neither metrics.jsonl nor --resume
+ * mixes the old run with the new one. Nothing to move: no folder made. */
+static enum beit_status move_previous_run(const char *out_dir, struct beit_error *err)
+{
+  char found[512], stamp[32], dest[4200], from[4400], to[4400];
+  if (!list_entries(out_dir, run_output, found, sizeof found))
+    return BEIT_STATUS_OK;
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  for (int k = 1;; k++) { /* two overwrites within a second get -2, -3, ... */
+    if (k == 1)
+      snprintf(dest, sizeof dest, "%s/previous-%s", out_dir, stamp);
+    else
+      snprintf(dest, sizeof dest, "%s/previous-%s-%d", out_dir, stamp, k);
+    if (mkdir(dest, 0777) == 0)
+      break;
+    if (errno != EEXIST || k == 100)
+      return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot create: %s", dest, strerror(errno));
+  }
+  /* rescan until nothing is left: entries renamed away during readdir may hide others */
+  for (int moved = 1; moved;) {
+    moved = 0;
+    DIR *d = opendir(out_dir);
+    if (!d)
+      return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot list: %s", out_dir,
+                            strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      if (!run_output(e->d_name))
+        continue;
+      snprintf(from, sizeof from, "%s/%s", out_dir, e->d_name);
+      snprintf(to, sizeof to, "%s/%s", dest, e->d_name);
+      if (rename(from, to) != 0) {
+        int code = errno;
+        closedir(d);
+        return beit_error_set(err, BEIT_STATUS_IO, "--overwrite: cannot move %s to %s: %s", from,
+                              to, strerror(code));
+      }
+      moved = 1;
+    }
+    closedir(d);
+  }
+  fprintf(stderr, "--overwrite: moved the previous run (%s) into %s\n", found, dest);
+  return BEIT_STATUS_OK;
+}
+
+enum beit_status beit_trainer_prepare_out(struct beit_dist *dist, const char *out_dir,
+                                          int resume, int overwrite, char *dir, size_t dir_size,
+                                          struct beit_loader_cursor *cursor,
                                           struct beit_error *err)
 {
   dir[0] = '\0';
   cursor->epoch = cursor->position = 0;
-  if (!resume)
-    return BEIT_STATUS_OK;
-  enum beit_status st = beit_checkpoint_latest(out_dir, dir, dir_size, err);
+  if (resume && overwrite)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "--resume (continue the run in %s) and "
+                          "--overwrite (start it again) exclude each other", out_dir);
+  enum beit_status st = BEIT_STATUS_OK;
+  if (overwrite) {
+    if (beit_dist_is_root(dist))
+      st = move_previous_run(out_dir, err);
+    return beit_trainer_agree(dist, st, "move the previous run aside (--overwrite)", err);
+  }
+  if (!resume) {
+    char found[512];
+    if (list_entries(out_dir, run_marker, found, sizeof found))
+      st = beit_error_set(err, BEIT_STATUS_USAGE,
+                          "%s already holds a run (%s): pass --resume to continue it from its "
+                          "newest checkpoint, or --overwrite to start again (the previous run's "
+                          "files are moved into %s/previous-<time>/)", out_dir, found, out_dir);
+    /* every rank has looked before any writes (rank 0's metrics.jsonl would refuse a late one) */
+    return beit_trainer_agree(dist, st, "check the output folder", err);
+  }
+  st = beit_checkpoint_latest(out_dir, dir, dir_size, err);
   if (st == BEIT_STATUS_MISSING) { /* nothing to resume yet: start fresh */
     dir[0] = '\0';
     return BEIT_STATUS_OK;

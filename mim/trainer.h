@@ -51,7 +51,7 @@ enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_re
                                    float *params, float *grads, long steps_per_epoch,
                                    const char *out_dir, struct beit_error *err);
 /* beit_trainer_init, then beit_trainer_resume from resume_dir unless it is empty (what
- * beit_trainer_find_resume found). precision: what the model trains in (resolved, FP32 or
+ * beit_trainer_prepare_out found). precision: what the model trains in (resolved, FP32 or
  * BF16), recorded in checkpoints and metrics. */
 enum beit_status beit_trainer_start(struct beit_trainer *tr, const struct beit_recipe *recipe,
                                     struct beit_dist *dist, const struct beit_tensor_table *table,
@@ -121,10 +121,18 @@ struct beit_trainer_run_summary {
 enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
                                   struct beit_trainer_run_summary *sum, struct beit_error *err);
 
-/* With resume set: the newest complete checkpoint under out_dir into dir and its loader cursor
- * (dir empty and cursor 0 when there is none yet: a fresh start); without: dir empty. */
-enum beit_status beit_trainer_find_resume(const char *out_dir, int resume, char *dir,
-                                          size_t dir_size, struct beit_loader_cursor *cursor,
+/* Before anything is written under out_dir; call on every rank. A folder that already holds a
+ * run (metrics.jsonl, trainer_state.json or a checkpoint-* folder; an empty or missing folder is
+ * fine) is refused (BEIT_STATUS_USAGE, naming the folder, --resume and --overwrite) unless:
+ * resume: the newest complete checkpoint under out_dir into dir and its loader cursor (dir empty
+ *   and cursor 0 when there is none yet: a fresh start);
+ * overwrite: rank 0 moves the previous run's files (metrics.jsonl, trainer_state.json,
+ *   checkpoint-*, eval.json, train_config.json, recon.png, tokenizer/, train-fraction-*) into
+ *   out_dir/previous-<UTC yyyymmdd-hhmmss>/ and says so on stderr; dir empty, a run from step 0.
+ * Both set is BEIT_STATUS_USAGE. */
+enum beit_status beit_trainer_prepare_out(struct beit_dist *dist, const char *out_dir,
+                                          int resume, int overwrite, char *dir, size_t dir_size,
+                                          struct beit_loader_cursor *cursor,
                                           struct beit_error *err);
 
 /* Gradient bucket size for distributed averaging: about 8 buckets per model, so the allreduce of

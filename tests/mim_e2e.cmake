@@ -40,3 +40,10 @@ add_test(NAME test_precision_parity
          COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_precision_parity.py
                  $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/precision_parity)
 set_tests_properties(test_precision_parity PROPERTIES LABELS e2e TIMEOUT 600 SKIP_RETURN_CODE 77)
+# The training commands' --out folder: a folder holding a run is refused without --resume or
+# --overwrite (pretrain, finetune, tokenizer train), --resume continues, --overwrite moves the
+# previous run into OUT/previous-<time>/ and starts at step 0.
+add_test(NAME test_out_dir_e2e
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_out_dir_e2e.py $<TARGET_FILE:beit>
+                 ${CMAKE_CURRENT_BINARY_DIR}/out_dir_e2e)
+set_tests_properties(test_out_dir_e2e PROPERTIES LABELS e2e TIMEOUT 300)

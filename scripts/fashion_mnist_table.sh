@@ -26,7 +26,8 @@
 # (with random lower layers it would only slow them down), so the baseline gets its better recipe.
 # Label subsets are seeded and class-balanced (recipe key data.fraction): both arms and both
 # precisions see the same images. Resumable: a finished pretraining or cell is not redone, an
-# interrupted pretraining resumes from its last checkpoint.
+# interrupted one resumes from its last checkpoint (every run passes --resume: beit refuses to
+# start afresh in a folder that holds a run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QS=${1:-runs/quickstart}
@@ -131,7 +132,7 @@ for prec in $PRECISIONS; do
       [ "$arm" = random ] && init=(--set optimizer.layer_decay=1.0)
       run "$prec: $arm encoder, $frac of the labels, ${STEPS[$frac]} steps" "$OUT/$prec/$arm-$frac" \
         "$BEIT" finetune --config "$FINETUNE_RECIPE" --data "$DATA/train" --eval-data "$DATA/test" \
-          --out "$OUT/$prec/$arm-$frac" "${init[@]}" --precision "$prec" \
+          --out "$OUT/$prec/$arm-$frac" "${init[@]}" --precision "$prec" --resume \
           --set data.fraction="$frac" --set schedule.max_steps="${STEPS[$frac]}" ${EXTRA:-}
     done
   done

@@ -6,8 +6,11 @@
  * by image extension, keys are paths relative to the root. Manifest: paths relative to the
  * manifest's folder; labels are names (sorted; numerically when all are integers). CSV rows are
  * `path,label` with several labels separated by ';' or '|' or in further columns; a first row
- * whose first field is path/image/file/filename/image_url is a header. JSON lines carry
- * path|image|file|image_url and label|labels (a string or an array, Azure ML style). */
+ * whose first field is path/image/file/filename/image_url is a header. CSV follows RFC 4180: a
+ * field in double quotes may hold commas, line breaks and "" for a quote; CRLF or LF line ends;
+ * a UTF-8 byte order mark at the start is skipped. JSON lines (a line starting with '{') carry
+ * path|image|file|image_url and label|labels (a string or an array, Azure ML style). Blank lines
+ * and lines starting with '#' are skipped. Errors name the file and line. */
 #include <ctype.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -207,10 +210,6 @@ static char *trim(char *s)
   size_t n = strlen(s);
   while (n && isspace((unsigned char)s[n - 1]))
     s[--n] = 0;
-  if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
-    s[n - 1] = 0;
-    s++;
-  }
   return s;
 }
 
@@ -307,14 +306,71 @@ done:
   return st;
 }
 
-static enum beit_status parse_csv_line(struct beit_pack_list *l, struct label_set *ls,
-                                       const char *base, char *line, const char *where,
+#define CSV_MAX_FIELDS 64
+
+enum csv_split_result { CSV_SPLIT_OK, CSV_SPLIT_OPEN_QUOTE, CSV_SPLIT_BAD };
+
+/* One CSV record (RFC 4180) into fields. rec: the record's physical lines as read, line ends
+ * included. A field is unquoted (surrounding whitespace dropped, as manifests always had; a '"'
+ * after its first character is literal) or quoted (whitespace around the quotes dropped; inside,
+ * "" is a quote and commas and line breaks are part of the value). out receives the values
+ * (room for strlen(rec) + 1 bytes), fields[0..*nf) point into it. CSV_SPLIT_OPEN_QUOTE: rec ends
+ * inside a quoted field (the record goes on on the next line); CSV_SPLIT_BAD: why says what. */
+static enum csv_split_result csv_split(const char *rec, char *out, char **fields, int *nf,
+                                       char *why, size_t why_size)
+{
+  const char *p = rec;
+  char *o = out;
+  *nf = 0;
+  for (;;) {
+    if (*nf == CSV_MAX_FIELDS) {
+      snprintf(why, why_size, "more than %d fields", CSV_MAX_FIELDS);
+      return CSV_SPLIT_BAD;
+    }
+    while (isspace((unsigned char)*p))
+      p++;
+    fields[(*nf)++] = o;
+    if (*p == '"') {
+      for (p++;; p++) {
+        if (!*p)
+          return CSV_SPLIT_OPEN_QUOTE;
+        if (*p == '"' && p[1] != '"')
+          break;
+        if (*p == '"')
+          p++; /* "" inside quotes: one quote */
+        *o++ = *p;
+      }
+      *o++ = 0;
+      for (p++; isspace((unsigned char)*p);)
+        p++;
+      if (*p && *p != ',') {
+        snprintf(why, why_size, "field %d: '%c' after its closing quote (a quote inside a quoted "
+                 "field is written \"\")", *nf, *p);
+        return CSV_SPLIT_BAD;
+      }
+    } else {
+      const char *start = p;
+      while (*p && *p != ',')
+        p++;
+      const char *stop = p;
+      while (stop > start && isspace((unsigned char)stop[-1]))
+        stop--;
+      memcpy(o, start, (size_t)(stop - start));
+      o += stop - start;
+      *o++ = 0;
+    }
+    if (*p != ',')
+      return CSV_SPLIT_OK;
+    p++;
+  }
+}
+
+/* A split record: path, then labels (';' or '|' separate several in one field, further columns
+ * add more). */
+static enum beit_status add_csv_record(struct beit_pack_list *l, struct label_set *ls,
+                                       const char *base, char **fields, int nf, const char *where,
                                        struct beit_error *err)
 {
-  char *fields[64];
-  int nf = 0;
-  for (char *s = line, *tok; nf < 64 && (tok = strsep(&s, ","));)
-    fields[nf++] = trim(tok);
   if (nf < 2 || !*fields[0])
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: expected path,label[;label...]", where);
   struct beit_pack_item *it = push_item(l);
@@ -401,30 +457,71 @@ enum beit_status beit_pack_list_manifest(struct beit_pack_list *l, const char *m
   else
     strcpy(base, ".");
   struct label_set ls = {0};
-  char *line = NULL;
-  size_t cap = 0;
+  char *line = NULL, *rec = NULL, *values = NULL, *fields[CSV_MAX_FIELDS], where[4200];
+  size_t cap = 0, rec_len = 0, rec_cap = 0;
   ssize_t len;
+  long lineno = 0, first = 0; /* first: the line the record being read starts on */
   enum beit_status st = BEIT_STATUS_OK;
-  for (long lineno = 1; !st && (len = getline(&line, &cap, f)) >= 0; lineno++) {
-    char where[4200];
-    snprintf(where, sizeof where, "%s:%ld", manifest, lineno);
-    char *s = trim(line);
-    if (!*s || *s == '#')
-      continue;
-    if (*s == '{') {
-      st = parse_json_line(l, &ls, base, s, where, err);
-    } else {
-      if (lineno == 1) {
-        char first[256];
-        size_t k = strcspn(s, ",");
-        snprintf(first, sizeof first, "%.*s", (int)(k < 255 ? k : 255), s);
-        if (is_header_field(trim(first)))
-          continue;
-      }
-      st = parse_csv_line(l, &ls, base, s, where, err);
+  while (!st && (len = getline(&line, &cap, f)) >= 0) {
+    char *s = line;
+    if (++lineno == 1 && len >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3)) /* UTF-8 byte order mark */
+      s += 3, len -= 3;
+    if (strlen(s) != (size_t)len) {
+      st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s:%ld: NUL byte (not a text file?)",
+                          manifest, lineno);
+      break;
     }
+    if (!rec_len) { /* a new record: blank, comment, JSON line or the start of a CSV record */
+      const char *c = s;
+      while (isspace((unsigned char)*c))
+        c++;
+      if (!*c || *c == '#')
+        continue;
+      if (*c == '{') {
+        snprintf(where, sizeof where, "%s:%ld", manifest, lineno);
+        st = parse_json_line(l, &ls, base, trim(s), where, err);
+        continue;
+      }
+      first = lineno;
+    }
+    if (rec_len + (size_t)len + 1 > rec_cap) {
+      size_t grown_cap = 2 * (rec_len + (size_t)len + 1);
+      char *grown = realloc(rec, grown_cap), *grown_values = realloc(values, grown_cap);
+      if (grown)
+        rec = grown;
+      if (grown_values)
+        values = grown_values;
+      if (!grown || !grown_values) {
+        st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s:%ld: out of memory", manifest, first);
+        break;
+      }
+      rec_cap = grown_cap;
+    }
+    memcpy(rec + rec_len, s, (size_t)len + 1);
+    rec_len += (size_t)len;
+    int nf;
+    char why[160];
+    enum csv_split_result r = csv_split(rec, values, fields, &nf, why, sizeof why);
+    if (r == CSV_SPLIT_OPEN_QUOTE)
+      continue; /* a line break inside quotes: the record goes on */
+    rec_len = 0;
+    if (first == lineno)
+      snprintf(where, sizeof where, "%s:%ld", manifest, first);
+    else
+      snprintf(where, sizeof where, "%s:%ld (a record of lines %ld-%ld)", manifest, first, first,
+               lineno);
+    if (r == CSV_SPLIT_BAD)
+      st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: %s", where, why);
+    else if (!(first == 1 && is_header_field(fields[0])))
+      st = add_csv_record(l, &ls, base, fields, nf, where, err);
   }
+  if (!st && rec_len)
+    st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s:%ld: unterminated quoted field: its opening "
+                        "quote is not closed by the end of the file (a quote inside a quoted "
+                        "field is written \"\")", manifest, first);
   free(line);
+  free(rec);
+  free(values);
   fclose(f);
   if (!st && l->count == 0)
     st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: no records", manifest);

@@ -1,7 +1,9 @@
 /* `beit pack` as a library call: an ImageFolder of generated JPEG/PNG/BMP/GIF images in several
  * sizes and modes plus deliberately corrupt files; read back, bytes and pixels equal the
  * originals, corrupt files reported; multi-label manifests (CSV and JSON lines) round-trip;
- * shard checksum and schema failures are errors that name the file. */
+ * CSV manifests follow RFC 4180 (quoted commas, quotes and line breaks, CRLF, a byte order mark)
+ * and their errors name the file and line; shard checksum and schema failures are errors that
+ * name the file. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include <stb/stb_image_write.h>
 
 #include "data_internal.h"
+#include "pack_internal.h"
 #include "testing.h"
 
 static char root[256];
@@ -305,6 +308,126 @@ static void test_manifests(void)
   CHECK_MSG(strstr(err.message, "bad.csv:1"), "%s", err.message);
 }
 
+/* A manifest written as text and listed (beit_pack_list_manifest): status and error. */
+static enum beit_status list_manifest(const char *name, const char *text,
+                                      struct beit_pack_list *l, struct beit_error *err)
+{
+  char in[512];
+  write_bytes(name, text, strlen(text));
+  snprintf(in, sizeof in, "%s/%s", root, name);
+  return beit_pack_list_manifest(l, in, err);
+}
+
+static const struct beit_pack_item *find_item(const struct beit_pack_list *l, const char *key)
+{
+  for (size_t i = 0; i < l->count; i++)
+    if (!strcmp(l->items[i].key, key))
+      return &l->items[i];
+  return NULL;
+}
+
+/* The label names of an item, sorted class order, joined by '+'. */
+static void item_labels(const struct beit_pack_list *l, const struct beit_pack_item *it,
+                        char *buf, size_t n)
+{
+  size_t k = 0;
+  buf[0] = 0;
+  for (int c = 0; c < l->num_classes && k < n; c++)
+    for (size_t j = 0; j < it->num_labels && k < n; j++)
+      if (it->labels[j] == c)
+        k += (size_t)snprintf(buf + k, n - k, "%s%s", k ? "+" : "", l->class_names[c]);
+}
+
+/* RFC 4180 CSV manifests: quoting, CRLF, a byte order mark, errors naming file and line. */
+static void test_manifest_csv_quoting(void)
+{
+  /* a BOM before the header, CRLF line ends, a path with a comma, one with quotes, a quoted
+   * label with a comma, a line break inside a quoted path, whitespace around quotes */
+  const char *text = "\xEF\xBB\xBFpath,label\r\n"
+                     "\"with, comma.png\",a\r\n"
+                     "\"say \"\"hi\"\".png\",b\r\n"
+                     "plain.png , \"c, d\" \r\n"
+                     "\r\n"
+                     "# a comment, with \"quotes\r\n"
+                     "\"two\r\nlines.png\",a;b\r\n"
+                     "  \"\"\"quoted\"\" start.png\"  ,\"\"\r\n"
+                     "last.png,b"; /* no final line end */
+  struct beit_pack_list l;
+  struct beit_error err = {0};
+  CHECK_MSG(list_manifest("quoted.csv", text, &l, &err) == BEIT_STATUS_OK, "%s", err.message);
+  static const struct {
+    const char *key, *labels;
+  } want[] = {{"with, comma.png", "a"},     {"say \"hi\".png", "b"}, {"plain.png", "c, d"},
+              {"two\r\nlines.png", "a+b"}, {"\"quoted\" start.png", ""}, {"last.png", "b"}};
+  size_t nwant = sizeof want / sizeof want[0];
+  CHECK_MSG(l.count == nwant, "%zu records, want %zu (the header skipped despite the BOM)",
+            l.count, nwant);
+  CHECK_MSG(l.num_classes == 3 && !strcmp(l.class_names[0], "a") &&
+                !strcmp(l.class_names[1], "b") && !strcmp(l.class_names[2], "c, d"),
+            "%d classes", l.num_classes);
+  for (size_t i = 0; i < nwant; i++) {
+    const struct beit_pack_item *it = find_item(&l, want[i].key);
+    char labels[256] = "";
+    if (it)
+      item_labels(&l, it, labels, sizeof labels);
+    CHECK_MSG(it && !strcmp(labels, want[i].labels), "key [%s]: %s, labels [%s], want [%s]",
+              want[i].key, it ? "found" : "missing", labels, want[i].labels);
+  }
+  beit_pack_list_free(&l);
+
+  /* an unterminated quote: the error names the file and the line the quote opens on */
+  CHECK(list_manifest("open.csv", "a.png,x\n\"b.png,y\nc.png,z\n", &l, &err) ==
+        BEIT_STATUS_FORMAT);
+  CHECK_MSG(strstr(err.message, "open.csv:2:") && strstr(err.message, "unterminated"), "%s",
+            err.message);
+  beit_pack_list_free(&l);
+  /* text after a closing quote */
+  CHECK(list_manifest("after.csv", "a.png,x\r\nb.png,y\r\n\"c\"d.png,z\r\n", &l, &err) ==
+        BEIT_STATUS_FORMAT);
+  CHECK_MSG(strstr(err.message, "after.csv:3:") && strstr(err.message, "closing quote"), "%s",
+            err.message);
+  beit_pack_list_free(&l);
+  /* an error in a record spanning lines names its first line */
+  CHECK(list_manifest("span.csv", "a.png,x\n\"b\nc.png\"\n", &l, &err) == BEIT_STATUS_FORMAT);
+  CHECK_MSG(strstr(err.message, "span.csv:2") && strstr(err.message, "lines 2-3"), "%s",
+            err.message);
+  beit_pack_list_free(&l);
+
+  /* packed end to end: an image whose file name has a comma and quotes */
+  char src[512];
+  size_t n = 0;
+  snprintf(src, sizeof src, "%s/cat/rgb.png", root);
+  unsigned char *png = read_bytes(src, &n);
+  CHECK(png != NULL);
+  if (!png)
+    return;
+  write_bytes("cat/odd, \"name\".png", png, n);
+  free(png);
+  const char *csv = "\xEF\xBB\xBF\"cat/odd, \"\"name\"\".png\",x\r\ncat/rgb.png,y\r\n";
+  write_bytes("odd.csv", csv, strlen(csv));
+  char in[512], out[512];
+  snprintf(in, sizeof in, "%s/odd.csv", root);
+  snprintf(out, sizeof out, "%s.odd.ds", root);
+  struct beit_data_pack_report rep;
+  CHECK_MSG(pack(BEIT_DATA_SOURCE_MANIFEST, in, out, 1 << 20, NULL, &rep, &err) == 0, "%s",
+            err.message);
+  CHECK_MSG(rep.written == 2 && rep.skipped == 0, "written %zu, skipped %zu", rep.written,
+            rep.skipped);
+  struct beit_dataset *ds;
+  if (beit_data_open(&ds, out, &err) != 0) {
+    CHECK_MSG(0, "%s", err.message);
+    return;
+  }
+  int seen = 0;
+  struct beit_data_record rec = {0};
+  for (size_t i = 0; i < beit_data_count(ds); i++)
+    if (beit_data_read(ds, i, &rec, &err) == 0 && !strcmp(rec.key, "cat/odd, \"name\".png"))
+      seen++;
+  CHECK_MSG(seen == 1, "the record of 'cat/odd, \"name\".png' seen %d times", seen);
+  beit_data_record_free(&rec);
+  beit_data_close(ds);
+}
+
 /* File offset of chunk 0 of a dataset in a shard. */
 static haddr_t chunk_addr(const char *path, const char *name)
 {
@@ -399,6 +522,7 @@ int main(void)
   }
   test_folder();
   test_manifests();
+  test_manifest_csv_quoting();
   test_corruption();
   char cmd[1024];
   snprintf(cmd, sizeof cmd, "rm -rf %s %s.*", root, root);

@@ -48,6 +48,7 @@ static void usage(FILE *out)
           "Sources:\n"
           "  --folder DIR          ImageFolder tree: DIR/<class>/<image> (ImageNet layout)\n"
           "  --manifest FILE       CSV (path,label[;label...]) or JSON lines ({\"path\"|\"image_url\", \"label\"|\"labels\"})\n"
+          "                        (CSV as RFC 4180: \"a, b.jpg\" quoted, \"\" for a quote; data/README.md)\n"
           "  --fashion-mnist DIR   idx .gz files (Debian dataset-fashion-mnist: /usr/share/datasets/fashion-mnist)\n"
           "  --split train|test    Fashion-MNIST split (default train)\n"
           "Options:\n"

@@ -69,6 +69,7 @@ static enum beit_status store_value(void *dst, const struct beit_config_key *k, 
     return BEIT_STATUS_OK;
   switch (k->type) {
   case BEIT_KEY_IGNORE:
+  case BEIT_KEY_FOREIGN:
     return BEIT_STATUS_OK;
   case BEIT_KEY_INT:
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
@@ -145,6 +146,57 @@ static enum beit_status walk(void *dst, const struct beit_config_key *keys, size
   return BEIT_STATUS_OK;
 }
 
+/* A comma-separated list of names that ends in ", ..." once the next name does not fit. */
+struct name_list {
+  char *out;
+  size_t size, len;
+  int full;
+};
+
+static void name_list_add(struct name_list *l, const char *name)
+{
+  static const char more[] = ", ...";
+  const char *sep = l->len ? ", " : "";
+  if (l->full)
+    return;
+  if (l->len + strlen(sep) + strlen(name) + sizeof more <= l->size) {
+    l->len += (size_t)snprintf(l->out + l->len, l->size - l->len, "%s%s", sep, name);
+  } else {
+    l->full = 1;
+    if (l->len + sizeof more <= l->size)
+      l->len += (size_t)snprintf(l->out + l->len, l->size - l->len, "%s", more);
+  }
+}
+
+/* Count and list the FOREIGN keys below prefix, descending into objects as walk does. */
+static size_t list_foreign(const struct beit_config_key *keys, size_t nkeys, const cJSON *obj,
+                           const char *prefix, struct name_list *list)
+{
+  size_t count = 0;
+  for (const cJSON *item = obj->child; item; item = item->next) {
+    char name[512];
+    snprintf(name, sizeof name, "%s%s%s", prefix, *prefix ? "." : "", item->string);
+    const struct beit_config_key *k = find_key(keys, nkeys, name);
+    if (k && k->type == BEIT_KEY_FOREIGN) {
+      name_list_add(list, name);
+      count++;
+    } else if (!k && cJSON_IsObject(item) && is_key_prefix(keys, nkeys, name)) {
+      count += list_foreign(keys, nkeys, item, name, list);
+    }
+  }
+  return count;
+}
+
+size_t beit_config_foreign_keys(const struct beit_config_key *keys, size_t nkeys,
+                                const cJSON *root, char *out, size_t size)
+{
+  struct name_list list = {out, size, 0, 0};
+  if (size == 0)
+    return 0;
+  out[0] = '\0';
+  return cJSON_IsObject(root) ? list_foreign(keys, nkeys, root, "", &list) : 0;
+}
+
 enum beit_status beit_config_from_json(void *dst, const struct beit_config_key *keys,
                                        size_t nkeys, const cJSON *root, const char *source,
                                        struct beit_error *err)
@@ -179,7 +231,7 @@ enum beit_status beit_config_set(void *dst, const struct beit_config_key *keys, 
   memcpy(name, assignment, n);
   name[n] = '\0';
   const struct beit_config_key *k = find_key(keys, nkeys, name);
-  if (!k || k->type == BEIT_KEY_IGNORE)
+  if (!k || k->type == BEIT_KEY_IGNORE || k->type == BEIT_KEY_FOREIGN)
     return beit_error_set(err, BEIT_STATUS_CONFIG, "--set: unknown key '%s'", name);
   const char *value = eq + 1;
   /* Parse the value as JSON; a bare word that is not JSON is taken as a string. */
@@ -223,7 +275,7 @@ cJSON *beit_config_to_json(const void *src, const struct beit_config_key *keys, 
   for (size_t i = 0; i < nkeys; i++) {
     const struct beit_config_key *k = &keys[i];
     const char *field = (const char *)src + k->offset, *leaf;
-    if (k->type == BEIT_KEY_IGNORE)
+    if (k->type == BEIT_KEY_IGNORE || k->type == BEIT_KEY_FOREIGN)
       continue;
     cJSON *obj = parent_object(root, k->name, &leaf), *v = NULL;
     if (!obj)
@@ -235,6 +287,7 @@ cJSON *beit_config_to_json(const void *src, const struct beit_config_key *keys, 
     case BEIT_KEY_STRING: v = cJSON_CreateString(field); break;
     case BEIT_KEY_VEC3: v = cJSON_CreateDoubleArray((const double *)field, 3); break;
     case BEIT_KEY_IGNORE: break;
+    case BEIT_KEY_FOREIGN: break;
     }
     if (!v || !cJSON_AddItemToObject(obj, leaf, v)) {
       cJSON_Delete(v);

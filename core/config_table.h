@@ -3,7 +3,10 @@
  *
  * A key is a dotted path ("optimizer.lr" is {"optimizer": {"lr": ...}}) bound to a field of a
  * C struct by offset. Reading rejects unknown keys, wrong types and out-of-range values with a
- * message naming the key and the file; keys absent from the JSON keep the struct's defaults. */
+ * message naming the key and the file; keys absent from the JSON keep the struct's defaults.
+ * Two kinds of row accept a key without storing it: IGNORE (silent: handled outside the table,
+ * or bookkeeping we write ourselves) and FOREIGN (another tool's field that changes nothing we
+ * build; the caller reports the ones present, see beit_config_foreign_keys). */
 #ifndef BEIT_CORE_CONFIG_TABLE_H
 #define BEIT_CORE_CONFIG_TABLE_H
 
@@ -21,7 +24,8 @@ enum beit_key_type {
   BEIT_KEY_BOOL,   /* int, 0 or 1 */
   BEIT_KEY_STRING, /* char[BEIT_CONFIG_STR] */
   BEIT_KEY_VEC3,   /* double[3], e.g. image_mean */
-  BEIT_KEY_IGNORE, /* accepted and not stored (fields of other tools, handled elsewhere) */
+  BEIT_KEY_IGNORE,  /* accepted and not stored, silently (handled elsewhere, our own bookkeeping) */
+  BEIT_KEY_FOREIGN, /* accepted and not stored, and listed by beit_config_foreign_keys */
 };
 
 struct beit_config_key {
@@ -43,7 +47,13 @@ enum beit_status beit_config_load_file(void *dst, const struct beit_config_key *
 /* Apply one "a.b=value" override (the --set option); value parsed as the key's type. */
 enum beit_status beit_config_set(void *dst, const struct beit_config_key *keys, size_t nkeys,
                                  const char *assignment, struct beit_error *err);
-/* The struct as a nested JSON object (IGNORE keys left out); NULL on allocation failure. */
+/* The FOREIGN keys present in root (any value, null included), in file order, as a
+ * comma-separated list in out (size bytes; ", ..." ends a list that does not fit). Returns how
+ * many there are. Call it on a root that beit_config_from_json accepted. */
+size_t beit_config_foreign_keys(const struct beit_config_key *keys, size_t nkeys,
+                                const cJSON *root, char *out, size_t size);
+/* The struct as a nested JSON object (IGNORE and FOREIGN keys left out); NULL on allocation
+ * failure. */
 cJSON *beit_config_to_json(const void *src, const struct beit_config_key *keys, size_t nkeys);
 
 /* Parse a whole JSON file; errors name the file and the byte offset of a syntax error. */

@@ -1,6 +1,7 @@
 /* The model configuration in HF BeitConfig field names: one key table drives reading,
- * validation, --set overrides and saving. HF bookkeeping and segmentation-only fields are
- * accepted and ignored so a folder written by HF save_pretrained loads as it is. */
+ * validation, --set overrides and saving. HF bookkeeping, generation and segmentation-only
+ * fields are accepted so a folder written by HF save_pretrained (any transformers version) loads
+ * as it is; those are listed in one warning line per file. Unknown keys are errors. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@
 
 #define F(field) offsetof(struct beit_config, field)
 #define BIG 1e9
+#define SILENT(name) {name, BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL}
+#define FOREIGN(name) {name, BEIT_KEY_FOREIGN, 0, 0, 0, NULL, NULL}
 
 static const char *const acts[] = {"gelu", NULL};
 static const char *const archs[] = {"BeitModel", "BeitForMaskedImageModeling",
@@ -47,39 +50,97 @@ static const struct beit_config_key config_keys[] = {
     {"vocab_size", BEIT_KEY_INT, F(vocab_size), 1, 1 << 20, NULL, "visual vocabulary"},
     {"num_labels", BEIT_KEY_INT, F(num_labels), 1, 1 << 20, NULL, "classes"},
     {"problem_type", BEIT_KEY_STRING, F(problem_type), 0, 0, problems, "classification loss"},
-    /* handled outside the table */
-    {"architectures", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"id2label", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"label2id", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    /* HF bookkeeping, generation and segmentation fields that do not change the encoder */
-    {"model_type", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"transformers_version", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"torch_dtype", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"_name_or_path", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"return_dict", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"output_hidden_states", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"output_attentions", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"torchscript", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"use_bfloat16", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"pruned_heads", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"tie_word_embeddings", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"is_encoder_decoder", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"is_decoder", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"add_cross_attention", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"chunk_size_feed_forward", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"finetuning_task", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"semantic_loss_ignore_index", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"out_indices", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"out_features", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"stage_names", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"pool_scales", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"use_auxiliary_head", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"auxiliary_loss_weight", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"auxiliary_channels", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"auxiliary_num_convs", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"auxiliary_concat_input", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"add_fpn", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
-    {"reshape_hidden_states", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+    /* Silent: handled by beit_config_load (architectures, id2label; label2id is its inverse),
+     * written by beit_config_json (these four and model_type), or naming the writer in every HF
+     * file (transformers_version). Loading a folder we wrote must print nothing. */
+    SILENT("architectures"),
+    SILENT("id2label"),
+    SILENT("label2id"),
+    SILENT("model_type"),
+    SILENT("transformers_version"),
+    /* Foreign: fields of HF's generic PretrainedConfig (transformers 4.10, the first with BEiT,
+     * to 5.x) and BeitConfig's segmentation/backbone heads. None changes the encoder, its
+     * weights or its numbers; beit_config_load lists those present in one warning line. A key
+     * that is in neither list is an error: it may change the network (a typo, a newer
+     * architectural field, quantization_config, auto_map, per_layer_config). */
+    /* storage dtype (safetensors has its own), attention backend, hub bookkeeping */
+    FOREIGN("torch_dtype"),
+    FOREIGN("dtype"),
+    FOREIGN("_name_or_path"),
+    FOREIGN("_commit_hash"),
+    FOREIGN("attn_implementation"),
+    FOREIGN("_attn_implementation"),
+    FOREIGN("_attn_implementation_internal"),
+    FOREIGN("_attn_implementation_autoset"),
+    /* what the PyTorch/TF forward returns, tracing, memory, devices */
+    FOREIGN("return_dict"),
+    FOREIGN("use_return_dict"),
+    FOREIGN("output_hidden_states"),
+    FOREIGN("output_attentions"),
+    FOREIGN("torchscript"),
+    FOREIGN("use_bfloat16"),
+    FOREIGN("tf_legacy_loss"),
+    FOREIGN("chunk_size_feed_forward"),
+    FOREIGN("gradient_checkpointing"),
+    FOREIGN("xla_device"),
+    /* checked by beit_config_load: accepted only when no head is pruned */
+    FOREIGN("pruned_heads"),
+    /* text and encoder-decoder models: BEiT reads none of these */
+    FOREIGN("is_encoder_decoder"),
+    FOREIGN("is_decoder"),
+    FOREIGN("add_cross_attention"),
+    FOREIGN("cross_attention_hidden_size"),
+    FOREIGN("tie_encoder_decoder"),
+    FOREIGN("tie_word_embeddings"),
+    FOREIGN("finetuning_task"),
+    FOREIGN("tokenizer_class"),
+    FOREIGN("prefix"),
+    FOREIGN("bos_token_id"),
+    FOREIGN("pad_token_id"),
+    FOREIGN("eos_token_id"),
+    FOREIGN("sep_token_id"),
+    FOREIGN("decoder_start_token_id"),
+    FOREIGN("task_specific_params"),
+    /* generation defaults, kept in the model config until transformers 4.4x */
+    FOREIGN("max_length"),
+    FOREIGN("min_length"),
+    FOREIGN("do_sample"),
+    FOREIGN("early_stopping"),
+    FOREIGN("num_beams"),
+    FOREIGN("num_beam_groups"),
+    FOREIGN("diversity_penalty"),
+    FOREIGN("temperature"),
+    FOREIGN("top_k"),
+    FOREIGN("top_p"),
+    FOREIGN("typical_p"),
+    FOREIGN("repetition_penalty"),
+    FOREIGN("length_penalty"),
+    FOREIGN("no_repeat_ngram_size"),
+    FOREIGN("encoder_no_repeat_ngram_size"),
+    FOREIGN("bad_words_ids"),
+    FOREIGN("num_return_sequences"),
+    FOREIGN("output_scores"),
+    FOREIGN("return_dict_in_generate"),
+    FOREIGN("forced_bos_token_id"),
+    FOREIGN("forced_eos_token_id"),
+    FOREIGN("remove_invalid_values"),
+    FOREIGN("exponential_decay_length_penalty"),
+    FOREIGN("suppress_tokens"),
+    FOREIGN("begin_suppress_tokens"),
+    /* BeitConfig: semantic segmentation heads (UPerNet, auxiliary FCN) and BeitBackbone */
+    FOREIGN("semantic_loss_ignore_index"),
+    FOREIGN("pool_scales"),
+    FOREIGN("use_auxiliary_head"),
+    FOREIGN("auxiliary_loss_weight"),
+    FOREIGN("auxiliary_channels"),
+    FOREIGN("auxiliary_num_convs"),
+    FOREIGN("auxiliary_concat_input"),
+    FOREIGN("out_indices"),
+    FOREIGN("out_features"),
+    FOREIGN("segmentation_indices"),
+    FOREIGN("stage_names"),
+    FOREIGN("add_fpn"),
+    FOREIGN("reshape_hidden_states"),
 };
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
 
@@ -159,6 +220,34 @@ done:
   return st;
 }
 
+/* pruned_heads {"layer": [head, ...]}: HF drops those heads' rows from q, k, v and the
+ * output projection, a network this encoder does not build. Only "nothing pruned" loads. */
+static enum beit_status check_pruned_heads(const cJSON *root, const char *path,
+                                           struct beit_error *err)
+{
+  const cJSON *ph = cJSON_GetObjectItemCaseSensitive(root, "pruned_heads");
+  if (!ph || cJSON_IsNull(ph))
+    return BEIT_STATUS_OK;
+  if (!cJSON_IsObject(ph))
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'pruned_heads': expected an object",
+                          path);
+  for (const cJSON *e = ph->child; e; e = e->next)
+    if (!cJSON_IsArray(e) || cJSON_GetArraySize(e) > 0)
+      return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "%s: key 'pruned_heads': layer '%s' "
+                            "has pruned attention heads; pruned models are not supported",
+                            path, e->string);
+  return BEIT_STATUS_OK;
+}
+
+/* One line on stderr naming the FOREIGN keys of the file, if any (nothing for our own files). */
+static void warn_foreign_keys(const cJSON *root, const char *path)
+{
+  char list[2048];
+  if (beit_config_foreign_keys(config_keys, NKEYS, root, list, sizeof list))
+    fprintf(stderr, "beit: warning: %s: ignored keys that do not change the encoder: %s\n", path,
+            list);
+}
+
 enum beit_status beit_config_load(struct beit_config *cfg, const char *path,
                                   struct beit_error *err)
 {
@@ -167,7 +256,8 @@ enum beit_status beit_config_load(struct beit_config *cfg, const char *path,
   if (st)
     return st;
   long explicit_labels = -1;
-  if ((st = beit_config_from_json(cfg, config_keys, NKEYS, root, path, err)))
+  if ((st = beit_config_from_json(cfg, config_keys, NKEYS, root, path, err)) ||
+      (st = check_pruned_heads(root, path, err)))
     goto done;
   if (cJSON_GetObjectItemCaseSensitive(root, "num_labels"))
     explicit_labels = cfg->num_labels;
@@ -209,7 +299,8 @@ enum beit_status beit_config_load(struct beit_config *cfg, const char *path,
     if (st)
       goto done;
   }
-  st = beit_config_validate(cfg, path, err);
+  if (!(st = beit_config_validate(cfg, path, err)))
+    warn_foreign_keys(root, path);
 done:
   cJSON_Delete(root);
   return st;

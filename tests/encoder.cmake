@@ -13,7 +13,8 @@ set_tests_properties(test_golden_bf16 PROPERTIES FIXTURES_REQUIRED golden_encode
                      SKIP_RETURN_CODE 77)
 
 beit_add_test(NAME test_model_io SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_model_io.c
-              LABELS unit LIBS beit_encoder ARGS ${CMAKE_CURRENT_BINARY_DIR}/model_io)
+              LABELS unit LIBS beit_encoder
+              ARGS ${CMAKE_CURRENT_BINARY_DIR}/model_io ${CMAKE_CURRENT_SOURCE_DIR}/fixtures)
 set_tests_properties(test_model_io PROPERTIES FIXTURES_SETUP c_saved_model)
 add_test(NAME test_run_e2e
          COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_run_e2e.py $<TARGET_FILE:beit>

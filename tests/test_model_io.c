@@ -1,9 +1,11 @@
 /* Model configs and folders: unknown keys and bad values are errors naming key and file, HF
- * bookkeeping keys are accepted, a saved folder loads back bit for bit, a folder with a missing
+ * bookkeeping keys are accepted with one warning line listing them (the config.json of several
+ * transformers versions in tests/fixtures/hf_config load to one architecture; our own folders
+ * load without a warning), a saved folder loads back bit for bit, a folder with a missing
  * or foreign tensor is refused naming it, stored relative_position_index buffers are ignored.
  * The inference-only arena gives the training arena's forward bit for bit, and is smaller.
- * With an argument OUT, also writes OUT/c_saved (a C-initialised classifier folder) for
- * tests/test_run_e2e.py to load in the PyTorch reference. */
+ * Arguments: OUT FIXTURES. OUT gets OUT/c_saved (a C-initialised classifier folder) for
+ * tests/test_run_e2e.py to load in the PyTorch reference; FIXTURES is tests/fixtures. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,49 @@ static void write_text(const char *path, const char *text)
   FILE *f = fopen(path, "w");
   fputs(text, f);
   fclose(f);
+}
+
+/* stderr (fd 2) goes to tmp/stderr.txt between capture_begin and capture_end, which returns
+ * what was written (static buffer, overwritten by the next capture). */
+static FILE *capture_file;
+static int capture_saved_fd = -1;
+
+static void capture_begin(void)
+{
+  char path[512];
+  snprintf(path, sizeof path, "%s/stderr.txt", tmp);
+  fflush(stderr);
+  capture_file = fopen(path, "w+");
+  capture_saved_fd = dup(2);
+  if (capture_file && capture_saved_fd >= 0)
+    dup2(fileno(capture_file), 2);
+}
+
+static const char *capture_end(void)
+{
+  static char text[16384];
+  text[0] = '\0';
+  fflush(stderr);
+  if (capture_saved_fd >= 0) {
+    dup2(capture_saved_fd, 2);
+    close(capture_saved_fd);
+    capture_saved_fd = -1;
+  }
+  if (capture_file) {
+    rewind(capture_file);
+    text[fread(text, 1, sizeof text - 1, capture_file)] = '\0';
+    fclose(capture_file);
+    capture_file = NULL;
+  }
+  return text;
+}
+
+static size_t count_lines(const char *text)
+{
+  size_t n = 0;
+  for (const char *c = text; *c; c++)
+    n += *c == '\n';
+  return n;
 }
 
 static const char *small_config =
@@ -46,12 +91,20 @@ static void expect_config(const char *extra, enum beit_status want, const char *
   struct beit_config cfg;
   struct beit_error err = {0};
   beit_config_defaults(&cfg);
+  capture_begin();
   enum beit_status st = beit_config_load(&cfg, path, &err);
+  const char *log = capture_end();
   CHECK_MSG(st == want, "config with '%s': status %s, expected %s (%s)", extra,
             beit_status_name(st), beit_status_name(want), err.message);
   if (want && needle)
     CHECK_MSG(strstr(err.message, needle) && strstr(err.message, path),
               "message '%s' should name '%s' and the file", err.message, needle);
+  if (!want) /* torch_dtype, out_indices, semantic_loss_ignore_index; not transformers_version */
+    CHECK_MSG(count_lines(log) == 1 && strstr(log, "torch_dtype, out_indices, "
+                                              "semantic_loss_ignore_index\n") &&
+              !strstr(log, "transformers_version"), "warning: '%s'", log);
+  else
+    CHECK_MSG(!*log, "a refused config prints only its error, not '%s'", log);
   beit_config_free(&cfg);
 }
 
@@ -80,7 +133,10 @@ static void test_round_trip(const char *out)
   char dir[512];
   snprintf(dir, sizeof dir, "%s/saved", tmp);
   CHECK(m && beit_model_save(m, dir, &err) == BEIT_STATUS_OK);
+  capture_begin();
   CHECK_MSG(beit_model_load(&back, dir, 2, &err) == BEIT_STATUS_OK, "%s", err.message);
+  const char *log = capture_end();
+  CHECK_MSG(!*log, "loading our own folder prints nothing, not '%s'", log);
   if (!m || !back)
     return;
   CHECK(back->table.total == m->table.total);
@@ -98,6 +154,144 @@ static void test_round_trip(const char *out)
   }
   beit_model_free(back);
   beit_model_free(m);
+}
+
+/* Load dir/name with stderr captured: status, error message and the captured text. */
+static enum beit_status load_fixture(struct beit_config *cfg, const char *dir, const char *name,
+                                     char *path, size_t path_size, struct beit_error *err,
+                                     const char **log)
+{
+  snprintf(path, path_size, "%s/hf_config/%s", dir, name);
+  beit_config_defaults(cfg);
+  capture_begin();
+  enum beit_status st = beit_config_load(cfg, path, err);
+  *log = capture_end();
+  return st;
+}
+
+/* The warning a fixture must print: its top-level keys in file order, less those our writer
+ * emits (mine), problem_type (a model key our writer leaves out when unset) and
+ * transformers_version (silent bookkeeping). */
+static void expected_warning(const char *path, const cJSON *mine, char *out, size_t size)
+{
+  cJSON *root = NULL;
+  struct beit_error err = {0};
+  int n = snprintf(out, size, "beit: warning: %s: ignored keys that do not change the encoder: ",
+                   path);
+  const int head = n;
+  if (beit_json_read_file(&root, path, &err)) {
+    CHECK_MSG(0, "%s", err.message);
+    return;
+  }
+  for (const cJSON *e = root->child; e && (size_t)n < size; e = e->next)
+    if (!cJSON_GetObjectItemCaseSensitive(mine, e->string) &&
+        strcmp(e->string, "problem_type") && strcmp(e->string, "transformers_version"))
+      n += snprintf(out + n, size - (size_t)n, "%s%s", n > head ? ", " : "", e->string);
+  if ((size_t)n < size)
+    snprintf(out + n, size - (size_t)n, "\n");
+  cJSON_Delete(root);
+}
+
+/* config.json as several transformers versions write it: the same architecture as plain.json,
+ * one warning line listing exactly the foreign keys; keys that could change the network are
+ * refused naming the file and the key, without a warning. */
+static void test_hf_versions(const char *fixtures)
+{
+  static const struct {
+    const char *file, *must_list; /* one key the warning has to name */
+  } accepted[] = {
+      {"transformers_4_15.json", "max_length"},
+      {"transformers_4_36.json", "stage_names"},
+      {"transformers_4_49.json", "_attn_implementation_autoset"},
+      {"transformers_4_57.json", "dtype"},
+  };
+  static const struct {
+    const char *file, *key;
+    enum beit_status status;
+  } refused[] = {
+      {"refused_typo.json", "hidden_sizee", BEIT_STATUS_CONFIG},
+      {"refused_quantization.json", "quantization_config", BEIT_STATUS_CONFIG},
+      {"refused_pruned_heads.json", "pruned_heads", BEIT_STATUS_UNSUPPORTED},
+  };
+  struct beit_config cfg;
+  struct beit_error err = {0};
+  char path[4096], want[4096];
+  const char *log;
+  if (!fixtures) {
+    CHECK_MSG(0, "usage: test_model_io OUT FIXTURES (tests/fixtures)");
+    return;
+  }
+  enum beit_status st = load_fixture(&cfg, fixtures, "plain.json", path, sizeof path, &err, &log);
+  CHECK_MSG(st == BEIT_STATUS_OK, "%s", err.message);
+  CHECK_MSG(!*log, "plain.json: no warning, not '%s'", log);
+  cJSON *plain = st ? NULL : beit_config_json(&cfg);
+  beit_config_free(&cfg);
+  if (!plain)
+    return;
+  for (size_t i = 0; i < sizeof accepted / sizeof *accepted; i++) {
+    st = load_fixture(&cfg, fixtures, accepted[i].file, path, sizeof path, &err, &log);
+    CHECK_MSG(st == BEIT_STATUS_OK, "%s: %s", accepted[i].file, err.message);
+    cJSON *got = st ? NULL : beit_config_json(&cfg);
+    CHECK_MSG(got && cJSON_Compare(got, plain, 1), "%s: not the architecture of plain.json",
+              accepted[i].file);
+    expected_warning(path, plain, want, sizeof want);
+    CHECK_MSG(!strcmp(log, want), "%s: warning\n  got  '%s'\n  want '%s'", accepted[i].file,
+              log, want);
+    char needle[128];
+    snprintf(needle, sizeof needle, " %s,", accepted[i].must_list);
+    CHECK_MSG(count_lines(log) == 1 && strstr(log, needle), "%s: one line naming %s: '%s'",
+              accepted[i].file, accepted[i].must_list, log);
+    cJSON_Delete(got);
+    beit_config_free(&cfg);
+  }
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+    st = load_fixture(&cfg, fixtures, refused[i].file, path, sizeof path, &err, &log);
+    CHECK_MSG(st == refused[i].status && strstr(err.message, path) &&
+              strstr(err.message, refused[i].key), "%s: status %s, message '%s'",
+              refused[i].file, beit_status_name(st), err.message);
+    CHECK_MSG(!*log, "%s: refused without a warning, not '%s'", refused[i].file, log);
+    beit_config_free(&cfg);
+  }
+  /* our own writer's config loads back silently */
+  snprintf(path, sizeof path, "%s/own_config.json", tmp);
+  CHECK(beit_json_write_file(path, plain, &err) == BEIT_STATUS_OK);
+  beit_config_defaults(&cfg);
+  capture_begin();
+  st = beit_config_load(&cfg, path, &err);
+  log = capture_end();
+  CHECK_MSG(st == BEIT_STATUS_OK && !*log, "own config: %s, '%s'", err.message, log);
+  beit_config_free(&cfg);
+  cJSON_Delete(plain);
+}
+
+/* beit_config_foreign_keys: file order, nested keys by their dotted name, null values counted,
+ * a list that does not fit ends in ", ..." and the count stays whole; --set refuses them. */
+static void test_foreign_list(void)
+{
+  struct row {
+    long a;
+  } r = {0};
+  static const struct beit_config_key keys[] = {
+      {"a", BEIT_KEY_INT, offsetof(struct row, a), 0, 10, NULL, "stored"},
+      {"b", BEIT_KEY_FOREIGN, 0, 0, 0, NULL, NULL},
+      {"c", BEIT_KEY_FOREIGN, 0, 0, 0, NULL, NULL},
+      {"s", BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL},
+      {"x.y", BEIT_KEY_FOREIGN, 0, 0, 0, NULL, NULL},
+  };
+  const size_t n = sizeof keys / sizeof *keys;
+  cJSON *root = cJSON_Parse("{\"c\": null, \"a\": 1, \"s\": 2, \"x\": {\"y\": [1]}, \"b\": 3}");
+  struct beit_error err = {0};
+  char list[64];
+  CHECK(root && beit_config_from_json(&r, keys, n, root, "t", &err) == BEIT_STATUS_OK && r.a == 1);
+  CHECK(beit_config_foreign_keys(keys, n, root, list, sizeof list) == 3);
+  CHECK_MSG(!strcmp(list, "c, x.y, b"), "list '%s'", list);
+  CHECK(beit_config_foreign_keys(keys, n, root, list, 10) == 3);
+  CHECK_MSG(!strcmp(list, "c, ..."), "truncated list '%s'", list);
+  CHECK(beit_config_set(&r, keys, n, "b=1", &err) == BEIT_STATUS_CONFIG);
+  cJSON *back = beit_config_to_json(&r, keys, n);
+  CHECK(back && cJSON_GetArraySize(back) == 1 && cJSON_GetObjectItem(back, "a"));
+  cJSON_Delete(back);
+  cJSON_Delete(root);
 }
 
 /* Rewrite model.safetensors of the saved folder with one tensor renamed or dropped. */
@@ -192,6 +386,8 @@ int main(int argc, char **argv)
   expect_config(", \"layer_norm_eps\": -1", BEIT_STATUS_CONFIG, "layer_norm_eps");
   expect_config(", \"num_labels\": 5", BEIT_STATUS_CONFIG, "num_labels");
   expect_config(", \"hidden_dropout_prob\": 0.1", BEIT_STATUS_UNSUPPORTED, "hidden_dropout_prob");
+  test_foreign_list();
+  test_hf_versions(argc > 2 ? argv[2] : NULL);
   test_round_trip(argc > 1 ? argv[1] : NULL);
   test_bad_folders();
   test_inference_plan();

@@ -10,7 +10,7 @@
 
 #define NORM_BLOCKS 256
 
-void beit_adamw_update(float *params, const float *grads, float *m, float *v,
+void beit_adamw_update(float *params, const float *grads, float grad_scale, float *m, float *v,
                        const struct beit_tensor_table *table,
                        const struct beit_adamw_hparams *hp)
 {
@@ -31,7 +31,7 @@ void beit_adamw_update(float *params, const float *grads, float *m, float *v,
     /* elements are independent: no barrier between tensors */
 #pragma omp for simd schedule(static) nowait
     for (size_t i = 0; i < t->numel; i++) {
-      float gi = g[i];
+      float gi = grad_scale * g[i];
       float pi = p[i] * decay;
       float mi = mt[i] * b1 + omb1 * gi;
       float vi = vt[i] * b2 + omb2 * gi * gi;
@@ -64,7 +64,7 @@ double beit_cosine_schedule(double base, double final, long warmup_iters, long t
   return final + 0.5 * (base - final) * (1.0 + cos(M_PI * i / (double)n));
 }
 
-double beit_clip_grad_norm(float *grads, size_t n, double max_norm)
+double beit_grad_norm(const float *grads, size_t n)
 {
   double part[NORM_BLOCKS] = {0};
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -79,14 +79,22 @@ double beit_clip_grad_norm(float *grads, size_t n, double max_norm)
   double sq = 0.0;
   for (size_t blk = 0; blk < NORM_BLOCKS; blk++)
     sq += part[blk];
-  double norm = sqrt(sq);
-  /* a non-finite norm is returned untouched for the caller to skip the step; torch would
-   * scale by NaN or 0 here and poison or wipe the gradients */
-  if (max_norm > 0.0 && isfinite(norm) && norm > max_norm) {
-    const float coef = (float)(max_norm / (norm + 1e-6));
+  return sqrt(sq);
+}
+
+double beit_clip_coef(double norm, double max_norm)
+{
+  return max_norm > 0.0 && isfinite(norm) && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
+}
+
+double beit_clip_grad_norm(float *grads, size_t n, double max_norm)
+{
+  double norm = beit_grad_norm(grads, n), coef = beit_clip_coef(norm, max_norm);
+  if (coef != 1.0) {
+    const float c = (float)coef;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++)
-      grads[i] *= coef;
+      grads[i] *= c;
   }
   return norm;
 }

@@ -14,11 +14,13 @@ struct beit_adamw_hparams {
   long step;           /* 1-based count of updates including this one (bias correction) */
 };
 
-/* torch.optim.AdamW semantics, per tensor t of the table with lr_t = lr * t->lr_scale:
+/* torch.optim.AdamW semantics, per tensor t of the table with lr_t = lr * t->lr_scale and
+ * g = grad_scale * grads (the gradient's averaging and clipping factors, applied as it is read
+ * instead of in passes of their own; 1 for none):
  *   p -= lr_t * wd_t * p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  *   p -= lr_t / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
- * params, grads, m, v: table->total floats each. */
-void beit_adamw_update(float *params, const float *grads, float *m, float *v,
+ * params, grads, m, v: table->total floats each; grads are only read. */
+void beit_adamw_update(float *params, const float *grads, float grad_scale, float *m, float *v,
                        const struct beit_tensor_table *table,
                        const struct beit_adamw_hparams *hp);
 
@@ -28,9 +30,14 @@ void beit_adamw_update(float *params, const float *grads, float *m, float *v,
 double beit_cosine_schedule(double base, double final, long warmup_iters, long total_iters,
                             long it);
 
-/* Global L2 norm of grads (n floats), computed in double. If max_norm > 0 and the norm exceeds
- * it, grads are scaled by max_norm / (norm + 1e-6) (torch clip_grad_norm_). Returns the norm
- * before clipping (non-finite if any gradient is). */
+/* Global L2 norm of grads (n floats), computed in double (non-finite if any gradient is). */
+double beit_grad_norm(const float *grads, size_t n);
+/* The factor torch clip_grad_norm_ scales gradients of global norm `norm` by:
+ * max_norm / (norm + 1e-6) when max_norm > 0 and norm exceeds it, else 1 (a non-finite norm is
+ * left to the caller, who skips the step: torch would scale by NaN or 0 and poison or wipe the
+ * gradients). */
+double beit_clip_coef(double norm, double max_norm);
+/* Both, and the scaling applied to grads: returns the norm before clipping. */
 double beit_clip_grad_norm(float *grads, size_t n, double max_norm);
 
 #endif

@@ -270,7 +270,7 @@ static enum beit_status train_probe(const struct beit_probe_options *o, const st
       beit_linear_backward(NULL, dW, db, logits, xb, W, B, F, C);
       struct beit_adamw_hparams hp = {beit_cosine_schedule(r->probe.lr, 0.0, 0, total, step),
                                       r->probe.weight_decay, 0.9, 0.999, 1e-8, step + 1};
-      beit_adamw_update(params, grads, m, v, &table, &hp);
+      beit_adamw_update(params, grads, 1.0f, m, v, &table, &hp);
     }
   }
   res->block = 0;

@@ -125,11 +125,10 @@ enum beit_status beit_trainer_update(struct beit_trainer *tr, double loss, doubl
 {
   const struct beit_recipe *r = tr->recipe;
   size_t n = tr->table->total;
-  float scale = total_count > 0 ? (float)(beit_dist_world_size(tr->dist) / total_count) : 0.0f;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    tr->grads[i] *= scale;
-  double norm = beit_clip_grad_norm(tr->grads, n, r->optimizer.clip_grad);
+  /* the summed gradients averaged over the global batch and clipped: one factor, applied as
+   * AdamW reads them */
+  double scale = total_count > 0 ? beit_dist_world_size(tr->dist) / total_count : 0.0;
+  double norm = scale * beit_grad_norm(tr->grads, n);
   *grad_norm = norm;
   *applied = 0;
   long step = tr->step++;
@@ -149,7 +148,8 @@ enum beit_status beit_trainer_update(struct beit_trainer *tr, double loss, doubl
   hp.beta2 = r->optimizer.beta2;
   hp.eps = r->optimizer.eps;
   hp.step = step + 1 - tr->skipped_updates;
-  beit_adamw_update(tr->params, tr->grads, tr->m, tr->v, tr->table, &hp);
+  float grad_scale = (float)(scale * beit_clip_coef(norm, r->optimizer.clip_grad));
+  beit_adamw_update(tr->params, tr->grads, grad_scale, tr->m, tr->v, tr->table, &hp);
   *applied = 1;
   return BEIT_STATUS_OK;
 }

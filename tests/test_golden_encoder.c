@@ -137,7 +137,7 @@ static void run_case(const char *root, const char *name)
     double norm = beit_clip_grad_norm(m->grads, m->table.total, clip);
     snprintf(label, sizeof label, "%s grad norm step %ld", name, s);
     check_scalar(label, norm, want_norm[s], TOL_TRAIN);
-    beit_adamw_update(m->params, m->grads, mom, var, &m->table, &hp);
+    beit_adamw_update(m->params, m->grads, 1.0f, mom, var, &m->table, &hp);
   }
   for (size_t i = 0; i < m->table.count; i++) {
     const struct beit_tensor *t = &m->table.items[i];

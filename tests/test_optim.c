@@ -70,7 +70,7 @@ static void test_adamw(void)
     }
     hp.step = step;
     hp.lr = 1e-2 * (1.0 - 0.1 * (double)step); /* a changing scheduled lr */
-    beit_adamw_update(p, g, m, v, &table, &hp);
+    beit_adamw_update(p, g, 1.0f, m, v, &table, &hp);
     for (size_t t = 0; t < table.count; t++) {
       const struct beit_tensor *ti = &table.items[t];
       size_t o = ti->offset;
@@ -108,11 +108,27 @@ static void test_adamw(void)
   hp.step = 1;
   hp.lr = 0.1;
   hp.weight_decay = 0.5;
-  beit_adamw_update(p, g, m, v, &table, &hp);
+  beit_adamw_update(p, g, 1.0f, m, v, &table, &hp);
   const struct beit_tensor *w = &table.items[0], *b = &table.items[1], *r = &table.items[2];
   CHECK(p[b->offset] == p0[b->offset] && p[b->offset + 12] == p0[b->offset + 12]);
   CHECK(p[w->offset + 3] == (float)(1.0 - 0.1 * 0.5) * p0[w->offset + 3]);
   CHECK(p[r->offset + 5] == (float)(1.0 - 0.1 * 0.25 * 0.5) * p0[r->offset + 5]);
+
+  /* grad_scale: the same update, bit for bit, as on gradients scaled beforehand */
+  float *p2 = malloc(n * sizeof *p2), *g2 = malloc(n * sizeof *g2), *m2 = malloc(n * sizeof *m2),
+        *v2 = malloc(n * sizeof *v2);
+  for (size_t i = 0; i < n; i++) {
+    g[i] = (float)beit_rng_normal(&rng);
+    g2[i] = 0.37f * g[i];
+    p2[i] = p[i], m2[i] = m[i] = 0.1f, v2[i] = v[i] = 0.2f;
+  }
+  hp.step = 4;
+  beit_adamw_update(p, g, 0.37f, m, v, &table, &hp);
+  beit_adamw_update(p2, g2, 1.0f, m2, v2, &table, &hp);
+  CHECK_MSG(!memcmp(p, p2, n * sizeof *p) && !memcmp(m, m2, n * sizeof *m) &&
+                !memcmp(v, v2, n * sizeof *v),
+            "adamw with grad_scale equals adamw on pre-scaled gradients");
+  free(p2), free(g2), free(m2), free(v2);
 
 free_all:
   free(p), free(g), free(m), free(v), free(p0), free(pr), free(gr), free(mr), free(vr);

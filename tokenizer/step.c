@@ -287,5 +287,5 @@ void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
     stats->grad_norm = norm;
   struct beit_adamw_hparams ah = {hp->lr, hp->weight_decay, hp->beta1, hp->beta2, hp->eps,
                                   hp->step};
-  beit_adamw_update(tok->params, tok->grads, m, v, &tok->table, &ah);
+  beit_adamw_update(tok->params, tok->grads, 1.0f, m, v, &tok->table, &ah);
 }

@@ -58,6 +58,16 @@ def main():
     a, b = req.curve(one), req.curve(two)
     worst = max(abs(a[s] - b[s]) / abs(a[s]) for s in a) if a and a.keys() == b.keys() else 1
     check(worst < 1e-4, f"same loss curve (worst relative difference {worst:.1e})")
+    # images/s counts the images of all ranks: rate x window = the global batch of 16 per step
+    for out in (one, two):
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            recs = [json.loads(line) for line in f]
+        recs = [r for r in recs if "images_per_s" in r]
+        seen = [r["images_per_s"] * (r["elapsed_s"] - q["elapsed_s"]) / (r["step"] - q["step"])
+                for q, r in zip(recs, recs[1:])]
+        check(seen and all(abs(x - 16) < 0.2 for x in seen),
+              f"{os.path.basename(out)}: images/s x seconds per step = the global batch 16 "
+              f"(got {min(seen or [0]):.2f}..{max(seen or [0]):.2f})")
     with open(os.path.join(one, "eval.json")) as f:
         e1 = json.load(f)
     with open(os.path.join(two, "eval.json")) as f:

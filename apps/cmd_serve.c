@@ -1,7 +1,8 @@
 /* beit serve: the real-time HTTP endpoint (POST /score, GET /health, /ready, /metadata) in the
- * model card's JSON format. Listens first (so /health answers while the model loads), then
- * loads the model and starts the batching workers, then waits for SIGINT/SIGTERM and shuts
- * down cleanly: running requests finish, new connections are refused. */
+ * model card's JSON format, over HTTP or HTTPS, open or behind a bearer token. Reads the token
+ * and TLS files, listens (so /health answers while the model loads), then loads the model and
+ * starts the batching workers, then waits for SIGINT/SIGTERM and shuts down cleanly: running
+ * requests finish, new connections are refused. Never prints the token. */
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,6 +22,14 @@ static const char usage_text[] =
     "GET  /health  liveness and counters;  GET /ready  200 once the model is loaded\n"
     "GET  /metadata labels, input size, task, preprocessing\n"
     "Errors are 4xx/5xx JSON: {\"error\": {\"status\", \"index\", \"reason\", \"message\"}}.\n"
+    "\n"
+    "Access: with --auth-token-file every request except the probes GET /health and GET /ready\n"
+    "(open: load balancers and Azure ML call them without credentials) needs the header\n"
+    "\"Authorization: Bearer <token>\"; without it, or with another token, the answer is 401\n"
+    "{\"error\": {\"status\": 401, \"reason\": \"unauthorized\", ...}} with WWW-Authenticate: Bearer.\n"
+    "A --host that is not loopback needs --auth-token-file, or --no-auth to serve it open.\n"
+    "  curl -H \"Authorization: Bearer $(cat token)\" --data @request.json http://HOST:8080/score\n"
+    "  curl --cacert cert.pem -H \"Authorization: Bearer $(cat token)\" https://HOST:8443/metadata\n"
     "\n"
     "  --model DIR            BeitForImageClassification folder\n"
     "  --host ADDR            IPv4 or IPv6 address to bind (default 127.0.0.1: this machine\n"
@@ -46,7 +55,14 @@ static const char usage_text[] =
     "  --allow-private-urls   URLs may also reach loopback, private and link-local networks\n"
     "  --url-max-bytes N      size cap of a fetched image (default 16777216)\n"
     "  --url-timeout S        timeout of one fetch (default 10)\n"
-    "  --log-requests         one stderr line per request\n";
+    "  --log-requests         one stderr line per request\n"
+    "  --auth-token-file F    require \"Authorization: Bearer <token>\" (the token: F's first\n"
+    "                         line, trailing newline removed; 1-4096 visible ASCII characters;\n"
+    "                         keep F chmod 600: a warning otherwise)\n"
+    "  --no-auth              serve a non-loopback --host without a token (a warning is printed;\n"
+    "                         on loopback no token is the default)\n"
+    "  --tls-cert PEM         serve HTTPS with this certificate (chain: the server's first)\n"
+    "  --tls-key PEM          and its unencrypted private key; both or neither\n";
 
 static int parse_long(const char *s, long lo, long hi, long *out)
 {
@@ -68,11 +84,36 @@ static int parse_double(const char *s, double lo, double hi, double *out)
   return 0;
 }
 
+/* The token and TLS files, each optional (NULL path: NULL out). A file that group or others may
+ * read gets a warning: the token or key is as secret as the model's access. */
+static enum beit_status load_secrets(const char *token_file, const char *cert_file,
+                                     const char *key_file, char **token, char **cert_pem,
+                                     char **key_pem, struct beit_error *err)
+{
+  int shared = 0;
+  enum beit_status st;
+  if (token_file) {
+    if ((st = beit_serve_token_load(token_file, token, &shared, err)))
+      return st;
+    if (shared)
+      fprintf(stderr, "beit serve: warning: --auth-token-file %s can be read by group or "
+              "others (chmod 600 it)\n", token_file);
+  }
+  if (cert_file) {
+    if ((st = beit_serve_tls_load(cert_file, key_file, cert_pem, key_pem, &shared, err)))
+      return st;
+    if (shared)
+      fprintf(stderr, "beit serve: warning: --tls-key %s can be read by group or others "
+              "(chmod 600 it)\n", key_file);
+  }
+  return BEIT_STATUS_OK;
+}
+
 int beit_cmd_serve(int argc, char **argv)
 {
   enum { O_HOST = 256, O_PORT, O_WORKERS, O_THREADS, O_BATCH, O_WAIT, O_BODY, O_IMAGES,
          O_PIXELS, O_QUEUE, O_CONN, O_TIMEOUT, O_TOPK, O_THRESH, O_URLS, O_PRIVATE, O_URLMAX, O_URLTIME,
-         O_LOG, O_PRECISION };
+         O_LOG, O_PRECISION, O_TOKEN, O_NOAUTH, O_CERT, O_KEY };
   static const struct option opts[] = {
       {"model", required_argument, NULL, 'm'},
       {"host", required_argument, NULL, O_HOST},
@@ -95,9 +136,14 @@ int beit_cmd_serve(int argc, char **argv)
       {"url-timeout", required_argument, NULL, O_URLTIME},
       {"log-requests", no_argument, NULL, O_LOG},
       {"precision", required_argument, NULL, O_PRECISION},
+      {"auth-token-file", required_argument, NULL, O_TOKEN},
+      {"no-auth", no_argument, NULL, O_NOAUTH},
+      {"tls-cert", required_argument, NULL, O_CERT},
+      {"tls-key", required_argument, NULL, O_KEY},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *model_dir = NULL;
+  const char *token_file = NULL, *cert_file = NULL, *key_file = NULL;
   struct beit_serve_options sopt;
   struct beit_infer_options iopt;
   beit_serve_defaults(&sopt);
@@ -183,6 +229,10 @@ int beit_cmd_serve(int argc, char **argv)
       if (beit_cli_parse_precision("serve", optarg, &iopt.precision))
         return BEIT_EXIT_USAGE;
       break;
+    case O_TOKEN: token_file = optarg; break;
+    case O_NOAUTH: sopt.no_auth = 1; break;
+    case O_CERT: cert_file = optarg; break;
+    case O_KEY: key_file = optarg; break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("serve", "unknown option");
     }
@@ -190,6 +240,10 @@ int beit_cmd_serve(int argc, char **argv)
 #undef NEED
   if (!model_dir || optind != argc)
     return beit_cli_usage_error("serve", "--model DIR is required (and nothing else positional)");
+  if (token_file && sopt.no_auth)
+    return beit_cli_usage_error("serve", "--auth-token-file and --no-auth contradict each other");
+  if (!cert_file != !key_file)
+    return beit_cli_usage_error("serve", "--tls-cert and --tls-key go together");
 
   /* Every thread started from here inherits the blocked signals; main takes them in sigwait. */
   sigset_t sigs;
@@ -202,14 +256,31 @@ int beit_cmd_serve(int argc, char **argv)
   struct beit_error err = {0};
   struct beit_server *srv = NULL;
   struct beit_infer *inf = NULL;
+  char *token = NULL, *cert_pem = NULL, *key_pem = NULL;
   int rc = BEIT_EXIT_OK;
   if (beit_cli_resolve_precision("serve", iopt.precision, stderr, &iopt.precision, &err) ||
-      beit_serve_start(&srv, &sopt, &err))
+      load_secrets(token_file, cert_file, key_file, &token, &cert_pem, &key_pem, &err))
+    goto fail;
+  sopt.auth_token = token;
+  sopt.tls_cert_pem = cert_pem;
+  sopt.tls_key_pem = key_pem;
+  if (beit_serve_start(&srv, &sopt, &err))
     goto fail;
   /* an IPv6 address goes in brackets in a URL */
   const int v6 = strchr(sopt.host, ':') != NULL;
-  fprintf(stderr, "beit serve: listening on http://%s%s%s:%d, loading %s\n", v6 ? "[" : "",
-          sopt.host, v6 ? "]" : "", beit_serve_port(srv), model_dir);
+  const char *scheme = cert_pem ? "https" : "http";
+  fprintf(stderr, "beit serve: listening on %s://%s%s%s:%d (%s), loading %s\n", scheme,
+          v6 ? "[" : "", sopt.host, v6 ? "]" : "", beit_serve_port(srv),
+          token ? "bearer token required but for /health and /ready" : "no authentication",
+          model_dir);
+  if (beit_serve_host_loopback(sopt.host) == 0) {
+    if (sopt.no_auth)
+      fprintf(stderr, "beit serve: warning: --no-auth on %s: anyone who can reach port %d can "
+              "use the model\n", sopt.host, beit_serve_port(srv));
+    else if (!cert_pem)
+      fprintf(stderr, "beit serve: warning: the bearer token crosses the network in clear "
+              "text: use --tls-cert/--tls-key or a TLS proxy in front\n");
+  }
   if (beit_infer_load(&inf, model_dir, &iopt, &err) || beit_infer_warmup(inf, &err) ||
       beit_serve_attach(srv, inf, &err))
     goto fail;
@@ -222,8 +293,8 @@ int beit_cmd_serve(int argc, char **argv)
           beit_infer_get_options(inf)->sessions, beit_infer_get_options(inf)->threads,
           iopt.max_batch);
   /* The line tests and scripts wait for. */
-  printf("beit serve: ready on http://%s%s%s:%d\n", v6 ? "[" : "", sopt.host, v6 ? "]" : "",
-         beit_serve_port(srv));
+  printf("beit serve: ready on %s://%s%s%s:%d\n", scheme, v6 ? "[" : "", sopt.host,
+         v6 ? "]" : "", beit_serve_port(srv));
   fflush(stdout);
   int sig = 0;
   sigwait(&sigs, &sig);
@@ -243,5 +314,8 @@ done:
             (unsigned long long)st.batches);
   }
   beit_infer_free(inf);
+  beit_serve_secret_free(token);
+  beit_serve_secret_free(key_pem);
+  free(cert_pem);
   return rc;
 }

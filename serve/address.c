@@ -1,5 +1,6 @@
-/* Which network addresses URL inputs may reach (beit_infer_address_public in infer.h): the
- * filter fetch_curl.c applies to every socket it opens. */
+/* Network address classes: which addresses URL inputs may reach (beit_infer_address_public in
+ * infer.h, the filter fetch_curl.c applies to every socket it opens), and whether the server's
+ * --host is loopback (beit_serve_host_loopback: elsewhere a bearer token is required). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -51,4 +52,20 @@ int beit_infer_address_public(const struct sockaddr *sa)
   if ((b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || b[0] == 0xff)
     return 0; /* fc00::/7 unique local, fe80::/10 link-local, ff00::/8 multicast */
   return 1;
+}
+
+int beit_serve_host_loopback(const char *host)
+{
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, host, &a4) == 1)
+    return (ntohl(a4.s_addr) & 0xff000000u) == 0x7f000000u; /* 127/8 */
+  if (inet_pton(AF_INET6, host, &a6) != 1)
+    return -1;
+  const uint8_t *b = a6.s6_addr;
+  static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  static const uint8_t v6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  if (!memcmp(b, v4_mapped, 12))
+    return b[12] == 127; /* ::ffff:127.x.y.z */
+  return !memcmp(b, v6_loopback, 16);
 }

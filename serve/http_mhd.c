@@ -1,5 +1,11 @@
-/* The HTTP/1.1 endpoint on libmicrohttpd: POST /score, GET /health, /ready, /metadata.
- * http_stub.c stands in when BEIT_BUILD_SERVER is off.
+/* The HTTP/1.1 endpoint on libmicrohttpd: POST /score, GET /health, /ready, /metadata, over
+ * plain TCP or TLS (GnuTLS inside libmicrohttpd). http_stub.c stands in when BEIT_BUILD_SERVER
+ * is off.
+ *
+ * Access: with a token every request but the probes (GET/HEAD /health and /ready, which load
+ * balancers and Azure ML call without credentials) must carry "Authorization: Bearer <token>";
+ * the check runs on the headers, before any body is read, and a refusal closes the connection.
+ * A non-loopback address without a token is refused at start unless no_auth says otherwise.
  *
  * Threads: MHD runs one thread per connection (a connection limit bounds them). That thread
  * reads the body (capped), and on the last call of the access handler scores it: parse, decode
@@ -23,6 +29,8 @@
 struct beit_server {
   struct beit_serve_options opt;
   char host[64];
+  int auth; /* token holds the bearer token */
+  struct beit_serve_token token;
   struct MHD_Daemon *daemon;
   int port;
   struct beit_batcher *batcher;
@@ -36,12 +44,14 @@ struct conn_req {
   char *body;
   size_t len, cap;
   int too_large;
+  int refused; /* answered 401 from the headers: nothing of this request is used */
   double start;
 };
 
-/* Queue body (malloc'd, taken over) with a JSON content type. */
+/* Queue body (malloc'd, taken over) with a JSON content type and one optional header. */
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char *body,
-                                 size_t len, int close_after, const char *allow)
+                                 size_t len, int close_after, const char *hname,
+                                 const char *hvalue)
 {
   struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
   if (!r) {
@@ -51,34 +61,35 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
   if (close_after)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-  if (allow)
-    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+  if (hname)
+    MHD_add_response_header(r, hname, hvalue);
   enum MHD_Result ret = MHD_queue_response(c, status, r);
   MHD_destroy_response(r);
   return ret;
 }
 
 static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, struct beit_strbuf *b,
-                                int close_after, const char *allow)
+                                int close_after, const char *hname, const char *hvalue)
 {
   if (b->oom || !b->data) {
     beit_strbuf_free(b);
     static const char oom[] = "{\"error\": {\"status\": 503, \"index\": null, \"reason\": "
                               "\"out_of_memory\", \"message\": \"out of memory\"}}";
     char *copy = strdup(oom);
-    return copy ? send_json(c, 503, copy, strlen(copy), 1, NULL) : MHD_NO;
+    return copy ? send_json(c, 503, copy, strlen(copy), 1, NULL, NULL) : MHD_NO;
   }
-  return send_json(c, status, b->data, b->len, close_after, allow);
+  return send_json(c, status, b->data, b->len, close_after, hname, hvalue);
 }
 
 static enum MHD_Result send_fault(struct beit_server *srv, struct MHD_Connection *c,
-                                  const struct beit_fault *f, int close_after, const char *allow)
+                                  const struct beit_fault *f, int close_after, const char *hname,
+                                  const char *hvalue)
 {
   struct beit_strbuf b = {0};
   beit_fault_json(&b, f);
   if (srv->opt.log_requests)
     fprintf(stderr, "beit serve: %d %s\n", f->http_status, f->message);
-  return send_buf(c, (unsigned)f->http_status, &b, close_after, allow);
+  return send_buf(c, (unsigned)f->http_status, &b, close_after, hname, hvalue);
 }
 
 static void count_status(struct beit_server *srv, int status)
@@ -100,12 +111,12 @@ static enum MHD_Result handle_score(struct beit_server *srv, struct MHD_Connecti
     beit_fault_set(&f, 413, -1, "body_too_large", "request body larger than %zu bytes",
                    srv->opt.max_body_bytes);
     count_status(srv, 413);
-    return send_fault(srv, c, &f, 1, NULL);
+    return send_fault(srv, c, &f, 1, NULL, NULL);
   }
   if (!atomic_load(&srv->ready)) {
     beit_fault_set(&f, 503, -1, "not_ready", "the model is still loading");
     count_status(srv, 503);
-    return send_fault(srv, c, &f, 0, NULL);
+    return send_fault(srv, c, &f, 0, NULL, NULL);
   }
   int status = 500;
   struct beit_strbuf out = {0};
@@ -116,7 +127,7 @@ static enum MHD_Result handle_score(struct beit_server *srv, struct MHD_Connecti
     fprintf(stderr, "beit serve: POST /score %d %.1f ms%s%s\n", status,
             1e3 * (beit_clock_now() - r->start), status == 200 ? "" : " ",
             status == 200 ? "" : f.message);
-  return send_buf(c, (unsigned)status, &out, 0, NULL);
+  return send_buf(c, (unsigned)status, &out, 0, NULL, NULL);
 }
 
 static enum MHD_Result handle_get(struct beit_server *srv, struct MHD_Connection *c,
@@ -144,11 +155,43 @@ static enum MHD_Result handle_get(struct beit_server *srv, struct MHD_Connection
     if (!atomic_load(&srv->ready)) {
       struct beit_fault f;
       beit_fault_set(&f, 503, -1, "not_ready", "the model is still loading");
-      return send_fault(srv, c, &f, 0, NULL);
+      return send_fault(srv, c, &f, 0, NULL, NULL);
     }
     beit_serve_metadata_json(&b, srv->scorer.inf);
   }
-  return send_buf(c, status, &b, 0, NULL);
+  return send_buf(c, status, &b, 0, NULL, NULL);
+}
+
+/* The probes stay open: platforms call them without credentials. */
+static int is_probe(const char *url) { return !strcmp(url, "/health") || !strcmp(url, "/ready"); }
+
+/* 401 when the request's Authorization header does not carry the token; MHD_YES to go on. The
+ * WWW-Authenticate header follows RFC 6750; the connection is closed so that an unauthenticated
+ * client holds no thread and sends no body. */
+static enum MHD_Result refuse_unauthorized(struct beit_server *srv, struct MHD_Connection *c,
+                                           const char *method, const char *url, int *refused)
+{
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+  enum beit_serve_auth a = beit_serve_auth_check(&srv->token, h);
+  *refused = a != BEIT_SERVE_AUTH_OK;
+  if (!*refused)
+    return MHD_YES;
+  struct beit_fault f;
+  const char *challenge = "Bearer realm=\"beit\"";
+  if (a == BEIT_SERVE_AUTH_MISSING) {
+    beit_fault_set(&f, 401, -1, "unauthorized", "%s %s needs the header \"Authorization: Bearer "
+                   "<token>\"", method, url);
+  } else if (a == BEIT_SERVE_AUTH_MALFORMED) {
+    beit_fault_set(&f, 401, -1, "unauthorized", "the Authorization header is not \"Bearer "
+                   "<token>\"");
+    challenge = "Bearer realm=\"beit\", error=\"invalid_request\"";
+  } else {
+    beit_fault_set(&f, 401, -1, "unauthorized", "the bearer token is not valid");
+    challenge = "Bearer realm=\"beit\", error=\"invalid_token\"";
+  }
+  if (!strcmp(url, "/score"))
+    count_status(srv, 401);
+  return send_fault(srv, c, &f, 1, MHD_HTTP_HEADER_WWW_AUTHENTICATE, challenge);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -165,12 +208,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       return MHD_NO;
     r->start = beit_clock_now();
     *ctx = r;
+    if (srv->auth && !is_probe(url)) {
+      int refused;
+      enum MHD_Result ret = refuse_unauthorized(srv, c, method, url, &refused);
+      r->refused = refused;
+      if (refused)
+        return ret;
+    }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                  MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (score && is_post && cl && strtoull(cl, NULL, 10) > srv->opt.max_body_bytes) {
       r->too_large = 1;
       return handle_score(srv, c, r);
     }
+    return MHD_YES;
+  }
+  if (r->refused) { /* MHD should not call again after an early response; if it does, drop */
+    *upload_size = 0;
     return MHD_YES;
   }
   if (*upload_size) { /* a piece of the body */
@@ -204,17 +258,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (is_post)
       return handle_score(srv, c, r);
     beit_fault_set(&f, 405, -1, "method_not_allowed", "use POST for /score");
-    return send_fault(srv, c, &f, 0, "POST");
+    return send_fault(srv, c, &f, 0, MHD_HTTP_HEADER_ALLOW, "POST");
   }
   if (!strcmp(url, "/health") || !strcmp(url, "/ready") || !strcmp(url, "/metadata")) {
     if (is_get)
       return handle_get(srv, c, url);
     beit_fault_set(&f, 405, -1, "method_not_allowed", "use GET for %s", url);
-    return send_fault(srv, c, &f, 0, "GET, HEAD");
+    return send_fault(srv, c, &f, 0, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
   }
   beit_fault_set(&f, 404, -1, "not_found", "no such endpoint; try POST /score, GET /health, "
                  "/ready or /metadata");
-  return send_fault(srv, c, &f, 0, NULL);
+  return send_fault(srv, c, &f, 0, NULL, NULL);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
@@ -245,8 +299,26 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
   const char *host = opt->host ? opt->host : "127.0.0.1";
   if (opt->port < 0 || opt->port > 65535)
     return beit_error_set(err, BEIT_STATUS_USAGE, "--port %d: out of range", opt->port);
+  int loopback = beit_serve_host_loopback(host);
+  if (loopback == 0 && !opt->auth_token && !opt->no_auth)
+    return beit_error_set(err, BEIT_STATUS_USAGE,
+                          "--host %s is not a loopback address: give --auth-token-file FILE "
+                          "(clients then send \"Authorization: Bearer <token>\"), or --no-auth "
+                          "to let anyone who reaches the port use the model", host);
+  if (opt->auth_token && (!opt->auth_token[0] || strlen(opt->auth_token) > BEIT_SERVE_TOKEN_MAX))
+    return beit_error_set(err, BEIT_STATUS_USAGE, "server: the bearer token must be 1 to %d bytes",
+                          BEIT_SERVE_TOKEN_MAX);
+  int tls = opt->tls_cert_pem || opt->tls_key_pem;
+  if (tls && !(opt->tls_cert_pem && opt->tls_key_pem))
+    return beit_error_set(err, BEIT_STATUS_USAGE, "--tls-cert and --tls-key go together");
+  if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "--tls-cert: this libmicrohttpd was "
+                          "built without TLS (GnuTLS); install one with HTTPS support, or "
+                          "terminate TLS in a proxy in front of the server");
   unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
                    MHD_USE_ERROR_LOG;
+  if (tls)
+    flags |= MHD_USE_TLS;
   if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
     v4->sin_port = htons((uint16_t)opt->port);
@@ -266,6 +338,15 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
   srv->started = beit_clock_now();
   snprintf(srv->host, sizeof srv->host, "%s", host);
   srv->opt.host = srv->host;
+  srv->opt.auth_token = NULL; /* only the padded copy is kept */
+  srv->auth = opt->auth_token != NULL;
+  if (srv->auth)
+    beit_serve_token_set(&srv->token, opt->auth_token);
+  struct MHD_OptionItem tls_opts[] = {
+      {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)opt->tls_cert_pem},
+      {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)opt->tls_key_pem},
+      {MHD_OPTION_END, 0, NULL},
+  };
   unsigned idle = opt->idle_timeout_s > 0 ? (unsigned)(opt->idle_timeout_s + 0.5) : 0;
   srv->daemon = MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, srv,
@@ -276,11 +357,14 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
       MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
       MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1u << 20),
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+      MHD_OPTION_ARRAY, tls ? tls_opts : tls_opts + 2,
       MHD_OPTION_END);
   if (!srv->daemon) {
+    explicit_bzero(&srv->token, sizeof srv->token);
     free(srv);
     return beit_error_set(err, BEIT_STATUS_IO, "cannot listen on %s port %d (in use, or not "
-                          "permitted)", host, opt->port);
+                          "permitted%s)", host, opt->port,
+                          tls ? ", or GnuTLS refused the certificate: see the line above" : "");
   }
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
   srv->port = info ? info->port : opt->port;
@@ -335,5 +419,6 @@ void beit_serve_stop(struct beit_server *srv)
   atomic_store(&srv->ready, 0);
   MHD_stop_daemon(srv->daemon); /* joins the connection threads; the workers still run */
   beit_batcher_stop(srv->batcher);
+  explicit_bzero(&srv->token, sizeof srv->token);
   free(srv);
 }

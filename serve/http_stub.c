@@ -14,6 +14,13 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
                         "and libmicrohttpd-dev)");
 }
 
+enum beit_status beit_serve_tls_load(const char *cert_path, const char *key_path, char **cert_pem,
+                                     char **key_pem, int *key_shared, struct beit_error *err)
+{
+  *cert_pem = *key_pem = NULL;
+  return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "this build has no HTTP server, so no TLS");
+}
+
 int beit_serve_port(const struct beit_server *srv) { return 0; }
 
 enum beit_status beit_serve_attach(struct beit_server *srv, struct beit_infer *inf,

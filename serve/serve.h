@@ -173,6 +173,32 @@ void beit_scorer_score(const struct beit_scorer *sc, const char *body, size_t le
                        double deadline, int *http_status, struct beit_strbuf *out,
                        struct beit_fault *fault);
 
+/* ---- Access (auth.c) ------------------------------------------------------------------------ */
+
+/* Read a regular file of at most max bytes into a NUL-terminated malloc'd buffer; errors start
+ * with "<what> <path>:" (what: the flag, e.g. "--tls-key"). *shared: group or others may read. */
+enum beit_status beit_serve_file_read(const char *path, const char *what, size_t max, char **out,
+                                      size_t *len, int *shared, struct beit_error *err);
+
+/* The expected token, zero-padded to a fixed size so that comparing reads the same bytes
+ * whatever the guess. */
+struct beit_serve_token {
+  unsigned char bytes[BEIT_SERVE_TOKEN_MAX];
+  size_t len;
+};
+void beit_serve_token_set(struct beit_serve_token *tok, const char *token);
+/* 1 when got (m bytes) is the token; time independent of the contents and of tok->len. */
+int beit_serve_token_equal(const struct beit_serve_token *tok, const char *got, size_t m);
+
+enum beit_serve_auth {
+  BEIT_SERVE_AUTH_OK,
+  BEIT_SERVE_AUTH_MISSING,   /* no Authorization header */
+  BEIT_SERVE_AUTH_MALFORMED, /* not "Bearer <token>" (scheme case-insensitive) */
+  BEIT_SERVE_AUTH_WRONG,
+};
+/* Check an Authorization header value (NULL when absent). */
+enum beit_serve_auth beit_serve_auth_check(const struct beit_serve_token *tok, const char *header);
+
 /* Metadata JSON of a model (labels, input size, task, preprocessing). */
 void beit_serve_metadata_json(struct beit_strbuf *b, const struct beit_infer *inf);
 

@@ -199,13 +199,46 @@ struct beit_serve_options {
   double url_timeout_s;      /* default 10 */
   struct beit_infer_select select;
   int log_requests;          /* one log line per request on stderr */
+  /* Access. auth_token (NULL: none; copied at start) is required as "Authorization: Bearer
+   * <token>" on every request except GET/HEAD /health and /ready, the probes; a missing or
+   * wrong one is a 401. A host that is not loopback needs auth_token unless no_auth says
+   * otherwise (beit_serve_start refuses it). */
+  const char *auth_token;
+  int no_auth;
+  /* HTTPS: PEM certificate chain and private key text, both or neither (see
+   * beit_serve_tls_load); they must stay valid until beit_serve_stop. */
+  const char *tls_cert_pem, *tls_key_pem;
 };
 void beit_serve_defaults(struct beit_serve_options *opt);
 
+/* 1 when host (an IPv4/IPv6 address) is loopback (127/8, ::1, ::ffff:127.x.y.z), 0 when it is
+ * any other address (0.0.0.0 and :: included), -1 when it is not an address. */
+int beit_serve_host_loopback(const char *host);
+
+/* The longest bearer token accepted. */
+#define BEIT_SERVE_TOKEN_MAX 4096
+/* Read a bearer token from path: the file's bytes with trailing CR/LF removed, 1 to
+ * BEIT_SERVE_TOKEN_MAX visible ASCII characters (no space, no second line). *token is malloc'd
+ * (wipe and free it with beit_serve_secret_free); *shared is set when group or others may read
+ * the file. Errors name the file, never the token. */
+enum beit_status beit_serve_token_load(const char *path, char **token, int *shared,
+                                       struct beit_error *err);
+/* Read and check a TLS certificate (PEM, the server's first, then any intermediates) and its
+ * private key (PEM, unencrypted) with GnuTLS: a missing, unreadable or malformed file is an
+ * error naming it, and so is a key that does not belong to the certificate. *cert_pem and
+ * *key_pem are malloc'd (free the key with beit_serve_secret_free); *key_shared as for the
+ * token. UNSUPPORTED in a build without the server. */
+enum beit_status beit_serve_tls_load(const char *cert_path, const char *key_path, char **cert_pem,
+                                     char **key_pem, int *key_shared, struct beit_error *err);
+/* Overwrite a NUL-terminated secret with zeros and free it (NULL is fine). */
+void beit_serve_secret_free(char *secret);
+
 struct beit_server;
 
-/* Start listening. GET /health answers at once; /ready, /metadata and POST /score answer 503
- * until a model is attached. */
+/* Start listening (HTTPS with opt->tls_*_pem). GET /health answers at once; /ready, /metadata
+ * and POST /score answer 503 until a model is attached. USAGE for a non-loopback host with
+ * neither auth_token nor no_auth, and for one TLS PEM without the other; UNSUPPORTED for TLS
+ * when libmicrohttpd was built without it. */
 enum beit_status beit_serve_start(struct beit_server **out, const struct beit_serve_options *opt,
                                   struct beit_error *err);
 /* The bound port (the ephemeral one when the options said 0). */

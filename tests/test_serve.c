@@ -3,8 +3,9 @@
  * plain-loop twin, the header probe (a decompression bomb refused), forward sessions sharing
  * one copy of the weights (equal results, concurrently; in bf16 also one bfloat16 copy), and the
  * batching queue (results equal to direct forwards under concurrent submitters, batches formed,
- * timeouts, a full queue). fp32 unless a test says otherwise: the checks compare with float32
- * forwards at 1e-5. */
+ * timeouts, a full queue), the --host loopback classes and bearer tokens (file, comparison,
+ * header). fp32 unless a test says otherwise: the checks compare with float32 forwards at
+ * 1e-5. */
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "beit/infer.h"
@@ -253,6 +255,105 @@ static void test_address_filter(void)
       fprintf(stderr, "address %s: public %d, want %d\n", cases[i].ip, got, cases[i].is_public);
     CHECK(got == cases[i].is_public);
   }
+}
+
+/* The server's --host classes: only loopback may go without a token. */
+static void test_host_loopback(void)
+{
+  static const struct {
+    const char *host;
+    int loopback;
+  } cases[] = {
+      {"127.0.0.1", 1}, {"127.8.9.10", 1}, {"::1", 1},       {"::ffff:127.0.0.1", 1},
+      {"0.0.0.0", 0},   {"::", 0},         {"10.0.0.1", 0},  {"128.0.0.1", 0},
+      {"::2", 0},       {"::ffff:10.1.1.1", 0}, {"fe80::1", 0}, {"localhost", -1}, {"", -1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int got = beit_serve_host_loopback(cases[i].host);
+    CHECK_MSG(got == cases[i].loopback, "host '%s': %d, want %d\n", cases[i].host, got,
+              cases[i].loopback);
+  }
+}
+
+/* Token files: trailing CR/LF dropped; empty, spaced, multi-line and over-long tokens refused
+ * naming the file and never echoing the token; the group/other-readable flag. The comparison:
+ * equal only for the exact token, whatever the lengths; the header parser's three refusals. */
+static void test_auth(void)
+{
+  char path[512];
+  snprintf(path, sizeof path, "%s/token", tmpdir);
+  static const struct {
+    const char *text;
+    const char *token; /* NULL: refused */
+  } files[] = {
+      {"s3cret-Token_1\n", "s3cret-Token_1"}, {"abc\r\n", "abc"}, {"abc", "abc"},
+      {"abc\n\n", "abc"}, {"", NULL}, {"\n", NULL}, {"ab c\n", NULL}, {"abc\ndef\n", NULL},
+      {"t\xc3\xa9\n", NULL}, {"\tabc\n", NULL},
+  };
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    write_text(path, files[i].text);
+    chmod(path, 0600);
+    char *token = NULL;
+    int shared = -1;
+    struct beit_error err = {0};
+    enum beit_status st = beit_serve_token_load(path, &token, &shared, &err);
+    if (files[i].token) {
+      CHECK_MSG(st == BEIT_STATUS_OK && token && !strcmp(token, files[i].token) && shared == 0,
+                "token file %zu: %s\n", i, err.message);
+    } else {
+      CHECK_MSG(st != BEIT_STATUS_OK && !token && strstr(err.message, path) &&
+                    strstr(err.message, "--auth-token-file"), "token file %zu: %d %s\n", i, st,
+                err.message);
+      CHECK_MSG(!strstr(err.message, "ab c") && !strstr(err.message, "def"),
+                "the message shows the token: %s\n", err.message);
+    }
+    beit_serve_secret_free(token);
+  }
+  { /* over the length cap, and a shared file */
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < BEIT_SERVE_TOKEN_MAX + 1; i++)
+      fputc('x', f);
+    fclose(f);
+    char *token = NULL;
+    int shared;
+    struct beit_error err = {0};
+    CHECK(beit_serve_token_load(path, &token, &shared, &err) != BEIT_STATUS_OK && !token);
+    write_text(path, "abc\n");
+    chmod(path, 0644);
+    CHECK(beit_serve_token_load(path, &token, &shared, &err) == BEIT_STATUS_OK && shared == 1);
+    beit_serve_secret_free(token);
+    snprintf(path, sizeof path, "%s/no-such-token", tmpdir);
+    CHECK(beit_serve_token_load(path, &token, &shared, &err) == BEIT_STATUS_IO &&
+          strstr(err.message, path));
+  }
+
+  struct beit_serve_token tok;
+  beit_serve_token_set(&tok, "s3cret");
+  CHECK(beit_serve_token_equal(&tok, "s3cret", 6));
+  CHECK(!beit_serve_token_equal(&tok, "s3cre", 5));   /* a prefix */
+  CHECK(!beit_serve_token_equal(&tok, "s3cret!", 7)); /* an extension */
+  CHECK(!beit_serve_token_equal(&tok, "s3crex", 6));
+  CHECK(!beit_serve_token_equal(&tok, "", 0));
+  CHECK(!beit_serve_token_equal(&tok, "s3cret\0\0", 8)); /* zero padding is no match */
+  static char longer[BEIT_SERVE_TOKEN_MAX + 10];
+  memset(longer, 'x', sizeof longer - 1);
+  CHECK(!beit_serve_token_equal(&tok, longer, sizeof longer - 1));
+  struct beit_serve_token full;
+  longer[BEIT_SERVE_TOKEN_MAX] = '\0';
+  beit_serve_token_set(&full, longer); /* the longest token: every padded byte used */
+  CHECK(beit_serve_token_equal(&full, longer, BEIT_SERVE_TOKEN_MAX));
+  CHECK(!beit_serve_token_equal(&full, longer, BEIT_SERVE_TOKEN_MAX - 1));
+
+  CHECK(beit_serve_auth_check(&tok, "Bearer s3cret") == BEIT_SERVE_AUTH_OK);
+  CHECK(beit_serve_auth_check(&tok, "bearer \t s3cret  ") == BEIT_SERVE_AUTH_OK);
+  CHECK(beit_serve_auth_check(&tok, NULL) == BEIT_SERVE_AUTH_MISSING);
+  CHECK(beit_serve_auth_check(&tok, "s3cret") == BEIT_SERVE_AUTH_MALFORMED);
+  CHECK(beit_serve_auth_check(&tok, "Basic czNjcmV0") == BEIT_SERVE_AUTH_MALFORMED);
+  CHECK(beit_serve_auth_check(&tok, "Bearer") == BEIT_SERVE_AUTH_MALFORMED);
+  CHECK(beit_serve_auth_check(&tok, "Bearer ") == BEIT_SERVE_AUTH_MALFORMED);
+  CHECK(beit_serve_auth_check(&tok, "Bearers3cret") == BEIT_SERVE_AUTH_MALFORMED);
+  CHECK(beit_serve_auth_check(&tok, "Bearer s3cre") == BEIT_SERVE_AUTH_WRONG);
+  CHECK(beit_serve_auth_check(&tok, "Bearer s3cret s3cret") == BEIT_SERVE_AUTH_WRONG);
 }
 
 static void test_preprocess_config(void)
@@ -632,6 +733,8 @@ int main(void)
     return 1;
   }
   test_base64();
+  test_host_loopback();
+  test_auth();
   test_requests();
   test_preprocess_config();
 

@@ -12,6 +12,7 @@ PACKAGES=(
   libcjson-dev                    # configs, safetensors headers, JSON requests
   libstb-dev                      # image decoding
   libmicrohttpd-dev libcurl4-openssl-dev libcairo2-dev  # serving, URL inputs, visualisation
+  libgnutls28-dev openssl         # serve: HTTPS (GnuTLS checks --tls-cert/--tls-key); test certificates
   wrk clang                       # serve: load test/benchmark; libFuzzer run of the request parser
   dataset-fashion-mnist           # the embedded default dataset
   python3 python3-torch python3-numpy python3-h5py python3-pil  # references, converters only

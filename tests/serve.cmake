@@ -3,6 +3,8 @@
 #   serve_fixtures    PyTorch-reference model folders, images and expected probabilities
 #   test_serve_e2e    the CLI and the HTTP server on loopback: card request, every fault, URLs
 #                     from a local server, concurrency, predict == serve == PyTorch (fp32)
+#   test_serve_auth   bearer tokens (401 JSON, open probes, non-loopback refusal, token files)
+#                     and HTTPS (openssl-made certificate, plain HTTP refused, bad files named)
 #   test_precision_serve  predict and serve in bf16 (near fp32 and PyTorch, workers sharing one
 #                     bf16 weight copy), and without bf16 (ONEDNN_MAX_CPU_ISA=AVX2)
 #   fuzz_request_asan a deterministic mutation fuzzer of the request parser + base64 + header
@@ -30,6 +32,13 @@ if(BEIT_BUILD_SERVER AND TARGET beit)
   set_tests_properties(test_serve_e2e PROPERTIES FIXTURES_REQUIRED serve_fixtures LABELS e2e
                        TIMEOUT 300 ENVIRONMENT
                        "OMP_NUM_THREADS=2;LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/test_serve_lsan.supp")
+  # bearer tokens (401s, open probes, the non-loopback refusal, token files) and HTTPS with a
+  # certificate openssl makes at test time (scripts/setup.sh installs openssl); seconds.
+  add_test(NAME test_serve_auth
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_serve_auth.py
+                   $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures)
+  set_tests_properties(test_serve_auth PROPERTIES FIXTURES_REQUIRED serve_fixtures LABELS e2e
+                       TIMEOUT 120 ENVIRONMENT "OMP_NUM_THREADS=1")
   # bf16 predict against fp32 and PyTorch, a bf16 server whose workers share one bf16 copy of
   # the weights, and predict under ONEDNN_MAX_CPU_ISA=AVX2 (auto = fp32, bf16 an error).
   add_test(NAME test_precision_serve

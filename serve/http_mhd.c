@@ -203,7 +203,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
   int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
   int score = !strcmp(url, "/score");
-  if (!r) { /* headers only: set up, and refuse an announced oversized body before reading it */
+  if (!r) { /* headers only: set up, refuse a request without the token, and an announced
+               oversized body, before reading any body */
     if (!(r = calloc(1, sizeof *r)))
       return MHD_NO;
     r->start = beit_clock_now();

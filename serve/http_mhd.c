@@ -12,7 +12,7 @@
  * and preprocess on this thread, then wait for the batching workers. Blocking there is what
  * thread-per-connection mode allows, and it is what lets requests arriving together be batched
  * together: every waiting request is in the queue at once. Binds 127.0.0.1 unless told
- * otherwise; IPv4 only. */
+ * otherwise; IPv4 and IPv6 addresses ("::" takes IPv4 clients too, dual stack). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>

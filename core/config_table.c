@@ -94,6 +94,7 @@ static enum beit_status store_value(void *dst, const struct beit_config_key *k, 
     *(int *)field = cJSON_IsTrue(v);
     return BEIT_STATUS_OK;
   case BEIT_KEY_STRING:
+  case BEIT_KEY_PATH:
     if (!cJSON_IsString(v))
       return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected a string", source,
                             k->name);
@@ -236,7 +237,7 @@ enum beit_status beit_config_set(void *dst, const struct beit_config_key *keys, 
   const char *value = eq + 1;
   /* Parse the value as JSON; a bare word that is not JSON is taken as a string. */
   cJSON *v = cJSON_Parse(value);
-  if (!v || (k->type == BEIT_KEY_STRING && !cJSON_IsString(v))) {
+  if (!v || ((k->type == BEIT_KEY_STRING || k->type == BEIT_KEY_PATH) && !cJSON_IsString(v))) {
     cJSON_Delete(v);
     v = cJSON_CreateString(value);
   }
@@ -245,6 +246,55 @@ enum beit_status beit_config_set(void *dst, const struct beit_config_key *keys, 
   enum beit_status st = store_value(dst, k, v, "--set", err);
   cJSON_Delete(v);
   return st;
+}
+
+/* One relative path that file gave key, resolved in place (contract: beit_config_resolve_paths). */
+static enum beit_status resolve_path(char *field, const char *file, const char *key,
+                                     struct beit_error *err)
+{
+  if (!field[0] || field[0] == '/')
+    return BEIT_STATUS_OK;
+  const char *slash = strrchr(file, '/');
+  if (!slash) /* the file's folder is the current directory */
+    return access(field, F_OK) == 0
+               ? BEIT_STATUS_OK
+               : beit_error_set(err, BEIT_STATUS_MISSING,
+                                "%s: key '%s': '%s' not found (relative to the file, whose "
+                                "folder is the current directory)", file, key, field);
+  char joined[4096 + BEIT_CONFIG_STR];
+  if ((size_t)snprintf(joined, sizeof joined, "%.*s%s", (int)(slash + 1 - file), file, field) >=
+      sizeof joined)
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': path too long", file, key);
+  if (access(joined, F_OK) == 0) {
+    if (strlen(joined) >= BEIT_CONFIG_STR)
+      return beit_error_set(err, BEIT_STATUS_CONFIG,
+                            "%s: key '%s': %s: path longer than %d bytes (name the file by a "
+                            "shorter path, or give the key an absolute one)",
+                            file, key, joined, BEIT_CONFIG_STR - 1);
+    strcpy(field, joined);
+    return BEIT_STATUS_OK;
+  }
+  if (access(field, F_OK) == 0) /* written relative to the repository root, run from there */
+    return BEIT_STATUS_OK;
+  return beit_error_set(err, BEIT_STATUS_MISSING,
+                        "%s: key '%s': '%s' not found: tried %s (relative to the file) and %s "
+                        "(relative to the current directory)",
+                        file, key, field, joined, field);
+}
+
+enum beit_status beit_config_resolve_paths(void *dst, const void *loaded,
+                                           const struct beit_config_key *keys, size_t nkeys,
+                                           const char *file, struct beit_error *err)
+{
+  for (size_t i = 0; i < nkeys; i++) {
+    char *field = (char *)dst + keys[i].offset;
+    const char *given = (const char *)loaded + keys[i].offset;
+    enum beit_status st;
+    if (keys[i].type == BEIT_KEY_PATH && !strcmp(field, given) &&
+        (st = resolve_path(field, file, keys[i].name, err)))
+      return st;
+  }
+  return BEIT_STATUS_OK;
 }
 
 /* Object at the dotted path's parent inside root, created as needed; *leaf gets the last part. */
@@ -284,7 +334,8 @@ cJSON *beit_config_to_json(const void *src, const struct beit_config_key *keys, 
     case BEIT_KEY_INT: v = cJSON_CreateNumber((double)*(const long *)field); break;
     case BEIT_KEY_DOUBLE: v = cJSON_CreateNumber(*(const double *)field); break;
     case BEIT_KEY_BOOL: v = cJSON_CreateBool(*(const int *)field); break;
-    case BEIT_KEY_STRING: v = cJSON_CreateString(field); break;
+    case BEIT_KEY_STRING:
+    case BEIT_KEY_PATH: v = cJSON_CreateString(field); break;
     case BEIT_KEY_VEC3: v = cJSON_CreateDoubleArray((const double *)field, 3); break;
     case BEIT_KEY_IGNORE: break;
     case BEIT_KEY_FOREIGN: break;

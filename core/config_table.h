@@ -23,6 +23,7 @@ enum beit_key_type {
   BEIT_KEY_DOUBLE, /* double */
   BEIT_KEY_BOOL,   /* int, 0 or 1 */
   BEIT_KEY_STRING, /* char[BEIT_CONFIG_STR] */
+  BEIT_KEY_PATH,   /* char[BEIT_CONFIG_STR], a file or folder: see beit_config_resolve_paths */
   BEIT_KEY_VEC3,   /* double[3], e.g. image_mean */
   BEIT_KEY_IGNORE,  /* accepted and not stored, silently (handled elsewhere, our own bookkeeping) */
   BEIT_KEY_FOREIGN, /* accepted and not stored, and listed by beit_config_foreign_keys */
@@ -52,6 +53,16 @@ enum beit_status beit_config_set(void *dst, const struct beit_config_key *keys, 
  * many there are. Call it on a root that beit_config_from_json accepted. */
 size_t beit_config_foreign_keys(const struct beit_config_key *keys, size_t nkeys,
                                 const cJSON *root, char *out, size_t size);
+/* The PATH keys that file gave dst, resolved in place. A key still holding what the file gave it
+ * (its value in loaded, a copy of dst taken right after beit_config_load_file(file)) is taken
+ * relative to the file that names it: an absolute or empty value is kept; a relative one becomes
+ * <file's folder>/<value> when that exists, else stays <value> when that exists from the current
+ * directory (configs written for the repository root, "configs/models/x.json"); when neither
+ * exists, BEIT_STATUS_MISSING names the file, the key and the paths tried. A key changed since
+ * (--set, a command-line option) is the caller's, relative to the current directory, and kept. */
+enum beit_status beit_config_resolve_paths(void *dst, const void *loaded,
+                                           const struct beit_config_key *keys, size_t nkeys,
+                                           const char *file, struct beit_error *err);
 /* The struct as a nested JSON object (IGNORE and FOREIGN keys left out); NULL on allocation
  * failure. */
 cJSON *beit_config_to_json(const void *src, const struct beit_config_key *keys, size_t nkeys);

@@ -503,8 +503,19 @@ static enum beit_status load_recipe(struct finetune *p, const struct beit_finetu
   struct beit_recipe *r = &p->recipe;
   enum beit_status st;
   beit_finetune_recipe_defaults(r);
-  if ((st = beit_recipe_resolve(r, opt->recipe, opt->sets, opt->nsets, opt->data, opt->eval_data,
-                                err)) ||
+  /* with --init the recipe's model config is unused: "model=" after the --set options, so it is
+   * neither resolved nor required to exist, nor named in trainer_state.json */
+  int nsets = opt->nsets;
+  const char **sets = malloc(((size_t)nsets + 1) * sizeof *sets);
+  if (!sets)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "recipe: out of memory");
+  for (int i = 0; i < nsets; i++)
+    sets[i] = opt->sets[i];
+  if (opt->init)
+    sets[nsets++] = "model=";
+  st = beit_recipe_resolve(r, opt->recipe, sets, nsets, opt->data, opt->eval_data, err);
+  free(sets);
+  if (st ||
       (st = beit_precision_policy_start(&p->precision, r->precision, p->dist, stderr, NULL,
                                         err))) /* the run's first line */
     return st;

@@ -17,12 +17,12 @@ static const char *const probe_pools[] = {"mean", "cls_mean", NULL};
 static const char *const precisions[] = {"auto", "fp32", "bf16", NULL};
 
 static const struct beit_config_key recipe_keys[] = {
-    {"model", BEIT_KEY_STRING, F(model), 0, 0, NULL, "model config.json"},
+    {"model", BEIT_KEY_PATH, F(model), 0, 0, NULL, "model config.json"},
     {"seed", BEIT_KEY_INT, F(seed), 0, BIG, NULL, "seed of every random stream"},
     {"precision", BEIT_KEY_STRING, F(precision), 0, 0, precisions,
      "encoder matrix products; auto = bf16 where the CPU has AMX, else fp32"},
-    {"data.train", BEIT_KEY_STRING, F(data.train), 0, 0, NULL, "training dataset folder"},
-    {"data.eval", BEIT_KEY_STRING, F(data.eval), 0, 0, NULL, "held-out dataset folder"},
+    {"data.train", BEIT_KEY_PATH, F(data.train), 0, 0, NULL, "training dataset folder"},
+    {"data.eval", BEIT_KEY_PATH, F(data.eval), 0, 0, NULL, "held-out dataset folder"},
     {"data.num_workers", BEIT_KEY_INT, F(data.num_workers), 1, 256, NULL, "loader threads"},
     {"data.num_buffers", BEIT_KEY_INT, F(data.num_buffers), 2, 64, NULL, "batches in flight"},
     {"data.norm", BEIT_KEY_STRING, F(data.norm), 0, 0, norms, "view A mean/std"},
@@ -179,6 +179,9 @@ enum beit_status beit_recipe_resolve(struct beit_recipe *r, const char *path,
                                      const char *eval_data, struct beit_error *err)
 {
   enum beit_status st = beit_recipe_load(r, path, err);
+  if (st)
+    return st;
+  const struct beit_recipe file = *r; /* what the recipe gave: its paths are relative to it */
   for (int i = 0; !st && i < nsets; i++)
     st = beit_recipe_override(r, sets[i], err);
   if (st)
@@ -187,6 +190,8 @@ enum beit_status beit_recipe_resolve(struct beit_recipe *r, const char *path,
     snprintf(r->data.train, sizeof r->data.train, "%s", data);
   if (eval_data)
     snprintf(r->data.eval, sizeof r->data.eval, "%s", eval_data);
+  if ((st = beit_config_resolve_paths(r, &file, recipe_keys, NKEYS, path, err)))
+    return st;
   if (!r->data.train[0])
     return beit_error_set(err, BEIT_STATUS_USAGE,
                           "no training data: give --data or set data.train in %s", path);

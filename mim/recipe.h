@@ -1,6 +1,7 @@
 /* Training recipes: one JSON schema (configs/recipes/) for pretraining and fine-tuning, read
  * through one table of known keys (core/config_table.h). Unknown keys and out-of-range values
- * are errors naming the key and the file; --set a.b=value overrides a key. */
+ * are errors naming the key and the file; --set a.b=value overrides a key. beit_recipe_load reads
+ * the paths as written; beit_recipe_resolve makes them relative to the recipe file. */
 #ifndef BEIT_MIM_RECIPE_H
 #define BEIT_MIM_RECIPE_H
 
@@ -77,7 +78,11 @@ enum beit_status beit_recipe_load(struct beit_recipe *r, const char *path, struc
 enum beit_status beit_recipe_override(struct beit_recipe *r, const char *assignment,
                                       struct beit_error *err);
 /* A training command's recipe: path loaded over r's defaults, then the --set assignments, then
- * --data and --eval-data (NULL: the recipe's). USAGE when no training set results. */
+ * --data and --eval-data (NULL: the recipe's). The paths the recipe itself gives (model,
+ * data.train, data.eval) are relative to the recipe file, with a fallback to the current
+ * directory for recipes written for the repository root (beit_config_resolve_paths: a missing one
+ * is MISSING naming the recipe, the key and the paths tried); those given by --set, --data and
+ * --eval-data stay relative to the current directory. USAGE when no training set results. */
 enum beit_status beit_recipe_resolve(struct beit_recipe *r, const char *path,
                                      const char *const *sets, int nsets, const char *data,
                                      const char *eval_data, struct beit_error *err);

@@ -28,8 +28,8 @@ static const struct beit_config_key train_keys[] = {
     {"seed", BEIT_KEY_INT, F(recipe.seed), 0, BIG, NULL, "seed of every random stream"},
     {"precision", BEIT_KEY_STRING, F(recipe.precision), 0, 0, precisions,
      "convolutions' matrix products; auto = bf16 where the CPU has AMX, else fp32"},
-    {"data.train", BEIT_KEY_STRING, F(recipe.data.train), 0, 0, NULL, "training dataset folder"},
-    {"data.eval", BEIT_KEY_STRING, F(recipe.data.eval), 0, 0, NULL, "held-out dataset folder"},
+    {"data.train", BEIT_KEY_PATH, F(recipe.data.train), 0, 0, NULL, "training dataset folder"},
+    {"data.eval", BEIT_KEY_PATH, F(recipe.data.eval), 0, 0, NULL, "held-out dataset folder"},
     {"data.num_workers", BEIT_KEY_INT, F(recipe.data.num_workers), 1, 256, NULL,
      "loader threads"},
     {"data.num_buffers", BEIT_KEY_INT, F(recipe.data.num_buffers), 2, 64, NULL,
@@ -502,17 +502,28 @@ static enum beit_status setup(struct tokenizer_training *t, struct beit_error *e
   beit_tokenizer_train_defaults(cfg);
   if ((st = beit_tokenizer_train_config_load(cfg, opt->config, err)))
     return st;
-  for (int i = 0; i < opt->nsets; i++)
-    if ((st = beit_tokenizer_train_config_override(cfg, opt->sets[i], err)))
-      return st;
+  struct beit_tokenizer_train_config *file = malloc(sizeof *file); /* what the config file gave */
+  if (!file)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer training: out of memory");
+  *file = *cfg;
+  for (int i = 0; !st && i < opt->nsets; i++)
+    st = beit_tokenizer_train_config_override(cfg, opt->sets[i], err);
+  if (!st && opt->data)
+    snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
+  if (!st && opt->eval_data)
+    snprintf(r->data.eval, sizeof r->data.eval, "%s", opt->eval_data);
+  /* the file's paths are relative to it; --set, --data and --eval-data to the current folder */
+  size_t nall;
+  const struct beit_config_key *all = all_keys(&nall);
+  if (!st)
+    st = beit_config_resolve_paths(cfg, file, all, nall, opt->config, err);
+  free(file);
+  if (st)
+    return st;
   if ((st = beit_tokenizer_config_validate(&cfg->model, opt->config, err)) ||
       (st = beit_precision_policy_start(&t->precision, r->precision, t->dist, stderr, NULL,
                                         err))) /* the run's first line */
     return st;
-  if (opt->data)
-    snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
-  if (opt->eval_data)
-    snprintf(r->data.eval, sizeof r->data.eval, "%s", opt->eval_data);
   if (!r->data.train[0])
     return beit_error_set(err, BEIT_STATUS_USAGE,
                           "no training data: give --data or set data.train in %s", opt->config);

@@ -3,6 +3,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "beit/distributed.h"
 #include "precision_policy.h"
@@ -86,4 +88,31 @@ enum beit_status beit_cli_resolve_precision(const char *cmd, enum beit_precision
   snprintf(note, sizeof note, "requested %s", beit_precision_name(requested));
   beit_precision_policy_print(log, prefix, *out, note);
   return BEIT_STATUS_OK;
+}
+
+const char *beit_cli_config_path(const char *arg, const char *kind, char *buf, size_t size)
+{
+  if (strchr(arg, '/') || access(arg, F_OK) == 0)
+    return arg;
+  char roots[2][4200];
+  size_t nroots = 0;
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash) { /* the installed layout: <prefix>/bin/beit, <prefix>/share/beit/configs */
+      *slash = '\0';
+      snprintf(roots[nroots++], sizeof roots[0], "%s/%s", self, BEIT_DATA_FROM_BIN);
+    }
+  }
+  snprintf(roots[nroots++], sizeof roots[0], "%s", BEIT_SOURCE_DIR);
+  for (size_t i = 0; i < nroots; i++)
+    for (int json = 0; json < 2; json++) {
+      if ((size_t)snprintf(buf, size, "%s/configs/%s/%s%s", roots[i], kind, arg,
+                           json ? ".json" : "") < size &&
+          access(buf, R_OK) == 0)
+        return buf;
+    }
+  return arg;
 }

@@ -31,6 +31,13 @@ enum beit_status beit_cli_resolve_precision(const char *cmd, enum beit_precision
                                             FILE *log, enum beit_precision *out,
                                             struct beit_error *err);
 
+/* A --config argument as a path: arg itself when it names a file or holds a '/'; else a shipped
+ * config NAME (with or without .json) in configs/<kind>/ (kind "recipes" or "tokenizer") of the
+ * installed share/beit beside this program (<bindir>/../share/beit), then of the source tree it
+ * was built from. The result is arg or buf (size bytes); arg when nothing is found, so that the
+ * error names what was given. */
+const char *beit_cli_config_path(const char *arg, const char *kind, char *buf, size_t size);
+
 struct beit_dist;
 /* Join the job (an MPI job under mpirun/srun, else one rank). A failure ends every rank: MPI may
  * be half up. Call before any thread starts. */

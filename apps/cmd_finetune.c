@@ -31,7 +31,11 @@ static const char usage_text[] =
     "is given; SIGINT/SIGTERM write a final checkpoint. Under mpirun/srun every rank trains on\n"
     "its slice of each global batch.\n"
     "\n"
-    "  --config FILE     recipe (configs/recipes/finetune_*.json)\n"
+    "  --config FILE     recipe (configs/recipes/finetune_*.json), or the NAME of a shipped\n"
+    "                    one (finetune_fashion_mnist: share/beit/configs/recipes/NAME.json beside\n"
+    "                    an installed beit, else configs/recipes/ of the source tree). Paths in\n"
+    "                    a recipe are relative to it (then to the current folder, for recipes\n"
+    "                    written for the repository root); those of options to the current folder\n"
     "  --init DIR        initial weights (else random init from the recipe's 'model')\n"
     "  --data DIR        training dataset (else data.train)\n"
     "  --eval-data DIR   held-out dataset (else data.eval)\n"
@@ -125,6 +129,8 @@ int beit_cmd_finetune(int argc, char **argv)
     return beit_cli_usage_error("finetune", "--config and --out are required");
   if (beit_cli_check_out_mode("finetune", o.resume, o.overwrite))
     return BEIT_EXIT_USAGE;
+  char recipe[4200];
+  o.recipe = beit_cli_config_path(o.recipe, "recipes", recipe, sizeof recipe);
 
   struct beit_error err = {0};
   struct beit_finetune_summary sum;

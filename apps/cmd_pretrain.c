@@ -19,7 +19,11 @@ static const char usage_text[] =
     "given. SIGINT/SIGTERM write a final checkpoint before exiting.\n"
     "Under mpirun/srun every rank trains on its slice of each global batch.\n"
     "\n"
-    "  --config FILE     recipe (configs/recipes/pretrain_*.json)\n"
+    "  --config FILE     recipe (configs/recipes/pretrain_*.json), or the NAME of a shipped\n"
+    "                    one (pretrain_fashion_mnist: share/beit/configs/recipes/NAME.json beside\n"
+    "                    an installed beit, else configs/recipes/ of the source tree). Paths in\n"
+    "                    a recipe are relative to it (then to the current folder, for recipes\n"
+    "                    written for the repository root); those of options to the current folder\n"
     "  --data DIR        training dataset (else the recipe's data.train)\n"
     "  --eval-data DIR   held-out dataset for masked-token accuracy (else data.eval)\n"
     "  --tokenizer DIR   visual tokenizer folder\n"
@@ -88,6 +92,8 @@ int beit_cmd_pretrain(int argc, char **argv)
     return beit_cli_usage_error("pretrain", "--config, --tokenizer and --out are required");
   if (beit_cli_check_out_mode("pretrain", o.resume, o.overwrite))
     return BEIT_EXIT_USAGE;
+  char recipe[4200];
+  o.recipe = beit_cli_config_path(o.recipe, "recipes", recipe, sizeof recipe);
 
   struct beit_error err = {0};
   struct beit_pretrain_summary sum;

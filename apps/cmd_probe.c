@@ -28,7 +28,8 @@ static const char usage_text[] =
     "  --eval-data DIR   held-out dataset\n"
     "  --block K         block to probe (default: every block; the paper's best are 9 of 12 for\n"
     "                    base and 14 of 24 for large)\n"
-    "  --config FILE     recipe whose probe.* and data.* keys apply (optional)\n"
+    "  --config FILE     recipe whose probe.* and data.* keys apply (optional); a path or the\n"
+    "                    NAME of a shipped one, as for beit finetune\n"
     "  --batch N         images per forward (default 64)\n"
     "  --json FILE       write the results as JSON\n"
     "  --precision P     matrix products of the frozen encoder: bf16, fp32, or auto (the\n"
@@ -94,6 +95,9 @@ int beit_cmd_probe(int argc, char **argv)
   struct beit_error err = {0};
   struct beit_recipe r;
   beit_finetune_recipe_defaults(&r);
+  char recipe[4200];
+  if (recipe_path)
+    recipe_path = beit_cli_config_path(recipe_path, "recipes", recipe, sizeof recipe);
   if (recipe_path && beit_recipe_load(&r, recipe_path, &err))
     return beit_cli_fail("probe", &err);
   if (block_set[0] && beit_recipe_override(&r, block_set, &err))

@@ -25,7 +25,10 @@ static const char usage_text[] =
     "  metrics.jsonl, OUT/tokenizer/ (the folder `beit pretrain --tokenizer` takes), and with\n"
     "  held-out data OUT/recon.png and OUT/eval.json. An OUT that already holds a run is refused\n"
     "  unless --resume or --overwrite is given.\n"
-    "  --config FILE      configs/tokenizer/*.json (\"model\" shape + training keys)\n"
+    "  --config FILE      configs/tokenizer/*.json (\"model\" shape + training keys), or the\n"
+    "                     NAME of a shipped one (fashion_mnist: share/beit/configs/tokenizer/\n"
+    "                     beside an installed beit, else of the source tree); its data.* paths\n"
+    "                     are relative to it (then to the current folder)\n"
     "  --data DIR         training dataset (overrides data.train)\n"
     "  --eval-data DIR    held-out dataset (overrides data.eval)\n"
     "  --out DIR          output folder\n"
@@ -106,6 +109,8 @@ static int cmd_train(int argc, char **argv)
     return beit_cli_usage_error("tokenizer train", "--config and --out are required");
   if (beit_cli_check_out_mode("tokenizer train", o.resume, o.overwrite))
     return BEIT_EXIT_USAGE;
+  char config[4200];
+  o.config = beit_cli_config_path(o.config, "tokenizer", config, sizeof config);
   struct beit_error err = {0};
   struct beit_dist *dist = beit_cli_dist_init("tokenizer train", &argc, &argv);
   struct beit_tokenizer_train_summary sum;

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "beit/precision.h"
+#include "beit/version.h"
 #include "cli.h"
 
 struct command {
@@ -30,9 +32,31 @@ static const struct command commands[] = {
 
 static void usage(FILE *out)
 {
-  fprintf(out, "usage: beit <command> [options]   (beit <command> --help for details)\n\n");
+  fprintf(out, "usage: beit <command> [options]   (beit <command> --help for details)\n"
+               "       beit --version\n\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out,
+          "\n"
+          "  --version  version, git commit and build options (as of configure time), and the\n"
+          "             matrix-product backends found at run time (oneDNN and its ISA, OpenBLAS)\n"
+          "\n"
+          "Install: cmake --install build --prefix P puts beit in P/bin, the shipped configs\n"
+          "and the Python tools in P/share/beit/{configs,tools}. An installed beit takes a\n"
+          "shipped recipe by name (beit pretrain --config pretrain_fashion_mnist ...) or by\n"
+          "its path; paths inside a recipe are relative to the recipe file (then to the\n"
+          "current folder).\n");
+}
+
+/* beit --version: what trainer_state.json and metrics.jsonl record, and the backends. */
+static void version(void)
+{
+  char backend[512];
+  beit_precision_describe(backend, sizeof backend);
+  printf("beit %s\n", beit_version_string());
+  printf("commit   %s\n", beit_version_commit());
+  printf("build    %s\n", beit_version_build());
+  printf("backend  %s\n", backend);
 }
 
 /* libgomp reads GOMP_SPINCOUNT once, as it is loaded, before main. Its default makes a thread
@@ -66,6 +90,10 @@ int main(int argc, char **argv)
   }
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(stdout);
+    return BEIT_EXIT_OK;
+  }
+  if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+    version();
     return BEIT_EXIT_OK;
   }
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beit/version.h"
 #include "checkpoint.h"
 #include "clock.h"
 #include "config_table.h"
@@ -164,11 +165,14 @@ static void format_duration(char *buf, size_t n, double s)
     snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
-/* The precision and the backends in a JSON object (trainer_state.json, metrics.jsonl). */
-static void add_precision(cJSON *obj, enum beit_precision p)
+/* What computed a run: the build (version, git commit), the precision and the backends, in a
+ * JSON object (trainer_state.json, metrics.jsonl). */
+static void add_provenance(cJSON *obj, enum beit_precision p)
 {
   char backend[512];
   beit_precision_describe(backend, sizeof backend);
+  cJSON_AddStringToObject(obj, "version", beit_version_string());
+  cJSON_AddStringToObject(obj, "commit", beit_version_commit());
   cJSON_AddStringToObject(obj, "precision", beit_precision_name(p));
   cJSON_AddStringToObject(obj, "backend", backend);
 }
@@ -177,7 +181,7 @@ static void add_precision(cJSON *obj, enum beit_precision p)
 static void append_record(struct beit_trainer *tr, cJSON *fields)
 {
   if (!tr->described) {
-    add_precision(fields, tr->precision);
+    add_provenance(fields, tr->precision);
     tr->described = 1;
   }
   char *line = cJSON_PrintUnformatted(fields);
@@ -264,7 +268,7 @@ static cJSON *state_json(const struct beit_trainer *tr)
   cJSON_AddNumberToObject(s, "global_batch",
                           (double)(tr->recipe->batch.size * tr->recipe->batch.accum_steps *
                                    beit_dist_world_size(tr->dist)));
-  add_precision(s, tr->precision);
+  add_provenance(s, tr->precision);
   cJSON_AddItemToObject(s, "recipe", beit_recipe_json(tr->recipe));
   return s;
 }

@@ -36,13 +36,8 @@ def make(beit, work, small=False, patch_tokens=False):
         tok = os.path.join(work, "tokenizer")
         write_patch_tokenizer(tok)
         return data, tok, SMALL_MODEL
-    torch.manual_seed(0)
-    tcfg = dvae_ref.dvae_config({"n_hid": 8, "group_count": 2, "n_blk_per_group": 1,
-                                 "vocab_size": 512 if small else 64, "downsample": 4,
-                                 "n_init": 8, "image_size": 28 if small else 12,
-                                 "decoder": False})
     tok = os.path.join(work, "tokenizer")
-    dvae_ref.write_folder(tok, tcfg, dvae_ref.Encoder(tcfg))
+    random_tokenizer(tok, small)
     if small:
         return data, tok, SMALL_MODEL
     model = os.path.join(work, "model.json")
@@ -53,6 +48,17 @@ def make(beit, work, small=False, patch_tokens=False):
     with open(model, "w") as f:
         json.dump(cfg, f)
     return data, tok, model
+
+
+def random_tokenizer(out, small=False):
+    """A random dVAE encoder folder (seed 0): 7x7 tokens of 512 for the small default model
+    (28x28) with small, else 3x3 tokens of 64 for the tiny one (12x12)."""
+    torch.manual_seed(0)
+    tcfg = dvae_ref.dvae_config({"n_hid": 8, "group_count": 2, "n_blk_per_group": 1,
+                                 "vocab_size": 512 if small else 64, "downsample": 4,
+                                 "n_init": 8, "image_size": 28 if small else 12,
+                                 "decoder": False})
+    dvae_ref.write_folder(out, tcfg, dvae_ref.Encoder(tcfg))
 
 
 def fashion_mnist_images(split, n):

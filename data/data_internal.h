@@ -101,6 +101,12 @@ enum beit_status beit_data_read_record(struct beit_dataset *ds, size_t index,
                                        struct beit_data_record *rec, int with_key,
                                        struct beit_error *err);
 
+/* IO naming record index's shard when its file was deleted, replaced or resized since it was
+ * opened (beit_data_check_files for one shard); OK otherwise. The loader asks when a record does
+ * not decode: a shard cut short mid-run reads as zeros whose checksum holds. */
+enum beit_status beit_data_check_record_file(const struct beit_dataset *ds, size_t index,
+                                             struct beit_error *err);
+
 /* Colour jitter of torchvision ColorJitter(b, c, s, 0) on PIL images (ImageEnhance): three
  * factors and the order in which they apply. */
 struct beit_data_jitter {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <pthread.h>
 
 #include <hdf5.h>
@@ -21,6 +22,9 @@ struct shard {
   hid_t file, images, keys, key_type;
   size_t count, first; /* records, and the global index of the first */
   size_t nbytes;
+  dev_t dev;           /* the file as opened: a shard deleted, replaced or resized since is */
+  ino_t ino;           /* found by beit_data_check_files and by a failed read */
+  off_t size;
   int64_t *offsets;    /* count + 1 */
   int32_t *labels;     /* multiclass: count; multilabel: values */
   int64_t *label_offsets; /* multilabel: count + 1 */
@@ -159,8 +163,8 @@ static enum beit_status read_meta(hid_t file, const char *path, const char *name
     goto close_ds;
   }
   if (want != (size_t)-1 && (size_t)n != want) {
-    st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: dataset '%s' has %lld elements, expected %zu",
-                        path, name, n, want);
+    st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: dataset '%s' has %lld elements, expected "
+                        "%zu (from the record count in index.json)", path, name, n, want);
     goto close_ds;
   }
   if (!has_fletcher32(ds)) {
@@ -196,13 +200,85 @@ static enum beit_status read_attr_int(hid_t file, const char *path, const char *
             : beit_error_set(err, BEIT_STATUS_FORMAT, "%s: attribute '%s' unreadable", path, name);
 }
 
+/* The shard's `task` attribute against index.json's task (a shard without one passes). */
+static enum beit_status check_task(hid_t file, const char *path, enum beit_data_task task,
+                                   struct beit_error *err)
+{
+  const char *want = task == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass";
+  if (H5Aexists(file, BEIT_SHARD_TASK_ATTR) <= 0)
+    return BEIT_STATUS_OK;
+  char got[32] = "";
+  hid_t a = H5Aopen(file, BEIT_SHARD_TASK_ATTR, H5P_DEFAULT);
+  hid_t ft = a >= 0 ? H5Aget_type(a) : -1, mt = H5Tcopy(H5T_C_S1);
+  int ok = ft >= 0 && mt >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) <= 0 &&
+           H5Tget_size(ft) < sizeof got && H5Tset_size(mt, sizeof got) >= 0 &&
+           H5Aread(a, mt, got) >= 0;
+  if (mt >= 0)
+    H5Tclose(mt);
+  if (ft >= 0)
+    H5Tclose(ft);
+  if (a >= 0)
+    H5Aclose(a);
+  got[sizeof got - 1] = '\0';
+  if (!ok)
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: attribute 'task' unreadable", path);
+  if (strcmp(got, want))
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: task '%s', index.json says '%s'", path,
+                          got, want);
+  return BEIT_STATUS_OK;
+}
+
+/* The file's identity as opened (the descriptor HDF5 holds; the path if that is not at hand). */
+static void remember_file(struct shard *s)
+{
+  struct stat sb;
+  void *handle = NULL;
+  int fd = H5Fget_vfd_handle(s->file, H5P_DEFAULT, &handle) >= 0 && handle ? *(int *)handle : -1;
+  if ((fd >= 0 ? fstat(fd, &sb) : stat(s->path, &sb)) == 0) {
+    s->dev = sb.st_dev;
+    s->ino = sb.st_ino;
+    s->size = sb.st_size;
+  }
+}
+
+/* Whether the shard's path still names the file that was opened: NULL, or why not in why. */
+static const char *shard_changed(const struct shard *s, char *why, size_t size)
+{
+  struct stat sb;
+  if (stat(s->path, &sb) != 0)
+    snprintf(why, size, "%s since the run opened it",
+             errno == ENOENT ? "deleted" : strerror(errno));
+  else if (sb.st_dev != s->dev || sb.st_ino != s->ino)
+    snprintf(why, size, "replaced by another file since the run opened it");
+  else if (sb.st_size != s->size)
+    snprintf(why, size, "changed size since the run opened it (%lld -> %lld bytes)",
+             (long long)s->size, (long long)sb.st_size);
+  else
+    return NULL;
+  return why;
+}
+
+enum beit_status beit_data_check_files(const struct beit_dataset *ds, struct beit_error *err)
+{
+  char why[128];
+  for (size_t i = 0; i < ds->num_shards; i++)
+    if (shard_changed(&ds->shards[i], why, sizeof why))
+      return beit_error_set(err, BEIT_STATUS_IO, "%s: %s", ds->shards[i].path, why);
+  return BEIT_STATUS_OK;
+}
+
 static enum beit_status shard_open(struct shard *s, const struct beit_dataset *ds,
                                    struct beit_error *err)
 {
   const char *p = s->path;
+  struct stat sb;
+  if (stat(p, &sb) != 0)
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: listed in index.json but %s", p,
+                          errno == ENOENT ? "missing" : strerror(errno));
   s->file = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (s->file < 0)
     return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot open as HDF5", p);
+  remember_file(s);
   int64_t schema = 0, n = 0;
   enum beit_status st = read_attr_int(s->file, p, BEIT_SHARD_SCHEMA_ATTR, &schema, err);
   if (st)
@@ -210,7 +286,8 @@ static enum beit_status shard_open(struct shard *s, const struct beit_dataset *d
   if (schema != BEIT_DATA_SCHEMA_VERSION)
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: schema_version %lld, this build reads %d",
                           p, (long long)schema, BEIT_DATA_SCHEMA_VERSION);
-  if ((st = read_attr_int(s->file, p, "num_records", &n, err)))
+  if ((st = read_attr_int(s->file, p, "num_records", &n, err)) ||
+      (st = check_task(s->file, p, ds->task, err)))
     return st;
   if ((size_t)n != s->count)
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: holds %lld records, index.json says %zu",
@@ -338,6 +415,16 @@ static enum beit_status parse_index(struct beit_dataset *ds, const char *dir, st
     s->first = ds->count;
     ds->count += s->count;
   }
+  const cJSON *num_records = cJSON_GetObjectItemCaseSensitive(root, "num_records");
+  const cJSON *num_classes = cJSON_GetObjectItemCaseSensitive(root, "num_classes");
+  if (num_records && (!cJSON_IsNumber(num_records) || num_records->valuedouble != (double)ds->count))
+    st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: num_records is %g but the shards' counts "
+                        "add up to %zu", path, cJSON_IsNumber(num_records) ?
+                        num_records->valuedouble : -1.0, ds->count);
+  else if (num_classes && (!cJSON_IsNumber(num_classes) || num_classes->valuedouble != (double)C))
+    st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: num_classes is %g but class_names has %d "
+                        "names", path, cJSON_IsNumber(num_classes) ?
+                        num_classes->valuedouble : -1.0, C);
 free_json:
   cJSON_Delete(root);
   return st;
@@ -382,20 +469,38 @@ void beit_data_record_free(struct beit_data_record *rec)
   memset(rec, 0, sizeof *rec);
 }
 
-/* Read elements [start, start + n) of a 1-D dataset into buf. */
+static herr_t find_filter_error(unsigned n, const H5E_error2_t *e, void *found)
+{
+  (void)n;
+  if (e->maj_num == H5E_PLINE)
+    *(int *)found = 1;
+  return 0;
+}
+
+/* Read elements [start, start + n) of a 1-D dataset into buf: 0, READ_CORRUPT when a chunk
+ * failed its filter (Fletcher32: the bytes on disk changed), READ_FAILED otherwise (I/O). */
+enum { READ_FAILED = -1, READ_CORRUPT = -2 };
 static int read_range(hid_t ds, hid_t memtype, size_t start, size_t n, void *buf)
 {
   hid_t fspace = H5Dget_space(ds);
   hsize_t off = start, cnt = n;
   hid_t mspace = H5Screate_simple(1, &cnt, NULL);
-  int ok = fspace >= 0 && mspace >= 0 &&
-           H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &off, NULL, &cnt, NULL) >= 0 &&
-           H5Dread(ds, memtype, mspace, fspace, H5P_DEFAULT, buf) >= 0;
+  int rc = READ_FAILED;
+  if (fspace >= 0 && mspace >= 0 &&
+      H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &off, NULL, &cnt, NULL) >= 0) {
+    if (H5Dread(ds, memtype, mspace, fspace, H5P_DEFAULT, buf) >= 0) {
+      rc = 0;
+    } else { /* walk the stack now: the next HDF5 call clears it */
+      int filter = 0;
+      H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_filter_error, &filter);
+      rc = filter ? READ_CORRUPT : READ_FAILED;
+    }
+  }
   if (mspace >= 0)
     H5Sclose(mspace);
   if (fspace >= 0)
     H5Sclose(fspace);
-  return ok ? 0 : -1;
+  return rc;
 }
 
 enum beit_status beit_data_read(struct beit_dataset *ds, size_t index,
@@ -407,6 +512,33 @@ enum beit_status beit_data_read(struct beit_dataset *ds, size_t index,
 static enum beit_status read_locked(struct beit_dataset *ds, size_t index,
                                     struct beit_data_record *rec, int with_key,
                                     struct beit_error *err);
+
+/* The shard holding record index (< ds->count). */
+static struct shard *shard_of(const struct beit_dataset *ds, size_t index)
+{
+  size_t lo = 0, hi = ds->num_shards; /* last shard with first <= index */
+  while (hi - lo > 1) {
+    size_t mid = (lo + hi) / 2;
+    if (ds->shards[mid].first <= index)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  while (ds->shards[lo].count == 0 || index - ds->shards[lo].first >= ds->shards[lo].count)
+    lo++; /* skip empty shards */
+  return &ds->shards[lo];
+}
+
+enum beit_status beit_data_check_record_file(const struct beit_dataset *ds, size_t index,
+                                             struct beit_error *err)
+{
+  char why[128];
+  const struct shard *s = index < ds->count ? shard_of(ds, index) : NULL;
+  if (s && shard_changed(s, why, sizeof why))
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: %s (reading record %zu)", s->path, why,
+                          index - s->first);
+  return BEIT_STATUS_OK;
+}
 
 enum beit_status beit_data_read_record(struct beit_dataset *ds, size_t index,
                                        struct beit_data_record *rec, int with_key,
@@ -424,17 +556,7 @@ static enum beit_status read_locked(struct beit_dataset *ds, size_t index,
 {
   if (index >= ds->count)
     return beit_error_set(err, BEIT_STATUS_USAGE, "record %zu out of range (%zu records)", index, ds->count);
-  size_t lo = 0, hi = ds->num_shards; /* last shard with first <= index */
-  while (hi - lo > 1) {
-    size_t mid = (lo + hi) / 2;
-    if (ds->shards[mid].first <= index)
-      lo = mid;
-    else
-      hi = mid;
-  }
-  while (ds->shards[lo].count == 0 || index - ds->shards[lo].first >= ds->shards[lo].count)
-    lo++; /* skip empty shards */
-  struct shard *s = &ds->shards[lo];
+  struct shard *s = shard_of(ds, index);
   size_t i = index - s->first;
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* error stacks are per thread */
   char key_buf[BEIT_DATA_KEY_MAX];
@@ -452,9 +574,15 @@ static enum beit_status read_locked(struct beit_dataset *ds, size_t index,
   size_t a = (size_t)s->offsets[i], n = (size_t)(s->offsets[i + 1] - s->offsets[i]);
   if (beit_data_grow((void **)&rec->bytes, &rec->bytes_capacity, n + 1))
     return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", rec->key);
-  if (n > 0 && read_range(s->images, H5T_NATIVE_UINT8, a, n, rec->bytes))
-    return beit_error_set(err, BEIT_STATUS_FORMAT,
-                          "%s: reading record %zu (%s) failed: checksum mismatch or corrupt shard",
+  int rc = n > 0 ? read_range(s->images, H5T_NATIVE_UINT8, a, n, rec->bytes) : 0;
+  char why[128];
+  if (rc && shard_changed(s, why, sizeof why)) /* deleted (NFS: ESTALE), replaced, truncated */
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: %s (reading record %zu)", s->path, why, i);
+  if (rc == READ_CORRUPT)
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: record %zu (%s) failed its Fletcher32 "
+                          "checksum: the shard is damaged on disk", s->path, i, rec->key);
+  if (rc)
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: record %zu (%s) cannot be read (I/O error)",
                           s->path, i, rec->key);
   rec->size = n;
   const int32_t *lab = s->labels + i;

@@ -6,9 +6,10 @@
  * perm_e(p). Work is handed out one sample at a time (a unit = (t, i)) to whichever worker is
  * free, so the result is independent of thread timing: every unit writes only its own rows,
  * with randomness keyed by (seed, epoch, record). A slot may be refilled only once the caller
- * has moved past the batch it held (ring of num_buffers slots). A record that does not decode is
- * replaced by the record at the next permutation position that does (wrapping), its key logged
- * once; a failed shard read (checksum) stops the loader with an error naming the file. */
+ * has moved past the batch it held (ring of num_buffers slots). A record that does not decode,
+ * or whose image chunk fails its checksum, is replaced by the record at the next permutation
+ * position that does (wrapping), logged once (key, or shard and record); any other failed shard
+ * read (I/O, a shard deleted or replaced) stops the loader with an error naming the file. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -58,6 +59,7 @@ struct beit_loader {
   enum beit_status fail;
   struct beit_error fail_err;
   size_t skipped, batches; /* in the batches returned */
+  size_t corrupt;          /* records found failing their checksum */
   double wait_seconds;
 };
 
@@ -138,8 +140,18 @@ static enum beit_status fill_sample(struct worker *w, struct slot *sl, uint64_t 
     uint64_t idx = tries ? record_at(ld, (p + tries) % ld->n, epoch) : idx0;
     if (!atomic_load_explicit(&ld->bad[idx], memory_order_relaxed)) {
       enum beit_status st = beit_data_read_record(ld->ds, idx, &w->rec, 0, err);
+      if (st == BEIT_STATUS_FORMAT) { /* its chunk failed the checksum: skip it like bad bytes */
+        int first = !atomic_exchange_explicit(&ld->bad[idx], 1, memory_order_relaxed);
+        pthread_mutex_lock(&ld->mu);
+        ld->corrupt += first; /* two workers may meet the same record */
+        sl->skipped++;
+        if (first && ld->opt.log)
+          fprintf(ld->opt.log, "skip %s\n", err->message);
+        pthread_mutex_unlock(&ld->mu);
+        continue;
+      }
       if (st)
-        return st; /* a shard read failure is fatal */
+        return st; /* I/O error, or the shard changed on disk: fatal */
       struct beit_data_image img;
       struct beit_error derr = {0};
       st = beit_data_decode(&img, w->rec.bytes, w->rec.size, w->rec.key, &derr);
@@ -165,6 +177,8 @@ static enum beit_status fill_sample(struct worker *w, struct slot *sl, uint64_t 
       }
       if (st == BEIT_STATUS_NOMEM)
         return beit_error_set(err, st, "%s", derr.message);
+      if ((st = beit_data_check_record_file(ld->ds, idx, err)))
+        return st; /* not a bad record: its shard changed on disk */
       atomic_store_explicit(&ld->bad[idx], 1, memory_order_relaxed);
       if (ld->opt.log) {
         struct beit_data_record kr = {0};
@@ -456,6 +470,7 @@ void beit_loader_stats(const struct beit_loader *ld, struct beit_loader_stats *s
   struct beit_loader *m = (struct beit_loader *)ld;
   pthread_mutex_lock(&m->mu);
   stats->skipped = ld->skipped;
+  stats->corrupt = ld->corrupt;
   stats->wait_seconds = ld->wait_seconds;
   stats->batches = ld->batches;
   pthread_mutex_unlock(&m->mu);

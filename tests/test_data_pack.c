@@ -2,8 +2,9 @@
  * sizes and modes plus deliberately corrupt files; read back, bytes and pixels equal the
  * originals, corrupt files reported; multi-label manifests (CSV and JSON lines) round-trip;
  * CSV manifests follow RFC 4180 (quoted commas, quotes and line breaks, CRLF, a byte order mark)
- * and their errors name the file and line; shard checksum and schema failures are errors that
- * name the file. */
+ * and their errors name the file and line; shard checksum and schema failures, a missing shard
+ * and index.json disagreeing with the shards (record counts, task, classes) are errors that name
+ * the file and what disagrees. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <hdf5.h>
 #include <stb/stb_image_write.h>
 
+#include "config_table.h"
 #include "data_internal.h"
 #include "pack_internal.h"
 #include "testing.h"
@@ -504,12 +506,75 @@ static void test_corruption(void)
   copy_dataset(good_ds, bad);
   unlink(shard);
   CHECK(beit_data_open(&ds, bad, &err) == BEIT_STATUS_IO);
-  CHECK_MSG(strstr(err.message, "shard-00000.h5"), "%s", err.message);
+  CHECK_MSG(strstr(err.message, "shard-00000.h5") && strstr(err.message, "missing"), "%s",
+            err.message);
   FILE *j = fopen(shard, "wb");
   fputs("not hdf5", j);
   fclose(j);
   CHECK(beit_data_open(&ds, bad, &err) != BEIT_STATUS_OK);
   CHECK_MSG(strstr(err.message, "shard-00000.h5"), "%s", err.message);
+}
+
+/* Set a number (or, with text, a string) at key of index.json, or of its first shard entry
+ * when shard is set; returns the number it replaced. */
+static double edit_index(const char *dir, int shard, const char *key, double v, const char *text)
+{
+  char path[600];
+  snprintf(path, sizeof path, "%s/index.json", dir);
+  cJSON *root_json = NULL;
+  struct beit_error err;
+  CHECK(beit_json_read_file(&root_json, path, &err) == 0);
+  cJSON *obj = shard ? cJSON_GetArrayItem(cJSON_GetObjectItem(root_json, "shards"), 0) : root_json;
+  double old = cJSON_GetNumberValue(cJSON_GetObjectItem(obj, key));
+  cJSON_ReplaceItemInObject(obj, key, text ? cJSON_CreateString(text) : cJSON_CreateNumber(v));
+  CHECK(beit_json_write_file(path, root_json, &err) == 0);
+  cJSON_Delete(root_json);
+  return old;
+}
+
+/* index.json disagreeing with its shards is refused at open, naming the file and what differs:
+ * num_records against the shards' counts, a shard's count against the shard, the task, and
+ * num_classes against class_names. */
+static void test_index_disagrees(void)
+{
+  char good_ds[512], bad[512];
+  snprintf(good_ds, sizeof good_ds, "%s.ds", root);
+  snprintf(bad, sizeof bad, "%s.bad_ds", root);
+  struct beit_error err = {0};
+  struct beit_dataset *ds = NULL;
+  char want[700];
+  copy_dataset(good_ds, bad);
+  double n = edit_index(bad, 0, "num_records", 0, NULL);
+  edit_index(bad, 0, "num_records", n + 1, NULL);
+  CHECK(beit_data_open(&ds, bad, &err) == BEIT_STATUS_FORMAT);
+  snprintf(want, sizeof want, "%s/index.json: num_records is %g but the shards' counts add up "
+           "to %g", bad, n + 1, n);
+  CHECK_MSG(strstr(err.message, want), "%s", err.message);
+
+  copy_dataset(good_ds, bad);
+  double c = edit_index(bad, 1, "count", 0, NULL);
+  edit_index(bad, 1, "count", c - 1, NULL);
+  edit_index(bad, 0, "num_records", n - 1, NULL);
+  CHECK(beit_data_open(&ds, bad, &err) == BEIT_STATUS_FORMAT);
+  snprintf(want, sizeof want, "%s/shard-00000.h5: holds %g records, index.json says %g", bad, c,
+           c - 1);
+  CHECK_MSG(strstr(err.message, want), "%s", err.message);
+
+  copy_dataset(good_ds, bad);
+  edit_index(bad, 0, "task", 0, "multilabel");
+  CHECK(beit_data_open(&ds, bad, &err) == BEIT_STATUS_FORMAT);
+  snprintf(want, sizeof want, "%s/shard-00000.h5: task 'multiclass', index.json says "
+           "'multilabel'", bad);
+  CHECK_MSG(strstr(err.message, want), "%s", err.message);
+
+  copy_dataset(good_ds, bad);
+  double k = edit_index(bad, 0, "num_classes", 0, NULL);
+  edit_index(bad, 0, "num_classes", k + 3, NULL);
+  CHECK(beit_data_open(&ds, bad, &err) == BEIT_STATUS_FORMAT);
+  snprintf(want, sizeof want, "%s/index.json: num_classes is %g but class_names has %g names",
+           bad, k + 3, k);
+  CHECK_MSG(strstr(err.message, want), "%s", err.message);
+  CHECK(ds == NULL);
 }
 
 int main(void)
@@ -524,6 +589,7 @@ int main(void)
   test_manifests();
   test_manifest_csv_quoting();
   test_corruption();
+  test_index_disagrees();
   char cmd[1024];
   snprintf(cmd, sizeof cmd, "rm -rf %s %s.*", root, root);
   if (!beit_test_failures)

@@ -17,10 +17,12 @@
  * Per-sample randomness (crop, flip, jitter) comes from beit_rng_seed(seed, epoch, index) with
  * index the record assigned to the position, so results do not depend on W or thread count.
  *
- * Bad data never stops a run: a record whose bytes do not decode (truncated, corrupt) is
- * skipped, counted and its key logged, and its slot is filled by the next valid record of the
- * permutation, so batches keep their size and order stays reproducible. A shard that fails its
- * schema or checksum check is an error naming the file. */
+ * Bad data never stops a run: a record whose bytes do not decode (truncated, corrupt), or whose
+ * image chunk fails its Fletcher32 checksum when read, is skipped, counted and logged (key, or
+ * shard file and record), and its slot is filled by the next valid record of the permutation,
+ * so batches keep their size and order stays reproducible. A shard that fails its schema or
+ * metadata checksum at open, disagrees with index.json, cannot be read (I/O error) or was
+ * deleted, replaced or resized since it was opened is an error naming the file. */
 #ifndef BEIT_DATA_H
 #define BEIT_DATA_H
 
@@ -166,9 +168,14 @@ struct beit_dataset; /* an opened dataset folder: index + every shard validated 
 
 /* Open dir/index.json and validate every shard: schema version, datasets and their types,
  * offsets monotone and matching the image bytes, labels in range, checksums of the metadata
- * chunks. Errors name the shard file. */
+ * chunks; and index.json against the shards: each listed file present, its record count and
+ * task as listed, num_records the sum of the counts, num_classes the number of class_names.
+ * Errors name the file and what disagrees. */
 enum beit_status beit_data_open(struct beit_dataset **out, const char *dir,
                                 struct beit_error *err);
+/* IO naming the first shard whose path no longer holds the file opened (deleted, replaced by
+ * another file, or resized); OK when none. A stat per shard. */
+enum beit_status beit_data_check_files(const struct beit_dataset *ds, struct beit_error *err);
 void beit_data_close(struct beit_dataset *ds);
 
 size_t beit_data_count(const struct beit_dataset *ds);
@@ -186,8 +193,10 @@ struct beit_data_record {
 };
 void beit_data_record_free(struct beit_data_record *rec);
 
-/* Read record index (0..N-1). Thread-safe. IO/FORMAT errors (a failed chunk checksum) name
- * the shard file and the key. */
+/* Read record index (0..N-1). Thread-safe. FORMAT: the record's image chunk failed its
+ * Fletcher32 checksum (damaged on disk; other records may read fine); IO: the shard cannot be
+ * read, or was deleted, replaced or resized since it was opened. Both name the shard file, the
+ * record within it and the key. */
 enum beit_status beit_data_read(struct beit_dataset *ds, size_t index,
                                 struct beit_data_record *rec, struct beit_error *err);
 
@@ -264,6 +273,8 @@ struct beit_loader_batch {
 
 struct beit_loader_stats {
   size_t skipped;      /* records skipped (replaced) in the batches returned so far */
+  size_t corrupt;      /* distinct records found failing their shard checksum (also those of
+                          batches prefetched but not yet returned) */
   double wait_seconds; /* time the caller spent blocked in beit_loader_next */
   size_t batches;      /* batches returned */
 };
@@ -279,7 +290,8 @@ enum beit_status beit_loader_init(struct beit_loader **out, const char *dir,
 void beit_loader_free(struct beit_loader *ld);
 
 /* Block until the next batch in order is ready. *batch = NULL at the end (loop = 0). A shard
- * checksum failure during the run is returned here (FORMAT, naming the file). */
+ * read failure other than a checksum (IO, naming the file and record) is returned here; records
+ * that fail their checksum are skipped like undecodable ones. */
 enum beit_status beit_loader_next(struct beit_loader *ld, const struct beit_loader_batch **batch,
                                   struct beit_error *err);
 

@@ -10,7 +10,7 @@
 #     OUT             default QUICKSTART_DIR/table-$BUDGET; OUT/table.md is the result
 #   env:
 #     BUDGET          long (default): recipes pretrain_fashion_mnist_long.json and
-#                     finetune_fashion_mnist_long.json, fine-tuning steps 200 / 500 / 1500;
+#                     finetune_fashion_mnist_long.json, fine-tuning steps 200 / 500 / 6000;
 #                     short: the quickstart's recipes (pretrain_fashion_mnist.json, 600 steps)
 #                     and finetune_fashion_mnist.json, 100 / 200 / 300 steps
 #     PRECISIONS      default "bf16 fp32"; each precision pretrains and fine-tunes in that precision
@@ -39,7 +39,7 @@ FRACTIONS=${FRACTIONS:-0.01 0.1 1}
 case $BUDGET in
   long)  PRETRAIN_RECIPE=${PRETRAIN_RECIPE:-configs/recipes/pretrain_fashion_mnist_long.json}
          FINETUNE_RECIPE=${FINETUNE_RECIPE:-configs/recipes/finetune_fashion_mnist_long.json}
-         declare -A STEPS=([0.01]=${STEPS_1:-200} [0.1]=${STEPS_10:-500} [1]=${STEPS_100:-1500}) ;;
+         declare -A STEPS=([0.01]=${STEPS_1:-200} [0.1]=${STEPS_10:-500} [1]=${STEPS_100:-6000}) ;;
   short) PRETRAIN_RECIPE=${PRETRAIN_RECIPE:-configs/recipes/pretrain_fashion_mnist.json}
          FINETUNE_RECIPE=${FINETUNE_RECIPE:-configs/recipes/finetune_fashion_mnist.json}
          declare -A STEPS=([0.01]=${STEPS_1:-100} [0.1]=${STEPS_10:-200} [1]=${STEPS_100:-300}) ;;

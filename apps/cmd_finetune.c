@@ -147,6 +147,9 @@ int beit_cmd_finetune(int argc, char **argv)
     else if (sum.evaluated)
       printf("  held-out           mAP %.4f, micro F1 %.4f, log loss %.4f over %.0f images\n",
              sum.eval_map, sum.eval_micro_f1, sum.eval_loss, sum.eval_samples);
+    if (sum.skipped_records || sum.corrupt_records)
+      printf("  data               %zu records skipped, %zu found failing their shard checksum "
+             "(stderr names each)\n", sum.skipped_records, sum.corrupt_records);
     printf("  checkpoint         %s\n", sum.last_checkpoint);
   }
   return beit_cli_dist_end("finetune", dist, st, &err);

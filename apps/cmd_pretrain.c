@@ -107,6 +107,9 @@ int beit_cmd_pretrain(int argc, char **argv)
       printf("  held-out           loss %.4f, masked-token accuracy %.4f over %ld tokens "
              "(always the most frequent token: %.4f)\n", sum.eval_loss, sum.eval_mlm_acc,
              sum.eval_tokens, sum.eval_majority_acc);
+    if (sum.skipped_records || sum.corrupt_records)
+      printf("  data               %zu records skipped, %zu found failing their shard checksum "
+             "(stderr names each)\n", sum.skipped_records, sum.corrupt_records);
     printf("  checkpoint         %s\n", sum.last_checkpoint);
   }
   return beit_cli_dist_end("pretrain", dist, st, &err);

@@ -54,13 +54,19 @@ static void remove_flat_dir(const char *dir)
   rmdir(dir);
 }
 
-static void fsync_dir(const char *dir)
+/* Make a folder's entries (files created or renamed in it) durable. */
+static enum beit_status fsync_dir(const char *dir, struct beit_error *err)
 {
   int fd = open(dir, O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
+  if (fd < 0)
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot open folder to flush it: %s", dir,
+                          strerror(errno));
+  int bad = fsync(fd) != 0 && errno != EINVAL; /* EINVAL: a file system without folder sync */
+  int e = errno;
+  close(fd);
+  return bad ? beit_error_set(err, BEIT_STATUS_IO, "%s: cannot flush folder: %s", dir,
+                              strerror(e))
+             : BEIT_STATUS_OK;
 }
 
 static enum beit_status write_optimizer(const char *path, const struct beit_checkpoint_parts *p,
@@ -91,7 +97,8 @@ free_all:
   return st;
 }
 
-/* Write all parts into an existing empty folder. */
+/* Write all parts into an existing empty folder, each file fsynced (beit_write_file_atomic),
+ * trainer_state.json last: it is the completion marker of a training checkpoint. */
 static enum beit_status write_parts(const char *dir, const struct beit_checkpoint_parts *p,
                                     struct beit_error *err)
 {
@@ -113,8 +120,7 @@ static enum beit_status write_parts(const char *dir, const struct beit_checkpoin
     if ((st = beit_json_write_file(path, p->trainer_state, err)))
       return st;
   }
-  fsync_dir(dir);
-  return BEIT_STATUS_OK;
+  return fsync_dir(dir, err);
 }
 
 /* Build the folder at tmp, then move it to final (replacing an older final only at the end). */
@@ -137,9 +143,12 @@ static enum beit_status save_via_tmp(const char *tmp, const char *final,
   int had_final = stat(final, &sb) == 0;
   if (had_final) {
     remove_flat_dir(old);
-    if (rename(final, old) != 0)
+    if (rename(final, old) != 0) {
+      int e = errno;
+      remove_flat_dir(tmp);
       return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot move aside: %s", final,
-                            strerror(errno));
+                            strerror(e));
+    }
   }
   if (rename(tmp, final) != 0) {
     int e = errno;
@@ -176,9 +185,7 @@ enum beit_status beit_model_folder_save(const char *dir, const struct beit_check
     return st;
   snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
   st = save_via_tmp(tmp, dir, p, err);
-  if (!st)
-    fsync_dir(parent);
-  return st;
+  return st ? st : fsync_dir(parent, err);
 }
 
 /* Step number of a "checkpoint-<step>" entry name, or -1. */
@@ -200,35 +207,76 @@ static int cmp_long_desc(const void *a, const void *b)
   return (x < y) - (x > y);
 }
 
-/* Complete checkpoint steps under out_dir, newest first; *count set; caller frees. */
-static long *list_checkpoints(const char *out_dir, size_t *count)
+/* 0 when the checkpoint folder dir can be resumed from: trainer_state.json (written last: the
+ * completion marker) and config.json parse, and both safetensors files are whole (header valid,
+ * every tensor's bytes inside the file). Otherwise 1, with the first fault in why. */
+static int incomplete(const char *dir, char *why, size_t why_size)
+{
+  static const char *const json_files[] = {"trainer_state.json", "config.json"};
+  static const char *const tensor_files[] = {"model.safetensors", "optimizer.safetensors"};
+  char path[PATH_SIZE];
+  struct beit_error e = {0};
+  for (size_t i = 0; i < 2; i++) {
+    cJSON *j = NULL;
+    snprintf(path, sizeof path, "%s/%s", dir, json_files[i]);
+    if (beit_json_read_file(&j, path, &e)) {
+      snprintf(why, why_size, "%s", e.message);
+      return 1;
+    }
+    cJSON_Delete(j);
+  }
+  for (size_t i = 0; i < 2; i++) {
+    struct beit_safetensors *st = NULL;
+    snprintf(path, sizeof path, "%s/%s", dir, tensor_files[i]);
+    if (beit_safetensors_open(&st, path, &e)) {
+      snprintf(why, why_size, "%s", e.message);
+      return 1;
+    }
+    beit_safetensors_close(st);
+  }
+  return 0;
+}
+
+/* Steps of the checkpoint-<step> folders under out_dir, newest first; *count set; caller frees.
+ * A ".tmp-checkpoint-*" folder (a save in progress or cut short) never matches. With complete,
+ * only folders that pass incomplete() are listed; each skipped one is named on log (may be
+ * NULL). */
+static long *list_checkpoints(const char *out_dir, int complete, FILE *log, size_t *count)
 {
   *count = 0;
   DIR *d = opendir(out_dir);
   if (!d)
     return NULL;
-  size_t cap = 16;
+  size_t cap = 16, n = 0;
   long *steps = malloc(cap * sizeof *steps);
   struct dirent *e;
   while (steps && (e = readdir(d))) {
     long step = checkpoint_step(e->d_name);
-    char path[PATH_SIZE];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/%s/trainer_state.json", out_dir, e->d_name);
-    if (step < 0 || stat(path, &sb) != 0)
+    if (step < 0)
       continue;
-    if (*count == cap) {
+    if (n == cap) {
       long *grown = realloc(steps, 2 * cap * sizeof *steps);
       if (!grown)
         break;
       steps = grown;
       cap *= 2;
     }
-    steps[(*count)++] = step;
+    steps[n++] = step;
   }
   closedir(d);
-  if (steps)
-    qsort(steps, *count, sizeof *steps, cmp_long_desc);
+  if (!steps)
+    return NULL;
+  qsort(steps, n, sizeof *steps, cmp_long_desc);
+  for (size_t i = 0; i < n; i++) {
+    char dir[PATH_SIZE], why[1024];
+    snprintf(dir, sizeof dir, "%s/checkpoint-%ld", out_dir, steps[i]);
+    if (complete && incomplete(dir, why, sizeof why)) {
+      if (log)
+        fprintf(log, "warning: %s is incomplete or damaged and is skipped: %s\n", dir, why);
+      continue;
+    }
+    steps[(*count)++] = steps[i];
+  }
   return steps;
 }
 
@@ -242,9 +290,10 @@ enum beit_status beit_checkpoint_save(const char *out_dir, long step,
   char tmp[PATH_SIZE], final[PATH_SIZE];
   snprintf(tmp, sizeof tmp, "%s/.tmp-checkpoint-%ld", out_dir, step);
   snprintf(final, sizeof final, "%s/checkpoint-%ld", out_dir, step);
-  if ((st = save_via_tmp(tmp, final, p, err)))
+  if ((st = save_via_tmp(tmp, final, p, err)) || (st = fsync_dir(out_dir, err))) {
+    beit_error_prefix(err, "cannot write %s: ", final);
     return st;
-  fsync_dir(out_dir);
+  }
   if (saved)
     snprintf(saved, saved_size, "%s", final);
   /* temporary folders left by saves that a crash or SIGKILL interrupted */
@@ -261,7 +310,7 @@ enum beit_status beit_checkpoint_save(const char *out_dir, long step,
     closedir(d);
   if (keep_last > 0) {
     size_t n;
-    long *steps = list_checkpoints(out_dir, &n);
+    long *steps = list_checkpoints(out_dir, 1, NULL, &n);
     for (size_t i = (size_t)keep_last; steps && i < n; i++) {
       char old[PATH_SIZE];
       snprintf(old, sizeof old, "%s/checkpoint-%ld", out_dir, steps[i]);
@@ -272,11 +321,11 @@ enum beit_status beit_checkpoint_save(const char *out_dir, long step,
   return BEIT_STATUS_OK;
 }
 
-enum beit_status beit_checkpoint_latest(const char *out_dir, char *path, size_t path_size,
-                                        struct beit_error *err)
+enum beit_status beit_checkpoint_latest(const char *out_dir, FILE *log, char *path,
+                                        size_t path_size, struct beit_error *err)
 {
   size_t n;
-  long *steps = list_checkpoints(out_dir, &n);
+  long *steps = list_checkpoints(out_dir, 1, log, &n);
   if (!n) {
     free(steps);
     return beit_error_set(err, BEIT_STATUS_MISSING, "%s: no complete checkpoint to resume from",

@@ -9,6 +9,7 @@
 #define BEIT_CORE_CHECKPOINT_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -30,15 +31,22 @@ enum beit_status beit_model_folder_save(const char *dir, const struct beit_check
                                         struct beit_error *err);
 
 /* Save "<out_dir>/checkpoint-<step>" (out_dir is created if needed) and delete all but the newest
- * keep_last (keep_last <= 0 keeps all). saved (may be NULL) receives the final path. */
+ * keep_last complete ones (keep_last <= 0 keeps all). saved (may be NULL) receives the final path.
+ * Each file is fsynced before the folder is, the folder before its rename into place, out_dir
+ * after. A failed write (full disk, EFBIG, EIO) is an error "cannot write <final>: <file>: ..."
+ * and leaves nothing behind: no checkpoint-<step>, no temporary folder, older checkpoints as they
+ * were. */
 enum beit_status beit_checkpoint_save(const char *out_dir, long step,
                                       const struct beit_checkpoint_parts *p, int keep_last,
                                       char *saved, size_t saved_size, struct beit_error *err);
 
-/* Path of the newest complete checkpoint-<step> under out_dir (one with trainer_state.json).
- * BEIT_STATUS_MISSING when there is none. */
-enum beit_status beit_checkpoint_latest(const char *out_dir, char *path, size_t path_size,
-                                        struct beit_error *err);
+/* Path of the newest complete checkpoint-<step> under out_dir: trainer_state.json (written last,
+ * the completion marker) and config.json parse, model.safetensors and optimizer.safetensors are
+ * whole. A newer folder that fails this (damaged or cut short outside our atomic save) is skipped
+ * with a warning line naming it on log (may be NULL); .tmp-checkpoint-* folders are never
+ * considered. BEIT_STATUS_MISSING when there is none. */
+enum beit_status beit_checkpoint_latest(const char *out_dir, FILE *log, char *path,
+                                        size_t path_size, struct beit_error *err);
 
 /* Read every tensor of table from "<dir>/model.safetensors" into params (shapes must match;
  * a missing or mis-shaped tensor is an error naming it), and when m and v are non-NULL, the

@@ -267,13 +267,7 @@ static enum beit_status evaluate(struct finetune *p, struct beit_finetune_summar
     cJSON_AddNumberToObject(f, "step", (double)p->trainer.step);
     cJSON_AddNumberToObject(f, "epoch",
                             (double)p->trainer.step / (double)p->trainer.steps_per_epoch);
-    char *line = cJSON_PrintUnformatted(f);
-    if (line && p->trainer.metrics) {
-      fprintf(p->trainer.metrics, "%s\n", line);
-      fflush(p->trainer.metrics);
-    }
-    free(line);
-    cJSON_Delete(f);
+    beit_trainer_append(&p->trainer, f);
     if (rep.multilabel)
       fprintf(stderr, "%seval step %ld: mAP %.4f, micro F1 %.4f, log loss %.4f (%.0f images)\n",
               p->trainer.tty ? "\n" : "", p->trainer.step, rep.map, rep.micro_f1, rep.log_loss,
@@ -576,6 +570,8 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
   sum->first_loss = run.first_loss;
   sum->last_loss = run.last_loss;
   sum->last_acc = run.last_acc;
+  sum->skipped_records = run.skipped_records;
+  sum->corrupt_records = run.corrupt_records;
   sum->steps = p.trainer.step;
   sum->seconds = beit_clock_now() - p.trainer.t_start;
 done:

@@ -46,6 +46,8 @@ struct beit_finetune_summary {
   int evaluated;
   int multilabel;
   double eval_top1, eval_topk, eval_loss, eval_map, eval_micro_f1, eval_samples;
+  size_t skipped_records, corrupt_records; /* rank 0's loader: records skipped, and of those
+                                             the ones failing their shard checksum */
   char last_checkpoint[4200];
 };
 

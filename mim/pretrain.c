@@ -383,6 +383,8 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
   sum->first_loss = run.first_loss;
   sum->last_loss = run.last_loss;
   sum->last_mlm_acc = run.last_acc;
+  sum->skipped_records = run.skipped_records;
+  sum->corrupt_records = run.corrupt_records;
   sum->steps = p.trainer.step;
   sum->seconds = p.trainer.t_last_log - p.trainer.t_start;
 done:

@@ -31,6 +31,8 @@ struct beit_pretrain_summary {
   double eval_loss, eval_mlm_acc, eval_majority_acc; /* held-out; majority = always the most
                                                         frequent target token */
   long eval_tokens;
+  size_t skipped_records, corrupt_records; /* rank 0's loader: records skipped, and of those
+                                             the ones failing their shard checksum */
   char last_checkpoint[4200];
 };
 

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,6 +41,35 @@ void beit_trainer_catch_signals(void)
 }
 
 int beit_trainer_interrupted(void) { return interrupted; }
+
+/* A metrics.jsonl whose last line has no newline (a write cut short by a crash, SIGKILL or a
+ * full disk) is cut back to its last complete line, so the next record starts a line of its
+ * own; said on stderr. */
+static void drop_partial_line(FILE *f, const char *path)
+{
+  int fd = fileno(f);
+  struct stat sb;
+  char buf[4096];
+  if (fstat(fd, &sb) != 0 || sb.st_size == 0)
+    return;
+  off_t end = sb.st_size, keep = 0;
+  for (off_t at = end; at > 0 && !keep;) {
+    size_t n = at < (off_t)sizeof buf ? (size_t)at : sizeof buf;
+    at -= (off_t)n;
+    if (pread(fd, buf, n, at) != (ssize_t)n)
+      return;
+    if (at + (off_t)n == end && buf[n - 1] == '\n')
+      return; /* complete */
+    for (size_t i = n; i-- > 0;)
+      if (buf[i] == '\n') {
+        keep = at + (off_t)i + 1;
+        break;
+      }
+  }
+  if (ftruncate(fd, keep) == 0)
+    fprintf(stderr, "warning: %s: dropped an incomplete last line (%lld bytes) left by a write "
+            "that was cut short\n", path, (long long)(end - keep));
+}
 
 enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_recipe *recipe,
                                    struct beit_dist *dist, const struct beit_tensor_table *table,
@@ -78,8 +108,10 @@ enum beit_status beit_trainer_init(struct beit_trainer *tr, const struct beit_re
   if (beit_dist_is_root(dist)) {
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
-    if (!(tr->metrics = fopen(path, "a")))
-      return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot open for appending", path);
+    if (!(tr->metrics = fopen(path, "a+"))) /* read: drop_partial_line */
+      return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot open for appending: %s", path,
+                            strerror(errno));
+    drop_partial_line(tr->metrics, path);
     tr->tty = isatty(fileno(stderr));
   }
   tr->t_start = tr->t_last_log = beit_clock_now();
@@ -177,18 +209,47 @@ static void add_provenance(cJSON *obj, enum beit_precision p)
   cJSON_AddStringToObject(obj, "backend", backend);
 }
 
-/* One metrics.jsonl line; frees fields. The first of this process says what computed it. */
-static void append_record(struct beit_trainer *tr, cJSON *fields)
+/* Append one line to metrics.jsonl with write(2), not stdio, so that a failed write leaves no
+ * buffered tail behind: the file is cut back to where the line began, the record goes to stderr
+ * instead and the errno is kept in tr->metrics_errno (beit_trainer_run stops the run on it).
+ * Nothing is written after a failure. */
+static void append_line(struct beit_trainer *tr, char *line)
 {
+  if (!tr->metrics)
+    return;
+  int fd = fileno(tr->metrics);
+  size_t n = strlen(line);
+  off_t start = lseek(fd, 0, SEEK_END);
+  line[n] = '\n'; /* the terminator's place; the length is known */
+  for (size_t done = 0; !tr->metrics_errno && done <= n;) {
+    ssize_t w = write(fd, line + done, n + 1 - done);
+    if (w > 0)
+      done += (size_t)w;
+    else if (w == 0 || errno != EINTR)
+      tr->metrics_errno = w < 0 ? errno : ENOSPC;
+    /* cut a partial line; should even that fail, drop_partial_line does it on --resume */
+    if (tr->metrics_errno && start >= 0)
+      (void)!ftruncate(fd, start);
+  }
+  line[n] = '\0';
+  if (tr->metrics_errno)
+    fprintf(stderr, "%s%s/metrics.jsonl: cannot append (%s); the record is: %s\n",
+            tr->tty ? "\n" : "", tr->out_dir, strerror(tr->metrics_errno), line);
+}
+
+void beit_trainer_append(struct beit_trainer *tr, cJSON *fields)
+{
+  if (!fields)
+    return;
   if (!tr->described) {
     add_provenance(fields, tr->precision);
     tr->described = 1;
   }
   char *line = cJSON_PrintUnformatted(fields);
-  if (line && tr->metrics) {
-    fprintf(tr->metrics, "%s\n", line);
-    fflush(tr->metrics);
-  }
+  if (line)
+    append_line(tr, line);
+  else if (tr->metrics && !tr->metrics_errno)
+    tr->metrics_errno = ENOMEM;
   free(line);
   cJSON_Delete(fields);
 }
@@ -233,7 +294,7 @@ void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images)
   tr->t_last_log = t;
   tr->step_at_last_log = tr->step;
   tr->images_since_log = 0;
-  append_record(tr, fields);
+  beit_trainer_append(tr, fields);
 }
 
 void beit_trainer_log_eval(struct beit_trainer *tr, cJSON *fields)
@@ -250,7 +311,7 @@ void beit_trainer_log_eval(struct beit_trainer *tr, cJSON *fields)
   fprintf(stderr, "%s\n", line);
   cJSON_AddNumberToObject(fields, "step", (double)tr->step);
   cJSON_AddNumberToObject(fields, "elapsed_s", beit_clock_now() - tr->t_start);
-  append_record(tr, fields);
+  beit_trainer_append(tr, fields);
 }
 
 static cJSON *state_json(const struct beit_trainer *tr)
@@ -414,6 +475,7 @@ static void log_window(struct beit_trainer *tr, const struct beit_trainer_loop *
     beit_loader_stats(loop->loader, &ls);
     cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
     cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
+    cJSON_AddNumberToObject(f, "corrupt_records", (double)ls.corrupt);
     if (loop->log_fields)
       loop->log_fields(loop->ctx, f, n);
   }
@@ -426,20 +488,75 @@ static enum beit_status save_model(struct beit_trainer *tr, const struct beit_tr
                                    struct beit_trainer_run_summary *sum, struct beit_error *err)
 {
   enum beit_status st = beit_trainer_save(tr, loop->config, err);
-  snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld", tr->out_dir,
-           tr->step);
+  if (!st)
+    snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld",
+             tr->out_dir, tr->step);
   return st;
 }
 
-enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
+/* Add a clause to the end of err's message. */
+static void error_append(struct beit_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void error_append(struct beit_error *err, const char *fmt, ...)
+{
+  size_t k = strlen(err->message);
+  if (k + 1 >= sizeof err->message)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->message + k, sizeof err->message - k, fmt, ap);
+  va_end(ap);
+}
+
+/* Every rank: rank 0 could not append to metrics.jsonl (a full disk, a file size limit, EIO).
+ * The run stops rather than go on without a record of itself; the model state is whole between
+ * steps, so with save a final checkpoint is tried first. */
+static enum beit_status check_metrics(struct beit_trainer *tr,
+                                      const struct beit_trainer_loop *loop,
+                                      struct beit_trainer_run_summary *sum, int save,
+                                      struct beit_error *err)
+{
+  enum beit_status st = BEIT_STATUS_OK;
+  if (tr->metrics_errno)
+    st = beit_error_set(err, BEIT_STATUS_IO, "%s/metrics.jsonl: cannot append a record: %s",
+                        tr->out_dir, strerror(tr->metrics_errno));
+  if (!(st = beit_trainer_agree(tr->dist, st, "append to metrics.jsonl", err)) || !save)
+    return st;
+  struct beit_error serr = {0};
+  if (save_model(tr, loop, sum, &serr))
+    error_append(err, "; a final checkpoint could not be written either (%s)", serr.message);
+  return st;
+}
+
+/* Every rank, after a periodic checkpoint: a training shard deleted, replaced or resized since
+ * the loader opened it stops the run. Reading could go on from the open file, but the run could
+ * then be neither resumed nor repeated, and a rewritten dataset would not match the saved
+ * cursor. */
+static enum beit_status check_data(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
+                                   struct beit_error *err)
+{
+  enum beit_status st = BEIT_STATUS_OK;
+  if (loop->loader)
+    st = beit_data_check_files(beit_loader_dataset(loop->loader), err);
+  double bad = st != BEIT_STATUS_OK;
+  enum beit_status dst = beit_dist_allreduce_max_f64(tr->dist, &bad, 1, err);
+  if (dst)
+    return dst;
+  if (bad && !st)
+    return beit_error_set(err, BEIT_STATUS_IO, "another rank found a training shard changed on "
+                          "disk");
+  if (st)
+    error_append(err, "; training stops so that it does not go on with data that is no longer "
+                 "on disk: restore the dataset, then continue with --resume");
+  return st;
+}
+
+static enum beit_status run_steps(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
                                   struct beit_trainer_run_summary *sum, struct beit_error *err)
 {
   const struct beit_recipe *r = tr->recipe;
   double window[4] = {0, 0, 0, 0}, images = 0; /* loss, accuracy, norm sums; steps */
   enum beit_status st = BEIT_STATUS_OK;
-  sum->first_loss = sum->last_loss = sum->last_acc = NAN;
-  sum->last_checkpoint[0] = '\0';
-  beit_trainer_catch_signals();
   while (tr->step < tr->total_steps) {
     double out[4] = {0, 0, 0, 0};
     st = loop->step(loop->ctx, out, err);
@@ -454,6 +571,8 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
       log_window(tr, loop, window, images, sum);
       memset(window, 0, sizeof window);
       images = 0;
+      if ((st = check_metrics(tr, loop, sum, 1, err)))
+        return st;
     }
     if (stop) {
       if (beit_dist_is_root(tr->dist))
@@ -464,17 +583,44 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
                             "--resume from %s/checkpoint-%ld", tr->step, tr->out_dir, tr->step);
     }
     if (!last && every(tr->step, r->checkpoint.every_steps) &&
-        (st = save_model(tr, loop, sum, err)))
+        ((st = save_model(tr, loop, sum, err)) || (st = check_data(tr, loop, err))))
       return st;
     if (!last && loop->evaluate && every(tr->step, r->eval.every_steps) &&
-        (st = loop->evaluate(loop->ctx, 0, err)))
+        ((st = loop->evaluate(loop->ctx, 0, err)) ||
+         (st = check_metrics(tr, loop, sum, 1, err))))
       return st;
   }
   if (tr->tty && beit_dist_is_root(tr->dist))
     fprintf(stderr, "\n");
   if ((st = save_model(tr, loop, sum, err)))
     return st;
-  return loop->evaluate ? loop->evaluate(loop->ctx, 1, err) : BEIT_STATUS_OK;
+  if (loop->evaluate && (st = loop->evaluate(loop->ctx, 1, err)))
+    return st;
+  return check_metrics(tr, loop, sum, 0, err);
+}
+
+enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
+                                  struct beit_trainer_run_summary *sum, struct beit_error *err)
+{
+  sum->first_loss = sum->last_loss = sum->last_acc = NAN;
+  sum->last_checkpoint[0] = '\0';
+  beit_trainer_catch_signals();
+  enum beit_status st = run_steps(tr, loop, sum, err);
+  struct beit_loader_stats ls = {0};
+  if (loop->loader)
+    beit_loader_stats(loop->loader, &ls);
+  sum->skipped_records = ls.skipped;
+  sum->corrupt_records = ls.corrupt;
+  if (st && st != BEIT_STATUS_INTERRUPTED) { /* what a --resume would continue from */
+    char dir[4200];
+    struct beit_error e = {0};
+    if (beit_checkpoint_latest(tr->out_dir, NULL, dir, sizeof dir, &e) == BEIT_STATUS_OK)
+      error_append(err, "; the newest complete checkpoint is %s (--resume continues from it)",
+                   dir);
+    else
+      error_append(err, "; %s holds no complete checkpoint yet", tr->out_dir);
+  }
+  return st;
 }
 
 /* What a training run writes into its output folder, by name or (checkpoint-*, .tmp-checkpoint-*,
@@ -600,7 +746,8 @@ enum beit_status beit_trainer_prepare_out(struct beit_dist *dist, const char *ou
     /* every rank has looked before any writes (rank 0's metrics.jsonl would refuse a late one) */
     return beit_trainer_agree(dist, st, "check the output folder", err);
   }
-  st = beit_checkpoint_latest(out_dir, dir, dir_size, err);
+  st = beit_checkpoint_latest(out_dir, beit_dist_is_root(dist) ? stderr : NULL, dir, dir_size,
+                              err);
   if (st == BEIT_STATUS_MISSING) { /* nothing to resume yet: start fresh */
     dir[0] = '\0';
     return BEIT_STATUS_OK;

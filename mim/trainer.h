@@ -42,6 +42,7 @@ struct beit_trainer {
    * first metrics.jsonl record of each process with the backend description */
   enum beit_precision precision;
   int described;
+  int metrics_errno;                /* rank 0: why metrics.jsonl could not be appended to; 0 */
 };
 
 /* Set up for a model whose parameters are described by table (params/grads owned by the
@@ -74,6 +75,10 @@ enum beit_status beit_trainer_update(struct beit_trainer *tr, double loss, doubl
  * ETA; the first line of a process also "precision" and "backend") and print the progress line.
  * Takes ownership of fields. images: of all ranks, since the last call. */
 void beit_trainer_log(struct beit_trainer *tr, cJSON *fields, double images);
+/* Rank 0: append fields as one metrics.jsonl line (the first line of a process also gets the
+ * provenance fields). Takes ownership. A failed write leaves no partial line; it is remembered
+ * and beit_trainer_run stops the run at its next check. */
+void beit_trainer_append(struct beit_trainer *tr, cJSON *fields);
 /* Rank 0: an evaluation's record (fields plus step and elapsed_s) in metrics.jsonl and a stderr
  * line of its numbers; the training windows' images/s and ETA are left alone. Takes ownership. */
 void beit_trainer_log_eval(struct beit_trainer *tr, cJSON *fields);
@@ -108,16 +113,23 @@ struct beit_trainer_loop {
   enum beit_status (*evaluate)(void *ctx, int final, struct beit_error *err);
 };
 
-/* Loss and accuracy of the first and last logged windows. */
+/* Loss and accuracy of the first and last logged windows; the loader's skipped records (decode
+ * failures and shard checksum failures) and, of those, the ones that failed their checksum. */
 struct beit_trainer_run_summary {
   double first_loss, last_loss, last_acc;
+  size_t skipped_records, corrupt_records;
   char last_checkpoint[4200];
 };
 
 /* The loop every trainer runs: steps until the schedule ends, a log line every log.every_steps,
  * a checkpoint every checkpoint.every_steps, an evaluation every eval.every_steps; on a signal a
  * final checkpoint and BEIT_STATUS_INTERRUPTED (err says where to resume); at the end a
- * checkpoint and the final evaluation. */
+ * checkpoint and the final evaluation. Faults stop the run with an error, never silently:
+ * a checkpoint that cannot be written (named; nothing half-written is left), a metrics.jsonl
+ * line that cannot be appended (a final checkpoint is tried first), a training shard deleted,
+ * replaced or resized since it was opened (checked after each periodic checkpoint), a shard
+ * read error other than a checksum failure. Every such error ends with the newest complete
+ * checkpoint, the one --resume continues from. */
 enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
                                   struct beit_trainer_run_summary *sum, struct beit_error *err);
 

@@ -1,7 +1,10 @@
 /* The shared trainer's guarded update: a non-finite loss or gradient skips the update (params
  * and AdamW state untouched, counted), a finite step resets the run, and max_consecutive_nonfinite
- * in a row is BEIT_STATUS_NUMERIC with a message; the schedule is unilm's. */
+ * in a row is BEIT_STATUS_NUMERIC with a message; the schedule is unilm's; metrics.jsonl drops a
+ * line cut short by a crash and remembers a failed write. */
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "optim.h"
@@ -61,6 +64,31 @@ int main(void)
   grads[3] = 0.1f;
   CHECK(beit_trainer_update(&tr, 1.0, 2.0, &norm, &applied, &err) == BEIT_STATUS_OK && applied);
   CHECK(tr.nonfinite_run == 0);
+  beit_trainer_free(&tr);
+
+  /* metrics.jsonl: a last line cut short by an earlier crash is dropped when the file is opened
+   * again; a record that cannot be written (ENOSPC from /dev/full) is remembered, not lost in a
+   * stdio buffer, and nothing is written after it */
+  FILE *f = fopen("/tmp/beit-trainer-test/metrics.jsonl", "w");
+  fputs("{\"step\": 1, \"loss\": 2}\n{\"step\": 2, \"lo", f);
+  fclose(f);
+  CHECK_MSG(beit_trainer_init(&tr, &r, dist, &table, params, grads, 10, "/tmp/beit-trainer-test",
+                              &err) == BEIT_STATUS_OK, "%s", err.message);
+  beit_trainer_append(&tr, cJSON_Parse("{\"step\": 2, \"loss\": 1}"));
+  CHECK(tr.metrics_errno == 0);
+  beit_trainer_free(&tr);
+  char text[4096] = "";
+  f = fopen("/tmp/beit-trainer-test/metrics.jsonl", "r");
+  text[fread(text, 1, sizeof text - 1, f)] = '\0';
+  fclose(f);
+  CHECK_MSG(!strncmp(text, "{\"step\": 1, \"loss\": 2}\n{\"step\":2,\"loss\":1,", 40) &&
+            text[strlen(text) - 1] == '\n' && !strstr(text, "\"lo\n"), "%s", text);
+  CHECK(beit_trainer_init(&tr, &r, dist, &table, params, grads, 10, "/tmp/beit-trainer-test",
+                          &err) == BEIT_STATUS_OK);
+  fclose(tr.metrics);
+  tr.metrics = fopen("/dev/full", "a");
+  beit_trainer_append(&tr, cJSON_Parse("{\"step\": 3}"));
+  CHECK_MSG(tr.metrics_errno == ENOSPC, "metrics_errno %d", tr.metrics_errno);
   beit_trainer_free(&tr);
   beit_tensor_table_free(&table);
   beit_dist_finalize(dist);

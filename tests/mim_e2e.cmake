@@ -47,3 +47,10 @@ add_test(NAME test_out_dir_e2e
          COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_out_dir_e2e.py $<TARGET_FILE:beit>
                  ${CMAKE_CURRENT_BINARY_DIR}/out_dir_e2e)
 set_tests_properties(test_out_dir_e2e PROPERTIES LABELS e2e TIMEOUT 300)
+# Writes that fail mid-run (RLIMIT_FSIZE): a checkpoint that cannot be written, metrics.jsonl
+# that cannot be appended to, for pretrain and finetune: exit 1 naming the file and the newest
+# complete checkpoint, nothing half-written left or picked, --resume continues to the end.
+add_test(NAME test_fault_write_e2e
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_fault_write_e2e.py
+                 $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/fault_write_e2e)
+set_tests_properties(test_fault_write_e2e PROPERTIES LABELS e2e TIMEOUT 300)

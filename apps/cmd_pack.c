@@ -61,6 +61,8 @@ static void usage(FILE *out)
           "  --overwrite           replace an existing dataset folder\n"
           "  --quiet               no progress or skip lines\n"
           "  --check DIR           open DIR, validate every shard, decode every record, report\n"
+          "                        each that does not decode or fails its checksum (exit 1 when\n"
+          "                        any fails its checksum)\n"
           "  --config FILE         JSON with keys source, input, output, split, shard_mb, chunk_kb,\n"
           "                        seed, shuffle, multilabel, overwrite (options override it)\n"
           "  --set KEY=VALUE       override one of those keys\n");
@@ -82,11 +84,17 @@ static int check_dataset(const char *dir)
   struct beit_dataset *ds;
   if (beit_data_open(&ds, dir, &err))
     return beit_cli_fail("pack", &err);
-  size_t n = beit_data_count(ds), bad = 0;
+  size_t n = beit_data_count(ds), bad = 0, corrupt = 0;
   struct beit_data_record rec = {0};
   int rc = BEIT_EXIT_OK;
   for (size_t i = 0; i < n; i++) {
-    if (beit_data_read(ds, i, &rec, &err)) {
+    enum beit_status st = beit_data_read(ds, i, &rec, &err);
+    if (st == BEIT_STATUS_FORMAT) { /* a chunk failing its checksum: name it, go on */
+      fprintf(stderr, "corrupt %s\n", err.message);
+      corrupt++;
+      continue;
+    }
+    if (st) {
       rc = beit_cli_fail("pack", &err);
       break;
     }
@@ -98,8 +106,12 @@ static int check_dataset(const char *dir)
     beit_data_image_free(&img);
   }
   if (rc == BEIT_EXIT_OK)
-    printf("%s: %zu records, %d classes, %s, %zu do not decode\n", dir, n, beit_data_num_classes(ds),
-           beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass", bad);
+    printf("%s: %zu records, %d classes, %s, %zu do not decode, %zu fail their checksum\n", dir,
+           n, beit_data_num_classes(ds),
+           beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass", bad,
+           corrupt);
+  if (rc == BEIT_EXIT_OK && corrupt)
+    rc = BEIT_EXIT_RUNTIME; /* a damaged shard: repack or restore it */
   beit_data_record_free(&rec);
   beit_data_close(ds);
   return rc;

@@ -4,7 +4,8 @@ pretraining fixture on Fashion-MNIST's test split (one shard), OMP_NUM_THREADS=1
 a. bytes flipped in every 4th `images` chunk of the shard (offsets from h5py's get_chunk_info):
    the run reaches its end (exit 0); each record it meets in those chunks is skipped once, with
    a log line naming the shard file and the record, only records of those chunks are named;
-   metrics.jsonl's corrupt_records and the summary's count agree with the log.
+   metrics.jsonl's corrupt_records and the summary's count agree with the log; beit pack
+   --check lists exactly the records of those chunks and exits 1.
 b. the shard deleted mid-run: the run stops at its next periodic checkpoint (exit 1) naming the
    file and the newest complete checkpoint, which is whole; --resume while it is missing is
    refused at start naming it; with the file back, --resume continues to the end.
@@ -100,6 +101,13 @@ def main():
           and counts and 0 < counts[-1] <= len(named) and counts == sorted(counts),
           f"corrupt_records in metrics.jsonl ({counts}) and the summary "
           f"({m.group(0) if m else None}) count them")
+    r = subprocess.run([beit, "pack", "--check", data], env=ENV, capture_output=True, text=True)
+    listed = [int(i) for i in re.findall(r"^corrupt %s: record (\d+) " % re.escape(shard),
+                                         r.stderr, re.M)]
+    check(r.returncode == 1 and sorted(listed) == sorted(hit)
+          and f"{len(hit)} fail their checksum" in r.stdout,
+          f"beit pack --check lists every record of the flipped chunks ({len(listed)} of "
+          f"{len(hit)}) and exits 1")
 
     # b. the shard deleted mid-run
     data = os.path.join(work, "deleted")

@@ -61,5 +61,6 @@ int beit_cmd_eval(int argc, char **argv);
 int beit_cmd_probe(int argc, char **argv);
 int beit_cmd_export(int argc, char **argv);
 int beit_cmd_tokenizer(int argc, char **argv);
+int beit_cmd_plot(int argc, char **argv);
 
 #endif

@@ -29,6 +29,7 @@ static const struct command commands[] = {
     {"export", beit_cmd_export, "encoder (or classifier) as an HF or timm folder"},
     {"predict", beit_cmd_predict, "classify images, folders, datasets or JSON lines requests (JSON lines out)"},
     {"serve", beit_cmd_serve, "HTTP endpoint: POST /score in the model card's JSON format, batched workers"},
+    {"plot", beit_cmd_plot, "PNG pictures: training curves of runs, the pretrained-vs-random table"},
 };
 
 static void usage(FILE *out)

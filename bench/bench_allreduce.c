@@ -2,9 +2,11 @@
  * the gradient sizes of the small Fashion-MNIST model and BEiT-base, for several bucket sizes.
  *
  *   mpirun -np 2 bench_allreduce [--floats N]... [--bucket B]... [--reps R] [--stages S]
- *                                [--no-overlap]
+ *                                [--no-overlap] [--timeout SECONDS]
  *   defaults: --floats 2779844 --floats 91965776 --bucket 1048576 --bucket 4194304
- *             --bucket 16777216 --reps 5 --stages 14
+ *             --bucket 16777216 --reps 5 --stages 14 --timeout 600
+ *   --timeout: the collectives' deadline (beit_dist_set_timeout), 600 s as in training: waits
+ *   poll non-blocking requests; 0 = blocking MPI_Waitsome, as before deadlines existed.
  *
  * Per (size, bucket) it prints one JSON line per mode:
  *   all_at_once       every range announced at once, then finish: the time of one gradient
@@ -116,6 +118,7 @@ int main(int argc, char **argv)
     beit_dist_abort(NULL, 1, err.message);
   size_t floats[MAX_LIST], buckets[MAX_LIST];
   int nf = 0, nb = 0, reps = 5, overlap = 1;
+  double timeout = 600.0; /* the training default (recipe key distributed.timeout_s) */
   size_t stages = 14; /* heads, 12 blocks, embeddings: BEiT-base's announcements */
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--floats") == 0 && i + 1 < argc && nf < MAX_LIST)
@@ -128,10 +131,12 @@ int main(int argc, char **argv)
       stages = strtoull(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--no-overlap") == 0)
       overlap = 0;
+    else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc)
+      timeout = atof(argv[++i]);
     else {
       if (beit_dist_is_root(d))
         fprintf(stderr, "usage: bench_allreduce [--floats N]... [--bucket B]... [--reps R] "
-                        "[--stages S] [--no-overlap]\n");
+                        "[--stages S] [--no-overlap] [--timeout SECONDS]\n");
       beit_dist_finalize(d);
       return 2;
     }
@@ -147,6 +152,7 @@ int main(int argc, char **argv)
   }
   if (reps < 1)
     reps = 1;
+  beit_dist_set_timeout(d, timeout);
   if (stages < 1)
     stages = 1;
   int world = beit_dist_world_size(d), rank = beit_dist_rank(d);
@@ -188,8 +194,9 @@ int main(int argc, char **argv)
         double bytes = (double)n * sizeof(float);
         printf("{\"bench\":\"allreduce\",\"backend\":\"%s\",\"ranks\":%d,\"mode\":\"%s\","
                "\"floats\":%zu,\"bytes\":%.0f,\"bucket_floats\":%zu,\"buckets\":%zu,"
-               "\"reps\":%d,",
-               beit_dist_backend(), world, mode_names[m], n, bytes, buckets[b], s.buckets, reps);
+               "\"reps\":%d,\"timeout_s\":%g,",
+               beit_dist_backend(), world, mode_names[m], n, bytes, buckets[b], s.buckets, reps,
+               timeout);
         if (m == MODE_ALL)
           printf("\"seconds\":%.6f,\"seconds_min\":%.6f,\"mpi_seconds\":%.6f,"
                  "\"algbw_GBps\":%.3f,\"busbw_GBps\":%.3f,",

@@ -7,15 +7,21 @@
  * would think it is rank 0 and write the same checkpoints. */
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dist_internal.h"
 
 struct beit_dist {
   pthread_t main_thread; /* the thread of beit_dist_init: the only one allowed to call us */
   size_t chunk_bytes;    /* kept for parity with mpi.c; nothing is sent */
+  double timeout;        /* kept for parity: one rank never waits for another */
+  char context[96];
+  char host[64];
+  long pid;
 };
 
 struct beit_dist_grads {
@@ -56,6 +62,9 @@ enum beit_status beit_dist_init(struct beit_dist **out, int *argc, char ***argv,
     return beit_error_set(err, BEIT_STATUS_NOMEM, "distributed: out of memory");
   d->main_thread = pthread_self();
   d->chunk_bytes = BEIT_DIST_CHUNK_BYTES_DEFAULT;
+  if (gethostname(d->host, sizeof d->host - 1) != 0)
+    snprintf(d->host, sizeof d->host, "?");
+  d->pid = (long)getpid();
   *out = d;
   return BEIT_STATUS_OK;
 }
@@ -72,6 +81,24 @@ void beit_dist_set_chunk_bytes(struct beit_dist *d, size_t bytes)
 {
   d->chunk_bytes = bytes ? bytes : BEIT_DIST_CHUNK_BYTES_DEFAULT;
 }
+
+void beit_dist_set_timeout(struct beit_dist *d, double seconds)
+{
+  d->timeout = seconds > 0 ? seconds : 0.0;
+}
+
+double beit_dist_timeout(const struct beit_dist *d) { return d->timeout; }
+
+void beit_dist_set_context(struct beit_dist *d, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(d->context, sizeof d->context, fmt, ap);
+  va_end(ap);
+}
+
+const char *beit_dist_host(const struct beit_dist *d, int r) { return r == 0 ? d->host : ""; }
+long beit_dist_pid(const struct beit_dist *d, int r) { return r == 0 ? d->pid : 0; }
 
 enum beit_status beit_dist_test_mpi_error(struct beit_dist *d, struct beit_error *err)
 {

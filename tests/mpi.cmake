@@ -2,7 +2,8 @@
 # test_mpi runs as one rank without a launcher (and is the whole suite of the serial build); with
 # BEIT_USE_MPI it also runs under mpirun with 2 and 3 ranks (3: float sums are not associative,
 # so bit-identical results across ranks are a property of the collective). The fault tests check
-# that a rank calling beit_dist_abort, or killed by SIGKILL, ends the whole job non-zero in < 30 s.
+# that a rank calling beit_dist_abort, killed by SIGKILL, or stopped by SIGSTOP inside a collective
+# (a 2 s deadline; the message names it) ends the whole job non-zero in < 30 s.
 if(TARGET beit_distributed)
   find_package(Threads REQUIRED)
   beit_add_test(NAME test_mpi SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_mpi.c LABELS mpi
@@ -17,7 +18,7 @@ if(TARGET beit_distributed)
       set_tests_properties(test_mpi_np${np} PROPERTIES LABELS mpi TIMEOUT 300 PROCESSORS ${np}
                            ENVIRONMENT "OMP_NUM_THREADS=1")
     endforeach()
-    foreach(mode abort kill)
+    foreach(mode abort kill stop)
       add_test(NAME test_mpi_fault_${mode}
                COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi_fault.sh ${MPIEXEC_EXECUTABLE}
                        $<TARGET_FILE:test_mpi> ${mode})

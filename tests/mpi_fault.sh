@@ -1,10 +1,12 @@
 #!/bin/sh
-# Fault test of distributed/: a 2-rank job in which rank 1 calls beit_dist_abort ("abort") or is
-# killed by SIGKILL ("kill") while rank 0 waits in a gradient allreduce must end with a non-zero
-# exit within 30 seconds, leaving no rank behind; with abort, stderr carries "rank 1: <message>".
-#   mpi_fault.sh MPIEXEC TEST_MPI abort|kill
+# Fault test of distributed/: a 2-rank job in which rank 1 calls beit_dist_abort ("abort"), is
+# killed by SIGKILL ("kill"), or joins the gradient allreduce and stops with SIGSTOP ("stop";
+# rank 0 has a 2 s deadline) while rank 0 waits in it must end with a non-zero exit within 30
+# seconds, leaving no rank behind (a stopped one included); with abort, stderr carries
+# "rank 1: <message>", with stop rank 0's message naming rank 1 with its host and pid.
+#   mpi_fault.sh MPIEXEC TEST_MPI abort|kill|stop
 set -u
-[ $# -eq 3 ] || { echo "usage: mpi_fault.sh MPIEXEC TEST_MPI abort|kill" >&2; exit 2; }
+[ $# -eq 3 ] || { echo "usage: mpi_fault.sh MPIEXEC TEST_MPI abort|kill|stop" >&2; exit 2; }
 mpiexec=$1 bin=$2 mode=$3
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -24,6 +26,13 @@ if [ "$rc" -eq 124 ]; then echo "FAIL: the job hung (timeout)"; fail=1; fi
 if [ "$ms" -ge 30000 ]; then echo "FAIL: took $ms ms (limit 30000)"; fail=1; fi
 if [ "$mode" = abort ] && ! grep -q "rank 1: simulated failure in step 1" "$log"; then
   echo "FAIL: no 'rank 1: simulated failure in step 1' on stderr"; fail=1
+fi
+pattern='rank 0: the gradient allreduce of step 17 (collective #[0-9]*) has waited 2\.[0-9] s for rank 1 (host [^,]*, pid [0-9]*), which does not answer: aborting (--dist-timeout 2)'
+if [ "$mode" = stop ] && ! grep -q "$pattern" "$log"; then
+  echo "FAIL: no message naming the stopped rank 1 ('$pattern')"; fail=1
+fi
+if [ "$mode" = stop ] && grep -q "a call after the deadline" "$log"; then
+  echo "FAIL: a call after the deadline waited or said something else"; fail=1
 fi
 sleep 1
 if ps -eo args | grep -F -- "$bin --fault $mode" | grep -v -e grep -e mpi_fault.sh -e "$mpiexec" \

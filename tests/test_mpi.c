@@ -7,9 +7,14 @@
  * order, in a different random order on each rank, split at odd boundaries, partly or not at all.
  *
  *   test_mpi [--expect-world N] [--single-node]    the tests; failures on any rank fail all
- *   test_mpi --fault abort|kill                    for tests/mpi_fault.sh (2 ranks): rank 1
+ *   test_mpi --fault abort|kill|stop               for tests/mpi_fault.sh (2 ranks): rank 1
  *                                                  calls beit_dist_abort or dies of SIGKILL while
- *                                                  rank 0 waits in a collective */
+ *                                                  rank 0 waits in a collective, or (stop) joins
+ *                                                  the gradient allreduce and stops (SIGSTOP):
+ *                                                  rank 0's 2 s deadline names it
+ *
+ * The collectives are tested twice: blocking (no deadline) and polled (with a deadline, the
+ * path of every training command). */
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "beit/distributed.h"
 #include "dist_internal.h"
@@ -533,6 +539,36 @@ static void test_grads_progress(void)
   beit_dist_grads_free(g);
 }
 
+/* ---- deadlines ---- */
+
+/* The settings and what init gathered; a deadline that never passes changes nothing (the
+ * collectives themselves run again under one in main). */
+static void test_deadline_settings(void)
+{
+  CHECK(beit_dist_timeout(D) == 0.0); /* the default: wait forever */
+  beit_dist_set_timeout(D, 2.5);
+  CHECK(beit_dist_timeout(D) == 2.5);
+  beit_dist_set_timeout(D, -1.0); /* negative: no deadline */
+  CHECK(beit_dist_timeout(D) == 0.0);
+  char host[64] = "";
+  gethostname(host, sizeof host - 1);
+  CHECK(strcmp(beit_dist_host(D, RANK), host) == 0);
+  CHECK(beit_dist_pid(D, RANK) == (long)getpid());
+  CHECK(strcmp(beit_dist_host(D, WORLD), "") == 0 && beit_dist_pid(D, -1) == 0);
+  /* every rank sees every rank's pid: the sum over ranks of rank r's view of the pids agrees */
+  double pids[2] = {0, 0};
+  for (int r = 0; r < WORLD; r++)
+    pids[0] += (double)beit_dist_pid(D, r);
+  pids[1] = (double)getpid();
+  struct beit_error err = {0};
+  CHECK(beit_dist_allreduce_sum_f64(D, pids + 1, 1, &err) == BEIT_STATUS_OK);
+  CHECK_MSG(pids[0] == pids[1], "pids gathered at init sum to %.0f, the ranks' own to %.0f",
+            pids[0], pids[1]);
+  beit_dist_set_context(D, "of step %d", 17);
+  beit_dist_set_context(D, "%s", "");
+  CHECK(beit_dist_barrier(D, &err) == BEIT_STATUS_OK);
+}
+
 /* ---- fault injection for tests/mpi_fault.sh ---- */
 
 static int run_fault(const char *mode)
@@ -544,19 +580,38 @@ static int run_fault(const char *mode)
   }
   if (beit_dist_barrier(D, &err) != BEIT_STATUS_OK)
     beit_dist_abort(D, 1, err.message);
-  if (RANK == 1) {
+  int stop = strcmp(mode, "stop") == 0;
+  if (RANK == 1 && !stop) {
     if (strcmp(mode, "abort") == 0)
       beit_dist_abort(D, 3, "simulated failure in step 1");
     raise(SIGKILL);
   }
-  /* rank 0 waits in a collective that rank 1 never joins */
+  /* rank 0 waits in a collective that rank 1 never joins (stop: joins, then stops in it) */
   static float x[1 << 20];
   struct beit_dist_grads *g = NULL;
+  if (stop) {
+    beit_dist_set_timeout(D, 2.0);
+    beit_dist_set_context(D, "of step %d", 17);
+  }
   if (beit_dist_grads_init(&g, D, x, sizeof x / sizeof x[0], 1 << 16, &err) != BEIT_STATUS_OK)
     beit_dist_abort(D, 1, err.message);
   beit_dist_grads_begin(g);
   beit_dist_grads_ready(g, 0, sizeof x / sizeof x[0]);
+  if (RANK == 1)
+    raise(SIGSTOP); /* every bucket started: rank 1 has joined every reduction */
   enum beit_status st = beit_dist_grads_finish(g, &err);
+  if (stop && st == BEIT_STATUS_DISTRIBUTED) {
+    /* later calls fail at once with the same message, and cleanup does not wait */
+    struct beit_error again = {0};
+    double t0 = wall();
+    int same = beit_dist_barrier(D, &again) == BEIT_STATUS_DISTRIBUTED &&
+               strcmp(again.message, err.message) == 0;
+    beit_dist_grads_free(g);
+    if (!same || wall() - t0 > 1.0)
+      fprintf(stderr, "rank 0: a call after the deadline waited or said something else: %s\n",
+              again.message);
+    beit_dist_abort(D, 1, err.message);
+  }
   if (st == BEIT_STATUS_OK)
     st = beit_dist_barrier(D, &err);
   /* reaching here at all means the failure was not noticed */
@@ -582,7 +637,8 @@ int main(int argc, char **argv)
     else if (strcmp(argv[i], "--fault") == 0 && i + 1 < argc)
       return run_fault(argv[++i]);
     else {
-      fprintf(stderr, "usage: test_mpi [--expect-world N] [--single-node] [--fault abort|kill]\n");
+      fprintf(stderr, "usage: test_mpi [--expect-world N] [--single-node] "
+                      "[--fault abort|kill|stop]\n");
       beit_dist_finalize(D);
       return 2;
     }
@@ -595,6 +651,14 @@ int main(int argc, char **argv)
   test_grads();
   test_grads_misuse();
   test_grads_progress();
+  test_deadline_settings();
+  /* again through the polled path every training command takes: the same results */
+  beit_dist_set_timeout(D, 120.0);
+  test_bcast();
+  test_allreduce_f64();
+  test_grads();
+  test_grads_progress();
+  beit_dist_set_timeout(D, 0.0);
 
   double failures = beit_test_failures;
   if (beit_dist_allreduce_sum_f64(D, &failures, 1, &err) != BEIT_STATUS_OK)

@@ -59,6 +59,34 @@ enum beit_status beit_dist_allreduce_max_f64(struct beit_dist *d, double *values
                                              struct beit_error *err);
 enum beit_status beit_dist_barrier(struct beit_dist *d, struct beit_error *err);
 
+/* ---- Deadlines: a stuck rank ends the job instead of hanging it ----
+ *
+ * With a deadline of s seconds (0, the default, waits forever), every blocking call above and
+ * below (bcast, the f64 reductions, barrier, and the waits of gradient averaging: finish, begin,
+ * free) polls its non-blocking MPI request (MPI_Ibcast, MPI_Iallreduce, MPI_Ibarrier) instead of
+ * blocking: it spins for a few milliseconds, then sleeps between tests with a short backoff. A
+ * call still incomplete s seconds after it began asks every other rank whether it is alive (a
+ * rank waiting in any guarded call answers within milliseconds; one that is stopped, or stuck
+ * outside MPI, cannot) and after at most 2 s more returns BEIT_STATUS_DISTRIBUTED naming the
+ * ranks that did not answer, with their host and pid:
+ *   rank 0: the gradient allreduce of step 17 (collective #52) has waited 30.0 s for rank 2
+ *   (host node07, pid 4121), which does not answer: aborting (--dist-timeout 30)
+ * From then on every guarded call of d returns the same error at once, without waiting (the job
+ * is broken: in-flight requests are abandoned, not completed), so cleanup cannot hang; the app
+ * layer then ends the job with beit_dist_abort, whose MPI_Abort also takes the stopped rank down.
+ * Every rank must use the same deadline. The waiting ranks all time out, each naming the silent
+ * ranks. */
+void beit_dist_set_timeout(struct beit_dist *d, double seconds);
+double beit_dist_timeout(const struct beit_dist *d);
+/* Where the job is, for deadline messages: printf-style text placed after the collective's name,
+ * e.g. "of step %ld" or "after step %ld" (an empty format clears it). Cheap: call it per step. */
+void beit_dist_set_context(struct beit_dist *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The host name and process id of rank r (0 <= r < world), gathered by beit_dist_init: for logs
+ * and deadline messages ("" and 0 for a rank out of range). */
+const char *beit_dist_host(const struct beit_dist *d, int r);
+long beit_dist_pid(const struct beit_dist *d, int r);
+
 /* End the whole job now: print "rank R: message" on stderr and MPI_Abort(code) so every rank
  * terminates promptly (the serial stand-in exits the process). code 0 is turned into 1. For the
  * app layer when a rank hits an error the others cannot know about; d may be NULL (before or

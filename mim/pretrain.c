@@ -339,6 +339,15 @@ static enum beit_status loop_evaluate(void *ctx, int final, struct beit_error *e
   struct pretrain *p = ctx;
   struct beit_pretrain_summary *sum = p->sum;
   enum beit_status st = evaluate(p, p->recipe.data.eval, sum, err);
+  if (!st && beit_dist_is_root(p->dist) && sum->eval_tokens > 0) { /* its own metrics line */
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "eval_loss", sum->eval_loss);
+    cJSON_AddNumberToObject(f, "eval_mlm_acc", sum->eval_mlm_acc);
+    cJSON_AddNumberToObject(f, "eval_majority_acc", sum->eval_majority_acc);
+    cJSON_AddNumberToObject(f, "eval_tokens", (double)sum->eval_tokens);
+    cJSON_AddNumberToObject(f, "step", (double)p->trainer.step);
+    beit_trainer_append(&p->trainer, f);
+  }
   if (!st && !final && beit_dist_is_root(p->dist))
     fprintf(stderr, "%seval step %ld: masked-token loss %.4f, accuracy %.4f (majority token "
             "%.4f)\n", p->trainer.tty ? "\n" : "", p->trainer.step, sum->eval_loss,

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beit/plot.h"
 #include "beit/version.h"
 #include "checkpoint.h"
 #include "clock.h"
@@ -351,6 +352,7 @@ enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
       if (tr->tty)
         fprintf(stderr, "\n");
       fprintf(stderr, "saved %s\n", saved);
+      beit_plot_run_curves(tr->out_dir, stderr); /* out_dir/curves.png; a failure only warns */
     }
   }
   return beit_trainer_agree(tr->dist, st, "write a checkpoint", err);
@@ -606,6 +608,8 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
   sum->last_checkpoint[0] = '\0';
   beit_trainer_catch_signals();
   enum beit_status st = run_steps(tr, loop, sum, err);
+  if (!st && loop->evaluate && beit_dist_is_root(tr->dist))
+    beit_plot_run_curves(tr->out_dir, stderr); /* again, with the final evaluation */
   struct beit_loader_stats ls = {0};
   if (loop->loader)
     beit_loader_stats(loop->loader, &ls);
@@ -629,7 +633,8 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
 static int run_output(const char *name)
 {
   static const char *const names[] = {"metrics.jsonl", "trainer_state.json", "eval.json",
-                                      "train_config.json", "recon.png", "tokenizer"};
+                                      "train_config.json", "recon.png", "tokenizer",
+                                      "curves.png"};
   static const char *const prefixes[] = {"checkpoint-", ".tmp-checkpoint-", "train-fraction-"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (!strcmp(name, names[i]))

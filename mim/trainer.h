@@ -84,8 +84,9 @@ void beit_trainer_append(struct beit_trainer *tr, cJSON *fields);
 void beit_trainer_log_eval(struct beit_trainer *tr, cJSON *fields);
 
 /* Rank 0: write out_dir/checkpoint-<step> with config, params, m, v and trainer_state.json
- * (step, cursor, counters, precision, backend, recipe) through core/checkpoint.h; all ranks then
- * synchronise. */
+ * (step, cursor, counters, precision, backend, recipe) through core/checkpoint.h, then draw
+ * out_dir/curves.png (include/beit/plot.h; a failure to draw only warns); all ranks then
+ * synchronise. beit_trainer_run draws it once more after the final evaluation. */
 enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
                                    struct beit_error *err);
 
@@ -139,7 +140,8 @@ enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_tra
  * resume: the newest complete checkpoint under out_dir into dir and its loader cursor (dir empty
  *   and cursor 0 when there is none yet: a fresh start);
  * overwrite: rank 0 moves the previous run's files (metrics.jsonl, trainer_state.json,
- *   checkpoint-*, eval.json, train_config.json, recon.png, tokenizer/, train-fraction-*) into
+ *   checkpoint-*, eval.json, train_config.json, recon.png, curves.png, tokenizer/,
+ *   train-fraction-*) into
  *   out_dir/previous-<UTC yyyymmdd-hhmmss>/ and says so on stderr; dir empty, a run from step 0.
  * Both set is BEIT_STATUS_USAGE. */
 enum beit_status beit_trainer_prepare_out(struct beit_dist *dist, const char *out_dir,

@@ -7,7 +7,8 @@
 #   scripts/fashion_mnist_table.sh [QUICKSTART_DIR] [OUT]
 #     QUICKSTART_DIR  output of scripts/quickstart.sh (default runs/quickstart): its packed
 #                     data/{train,test} and its tokenizer/tokenizer are reused
-#     OUT             default QUICKSTART_DIR/table-$BUDGET; OUT/table.md is the result
+#     OUT             default QUICKSTART_DIR/table-$BUDGET; OUT/table.md is the result,
+#                     OUT/table.png the same as bars (beit plot --table; needs cairo)
 #   env:
 #     BUDGET          long (default): recipes pretrain_fashion_mnist_long.json and
 #                     finetune_fashion_mnist_long.json, fine-tuning steps 200 / 500 / 6000;
@@ -114,6 +115,8 @@ write_table() {
     echo "${ENCODER:-$PRETRAIN_RECIPE}, fine-tuning $FINETUNE_RECIPE; $(nproc) cores,"
     echo "OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}."
   } > "$OUT/table.md"
+  "$BEIT" plot --table "$OUT/table.md" -o "$OUT/table.png" > /dev/null ||
+    echo "warning: $OUT/table.png not drawn (the table is in $OUT/table.md)" >&2
 }
 
 for prec in $PRECISIONS; do
@@ -139,4 +142,4 @@ for prec in $PRECISIONS; do
   write_table
 done
 cat "$OUT/table.md"
-echo "(this invocation: $(( $(date +%s) - start )) s; table in $OUT/table.md)"
+echo "(this invocation: $(( $(date +%s) - start )) s; table in $OUT/table.md$([ -f "$OUT/table.png" ] && echo ", bars in $OUT/table.png"))"

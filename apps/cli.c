@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "beit/distributed.h"
+#include "dist_policy.h"
 #include "precision_policy.h"
 
 int beit_cli_fail(const char *cmd, const struct beit_error *err)
@@ -43,6 +44,14 @@ int beit_cli_dist_end(const char *cmd, struct beit_dist *dist, enum beit_status 
                       const struct beit_error *err)
 {
   int code = BEIT_EXIT_OK;
+  struct beit_error berr = {0};
+  if ((!st || st == BEIT_STATUS_INTERRUPTED) && beit_dist_world_size(dist) > 1) {
+    beit_dist_set_context(dist, "at the end of the job");
+    if (beit_dist_barrier(dist, &berr)) { /* a deadline passed: a rank is stopped or stuck */
+      st = berr.status;
+      err = &berr;
+    }
+  }
   if (st == BEIT_STATUS_INTERRUPTED) {
     if (beit_dist_is_root(dist))
       fprintf(stderr, "beit %s: %s\n", cmd, err->message);
@@ -58,6 +67,14 @@ int beit_cli_dist_end(const char *cmd, struct beit_dist *dist, enum beit_status 
   }
   beit_dist_finalize(dist);
   return code;
+}
+
+int beit_cli_dist_timeout(const char *cmd, const char *text, char *buf, size_t size)
+{
+  struct beit_error err = {0};
+  if (beit_dist_policy_timeout_set(text, buf, size, &err))
+    return beit_cli_usage_error(cmd, "%s", err.message);
+  return 0;
 }
 
 int beit_cli_check_out_mode(const char *cmd, int resume, int overwrite)

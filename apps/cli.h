@@ -21,6 +21,11 @@ int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
  * the trainer, mim/trainer.h beit_trainer_prepare_out, before anything is written.) */
 int beit_cli_check_out_mode(const char *cmd, int resume, int overwrite);
 
+/* --dist-timeout TEXT (the training commands): "distributed.timeout_s=<seconds>" into buf (size
+ * bytes), to go into the --set list in command-line order (the last one wins, over the recipe);
+ * otherwise print a usage error naming the option and return BEIT_EXIT_USAGE. 0 on success. */
+int beit_cli_dist_timeout(const char *cmd, const char *text, char *buf, size_t size);
+
 /* --precision TEXT: auto|fp32|bf16 (also float32, bfloat16) into *out; otherwise print a usage
  * error and return BEIT_EXIT_USAGE. 0 on success. */
 int beit_cli_parse_precision(const char *cmd, const char *text, enum beit_precision *out);
@@ -44,8 +49,10 @@ struct beit_dist;
 struct beit_dist *beit_cli_dist_init(const char *cmd, int *argc, char ***argv);
 /* Leave the job with the command's outcome st and return the exit code. A failure is reported,
  * and with several ranks it ends every rank now (MPI_Abort): the others would wait in their next
- * collective. An interrupt (SIGINT/SIGTERM, seen by every rank, final checkpoint written) is
- * reported once, by rank 0, and the job ends normally with exit code 1. */
+ * collective. Otherwise the ranks meet in a barrier first, under the job's deadline, so that a
+ * rank stopped at the very end ends the job rather than hanging the others in MPI_Finalize. An
+ * interrupt (SIGINT/SIGTERM, seen by every rank, final checkpoint written) is reported once, by
+ * rank 0, and the job ends normally with exit code 1. */
 int beit_cli_dist_end(const char *cmd, struct beit_dist *dist, enum beit_status st,
                       const struct beit_error *err);
 

@@ -15,7 +15,7 @@ static const char usage_text[] =
     "                     [--eval-data DIR] [--task multiclass|multilabel]\n"
     "                     [--mixup ALPHA] [--cutmix ALPHA] [--aa SPEC] [--reprob P]\n"
     "                     [--precision auto|fp32|bf16] [--resume | --overwrite]\n"
-    "                     [--set key=value]...\n"
+    "                     [--dist-timeout S] [--set key=value]...\n"
     "\n"
     "Fine-tunes a BEiT encoder as an image classifier on a dataset folder (beit pack).\n"
     "--init takes our pretraining checkpoint (OUT/checkpoint-<step>), an exported encoder\n"
@@ -56,6 +56,11 @@ static const char usage_text[] =
     "                    (metrics.jsonl, checkpoint-*, eval.json, train-fraction-*, ...) are\n"
     "                    moved into OUT/previous-<UTC time>/, so the new metrics.jsonl holds\n"
     "                    only this run\n"
+    "  --dist-timeout S  seconds a collective (gradient allreduce, metrics, barrier, broadcast)\n"
+    "                    may wait for another rank: past it the waiting ranks end the job (exit\n"
+    "                    1, MPI_Abort) naming the ranks that do not answer, with host and pid;\n"
+    "                    the last checkpoint is whole and --resume continues. Default 600, 0 =\n"
+    "                    no deadline; = --set distributed.timeout_s=S\n"
     "  --set KEY=VALUE   override a recipe key, e.g. --set data.fraction=0.01\n";
 
 int beit_cmd_finetune(int argc, char **argv)
@@ -71,6 +76,7 @@ int beit_cmd_finetune(int argc, char **argv)
                                        {"aa", required_argument, NULL, 'a'},
                                        {"reprob", required_argument, NULL, 'p'},
                                        {"precision", required_argument, NULL, 'P'},
+                                       {"dist-timeout", required_argument, NULL, 'T'},
                                        {"resume", no_argument, NULL, 'r'},
                                        {"overwrite", no_argument, NULL, 'w'},
                                        {"set", required_argument, NULL, 's'},
@@ -97,6 +103,7 @@ int beit_cmd_finetune(int argc, char **argv)
     case 'a':
     case 'p':
     case 'P':
+    case 'T':
       if (c == 't' && strcmp(optarg, "multiclass") && strcmp(optarg, "multilabel"))
         return beit_cli_usage_error("finetune", "--task: '%s' is not multiclass or multilabel",
                                     optarg);
@@ -104,7 +111,13 @@ int beit_cmd_finetune(int argc, char **argv)
         return BEIT_EXIT_USAGE;
       if (nshort == 8)
         return beit_cli_usage_error("finetune", "too many --task/--mixup/--cutmix/--aa/--reprob/"
-                                    "--precision options");
+                                    "--precision/--dist-timeout options");
+      if (c == 'T') {
+        if (beit_cli_dist_timeout("finetune", optarg, shortcuts[nshort], sizeof shortcuts[nshort]))
+          return BEIT_EXIT_USAGE;
+        sets[o.nsets++] = shortcuts[nshort++];
+        break;
+      }
       snprintf(shortcuts[nshort], sizeof shortcuts[nshort], "%s=%s",
                c == 't'   ? "task"
                : c == 'm' ? "mixup.mixup_alpha"

@@ -9,7 +9,7 @@
 static const char usage_text[] =
     "usage: beit pretrain --config RECIPE.json --tokenizer DIR --out DIR [--data DIR]\n"
     "                     [--eval-data DIR] [--precision auto|fp32|bf16]\n"
-    "                     [--resume | --overwrite] [--set key=value]...\n"
+    "                     [--resume | --overwrite] [--dist-timeout S] [--set key=value]...\n"
     "\n"
     "Trains a BEiT encoder by masked image modeling on a dataset folder (beit pack), with\n"
     "targets from a tokenizer folder (beit tokenizer train, or tools/convert_dalle.py).\n"
@@ -38,6 +38,11 @@ static const char usage_text[] =
     "  --overwrite       start again at step 0 in an --out that holds a previous run: its files\n"
     "                    (metrics.jsonl, checkpoint-*, eval.json, ...) are moved into\n"
     "                    OUT/previous-<UTC time>/, so the new metrics.jsonl holds only this run\n"
+    "  --dist-timeout S  seconds a collective (gradient allreduce, metrics, barrier, broadcast)\n"
+    "                    may wait for another rank: past it the waiting ranks end the job (exit\n"
+    "                    1, MPI_Abort) naming the ranks that do not answer, with host and pid;\n"
+    "                    the last checkpoint is whole and --resume continues. Default 600, 0 =\n"
+    "                    no deadline; = --set distributed.timeout_s=S\n"
     "  --set KEY=VALUE   override a recipe key, e.g. --set optimizer.lr=5e-4\n";
 
 int beit_cmd_pretrain(int argc, char **argv)
@@ -51,11 +56,12 @@ int beit_cmd_pretrain(int argc, char **argv)
                                        {"overwrite", no_argument, NULL, 'w'},
                                        {"set", required_argument, NULL, 's'},
                                        {"precision", required_argument, NULL, 'p'},
+                                       {"dist-timeout", required_argument, NULL, 'T'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   struct beit_pretrain_options o = {0};
   const char *sets[128];
-  char precision_set[64];
+  char precision_set[64], timeout_set[64];
   enum beit_precision precision;
   int c;
   optind = 1;
@@ -70,10 +76,17 @@ int beit_cmd_pretrain(int argc, char **argv)
     case 'w': o.overwrite = 1; break;
     case 's':
     case 'p':
+    case 'T':
       if (o.nsets == 128)
         return beit_cli_usage_error("pretrain", "too many --set options");
       if (c == 's') {
         sets[o.nsets++] = optarg;
+        break;
+      }
+      if (c == 'T') { /* = --set distributed.timeout_s=S, in command-line order */
+        if (beit_cli_dist_timeout("pretrain", optarg, timeout_set, sizeof timeout_set))
+          return BEIT_EXIT_USAGE;
+        sets[o.nsets++] = timeout_set;
         break;
       }
       if (beit_cli_parse_precision("pretrain", optarg, &precision))

@@ -38,6 +38,11 @@ static const char usage_text[] =
     "                     are moved into OUT/previous-<UTC time>/, so the new metrics.jsonl\n"
     "                     holds only this run\n"
     "  --set KEY=VALUE    override a config key, e.g. --set model.vocab_size=1024\n"
+    "  --dist-timeout S   seconds a collective (gradient allreduce, metrics, barrier, broadcast)\n"
+    "                     may wait for another rank: past it the waiting ranks end the job (exit\n"
+    "                     1, MPI_Abort) naming the ranks that do not answer, with host and pid;\n"
+    "                     the last checkpoint is whole and --resume continues. Default 600, 0 =\n"
+    "                     no deadline; = --set distributed.timeout_s=S\n"
     "  --precision P      the convolutions' matrix products: bf16 (bfloat16 operands, float32\n"
     "                     accumulation, weights, gradients and optimizer state), fp32, or auto\n"
     "                     (the default: bf16 where the CPU has AMX, else fp32); = --set\n"
@@ -69,11 +74,12 @@ static int cmd_train(int argc, char **argv)
                                        {"overwrite", no_argument, NULL, 'w'},
                                        {"set", required_argument, NULL, 's'},
                                        {"precision", required_argument, NULL, 'p'},
+                                       {"dist-timeout", required_argument, NULL, 'T'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   struct beit_tokenizer_train_options o = {0};
   const char *sets[128];
-  char precision_set[64];
+  char precision_set[64], timeout_set[64];
   enum beit_precision precision;
   int c;
   optind = 1;
@@ -87,10 +93,17 @@ static int cmd_train(int argc, char **argv)
     case 'w': o.overwrite = 1; break;
     case 's':
     case 'p':
+    case 'T':
       if (o.nsets == 128)
         return beit_cli_usage_error("tokenizer train", "too many --set options");
       if (c == 's') {
         sets[o.nsets++] = optarg;
+        break;
+      }
+      if (c == 'T') { /* = --set distributed.timeout_s=S, in command-line order */
+        if (beit_cli_dist_timeout("tokenizer train", optarg, timeout_set, sizeof timeout_set))
+          return BEIT_EXIT_USAGE;
+        sets[o.nsets++] = timeout_set;
         break;
       }
       if (beit_cli_parse_precision("tokenizer train", optarg, &precision))

@@ -18,6 +18,7 @@
 #include "eval.h"
 #include "kernels.h"
 #include "metrics.h"
+#include "dist_policy.h"
 #include "mixup.h"
 #include "precision_policy.h"
 #include "rng.h"
@@ -513,6 +514,7 @@ static enum beit_status load_recipe(struct finetune *p, const struct beit_finetu
       (st = beit_precision_policy_start(&p->precision, r->precision, p->dist, stderr, NULL,
                                         err))) /* the run's first line */
     return st;
+  beit_dist_policy_start(p->dist, r->distributed.timeout_s, stderr);
   if (!opt->init && !r->model[0])
     return beit_error_set(err, BEIT_STATUS_USAGE, "no initial weights: give --init or set "
                           "'model' (a model config for random init) in %s", opt->recipe);

@@ -13,6 +13,7 @@
 #include "drop_path.h"
 #include "encoder.h"
 #include "kernels.h"
+#include "dist_policy.h"
 #include "masking.h"
 #include "precision_policy.h"
 #include "recipe.h"
@@ -254,6 +255,7 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
       (st = beit_precision_policy_start(&p->precision, r->precision, p->dist, stderr,
                                         "encoder and dVAE tokenizer", err))) /* first line */
     return st;
+  beit_dist_policy_start(p->dist, r->distributed.timeout_s, stderr);
   beit_config_defaults(&cfg);
   if ((st = beit_config_load(&cfg, r->model, err)))
     goto free_cfg;

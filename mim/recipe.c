@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dist_policy.h"
+
 #define F(field) offsetof(struct beit_recipe, field)
 #define BIG 1e12
 
@@ -72,6 +74,9 @@ static const struct beit_config_key recipe_keys[] = {
     {"eval.batches", BEIT_KEY_INT, F(eval.batches), 0, BIG, NULL, "per rank; 0 = the whole set"},
     {"max_consecutive_nonfinite", BEIT_KEY_INT, F(max_consecutive_nonfinite), 1, 1 << 20, NULL,
      "skipped updates in a row before the run stops"},
+    {"distributed.timeout_s", BEIT_KEY_DOUBLE, F(distributed.timeout_s), 0,
+     BEIT_DIST_TIMEOUT_MAX, NULL,
+     "seconds a collective may wait for a rank before the job ends naming it; 0 = no deadline"},
     /* fine-tuning, evaluation, linear probing */
     {"task", BEIT_KEY_STRING, F(task), 0, 0, tasks, "auto = the training dataset's task"},
     {"image_size", BEIT_KEY_INT, F(image_size), 0, 8192, NULL,
@@ -142,6 +147,7 @@ void beit_recipe_defaults(struct beit_recipe *r)
   r->eval.every_steps = 0;
   r->eval.batches = 20;
   r->max_consecutive_nonfinite = 5;
+  r->distributed.timeout_s = 600;
   strcpy(r->task, "auto");
   strcpy(r->pooling, "mean");
   r->head_init_scale = 0.001;

@@ -49,6 +49,9 @@ struct beit_recipe {
     long every_steps, batches;
   } eval;
   long max_consecutive_nonfinite;
+  struct {
+    double timeout_s; /* every collective's deadline (mim/dist_policy.h); 0 = none */
+  } distributed;
   /* fine-tuning, evaluation and linear probing (mim/finetune.c, mim/eval.c, mim/probe.c) */
   char task[BEIT_CONFIG_STR];   /* "auto" (the dataset's), "multiclass", "multilabel" */
   long image_size;              /* fine-tuning resolution; 0 = the initial checkpoint's */

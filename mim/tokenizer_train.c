@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "config_table.h"
 #include "dvae.h"
+#include "dist_policy.h"
 #include "precision_policy.h"
 #include "trainer.h"
 
@@ -83,6 +84,9 @@ static const struct beit_config_key train_keys[] = {
     {"eval.grid_images", BEIT_KEY_INT, F(grid_images), 0, 4096, NULL, "images in recon.png"},
     {"max_consecutive_nonfinite", BEIT_KEY_INT, F(recipe.max_consecutive_nonfinite), 1, 1 << 20,
      NULL, "skipped updates in a row before the run stops"},
+    {"distributed.timeout_s", BEIT_KEY_DOUBLE, F(recipe.distributed.timeout_s), 0,
+     BEIT_DIST_TIMEOUT_MAX, NULL,
+     "seconds a collective may wait for a rank before the job ends naming it; 0 = no deadline"},
 };
 #define NTRAIN (sizeof train_keys / sizeof train_keys[0])
 #define MAX_KEYS 96
@@ -524,6 +528,7 @@ static enum beit_status setup(struct tokenizer_training *t, struct beit_error *e
       (st = beit_precision_policy_start(&t->precision, r->precision, t->dist, stderr, NULL,
                                         err))) /* the run's first line */
     return st;
+  beit_dist_policy_start(t->dist, r->distributed.timeout_s, stderr);
   if (!r->data.train[0])
     return beit_error_set(err, BEIT_STATUS_USAGE,
                           "no training data: give --data or set data.train in %s", opt->config);

@@ -561,7 +561,9 @@ static enum beit_status run_steps(struct beit_trainer *tr, const struct beit_tra
   enum beit_status st = BEIT_STATUS_OK;
   while (tr->step < tr->total_steps) {
     double out[4] = {0, 0, 0, 0};
+    beit_dist_set_context(tr->dist, "of step %ld", tr->step + 1); /* for deadline messages */
     st = loop->step(loop->ctx, out, err);
+    beit_dist_set_context(tr->dist, "after step %ld", tr->step);
     if (st && st != BEIT_STATUS_INTERRUPTED)
       return st;
     for (int k = 0; k < 3; k++)

@@ -1,0 +1,36 @@
+/* The distributed policy of the training commands (pretrain, finetune, tokenizer train): the
+ * deadline of every collective, from the recipe key distributed.timeout_s (default 600 s; 0 = no
+ * deadline) or --dist-timeout SECONDS (a shortcut for --set distributed.timeout_s=SECONDS, so the
+ * command line overrides the recipe), and the line that names every rank's host and pid. The
+ * mechanism (polled non-blocking collectives, the liveness round that names silent ranks) is
+ * include/beit/distributed.h, beit_dist_set_timeout. */
+#ifndef BEIT_MIM_DIST_POLICY_H
+#define BEIT_MIM_DIST_POLICY_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "beit/distributed.h"
+#include "beit/status.h"
+
+/* The recipe key's range: 0 (no deadline) .. this many seconds. */
+#define BEIT_DIST_TIMEOUT_MAX 1e9
+
+/* --dist-timeout TEXT: a number of seconds in 0..BEIT_DIST_TIMEOUT_MAX ("30", "2.5", "0") into
+ * *seconds; anything else (empty, trailing text, negative, not finite, too large) is USAGE naming
+ * the option and the text. */
+enum beit_status beit_dist_policy_parse_timeout(const char *text, double *seconds,
+                                                struct beit_error *err);
+
+/* "distributed.timeout_s=<seconds>" into buf (size bytes) for the --set list: --dist-timeout in
+ * command-line order with the --set options, so the last one wins. USAGE as the parser. */
+enum beit_status beit_dist_policy_timeout_set(const char *text, char *buf, size_t size,
+                                              struct beit_error *err);
+
+/* A training run's start, on every rank, once the recipe is resolved: the deadline of every later
+ * collective of dist (beit_dist_set_timeout), and with several ranks, on log (rank 0; NULL: none),
+ * a line "distributed: N ranks; ...deadline...; rank 0 host H pid P, rank 1 ..." (the first 16
+ * ranks): who to look for when a deadline names a rank. */
+void beit_dist_policy_start(struct beit_dist *dist, double timeout_s, FILE *log);
+
+#endif

@@ -55,7 +55,10 @@ static void field_names(char *buf, size_t size, const struct beit_plot_series *c
   size_t k = 0;
   buf[0] = '\0';
   for (size_t r = 0; r < nruns; r++) {
-    if (!s[r] || strstr(buf, s[r]->field))
+    int seen = 0; /* a whole earlier name, not a part of one ("acc" in "mlm_acc") */
+    for (size_t q = 0; q < r; q++)
+      seen |= s[q] && s[r] && !strcmp(s[q]->field, s[r]->field);
+    if (!s[r] || seen)
       continue;
     k += (size_t)snprintf(buf + k, k < size ? size - k : 0, "%s%s", k ? "/" : "", s[r]->field);
   }
@@ -124,7 +127,7 @@ static void all_fields(char *buf, size_t size, const struct beit_plot_figure *f)
   for (size_t r = 0; r < f->nruns; r++)
     for (size_t i = 0; i < f->runs[r].nfields && k + 1 < size; i++) {
       const char *name = f->runs[r].fields[i].field;
-      char quoted[BEIT_PLOT_FIELD_SIZE + 2];
+      char quoted[BEIT_PLOT_FIELD_SIZE + 3];
       snprintf(quoted, sizeof quoted, " %s,", name);
       if (strstr(buf, quoted))
         continue;
@@ -193,37 +196,53 @@ static void step_axis(struct beit_plot_figure *f)
     f->x.nticks--;
 }
 
-enum beit_status beit_plot_curves(const char *png, const struct beit_plot_curves_options *o,
-                                  struct beit_plot_result *res, struct beit_error *err)
+void beit_plot_figure_free(struct beit_plot_figure *f)
 {
+  for (size_t r = 0; r < f->nruns; r++)
+    beit_plot_run_free(&f->runs[r]);
+  free(f->runs);
+  memset(f, 0, sizeof *f);
+}
+
+enum beit_status beit_plot_figure_init(struct beit_plot_figure *f,
+                                       const struct beit_plot_curves_options *o,
+                                       struct beit_error *err)
+{
+  memset(f, 0, sizeof *f);
   if (o->nruns < 1 || o->nruns > BEIT_PLOT_MAX_RUNS)
     return beit_error_set(err, BEIT_STATUS_USAGE, "%zu runs: one to %d can share a figure",
                           o->nruns, BEIT_PLOT_MAX_RUNS);
+  if (!(f->runs = calloc(o->nruns, sizeof *f->runs)))
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "curves: out of memory");
+  enum beit_status st = BEIT_STATUS_OK;
+  for (; f->nruns < o->nruns; f->nruns++)
+    if ((st = beit_plot_read_run(&f->runs[f->nruns], o->runs[f->nruns], o->warn, err)))
+      goto fail;
+  if ((st = choose_panels(f, o, err)))
+    goto fail;
+  step_axis(f);
+  if (f->nruns == 1)
+    snprintf(f->title, sizeof f->title, "training curves: %s", f->runs[0].name);
+  else
+    snprintf(f->title, sizeof f->title, "training curves of %zu runs", f->nruns);
+  return BEIT_STATUS_OK;
+fail:
+  beit_plot_figure_free(f);
+  return st;
+}
+
+enum beit_status beit_plot_curves(const char *png, const struct beit_plot_curves_options *o,
+                                  struct beit_plot_result *res, struct beit_error *err)
+{
   if (!beit_plot_available()) /* before reading anything: say what is missing first */
     return beit_plot_draw_curves(png, NULL, err);
-  struct beit_plot_run *runs = calloc(o->nruns, sizeof *runs);
-  struct beit_plot_figure *f = calloc(1, sizeof *f);
-  enum beit_status st = BEIT_STATUS_OK;
-  size_t nread = 0;
-  if (!runs || !f) {
-    st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", png);
-    goto free_runs;
-  }
-  for (; nread < o->nruns; nread++)
-    if ((st = beit_plot_read_run(&runs[nread], o->runs[nread], o->warn, err)))
-      goto free_runs;
-  f->runs = runs;
-  f->nruns = o->nruns;
-  if ((st = choose_panels(f, o, err)))
-    goto free_runs;
-  step_axis(f);
-  if (o->nruns == 1)
-    snprintf(f->title, sizeof f->title, "training curves: %s", runs[0].name);
-  else
-    snprintf(f->title, sizeof f->title, "training curves of %zu runs", o->nruns);
-  if ((st = beit_plot_draw_curves(png, f, err)))
-    goto free_runs;
-  if (res) {
+  struct beit_plot_figure *f = malloc(sizeof *f);
+  if (!f)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", png);
+  enum beit_status st = beit_plot_figure_init(f, o, err);
+  if (st)
+    goto free_figure;
+  if (!(st = beit_plot_draw_curves(png, f, err)) && res) {
     memset(res, 0, sizeof *res);
     res->width = BEIT_PLOT_WIDTH;
     res->height = beit_plot_curves_height(f->nruns, f->npanels);
@@ -234,10 +253,8 @@ enum beit_status beit_plot_curves(const char *png, const struct beit_plot_curves
       k += (size_t)snprintf(res->panels + k, sizeof res->panels - k, "%s%s", i ? "," : "",
                             f->panels[i].name);
   }
-free_runs:
-  for (size_t r = 0; r < nread; r++)
-    beit_plot_run_free(&runs[r]);
-  free(runs);
+  beit_plot_figure_free(f);
+free_figure:
   free(f);
   return st;
 }

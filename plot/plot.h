@@ -75,11 +75,18 @@ struct beit_plot_panel {
 struct beit_plot_figure {
   char title[256];
   size_t nruns, npanels;
-  const struct beit_plot_run *runs; /* (nruns) */
+  struct beit_plot_run *runs; /* (nruns), owned */
   struct beit_plot_panel panels[BEIT_PLOT_MAX_PANELS];
   struct beit_plot_axis x; /* steps */
   int has_eval;            /* some panel has dots: the title line explains them */
 };
+
+/* Read the runs of o and lay the figure out (panels, series, axes, title) without drawing; on
+ * failure f holds nothing to free. */
+enum beit_status beit_plot_figure_init(struct beit_plot_figure *f,
+                                       const struct beit_plot_curves_options *o,
+                                       struct beit_error *err);
+void beit_plot_figure_free(struct beit_plot_figure *f);
 
 /* ---- table.c: table.md as bars ---- */
 

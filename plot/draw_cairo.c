@@ -275,8 +275,9 @@ enum beit_status beit_plot_draw_curves(const char *png, const struct beit_plot_f
 
 /* ---- bars ---- */
 
-enum { BAR_W = 36, BAR_GAP = 4, BARS_AXIS_W = 56, BARS_GROUP_W = 104, BARS_PAD = 24,
-       BARS_PLOT_TOP = 96, BARS_PLOT_H = 260 };
+enum { BAR_W = 36, BAR_GAP = 4, BARS_AXIS_W = BEIT_PLOT_BARS_AXIS_W,
+       BARS_GROUP_W = BEIT_PLOT_BARS_GROUP_W, BARS_PAD = BEIT_PLOT_BARS_PAD, BARS_PLOT_TOP = 96,
+       BARS_PLOT_H = 260 };
 
 static const double arm_rgb[2][3] = {{0.122, 0.467, 0.706}, {0.85, 0.55, 0.25}};
 static const char *const arm_name[2] = {"pretrained (masked image modeling)", "random init"};

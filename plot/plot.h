@@ -103,6 +103,11 @@ struct beit_plot_bars {
 enum beit_status beit_plot_read_table(struct beit_plot_bars *b, const char *path,
                                       struct beit_error *err);
 
+/* Bar chart geometry, px: a panel per precision (y axis labels, a group of two bars per row, a
+ * pad), side by side after a pad; the figure at least BARS_MIN_W wide, panels centred. */
+enum { BEIT_PLOT_BARS_H = 440, BEIT_PLOT_BARS_MIN_W = 560, BEIT_PLOT_BARS_AXIS_W = 56,
+       BEIT_PLOT_BARS_GROUP_W = 104, BEIT_PLOT_BARS_PAD = 24 };
+
 /* Size of the bar chart of b in px. */
 void beit_plot_bars_size(const struct beit_plot_bars *b, int *width, int *height);
 

@@ -9,14 +9,14 @@
 
 #include "plot.h"
 
-enum { MAX_CELLS = 16, BARS_H = 440, BARS_MIN_W = 560, AXIS_W = 56, GROUP_W = 104, PANEL_PAD = 24 };
+enum { MAX_CELLS = 16 };
 
 void beit_plot_bars_size(const struct beit_plot_bars *b, int *width, int *height)
 {
-  int panel = AXIS_W + (int)b->nrows * GROUP_W + PANEL_PAD;
-  int w = PANEL_PAD + (int)b->nprec * panel;
-  *width = w < BARS_MIN_W ? BARS_MIN_W : w;
-  *height = BARS_H;
+  int panel = BEIT_PLOT_BARS_AXIS_W + (int)b->nrows * BEIT_PLOT_BARS_GROUP_W + BEIT_PLOT_BARS_PAD;
+  int w = BEIT_PLOT_BARS_PAD + (int)b->nprec * panel;
+  *width = w < BEIT_PLOT_BARS_MIN_W ? BEIT_PLOT_BARS_MIN_W : w;
+  *height = BEIT_PLOT_BARS_H;
 }
 
 static char *trim(char *s)

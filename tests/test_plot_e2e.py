@@ -175,8 +175,8 @@ def bad_input(beit, work, a, b):
           f"several runs without -o: exit 2 ({r.stderr.strip()})")
 
 
-TABLE = """| labels used | steps x 64 images | pretrained bf16 top-1 % | random init bf16 top-1 % | pretrained fp32 top-1 % | random init fp32 top-1 % |
-|---|---|---|---|---|---|
+TABLE = ("| labels used | steps x 64 images | pretrained bf16 top-1 % | random init bf16 top-1 % "
+         "| pretrained fp32 top-1 % | random init fp32 top-1 % |\n") + """|---|---|---|---|---|---|
 | 1% (600) | 200 | 71.17 | 49.51 | - | - |
 | 10% (6000) | 500 | 78.27 | 59.35 | 77.90 | 58.80 |
 | 100% (60000) | 1500 | 82.57 | 70.87 | 83.22 | 70.07 |

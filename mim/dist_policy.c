@@ -22,7 +22,7 @@ enum beit_status beit_dist_policy_parse_timeout(const char *text, double *second
 enum beit_status beit_dist_policy_timeout_set(const char *text, char *buf, size_t size,
                                               struct beit_error *err)
 {
-  double v;
+  double v = 0.0;
   enum beit_status st = beit_dist_policy_parse_timeout(text, &v, err);
   if (st)
     return st;

@@ -522,7 +522,10 @@ static enum beit_status check_metrics(struct beit_trainer *tr,
   if (tr->metrics_errno)
     st = beit_error_set(err, BEIT_STATUS_IO, "%s/metrics.jsonl: cannot append a record: %s",
                         tr->out_dir, strerror(tr->metrics_errno));
-  if (!(st = beit_trainer_agree(tr->dist, st, "append to metrics.jsonl", err)) || !save)
+  /* DISTRIBUTED: the agreement itself failed (a rank died or missed the deadline): no final
+   * checkpoint, whose own agreement would fail too; the job ends at once */
+  if (!(st = beit_trainer_agree(tr->dist, st, "append to metrics.jsonl", err)) || !save ||
+      st == BEIT_STATUS_DISTRIBUTED)
     return st;
   struct beit_error serr = {0};
   if (save_model(tr, loop, sum, &serr))

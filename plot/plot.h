@@ -65,7 +65,7 @@ void beit_plot_format_tick(char *buf, size_t size, double v, double step);
 
 struct beit_plot_panel {
   char name[BEIT_PLOT_FIELD_SIZE]; /* as --metrics names it */
-  char title[256];                 /* the header line: title, scale, fields (lines / dots) */
+  char title[320];                 /* the header line: title, scale, fields (lines / dots) */
   struct beit_plot_axis y;
   int undefined_below_zero; /* a value < 0 marks "undefined" (fine-tuning's eval_map): not drawn */
   /* per run: the training series (a line) and the evaluation series (dots); NULL: none */

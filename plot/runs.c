@@ -87,10 +87,23 @@ void beit_plot_run_free(struct beit_plot_run *run)
   memset(run, 0, sizeof *run);
 }
 
+static int blank(const char *s, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+      return 0;
+  return 1;
+}
+
 /* Why a line is not a record, or NULL when it is one (*rec then holds it). */
 static const char *parse_record(const char *line, size_t n, int last_unterminated, cJSON **rec)
 {
-  *rec = cJSON_ParseWithLength(line, n);
+  const char *end = NULL;
+  *rec = cJSON_ParseWithLengthOpts(line, n, &end, 0);
+  if (*rec && !blank(end, n - (size_t)(end - line))) { /* "{...} more": not one record */
+    cJSON_Delete(*rec);
+    *rec = NULL;
+  }
   if (!*rec)
     return last_unterminated ? "an incomplete last line (a run still writing, or cut short)"
                              : "not JSON";
@@ -117,14 +130,6 @@ static enum beit_status add_record(struct beit_plot_run *run, const cJSON *rec, 
   }
   run->records++;
   return BEIT_STATUS_OK;
-}
-
-static int blank(const char *s, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-      return 0;
-  return 1;
 }
 
 enum beit_status beit_plot_read_run(struct beit_plot_run *run, const char *dir, FILE *warn,

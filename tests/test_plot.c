@@ -75,8 +75,9 @@ static void test_axis(void)
 
 static void test_read(void)
 {
-  /* line 3 is cut JSON, 4 an array, 5 has no step, 6 is blank; the run was resumed from step 2
-   * (steps 3 and 4 logged again, the later values win); the last line has no newline */
+  /* line 3 is cut JSON, 4 an array, 5 has no step, 6 is blank, 9 two records run together; the
+   * run was resumed from step 2 (steps 3 and 4 logged again, the later values win); the last
+   * line has no newline */
   const char *text = "{\"step\":1,\"loss\":5,\"lr\":0,\"version\":\"0.4.0\"}\n"
                      "{\"step\":2,\"loss\":4,\"lr\":1e-3}\n"
                      "{\"step\":3,\"loss\":\n"
@@ -85,6 +86,7 @@ static void test_read(void)
                      "\n"
                      "{\"step\":3,\"loss\":3.5,\"lr\":9e-4}\n"
                      "{\"step\":4,\"loss\":3.4,\"lr\":8e-4}\n"
+                     "{\"step\":5,\"loss\":1} {\"step\":6}\n"
                      "{\"step\":2,\"eval_loss\":4.5}\n"
                      "{\"step\":3,\"loss\":3.3,\"lr\":9e-4}\n"
                      "{\"step\":4,\"loss\":3.1,\"lr\":8e-4}";
@@ -93,7 +95,7 @@ static void test_read(void)
   struct beit_error err = {0};
   FILE *warn = tmpfile();
   CHECK(beit_plot_read_run(&run, dir, warn, &err) == BEIT_STATUS_OK);
-  CHECK_MSG(run.records == 7 && run.skipped == 3, "%zu records, %zu skipped", run.records,
+  CHECK_MSG(run.records == 7 && run.skipped == 4, "%zu records, %zu skipped", run.records,
             run.skipped);
   const struct beit_plot_series *loss = beit_plot_run_field(&run, "loss");
   CHECK(loss && loss->n == 4);
@@ -111,7 +113,8 @@ static void test_read(void)
   fclose(warn);
   CHECK_MSG(strstr(log, "read/metrics.jsonl:3: not JSON; line skipped") &&
                 strstr(log, "read/metrics.jsonl:4: not a JSON object") &&
-                strstr(log, "read/metrics.jsonl:5: no numeric \"step\""),
+                strstr(log, "read/metrics.jsonl:5: no numeric \"step\"") &&
+                strstr(log, "read/metrics.jsonl:9: not JSON"),
             "warnings: %s", log);
   beit_plot_run_free(&run);
 

@@ -1,74 +1,24 @@
-/* OpenMPI implementation of include/beit/distributed.h: the only file of the project that
- * includes mpi.h (serial.c stands in when BEIT_USE_MPI is off).
+/* OpenMPI implementation of include/beit/distributed.h: with mpi_wait.c (through
+ * mpi_internal.h) the only files of the project that include mpi.h (serial.c stands in when
+ * BEIT_USE_MPI is off).
  *
  * The job works on a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN, so a failed call comes
  * back as BEIT_STATUS_DISTRIBUTED with MPI_Error_string's text and the rank; the app decides
  * whether to beit_dist_abort. MPI counts are int: bcast and the f64 reductions are cut into
  * chunks, gradient buckets are at most INT_MAX floats.
  *
- * Deadlines (beit_dist_set_timeout): every blocking call goes through wait_requests, which with a
- * deadline polls non-blocking requests instead of blocking in MPI_Wait*, and past the deadline
- * finds the silent ranks with a liveness round (ask_alive): point-to-point PING/PONG messages on
- * the job's communicator, which never match the collectives' own traffic (MPI keeps the two
- * apart). Asking at the deadline rather than announcing arrival before each collective also
- * names a rank stopped inside a collective it had already joined. */
+ * Deadlines (beit_dist_set_timeout): every blocking call starts non-blocking requests and completes
+ * them through beit_dist_wait (distributed/mpi_wait.c), which polls them under the deadline and
+ * names the silent ranks when it passes; after that every call returns the job's failure at
+ * once. */
 #include <limits.h>
-#include <mpi.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "dist_internal.h"
-
-/* A guarded wait polls without sleeping this long after it starts and after each completed
- * request (a blocking MPI_Wait spins too), then sleeps between tests, from SLEEP_MIN_NS doubling
- * to SLEEP_MAX_NS: a round of a collective advances only inside an MPI call, so the cap bounds
- * the delay a sleeping rank adds per round once its peers catch up. */
-#define SPIN_SECONDS 0.01
-#define SLEEP_MIN_NS 20000L
-#define SLEEP_MAX_NS 250000L
-#define PING_CHECK_SECONDS 0.001 /* how often a waiting rank looks for liveness questions */
-#define ANSWER_SECONDS 2.0       /* how long a timed-out rank waits for the answers */
-#define TAG_PING 31001           /* "are you alive?": the asker's collective number */
-#define TAG_PONG 31002           /* "yes": the answerer's collective number */
-#define MAX_NAMED 8              /* silent ranks named in a message; then "and N more" */
-
-struct peer {
-  char host[64];
-  int64_t pid;
-};
-
-struct beit_dist {
-  MPI_Comm comm;     /* a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN */
-  int rank, world;
-  int local_rank, local_size;
-  int owns_mpi;      /* beit_dist_init called MPI_Init_thread: finalize calls MPI_Finalize */
-  size_t chunk_bytes; /* largest single message of bcast / f64 reductions */
-  struct peer *peers; /* (world) host and pid of every rank, from MPI_Allgather at init */
-  double timeout;     /* seconds a blocking call may wait; 0 = forever */
-  unsigned long seq;  /* guarded calls begun: the same numbering on every rank */
-  char context[96];   /* "of step 17": where the job is, for deadline messages */
-  struct beit_error failure; /* a deadline passed: every later guarded call returns it */
-  /* the liveness round: (world) each */
-  MPI_Request *ping_req, *pong_req;
-  unsigned long *pong_buf, *answer; /* answer: the collective number each rank answered from */
-  char *alive;
-  unsigned long ping_buf;
-};
-
-/* What a guarded call is, for its deadline message. */
-enum op_kind { OP_BCAST, OP_SUM, OP_MAX, OP_BARRIER, OP_GRADS };
-struct guard {
-  enum op_kind kind;
-  size_t count; /* bytes (bcast), doubles (reductions) */
-  int root;     /* bcast */
-  unsigned long seq;
-  double start; /* MPI_Wtime when the call began */
-};
+#include "mpi_internal.h"
 
 struct beit_dist_grads {
   struct beit_dist *d;
@@ -82,24 +32,6 @@ struct beit_dist_grads {
 };
 
 const char *beit_dist_backend(void) { return "mpi"; }
-
-/* "call: MPI_ERR_...: text" into buf */
-static void mpi_text(char *buf, size_t size, int rc, const char *call)
-{
-  char text[MPI_MAX_ERROR_STRING];
-  int len = 0;
-  if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS)
-    snprintf(text, sizeof text, "MPI error code %d", rc);
-  snprintf(buf, size, "%s: %s", call, text);
-}
-
-/* "rank R: call: MPI_ERR_...: text" */
-static enum beit_status mpi_fail(int rank, struct beit_error *err, int rc, const char *call)
-{
-  char text[MPI_MAX_ERROR_STRING + 128];
-  mpi_text(text, sizeof text, rc, call);
-  return beit_error_set(err, BEIT_STATUS_DISTRIBUTED, "rank %d: %s", rank, text);
-}
 
 /* A rank index from the environment, or -1 when unset or not a number. */
 static int env_rank(const char *name)
@@ -122,7 +54,7 @@ static int find_local(struct beit_dist *d, struct beit_error *err)
   MPI_Comm node;
   int rc = MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
   if (rc != MPI_SUCCESS)
-    return mpi_fail(d->rank, err, rc, "MPI_Comm_split_type");
+    return beit_dist_mpi_fail(d->rank, err, rc, "MPI_Comm_split_type");
   MPI_Comm_rank(node, &d->local_rank);
   MPI_Comm_size(node, &d->local_size);
   MPI_Comm_free(&node);
@@ -149,7 +81,7 @@ static void free_dist(struct beit_dist *d)
  * buffers. */
 static enum beit_status gather_peers(struct beit_dist *d, struct beit_error *err)
 {
-  struct peer me;
+  struct beit_dist_peer me;
   size_t w = (size_t)d->world;
   memset(&me, 0, sizeof me);
   if (gethostname(me.host, sizeof me.host - 1) != 0)
@@ -168,7 +100,7 @@ static enum beit_status gather_peers(struct beit_dist *d, struct beit_error *err
     d->ping_req[r] = d->pong_req[r] = MPI_REQUEST_NULL;
   int rc = MPI_Allgather(&me, (int)sizeof me, MPI_BYTE, d->peers, (int)sizeof me, MPI_BYTE,
                          d->comm);
-  return rc == MPI_SUCCESS ? BEIT_STATUS_OK : mpi_fail(d->rank, err, rc, "MPI_Allgather");
+  return rc == MPI_SUCCESS ? BEIT_STATUS_OK : beit_dist_mpi_fail(d->rank, err, rc, "MPI_Allgather");
 }
 
 enum beit_status beit_dist_init(struct beit_dist **out, int *argc, char ***argv,
@@ -198,7 +130,7 @@ enum beit_status beit_dist_init(struct beit_dist **out, int *argc, char ***argv,
     rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
     if (rc != MPI_SUCCESS) {
       free(d);
-      return mpi_fail(-1, err, rc, "MPI_Init_thread");
+      return beit_dist_mpi_fail(-1, err, rc, "MPI_Init_thread");
     }
     d->owns_mpi = 1;
     /* errors of the dup below come back too (the dup inherits this handler) */
@@ -216,12 +148,12 @@ enum beit_status beit_dist_init(struct beit_dist **out, int *argc, char ***argv,
   }
   rc = MPI_Comm_dup(MPI_COMM_WORLD, &d->comm);
   if (rc != MPI_SUCCESS) {
-    st = mpi_fail(d->rank, err, rc, "MPI_Comm_dup");
+    st = beit_dist_mpi_fail(d->rank, err, rc, "MPI_Comm_dup");
     goto fail;
   }
   rc = MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN);
   if (rc != MPI_SUCCESS) {
-    st = mpi_fail(d->rank, err, rc, "MPI_Comm_set_errhandler");
+    st = beit_dist_mpi_fail(d->rank, err, rc, "MPI_Comm_set_errhandler");
     goto fail;
   }
   MPI_Comm_rank(d->comm, &d->rank);
@@ -293,223 +225,6 @@ long beit_dist_pid(const struct beit_dist *d, int r)
   return r >= 0 && r < d->world ? (long)d->peers[r].pid : 0;
 }
 
-/* ---- guarded waits (see the top of the file) ---- */
-
-static void nap(long ns)
-{
-  struct timespec ts = {0, ns};
-  nanosleep(&ts, NULL);
-}
-
-/* A guarded call begins: it gets the next collective number. */
-static struct guard guard_begin(struct beit_dist *d, enum op_kind kind, size_t count, int root)
-{
-  struct guard g = {kind, count, root, ++d->seq, MPI_Wtime()};
-  return g;
-}
-
-/* The job's failure (a deadline that passed) for a later call: the same message. */
-static enum beit_status failed(const struct beit_dist *d, struct beit_error *err)
-{
-  if (err)
-    *err = d->failure;
-  return d->failure.status;
-}
-
-/* Answer every liveness question that has arrived with our collective number. */
-static void answer_pings(struct beit_dist *d)
-{
-  for (;;) {
-    int flag = 0, done = 0;
-    MPI_Status status;
-    unsigned long asked;
-    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_PING, d->comm, &flag, &status) != MPI_SUCCESS || !flag)
-      return;
-    int src = status.MPI_SOURCE;
-    if (MPI_Recv(&asked, 1, MPI_UNSIGNED_LONG, src, TAG_PING, d->comm, MPI_STATUS_IGNORE) !=
-        MPI_SUCCESS)
-      return;
-    if (d->pong_req[src] != MPI_REQUEST_NULL &&
-        (MPI_Test(&d->pong_req[src], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS || !done))
-      continue; /* the previous answer to src is still on its way */
-    d->pong_buf[src] = d->seq;
-    if (MPI_Isend(&d->pong_buf[src], 1, MPI_UNSIGNED_LONG, src, TAG_PONG, d->comm,
-                  &d->pong_req[src]) != MPI_SUCCESS)
-      d->pong_req[src] = MPI_REQUEST_NULL;
-  }
-}
-
-/* Past the deadline: ask every other rank whether it is alive, then collect the answers for up
- * to ANSWER_SECONDS (answering other timed-out ranks meanwhile). d->alive[r] and d->answer[r]
- * (the collective number r answered from) are the result. The questions are never waited for:
- * the job ends. */
-static void ask_alive(struct beit_dist *d)
-{
-  int missing = d->world - 1;
-  d->ping_buf = d->seq;
-  for (int r = 0; r < d->world; r++) {
-    d->alive[r] = r == d->rank;
-    d->answer[r] = d->seq;
-    if (r != d->rank && MPI_Isend(&d->ping_buf, 1, MPI_UNSIGNED_LONG, r, TAG_PING, d->comm,
-                                  &d->ping_req[r]) != MPI_SUCCESS)
-      d->ping_req[r] = MPI_REQUEST_NULL;
-  }
-  double end = MPI_Wtime() + ANSWER_SECONDS;
-  while (missing > 0 && MPI_Wtime() < end) {
-    answer_pings(d);
-    int flag = 0;
-    MPI_Status status;
-    while (missing > 0 &&
-           MPI_Iprobe(MPI_ANY_SOURCE, TAG_PONG, d->comm, &flag, &status) == MPI_SUCCESS && flag) {
-      unsigned long seq = 0;
-      int src = status.MPI_SOURCE;
-      if (MPI_Recv(&seq, 1, MPI_UNSIGNED_LONG, src, TAG_PONG, d->comm, MPI_STATUS_IGNORE) !=
-          MPI_SUCCESS)
-        break;
-      missing -= !d->alive[src];
-      d->alive[src] = 1;
-      d->answer[src] = seq;
-    }
-    if (missing > 0)
-      nap(1000000);
-  }
-}
-
-/* printf into buf at *k, never past size. */
-static void append(char *buf, size_t size, size_t *k, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void append(char *buf, size_t size, size_t *k, const char *fmt, ...)
-{
-  if (*k >= size)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(buf + *k, size - *k, fmt, ap);
-  va_end(ap);
-  *k = n < 0 ? size : *k + (size_t)n;
-}
-
-/* "the gradient allreduce of step 17 (collective #52)" */
-static void describe(const struct beit_dist *d, const struct guard *g, char *buf, size_t size)
-{
-  size_t k = 0;
-  switch (g->kind) {
-  case OP_BCAST:
-    append(buf, size, &k, "a broadcast of %zu bytes from rank %d", g->count, g->root);
-    break;
-  case OP_SUM:
-  case OP_MAX:
-    append(buf, size, &k, "an allreduce (%s) of %zu double%s", g->kind == OP_SUM ? "sum" : "max",
-           g->count, g->count == 1 ? "" : "s");
-    break;
-  case OP_BARRIER: append(buf, size, &k, "a barrier"); break;
-  case OP_GRADS: append(buf, size, &k, "the gradient allreduce"); break;
-  }
-  append(buf, size, &k, "%s%s (collective #%lu)", d->context[0] ? " " : "", d->context, g->seq);
-}
-
-/* The deadline of g passed: find the silent ranks, make the job's failure and return it. */
-static enum beit_status deadline_passed(struct beit_dist *d, const struct guard *g,
-                                        struct beit_error *err)
-{
-  double waited = MPI_Wtime() - g->start;
-  ask_alive(d);
-  char what[256], names[1024], others[256];
-  size_t kn = 0, ko = 0;
-  int silent = 0, shown = 0, odd = 0;
-  describe(d, g, what, sizeof what);
-  names[0] = others[0] = '\0';
-  for (int r = 0; r < d->world; r++)
-    silent += !d->alive[r];
-  int show = silent < MAX_NAMED ? silent : MAX_NAMED;
-  for (int r = 0; r < d->world; r++) {
-    if (d->alive[r]) {
-      if (d->answer[r] != g->seq && odd++ < 3) /* answered, but from another collective */
-        append(others, sizeof others, &ko, "; rank %d answered from collective #%lu", r,
-               d->answer[r]);
-      continue;
-    }
-    if (shown == show)
-      continue;
-    append(names, sizeof names, &kn, "%s%d (host %s, pid %lld)",
-           shown == 0 ? "" : shown == silent - 1 ? " and " : ", ", r, d->peers[r].host,
-           (long long)d->peers[r].pid);
-    shown++;
-  }
-  if (show < silent)
-    append(names, sizeof names, &kn, " and %d more", silent - show);
-  if (silent)
-    beit_error_set(&d->failure, BEIT_STATUS_DISTRIBUTED,
-                   "rank %d: %s has waited %.1f s for rank%s %s, which %s not answer%s: aborting "
-                   "(--dist-timeout %g)",
-                   d->rank, what, waited, silent > 1 ? "s" : "", names, silent > 1 ? "do" : "does",
-                   others, d->timeout);
-  else
-    beit_error_set(&d->failure, BEIT_STATUS_DISTRIBUTED,
-                   "rank %d: %s has not completed in %.1f s although every rank answers%s: "
-                   "aborting (--dist-timeout %g)",
-                   d->rank, what, waited, others, d->timeout);
-  return failed(d, err);
-}
-
-/* Complete req[0, n) (MPI_REQUEST_NULL entries count as complete), calling on_done(ctx, i) as
- * request i completes. Without a deadline: MPI_Waitsome. With one: MPI_Testsome in a loop that
- * spins, then sleeps (SPIN_SECONDS), answers liveness questions, and once g's deadline has passed
- * fails naming the silent ranks. *spent (may be NULL) += the seconds spent here. */
-static enum beit_status wait_requests(struct beit_dist *d, const struct guard *g, int n,
-                                      MPI_Request *req, int *idx,
-                                      void (*on_done)(void *ctx, int i), void *ctx,
-                                      double *spent, struct beit_error *err)
-{
-  double t0 = MPI_Wtime(), last = t0, next_ping = t0 + PING_CHECK_SECONDS;
-  long sleep_ns = 0;
-  enum beit_status st = BEIT_STATUS_OK;
-  for (;;) {
-    int done = 0, rc;
-    if (d->timeout > 0)
-      rc = MPI_Testsome(n, req, &done, idx, MPI_STATUSES_IGNORE);
-    else
-      rc = MPI_Waitsome(n, req, &done, idx, MPI_STATUSES_IGNORE);
-    if (rc != MPI_SUCCESS) {
-      st = mpi_fail(d->rank, err, rc, d->timeout > 0 ? "MPI_Testsome" : "MPI_Waitsome");
-      break;
-    }
-    if (done == MPI_UNDEFINED) /* nothing left in flight */
-      break;
-    for (int i = 0; i < done && on_done; i++)
-      on_done(ctx, idx[i]);
-    double t = MPI_Wtime();
-    if (done > 0) {
-      last = t;
-      sleep_ns = 0;
-      continue;
-    }
-    if (t >= next_ping) {
-      answer_pings(d);
-      next_ping = t + PING_CHECK_SECONDS;
-    }
-    if (t - g->start >= d->timeout) {
-      st = deadline_passed(d, g, err);
-      break;
-    }
-    if (t - last >= SPIN_SECONDS) {
-      sleep_ns = sleep_ns == 0 ? SLEEP_MIN_NS : sleep_ns * 2 > SLEEP_MAX_NS ? SLEEP_MAX_NS
-                                                                            : sleep_ns * 2;
-      nap(sleep_ns);
-    }
-  }
-  if (spent)
-    *spent += MPI_Wtime() - t0;
-  return st;
-}
-
-static enum beit_status wait_one(struct beit_dist *d, const struct guard *g, MPI_Request *req,
-                                 struct beit_error *err)
-{
-  int idx;
-  return wait_requests(d, g, 1, req, &idx, NULL, NULL, NULL, err);
-}
-
 enum beit_status beit_dist_bcast(struct beit_dist *d, void *buf, size_t bytes, int root,
                                  struct beit_error *err)
 {
@@ -517,16 +232,16 @@ enum beit_status beit_dist_bcast(struct beit_dist *d, void *buf, size_t bytes, i
     return beit_error_set(err, BEIT_STATUS_USAGE, "rank %d: bcast: root %d outside 0..%d",
                           d->rank, root, d->world - 1);
   if (d->failure.status)
-    return failed(d, err);
-  struct guard g = guard_begin(d, OP_BCAST, bytes, root);
+    return beit_dist_failed(d, err);
+  struct beit_dist_guard g = beit_dist_guard_begin(d, BEIT_DIST_OP_BCAST, bytes, root);
   char *p = buf;
   for (size_t off = 0; off < bytes;) {
     size_t len = bytes - off < d->chunk_bytes ? bytes - off : d->chunk_bytes;
     MPI_Request req;
     int rc = MPI_Ibcast(p + off, (int)len, MPI_BYTE, root, d->comm, &req);
     if (rc != MPI_SUCCESS)
-      return mpi_fail(d->rank, err, rc, "MPI_Ibcast");
-    enum beit_status st = wait_one(d, &g, &req, err);
+      return beit_dist_mpi_fail(d->rank, err, rc, "MPI_Ibcast");
+    enum beit_status st = beit_dist_wait_one(d, &g, &req, err);
     if (st)
       return st;
     off += len;
@@ -535,12 +250,12 @@ enum beit_status beit_dist_bcast(struct beit_dist *d, void *buf, size_t bytes, i
 }
 
 static enum beit_status allreduce_f64(struct beit_dist *d, double *values, size_t n, MPI_Op op,
-                                      enum op_kind kind, const char *what,
+                                      enum beit_dist_op kind, const char *what,
                                       struct beit_error *err)
 {
   if (d->failure.status)
-    return failed(d, err);
-  struct guard g = guard_begin(d, kind, n, 0);
+    return beit_dist_failed(d, err);
+  struct beit_dist_guard g = beit_dist_guard_begin(d, kind, n, 0);
   size_t chunk = d->chunk_bytes / sizeof(double);
   if (chunk == 0)
     chunk = 1;
@@ -549,8 +264,8 @@ static enum beit_status allreduce_f64(struct beit_dist *d, double *values, size_
     MPI_Request req;
     int rc = MPI_Iallreduce(MPI_IN_PLACE, values + off, (int)len, MPI_DOUBLE, op, d->comm, &req);
     if (rc != MPI_SUCCESS)
-      return mpi_fail(d->rank, err, rc, what);
-    enum beit_status st = wait_one(d, &g, &req, err);
+      return beit_dist_mpi_fail(d->rank, err, rc, what);
+    enum beit_status st = beit_dist_wait_one(d, &g, &req, err);
     if (st)
       return st;
     off += len;
@@ -561,25 +276,25 @@ static enum beit_status allreduce_f64(struct beit_dist *d, double *values, size_
 enum beit_status beit_dist_allreduce_sum_f64(struct beit_dist *d, double *values, size_t n,
                                              struct beit_error *err)
 {
-  return allreduce_f64(d, values, n, MPI_SUM, OP_SUM, "MPI_Iallreduce(sum)", err);
+  return allreduce_f64(d, values, n, MPI_SUM, BEIT_DIST_OP_SUM, "MPI_Iallreduce(sum)", err);
 }
 
 enum beit_status beit_dist_allreduce_max_f64(struct beit_dist *d, double *values, size_t n,
                                              struct beit_error *err)
 {
-  return allreduce_f64(d, values, n, MPI_MAX, OP_MAX, "MPI_Iallreduce(max)", err);
+  return allreduce_f64(d, values, n, MPI_MAX, BEIT_DIST_OP_MAX, "MPI_Iallreduce(max)", err);
 }
 
 enum beit_status beit_dist_barrier(struct beit_dist *d, struct beit_error *err)
 {
   if (d->failure.status)
-    return failed(d, err);
-  struct guard g = guard_begin(d, OP_BARRIER, 0, 0);
+    return beit_dist_failed(d, err);
+  struct beit_dist_guard g = beit_dist_guard_begin(d, BEIT_DIST_OP_BARRIER, 0, 0);
   MPI_Request req;
   int rc = MPI_Ibarrier(d->comm, &req);
   if (rc != MPI_SUCCESS)
-    return mpi_fail(d->rank, err, rc, "MPI_Ibarrier");
-  return wait_one(d, &g, &req, err);
+    return beit_dist_mpi_fail(d->rank, err, rc, "MPI_Ibarrier");
+  return beit_dist_wait_one(d, &g, &req, err);
 }
 
 _Noreturn void beit_dist_abort(struct beit_dist *d, int code, const char *message)
@@ -608,7 +323,7 @@ enum beit_status beit_dist_test_mpi_error(struct beit_dist *d, struct beit_error
   int rc = MPI_Bcast(&byte, 1, MPI_BYTE, d->world + 7, d->comm); /* invalid root */
   if (rc == MPI_SUCCESS)
     return BEIT_STATUS_OK;
-  return mpi_fail(d->rank, err, rc, "MPI_Bcast");
+  return beit_dist_mpi_fail(d->rank, err, rc, "MPI_Bcast");
 }
 
 /* ---- gradient buckets ---- */
@@ -619,7 +334,7 @@ static double now(void) { return MPI_Wtime(); }
 static void record_mpi_failure(struct beit_dist_grads *g, int rc, const char *call)
 {
   char text[MPI_MAX_ERROR_STRING + 128];
-  mpi_text(text, sizeof text, rc, call);
+  beit_dist_mpi_text(text, sizeof text, rc, call);
   beit_dist_buckets_fail(&g->b, BEIT_STATUS_DISTRIBUTED, "%s", text);
 }
 
@@ -693,11 +408,11 @@ static enum beit_status wait_started(struct beit_dist_grads *g, int scale, int a
   size_t started = g->b.count - g->b.next;
   *spent = 0.0;
   if (d->failure.status)
-    return failed(d, err);
+    return beit_dist_failed(d, err);
   if (started == 0 && !always)
     return BEIT_STATUS_OK;
-  struct guard gd = guard_begin(d, OP_GRADS, 0, 0);
-  enum beit_status st = wait_requests(d, &gd, (int)started, g->req + g->b.next, g->done,
+  struct beit_dist_guard gd = beit_dist_guard_begin(d, BEIT_DIST_OP_GRADS, 0, 0);
+  enum beit_status st = beit_dist_wait(d, &gd, (int)started, g->req + g->b.next, g->done,
                                       scale ? scale_done : NULL, g, spent, err);
   if (st)
     for (size_t k = g->b.next; k < g->b.count; k++)

@@ -35,6 +35,7 @@ static const struct command commands[] = {
 static void usage(FILE *out)
 {
   fprintf(out, "usage: beit <command> [options]   (beit <command> --help for details)\n"
+               "       beit help <command>           (the same)\n"
                "       beit --version\n\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
@@ -48,6 +49,33 @@ static void usage(FILE *out)
           "shipped recipe by name (beit pretrain --config pretrain_fashion_mnist ...) or by\n"
           "its path; paths inside a recipe are relative to the recipe file (then to the\n"
           "current folder).\n");
+}
+
+/* "pack, tokenizer, ..., plot" */
+static void list_commands(FILE *out)
+{
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(out, "%s%s", i ? ", " : "", commands[i].name);
+}
+
+/* beit help CMD: exactly what `beit CMD --help` prints (the command's own text). */
+static int help(int argc, char **argv)
+{
+  if (argc == 1)
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+      if (!strcmp(argv[0], commands[i].name)) {
+        char help_opt[] = "--help";
+        char *args[] = {argv[0], help_opt, NULL};
+        return commands[i].run(2, args);
+      }
+  if (argc == 1)
+    fprintf(stderr, "beit help: unknown command '%s'", argv[0]);
+  else
+    fprintf(stderr, "beit help: expected one command, got %d arguments", argc);
+  fprintf(stderr, "\ncommands: ");
+  list_commands(stderr);
+  fprintf(stderr, "\n(see 'beit --help')\n");
+  return BEIT_EXIT_USAGE;
 }
 
 /* beit --version: what trainer_state.json and metrics.jsonl record, and the backends. */
@@ -93,10 +121,13 @@ int main(int argc, char **argv)
     usage(stderr);
     return BEIT_EXIT_USAGE;
   }
-  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+      (!strcmp(argv[1], "help") && argc == 2)) {
     usage(stdout);
     return BEIT_EXIT_OK;
   }
+  if (!strcmp(argv[1], "help"))
+    return help(argc - 2, argv + 2);
   if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
     version();
     return BEIT_EXIT_OK;

@@ -30,3 +30,8 @@ add_test(NAME beit_info_runtime
 set_tests_properties(beit_info_runtime PROPERTIES LABELS e2e
   ENVIRONMENT_MODIFICATION "GOMP_SPINCOUNT=unset:;OMP_WAIT_POLICY=unset:"
   PASS_REGULAR_EXPRESSION "\\(training\\), [0-9.]+ MiB \\(inference\\)\nruntime +[0-9]+ OpenMP threads, GOMP_SPINCOUNT 10000")
+# `beit info --json` against `beit info` (parameters, FLOPs, memory, backend, version; no model:
+# the build facts only) and `beit help CMD` against `beit CMD --help` for every command.
+add_test(NAME test_info_e2e
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_info_e2e.py $<TARGET_FILE:beit>)
+set_tests_properties(test_info_e2e PROPERTIES LABELS e2e TIMEOUT 60)

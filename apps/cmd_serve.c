@@ -285,7 +285,7 @@ int beit_cmd_serve(int argc, char **argv)
       beit_serve_attach(srv, inf, &err))
     goto fail;
   char desc[256];
-  beit_infer_preprocess_describe(beit_infer_preprocessing(inf), desc, sizeof desc);
+  beit_data_preprocess_describe(beit_infer_preprocessing(inf), desc, sizeof desc);
   fprintf(stderr, "beit serve: %zu labels (%s), input %dx%d: %s; %d worker(s) x %d thread(s), "
           "batches up to %zu\n", beit_infer_num_labels(inf),
           beit_infer_task(inf) == BEIT_INFER_TASK_MULTILABEL ? "multi-label" : "multi-class",

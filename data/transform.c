@@ -1,7 +1,7 @@
 /* The BEiT image transforms (beit-spec.md 7): pretraining (colour jitter, flip, one
  * RandomResizedCrop box -> view A bicubic + view B lanczos), fine-tuning train (RRC + flip) and
- * evaluation (shorter side + centre crop, or direct resize as HF does), each ending in the float
- * normalisation of ToTensor + Normalize.
+ * evaluation (a model preprocessing, data/preprocess.c: shorter side + centre crop, or direct
+ * resize as HF does), each ending in the float normalisation of ToTensor + Normalize.
  *
  * Equivalences used for speed, exact up to the resampler's mirror rounding: colour jitter is
  * per pixel except contrast's image mean, so it is applied to the crop box only, with the mean
@@ -92,6 +92,11 @@ enum beit_status beit_data_transform_check(const struct beit_data_transform *t,
     BAD("hflip %g out of [0, 1]", t->hflip);
   if (!(t->crop_pct > 0 && t->crop_pct <= 1))
     BAD("crop_pct %g out of (0, 1]", t->crop_pct);
+  enum beit_status st;
+  if (t->mode == BEIT_DATA_MODE_EVAL && t->eval_preprocess_set &&
+      (st = beit_data_preprocess_check(&t->eval_preprocess, t->image_size,
+                                       "data transform: eval preprocessing", err)))
+    return st;
   if (!(t->erase_prob >= 0 && t->erase_prob <= 1))
     BAD("erase_prob %g out of [0, 1]", t->erase_prob);
   const struct beit_randaugment *ra = &t->rand_augment;
@@ -299,36 +304,18 @@ static void second_lut(float lut[3][256], enum beit_data_second_norm norm)
                                                  : ((float)v / 255.0f - 0.5f) / 0.5f;
 }
 
+/* The deterministic eval transform is a model preprocessing (data/preprocess.c): the same
+ * pixels beit predict and beit serve compute from that description. */
 static enum beit_status eval_apply(const struct beit_data_transform *t,
                                    const struct beit_data_image *img, float *view_a,
-                                   struct beit_data_scratch *ws, const float lut[3][256],
-                                   struct beit_error *err)
+                                   struct beit_data_scratch *ws, struct beit_error *err)
 {
-  int S = t->image_size, W = img->width, H = img->height, nw = S, nh = S;
-  if (t->eval_resize == BEIT_DATA_EVAL_CENTER_CROP) {
-    /* torchvision Resize(int): shorter side to size, longer int(size * long / short). */
-    int size = (int)(S / t->crop_pct);
-    if (W <= H) {
-      nw = size;
-      nh = (int)((double)size * H / W);
-    } else {
-      nh = size;
-      nw = (int)((double)size * W / H);
-    }
-    if (nw < S || nh < S)
-      return beit_error_set(err, BEIT_STATUS_FORMAT, "eval resize: %dx%d is smaller than the crop %d",
-                            nw, nh, S);
-  }
-  if (beit_data_grow((void **)&ws->out2, &ws->out2_cap, (size_t)nw * nh * 3))
-    return beit_error_set(err, BEIT_STATUS_NOMEM, "eval transform: out of memory");
-  enum beit_status st = beit_data_resize(ws->out2, nw, nh, img->pixels, W, H, (size_t)W * 3, 0, 0,
-                                         W, H, t->filter, ws, err);
-  if (st)
-    return st;
-  /* CenterCrop: int(round((size - crop) / 2)), Python rounding. */
-  int top = (int)nearbyint((nh - S) / 2.0), left = (int)nearbyint((nw - S) / 2.0);
-  to_planes(view_a, ws->out2, nw, nh, left, top, (size_t)nw * 3, S, lut, 0);
-  return BEIT_STATUS_OK;
+  struct beit_data_preprocess pp;
+  if (t->eval_preprocess_set)
+    pp = t->eval_preprocess;
+  else
+    beit_data_preprocess_from_transform(&pp, t);
+  return beit_data_preprocess_apply(&pp, t->image_size, img, view_a, ws, err);
 }
 
 /* Mirror an (h, w, 3) image left-right in place. */
@@ -392,10 +379,10 @@ enum beit_status beit_data_transform_apply(const struct beit_data_transform *t,
                                            struct beit_rng *rng, float *view_a, float *view_b,
                                            struct beit_data_scratch *ws, struct beit_error *err)
 {
+  if (t->mode == BEIT_DATA_MODE_EVAL)
+    return eval_apply(t, img, view_a, ws, err);
   float lut_a[3][256];
   norm_lut(lut_a, t->mean, t->std);
-  if (t->mode == BEIT_DATA_MODE_EVAL)
-    return eval_apply(t, img, view_a, ws, lut_a, err);
 
   int W = img->width, H = img->height, S = t->image_size;
   struct beit_data_jitter j = {0};

@@ -21,7 +21,7 @@
 struct beit_infer {
   char dir[4096];
   struct beit_infer_options opt;
-  struct beit_infer_preprocess pp;
+  struct beit_data_preprocess pp;
   struct beit_model **sessions; /* [0] owns the weights */
   int nsessions;
   enum beit_infer_task task;
@@ -146,13 +146,7 @@ enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
     goto fail;
   }
   inf->task = m->multilabel ? BEIT_INFER_TASK_MULTILABEL : BEIT_INFER_TASK_MULTICLASS;
-  char path[4200];
-  snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
-  if (access(path, F_OK) == 0)
-    st = beit_infer_preprocess_load(&inf->pp, path, (int)m->cfg.image_size, err);
-  else
-    beit_infer_preprocess_defaults(&inf->pp, (int)m->cfg.image_size);
-  if (st)
+  if ((st = beit_data_preprocess_model(&inf->pp, dir, (int)m->cfg.image_size, err)))
     goto fail;
   for (int s = 1; s < inf->nsessions; s++)
     if ((st = alias_session(&inf->sessions[s], m, inf->opt.max_batch, err)))
@@ -179,7 +173,7 @@ size_t beit_infer_view_floats(const struct beit_infer *inf)
   size_t S = (size_t)inf->sessions[0]->cfg.image_size;
   return 3 * S * S;
 }
-const struct beit_infer_preprocess *beit_infer_preprocessing(const struct beit_infer *inf)
+const struct beit_data_preprocess *beit_infer_preprocessing(const struct beit_infer *inf)
 {
   return &inf->pp;
 }

@@ -148,10 +148,10 @@ fail:
 
 void beit_serve_metadata_json(struct beit_strbuf *b, const struct beit_infer *inf)
 {
-  const struct beit_infer_preprocess *pp = beit_infer_preprocessing(inf);
+  const struct beit_data_preprocess *pp = beit_infer_preprocessing(inf);
   const struct beit_infer_options *opt = beit_infer_get_options(inf);
   char desc[256];
-  beit_infer_preprocess_describe(pp, desc, sizeof desc);
+  beit_data_preprocess_describe(pp, desc, sizeof desc);
   int S = beit_infer_image_size(inf);
   beit_strbuf_printf(b, "{\"model_type\": \"beit\", \"architecture\": "
                         "\"BeitForImageClassification\", \"task\": \"%s\", ",

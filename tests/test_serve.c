@@ -213,13 +213,13 @@ static void fill_views(float *v, size_t n, size_t V, unsigned seed)
 
 /* ---- preprocessing ------------------------------------------------------------------------- */
 
-static enum beit_status load_pp(const char *json, struct beit_infer_preprocess *pp,
+static enum beit_status load_pp(const char *json, struct beit_data_preprocess *pp,
                                 struct beit_error *err)
 {
   char path[512];
   snprintf(path, sizeof path, "%s/pp.json", tmpdir);
   write_text(path, json);
-  return beit_infer_preprocess_load(pp, path, 32, err);
+  return beit_data_preprocess_load(pp, path, 32, err);
 }
 
 /* The URL address filter: public addresses pass, loopback, private, link-local (the cloud
@@ -358,13 +358,13 @@ static void test_auth(void)
 
 static void test_preprocess_config(void)
 {
-  struct beit_infer_preprocess pp, back;
+  struct beit_data_preprocess pp, back;
   struct beit_error err = {0};
   CHECK(load_pp("{\"do_resize\": true, \"size\": {\"height\": 32, \"width\": 32}, \"resample\": 2, "
                 "\"do_center_crop\": false, \"image_mean\": [0.5, 0.5, 0.5], \"image_std\": "
                 "[0.5, 0.5, 0.5], \"feature_extractor_type\": \"BeitFeatureExtractor\"}",
                 &pp, &err) == BEIT_STATUS_OK);
-  CHECK(pp.resize == BEIT_INFER_RESIZE_EXACT && pp.resize_width == 32 && !pp.center_crop &&
+  CHECK(pp.resize == BEIT_DATA_RESIZE_EXACT && pp.resize_width == 32 && !pp.center_crop &&
         pp.filter == BEIT_DATA_FILTER_BILINEAR);
   /* HF class defaults for absent keys: 256x256 bicubic + centre crop 224 (so 32 must be said) */
   CHECK(load_pp("{\"crop_size\": 32}", &pp, &err) == BEIT_STATUS_OK && pp.center_crop &&
@@ -372,7 +372,7 @@ static void test_preprocess_config(void)
   CHECK(load_pp("{}", &pp, &err) == BEIT_STATUS_CONFIG && strstr(err.message, "crop_size"));
   CHECK(load_pp("{\"size\": {\"shortest_edge\": 40}, \"crop_size\": {\"height\": 32, \"width\": "
                 "32}, \"do_normalize\": false}", &pp, &err) == BEIT_STATUS_OK &&
-        pp.resize == BEIT_INFER_RESIZE_SHORTEST && pp.shortest_edge == 40 && pp.std[1] == 1.0f);
+        pp.resize == BEIT_DATA_RESIZE_SHORTEST && pp.shortest_edge == 40 && pp.std[1] == 1.0f);
   CHECK(load_pp("{\"size\": 32, \"do_center_crop\": false, \"colour\": 1}", &pp, &err) ==
             BEIT_STATUS_CONFIG && strstr(err.message, "colour"));
   CHECK(load_pp("{\"size\": 32, \"do_center_crop\": false, \"resample\": 0}", &pp, &err) ==
@@ -391,8 +391,8 @@ static void test_preprocess_config(void)
                 &err) == BEIT_STATUS_OK);
   char path[512];
   snprintf(path, sizeof path, "%s/saved_pp.json", tmpdir);
-  CHECK(beit_infer_preprocess_save(&pp, path, &err) == BEIT_STATUS_OK);
-  CHECK(beit_infer_preprocess_load(&back, path, 32, &err) == BEIT_STATUS_OK);
+  CHECK(beit_data_preprocess_save(&pp, path, &err) == BEIT_STATUS_OK);
+  CHECK(beit_data_preprocess_load(&back, path, 32, &err) == BEIT_STATUS_OK);
   CHECK(back.resize == pp.resize && back.shortest_edge == 36 && back.center_crop &&
         back.filter == BEIT_DATA_FILTER_LANCZOS && fabsf(back.mean[2] - 0.3f) < 1e-7f &&
         fabsf(back.std[0] - 0.4f) < 1e-7f && fabs(back.rescale_factor - 1.0 / 255.0) < 1e-12);

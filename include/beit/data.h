@@ -32,7 +32,9 @@
 
 #include "beit/status.h"
 
-struct beit_rng; /* core/rng.h */
+struct beit_rng;           /* core/rng.h */
+struct beit_data_transform; /* below */
+struct cJSON;               /* <cjson/cJSON.h> */
 
 #define BEIT_DATA_FORMAT_VERSION 1 /* index.json "format_version" */
 #define BEIT_DATA_SCHEMA_VERSION 1 /* shard attribute "schema_version" */
@@ -120,6 +122,83 @@ enum beit_data_eval_resize {
   BEIT_DATA_EVAL_DIRECT,      /* resize to S x S ignoring aspect (HF microsoft/ checkpoints) */
 };
 
+/* ---- Model preprocessing ----------------------------------------------------------------- */
+
+/* A model's inference preprocessing, one definition for every command (data/preprocess.c):
+ * what a model folder's preprocessor_config.json says in HF BeitImageProcessor terms, applied
+ * with its semantics. Resize (exact height x width, or shorter side to s with the longer
+ * int(s * long / short)) of the 8-bit image with a PIL filter, centre crop with offsets
+ * (size - crop) // 2 and zero padding where the image is smaller, then (x * rescale - mean) / std
+ * per channel (computed in double, stored float32). */
+enum beit_data_resize {
+  BEIT_DATA_RESIZE_NONE,     /* do_resize false: the image must already be the right size */
+  BEIT_DATA_RESIZE_EXACT,    /* size {"height", "width"} (or an int): ignore the aspect ratio */
+  BEIT_DATA_RESIZE_SHORTEST, /* size {"shortest_edge": s}: shorter side to s, aspect kept */
+};
+
+struct beit_data_preprocess {
+  enum beit_data_resize resize;
+  int resize_height, resize_width; /* EXACT */
+  int shortest_edge;               /* SHORTEST */
+  enum beit_data_filter filter;    /* HF resample 2 bilinear, 3 bicubic, 1 lanczos */
+  int center_crop;                 /* HF centre crop: offsets (size - crop) // 2, zero padding */
+  int crop_height, crop_width;
+  double rescale_factor;           /* 1/255; 1.0 when do_rescale is false */
+  float mean[3], std[3];           /* (x * rescale - mean) / std; 0 and 1 when not normalising */
+  char source[64];                 /* where it came from: "preprocessor_config.json",
+                                      "default", "recipe", plus command-line overrides */
+};
+
+/* The preprocessing of a model folder without preprocessor_config.json, for a model of side
+ * image_size: direct resize to image_size x image_size, bicubic, no crop, mean = std = 0.5 (the
+ * BEiT normalisation of every released checkpoint; no crop, so the whole image is seen). */
+void beit_data_preprocess_default(struct beit_data_preprocess *pp, int image_size);
+/* Replace the geometry of pp by an evaluation resize for a model of side image_size: direct
+ * (image_size x image_size) or centre crop (shorter side to floor(image_size / crop_pct),
+ * centre crop image_size). Filter, rescale and normalisation are kept. */
+void beit_data_preprocess_set_eval_resize(struct beit_data_preprocess *pp, int image_size,
+                                          enum beit_data_eval_resize resize, double crop_pct);
+/* The eval transform t (eval_resize, crop_pct, filter, mean, std at t->image_size) as a
+ * preprocessing, source "recipe": what fine-tuning evaluates with and writes into its
+ * checkpoints' preprocessor_config.json. */
+void beit_data_preprocess_from_transform(struct beit_data_preprocess *pp,
+                                         const struct beit_data_transform *t);
+/* CONFIG, naming `what`, unless pp turns images into image_size x image_size views with a
+ * non-zero std. */
+enum beit_status beit_data_preprocess_check(const struct beit_data_preprocess *pp,
+                                            int image_size, const char *what,
+                                            struct beit_error *err);
+/* Read an HF preprocessor_config.json (BeitImageProcessor or BeitFeatureExtractor keys; HF
+ * BeitImageProcessor's defaults for absent keys: resize 256x256 bicubic, centre crop 224,
+ * rescale 1/255, mean = std = 0.5). Unknown keys, unsupported resample filters and results that
+ * are not image_size x image_size are CONFIG errors naming the key and the file. */
+enum beit_status beit_data_preprocess_load(struct beit_data_preprocess *pp, const char *path,
+                                           int image_size, struct beit_error *err);
+/* The model folder dir's preprocessing: dir/preprocessor_config.json when it exists (read as
+ * above), else beit_data_preprocess_default. The one rule of eval, predict and serve. */
+enum beit_status beit_data_preprocess_model(struct beit_data_preprocess *pp, const char *dir,
+                                            int image_size, struct beit_error *err);
+/* pp as an HF preprocessor_config.json object (image_processor_type BeitImageProcessor); NULL
+ * when out of memory. */
+struct cJSON *beit_data_preprocess_json(const struct beit_data_preprocess *pp);
+/* Write it to path (atomically). */
+enum beit_status beit_data_preprocess_save(const struct beit_data_preprocess *pp,
+                                           const char *path, struct beit_error *err);
+/* The preprocessor_config.json of a model folder exported from src (a folder, or NULL for a
+ * file source) at src_size to dst_dir at dst_size: src's file copied byte for byte when the
+ * size is unchanged, its sizes scaled by dst_size / src_size (floor, as timm's scale_size)
+ * when not, the default of dst_size when src has none. src's file is validated first. */
+enum beit_status beit_data_preprocess_export(const char *src, int src_size, const char *dst_dir,
+                                             int dst_size, struct beit_error *err);
+/* One line: "resize 224x224 bicubic, no crop, rescale 0.00392157, mean 0.5/0.5/0.5 std
+ * 0.5/0.5/0.5 (default)". */
+void beit_data_preprocess_describe(const struct beit_data_preprocess *pp, char *buf, size_t n);
+/* Preprocess a decoded RGB image into view (3, S, S), S = image_size. FORMAT when pp does not
+ * resize or crop and the image is not S x S. ws: the calling thread's scratch. */
+enum beit_status beit_data_preprocess_apply(const struct beit_data_preprocess *pp, int image_size,
+                                            const struct beit_data_image *img, float *view,
+                                            struct beit_data_scratch *ws, struct beit_error *err);
+
 enum beit_data_second_norm {
   BEIT_DATA_SECOND_DALLE,   /* x/255 * 0.8 + 0.1 (DALL-E map_pixels) */
   BEIT_DATA_SECOND_MEANSTD, /* (x/255 - 0.5) / 0.5 (customised dVAE) */
@@ -139,6 +218,11 @@ struct beit_data_transform {
   double hflip;                        /* probability of a horizontal flip */
   double crop_pct;                     /* eval centre crop */
   enum beit_data_eval_resize eval_resize;
+  /* eval mode: a model's preprocessing (beit_data_preprocess_apply) when eval_preprocess_set,
+   * else the one beit_data_preprocess_from_transform derives from image_size, eval_resize,
+   * crop_pct, filter, mean and std; either way the pixels predict and serve compute */
+  int eval_preprocess_set;
+  struct beit_data_preprocess eval_preprocess;
   /* fine-tuning train mode only (timm create_transform, beit-spec.md 7.3): */
   struct beit_randaugment rand_augment; /* num_layers 0 = off; fill and bicubic are taken from
                                            mean and filter, as timm's hparams */

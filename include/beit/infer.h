@@ -11,13 +11,14 @@
  *   error    {"error": {"status": 400, "index": 1, "reason": "bad_base64", "message": "..."}}
  *            (index null when the fault is not one input's).
  *
- * Preprocessing (beit-spec 7.2) is the model's own: preprocessor_config.json next to
- * config.json (HF image-processor keys and HF BeitImageProcessor defaults for absent keys:
- * resize to 256x256 bicubic, centre crop 224, rescale 1/255, mean = std = 0.5). Without that
- * file: direct resize to image_size x image_size, bicubic, mean = std = 0.5 -- the BEiT
- * normalisation of every released checkpoint, and no crop so that the whole image is seen
- * (HF microsoft/ checkpoints ship a file saying bilinear; ours should write one too, see
- * beit_infer_preprocess_save). Resizing is PIL-exact (beit_data_resize).
+ * Preprocessing (beit-spec 7.2) is the model's own, the same for every command
+ * (struct beit_data_preprocess, data/preprocess.c): preprocessor_config.json next to config.json
+ * (HF image-processor keys and HF BeitImageProcessor defaults for absent keys: resize to 256x256
+ * bicubic, centre crop 224, rescale 1/255, mean = std = 0.5); beit finetune writes one into
+ * every checkpoint describing its recipe's eval transform, and beit export copies it. Without
+ * that file: direct resize to image_size x image_size, bicubic, mean = std = 0.5 -- the BEiT
+ * normalisation of every released checkpoint, and no crop so that the whole image is seen.
+ * Resizing is PIL-exact (beit_data_resize).
  *
  * Threads: one struct beit_infer holds one copy of the weights and `sessions` forward contexts
  * (activation arenas) whose parameters alias those weights, so `sessions` threads may run
@@ -38,38 +39,6 @@ enum beit_infer_task {
   BEIT_INFER_TASK_MULTICLASS, /* softmax over the labels */
   BEIT_INFER_TASK_MULTILABEL, /* problem_type multi_label_classification: independent sigmoids */
 };
-
-/* ---- Preprocessing ------------------------------------------------------------------------- */
-
-enum beit_infer_resize {
-  BEIT_INFER_RESIZE_NONE,     /* do_resize false: the image must already be the right size */
-  BEIT_INFER_RESIZE_EXACT,    /* size {"height", "width"} (or an int): ignore the aspect ratio */
-  BEIT_INFER_RESIZE_SHORTEST, /* size {"shortest_edge": s}: shorter side to s, aspect kept */
-};
-
-struct beit_infer_preprocess {
-  enum beit_infer_resize resize;
-  int resize_height, resize_width; /* EXACT */
-  int shortest_edge;               /* SHORTEST */
-  enum beit_data_filter filter;    /* HF resample 2 bilinear, 3 bicubic, 1 lanczos */
-  int center_crop;                 /* HF centre crop: offsets (size - crop) // 2, zero padding */
-  int crop_height, crop_width;
-  double rescale_factor;           /* 1/255; 1.0 when do_rescale is false */
-  float mean[3], std[3];           /* (x * rescale - mean) / std; 0 and 1 when not normalising */
-  char source[64];                 /* "preprocessor_config.json" or "default" */
-};
-
-/* The no-file default for a model of side image_size (see the top of this file). */
-void beit_infer_preprocess_defaults(struct beit_infer_preprocess *pp, int image_size);
-/* Read an HF preprocessor_config.json. Unknown keys, unsupported resample filters and results
- * that are not image_size x image_size are CONFIG errors naming the key and the file. */
-enum beit_status beit_infer_preprocess_load(struct beit_infer_preprocess *pp, const char *path,
-                                            int image_size, struct beit_error *err);
-/* Write pp as an HF preprocessor_config.json (atomically), for model folders we export. */
-enum beit_status beit_infer_preprocess_save(const struct beit_infer_preprocess *pp,
-                                            const char *path, struct beit_error *err);
-/* One line: "resize 224x224 bilinear, no crop, mean 0.5/0.5/0.5 std 0.5/0.5/0.5 (default)". */
-void beit_infer_preprocess_describe(const struct beit_infer_preprocess *pp, char *buf, size_t n);
 
 /* ---- Model ----------------------------------------------------------------------------------- */
 
@@ -102,7 +71,9 @@ size_t beit_infer_num_labels(const struct beit_infer *inf);
 const char *beit_infer_label(const struct beit_infer *inf, size_t i);
 int beit_infer_image_size(const struct beit_infer *inf);
 size_t beit_infer_view_floats(const struct beit_infer *inf); /* 3 * S * S */
-const struct beit_infer_preprocess *beit_infer_preprocessing(const struct beit_infer *inf);
+/* The model's preprocessing (beit_data_preprocess_model: its preprocessor_config.json or the
+ * no-file default), applied by beit_infer_prepare. */
+const struct beit_data_preprocess *beit_infer_preprocessing(const struct beit_infer *inf);
 const struct beit_infer_options *beit_infer_get_options(const struct beit_infer *inf);
 const char *beit_infer_model_dir(const struct beit_infer *inf);
 

@@ -292,6 +292,25 @@ done:
   return st;
 }
 
+/* The held-out dataset must have the training set's number of classes: the classifier is sized
+ * by the training set, and a held-out label past it was scored as nan. Names are not compared:
+ * a data.fraction subset (finetune_subset.c) names its classes 0..C-1. */
+static enum beit_status same_classes(const struct beit_dataset *tr, const char *train_dir,
+                                     const char *eval_dir, struct beit_error *err)
+{
+  struct beit_dataset *ev = NULL;
+  enum beit_status st = beit_data_open(&ev, eval_dir, err);
+  if (st)
+    return st;
+  int n = beit_data_num_classes(tr), m = beit_data_num_classes(ev);
+  if (n != m)
+    st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s: %d classes, but the training set %s has "
+                        "%d: the held-out dataset must have the training set's classes",
+                        eval_dir, m, train_dir, n);
+  beit_data_close(ev);
+  return st;
+}
+
 enum beit_status beit_probe_run(const struct beit_probe_options *o, struct beit_dist *dist,
                                 struct beit_probe_result *results, size_t max_results,
                                 size_t *count, struct beit_error *err)
@@ -322,7 +341,10 @@ enum beit_status beit_probe_run(const struct beit_probe_options *o, struct beit_
   if ((st = beit_data_open(&ds, o->train, err)))
     goto done;
   size_t C = (size_t)beit_data_num_classes(ds);
+  st = same_classes(ds, o->train, o->eval, err);
   beit_data_close(ds);
+  if (st)
+    goto done;
   if ((st = extract(m, dist, o, o->train, first, nblocks, cls_mean, &tr, err)) ||
       (st = extract(m, dist, o, o->eval, first, nblocks, cls_mean, &ev, err)))
     goto done;

@@ -11,7 +11,8 @@
 4. `beit eval` of the checkpoint agrees with the fine-tuning's own final evaluation (top-1, log
    loss) and writes a JSON report with per-class rows and a confusion matrix;
 5. multi-label: a manifest dataset with label sets, --task multilabel (sigmoid BCE), eval mAP;
-6. `beit probe --block 0` reports every block; a bad recipe key is an error naming it.
+6. `beit probe --block 0` reports every block; held-out data with other classes is an error
+   naming it (it was scored as nan); a bad recipe key is an error naming it.
 
 usage: /usr/bin/python3 tests/test_finetune_e2e.py BEIT_BINARY WORK_DIR
 """
@@ -222,6 +223,10 @@ def main():
         ok = [b["block"] for b in pr["blocks"]] == [1, 2] and all(
             b["train_top1"] > 0.2 for b in pr["blocks"])
     check(ok, "probe of every block" + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
+    r = subprocess.run([beit, "probe", "--model", mim, "--data", sub, "--eval-data", mld,
+                        "--block", "1"], env=ENV, capture_output=True, text=True)
+    check(r.returncode == 1 and mld in r.stderr and "training set's classes" in r.stderr,
+          "probe: held-out classes that are not the training set's are an error naming it")
     r = subprocess.run(base + ["--out", os.path.join(work, "bad"), "--set", "mixup.alfa=1"],
                        capture_output=True, text=True)
     check(r.returncode == 2 or (r.returncode != 0 and "mixup.alfa" in r.stderr),

@@ -110,6 +110,11 @@ static enum beit_status write_parts(const char *dir, const struct beit_checkpoin
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   if ((st = beit_safetensors_write_table(path, p->table, p->params, NULL, err)))
     return st;
+  if (p->preprocessor) {
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    if ((st = beit_json_write_file(path, p->preprocessor, err)))
+      return st;
+  }
   if (p->m && p->v) {
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
     if ((st = write_optimizer(path, p, err)))

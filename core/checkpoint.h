@@ -1,6 +1,7 @@
 /* Model and training-checkpoint folders (DESIGN.md 5), one mechanism for every trainer.
  *
- * A folder holds config.json and model.safetensors; a training checkpoint adds
+ * A folder holds config.json and model.safetensors (and a classifier's
+ * preprocessor_config.json); a training checkpoint adds
  * optimizer.safetensors ("m.<name>" and "v.<name>" per parameter) and trainer_state.json.
  * Saving writes everything into "<out>/.tmp-checkpoint-<step>", fsyncs, and renames the folder to
  * "<out>/checkpoint-<step>" in one step, so a reader (or --resume after a crash or SIGKILL) never
@@ -22,6 +23,8 @@ struct beit_checkpoint_parts {
   const float *params;                   /* model.safetensors */
   const float *m, *v;                    /* optimizer.safetensors; both NULL for a plain model */
   const cJSON *trainer_state;            /* trainer_state.json; NULL for a plain model */
+  const cJSON *preprocessor;             /* preprocessor_config.json (a classifier's inference
+                                            preprocessing); NULL: none */
 };
 
 /* Write a model folder (config.json + model.safetensors [+ optimizer + state]) at dir via a

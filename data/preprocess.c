@@ -288,6 +288,19 @@ static cJSON *hw_json(int h, int w)
   return o;
 }
 
+/* The shortest decimal that reads back as f: 0.485f is written 0.485, not
+ * 0.48500001430511475 (its exact double value). */
+static double short_decimal(float f)
+{
+  char buf[32];
+  for (int digits = 6; digits < 9; digits++) {
+    snprintf(buf, sizeof buf, "%.*g", digits, (double)f);
+    if ((float)strtod(buf, NULL) == f)
+      return strtod(buf, NULL);
+  }
+  return (double)f;
+}
+
 cJSON *beit_data_preprocess_json(const struct beit_data_preprocess *pp)
 {
   cJSON *o = cJSON_CreateObject();
@@ -295,8 +308,8 @@ cJSON *beit_data_preprocess_json(const struct beit_data_preprocess *pp)
     return NULL;
   double mean[3], std[3];
   for (int c = 0; c < 3; c++) {
-    mean[c] = pp->mean[c];
-    std[c] = pp->std[c];
+    mean[c] = short_decimal(pp->mean[c]);
+    std[c] = short_decimal(pp->std[c]);
   }
   cJSON_AddStringToObject(o, "image_processor_type", "BeitImageProcessor");
   cJSON_AddBoolToObject(o, "do_resize", pp->resize != BEIT_DATA_RESIZE_NONE);

@@ -71,7 +71,7 @@ enum beit_status beit_model_save(const struct beit_model *m, const char *dir,
   cJSON *config = beit_config_json(&m->cfg);
   if (!config)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);
-  struct beit_checkpoint_parts parts = {config, &m->table, m->params, NULL, NULL, NULL};
+  struct beit_checkpoint_parts parts = {config, &m->table, m->params, NULL, NULL, NULL, NULL};
   enum beit_status s = beit_model_folder_save(dir, &parts, err);
   cJSON_Delete(config);
   return s;

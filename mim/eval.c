@@ -5,14 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #define REDUCE_CHUNK (1u << 20) /* doubles per allreduce when merging multi-label rows */
 
 void beit_eval_defaults(struct beit_eval_options *o)
 {
   memset(o, 0, sizeof *o);
   o->batch = 64;
-  o->resize = BEIT_DATA_EVAL_CENTER_CROP;
-  o->crop_pct = 224.0 / 256.0;
   o->threshold = 0.5;
   o->num_workers = 2;
 }
@@ -75,6 +75,45 @@ static enum beit_status merge(struct beit_dist *d, struct beit_metrics *mt, stru
   return st;
 }
 
+/* One JSON line per sample of b: the probabilities as beit predict computes them (softmax in
+ * double, or independent sigmoids), every label in the model's order. */
+static enum beit_status write_predictions(FILE *out, const struct beit_model *m,
+                                          const struct beit_loader_batch *b,
+                                          struct beit_error *err)
+{
+  size_t C = (size_t)m->cfg.num_labels;
+  for (size_t i = 0; i < b->count; i++) {
+    const float *z = m->a.logits + i * C;
+    double mx = z[0], sum = 0.0;
+    for (size_t c = 1; c < C; c++)
+      mx = z[c] > mx ? z[c] : mx;
+    for (size_t c = 0; c < C; c++)
+      sum += exp((double)z[c] - mx);
+    cJSON *line = cJSON_CreateObject(), *probs = NULL, *labels = NULL;
+    if (line) {
+      cJSON_AddNumberToObject(line, "index", (double)b->indices[i]);
+      probs = cJSON_AddArrayToObject(line, "probs");
+      labels = cJSON_AddArrayToObject(line, "labels");
+    }
+    for (size_t c = 0; probs && labels && c < C; c++) {
+      float p = m->multilabel ? (float)(1.0 / (1.0 + exp(-(double)z[c])))
+                              : (float)(exp((double)z[c] - mx) / sum);
+      cJSON_AddItemToArray(probs, isfinite(p) ? cJSON_CreateNumber(p) : cJSON_CreateNull());
+      cJSON_AddItemToArray(labels, cJSON_CreateString(m->cfg.labels && m->cfg.labels[c]
+                                                          ? m->cfg.labels[c] : ""));
+    }
+    char *text = probs && labels ? cJSON_PrintUnformatted(line) : NULL;
+    cJSON_Delete(line);
+    if (!text)
+      return beit_error_set(err, BEIT_STATUS_NOMEM, "predictions: out of memory");
+    int bad = fprintf(out, "%s\n", text) < 0;
+    free(text);
+    if (bad)
+      return beit_error_set(err, BEIT_STATUS_IO, "predictions: write error");
+  }
+  return BEIT_STATUS_OK;
+}
+
 enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
                                const struct beit_eval_options *o, struct beit_metrics *mt,
                                struct beit_error *err)
@@ -89,13 +128,14 @@ enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
   if (o->batch == 0 || o->batch > m->max_batch)
     return beit_error_set(err, BEIT_STATUS_USAGE, "evaluation batch %zu outside 1..%zu", o->batch,
                           m->max_batch);
+  if (o->predictions && beit_dist_world_size(dist) > 1)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "per-image predictions are written by one "
+                          "rank only (run without mpirun)");
   beit_loader_defaults(&lo);
   beit_data_transform_defaults(&lo.transform, BEIT_DATA_MODE_EVAL);
-  if (o->imagenet_norm)
-    beit_data_transform_imagenet_norm(&lo.transform);
   lo.transform.image_size = (int)m->cfg.image_size;
-  lo.transform.eval_resize = o->resize;
-  lo.transform.crop_pct = o->crop_pct;
+  lo.transform.eval_preprocess = o->preprocess;
+  lo.transform.eval_preprocess_set = 1;
   lo.batch_size = o->batch;
   lo.rank = beit_dist_rank(dist);
   lo.world_size = beit_dist_world_size(dist);
@@ -142,6 +182,8 @@ enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
       beit_metrics_add_multilabel(mt, m->a.logits, hot ? hot : b->targets, b->indices, b->count);
     else
       beit_metrics_add_multiclass(mt, m->a.logits, b->labels, b->count);
+    if (o->predictions && (st = write_predictions(o->predictions, m, b, err)))
+      break;
   }
   if (!st)
     st = merge(dist, mt, err);

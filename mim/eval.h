@@ -14,14 +14,19 @@
 struct beit_eval_options {
   const char *data;        /* dataset folder */
   size_t batch;            /* <= the model's max_batch */
-  enum beit_data_eval_resize resize;
-  double crop_pct;
-  int imagenet_norm;       /* ImageNet mean/std instead of 0.5/0.5 */
+  /* the images' preprocessing, for the model's image size: the model folder's
+   * (beit_data_preprocess_model) or a recipe's (beit_recipe_eval_preprocess) */
+  struct beit_data_preprocess preprocess;
   double threshold;        /* multi-label */
   int num_workers;
   long max_batches;        /* 0 = the whole set */
   uint64_t seed;
+  /* when not NULL: one JSON line per record in dataset order, {"index": i, "probs": [...],
+   * "labels": [...]} with every label in the model's order (softmax, or sigmoids for a
+   * multi-label model); one rank only (USAGE under MPI) */
+  FILE *predictions;
 };
+/* Batch 64, threshold 0.5, 2 workers, the whole set; preprocess must still be set. */
 void beit_eval_defaults(struct beit_eval_options *o);
 
 /* Run the model over the dataset and fill metrics (initialised here; free with

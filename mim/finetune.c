@@ -44,6 +44,7 @@ struct finetune {
   struct beit_dist_grads *reducer;
   struct beit_trainer trainer;
   cJSON *config;             /* the model's config.json, written into every checkpoint */
+  cJSON *preprocessor;       /* its preprocessor_config.json: the recipe's eval transform */
   struct beit_mixup mixup;
   size_t B, C;
   int multilabel;      /* sigmoid BCE */
@@ -219,10 +220,7 @@ static void eval_options(const struct finetune *p, struct beit_eval_options *o)
   beit_eval_defaults(o);
   o->data = r->data.eval;
   o->batch = p->B;
-  o->resize = !strcmp(r->finetune_data.eval_resize, "direct") ? BEIT_DATA_EVAL_DIRECT
-                                                               : BEIT_DATA_EVAL_CENTER_CROP;
-  o->crop_pct = r->finetune_data.crop_pct;
-  o->imagenet_norm = !strcmp(r->data.norm, "imagenet");
+  beit_recipe_eval_preprocess(r, (int)p->model->cfg.image_size, &o->preprocess);
   o->threshold = r->eval_threshold;
   o->num_workers = (int)r->data.num_workers;
   o->max_batches = r->eval.batches;
@@ -461,6 +459,7 @@ done:
 static void teardown(struct finetune *p)
 {
   cJSON_Delete(p->config);
+  cJSON_Delete(p->preprocessor);
   beit_trainer_free(&p->trainer);
   beit_loader_free(p->loader);
   beit_dist_grads_free(p->reducer);
@@ -560,12 +559,17 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
                                p.model->grads, steps_per_epoch, opt->out, resume_dir,
                                p.precision, err)))
     goto done;
-  if (!(p.config = beit_config_json(&p.model->cfg))) {
+  /* every checkpoint says how to preprocess for it: the transform its evaluations use */
+  struct beit_data_preprocess pp;
+  beit_recipe_eval_preprocess(&p.recipe, (int)p.model->cfg.image_size, &pp);
+  if (!(p.config = beit_config_json(&p.model->cfg)) ||
+      !(p.preprocessor = beit_data_preprocess_json(&pp))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
     goto done;
   }
   struct beit_trainer_loop loop = {&p, "acc", p.config, p.loader, loop_step, loop_log_fields,
-                                   p.recipe.data.eval[0] ? loop_evaluate : NULL};
+                                   p.recipe.data.eval[0] ? loop_evaluate : NULL,
+                                   p.preprocessor};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&p.trainer, &loop, &run, err);
   snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s", run.last_checkpoint);

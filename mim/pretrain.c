@@ -387,7 +387,7 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
     goto done;
   }
   struct beit_trainer_loop loop = {&p, "mlm_acc", p.config, p.loader, loop_step, loop_log_fields,
-                                   p.recipe.data.eval[0] ? loop_evaluate : NULL};
+                                   p.recipe.data.eval[0] ? loop_evaluate : NULL, NULL};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&p.trainer, &loop, &run, err);
   snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s", run.last_checkpoint);

@@ -90,12 +90,9 @@ static enum beit_status extract(struct beit_model *m, struct beit_dist *dist,
   memset(f, 0, sizeof *f);
   beit_loader_defaults(&lo);
   beit_data_transform_defaults(&lo.transform, BEIT_DATA_MODE_EVAL);
-  if (!strcmp(r->data.norm, "imagenet"))
-    beit_data_transform_imagenet_norm(&lo.transform);
   lo.transform.image_size = (int)m->cfg.image_size;
-  lo.transform.eval_resize = !strcmp(r->finetune_data.eval_resize, "direct")
-                                 ? BEIT_DATA_EVAL_DIRECT : BEIT_DATA_EVAL_CENTER_CROP;
-  lo.transform.crop_pct = r->finetune_data.crop_pct;
+  beit_recipe_eval_preprocess(r, lo.transform.image_size, &lo.transform.eval_preprocess);
+  lo.transform.eval_preprocess_set = 1;
   lo.batch_size = o->batch;
   lo.rank = beit_dist_rank(dist);
   lo.world_size = beit_dist_world_size(dist);

@@ -203,3 +203,17 @@ enum beit_status beit_recipe_resolve(struct beit_recipe *r, const char *path,
                           "no training data: give --data or set data.train in %s", path);
   return BEIT_STATUS_OK;
 }
+
+void beit_recipe_eval_preprocess(const struct beit_recipe *r, int image_size,
+                                 struct beit_data_preprocess *pp)
+{
+  struct beit_data_transform t;
+  beit_data_transform_defaults(&t, BEIT_DATA_MODE_EVAL); /* bicubic, mean = std = 0.5 */
+  if (!strcmp(r->data.norm, "imagenet"))
+    beit_data_transform_imagenet_norm(&t);
+  t.image_size = image_size;
+  t.eval_resize = !strcmp(r->finetune_data.eval_resize, "direct") ? BEIT_DATA_EVAL_DIRECT
+                                                                  : BEIT_DATA_EVAL_CENTER_CROP;
+  t.crop_pct = r->finetune_data.crop_pct;
+  beit_data_preprocess_from_transform(pp, &t);
+}

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "beit/data.h"
 #include "beit/status.h"
 #include "config_table.h"
 
@@ -91,5 +92,13 @@ enum beit_status beit_recipe_resolve(struct beit_recipe *r, const char *path,
                                      const char *eval_data, struct beit_error *err);
 /* The resolved recipe, for trainer_state.json and logs. */
 cJSON *beit_recipe_json(const struct beit_recipe *r);
+/* The recipe's evaluation transform for a model of side image_size, as a model preprocessing
+ * (source "recipe"): data.eval_resize (direct: image_size x image_size; center_crop: shorter
+ * side to floor(image_size / data.crop_pct), centre crop image_size), bicubic, rescale 1/255,
+ * data.norm (inception: mean = std = 0.5; imagenet: ImageNet mean and std). Fine-tuning
+ * evaluates with it and writes it as every checkpoint's preprocessor_config.json; probing
+ * evaluates with it. */
+void beit_recipe_eval_preprocess(const struct beit_recipe *r, int image_size,
+                                 struct beit_data_preprocess *pp);
 
 #endif

@@ -612,7 +612,7 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
     goto done;
   const long first_step = t.trainer.step;
   struct beit_trainer_loop loop = {&t, "mae", t.config, t.loader, train_step, log_fields,
-                                   evaluate};
+                                   evaluate, NULL};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&t.trainer, &loop, &run, err);
   sum->steps = t.trainer.step - first_step;

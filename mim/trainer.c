@@ -336,12 +336,13 @@ static cJSON *state_json(const struct beit_trainer *tr)
 }
 
 enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
-                                   struct beit_error *err)
+                                   const cJSON *preprocessor, struct beit_error *err)
 {
   enum beit_status st = BEIT_STATUS_OK;
   if (beit_dist_is_root(tr->dist)) {
     cJSON *state = state_json(tr);
-    struct beit_checkpoint_parts parts = {config, tr->table, tr->params, tr->m, tr->v, state};
+    struct beit_checkpoint_parts parts = {config, tr->table, tr->params, tr->m, tr->v, state,
+                                          preprocessor};
     char saved[4200];
     st = state ? beit_checkpoint_save(tr->out_dir, tr->step, &parts,
                                       (int)tr->recipe->checkpoint.keep_last, saved, sizeof saved,
@@ -489,7 +490,7 @@ static int every(long step, long period) { return period > 0 && step % period ==
 static enum beit_status save_model(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
                                    struct beit_trainer_run_summary *sum, struct beit_error *err)
 {
-  enum beit_status st = beit_trainer_save(tr, loop->config, err);
+  enum beit_status st = beit_trainer_save(tr, loop->config, loop->preprocessor, err);
   if (!st)
     snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s/checkpoint-%ld",
              tr->out_dir, tr->step);

@@ -83,12 +83,13 @@ void beit_trainer_append(struct beit_trainer *tr, cJSON *fields);
  * line of its numbers; the training windows' images/s and ETA are left alone. Takes ownership. */
 void beit_trainer_log_eval(struct beit_trainer *tr, cJSON *fields);
 
-/* Rank 0: write out_dir/checkpoint-<step> with config, params, m, v and trainer_state.json
- * (step, cursor, counters, precision, backend, recipe) through core/checkpoint.h, then draw
+/* Rank 0: write out_dir/checkpoint-<step> with config, params, m, v, trainer_state.json
+ * (step, cursor, counters, precision, backend, recipe) and, when not NULL, preprocessor
+ * (preprocessor_config.json) through core/checkpoint.h, then draw
  * out_dir/curves.png (include/beit/plot.h; a failure to draw only warns); all ranks then
  * synchronise. beit_trainer_run draws it once more after the final evaluation. */
 enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
-                                   struct beit_error *err);
+                                   const cJSON *preprocessor, struct beit_error *err);
 
 /* Load params, m, v, step and cursor from a checkpoint folder (every rank reads the same one;
  * a different world size is fine as long as world * batch is unchanged). Rank 0 says where it
@@ -112,6 +113,8 @@ struct beit_trainer_loop {
   void (*log_fields)(void *ctx, cJSON *fields, double steps);
   /* Held-out evaluation, or NULL; final is 1 after the last step. */
   enum beit_status (*evaluate)(void *ctx, int final, struct beit_error *err);
+  /* preprocessor_config.json of every checkpoint (a classifier's eval transform), or NULL */
+  const cJSON *preprocessor;
 };
 
 /* Loss and accuracy of the first and last logged windows; the loader's skipped records (decode

@@ -40,7 +40,8 @@ static void parts_init(struct parts *x, float value)
   cJSON_AddStringToObject(x->config, "model_type", "beit");
   x->state = cJSON_CreateObject();
   cJSON_AddNumberToObject(x->state, "step", value);
-  struct beit_checkpoint_parts p = {x->config, &x->table, x->params, x->m, x->v, x->state};
+  struct beit_checkpoint_parts p = {x->config, &x->table, x->params, x->m, x->v, x->state,
+                                    NULL};
   x->p = p;
 }
 

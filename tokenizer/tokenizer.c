@@ -123,7 +123,8 @@ enum beit_status beit_tokenizer_save(const struct beit_tokenizer *tok, const cha
   cJSON *config = beit_config_to_json(&tok->cfg, keys, n);
   if (!config)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: cannot build config JSON", dir);
-  struct beit_checkpoint_parts parts = {config, &tok->table, tok->params, NULL, NULL, NULL};
+  struct beit_checkpoint_parts parts = {config, &tok->table, tok->params, NULL, NULL, NULL,
+                                        NULL};
   enum beit_status st = beit_model_folder_save(dir, &parts, err);
   cJSON_Delete(config);
   return st;

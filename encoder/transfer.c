@@ -628,7 +628,7 @@ enum beit_status beit_export_timm(const struct beit_model *m, const char *dir,
     /* query, key and value weights are packed back to back in params (encoder.h) */
     memcpy(buf + table.items[j].offset, m->params + t->offset, n * sizeof *buf);
   }
-  struct beit_checkpoint_parts parts = {config, &table, buf, NULL, NULL, NULL};
+  struct beit_checkpoint_parts parts = {config, &table, buf, NULL, NULL, NULL, NULL};
   s = beit_model_folder_save(dir, &parts, err);
 done:
   cJSON_Delete(config);
@@ -638,33 +638,6 @@ done:
 }
 
 /* ---- encoder export ------------------------------------------------------------------------ */
-
-static enum beit_status write_preprocessor(const char *dir, long size, struct beit_error *err)
-{
-  char path[4200];
-  cJSON *j = cJSON_CreateObject(), *sz = NULL;
-  if (!j)
-    return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);
-  const double half[3] = {0.5, 0.5, 0.5};
-  cJSON_AddBoolToObject(j, "do_resize", 1);
-  if ((sz = cJSON_AddObjectToObject(j, "size"))) {
-    cJSON_AddNumberToObject(sz, "height", (double)size);
-    cJSON_AddNumberToObject(sz, "width", (double)size);
-  }
-  cJSON_AddNumberToObject(j, "resample", 2); /* bilinear, as the microsoft/ checkpoints */
-  cJSON_AddBoolToObject(j, "do_center_crop", 0);
-  cJSON_AddBoolToObject(j, "do_rescale", 1);
-  cJSON_AddNumberToObject(j, "rescale_factor", 1.0 / 255.0);
-  cJSON_AddBoolToObject(j, "do_normalize", 1);
-  cJSON_AddItemToObject(j, "image_mean", cJSON_CreateDoubleArray(half, 3));
-  cJSON_AddItemToObject(j, "image_std", cJSON_CreateDoubleArray(half, 3));
-  cJSON_AddBoolToObject(j, "do_reduce_labels", 0);
-  cJSON_AddStringToObject(j, "image_processor_type", "BeitImageProcessor");
-  snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
-  enum beit_status st = beit_json_write_file(path, j, err);
-  cJSON_Delete(j);
-  return st;
-}
 
 enum beit_status beit_export_encoder(const char *from, const char *dir,
                                      const struct beit_export_options *opt,
@@ -715,10 +688,7 @@ enum beit_status beit_export_encoder(const char *from, const char *dir,
                         "found", from, rep.fresh);
     goto done;
   }
-  if (opt->timm)
-    st = beit_export_timm(m, dir, err);
-  else if (!(st = beit_model_save(m, dir, err)))
-    st = write_preprocessor(dir, cfg.image_size, err);
+  st = opt->timm ? beit_export_timm(m, dir, err) : beit_model_save(m, dir, err);
 done:
   beit_model_free(m);
   beit_config_free(&cfg);

@@ -122,8 +122,10 @@ struct beit_export_options {
 /* The encoder of the checkpoint at `from` (alone, as an HF BeitModel, or with its classifier,
  * as BeitForImageClassification) written to dir: config.json with id2label, model.safetensors
  * with HF names, one relative position table per layer (a shared table is copied into each),
- * no mask token or MIM head, a pooler LayerNorm (initialised to identity when the source has
- * none), and an HF preprocessor_config.json (resize to image_size, mean = std = 0.5). */
+ * no mask token or MIM head, and a pooler LayerNorm (initialised to identity when the source
+ * has none). The HF folder's preprocessor_config.json is the caller's to add (beit export:
+ * beit_data_preprocess_export, the source's file copied); the encoder library has no
+ * preprocessing. */
 enum beit_status beit_export_encoder(const char *from, const char *dir,
                                      const struct beit_export_options *opt,
                                      struct beit_error *err);

@@ -1,5 +1,6 @@
 # Fine-tuning, evaluation, probing and export (encoder/transfer.c, mim/finetune.c, mim/metrics.c,
-# mim/eval.c, mim/mixup.c, mim/probe.c, apps/cmd_{finetune,eval,probe,export}.c).
+# mim/eval.c, mim/mixup.c, mim/probe.c, apps/cmd_{finetune,eval,probe,export}.c), and the one
+# preprocessing of a model (data/preprocess.c) across eval, predict, serve, run and export.
 beit_add_test(NAME test_transfer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_transfer.c
               LABELS unit LIBS beit_encoder ARGS ${CMAKE_CURRENT_BINARY_DIR}/transfer)
 if(TARGET beit_mim)
@@ -38,6 +39,20 @@ add_test(NAME test_finetune_e2e
          COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_finetune_e2e.py
                  $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/finetune_e2e)
 set_tests_properties(test_finetune_e2e PROPERTIES LABELS e2e TIMEOUT 900)
+
+# One preprocessing per model: every fine-tuning checkpoint's preprocessor_config.json says its
+# recipe's eval transform (direct and centre-crop recipes), export copies it, and eval
+# --predictions, predict, serve and run agree on each image (within 1e-5); seconds.
+set(BEIT_PREPROCESS_E2E_ARGS "")
+if(NOT BEIT_BUILD_SERVER)
+  set(BEIT_PREPROCESS_E2E_ARGS --no-serve)
+endif()
+add_test(NAME test_preprocess_e2e
+         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_preprocess_e2e.py
+                 $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/preprocess_e2e
+                 ${BEIT_PREPROCESS_E2E_ARGS})
+set_tests_properties(test_preprocess_e2e PROPERTIES LABELS e2e TIMEOUT 300
+                     ENVIRONMENT "OMP_NUM_THREADS=1")
 
 # 2 ranks x B equals 1 rank x 2B for fine-tuning; merged evaluation under MPI.
 if(BEIT_USE_MPI)

@@ -6,6 +6,7 @@
 
 #include "beit/precision.h"
 #include "gemm.h"
+#include "isa.h"
 
 char *openblas_get_config(void);
 
@@ -53,10 +54,11 @@ void beit_precision_describe(char *buf, size_t size)
 {
   const char *blas = openblas_get_config();
   if (!strcmp(beit_dnnl_version(), "none")) {
-    snprintf(buf, size, "built without oneDNN (fp32 only); %s (fp32)", blas ? blas : "OpenBLAS");
+    snprintf(buf, size, "built without oneDNN (fp32 only); %s (fp32); kernels %s",
+             blas ? blas : "OpenBLAS", beit_kernels_isa());
     return;
   }
-  snprintf(buf, size, "oneDNN %s (ISA %s; default precision %s); %s (fp32)",
+  snprintf(buf, size, "oneDNN %s (ISA %s; default precision %s); %s (fp32); kernels %s",
            beit_dnnl_version(), beit_dnnl_isa(), beit_dnnl_has_amx() ? "bf16" : "fp32",
-           blas ? blas : "OpenBLAS");
+           blas ? blas : "OpenBLAS", beit_kernels_isa());
 }

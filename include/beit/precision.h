@@ -33,8 +33,9 @@ enum beit_status beit_precision_resolve(enum beit_precision *out, enum beit_prec
 /* 1 when bf16 matrix products can run here (oneDNN built in and the CPU has AVX512-BF16 or AMX). */
 int beit_precision_bf16_available(void);
 
-/* One line naming the backends and the ISA chosen at run time, e.g.
- * "oneDNN 2.6.3 (ISA avx512_core_amx, bf16 via AMX); OpenBLAS 0.3.21 (fp32)". */
+/* One line naming the backends and the ISAs chosen at run time, e.g. "oneDNN 2.6.3 (ISA
+ * avx512_core_amx; default precision bf16); OpenBLAS 0.3.21 ... (fp32); kernels x86-64-v4
+ * (AVX-512)", the last being the clone our own kernels run (core/isa.h). */
 void beit_precision_describe(char *buf, size_t size);
 /* The ISA oneDNN chose, e.g. "avx512_core_amx", or "none" without oneDNN. */
 const char *beit_precision_isa(void);

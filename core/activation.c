@@ -7,6 +7,7 @@
  *        CPU GELU uses; GELU stays the erf form 0.5 x (1 + erf(x / sqrt 2)), not the tanh form.
  * The naive twins call libm expf/erff and are the accuracy oracle. */
 #include "gemm.h"
+#include "isa.h"
 #include "kernels.h"
 #include "vmath.h"
 
@@ -31,6 +32,7 @@ static inline float verff(float x)
 
 static inline float gelu(float x) { return 0.5f * x * (1.0f + verff(x * INV_SQRT2)); }
 
+BEIT_KERNEL_CLONES
 void beit_gelu_forward(float *out, const float *inp, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
@@ -40,6 +42,7 @@ void beit_gelu_forward(float *out, const float *inp, size_t n)
 
 #define CHUNK 512 /* values per block: computed in float32, then rounded (each loop vectorises) */
 
+BEIT_KERNEL_CLONES
 void beit_gelu_forward_bf16(uint16_t *out_h, const float *inp, size_t n)
 {
   const size_t blocks = (n + CHUNK - 1) / CHUNK;
@@ -72,6 +75,7 @@ static inline float gelu_grad(float x)
   return cdf + x * INV_SQRT_2PI * e;
 }
 
+BEIT_KERNEL_CLONES
 void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
@@ -79,6 +83,7 @@ void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t
     dinp[i] += dout[i] * gelu_grad(inp[i]);
 }
 
+BEIT_KERNEL_CLONES
 void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const float *dout, const float *inp,
                              size_t N, size_t C)
 {
@@ -120,6 +125,7 @@ void beit_gelu_backward_naive(float *dinp, const float *dout, const float *inp, 
   }
 }
 
+BEIT_KERNEL_CLONES
 void beit_softmax_forward(float *out, const float *inp, size_t N, size_t C)
 {
 #pragma omp parallel for schedule(static) if (N * C > 16384)
@@ -127,6 +133,7 @@ void beit_softmax_forward(float *out, const float *inp, size_t N, size_t C)
     beit_softmax_row(out + n * C, inp + n * C, NULL, C);
 }
 
+BEIT_KERNEL_CLONES
 void beit_softmax_backward(float *dinp, const float *dout, const float *out, size_t N, size_t C)
 {
 #pragma omp parallel for schedule(static) if (N * C > 16384)

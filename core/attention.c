@@ -7,6 +7,7 @@
  * blocks h*dh, D + h*dh, 2D + h*dh of each (3D)-wide row. The row softmax is fused per pair so
  * the (T, T) probabilities stay in cache for the P.V product. */
 #include "gemm.h"
+#include "isa.h"
 #include "kernels.h"
 #include "vmath.h"
 
@@ -15,6 +16,7 @@
 #include <string.h>
 
 /* In-place row softmax of a (T, T) block of logits, adding bias (T, T) first when given. */
+BEIT_KERNEL_CLONES
 static void softmax_rows_inplace(float *P, const float *bias, size_t T)
 {
   for (size_t i = 0; i < T; i++)
@@ -27,7 +29,8 @@ static float attention_scale(size_t dh) { return (float)(1.0 / sqrt((double)dh))
 size_t beit_attention_scratch_floats(size_t B, size_t T, size_t nH) { return B * nH * T * T; }
 
 /* Softmax backward of one row, in place: ds = p * (ds - sum_j ds_j p_j). */
-static void softmax_row_backward(float *ds, const float *p, size_t T)
+static inline __attribute__((always_inline)) void softmax_row_backward(float *ds, const float *p,
+                                                                      size_t T)
 {
   float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
@@ -38,8 +41,18 @@ static void softmax_row_backward(float *ds, const float *p, size_t T)
     ds[j] = p[j] * (ds[j] - dot);
 }
 
+/* The same for rows rows of T values, one after another (one pair's block, inside a parallel
+ * loop). */
+BEIT_KERNEL_CLONES
+static void softmax_block_backward(float *ds, const float *p, size_t rows, size_t T)
+{
+  for (size_t i = 0; i < rows; i++)
+    softmax_row_backward(ds + i * T, p + i * T, T);
+}
+
 /* dbias (nH, T, T) += sum over b of dS (B, nH, T, T): one (h, i) row per iteration, b summed in
  * order (bitwise independent of the thread count). */
+BEIT_KERNEL_CLONES
 static void bias_grad(float *dbias, const float *dS, size_t B, size_t T, size_t nH)
 {
   const size_t TT = T * T;
@@ -102,8 +115,7 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
     /* dP (T, T) = dO V^T */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)T, (int)dh, 1.0f, dO,
                 (int)D, v, (int)ld, 0.0f, dS, (int)T);
-    for (size_t i = 0; i < T; i++)
-      softmax_row_backward(dS + i * T, P + i * T, T);
+    softmax_block_backward(dS, P, T, T);
     if (!dqkv)
       continue;
     /* dQ += scale dS K; dK += scale dS^T Q */
@@ -122,6 +134,7 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
  * backward in float32, as autocast keeps softmax in fp32. */
 
 /* out_h (nb, B, nH, T, dh) = rounded in (B, T, nb*D): nb blocks of D columns split into heads. */
+BEIT_KERNEL_CLONES
 static void to_heads_bf16(beit_bf16 *out_h, const float *in, size_t nb, size_t B, size_t T,
                           size_t D, size_t nH)
 {
@@ -157,6 +170,7 @@ static void from_heads(float *out, const float *in, size_t nb, size_t B, size_t 
 }
 
 /* out_h (B, T, D) = rounded in (B, nH, T, dh): the heads concatenated again. */
+BEIT_KERNEL_CLONES
 static void merge_heads_bf16(beit_bf16 *out_h, const float *in, size_t B, size_t T, size_t D,
                              size_t nH)
 {
@@ -171,6 +185,28 @@ static void merge_heads_bf16(beit_bf16 *out_h, const float *in, size_t B, size_t
         y[c] = beit_bf16_round(x[c]);
     }
   }
+}
+
+/* probs (B, nH, T, T) = softmax over each row of (probs + bias (nH, T, T)), in place; rows =
+ * B*nH*T, in parallel. */
+BEIT_KERNEL_CLONES
+static void softmax_heads(float *probs, const float *bias, size_t rows, size_t T, size_t nH)
+{
+  const size_t TT = T * T;
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    size_t h = (r / T) % nH, i = r % T;
+    beit_softmax_row(probs + r * T, probs + r * T, bias ? bias + h * TT + i * T : NULL, T);
+  }
+}
+
+/* dS (rows, T) = softmax backward of each row against probs (rows, T), in place, in parallel. */
+BEIT_KERNEL_CLONES
+static void softmax_heads_backward(float *dS, const float *probs, size_t rows, size_t T)
+{
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < rows; r++)
+    softmax_row_backward(dS + r * T, probs + r * T, T);
 }
 
 /* count dense (rows, cols) problems back to back in one batched product. */
@@ -190,11 +226,7 @@ void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_
   struct beit_batch_strides qk = dense_batch(n, T * dh, T * dh, TT);
   beit_gemm_batched(probs, T, beit_op_bf16(q, dh, 0), beit_op_bf16(k, dh, 1), T, T, dh,
                     attention_scale(dh), 0.0f, &qk);
-#pragma omp parallel for schedule(static)
-  for (size_t r = 0; r < rows; r++) {
-    size_t h = (r / T) % nH, i = r % T;
-    beit_softmax_row(probs + r * T, probs + r * T, bias ? bias + h * TT + i * T : NULL, T);
-  }
+  softmax_heads(probs, bias, rows, T, nH);
   beit_to_bf16(probs_h, probs, rows * T);
   /* O = P V per head into scratch, then the heads concatenated into out_h */
   struct beit_batch_strides pv = dense_batch(n, TT, T * dh, T * dh);
@@ -222,9 +254,7 @@ void beit_attention_backward_bf16(float *dqkv, float *dbias, float *dS, uint16_t
                       &s_td);
   /* dP = dO V^T, then the softmax backward in float32 */
   beit_gemm_batched(dS, T, dO, beit_op_bf16(v, dh, 1), T, T, dh, 1.0f, 0.0f, &s_tt);
-#pragma omp parallel for schedule(static)
-  for (size_t r = 0; r < rows; r++)
-    softmax_row_backward(dS + r * T, probs + r * T, T);
+  softmax_heads_backward(dS, probs, rows, T);
   if (dbias)
     bias_grad(dbias, dS, B, T, nH);
   if (!dqkv)

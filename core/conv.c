@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "isa.h"
 
 #define CONV_COL_FLOATS ((size_t)1 << 19) /* 2 MB of im2col per thread and chunk */
 #define CONV_MIN_COLS 256                 /* below this the GEMM's packing overhead dominates */
@@ -85,6 +86,7 @@ static size_t bf16_floats(size_t n)
  * values per instruction, several times faster than beit_bf16_round's integer emulation; it
  * flushes float32 denormals (|x| < 2^-126) to zero where beit_bf16_round keeps them, far below
  * the resolution of any value a convolution meets. Other CPUs take beit_bf16_round. */
+BEIT_KERNEL_CLONES
 static void round_run_soft(beit_bf16 *d, const float *s, size_t m, int relu)
 {
   if (relu)
@@ -213,6 +215,7 @@ ALWAYS_INLINE void im2col_any(void *col, enum im2col_mode mode, const void *src,
     }
 }
 
+BEIT_KERNEL_CLONES
 static void im2col_rows(float *col, const float *img, int relu, size_t C, size_t H, size_t W,
                         size_t K, size_t y0, size_t y1)
 {
@@ -242,6 +245,7 @@ static size_t stage_values(size_t C, size_t H, size_t W, size_t K, size_t rows)
 /* The same into bfloat16. K = 1: the rounded (relu'd) rows y0..y1 of each channel. K > 1: the
  * band of rows the chunk reads is rounded once into stage (stage_values), then the K*K shifted
  * copies are bf16 copies of it (one conversion per input value instead of K*K). */
+BEIT_KERNEL_CLONES
 static void im2col_rows_bf16(beit_bf16 *col, beit_bf16 *stage, const float *img, int relu,
                              size_t C, size_t H, size_t W, size_t K, size_t y0, size_t y1)
 {
@@ -257,6 +261,7 @@ static void im2col_rows_bf16(beit_bf16 *col, beit_bf16 *stage, const float *img,
 
 /* dimg (C, H, W) += [mask > 0] * (sum over taps of dcol (C*K*K, H*W) shifted back): the adjoint
  * of im2col over a whole image. mask NULL: no mask. */
+BEIT_KERNEL_CLONES
 static void col2im_add(float *dimg, const float *dcol, const float *mask, size_t C, size_t H,
                        size_t W, size_t K)
 {
@@ -306,6 +311,7 @@ static const float *conv_operand(float *col, size_t *ld, const float *img, int r
 
 /* out (OC, n) rows ld apart = act(out + scale * bias): the float32 forward's epilogue (the
  * product already wrote scale * y, or added it). */
+BEIT_KERNEL_CLONES
 static void bias_act(float *out, size_t ld, const float *bias, float scale, int relu, size_t OC,
                      size_t n)
 {
@@ -327,6 +333,7 @@ static void bias_act(float *out, size_t ld, const float *bias, float scale, int 
 
 /* out (OC, n) rows ld apart = act((accumulate ? out : 0) + scale * y + scale * bias), y (OC, n)
  * dense in acc: the bf16 forward's epilogue of a chunk. */
+BEIT_KERNEL_CLONES
 static void move_act(float *out, size_t ld, const float *acc, const float *bias, float scale,
                      int accumulate, int relu, size_t OC, size_t n)
 {
@@ -593,6 +600,7 @@ static void dweight_item_bf16(const struct conv_args *a, const struct bwd_layout
 }
 
 /* dinp (C, rows y0..y1) += [inp > 0 under RELU_INPUT] * t, t (C, n) dense. */
+BEIT_KERNEL_CLONES
 static void add_masked(float *dinp, const float *t, const float *inp, int relu, size_t C,
                        size_t HW, size_t n)
 {
@@ -674,6 +682,7 @@ static void dinp_col2im(const struct conv_args *a, const struct bwd_layout *l, f
 }
 
 /* dbias (OC) += scale * sum over b, h, w of dout (float32 in both precisions). */
+BEIT_KERNEL_CLONES
 static void dbias_sum(float *dbias, const float *dout, float scale, size_t B, size_t OC,
                       size_t HW, int nt)
 {
@@ -727,6 +736,20 @@ static void prepare_wt(const struct conv_args *a, const struct bwd_layout *l, fl
     }
 }
 
+/* dweight (n) += the nt threads' private sums (slot floats apart), thread 0 first. Called inside
+ * the parallel region: an orphaned worksharing loop. */
+BEIT_KERNEL_CLONES
+static void reduce_dweight(float *dweight, const float *sums, size_t slot, size_t n, int nt)
+{
+#pragma omp for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    float s = dweight[i];
+    for (int t = 0; t < nt; t++)
+      s += sums[(size_t)t * slot + i];
+    dweight[i] = s;
+  }
+}
+
 /* The backward of either precision. */
 static void conv_backward(const struct conv_args *a, const struct bwd_layout *l)
 {
@@ -755,13 +778,7 @@ static void conv_backward(const struct conv_args *a, const struct bwd_layout *l)
           const size_t y1 = y0 + l->fw.rows < H ? y0 + l->fw.rows : H;
           dweight_fn(a, l, slot, dw, b, y0, y1);
         }
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < l->dw; i++) {
-          float s = a->dweight[i];
-          for (int t = 0; t < nt; t++)
-            s += slots[(size_t)t * l->slot + off + i];
-          a->dweight[i] = s;
-        }
+        reduce_dweight(a->dweight, slots + off, l->slot, l->dw, nt);
       }
     } else {
       for (size_t it = 0; it < items; it++) {

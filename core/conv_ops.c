@@ -1,12 +1,14 @@
 /* The element-wise and pooling kernels around the convolutions: 2x2 max-pool, 2x nearest
  * upsampling, ReLU; each with backward and a plain-loop twin. Contracts in conv.h. */
 #include "conv.h"
+#include "isa.h"
 
 #include <omp.h>
 
 /* Parallelise only where the loop is big enough to pay for waking the team. */
 #define OPS_PAR_MIN 32768
 
+BEIT_KERNEL_CLONES
 void beit_maxpool2_forward(float *out, const float *inp, size_t N, size_t H, size_t W)
 {
   const size_t Ho = H / 2, Wo = W / 2;
@@ -86,6 +88,7 @@ void beit_maxpool2_backward_naive(float *dinp, const float *dout, const float *i
       }
 }
 
+BEIT_KERNEL_CLONES
 void beit_upsample2_forward(float *out, const float *inp, size_t N, size_t H, size_t W)
 {
   const size_t W2 = 2 * W;
@@ -101,6 +104,7 @@ void beit_upsample2_forward(float *out, const float *inp, size_t N, size_t H, si
     }
 }
 
+BEIT_KERNEL_CLONES
 void beit_upsample2_backward(float *dinp, const float *dout, size_t N, size_t H, size_t W)
 {
   const size_t W2 = 2 * W;
@@ -130,6 +134,7 @@ void beit_upsample2_backward_naive(float *dinp, const float *dout, size_t N, siz
         dinp[(n * H + y / 2) * W + x / 2] += dout[(n * 2 * H + y) * 2 * W + x];
 }
 
+BEIT_KERNEL_CLONES
 void beit_relu_forward(float *out, const float *inp, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN * 4)
@@ -137,6 +142,7 @@ void beit_relu_forward(float *out, const float *inp, size_t n)
     out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
+BEIT_KERNEL_CLONES
 void beit_relu_backward(float *dinp, const float *dout, const float *out, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN * 4)
@@ -144,6 +150,7 @@ void beit_relu_backward(float *dinp, const float *dout, const float *out, size_t
     dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
+BEIT_KERNEL_CLONES
 void beit_relu_mask(float *d, const float *out, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN * 4)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "beit/status.h"
+#include "isa.h"
 #include "tensor_table.h"
 
 #define CONVERT_PARALLEL_MIN 65536 /* below this a conversion runs on one thread */
@@ -78,6 +79,7 @@ void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_
   }
 }
 
+BEIT_KERNEL_CLONES
 void beit_to_bf16(beit_bf16 *out, const float *in, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n > CONVERT_PARALLEL_MIN)
@@ -85,6 +87,7 @@ void beit_to_bf16(beit_bf16 *out, const float *in, size_t n)
     out[i] = beit_bf16_round(in[i]);
 }
 
+BEIT_KERNEL_CLONES
 void beit_to_bf16_rows(beit_bf16 *out, size_t ld_out, const float *in, size_t ld_in, size_t rows,
                        size_t cols)
 {
@@ -94,6 +97,7 @@ void beit_to_bf16_rows(beit_bf16 *out, size_t ld_out, const float *in, size_t ld
       out[r * ld_out + c] = beit_bf16_round(in[r * ld_in + c]);
 }
 
+BEIT_KERNEL_CLONES
 void beit_from_bf16(float *out, const beit_bf16 *in, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n > CONVERT_PARALLEL_MIN)

@@ -5,6 +5,7 @@
  * every row in order): race-free and bitwise independent of the thread count, at the price of
  * reading dout and inp twice. */
 #include "gemm.h"
+#include "isa.h"
 #include "kernels.h"
 #include "vmath.h"
 
@@ -29,6 +30,7 @@ static inline void row_stats(float *mean, float *rstd, const float *x, float eps
   *rstd = 1.0f / sqrtf(sq / (float)C + eps);
 }
 
+BEIT_KERNEL_CLONES
 void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                             const float *weight, const float *bias, float eps, size_t N,
                             size_t C)
@@ -50,6 +52,7 @@ void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *i
   }
 }
 
+BEIT_KERNEL_CLONES
 void beit_layernorm_forward_bf16(uint16_t *out_h, float *mean, float *rstd, const float *inp,
                                  const float *weight, const float *bias, float eps, size_t N,
                                  size_t C)
@@ -71,6 +74,7 @@ void beit_layernorm_forward_bf16(uint16_t *out_h, float *mean, float *rstd, cons
   }
 }
 
+BEIT_KERNEL_CLONES
 void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
                              const float *rstd, size_t N, size_t C)

@@ -6,6 +6,7 @@
  * of its stripe in order, so they are race-free and bitwise independent of the thread count.
  * Naive twins are plain loops, the test oracle. */
 #include "gemm.h"
+#include "isa.h"
 #include "kernels.h"
 #include "vmath.h"
 
@@ -13,6 +14,7 @@
 
 /* acc (C) += sum over n < N of x[n*ld + c], and out_h (N, C), when not NULL, = x rounded to
  * bfloat16: one pass over x in column stripes (vmath.h). */
+BEIT_KERNEL_CLONES
 static void column_pass(beit_bf16 *out_h, float *acc, const float *x, size_t N, size_t C,
                         size_t ld)
 {
@@ -138,6 +140,7 @@ void beit_linear_backward_naive(float *dinp, float *dweight, float *dbias, const
     }
 }
 
+BEIT_KERNEL_CLONES
 void beit_bias_forward(float *out, const float *bias, size_t N, size_t C, size_t ld)
 {
 #pragma omp parallel for schedule(static) if (N * C > 32768)

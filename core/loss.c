@@ -3,6 +3,7 @@
  *
  * Losses are accumulated in double over a fixed partition of the rows (LOSS_BLOCKS blocks,
  * summed in order), so the value does not depend on the number of OpenMP threads. */
+#include "isa.h"
 #include "kernels.h"
 
 #include <math.h>
@@ -68,6 +69,7 @@ double beit_cross_entropy_forward(float *probs, long *correct, const float *logi
   return blocks_mean(part, hits, M, correct);
 }
 
+BEIT_KERNEL_CLONES
 void beit_cross_entropy_backward(float *dlogits, const float *probs, const int32_t *targets,
                                  float smoothing, float dloss, size_t M, size_t V)
 {
@@ -121,6 +123,7 @@ double beit_soft_cross_entropy_forward(float *probs, long *correct, const float 
   return blocks_mean(part, hits, M, correct);
 }
 
+BEIT_KERNEL_CLONES
 void beit_soft_cross_entropy_backward(float *dlogits, const float *probs, const float *targets,
                                       float dloss, size_t M, size_t V)
 {

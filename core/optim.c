@@ -4,6 +4,7 @@
  * factors are formed in double, as Python does, and applied in fp32. The table's alignment
  * padding is never touched. The gradient norm is summed in double over a fixed partition
  * (NORM_BLOCKS blocks, added in order) so it does not depend on the thread count. */
+#include "isa.h"
 #include "optim.h"
 
 #include <math.h>
@@ -64,6 +65,7 @@ double beit_cosine_schedule(double base, double final, long warmup_iters, long t
   return final + 0.5 * (base - final) * (1.0 + cos(M_PI * i / (double)n));
 }
 
+BEIT_KERNEL_CLONES
 double beit_grad_norm(const float *grads, size_t n)
 {
   double part[NORM_BLOCKS] = {0};
@@ -87,6 +89,7 @@ double beit_clip_coef(double norm, double max_norm)
   return max_norm > 0.0 && isfinite(norm) && norm > max_norm ? max_norm / (norm + 1e-6) : 1.0;
 }
 
+BEIT_KERNEL_CLONES
 double beit_clip_grad_norm(float *grads, size_t n, double max_norm)
 {
   double norm = beit_grad_norm(grads, n), coef = beit_clip_coef(norm, max_norm);

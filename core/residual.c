@@ -5,12 +5,14 @@
  * Everything is memory-bound: OpenMP over rows. Reductions into a shared vector (dgamma,
  * scatter into repeated rows, dtoken) are parallel over column blocks, each thread walking the
  * rows in order, so they are race-free and bitwise independent of the thread count. */
+#include "isa.h"
 #include "kernels.h"
 #include "vmath.h"
 
 #include <math.h>
 #include <string.h>
 
+BEIT_KERNEL_CLONES
 void beit_residual_forward(float *out, const float *x, const float *branch, const float *gamma,
                            const float *sample_scale, size_t B, size_t T, size_t D)
 {
@@ -31,6 +33,7 @@ void beit_residual_forward(float *out, const float *x, const float *branch, cons
   }
 }
 
+BEIT_KERNEL_CLONES
 void beit_residual_backward(float *dx, float *dbranch, float *dgamma, const float *dout,
                             const float *branch, const float *gamma, const float *sample_scale,
                             size_t B, size_t T, size_t D)
@@ -122,6 +125,7 @@ void beit_drop_path_scales(float *scale, const double *uniform, float rate, size
   }
 }
 
+BEIT_KERNEL_CLONES
 void beit_meanpool_forward(float *out, const float *inp, size_t B, size_t T, size_t D)
 {
   const float inv = T > 1 ? 1.0f / (float)(T - 1) : 0.0f;
@@ -140,6 +144,7 @@ void beit_meanpool_forward(float *out, const float *inp, size_t B, size_t T, siz
   }
 }
 
+BEIT_KERNEL_CLONES
 void beit_meanpool_backward(float *dinp, const float *dout, size_t B, size_t T, size_t D)
 {
   if (!dinp)
@@ -167,6 +172,7 @@ void beit_gather_rows_forward(float *out, const float *inp, const int32_t *rows,
     memcpy(out + m * D, inp + (size_t)rows[m] * D, D * sizeof *out);
 }
 
+BEIT_KERNEL_CLONES
 void beit_gather_rows_backward(float *dinp, const float *dout, const int32_t *rows, size_t M,
                                size_t D)
 {
@@ -196,6 +202,7 @@ void beit_mask_tokens_forward(float *emb, const float *token, const uint8_t *mas
       memcpy(emb + (size_t)r * D, token, D * sizeof *emb);
 }
 
+BEIT_KERNEL_CLONES
 void beit_mask_tokens_backward(float *demb, float *dtoken, const uint8_t *mask, size_t B,
                                size_t N, size_t D)
 {

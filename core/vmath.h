@@ -54,8 +54,9 @@ static inline float beit_vexpf(float x)
 }
 
 /* One row: y = softmax(x + bias) (bias may be NULL); y may alias x. Subtracting the max keeps
- * exp <= 1. */
-static inline void beit_softmax_row(float *y, const float *x, const float *bias, size_t C)
+ * exp <= 1. Always inlined: a kernel's AVX clones (core/isa.h) would otherwise call one baseline
+ * copy of it. */
+static inline __attribute__((always_inline)) void beit_softmax_row(float *y, const float *x, const float *bias, size_t C)
 {
   float mx = -INFINITY;
   if (bias) {

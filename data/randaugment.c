@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "data_internal.h"
+#include "isa.h"
 #include "randaugment.h"
 
 /* ---- point operations: one 256-entry table per channel ---- */
@@ -168,6 +169,7 @@ static inline uint8_t clip_float(float v)
  * (rows src - stride, src, src + stride) blended as beit_pil_blend does into dst, bytes 3 to
  * stride - 3. Filter.c divides the kernel in float, starts the sum at 0.5 (its rounding) and
  * adds the rows below, centre, above, each summed left to right; that order is kept per byte. */
+BEIT_KERNEL_CLONES
 static void sharpen_row(uint8_t *restrict dst, const uint8_t *restrict src, size_t stride,
                         float alpha)
 {
@@ -243,6 +245,7 @@ static inline double zero_unless(double v, int keep)
  * corner (ix, iy) and fractions (dx, dy), and whether the point lies outside [0, w) x [0, h)
  * (fill), its taps x taps neighbourhood inside the image (inner) or over an edge (edge). The
  * coordinates are Geometry.c's formulas evaluated per pixel, not stepped (stepping rounds). */
+BEIT_KERNEL_CLONES
 static void affine_coords(const double a[6], int w, int h, int taps, int x0, int m, double yc,
                           double *restrict dx, double *restrict dy, int *restrict ix,
                           int *restrict iy, uint8_t *restrict kind)
@@ -272,6 +275,7 @@ static void affine_coords(const double a[6], int w, int h, int taps, int x0, int
 /* Gather, for each channel c and neighbourhood row k, the taps bytes of the neighbourhood of
  * pixel i into words[c][k][i] (packed as cubic_packed reads them), from planes ((3, h, w));
  * edge pixels clamp to the image as Geometry.c does; fill pixels get zeros. */
+BEIT_KERNEL_CLONES
 static void affine_gather(const uint8_t *planes, int w, int h, int taps, int m,
                           const int *ix, const int *iy, const uint8_t *kind,
                           uint32_t words[3][4][AFFINE_CHUNK])
@@ -312,6 +316,7 @@ static void affine_gather(const uint8_t *planes, int w, int h, int taps, int m,
  * inverse matrix. Per output row, in chunks: coordinates, then the neighbourhoods gathered from
  * a planar copy of the image in src, then the interpolation, each channel in Geometry.c's own
  * double arithmetic and order but vectorisable across pixels, then interleaving with the fill. */
+BEIT_KERNEL_CLONES
 void beit_ra_affine(uint8_t *p, int w, int h, const double a[6], const uint8_t fill[3], int bicubic,
                     uint8_t *src)
 {

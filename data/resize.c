@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "data_internal.h"
+#include "isa.h"
 
 #define PRECISION_BITS (32 - 8 - 2)
 
@@ -117,6 +118,7 @@ static inline uint8_t clip8(int32_t ss)
 
 /* dst (width rows of height*3 bytes) = src (height rows of width RGB pixels) transposed. Tiled
  * so both sides stay in cache. */
+BEIT_KERNEL_CLONES
 static void transpose_rgb(uint8_t *restrict dst, const uint8_t *restrict src, size_t sstride,
                           int width, int height)
 {
@@ -136,6 +138,7 @@ static void transpose_rgb(uint8_t *restrict dst, const uint8_t *restrict src, si
 }
 
 /* out_h rows from the rows of src (stride sstride), each row n = width*3 bytes. acc: n int32. */
+BEIT_KERNEL_CLONES
 static void resample_vertical(uint8_t *restrict dst, const uint8_t *restrict src, size_t sstride,
                               size_t n, int out_h, int ksize, const int *bounds,
                               const int32_t *kk, int32_t *restrict acc)

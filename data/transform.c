@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "data_internal.h"
+#include "isa.h"
 #include "randaugment.h"
 
 struct beit_data_scratch *beit_data_scratch_init(void)
@@ -172,6 +173,7 @@ static ALWAYS_INLINE uint64_t luma_sum(const uint8_t *p, size_t n, int op0, int 
   return sum;
 }
 
+BEIT_KERNEL_CLONES
 int beit_data_jitter_contrast_mean(const struct beit_data_jitter *j,
                                    const struct beit_data_image *img)
 {
@@ -210,6 +212,7 @@ static ALWAYS_INLINE void jitter_rows(uint8_t *dst, const struct beit_data_image
   }
 }
 
+BEIT_KERNEL_CLONES
 void beit_data_jitter_apply_box(uint8_t *dst, const struct beit_data_image *img, int x0, int y0,
                                 int w, int h, const struct beit_data_jitter *j, int contrast_mean)
 {
@@ -266,6 +269,7 @@ void beit_data_rrc_box(int box[4], int width, int height, double scale_min, doub
 /* ---- ToTensor + Normalize ---- */
 
 /* (side, side, 3) uint8 -> (3, side, side) float through per-channel tables; mirrored on flip. */
+BEIT_KERNEL_CLONES
 static void to_planes(float *dst, const uint8_t *src, int width, int height, int x_off, int y_off,
                       size_t sstride, int side, const float lut[3][256], int flip)
 {

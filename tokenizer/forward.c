@@ -7,6 +7,7 @@
 
 #include "conv.h"
 #include "dvae.h"
+#include "isa.h"
 
 static void conv_fwd(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
                      const struct dvae_conv *cv, float *out, const float *inp, float scale,
@@ -123,6 +124,7 @@ void beit_dvae_inference_ctx(struct beit_tokenizer *tok, struct dvae_ctx *ctx, i
   ctx->acts = NULL;
 }
 
+BEIT_KERNEL_CLONES
 void beit_dvae_argmax(int32_t *tokens, const float *logits, size_t B, size_t V, size_t P)
 {
   /* Channel-strided: sweep v outermost so each pass reads a contiguous row of P positions. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dvae.h"
+#include "isa.h"
 
 #define TILE 64
 
@@ -34,6 +35,7 @@ static inline float vexpf(float x)
   return p * scale.f;
 }
 
+BEIT_KERNEL_CLONES
 void beit_dvae_gumbel_softmax_forward(float *soft, const float *logits, const float *noise,
                                       float tau, size_t B, size_t V, size_t P)
 {
@@ -72,6 +74,7 @@ void beit_dvae_gumbel_softmax_forward(float *soft, const float *logits, const fl
   }
 }
 
+BEIT_KERNEL_CLONES
 void beit_dvae_gumbel_softmax_backward(float *dlogits, const float *dsoft, const float *soft,
                                        float tau, size_t B, size_t V, size_t P)
 {
@@ -99,6 +102,7 @@ void beit_dvae_gumbel_softmax_backward(float *dlogits, const float *dsoft, const
   }
 }
 
+BEIT_KERNEL_CLONES
 double beit_dvae_kl_uniform(float *dlogits, const float *logits, float dscale, size_t B,
                             size_t V, size_t P)
 {
@@ -233,6 +237,7 @@ static inline float noise_logf(float x)
   return (float)e * 0.69314718f + p;
 }
 
+BEIT_KERNEL_CLONES
 void beit_dvae_gumbel_noise(float *g, size_t per_image, uint64_t seed, uint64_t epoch,
                             uint64_t index)
 {

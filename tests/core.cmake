@@ -6,3 +6,12 @@ beit_add_test(NAME test_optim     SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_optim
 # Checkpoints under faults: --resume skips damaged or unmarked folders with a warning, a failed
 # save (a file size limit) names the file and leaves the earlier checkpoints intact.
 beit_add_test(NAME test_checkpoint SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_checkpoint.c LABELS unit)
+# The portable build's kernels (core/isa.h), from beit's disassembly: no instruction beyond
+# baseline x86-64 outside GCC's clones, AVX-512 clones of the hot kernels that use zmm registers,
+# AVX2 clones that use ymm, no clone calling a baseline helper (about a second).
+if(BEIT_ISA_CLONES AND CMAKE_OBJDUMP)
+  add_test(NAME test_isa_clones
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/check_isa_clones.py
+                   $<TARGET_FILE:beit> --objdump ${CMAKE_OBJDUMP})
+  set_tests_properties(test_isa_clones PROPERTIES LABELS unit TIMEOUT 120)
+endif()

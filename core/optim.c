@@ -3,13 +3,16 @@
  * AdamW follows torch.optim.AdamW (single-tensor path) operation by operation: the scalar
  * factors are formed in double, as Python does, and applied in fp32. The table's alignment
  * padding is never touched. The gradient norm is summed in double over a fixed partition
- * (NORM_BLOCKS blocks, added in order) so it does not depend on the thread count. */
+ * (NORM_BLOCKS blocks, added in order) so it does not depend on the thread count, and within a
+ * block in NORM_LANES running sums, so it does not depend on the vector width either: every
+ * clone (core/isa.h) gives the same bits, so MPI ranks on different CPUs clip alike. */
 #include "isa.h"
 #include "optim.h"
 
 #include <math.h>
 
 #define NORM_BLOCKS 256
+#define NORM_LANES 16 /* running sums per block, element i in sum i % 16: 2 zmm, 4 ymm, 8 xmm */
 
 void beit_adamw_update(float *params, const float *grads, float grad_scale, float *m, float *v,
                        const struct beit_tensor_table *table,
@@ -71,10 +74,15 @@ double beit_grad_norm(const float *grads, size_t n)
   double part[NORM_BLOCKS] = {0};
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t blk = 0; blk < NORM_BLOCKS; blk++) {
-    size_t i0 = blk * n / NORM_BLOCKS, i1 = (blk + 1) * n / NORM_BLOCKS;
+    size_t i0 = blk * n / NORM_BLOCKS, i1 = (blk + 1) * n / NORM_BLOCKS, i = i0;
+    double lane[NORM_LANES] = {0};
+    for (; i + NORM_LANES <= i1; i += NORM_LANES)
+      for (size_t k = 0; k < NORM_LANES; k++)
+        lane[k] += (double)grads[i + k] * (double)grads[i + k];
     double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-    for (size_t i = i0; i < i1; i++)
+    for (size_t k = 0; k < NORM_LANES; k++)
+      acc += lane[k];
+    for (; i < i1; i++)
       acc += (double)grads[i] * (double)grads[i];
     part[blk] = acc;
   }

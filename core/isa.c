@@ -15,16 +15,14 @@ const char *beit_kernels_isa(void)
 }
 #elif defined(BEIT_ISA_NATIVE)
 /* Compiled for the build machine: what the compiler was allowed to use there. */
-const char *beit_kernels_isa(void)
-{
 #if defined(__AVX512F__)
-  return "native (AVX-512)";
+#define NATIVE_ISA "native (AVX-512)"
 #elif defined(__AVX2__)
-  return "native (AVX2)";
+#define NATIVE_ISA "native (AVX2)"
 #else
-  return "native";
+#define NATIVE_ISA "native"
 #endif
-}
+const char *beit_kernels_isa(void) { return NATIVE_ISA; }
 #else
 const char *beit_kernels_isa(void) { return "compiler default (no run-time choice)"; }
 #endif

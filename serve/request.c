@@ -184,7 +184,7 @@ int beit_request_item_bytes(const struct beit_request *req, size_t i,
   if (it->kind == BEIT_REQUEST_URL) {
     if (!policy || !policy->allow_urls) {
       beit_fault_set(f, 400, (long)i, "url_not_allowed",
-                     "input %zu: URL inputs are disabled (start the server with --allow-urls)", i);
+                     "input %zu: URL inputs are disabled (--allow-urls enables them)", i);
       return -1;
     }
     double timeout = policy->timeout_s < time_left_s ? policy->timeout_s : time_left_s;

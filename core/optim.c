@@ -14,6 +14,7 @@
 #define NORM_BLOCKS 256
 #define NORM_LANES 16 /* running sums per block, element i in sum i % 16: 2 zmm, 4 ymm, 8 xmm */
 
+BEIT_KERNEL_CLONES
 void beit_adamw_update(float *params, const float *grads, float grad_scale, float *m, float *v,
                        const struct beit_tensor_table *table,
                        const struct beit_adamw_hparams *hp)

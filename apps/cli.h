@@ -1,5 +1,5 @@
 /* Shared helpers of the `beit` subcommands: option parsing conventions and error reporting.
- * Exit codes (DESIGN.md 6): 0 success, 1 runtime error, 2 usage error. */
+ * Exit codes (docs/commands/README.md): 0 success, 1 runtime error, 2 usage error. */
 #ifndef BEIT_APPS_CLI_H
 #define BEIT_APPS_CLI_H
 

@@ -1,4 +1,4 @@
-/* Model and training-checkpoint folders (DESIGN.md 5), one mechanism for every trainer.
+/* Model and training-checkpoint folders (docs/architecture.md), one mechanism for every trainer.
  *
  * A folder holds config.json and model.safetensors (and a classifier's
  * preprocessor_config.json); a training checkpoint adds

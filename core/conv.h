@@ -1,4 +1,4 @@
-/* Convolutional kernels of the dVAE tokenizer (beit-spec.md 9.1): 2-D convolution with odd kernel,
+/* Convolutional kernels of the dVAE tokenizer (dall_e): 2-D convolution with odd kernel,
  * stride 1 and "same" zero padding, 2x2 max-pool, 2x nearest upsampling, ReLU.
  *
  * Layout is NCHW, as DALL-E and PyTorch have it. Conventions of core/kernels.h hold (STYLE.md 3-5):

@@ -52,7 +52,7 @@ static inline uint8_t beit_pil_blend(int degenerate, int v, float alpha)
 /* Ensure *buf holds at least need bytes; 0 on success, -1 when out of memory. */
 int beit_data_grow(void **buf, size_t *cap, size_t need);
 
-/* Shard schema: dataset and attribute names (DESIGN.md 5). */
+/* Shard schema: dataset and attribute names (docs/architecture.md). */
 #define BEIT_SHARD_IMAGES "images"
 #define BEIT_SHARD_OFFSETS "offsets"
 #define BEIT_SHARD_LABELS "labels"

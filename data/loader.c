@@ -1,7 +1,7 @@
 /* The batch loader: worker threads decode and augment samples into a ring of preallocated
  * batches; the caller takes them in order with beit_loader_next.
  *
- * Order (DESIGN.md 7, header of beit/data.h): step t of the run is global step k of epoch e;
+ * Order (docs/distributed.md; beit/data.h): step t of the run is global step k of epoch e;
  * rank r's sample i of that step is permutation position p = k*W*B + r*B + i, record
  * perm_e(p). Work is handed out one sample at a time (a unit = (t, i)) to whichever worker is
  * free, so the result is independent of thread timing: every unit writes only its own rows,

@@ -1,4 +1,4 @@
-/* A model's inference preprocessing (beit-spec 7.2), the one definition eval, predict, serve,
+/* A model's inference preprocessing (HF format), the one definition eval, predict, serve,
  * fine-tuning checkpoints and export share: HF image-processor semantics (preprocessor_config.json,
  * BeitImageProcessor keys) read, written, described and applied into the (3, S, S) planes the
  * encoder takes.

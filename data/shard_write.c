@@ -1,4 +1,4 @@
-/* Shard writer: one HDF5 file per shard in the schema of DESIGN.md 5.
+/* Shard writer: one HDF5 file per shard in the schema of docs/architecture.md (Formats).
  *
  * Records are buffered in memory (a shard is bounded by pack's shard_bytes) and written at close
  * as chunked, Fletcher32-checksummed 1-D datasets with unlimited maximum size (so any chunk size

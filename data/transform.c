@@ -1,4 +1,4 @@
-/* The BEiT image transforms (beit-spec.md 7): pretraining (colour jitter, flip, one
+/* The BEiT image transforms (unilm, timm): pretraining (colour jitter, flip, one
  * RandomResizedCrop box -> view A bicubic + view B lanczos), fine-tuning train (RRC + flip) and
  * evaluation (a model preprocessing, data/preprocess.c: shorter side + centre crop, or direct
  * resize as HF does), each ending in the float normalisation of ToTensor + Normalize.

@@ -1,4 +1,4 @@
-/* Training and evaluating a dVAE visual tokenizer on a dataset folder (beit-spec.md 9.4, 9.5):
+/* Training and evaluating a dVAE visual tokenizer on a dataset folder (the DALL-E paper's recipe):
  * the loop that joins the data loader (view B, mapped 0.8 x + 0.1) and the tokenizer's training
  * step, with the shared trainer (AdamW, cosine lr, clipping, checkpoints, resume, metrics).
  *

@@ -1,6 +1,6 @@
 /* Internals of the dVAE tokenizer, shared by tokenizer/ files and the training loop in mim/.
  *
- * Architecture (beit-spec.md 9.2, 9.3), generalised by struct beit_tokenizer_config:
+ * Architecture (dall_e), generalised by struct beit_tokenizer_config:
  *   encoder: input conv 7x7 C -> n_hid; group g = 1..G of n_blk blocks at width n_hid * 2^(g-1),
  *            the first log2(downsample) groups ending in a 2x2 max-pool; relu + conv 1x1 -> vocab.
  *   decoder: input conv 1x1 vocab -> n_init; group g of n_blk blocks at width n_hid * 2^(G-g),

@@ -1,4 +1,4 @@
-/* The dVAE's relaxed ELB (beit-spec.md 9.4): Gumbel-softmax relaxation over the vocabulary axis,
+/* The dVAE's relaxed ELB (DALL-E paper): Gumbel-softmax relaxation over the vocabulary axis,
  * KL of the encoder's categorical to the uniform prior, logit-Laplace or MSE reconstruction.
  * Tensors are (B, V, P) / (B, C, HW): the reduced axis is strided by P, so the loops keep a tile
  * of positions per pass and read contiguous rows. Sums that decide the loss are in double. */

@@ -1,5 +1,5 @@
 """Independent PyTorch reference of the BEiT encoder and heads, written from
-/work/shared/reference/beit-spec.md (sections 1-6, 10); used to prove the C encoder.
+the BEiT paper (arXiv 2106.08254) and its unilm/timm code; used to prove the C encoder.
 
 What it is: one nn.Module (`BeitRef`) built from an HF-style config dict (config.json field names)
 whose state_dict keys are exactly the HF transformers names (spec 10.1), for the three

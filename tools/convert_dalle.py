@@ -3,7 +3,7 @@
     python3 tools/convert_dalle.py --encoder encoder.pkl [--decoder decoder.pkl] --out DIR
                                    [--image-size 112]
 
-The .pkl files are whole pickled nn.Modules of the `dall_e` package (beit-spec.md 9). That
+The .pkl files are whole pickled nn.Modules of the `dall_e` package (OpenAI's DALL-E release). That
 package is not needed: the classes it names (dall_e.encoder.Encoder, dall_e.utils.Conv2d, ...)
 are stood in for by empty nn.Module subclasses, which is all unpickling needs to restore the
 parameters. The shape (n_hid, group_count, n_blk_per_group, input_channels, vocab_size, n_init)

@@ -1,4 +1,4 @@
-"""PyTorch reference of the DALL-E dVAE family and its training loss (beit-spec.md section 9).
+"""PyTorch reference of the DALL-E dVAE family and its training loss (dall_e, DALL-E paper).
 
 Written from the spec, not from the dall_e package (which is not installed here). It is the
 oracle of the C tokenizer's golden and parity tests and the PyTorch side of its benchmark:

@@ -1,5 +1,5 @@
 /* Data: HDF5 image shards, decoding, PIL-compatible resizing, the BEiT augmentations and a
- * threaded, rank-aware batch loader (DESIGN.md 2, 5, 7; beit-spec.md 7).
+ * threaded, rank-aware batch loader (docs/architecture.md).
  *
  * A dataset is a folder: index.json + shard-NNNNN.h5. Each shard holds the encoded image files
  * as found (`images` uint8 1-D, `offsets` int64 N+1), labels (`labels` int32 N, or for
@@ -7,7 +7,7 @@
  * chunked with Fletcher32 checksums and a `schema_version` attribute. Records are numbered
  * globally 0..N-1 in shard order: that number is the "global sample index".
  *
- * Rank equivalence (DESIGN.md 7): an epoch's order is one global permutation of 0..N-1 keyed by
+ * Rank equivalence: an epoch's order is one global permutation of 0..N-1 keyed by
  * (seed, epoch), whatever the number of ranks W. Global step k covers permutation positions
  * [k*W*B, (k+1)*W*B); rank r takes the B positions starting at k*W*B + r*B (training drops the
  * final partial global batch). "Assigning shards to ranks" is realised this way: every rank
@@ -223,7 +223,7 @@ struct beit_data_transform {
    * crop_pct, filter, mean and std; either way the pixels predict and serve compute */
   int eval_preprocess_set;
   struct beit_data_preprocess eval_preprocess;
-  /* fine-tuning train mode only (timm create_transform, beit-spec.md 7.3): */
+  /* fine-tuning train mode only (timm create_transform): */
   struct beit_randaugment rand_augment; /* num_layers 0 = off; fill and bicubic are taken from
                                            mean and filter, as timm's hparams */
   double erase_prob;      /* RandomErasing (mode pixel, one box) probability; 0 = off */

@@ -1,7 +1,7 @@
 /* Data-parallel runtime: rank information, broadcast, metric reductions, and bucketed gradient
  * averaging that overlaps with backward.
  *
- * distributed/ is the only code that includes mpi.h (DESIGN.md 3, 7). Two implementations stand
+ * distributed/ is the only code that includes mpi.h. Two implementations stand
  * behind this one header, chosen by the CMake option BEIT_USE_MPI: distributed/mpi.c (OpenMPI)
  * and distributed/serial.c (one rank; every collective is the identity). Callers never test
  * which one is linked; beit_dist_backend() names it for logs.

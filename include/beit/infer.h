@@ -1,5 +1,5 @@
 /* Inference: classifier model folders in, probabilities out, as the `beit predict` batch command
- * and the `beit serve` real-time HTTP endpoint (DESIGN.md 1.5) speak them.
+ * and the `beit serve` real-time HTTP endpoint (docs/commands/serve.md) speak them.
  *
  * Wire format (the Azure ML model card of BEiT):
  *   request  {"input_data": {"columns": ["image"], "index": [0, 1], "data": ["<img1>", "<img2>"]}}
@@ -11,7 +11,7 @@
  *   error    {"error": {"status": 400, "index": 1, "reason": "bad_base64", "message": "..."}}
  *            (index null when the fault is not one input's).
  *
- * Preprocessing (beit-spec 7.2) is the model's own, the same for every command
+ * Preprocessing (HF BeitImageProcessor) is the model's own, the same for every command
  * (struct beit_data_preprocess, data/preprocess.c): preprocessor_config.json next to config.json
  * (HF image-processor keys and HF BeitImageProcessor defaults for absent keys: resize to 256x256
  * bicubic, centre crop 224, rescale 1/255, mean = std = 0.5); beit finetune writes one into

@@ -1,4 +1,4 @@
-/* The visual tokenizer: a DALL-E-family discrete VAE (beit-spec.md 9) that turns view B images
+/* The visual tokenizer: a DALL-E-family discrete VAE (dall_e) that turns view B images
  * into a grid of token ids, BEiT's pretraining targets; its decoder turns tokens back into images.
  *
  * One struct beit_tokenizer holds the configuration, the parameters (one buffer carved into
@@ -6,7 +6,7 @@
  * batch: encode and decode allocate nothing. Larger inputs are processed max_batch at a time (a
  * large tokenizer plans fewer images per pass so that this memory stays under 1 GiB).
  *
- * Tokenizer folder (DESIGN.md 5): config.json (the keys of struct beit_tokenizer_config) and
+ * Tokenizer folder: config.json (the keys of struct beit_tokenizer_config) and
  * model.safetensors. Encoder tensors carry DALL-E's encoder.pkl names exactly
  * ("blocks.input.w", "blocks.group_1.block_1.res_path.conv_1.w", ..., "blocks.output.conv.b");
  * decoder tensors carry DALL-E's decoder.pkl names behind the prefix "decoder."

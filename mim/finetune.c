@@ -523,6 +523,22 @@ static enum beit_status load_recipe(struct finetune *p, const struct beit_finetu
   return st;
 }
 
+/* --overwrite moves the previous run aside before --init is read: refuse an --init inside
+ * --out's folder rather than lose track of it (both must exist to compare). */
+static enum beit_status check_init_outside_out(const struct beit_finetune_options *opt,
+                                               struct beit_error *err)
+{
+  char init[4096], out[4096];
+  if (!opt->overwrite || !opt->init || !realpath(opt->init, init) || !realpath(opt->out, out))
+    return BEIT_STATUS_OK;
+  size_t n = strlen(out);
+  if (strncmp(init, out, n) || (init[n] != '/' && init[n] != '\0'))
+    return BEIT_STATUS_OK;
+  return beit_error_set(err, BEIT_STATUS_USAGE, "--init %s is inside --out %s, whose previous run "
+                        "--overwrite would move aside before it is read: copy it elsewhere, or "
+                        "use another --out", opt->init, opt->out);
+}
+
 enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
                                    struct beit_dist *dist, struct beit_finetune_summary *sum,
                                    struct beit_error *err)
@@ -536,6 +552,8 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
   char resume_dir[4200] = "";
   struct beit_loader_options lo;
   enum beit_status st = load_recipe(&p, opt, err);
+  if (!st)
+    st = check_init_outside_out(opt, err);
   if (st)
     goto done;
   if ((st = beit_trainer_prepare_out(dist, opt->out, opt->resume, opt->overwrite, resume_dir,

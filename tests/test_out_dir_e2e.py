@@ -129,6 +129,11 @@ def main():
                        text=True)
     check(r.returncode == 2 and "exclude" in r.stderr, "finetune --resume --overwrite: usage "
           "error")
+    r = subprocess.run(ft_cmd + ["--overwrite", "--init", os.path.join(ft, "checkpoint-3")],
+                       env=ENV, capture_output=True, text=True)
+    check(r.returncode == 2 and "is inside --out" in r.stderr and
+          listing(ft) == ["checkpoint-3"],
+          "finetune --overwrite with --init inside --out: refused before moving anything")
     tk = os.path.join(work, "tok-run")
     os.makedirs(tk)
     with open(os.path.join(tk, "metrics.jsonl"), "w") as f:

@@ -1,5 +1,6 @@
 """The python tests' pass/fail bookkeeping: check() prints one ok/FAIL line and counts failures;
-summary() prints the count and gives the exit status (non-zero on any failure)."""
+summary() prints the count and gives the exit status (non-zero on any failure); close() compares
+two lists of numbers within an absolute tolerance."""
 
 failures = 0
 
@@ -13,3 +14,7 @@ def check(cond, msg):
 def summary(name):
     print(f"{name}: {failures} failed")
     return 1 if failures else 0
+
+
+def close(a, b, atol):
+    return len(a) == len(b) and all(abs(x - y) <= atol for x, y in zip(a, b))

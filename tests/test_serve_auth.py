@@ -31,20 +31,10 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, close, summary  # noqa: E402
+
 TOKEN = "tok-3f9a7c_E2E.test~token"
-FAILURES = []
-CHECKS = [0]
-
-
-def check(cond, what):
-    CHECKS[0] += 1
-    if not cond:
-        FAILURES.append(what)
-        print(f"FAIL: {what}", file=sys.stderr)
-
-
-def close(a, b, atol):
-    return len(a) == len(b) and all(abs(x - y) <= atol for x, y in zip(a, b))
 
 
 class Server:
@@ -311,8 +301,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         test_tokens(beit, fx, tmp, expected)
         test_tls(beit, fx, tmp, expected)
-    print(f"test_serve_auth: {CHECKS[0]} checks, {len(FAILURES)} failed ({time.time() - t0:.1f} s)")
-    return 1 if FAILURES else 0
+    print(f"test_serve_auth took {time.time() - t0:.1f} s")
+    return summary("test_serve_auth")
 
 
 if __name__ == "__main__":

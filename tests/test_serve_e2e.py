@@ -31,20 +31,10 @@ import threading
 import time
 import zlib
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, close, summary  # noqa: E402
+
 LABELS = ["can", "carton", "milk_bottle", "water_bottle"]
-FAILURES = []
-CHECKS = [0]
-
-
-def check(cond, what):
-    CHECKS[0] += 1
-    if not cond:
-        FAILURES.append(what)
-        print(f"FAIL: {what}", file=sys.stderr)
-
-
-def close(a, b, atol):
-    return len(a) == len(b) and all(abs(x - y) <= atol for x, y in zip(a, b))
 
 
 def b64(path):
@@ -443,8 +433,8 @@ def main():
         test_urls(beit, fx, ref)
         test_concurrency(beit, fx, ref)
         test_ipv6(beit, fx, ref)
-    print(f"test_serve_e2e: {CHECKS[0]} checks, {len(FAILURES)} failed ({time.time() - t0:.1f} s)")
-    return 1 if FAILURES else 0
+    print(f"test_serve_e2e took {time.time() - t0:.1f} s")
+    return summary("test_serve_e2e")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, close, summary  # noqa: E402
 import test_serve_e2e as se  # noqa: E402
 
 TOL = 2e-2
@@ -52,18 +53,18 @@ def test_predict(beit, fx):
         m = os.path.join(fx, model)
         f32, b16 = probs(beit, m, images, "fp32"), probs(beit, m, images, "bf16")
         out[model] = b16
-        se.check(sorted(f32) == sorted(b16) == sorted(NAMES), f"{model}: every image scored")
+        check(sorted(f32) == sorted(b16) == sorted(NAMES), f"{model}: every image scored")
         worst = max((abs(x - y) for n in NAMES for x, y in zip(f32[n], b16[n])), default=1)
         ref = max((abs(x - y) for n in NAMES for x, y in zip(expected[model][n], b16[n])),
                   default=1)
         print(f"{model}: bf16 vs fp32 max |diff| {worst:.2e}, vs PyTorch float64 {ref:.2e}")
-        se.check(worst <= TOL and ref <= TOL, f"{model}: bf16 within {TOL} of fp32 ({worst:.2e}) "
+        check(worst <= TOL and ref <= TOL, f"{model}: bf16 within {TOL} of fp32 ({worst:.2e}) "
                  f"and of PyTorch ({ref:.2e})")
-        se.check(f32 != b16, f"{model}: bf16 computed differently from fp32")
+        check(f32 != b16, f"{model}: bf16 computed differently from fp32")
     r, line = first_line(beit, ["--model", os.path.join(fx, "fridge"), "--precision", "bf16",
                                 images[0]])
     backend = backend_line(beit, os.path.join(fx, "fridge"))
-    se.check(r.returncode == 0 and line.startswith("beit predict: precision bf16 (requested bf16)")
+    check(r.returncode == 0 and line.startswith("beit predict: precision bf16 (requested bf16)")
              and backend in line, f"predict's first line names the precision and backend: {line}")
     return out
 
@@ -80,7 +81,7 @@ def test_server(beit, fx, want):
 
     try:
         code, body = srv.request("GET", "/metadata")
-        se.check(code == 200 and body.get("precision") == "bf16" and body.get("workers") == 3,
+        check(code == 200 and body.get("precision") == "bf16" and body.get("workers") == 3,
                  f"/metadata: bf16, 3 workers: {body}")
         threads = [threading.Thread(target=client, args=(i,)) for i in range(len(results))]
         for t in threads:
@@ -89,12 +90,12 @@ def test_server(beit, fx, want):
             t.join(60)
         for i, r in enumerate(results):
             ok = r is not None and r[1] == 200 and len(r[2]) == len(r[0]) and all(
-                se.close(got["probs"], want[n], 1e-5) for got, n in zip(r[2], r[0]))
-            se.check(ok, f"bf16 server, 3 workers, request {i} equals predict bf16: {r}")
+                close(got["probs"], want[n], 1e-5) for got, n in zip(r[2], r[0]))
+            check(ok, f"bf16 server, 3 workers, request {i} equals predict bf16: {r}")
     finally:
         rc, log = srv.stop()
-    se.check(rc == 0, f"bf16 server exit {rc}")
-    se.check(log.startswith("beit serve: precision bf16"), f"serve's first line: {log[:200]}")
+    check(rc == 0, f"bf16 server exit {rc}")
+    check(log.startswith("beit serve: precision bf16"), f"serve's first line: {log[:200]}")
 
 
 def test_no_bf16(beit, fx):
@@ -105,14 +106,14 @@ def test_no_bf16(beit, fx):
     isa = isa.group(1) if isa else "none"
     images = [os.path.join(fx, "images", n) for n in NAMES]
     r, line = first_line(beit, ["--model", model, *images], env)
-    se.check(r.returncode == 0 and line.startswith("beit predict: precision fp32 (requested auto)"),
+    check(r.returncode == 0 and line.startswith("beit predict: precision fp32 (requested auto)"),
              f"AVX2: predict's default runs fp32 and says so: {line}")
     f32 = probs(beit, model, images, "fp32")
     got = {os.path.basename(p): json.loads(x)["probs"]
            for p, x in zip(images, r.stdout.splitlines())}
-    se.check(got == f32, "AVX2: the default gives the fp32 results")
+    check(got == f32, "AVX2: the default gives the fp32 results")
     r, _ = first_line(beit, ["--model", model, "--precision", "bf16", images[0]], env)
-    se.check(r.returncode == 1 and "bf16" in r.stderr and isa in r.stderr,
+    check(r.returncode == 1 and "bf16" in r.stderr and isa in r.stderr,
              f"AVX2: --precision bf16 exits 1 naming bf16 and the ISA {isa}: {r.stderr[-300:]}")
 
 
@@ -126,8 +127,7 @@ def main():
     else:
         print("skip bf16: no bf16 matrix products here")
     test_no_bf16(beit, fx)
-    print(f"test_precision_serve: {se.CHECKS[0]} checks, {len(se.FAILURES)} failed")
-    return 1 if se.FAILURES else 0
+    return summary("test_precision_serve")
 
 
 if __name__ == "__main__":

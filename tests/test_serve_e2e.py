@@ -53,7 +53,7 @@ def predict(beit, model, *args, expect_rc=0, precision="fp32"):
     r = subprocess.run([beit, "predict", "--model", model, "--quiet", "--precision", precision,
                         *args],
                        capture_output=True, text=True, timeout=120)
-    check(r.returncode == expect_rc, f"predict {args}: exit {r.returncode} != {expect_rc}: {r.stderr}")
+    check(r.returncode == expect_rc, f"predict {args}: exit {r.returncode} (want {expect_rc}): {r.stderr}")
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()], r
 
 

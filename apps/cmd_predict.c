@@ -23,8 +23,9 @@
 static const char usage_text[] =
     "usage: beit predict --model DIR [options] INPUT...\n"
     "\n"
-    "INPUT: an image file (JPEG, PNG, BMP, GIF, ...), a folder (images found recursively, in\n"
-    "sorted order), a dataset folder (index.json + shards), or a JSON lines file (.jsonl, .json,\n"
+    "INPUT: an image file (JPEG, PNG with PIL's decoders; BMP, GIF, TGA, PSD, PNM with stb_image,\n"
+    "fine for local files: beit serve takes JPEG and PNG only), a folder (images found recursively,\n"
+    "in sorted order), a dataset folder (index.json + shards), or a JSON lines file (.jsonl, .json,\n"
     "or - for stdin) with one request per line: {\"input_data\": {\"columns\": [\"image\"],\n"
     "\"index\": [...], \"data\": [\"<base64 or URL>\", ...]}}.\n"
     "Output: one JSON line per image, {\"probs\": [...], \"labels\": [...]}, in input order;\n"
@@ -419,6 +420,7 @@ int beit_cmd_predict(int argc, char **argv)
   const char *model_dir = NULL, *output = NULL, *vis_path = NULL;
   struct beit_infer_options iopt;
   beit_infer_defaults(&iopt);
+  iopt.any_format = 1; /* local files the user chose: every format (serve: JPEG and PNG) */
   struct beit_infer_select sel = {0, -1.0};
   struct beit_fetch_policy fetch = {0, 0, 16u << 20, 10.0};
   int with_input = 0, quiet = 0, threads = 0;

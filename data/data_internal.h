@@ -49,6 +49,18 @@ static inline uint8_t beit_pil_blend(int degenerate, int v, float alpha)
   return (uint8_t)t;
 }
 
+/* Within BEIT_IMAGE_MAX_SIDE and BEIT_IMAGE_MAX_PIXELS (beit/data.h). */
+int beit_image_size_ok(size_t width, size_t height);
+
+/* The JPEG (image_jpeg.c) and PNG (image_png.c) decoders behind beit_data_decode, and the
+ * JPEG header reader behind beit_data_image_size. */
+enum beit_status beit_jpeg_size(const uint8_t *p, size_t n, int *width, int *height,
+                                const char *key, struct beit_error *err);
+enum beit_status beit_jpeg_decode(struct beit_data_image *img, const uint8_t *p, size_t n,
+                                  const char *key, struct beit_error *err);
+enum beit_status beit_png_decode(struct beit_data_image *img, const uint8_t *p, size_t n,
+                                 const char *key, struct beit_error *err);
+
 /* Ensure *buf holds at least need bytes; 0 on success, -1 when out of memory. */
 int beit_data_grow(void **buf, size_t *cap, size_t need);
 

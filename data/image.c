@@ -1,6 +1,10 @@
-/* Image decoding with stb_image (libstb ships the implementation; we only include the header).
+/* Image decoding: JPEG through libjpeg-turbo (image_jpeg.c), PNG through libpng (image_png.c)
+ * -- the decoders PIL uses and OSS-Fuzz hardens, and the only two formats `beit serve` accepts
+ * from the network -- and every other format stb_image reads (GIF, BMP, TGA, PSD, HDR, PNM,
+ * PIC) through stb_image, for local files the user chose (libstb ships the implementation; we
+ * only include the header).
  *
- * stb_image is lenient with truncated files: a JPEG cut short decodes to grey blocks and a PNG
+ * Decoders are lenient with truncated files: a JPEG cut short decodes to grey blocks and a PNG
  * cut inside its last IDAT may still inflate. A structural check runs first so that such files
  * count as corrupt: a JPEG's segments must lead to an EOI marker, a PNG's chunks to IEND, a
  * GIF's blocks through its first image, an uncompressed BMP's pixel array into the file. */
@@ -10,8 +14,6 @@
 #include <stb/stb_image.h>
 
 #include "data_internal.h"
-
-enum { MAX_SIDE = 1 << 15, MAX_PIXELS = 1 << 28 };
 
 int beit_data_grow(void **buf, size_t *cap, size_t need)
 {
@@ -146,10 +148,77 @@ static int gif_complete(const uint8_t *p, size_t n)
   return 0;
 }
 
+int beit_image_size_ok(size_t width, size_t height)
+{
+  return width > 0 && height > 0 && width <= BEIT_IMAGE_MAX_SIDE &&
+         height <= BEIT_IMAGE_MAX_SIDE && width * height <= BEIT_IMAGE_MAX_PIXELS;
+}
+
+enum beit_image_format beit_data_image_format(const void *data, size_t size)
+{
+  return is_jpeg(data, size) ? BEIT_IMAGE_JPEG : is_png(data, size) ? BEIT_IMAGE_PNG
+                                                                     : BEIT_IMAGE_OTHER;
+}
+
+const char *beit_data_image_format_name(const void *data, size_t size)
+{
+  const uint8_t *p = data;
+  static const struct {
+    const char *magic;
+    size_t len;
+    const char *name;
+  } known[] = {{"GIF8", 4, "GIF"},         {"BM", 2, "BMP"},        {"8BPS", 4, "PSD"},
+               {"#?RADIANCE", 10, "HDR"},   {"#?RGBE", 6, "HDR"},    {"\x53\x80\xF6\x34", 4, "PIC"},
+               {"RIFF", 4, "RIFF/WebP"},    {"II*\0", 4, "TIFF"},    {"MM\0*", 4, "TIFF"}};
+  switch (beit_data_image_format(data, size)) {
+  case BEIT_IMAGE_JPEG: return "JPEG";
+  case BEIT_IMAGE_PNG: return "PNG";
+  default: break;
+  }
+  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    if (size >= known[i].len && !memcmp(p, known[i].magic, known[i].len))
+      return known[i].name;
+  if (size >= 2 && p[0] == 'P' && p[1] >= '1' && p[1] <= '6')
+    return "PNM";
+  return "unrecognised";
+}
+
+enum beit_status beit_data_image_size(const void *data, size_t size, int *width, int *height,
+                                      const char *key, struct beit_error *err)
+{
+  const uint8_t *p = data;
+  *width = *height = 0;
+  if (size == 0)
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: empty file", key);
+  if (size > (size_t)INT32_MAX)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "%s: file of %zu bytes is too large", key, size);
+  switch (beit_data_image_format(data, size)) {
+  case BEIT_IMAGE_JPEG:
+    return beit_jpeg_size(p, size, width, height, key, err);
+  case BEIT_IMAGE_PNG: { /* IHDR is the first chunk by the standard */
+    if (size < 24 || memcmp(p + 12, "IHDR", 4))
+      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: PNG without an IHDR chunk", key);
+    uint32_t x = (uint32_t)p[16] << 24 | (uint32_t)p[17] << 16 | (uint32_t)p[18] << 8 | p[19];
+    uint32_t y = (uint32_t)p[20] << 24 | (uint32_t)p[21] << 16 | (uint32_t)p[22] << 8 | p[23];
+    if (x == 0 || y == 0 || x > INT32_MAX || y > INT32_MAX)
+      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: PNG of %ux%u pixels", key, x, y);
+    *width = (int)x;
+    *height = (int)y;
+    return BEIT_STATUS_OK;
+  }
+  default: {
+    int c;
+    if (!stbi_info_from_memory(p, (int)size, width, height, &c) || *width <= 0 || *height <= 0)
+      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: not a decodable image (%s)", key,
+                            stbi_failure_reason() ? stbi_failure_reason() : "unknown format");
+    return BEIT_STATUS_OK;
+  }
+  }
+}
+
 void beit_data_image_free(struct beit_data_image *img)
 {
-  if (img->pixels)
-    stbi_image_free(img->pixels);
+  free(img->pixels); /* stb_image's pixels too: libstb is built with the C library's malloc */
   img->pixels = NULL;
   img->width = img->height = 0;
 }
@@ -174,11 +243,15 @@ enum beit_status beit_data_decode(struct beit_data_image *img, const void *data,
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: truncated GIF (first frame incomplete)", key);
   if (size >= 2 && p[0] == 'B' && p[1] == 'M' && !bmp_complete(p, size))
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: truncated BMP (pixel array cut short)", key);
+  if (is_jpeg(p, size))
+    return beit_jpeg_decode(img, p, size, key, err);
+  if (is_png(p, size))
+    return beit_png_decode(img, p, size, key, err);
   int w, h, c;
   if (!stbi_info_from_memory(p, (int)size, &w, &h, &c))
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: not a decodable image (%s)", key,
                           stbi_failure_reason() ? stbi_failure_reason() : "unknown format");
-  if (w <= 0 || h <= 0 || w > MAX_SIDE || h > MAX_SIDE || (size_t)w * (size_t)h > MAX_PIXELS)
+  if (!beit_image_size_ok((size_t)(w > 0 ? w : 0), (size_t)(h > 0 ? h : 0)))
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: image of %dx%d is out of range", key, w, h);
   uint8_t *pix = stbi_load_from_memory(p, (int)size, &w, &h, &c, 3);
   if (!pix)

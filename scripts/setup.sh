@@ -10,7 +10,8 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin      # distributed data parallelism
   libhdf5-dev hdf5-tools          # dataset shards (h5ls for inspection)
   libcjson-dev                    # configs, safetensors headers, JSON requests
-  libstb-dev                      # image decoding
+  libjpeg62-turbo-dev libpng-dev  # JPEG and PNG decoding (the decoders PIL uses)
+  libstb-dev                      # other image formats for local files; PNG writing
   libmicrohttpd-dev libcurl4-openssl-dev libcairo2-dev  # serving, URL inputs, visualisation
   libgnutls28-dev openssl         # serve: HTTPS (GnuTLS checks --tls-cert/--tls-key); test certificates
   wrk clang                       # serve: load test/benchmark; libFuzzer run of the request parser

@@ -33,6 +33,7 @@ void beit_infer_defaults(struct beit_infer_options *opt)
   opt->sessions = 1;
   opt->threads = 0;
   opt->max_pixels = 40u * 1000u * 1000u;
+  opt->any_format = 0;
   opt->precision = BEIT_PRECISION_AUTO;
 }
 

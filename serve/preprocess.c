@@ -21,8 +21,8 @@ enum beit_status beit_infer_prepare(const struct beit_infer *inf, const void *da
 {
   int w, h;
   struct beit_data_image img = {0};
-  enum beit_status st = beit_infer_probe(data, size, beit_infer_get_options(inf)->max_pixels, &w,
-                                         &h, key, err);
+  enum beit_status st = beit_infer_probe(data, size, beit_infer_get_options(inf), &w, &h, key,
+                                         err);
   if (st)
     return st;
   if ((st = beit_data_decode(&img, data, size, key, err)))

@@ -30,8 +30,8 @@ static int status_to_http(enum beit_status st)
   switch (st) {
   case BEIT_STATUS_USAGE: return 413;  /* over a cap (pixels, bytes) */
   case BEIT_STATUS_NOMEM: return 503;
+  case BEIT_STATUS_UNSUPPORTED: return 415; /* not JPEG or PNG */
   case BEIT_STATUS_FORMAT:
-  case BEIT_STATUS_UNSUPPORTED:
   case BEIT_STATUS_SHAPE: return 422; /* well-formed request, image we cannot use */
   default: return 500;
   }
@@ -57,7 +57,10 @@ static int prepare_input(const struct beit_scorer *sc, const struct beit_request
   if (st) {
     int code = status_to_http(st);
     beit_fault_set(f, code, (long)i,
-                   code == 413 ? "image_too_large" : code == 422 ? "undecodable_image" : "internal",
+                   code == 413   ? "image_too_large"
+                   : code == 415 ? "unsupported_media_type"
+                   : code == 422 ? "undecodable_image"
+                                 : "internal",
                    "%s", err.message);
     return -1;
   }

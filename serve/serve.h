@@ -56,7 +56,7 @@ size_t beit_base64_encode(char *out, const uint8_t *in, size_t n);
 /* ---- Faults: what a client gets back instead of a response ---------------------------------- */
 
 struct beit_fault {
-  int http_status;   /* 400, 404, 413, 422, 500, 503, 504 */
+  int http_status;   /* 400, 404, 413, 415, 422, 500, 503, 504 */
   long index;        /* the input at fault, -1 when none */
   const char *reason; /* a stable token: "malformed_json", "bad_base64", ... */
   char message[512];

@@ -9,7 +9,9 @@ orders (torchvision ColorJitter on PIL images), and the evaluation Resize + Cent
 import io
 import json
 import os
+import struct
 import sys
+import zlib
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -25,6 +27,28 @@ def photo(rng, w, h):
         img += (np.asarray(n.resize((w, h), Image.BILINEAR), np.float32) - 128) / o
     img[h // 3: h // 2, w // 4: w // 2] = [250, 20, 30]  # hard edges ring with lanczos/bicubic
     return Image.fromarray((img * 1.3 + 128).clip(0, 255).astype(np.uint8))
+
+
+def write_png(path, a, bits, colour_type, interlace=False):
+    """A PNG written by hand (PIL writes neither 16-bit RGB nor interlaced files): filter 0 on
+    every row; with interlace, the seven Adam7 passes."""
+    a = a.astype(">u2" if bits == 16 else np.uint8)
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+              (0, 1, 1, 2)] if interlace else [(0, 0, 1, 1)]
+    raw = b""
+    for x0, y0, dx, dy in passes:
+        sub = a[y0::dy, x0::dx]
+        if sub.size:
+            raw += b"".join(b"\0" + row.tobytes() for row in sub)
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    h, w = a.shape[:2]
+    ihdr = struct.pack(">IIBBBBB", w, h, bits, colour_type, 0, 0, 1 if interlace else 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+                + chunk(b"IEND", b""))
 
 
 def main():
@@ -83,17 +107,46 @@ def main():
         r = im.resize((224, 224), Image.BILINEAR)
         add("eval_direct", name, r, size=224, filter="bilinear")
 
-    # JPEG variants stb_image_write cannot make: progressive, and a baseline file followed by a
-    # trailer (as phones append motion-photo videos) that contains FF DA / FF D9 byte pairs.
-    images["photo"].save(os.path.join(out, "progressive.jpg"), quality=85, progressive=True)
+    # Decoding: JPEG variants (progressive; a baseline file followed by a trailer, as phones append
+    # motion-photo videos, that contains FF DA / FF D9 byte pairs; 4:4:4, 4:2:2 and 4:2:0 at odd
+    # sizes; grey; Adobe CMYK) and PNG variants (16-bit, palette with tRNS, RGBA, grey + alpha,
+    # 1-bit, 4-bit palette, Adam7-interlaced), each with PIL's convert("RGB") as the expected
+    # pixels, except 16-bit grey, which PIL opens as mode I and clips to 255: the expected pixels
+    # are its high bytes, as for every other 16-bit PNG.
+    big, tall = images["photo"], images["tall"]
+    big.save(os.path.join(out, "progressive.jpg"), quality=85, progressive=True)
     buf = io.BytesIO()
     images["small"].save(buf, format="JPEG", quality=90)
     trailer = bytes([0xFF, 0xDA, 0x00, 0x0C, 0x12, 0xFF, 0xD9, 0x00]) * 50 + bytes([0xFF, 0xDA]) * 3
     with open(os.path.join(out, "trailer.jpg"), "wb") as f:
         f.write(buf.getvalue() + trailer)
-    for name in ("progressive.jpg", "trailer.jpg"):
-        im = Image.open(os.path.join(out, name)).convert("RGB")
-        np.asarray(im).tofile(os.path.join(out, name + ".pil.u8"))
+    tall.save(os.path.join(out, "jpeg_444.jpg"), quality=95, subsampling=0)
+    tall.save(os.path.join(out, "jpeg_422.jpg"), quality=75, subsampling=1)
+    tall.save(os.path.join(out, "jpeg_420.jpg"), quality=60, subsampling=2)
+    big.convert("L").save(os.path.join(out, "jpeg_grey.jpg"), quality=80)
+    tall.convert("CMYK").save(os.path.join(out, "jpeg_cmyk.jpg"), quality=90)
+    rgb = np.asarray(tall, np.uint16)
+    wide = rgb * 257 + (np.arange(rgb.size, dtype=np.uint16).reshape(rgb.shape) % 251)
+    write_png(os.path.join(out, "png_rgb16.png"), wide, 16, 2)
+    write_png(os.path.join(out, "png_grey16.png"), wide[:, :, 0], 16, 0)
+    write_png(os.path.join(out, "png_adam7.png"), np.asarray(tall), 8, 2, interlace=True)
+    rgba = tall.copy()
+    rgba.putalpha(Image.fromarray((np.arange(61 * 143) % 256).astype(np.uint8).reshape(143, 61)))
+    rgba.save(os.path.join(out, "png_rgba.png"))
+    rgba.convert("LA").save(os.path.join(out, "png_grey_alpha.png"))
+    pal = tall.convert("P", palette=Image.ADAPTIVE, colors=200)
+    pal.save(os.path.join(out, "png_palette_trns.png"), transparency=3)
+    tall.convert("P", palette=Image.ADAPTIVE, colors=16).save(os.path.join(out, "png_palette4.png"),
+                                                              bits=4)
+    tall.convert("1").save(os.path.join(out, "png_1bit.png"))
+    names = ["progressive.jpg", "trailer.jpg", "jpeg_444.jpg", "jpeg_422.jpg", "jpeg_420.jpg",
+             "jpeg_grey.jpg", "jpeg_cmyk.jpg", "png_rgb16.png", "png_adam7.png", "png_rgba.png",
+             "png_grey_alpha.png", "png_palette_trns.png", "png_palette4.png", "png_1bit.png"]
+    for name in names:
+        with Image.open(os.path.join(out, name)) as im:
+            np.asarray(im.convert("RGB")).tofile(os.path.join(out, name + ".pil.u8"))
+    grey = (wide[:, :, 0] >> 8).astype(np.uint8)
+    np.repeat(grey[:, :, None], 3, axis=2).tofile(os.path.join(out, "png_grey16.png.pil.u8"))
 
     with open(os.path.join(out, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)

@@ -1,6 +1,6 @@
 /* Fuzz target of the request path that touches untrusted bytes: the JSON request parser and
- * validator, base64 decoding of every input, the header probe (pixel cap) and, for small
- * images, a full stb_image decode; then the response or fault text, which must itself be valid
+ * validator, base64 decoding of every input, the header probe (format, pixel cap) and, for small
+ * images, a full decode (libjpeg-turbo, libpng); then the response or fault text, which must itself be valid
  * JSON (checked: abort() otherwise). URLs are refused by policy, so nothing leaves the process.
  *
  * Built twice by tests/serve.cmake: with clang's libFuzzer (-fsanitize=fuzzer,address,undefined)
@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <stb/stb_image.h>
 
 #include "serve.h"
 
@@ -47,6 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (req.count == 0 || req.count > 16)
     abort();
   struct beit_fetch_policy no_urls = {0, 0, 1 << 20, 1.0};
+  struct beit_infer_options limits = {.max_pixels = 1 << 16}; /* JPEG and PNG only, as serve */
   beit_strbuf_puts(&out, "[");
   for (size_t i = 0; i < req.count; i++) {
     uint8_t *bytes = NULL;
@@ -55,14 +54,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (beit_request_item_bytes(&req, i, &no_urls, 1.0, &bytes, &n, &f) == 0) {
       int w, h;
       struct beit_error err = {0};
-      if (beit_infer_probe(bytes, n, 1 << 16, &w, &h, "fuzz", &err) == BEIT_STATUS_OK) {
-        int x, y, c;
-        uint8_t *px = stbi_load_from_memory(bytes, (int)n, &x, &y, &c, 3);
-        if (px) {
-          probs[0] = (float)px[0] / 255.0f;
-          probs[3] = (float)(x + y) / 512.0f;
-          stbi_image_free(px);
+      if (beit_infer_probe(bytes, n, &limits, &w, &h, "fuzz", &err) == BEIT_STATUS_OK) {
+        struct beit_data_image img;
+        if (beit_data_decode(&img, bytes, n, "fuzz", &err) == BEIT_STATUS_OK) {
+          probs[0] = (float)img.pixels[0] / 255.0f;
+          probs[3] = (float)(img.width + img.height) / 512.0f;
         }
+        beit_data_image_free(&img);
       }
       for (size_t k = 0; k < n && k < 4; k++)
         probs[k] = (float)bytes[k] / 255.0f;

@@ -61,17 +61,23 @@ endif()
 # binaries themselves so that AddressSanitizer instruments them.
 set(BEIT_FUZZ_SOURCES ${PROJECT_SOURCE_DIR}/serve/request.c ${PROJECT_SOURCE_DIR}/serve/base64.c
     ${PROJECT_SOURCE_DIR}/serve/text.c ${PROJECT_SOURCE_DIR}/serve/probe.c
-    ${PROJECT_SOURCE_DIR}/serve/fetch_stub.c ${PROJECT_SOURCE_DIR}/core/status.c)
+    ${PROJECT_SOURCE_DIR}/serve/fetch_stub.c ${PROJECT_SOURCE_DIR}/core/status.c
+    ${PROJECT_SOURCE_DIR}/data/image.c ${PROJECT_SOURCE_DIR}/data/image_jpeg.c
+    ${PROJECT_SOURCE_DIR}/data/image_png.c)
 find_path(BEIT_FUZZ_STB_INCLUDE stb/stb_image.h REQUIRED)
+find_package(JPEG REQUIRED)
+find_package(PNG REQUIRED)
 add_executable(fuzz_request_asan ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_request.c
-               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_driver.c ${BEIT_FUZZ_SOURCES})
+               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_driver.c
+               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_request_seeds.c ${BEIT_FUZZ_SOURCES})
 target_include_directories(fuzz_request_asan PRIVATE ${PROJECT_SOURCE_DIR}/include
-                           ${PROJECT_SOURCE_DIR}/serve ${PROJECT_SOURCE_DIR}/core ${CJSON_INCLUDE}
-                           ${BEIT_FUZZ_STB_INCLUDE})
+                           ${PROJECT_SOURCE_DIR}/serve ${PROJECT_SOURCE_DIR}/core
+                           ${PROJECT_SOURCE_DIR}/data ${CJSON_INCLUDE} ${BEIT_FUZZ_STB_INCLUDE})
 target_compile_options(fuzz_request_asan PRIVATE -fsanitize=address,undefined
                        -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g)
 target_link_options(fuzz_request_asan PRIVATE -fsanitize=address,undefined)
-target_link_libraries(fuzz_request_asan PRIVATE ${CJSON_LIB} ${BEIT_SERVE_STB_LIB} ${MATH_LIB})
+target_link_libraries(fuzz_request_asan PRIVATE ${CJSON_LIB} ${BEIT_SERVE_STB_LIB} JPEG::JPEG
+                      PNG::PNG ${MATH_LIB})
 add_test(NAME fuzz_request_asan COMMAND fuzz_request_asan --runs 50000 --seed 1)
 set_tests_properties(fuzz_request_asan PROPERTIES LABELS "unit;fuzz" TIMEOUT 300)
 
@@ -82,9 +88,10 @@ if(BEIT_CLANG)
     COMMAND ${BEIT_CLANG} -std=c11 -D_DEFAULT_SOURCE -g -O1 -fno-omit-frame-pointer
             -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
             -I${PROJECT_SOURCE_DIR}/include -I${PROJECT_SOURCE_DIR}/serve
-            -I${PROJECT_SOURCE_DIR}/core -I${CJSON_INCLUDE} -I${BEIT_FUZZ_STB_INCLUDE}
-            ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_request.c ${BEIT_FUZZ_SOURCES}
-            ${CJSON_LIB} ${BEIT_SERVE_STB_LIB} -lm -o ${fuzzer}
+            -I${PROJECT_SOURCE_DIR}/core -I${PROJECT_SOURCE_DIR}/data -I${CJSON_INCLUDE}
+            -I${BEIT_FUZZ_STB_INCLUDE} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_request.c
+            ${BEIT_FUZZ_SOURCES} ${CJSON_LIB} ${BEIT_SERVE_STB_LIB} ${JPEG_LIBRARIES}
+            ${PNG_LIBRARIES} -lm -o ${fuzzer}
     DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz_request.c ${BEIT_FUZZ_SOURCES}
     COMMENT "clang libFuzzer build of the request parser" VERBATIM)
   add_custom_target(fuzz_request_libfuzzer ALL DEPENDS ${fuzzer})

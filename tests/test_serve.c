@@ -480,20 +480,33 @@ static void test_probe(const struct beit_infer *inf)
   put32(iend + 8, crc32_of(iend + 4, 4));
   int w, h;
   struct beit_error err = {0};
-  CHECK(beit_infer_probe(png, sizeof png, 0, &w, &h, "bomb", &err) == BEIT_STATUS_OK &&
+  struct beit_infer_options nocap, cap;
+  beit_infer_defaults(&nocap);
+  beit_infer_defaults(&cap);
+  nocap.max_pixels = 0;
+  CHECK(beit_infer_probe(png, sizeof png, &nocap, &w, &h, "bomb", &err) == BEIT_STATUS_OK &&
         w == 10000 && h == 10000);
-  CHECK(beit_infer_probe(png, sizeof png, 40000000, &w, &h, "bomb", &err) == BEIT_STATUS_USAGE &&
+  CHECK(beit_infer_probe(png, sizeof png, &cap, &w, &h, "bomb", &err) == BEIT_STATUS_USAGE &&
         strstr(err.message, "bomb") && strstr(err.message, "10000x10000"));
-  put32(ihdr + 8, 60000); /* beyond stb_image's own 1 GB limit: refused as too large, too */
+  put32(ihdr + 8, 60000); /* beyond the decoders' limits: refused as too large, even uncapped */
   put32(ihdr + 21, crc32_of(ihdr + 4, 17));
-  CHECK(beit_infer_probe(png, sizeof png, 0, &w, &h, "huge", &err) == BEIT_STATUS_USAGE);
+  CHECK(beit_infer_probe(png, sizeof png, &nocap, &w, &h, "huge", &err) == BEIT_STATUS_USAGE &&
+        strstr(err.message, "decoder's limit"));
   put32(ihdr + 8, 10000);
   put32(ihdr + 21, crc32_of(ihdr + 4, 17));
   float view[3 * 16 * 16];
   struct beit_data_scratch *ws = beit_data_scratch_init();
   CHECK(beit_infer_prepare(inf, png, sizeof png, "bomb", view, NULL, ws, &err) ==
         BEIT_STATUS_USAGE);
-  CHECK(beit_infer_probe("not an image", 12, 0, &w, &h, "junk", &err) == BEIT_STATUS_FORMAT);
+  CHECK(beit_infer_probe("not an image", 12, &nocap, &w, &h, "junk", &err) == BEIT_STATUS_FORMAT);
+  /* formats other than JPEG and PNG: refused (415) unless any_format, as for local files */
+  static const uint8_t gif[] = "GIF89a\x02\x00\x03\x00\x00\x00\x00,\x00\x00\x00\x00\x02\x00"
+                               "\x03\x00\x00\x02\x02\x04\x01\x00;";
+  CHECK(beit_infer_probe(gif, sizeof gif, &cap, &w, &h, "anim.gif", &err) ==
+            BEIT_STATUS_UNSUPPORTED && strstr(err.message, "anim.gif: a GIF image"));
+  cap.any_format = 1;
+  CHECK(beit_infer_probe(gif, sizeof gif, &cap, &w, &h, "anim.gif", &err) == BEIT_STATUS_OK &&
+        w == 2 && h == 3);
   /* a real PNG decodes and preprocesses; cut short it is FORMAT */
   uint8_t rgb[20 * 12 * 3];
   for (size_t i = 0; i < sizeof rgb; i++)

@@ -281,6 +281,9 @@ def test_server(beit, fx, ref):
             half = f.read()
         expect_fault(srv, "truncated PNG", 422, "undecodable_image", 2,
                      card_request([a, a, base64.b64encode(half[: len(half) // 2]).decode()]), good=good)
+        gif = b"GIF89a\x02\x00\x03\x00\x00\x00\x00,\x00\x00\x00\x00\x02\x00\x03\x00\x00\x02\x02\x04\x01\x00;"
+        expect_fault(srv, "a GIF (JPEG and PNG only)", 415, "unsupported_media_type", 1,
+                     card_request([a, base64.b64encode(gif).decode()]), good=good)
         expect_fault(srv, "too many images", 413, "too_many_images", 4, card_request([a] * 5), good=good)
         expect_fault(srv, "decompression bomb", 413, "image_too_large", 1,
                      card_request([a, base64.b64encode(bomb_png(10000, 10000)).decode()]), good=good)

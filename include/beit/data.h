@@ -50,15 +50,32 @@ struct beit_data_image {
   int width, height;
 };
 
-/* Decode an encoded file (JPEG, PNG, BMP, GIF first frame, TGA, PNM) to RGB: grey is
- * replicated, alpha dropped (PIL's convert("RGB")). A JPEG whose segments do not reach the
- * end-of-image marker, a PNG whose chunks do not reach IEND, a GIF whose first image is cut and
- * an uncompressed BMP whose pixel array is cut count as truncated. FORMAT on
- * failure, the message names key. img must be freed with beit_data_image_free (also after a
- * failure: it is then empty). */
+/* Decode an encoded file to RGB: grey is replicated, alpha dropped (PIL's convert("RGB")).
+ * JPEG goes through libjpeg-turbo and PNG through libpng, the decoders PIL uses (the pixels are
+ * PIL's); the formats stb_image reads (GIF first frame, BMP, TGA, PSD, HDR, PNM, PIC) through
+ * stb_image, meant for local files: `beit serve` accepts JPEG and PNG only. A JPEG whose
+ * segments do not reach the end-of-image marker, a PNG whose chunks do not reach IEND, a GIF
+ * whose first image is cut and an uncompressed BMP whose pixel array is cut count as truncated.
+ * FORMAT on failure, the message names key. img must be freed with beit_data_image_free (also
+ * after a failure: it is then empty). */
 enum beit_status beit_data_decode(struct beit_data_image *img, const void *data, size_t size,
                                   const char *key, struct beit_error *err);
 void beit_data_image_free(struct beit_data_image *img);
+
+/* The decoders' limits: a longer side or more pixels is refused from the header. */
+#define BEIT_IMAGE_MAX_SIDE (1 << 15)
+#define BEIT_IMAGE_MAX_PIXELS ((size_t)1 << 28)
+
+/* Which decoder beit_data_decode uses, from the file's signature. */
+enum beit_image_format { BEIT_IMAGE_JPEG, BEIT_IMAGE_PNG, BEIT_IMAGE_OTHER };
+enum beit_image_format beit_data_image_format(const void *data, size_t size);
+/* The format's name for messages: "JPEG", "PNG", "GIF", "BMP", ..., or "unrecognised". */
+const char *beit_data_image_format_name(const void *data, size_t size);
+
+/* Width and height from the file's header alone (no pixel data is decoded or allocated), so a
+ * decompression bomb can be refused first. FORMAT when the header is not readable. */
+enum beit_status beit_data_image_size(const void *data, size_t size, int *width, int *height,
+                                      const char *key, struct beit_error *err);
 
 /* PIL resampling filters (Image.BILINEAR, BICUBIC a=-0.5, LANCZOS a=3). */
 enum beit_data_filter {

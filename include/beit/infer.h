@@ -49,6 +49,9 @@ struct beit_infer_options {
                         else one session over all cores */
   int threads;       /* OpenMP threads of each forward; 0 = omp_get_max_threads() / sessions */
   size_t max_pixels; /* decoded-pixel cap, checked from the header before decoding (40 M) */
+  int any_format;    /* 0 (default): JPEG and PNG only, the formats with hardened decoders;
+                        others are UNSUPPORTED (HTTP 415). 1: every format beit_data_decode
+                        reads, for local files the user chose (beit predict) */
   enum beit_precision precision; /* matrix products (default AUTO: bf16 where the CPU has AMX,
                                     else fp32); beit_infer_get_options gives the resolved one */
 };
@@ -77,13 +80,16 @@ const struct beit_data_preprocess *beit_infer_preprocessing(const struct beit_in
 const struct beit_infer_options *beit_infer_get_options(const struct beit_infer *inf);
 const char *beit_infer_model_dir(const struct beit_infer *inf);
 
-/* Width and height from the file header without decoding pixels. FORMAT when no decoder
- * recognises the header; USAGE (an input too large: HTTP 413) when width * height exceeds
- * max_pixels (0 = no cap) -- a decompression bomb is refused here, before any allocation. */
-enum beit_status beit_infer_probe(const void *data, size_t size, size_t max_pixels, int *width,
-                                  int *height, const char *key, struct beit_error *err);
+/* Width and height from the file header without decoding pixels, under opt's limits.
+ * UNSUPPORTED (HTTP 415) for a format other than JPEG or PNG unless opt->any_format; FORMAT when
+ * the header is not readable; USAGE (an input too large: HTTP 413) when width * height exceeds
+ * opt->max_pixels (0 = no cap) or the decoder's limits -- a decompression bomb is refused here,
+ * before any allocation. */
+enum beit_status beit_infer_probe(const void *data, size_t size,
+                                  const struct beit_infer_options *opt, int *width, int *height,
+                                  const char *key, struct beit_error *err);
 
-/* Probe (with the model's pixel cap), decode and preprocess one encoded image into view
+/* Probe (with the model's options: pixel cap, formats), decode and preprocess one encoded image into view
  * (3, S, S). When keep is not NULL the decoded RGB image is handed over to the caller (free
  * with beit_data_image_free), else freed. ws: the calling thread's scratch. Errors name key. */
 enum beit_status beit_infer_prepare(const struct beit_infer *inf, const void *data, size_t size,

@@ -1,60 +1,45 @@
-/* A bounded, deterministic fuzz driver for tests/fuzz_request.c when libFuzzer is not used:
- * seeds (valid requests with real base64 PNGs, data URIs, rows, URLs, near misses) mutated by
- * bit flips, byte edits, insertions of JSON punctuation, truncation, duplication and splicing,
- * each run through LLVMFuzzerTestOneInput under AddressSanitizer + UBSan.
- *   fuzz_request_asan [--runs N] [--seed S]    fuzz (exit 0 = no crash)
- *   fuzz_request_asan --write-seeds DIR        write the seeds as a libFuzzer corpus */
-#include <stdint.h>
+/* A bounded, deterministic fuzz driver for builds without libFuzzer (gcc + AddressSanitizer +
+ * UBSan in CI): the target's seeds (fuzz_driver.h) mutated by bit flips, byte edits, insertions
+ * and overwrites from the target's dictionary, boundary integers written over 1-8 bytes,
+ * deletions, truncation, duplication and splicing, each run through LLVMFuzzerTestOneInput as an
+ * exact-size heap copy (so a read one past the end is caught).
+ *   fuzz_<name>_asan [--runs N] [--seed S] [--replay DIR]...   seeds, DIR's files, N mutations
+ *   fuzz_<name>_asan FILE...                                  run these inputs once (a crash)
+ *   fuzz_<name>_asan --write-seeds DIR                        the seeds as a libFuzzer corpus
+ * Exit 0 means no crash: a crash aborts under the sanitizers. */
+#include "fuzz_driver.h"
+
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "serve.h"
+#define MAX_SEEDS 256
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-unsigned char *stbi_write_png_to_mem(const unsigned char *pixels, int stride_bytes, int x, int y,
-                                     int n, int *out_len);
+static uint8_t *seeds[MAX_SEEDS];
+static size_t seed_len[MAX_SEEDS], nseeds, longest_seed;
 
-#define MAX_SEEDS 32
-#define MAX_LEN 8192
-
-static char *seeds[MAX_SEEDS];
-static size_t seed_len[MAX_SEEDS], nseeds;
-
-static void add_seed(const char *s)
+void fuzz_add_seed(const void *bytes, size_t n)
 {
-  if (nseeds < MAX_SEEDS && (seeds[nseeds] = strdup(s)))
-    seed_len[nseeds] = strlen(s), nseeds++;
+  if (nseeds == MAX_SEEDS || !(seeds[nseeds] = malloc(n ? n : 1))) {
+    fprintf(stderr, "fuzz_%s: cannot keep seed %zu\n", fuzz_target.name, nseeds);
+    abort();
+  }
+  memcpy(seeds[nseeds], bytes, n);
+  seed_len[nseeds++] = n;
+  if (n > longest_seed)
+    longest_seed = n;
 }
 
-static void make_seeds(void)
+/* One run on an exact-size copy of n bytes. */
+static void run_one(const uint8_t *bytes, size_t n)
 {
-  uint8_t rgb[6 * 5 * 3];
-  for (size_t i = 0; i < sizeof rgb; i++)
-    rgb[i] = (uint8_t)(i * 41);
-  int len = 0;
-  unsigned char *png = stbi_write_png_to_mem(rgb, 6 * 3, 6, 5, 3, &len);
-  char b64[1024] = "";
-  if (png && len > 0 && (size_t)len * 4 / 3 + 8 < sizeof b64)
-    b64[beit_base64_encode(b64, png, (size_t)len)] = '\0';
-  free(png);
-  char buf[4096];
-  snprintf(buf, sizeof buf, "{\"input_data\": {\"columns\": [\"image\"], \"index\": [0, 1], "
-           "\"data\": [\"%s\", \"%s\"]}}", b64, b64);
-  add_seed(buf);
-  snprintf(buf, sizeof buf, "{\"input_data\": {\"data\": [\"data:image/png;base64,%s\"]}}", b64);
-  add_seed(buf);
-  snprintf(buf, sizeof buf, "{\"input_data\": {\"columns\": [\"id\", \"image\"], \"data\": "
-           "[[1, \"%s\"], [2, \"Zm9vYmFy\"]]}}", b64);
-  add_seed(buf);
-  add_seed("{\"input_data\": {\"columns\": [\"image\"], \"index\": [0], \"data\": "
-           "[\"https://127.0.0.1/a.png\"]}}");
-  add_seed("{\"input_data\": {\"data\": [\"Zm9v\", \"Zg==\", \"_-8=\", \"\\u0000\"]}}");
-  add_seed("{\"input_data\": {\"data\": [\"iVBORw0KGgoAAAANSUhEUgAAdTAAAHUwCAIAAAA=\"]}}");
-  add_seed("{\"input_data\": {\"index\": [], \"data\": []}}");
-  add_seed("{\"input_data\": {\"data\": [1, null, true, {}, []]}}");
-  add_seed("[{\"input_data\": 0}]");
-  add_seed("{\"input_data\": {\"data\": [\"ftp://x/y\", \"data:,x\"]}} ");
+  uint8_t *exact = malloc(n ? n : 1);
+  if (!exact)
+    abort();
+  memcpy(exact, bytes, n);
+  LLVMFuzzerTestOneInput(exact, n);
+  free(exact);
 }
 
 static uint64_t rng_state;
@@ -64,16 +49,26 @@ static uint32_t rnd(void)
   return (uint32_t)(rng_state >> 33);
 }
 
-static size_t mutate(uint8_t *buf, size_t n)
+static size_t ntokens(void)
 {
-  static const char *const tokens[] = {"\"", "{", "}", "[", "]", ",", ":", "\\", "\\u0000",
-                                       "null", "1e999", "-", "=", "data:", "http://",
-                                       "\"input_data\"", "\"data\"", "\"columns\"", "\"index\"",
-                                       "\"image\"", "AAAA", "////", "\xff\xfe", "\n"};
+  size_t n = 0;
+  while (fuzz_target.tokens && fuzz_target.tokens[n])
+    n++;
+  return n;
+}
+
+/* A few stacked edits of buf (n bytes, room for cap). */
+static size_t mutate(uint8_t *buf, size_t n, size_t cap)
+{
+  static const uint64_t boundary[] = {0, 1, 2, 7, 8, 0x7f, 0x80, 0xff, 0x100, 0x7fff, 0x8000,
+                                      0xffff, 0x10000, 0x7fffffff, 0x80000000u, 0xffffffffu,
+                                      0x100000000ull, 0x7fffffffffffffffull,
+                                      0x8000000000000000ull, 0xffffffffffffffffull};
+  size_t nt = ntokens();
   int rounds = 1 + (int)(rnd() % 4);
   for (int r = 0; r < rounds; r++) {
     size_t pos = n ? rnd() % (n + 1) : 0;
-    switch (rnd() % 7) {
+    switch (rnd() % 9) {
     case 0: /* flip a bit */
       if (n)
         buf[pos % n] ^= (uint8_t)(1u << (rnd() % 8));
@@ -83,16 +78,37 @@ static size_t mutate(uint8_t *buf, size_t n)
         buf[pos % n] = (uint8_t)rnd();
       break;
     case 2: { /* insert a token */
-      const char *t = tokens[rnd() % (sizeof tokens / sizeof tokens[0])];
+      if (!nt)
+        break;
+      const char *t = fuzz_target.tokens[rnd() % nt];
       size_t k = strlen(t);
-      if (n + k < MAX_LEN) {
+      if (n + k <= cap) {
         memmove(buf + pos + k, buf + pos, n - pos);
         memcpy(buf + pos, t, k);
         n += k;
       }
       break;
     }
-    case 3: /* delete a range */
+    case 3: { /* overwrite with a token */
+      if (!nt)
+        break;
+      const char *t = fuzz_target.tokens[rnd() % nt];
+      size_t k = strlen(t);
+      if (pos + k <= n)
+        memcpy(buf + pos, t, k);
+      break;
+    }
+    case 4: { /* a boundary integer over 1, 2, 4 or 8 bytes, little or big endian */
+      uint64_t v = boundary[rnd() % (sizeof boundary / sizeof boundary[0])];
+      size_t k = (size_t)1 << (rnd() % 4);
+      int big = rnd() % 2;
+      if (rnd() % 4 == 0)
+        v += (uint64_t)(rnd() % 3) - 1; /* off by one */
+      for (size_t i = 0; i < k && pos + k <= n; i++)
+        buf[pos + i] = (uint8_t)(v >> (8 * (big ? k - 1 - i : i)));
+      break;
+    }
+    case 5: /* delete a range */
       if (n) {
         size_t k = 1 + rnd() % 16;
         if (pos + k > n)
@@ -101,16 +117,16 @@ static size_t mutate(uint8_t *buf, size_t n)
         n -= k;
       }
       break;
-    case 4: /* truncate */
+    case 6: /* truncate */
       n = pos;
       break;
-    case 5: { /* duplicate a range */
+    case 7: { /* duplicate a range */
       if (!n)
         break;
       size_t start = rnd() % n, k = 1 + rnd() % 64;
       if (start + k > n)
         k = n - start;
-      if (n + k < MAX_LEN) {
+      if (n + k <= cap) {
         memmove(buf + pos + k, buf + pos, n - pos);
         memmove(buf + pos, buf + start + (start >= pos ? k : 0), k);
         n += k;
@@ -120,7 +136,7 @@ static size_t mutate(uint8_t *buf, size_t n)
     default: { /* splice another seed's tail */
       size_t s = rnd() % nseeds, from = seed_len[s] ? rnd() % seed_len[s] : 0;
       size_t k = seed_len[s] - from;
-      if (pos + k < MAX_LEN) {
+      if (pos + k <= cap) {
         memcpy(buf + pos, seeds[s] + from, k);
         n = pos + k;
       }
@@ -131,11 +147,108 @@ static size_t mutate(uint8_t *buf, size_t n)
   return n;
 }
 
+/* The whole of a file (NULL when unreadable). */
+static uint8_t *read_file(const char *path, size_t *n)
+{
+  FILE *f = fopen(path, "rb");
+  uint8_t *buf = NULL;
+  size_t cap = 0;
+  *n = 0;
+  if (!f)
+    return NULL;
+  for (;;) {
+    if (*n == cap) {
+      uint8_t *p = realloc(buf, cap = cap ? 2 * cap : 4096);
+      if (!p)
+        abort();
+      buf = p;
+    }
+    size_t got = fread(buf + *n, 1, cap - *n, f);
+    *n += got;
+    if (got == 0)
+      break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+static int run_file(const char *path)
+{
+  size_t n;
+  uint8_t *bytes = read_file(path, &n);
+  if (!bytes) {
+    perror(path);
+    return -1;
+  }
+  run_one(bytes, n);
+  free(bytes);
+  return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every regular file of dir, in name order; how many, or -1. */
+static long replay_dir(const char *dir)
+{
+  DIR *d = opendir(dir);
+  if (!d) {
+    perror(dir);
+    return -1;
+  }
+  char **names = NULL;
+  size_t count = 0, cap = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    if (count == cap && !(names = realloc(names, (cap = cap ? 2 * cap : 64) * sizeof *names)))
+      abort();
+    if (!(names[count++] = strdup(e->d_name)))
+      abort();
+  }
+  closedir(d);
+  qsort(names, count, sizeof *names, cmp_names);
+  int failed = 0;
+  for (size_t i = 0; i < count; i++) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    failed |= run_file(path) != 0;
+    free(names[i]);
+  }
+  free(names);
+  return failed ? -1 : (long)count;
+}
+
+static int write_seeds(const char *dir)
+{
+  for (size_t i = 0; i < nseeds; i++) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/seed-%02zu%s", dir, i, fuzz_target.seed_suffix);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(seeds[i], 1, seed_len[i], f) != seed_len[i] || fclose(f) != 0) {
+      perror(path);
+      return 1;
+    }
+  }
+  printf("wrote %zu seeds to %s\n", nseeds, dir);
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
-  long runs = 4000;
+  long runs = 4000, replayed = 0;
   unsigned long seed = 1;
   const char *seed_dir = NULL;
+  const char *replay[16];
+  int nreplay = 0, nfiles = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--runs") && i + 1 < argc)
       runs = strtol(argv[++i], NULL, 10);
@@ -143,45 +256,55 @@ int main(int argc, char **argv)
       seed = strtoul(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--write-seeds") && i + 1 < argc)
       seed_dir = argv[++i];
+    else if (!strcmp(argv[i], "--replay") && i + 1 < argc && nreplay < 16)
+      replay[nreplay++] = argv[++i];
+    else if (argv[i][0] != '-')
+      argv[1 + nfiles++] = argv[i]; /* inputs to run once, gathered at the front */
     else {
-      fprintf(stderr, "usage: %s [--runs N] [--seed S] [--write-seeds DIR]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--runs N] [--seed S] [--replay DIR]... | FILE... | "
+              "--write-seeds DIR\n", argv[0]);
       return 2;
     }
   }
-  make_seeds();
-  if (seed_dir) {
-    for (size_t i = 0; i < nseeds; i++) {
-      char path[4096];
-      snprintf(path, sizeof path, "%s/seed-%02zu.json", seed_dir, i);
-      FILE *f = fopen(path, "wb");
-      if (!f || fwrite(seeds[i], 1, seed_len[i], f) != seed_len[i]) {
-        perror(path);
+  if (nfiles) {
+    for (int i = 1; i <= nfiles; i++)
+      if (run_file(argv[i]))
         return 1;
-      }
-      fclose(f);
-    }
-    printf("wrote %zu seeds to %s\n", nseeds, seed_dir);
+    printf("fuzz_%s: %d inputs, no crash\n", fuzz_target.name, nfiles);
     return 0;
   }
+  if (fuzz_target.make_seeds() != 0 || nseeds == 0) {
+    fprintf(stderr, "fuzz_%s: the seeds could not be made\n", fuzz_target.name);
+    return 1;
+  }
+  if (seed_dir)
+    return write_seeds(seed_dir);
+  for (int i = 0; i < nreplay; i++) { /* regression inputs of bugs found before */
+    long k = replay_dir(replay[i]);
+    if (k < 0)
+      return 1;
+    replayed += k;
+  }
+  for (size_t i = 0; i < nseeds; i++)
+    run_one(seeds[i], seed_len[i]);
+  size_t cap = fuzz_target.max_len > longest_seed ? fuzz_target.max_len : longest_seed;
+  uint8_t *buf = malloc(cap);
+  if (!buf)
+    abort();
   rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
-  static uint8_t buf[MAX_LEN];
-  for (size_t i = 0; i < nseeds; i++) /* the seeds themselves first */
-    LLVMFuzzerTestOneInput((const uint8_t *)seeds[i], seed_len[i]);
   for (long r = 0; r < runs; r++) {
     size_t s = rnd() % nseeds, n = seed_len[s];
     memcpy(buf, seeds[s], n);
     /* stacked mutations: a few runs go far from the seed */
     int depth = 1 + (int)(rnd() % 3);
     for (int d = 0; d < depth; d++)
-      n = mutate(buf, n);
-    /* every input also once as an exact-size heap copy, so reads past the end are caught */
-    uint8_t *exact = malloc(n ? n : 1);
-    memcpy(exact, buf, n);
-    LLVMFuzzerTestOneInput(exact, n);
-    free(exact);
+      n = mutate(buf, n, cap);
+    run_one(buf, n);
   }
+  free(buf);
   for (size_t i = 0; i < nseeds; i++)
     free(seeds[i]);
-  printf("fuzz_request: %ld mutated runs + %zu seeds, no crash\n", runs, nseeds);
+  printf("fuzz_%s: %ld mutated runs + %zu seeds + %ld regression inputs, no crash\n",
+         fuzz_target.name, runs, nseeds, replayed);
   return 0;
 }

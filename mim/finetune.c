@@ -36,7 +36,6 @@ static const char *const phase_names[PHASE_COUNT] = {
 
 struct finetune {
   struct beit_recipe recipe;
-  double phase[PHASE_COUNT], phase_mark;
   struct beit_dist *dist;
   struct beit_model *model;
   enum beit_precision precision; /* of the encoder's matrix products */
@@ -57,12 +56,7 @@ struct finetune {
   struct beit_finetune_summary *sum;
 };
 
-static void mark(struct finetune *p, enum phase ph)
-{
-  double t = beit_clock_now();
-  p->phase[ph] += t - p->phase_mark;
-  p->phase_mark = t;
-}
+static void mark(struct finetune *p, enum phase ph) { beit_trainer_mark(&p->trainer, ph); }
 
 void beit_finetune_recipe_defaults(struct beit_recipe *r)
 {
@@ -125,12 +119,15 @@ enum beit_status beit_finetune_config(struct beit_config *out, const struct beit
 
 /* ---- the loop ------------------------------------------------------------------------------ */
 
-/* Forward + loss of one training micro-batch; back-propagates the sum of its per-sample losses.
- * stats: loss sum, hits, samples. */
-static enum beit_status micro_step(struct finetune *p, const struct beit_loader_batch *b,
-                                   double stats[3], int last, struct beit_error *err)
+/* beit_trainer_loop: forward + loss of one training micro-batch; back-propagates the sum of its
+ * per-sample losses (trainer.h). */
+static enum beit_status train_micro_batch(void *ctx, const struct beit_loader_batch *b,
+                                          struct beit_step_sums *sums, double *extra,
+                                          struct beit_error *err)
 {
+  struct finetune *p = ctx;
   struct beit_model *m = p->model;
+  (void)extra;
   size_t B = b->count, C = p->C, S = (size_t)m->cfg.image_size;
   const float *pixels = b->view_a;
   const int32_t *labels = p->multilabel ? NULL : b->labels;
@@ -162,56 +159,13 @@ static enum beit_status micro_step(struct finetune *p, const struct beit_loader_
   long hits = 0;
   double loss = beit_model_loss(m, labels, targets, labels ? smoothing : 0.0f, &hits);
   mark(p, PHASE_FORWARD);
-  stats[0] += loss * (double)B;
-  stats[1] += (double)hits;
-  stats[2] += (double)B;
-  m->grads_ready = last ? beit_dist_grads_ready : NULL;
-  m->grads_ready_ctx = p->reducer;
-  if (last)
-    beit_dist_grads_begin(p->reducer);
+  sums->loss += loss * (double)B;
+  sums->correct += (double)hits;
+  sums->units += (double)B;
+  sums->images += (double)B;
   beit_model_backward(m, (float)B); /* the sum over the micro-batch's samples (trainer.h) */
   mark(p, PHASE_BACKWARD);
   return BEIT_STATUS_OK;
-}
-
-/* One optimizer step: accum_steps micro-batches, gradient averaging, guarded update.
- * out: loss, accuracy, grad norm, images. */
-static enum beit_status train_step(struct finetune *p, double out[4], struct beit_error *err)
-{
-  struct beit_model *m = p->model;
-  long accum = p->recipe.batch.accum_steps;
-  double stats[4] = {0, 0, 0, 0}; /* loss sum, hits, samples, interrupted */
-  enum beit_status st;
-  p->phase_mark = beit_clock_now();
-  beit_model_zero_grad(m);
-  for (long a = 0; a < accum; a++) {
-    const struct beit_loader_batch *b = NULL;
-    if ((st = beit_loader_next(p->loader, &b, err)))
-      return st;
-    mark(p, PHASE_DATA);
-    if (!b)
-      return beit_error_set(err, BEIT_STATUS_INTERNAL, "training loader ended");
-    if ((st = micro_step(p, b, stats, a == accum - 1, err)))
-      return st;
-  }
-  m->grads_ready = NULL;
-  if ((st = beit_dist_grads_finish(p->reducer, err)))
-    return st;
-  mark(p, PHASE_ALLREDUCE);
-  stats[3] = beit_trainer_interrupted();
-  if ((st = beit_dist_allreduce_sum_f64(p->dist, stats, 4, err)))
-    return st;
-  double loss = stats[2] > 0 ? stats[0] / stats[2] : 0.0, norm;
-  int applied;
-  if ((st = beit_trainer_update(&p->trainer, loss, stats[2], &norm, &applied, err)))
-    return st;
-  beit_loader_cursor(p->loader, &p->trainer.cursor);
-  mark(p, PHASE_UPDATE);
-  out[0] = loss;
-  out[1] = stats[2] > 0 ? stats[1] / stats[2] : 0.0;
-  out[2] = norm;
-  out[3] = stats[2]; /* images of all ranks, as beit_trainer_log counts them */
-  return stats[3] > 0 ? BEIT_STATUS_INTERRUPTED : BEIT_STATUS_OK;
 }
 
 static void eval_options(const struct finetune *p, struct beit_eval_options *o)
@@ -471,20 +425,6 @@ static void teardown(struct finetune *p)
 }
 
 /* beit_trainer_loop callbacks */
-static enum beit_status loop_step(void *ctx, double out[4], struct beit_error *err)
-{
-  return train_step(ctx, out, err);
-}
-
-static void loop_log_fields(void *ctx, cJSON *f, double steps)
-{
-  struct finetune *p = ctx;
-  for (int ph = 0; ph < PHASE_COUNT; ph++) { /* seconds per step, averaged over the window */
-    cJSON_AddNumberToObject(f, phase_names[ph], p->phase[ph] / steps);
-    p->phase[ph] = 0;
-  }
-}
-
 static enum beit_status loop_evaluate(void *ctx, int final, struct beit_error *err)
 {
   struct finetune *p = ctx;
@@ -585,9 +525,11 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
     goto done;
   }
-  struct beit_trainer_loop loop = {&p, "acc", p.config, p.loader, loop_step, loop_log_fields,
-                                   p.recipe.data.eval[0] ? loop_evaluate : NULL,
-                                   p.preprocessor};
+  struct beit_trainer_loop loop = {
+      .ctx = &p, .acc_name = "acc", .config = p.config, .loader = p.loader,
+      .reducer = p.reducer, .model = p.model, .micro_batch = train_micro_batch,
+      .phase_names = phase_names, .nphases = PHASE_COUNT,
+      .evaluate = p.recipe.data.eval[0] ? loop_evaluate : NULL, .preprocessor = p.preprocessor};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&p.trainer, &loop, &run, err);
   snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s", run.last_checkpoint);

@@ -9,7 +9,6 @@
 #include "beit/data.h"
 #include "beit/tokenizer.h"
 #include "checkpoint.h"
-#include "clock.h"
 #include "drop_path.h"
 #include "encoder.h"
 #include "kernels.h"
@@ -34,8 +33,6 @@ static const char *const phase_names[PHASE_COUNT] = {
 
 struct pretrain {
   struct beit_recipe recipe;
-  double phase[PHASE_COUNT], phase_mark;
-  double allreduce_total; /* seconds inside MPI for gradients, hidden or not, since last log */
   struct beit_pretrain_summary *sum;
   struct beit_dist *dist;
   struct beit_model *model;
@@ -52,13 +49,7 @@ struct pretrain {
   struct beit_drop_path drop_path;
 };
 
-/* Charge the time since the previous mark to phase ph. */
-static void mark(struct pretrain *p, enum phase ph)
-{
-  double t = beit_clock_now();
-  p->phase[ph] += t - p->phase_mark;
-  p->phase_mark = t;
-}
+static void mark(struct pretrain *p, enum phase ph) { beit_trainer_mark(&p->trainer, ph); }
 
 /* The mask of every sample of the batch, from its own stream. */
 static void draw_masks(struct pretrain *p, const struct beit_loader_batch *b)
@@ -190,57 +181,23 @@ static enum beit_status evaluate(struct pretrain *p, const char *dir,
   return st;
 }
 
-/* One optimizer step: accum_steps micro-batches, gradient averaging, guarded update. */
-static enum beit_status train_step(struct pretrain *p, double out[4], struct beit_error *err)
+/* beit_trainer_loop: one training micro-batch; back-propagates the sum over its masked tokens
+ * (trainer.h). */
+static enum beit_status train_micro_batch(void *ctx, const struct beit_loader_batch *b,
+                                          struct beit_step_sums *sums, double *extra,
+                                          struct beit_error *err)
 {
-  struct beit_model *m = p->model;
-  long accum = p->recipe.batch.accum_steps;
-  double stats[5] = {0, 0, 0, 0, 0}; /* loss sum, hits, tokens, images, interrupted */
-  enum beit_status st;
-  p->phase_mark = beit_clock_now();
-  beit_model_zero_grad(m);
-  for (long a = 0; a < accum; a++) {
-    const struct beit_loader_batch *b = NULL;
-    if ((st = beit_loader_next(p->loader, &b, err)))
-      return st;
-    mark(p, PHASE_DATA);
-    if (!b)
-      return beit_error_set(err, BEIT_STATUS_INTERNAL, "training loader ended");
-    double tokens_before = stats[2];
-    if ((st = micro_step(p, b, 1, &stats[0], &stats[1], &stats[2], NULL, err)))
-      return st;
-    stats[3] += (double)b->count;
-    int last = a == accum - 1;
-    /* the last micro-batch's backward overlaps the gradient allreduce, bucket by bucket */
-    m->grads_ready = last ? beit_dist_grads_ready : NULL;
-    m->grads_ready_ctx = p->reducer;
-    if (last)
-      beit_dist_grads_begin(p->reducer);
-    /* back-propagate the sum over this micro-batch's masked tokens (see trainer.h) */
-    beit_model_backward(m, (float)(stats[2] - tokens_before));
-    mark(p, PHASE_BACKWARD);
-  }
-  m->grads_ready = NULL;
-  if ((st = beit_dist_grads_finish(p->reducer, err)))
+  struct pretrain *p = ctx;
+  (void)extra;
+  double tokens = 0.0;
+  enum beit_status st = micro_step(p, b, 1, &sums->loss, &sums->correct, &tokens, NULL, err);
+  if (st)
     return st;
-  mark(p, PHASE_ALLREDUCE);
-  struct beit_dist_grads_stats gs;
-  beit_dist_grads_get_stats(p->reducer, &gs);
-  p->allreduce_total += gs.mpi_seconds;
-  stats[4] = beit_trainer_interrupted();
-  if ((st = beit_dist_allreduce_sum_f64(p->dist, stats, 5, err)))
-    return st;
-  double loss = stats[2] > 0 ? stats[0] / stats[2] : 0.0, norm;
-  int applied;
-  if ((st = beit_trainer_update(&p->trainer, loss, stats[2], &norm, &applied, err)))
-    return st;
-  beit_loader_cursor(p->loader, &p->trainer.cursor);
-  mark(p, PHASE_UPDATE);
-  out[0] = loss;
-  out[1] = stats[2] > 0 ? stats[1] / stats[2] : 0.0;
-  out[2] = norm;
-  out[3] = stats[3];
-  return stats[4] > 0 ? BEIT_STATUS_INTERRUPTED : BEIT_STATUS_OK;
+  sums->units += tokens;
+  sums->images += (double)b->count;
+  beit_model_backward(p->model, (float)tokens);
+  mark(p, PHASE_BACKWARD);
+  return BEIT_STATUS_OK;
 }
 
 static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_options *opt,
@@ -320,22 +277,6 @@ static void teardown(struct pretrain *p)
 }
 
 /* beit_trainer_loop callbacks */
-static enum beit_status loop_step(void *ctx, double out[4], struct beit_error *err)
-{
-  return train_step(ctx, out, err);
-}
-
-static void loop_log_fields(void *ctx, cJSON *f, double steps)
-{
-  struct pretrain *p = ctx;
-  cJSON_AddNumberToObject(f, "allreduce_in_mpi_s", p->allreduce_total / steps);
-  p->allreduce_total = 0;
-  for (int ph = 0; ph < PHASE_COUNT; ph++) { /* seconds per step, averaged over the window */
-    cJSON_AddNumberToObject(f, phase_names[ph], p->phase[ph] / steps);
-    p->phase[ph] = 0;
-  }
-}
-
 static enum beit_status loop_evaluate(void *ctx, int final, struct beit_error *err)
 {
   struct pretrain *p = ctx;
@@ -386,8 +327,11 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
     goto done;
   }
-  struct beit_trainer_loop loop = {&p, "mlm_acc", p.config, p.loader, loop_step, loop_log_fields,
-                                   p.recipe.data.eval[0] ? loop_evaluate : NULL, NULL};
+  struct beit_trainer_loop loop = {
+      .ctx = &p, .acc_name = "mlm_acc", .config = p.config, .loader = p.loader,
+      .reducer = p.reducer, .model = p.model, .micro_batch = train_micro_batch,
+      .phase_names = phase_names, .nphases = PHASE_COUNT,
+      .evaluate = p.recipe.data.eval[0] ? loop_evaluate : NULL};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&p.trainer, &loop, &run, err);
   snprintf(sum->last_checkpoint, sizeof sum->last_checkpoint, "%s", run.last_checkpoint);

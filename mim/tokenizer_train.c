@@ -332,8 +332,13 @@ done:
 
 /* -------------------------------------------------------------------------- training */
 
-/* The per-step numbers every rank contributes, summed over ranks (then the token histogram). */
-enum { STAT_LOSS, STAT_RECON, STAT_KL, STAT_MAE, STAT_IMAGES, STAT_INTERRUPTED, STAT_COUNT };
+/* The task's own per-step sums over ranks (beit_trainer_loop.n_extra): reconstruction and KL
+ * terms, then the token histogram. */
+enum { EXTRA_RECON, EXTRA_KL, EXTRA_HEAD };
+
+enum phase { PHASE_DATA, PHASE_FORWARD_BACKWARD, PHASE_ALLREDUCE, PHASE_UPDATE, PHASE_COUNT };
+static const char *const phase_names[PHASE_COUNT] = {
+    "time_data_wait", "time_forward_backward", "time_allreduce_exposed", "time_update"};
 
 struct tokenizer_training {
   struct beit_tokenizer_train_config cfg;
@@ -347,26 +352,22 @@ struct tokenizer_training {
   enum beit_precision precision; /* resolved: of the convolutions' matrix products */
   cJSON *config;       /* the tokenizer's config.json, written into every checkpoint */
   float *xbuf;         /* the C-channel input of a 1-channel tokenizer */
-  double *stats;       /* STAT_COUNT + V: this step's sums over ranks */
   double *histogram;   /* V: argmax tokens of the log window, all ranks */
-  double recon, kl, tau, kl_weight, allreduce; /* window sums; the last step's schedule */
+  double recon, kl, tau, kl_weight; /* window sums; the last step's schedule */
 };
 
-/* One update: the batch's Gumbel noise, forward and backward of the batch mean, gradients
- * averaged over ranks (every rank has batch.size images: the average of the rank means is the
- * mean of the global batch), then the shared guarded AdamW update. */
-static enum beit_status train_step(void *ctx, double out[4], struct beit_error *err)
+/* beit_trainer_loop: the batch's Gumbel noise, forward and backward of the batch mean. Every rank
+ * has batch.size images, so the average of the rank means is the mean of the global batch: the
+ * loss counts as one unit per rank. */
+static enum beit_status train_micro_batch(void *ctx, const struct beit_loader_batch *b,
+                                          struct beit_step_sums *sums, double *extra,
+                                          struct beit_error *err)
 {
   struct tokenizer_training *t = ctx;
   struct beit_tokenizer *tok = t->tok;
   const size_t C = (size_t)t->cfg.model.input_channels, S = (size_t)t->cfg.model.image_size;
-  const size_t V = tok->V, P = tok->gh * tok->gw;
-  const struct beit_loader_batch *b = NULL;
-  enum beit_status st = beit_loader_next(t->loader, &b, err);
-  if (st)
-    return st;
-  if (!b)
-    return beit_error_set(err, BEIT_STATUS_INTERNAL, "training loader ended");
+  const size_t P = tok->gh * tok->gw;
+  (void)err;
   beit_tokenizer_train_schedule(&t->cfg, t->trainer.step, t->trainer.total_steps, &t->tau,
                                 &t->kl_weight);
   const float *x = tokenizer_input(t->xbuf, b->view_b, b->count, C, S);
@@ -374,39 +375,28 @@ static enum beit_status train_step(void *ctx, double out[4], struct beit_error *
                                             b->indices);
   struct beit_dvae_step_stats ss;
   beit_dvae_forward_backward(tok, x, noise, b->count, (float)t->tau, (float)t->kl_weight, &ss);
-  beit_dist_grads_begin(t->reducer);
-  if ((st = beit_dist_grads_finish(t->reducer, err)))
-    return st;
-  struct beit_dist_grads_stats gs;
-  beit_dist_grads_get_stats(t->reducer, &gs);
-  t->allreduce += gs.mpi_seconds;
-  double *v = t->stats;
-  memset(v, 0, (STAT_COUNT + V) * sizeof *v);
-  v[STAT_LOSS] = ss.loss, v[STAT_RECON] = ss.recon, v[STAT_KL] = ss.kl, v[STAT_MAE] = ss.mae;
-  v[STAT_IMAGES] = (double)b->count;
-  v[STAT_INTERRUPTED] = beit_trainer_interrupted();
+  beit_trainer_mark(&t->trainer, PHASE_FORWARD_BACKWARD);
+  sums->loss += ss.loss;
+  sums->correct += ss.mae;
+  sums->units += 1.0;
+  sums->images += (double)b->count;
+  extra[EXTRA_RECON] += ss.recon;
+  extra[EXTRA_KL] += ss.kl;
   for (size_t i = 0; i < b->count * P; i++)
-    v[STAT_COUNT + tok->t.tokens[i]] += 1.0;
-  if ((st = beit_dist_allreduce_sum_f64(t->dist, v, STAT_COUNT + V, err)))
-    return st;
-  const double world = beit_dist_world_size(t->dist), loss = v[STAT_LOSS] / world;
-  double norm;
-  int applied;
-  /* the averaged gradient already is the global mean: total_count = world leaves it as it is */
-  if ((st = beit_trainer_update(&t->trainer, loss, world, &norm, &applied, err)))
-    return st;
-  beit_loader_cursor(t->loader, &t->trainer.cursor);
-  t->recon += v[STAT_RECON] / world;
-  t->kl += v[STAT_KL] / world;
-  for (size_t i = 0; i < V; i++)
-    t->histogram[i] += v[STAT_COUNT + i];
-  t->sum->last_loss = loss;
-  t->sum->last_mae = v[STAT_MAE] / world;
-  out[0] = loss;
-  out[1] = v[STAT_MAE] / world;
-  out[2] = norm;
-  out[3] = v[STAT_IMAGES];
-  return v[STAT_INTERRUPTED] > 0 ? BEIT_STATUS_INTERRUPTED : BEIT_STATUS_OK;
+    extra[EXTRA_HEAD + tok->t.tokens[i]] += 1.0;
+  return BEIT_STATUS_OK;
+}
+
+/* beit_trainer_loop: the window's sums and the summary, from the step's sums over ranks. */
+static void after_step(void *ctx, const struct beit_step_sums *sums, const double *extra)
+{
+  struct tokenizer_training *t = ctx;
+  t->recon += extra[EXTRA_RECON] / sums->units;
+  t->kl += extra[EXTRA_KL] / sums->units;
+  for (size_t i = 0; i < t->tok->V; i++)
+    t->histogram[i] += extra[EXTRA_HEAD + i];
+  t->sum->last_loss = sums->loss / sums->units;
+  t->sum->last_mae = sums->correct / sums->units;
 }
 
 static void log_fields(void *ctx, cJSON *f, double steps)
@@ -430,8 +420,7 @@ static void log_fields(void *ctx, cJSON *f, double steps)
   cJSON_AddNumberToObject(f, "codes_used", (double)used);
   cJSON_AddNumberToObject(f, "codes_frac", (double)used / (double)V);
   cJSON_AddNumberToObject(f, "perplexity", exp(entropy));
-  cJSON_AddNumberToObject(f, "allreduce_in_mpi_s", t->allreduce / steps);
-  t->recon = t->kl = t->allreduce = 0.0;
+  t->recon = t->kl = 0.0;
   memset(t->histogram, 0, V * sizeof *t->histogram);
 }
 
@@ -553,9 +542,8 @@ static enum beit_status setup(struct tokenizer_training *t, struct beit_error *e
   const struct beit_config_key *keys = beit_dvae_config_keys(&nkeys);
   t->config = beit_config_to_json(beit_tokenizer_get_config(tok), keys, nkeys);
   t->xbuf = malloc(B * C * S * S * sizeof *t->xbuf);
-  t->stats = malloc((STAT_COUNT + tok->V) * sizeof *t->stats);
   t->histogram = calloc(tok->V, sizeof *t->histogram);
-  if (!t->config || !t->xbuf || !t->stats || !t->histogram)
+  if (!t->config || !t->xbuf || !t->histogram)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer training: out of memory");
   return beit_dist_grads_init(&t->reducer, t->dist, tok->grads, tok->table.total,
                               beit_trainer_bucket_floats(tok->table.total), err);
@@ -611,8 +599,11 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
   if ((st = beit_trainer_agree(dist, st, "write train_config.json", err)))
     goto done;
   const long first_step = t.trainer.step;
-  struct beit_trainer_loop loop = {&t, "mae", t.config, t.loader, train_step, log_fields,
-                                   evaluate, NULL};
+  struct beit_trainer_loop loop = {
+      .ctx = &t, .acc_name = "mae", .config = t.config, .loader = t.loader, .reducer = t.reducer,
+      .micro_batch = train_micro_batch, .n_extra = EXTRA_HEAD + t.tok->V,
+      .after_step = after_step, .phase_names = phase_names, .nphases = PHASE_COUNT,
+      .log_fields = log_fields, .evaluate = evaluate};
   struct beit_trainer_run_summary run;
   st = beit_trainer_run(&t.trainer, &loop, &run, err);
   sum->steps = t.trainer.step - first_step;
@@ -622,6 +613,6 @@ done:
   beit_loader_free(t.loader);
   beit_dist_grads_free(t.reducer);
   beit_tokenizer_free(t.tok);
-  free(t.xbuf), free(t.stats), free(t.histogram);
+  free(t.xbuf), free(t.histogram);
   return st;
 }

@@ -137,6 +137,9 @@ void beit_trainer_free(struct beit_trainer *tr)
 {
   free(tr->m);
   free(tr->v);
+  free(tr->step_sums);
+  tr->step_sums = NULL;
+  tr->step_sums_cap = 0;
   if (tr->metrics)
     fclose(tr->metrics);
   tr->m = tr->v = NULL;
@@ -460,7 +463,8 @@ enum beit_status beit_trainer_read_cursor(const char *dir, struct beit_loader_cu
   return st;
 }
 
-/* Rank 0: one log record of the window's averages plus the loop's own fields. */
+/* Rank 0: one log record of the window's averages, the phase times and the loop's own fields;
+ * every rank resets its phase clocks. */
 static void log_window(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
                        const double window[4], double images, struct beit_trainer_run_summary *sum)
 {
@@ -479,9 +483,14 @@ static void log_window(struct beit_trainer *tr, const struct beit_trainer_loop *
     cJSON_AddNumberToObject(f, "data_wait_s", ls.wait_seconds);
     cJSON_AddNumberToObject(f, "skipped_records", (double)ls.skipped);
     cJSON_AddNumberToObject(f, "corrupt_records", (double)ls.corrupt);
+    cJSON_AddNumberToObject(f, "allreduce_in_mpi_s", tr->allreduce_mpi / n);
+    for (int ph = 0; ph < loop->nphases; ph++) /* seconds per step, averaged over the window */
+      cJSON_AddNumberToObject(f, loop->phase_names[ph], tr->phase[ph] / n);
     if (loop->log_fields)
       loop->log_fields(loop->ctx, f, n);
   }
+  tr->allreduce_mpi = 0.0;
+  memset(tr->phase, 0, sizeof tr->phase);
   beit_trainer_log(tr, f, images);
 }
 
@@ -564,16 +573,18 @@ static enum beit_status run_steps(struct beit_trainer *tr, const struct beit_tra
   double window[4] = {0, 0, 0, 0}, images = 0; /* loss, accuracy, norm sums; steps */
   enum beit_status st = BEIT_STATUS_OK;
   while (tr->step < tr->total_steps) {
-    double out[4] = {0, 0, 0, 0};
+    struct beit_step_sums sums;
+    double norm = 0.0;
     beit_dist_set_context(tr->dist, "of step %ld", tr->step + 1); /* for deadline messages */
-    st = loop->step(loop->ctx, out, err);
+    st = beit_trainer_step(tr, loop, &sums, &norm, err);
     beit_dist_set_context(tr->dist, "after step %ld", tr->step);
     if (st && st != BEIT_STATUS_INTERRUPTED)
       return st;
-    for (int k = 0; k < 3; k++)
-      window[k] += out[k];
+    window[0] += sums.units > 0 ? sums.loss / sums.units : 0.0;
+    window[1] += sums.units > 0 ? sums.correct / sums.units : 0.0;
+    window[2] += norm;
     window[3] += 1;
-    images += out[3];
+    images += sums.images;
     int stop = st == BEIT_STATUS_INTERRUPTED, last = tr->step == tr->total_steps;
     if (stop || last || every(tr->step, r->log.every_steps)) {
       log_window(tr, loop, window, images, sum);

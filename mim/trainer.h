@@ -1,8 +1,10 @@
 /* The parts every training loop shares (pretraining, fine-tuning, tokenizer training):
  * AdamW state, the per-iteration lr/wd schedule, one update with non-finite protection,
  * rotating checkpoints with trainer_state.json and resume, metrics.jsonl and the progress line,
- * and SIGINT/SIGTERM handling. A loop reads as: next batch, forward, zero-grad, backward,
- * beit_trainer_update, beit_trainer_log, beit_trainer_maybe_save.
+ * and SIGINT/SIGTERM handling, and one optimizer step (beit_trainer_step: zero-grad,
+ * micro-batches, the gradient allreduce, the stats allreduce, the guarded update, the loader
+ * cursor). A task supplies a beit_trainer_loop: its micro-batch's forward, loss and backward,
+ * its evaluation, its own log fields; beit_trainer_run does the rest.
  *
  * Loss normalisation across micro-batches and ranks: a loop back-propagates the SUM of its
  * per-token (or per-sample) losses (backward with dloss = count), gradients are averaged over
@@ -22,6 +24,8 @@
 #include "beit/model.h"
 #include "recipe.h"
 #include "tensor_table.h"
+
+#define BEIT_TRAINER_MAX_PHASES 12
 
 struct beit_trainer {
   const struct beit_recipe *recipe;
@@ -43,6 +47,10 @@ struct beit_trainer {
   enum beit_precision precision;
   int described;
   int metrics_errno;                /* rank 0: why metrics.jsonl could not be appended to; 0 */
+  /* seconds per phase and inside MPI for gradients (hidden or not) since the last log line */
+  double phase[BEIT_TRAINER_MAX_PHASES], phase_mark, allreduce_mpi;
+  double *step_sums;                /* the step's sums, reduced over ranks (see trainer_step.c) */
+  size_t step_sums_cap;
 };
 
 /* Set up for a model whose parameters are described by table (params/grads owned by the
@@ -99,23 +107,60 @@ enum beit_status beit_trainer_save(struct beit_trainer *tr, const cJSON *config,
 enum beit_status beit_trainer_resume(struct beit_trainer *tr, const char *dir,
                                      struct beit_error *err);
 
-/* What a training loop supplies to beit_trainer_run. */
+/* What one optimizer step adds up, per rank and then over ranks (micro-batches and ranks summed).
+ * The loss is averaged over `units` (masked tokens, samples, or 1 per rank for a task whose
+ * backward is of its batch mean already), and so is the accuracy. */
+struct beit_step_sums {
+  double loss;    /* sum of the units' losses */
+  double correct; /* the accuracy's (or error's) sum over the same units */
+  double units;
+  double images;
+};
+
+/* What a training task supplies to beit_trainer_step and beit_trainer_run. */
 struct beit_trainer_loop {
   void *ctx;
   const char *acc_name;                /* the accuracy's name in logs: "mlm_acc", "acc", "mae" */
   const cJSON *config;                 /* config.json of every checkpoint */
-  struct beit_loader *loader;          /* its wait time and skipped records are logged */
-  /* One optimizer step: micro-batches, gradient averaging, beit_trainer_update. out: loss,
-   * accuracy, gradient norm, images of all ranks. BEIT_STATUS_INTERRUPTED after a completed step
-   * when any rank was signalled. */
-  enum beit_status (*step)(void *ctx, double out[4], struct beit_error *err);
-  /* Add the loop's own fields (phase timings) averaged over `steps` steps; may be NULL. */
+  struct beit_loader *loader;          /* of the training batches; its wait time and skipped
+                                          records are logged */
+  struct beit_dist_grads *reducer;     /* gradient averaging over ranks */
+  /* The model whose backward announces finished gradient ranges: during the last micro-batch
+   * its hook starts the allreduce bucket by bucket. NULL: the allreduce starts after it. */
+  struct beit_model *model;
+  /* Forward, loss and backward of one micro-batch, back-propagating the sum of its units'
+   * losses (the top of this file); adds to sums and to the task's own sums, extra[n_extra]. */
+  enum beit_status (*micro_batch)(void *ctx, const struct beit_loader_batch *b,
+                                  struct beit_step_sums *sums, double *extra,
+                                  struct beit_error *err);
+  size_t n_extra;                      /* the task's own per-step sums, reduced with the rest */
+  /* After an update: the step's sums over ranks. May be NULL. */
+  void (*after_step)(void *ctx, const struct beit_step_sums *sums, const double *extra);
+  /* Phases timed per step and logged as seconds per step under these names. The trainer charges
+   * the first (waiting for data) and the last two (the exposed gradient allreduce, the update);
+   * the task marks its own in between with beit_trainer_mark. */
+  const char *const *phase_names;
+  int nphases;
+  /* Add the loop's own fields averaged over `steps` steps; may be NULL. */
   void (*log_fields)(void *ctx, cJSON *fields, double steps);
   /* Held-out evaluation, or NULL; final is 1 after the last step. */
   enum beit_status (*evaluate)(void *ctx, int final, struct beit_error *err);
   /* preprocessor_config.json of every checkpoint (a classifier's eval transform), or NULL */
   const cJSON *preprocessor;
 };
+
+/* Charge the time since the previous mark to phase `phase` of the loop's phase_names. */
+void beit_trainer_mark(struct beit_trainer *tr, int phase);
+
+/* One optimizer step: zero-grad, recipe batch.accum_steps micro-batches from the loader, the
+ * gradient allreduce (overlapped with the last backward through the model's hook), one
+ * allreduce of the sums, the extra sums and the ranks' interrupt flags, the guarded update
+ * (beit_trainer_update with total_count = sums->units), the loader cursor, then after_step.
+ * sums and *grad_norm: the step's, over all ranks. BEIT_STATUS_INTERRUPTED after a completed
+ * step when any rank was signalled. */
+enum beit_status beit_trainer_step(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
+                                   struct beit_step_sums *sums, double *grad_norm,
+                                   struct beit_error *err);
 
 /* Loss and accuracy of the first and last logged windows; the loader's skipped records (decode
  * failures and shard checksum failures) and, of those, the ones that failed their checksum. */

@@ -69,12 +69,53 @@ int beit_cli_dist_end(const char *cmd, struct beit_dist *dist, enum beit_status 
   return code;
 }
 
-int beit_cli_dist_timeout(const char *cmd, const char *text, char *buf, size_t size)
+int beit_cli_set(struct beit_cli_sets *s, const char *cmd, const char *key_value)
+{
+  if (s->count == BEIT_CLI_MAX_SETS)
+    return beit_cli_usage_error(cmd, "more than %d --set and shortcut options",
+                                BEIT_CLI_MAX_SETS);
+  s->items[s->count++] = key_value;
+  return 0;
+}
+
+/* The next shortcut's buffer, or NULL (a usage error printed) when all are taken. */
+static char *next_shortcut(struct beit_cli_sets *s, const char *cmd)
+{
+  int n = (int)(sizeof s->shortcut / sizeof s->shortcut[0]);
+  if (s->nshort == n) {
+    beit_cli_usage_error(cmd, "more than %d shortcut options (--precision, --dist-timeout, ...)",
+                         n);
+    return NULL;
+  }
+  return s->shortcut[s->nshort++];
+}
+
+int beit_cli_set_key(struct beit_cli_sets *s, const char *cmd, const char *key, const char *value)
+{
+  char *buf = next_shortcut(s, cmd);
+  if (!buf)
+    return BEIT_EXIT_USAGE;
+  snprintf(buf, sizeof s->shortcut[0], "%s=%s", key, value);
+  return beit_cli_set(s, cmd, buf);
+}
+
+int beit_cli_set_precision(struct beit_cli_sets *s, const char *cmd, const char *text)
+{
+  enum beit_precision p;
+  if (beit_cli_parse_precision(cmd, text, &p))
+    return BEIT_EXIT_USAGE;
+  return beit_cli_set_key(s, cmd, "precision", beit_precision_name(p));
+}
+
+int beit_cli_set_dist_timeout(struct beit_cli_sets *s, const char *cmd, const char *text)
 {
   struct beit_error err = {0};
-  if (beit_dist_policy_timeout_set(text, buf, size, &err))
+  char *buf = next_shortcut(s, cmd);
+  if (!buf)
+    return BEIT_EXIT_USAGE;
+  if (beit_dist_policy_timeout_set(text, buf, sizeof s->shortcut[0], &err))
     return beit_cli_usage_error(cmd, "%s", err.message);
-  return 0;
+  return beit_cli_set(s, cmd, buf);
 }
 
 int beit_cli_check_out_mode(const char *cmd, int resume, int overwrite)

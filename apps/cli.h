@@ -21,10 +21,25 @@ int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
  * the trainer, mim/trainer.h beit_trainer_prepare_out, before anything is written.) */
 int beit_cli_check_out_mode(const char *cmd, int resume, int overwrite);
 
-/* --dist-timeout TEXT (the training commands): "distributed.timeout_s=<seconds>" into buf (size
- * bytes), to go into the --set list in command-line order (the last one wins, over the recipe);
- * otherwise print a usage error naming the option and return BEIT_EXIT_USAGE. 0 on success. */
-int beit_cli_dist_timeout(const char *cmd, const char *text, char *buf, size_t size);
+/* The KEY=VALUE overrides of a recipe, in command-line order so that the last one wins (over
+ * the recipe too): --set KEY=VALUE as given, and the shortcut options (--precision P,
+ * --dist-timeout S, fine-tuning's --task, --mixup, ...) as the KEY=VALUE they stand for. Each
+ * adder checks its value; on a bad one or a full list it prints a usage error naming the option
+ * and returns BEIT_EXIT_USAGE, else 0. */
+#define BEIT_CLI_MAX_SETS 128
+struct beit_cli_sets {
+  const char *items[BEIT_CLI_MAX_SETS];
+  int count;
+  char shortcut[16][300];
+  int nshort;
+};
+int beit_cli_set(struct beit_cli_sets *s, const char *cmd, const char *key_value);
+/* KEY=VALUE from option --option's value */
+int beit_cli_set_key(struct beit_cli_sets *s, const char *cmd, const char *key, const char *value);
+/* --precision: auto|fp32|bf16 (also float32, bfloat16) -> precision=NAME */
+int beit_cli_set_precision(struct beit_cli_sets *s, const char *cmd, const char *text);
+/* --dist-timeout: seconds -> distributed.timeout_s=S */
+int beit_cli_set_dist_timeout(struct beit_cli_sets *s, const char *cmd, const char *text);
 
 /* --precision TEXT: auto|fp32|bf16 (also float32, bfloat16) into *out; otherwise print a usage
  * error and return BEIT_EXIT_USAGE. 0 on success. */

@@ -8,7 +8,6 @@
 #include "cli.h"
 #include "finetune.h"
 
-#define MAX_SETS 128
 
 static const char usage_text[] =
     "usage: beit finetune --config RECIPE.json --out DIR [--init DIR] [--data DIR]\n"
@@ -85,12 +84,10 @@ int beit_cmd_finetune(int argc, char **argv)
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   struct beit_finetune_options o = {0};
-  static char shortcuts[8][300];
-  const char *sets[MAX_SETS + 8];
-  enum beit_precision precision;
-  int c, nshort = 0;
+  struct beit_cli_sets sets = {0};
+  int c, rc = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'c': o.recipe = optarg; break;
     case 'i': o.init = optarg; break;
@@ -100,46 +97,26 @@ int beit_cmd_finetune(int argc, char **argv)
     case 'r': o.resume = 1; break;
     case 'w': o.overwrite = 1; break;
     case 't':
-    case 'm':
-    case 'x':
-    case 'a':
-    case 'p':
-    case 'P':
-    case 'T':
-      if (c == 't' && strcmp(optarg, "multiclass") && strcmp(optarg, "multilabel"))
+      if (strcmp(optarg, "multiclass") && strcmp(optarg, "multilabel"))
         return beit_cli_usage_error("finetune", "--task: '%s' is not multiclass or multilabel",
                                     optarg);
-      if (c == 'P' && beit_cli_parse_precision("finetune", optarg, &precision))
-        return BEIT_EXIT_USAGE;
-      if (nshort == 8)
-        return beit_cli_usage_error("finetune", "too many --task/--mixup/--cutmix/--aa/--reprob/"
-                                    "--precision/--dist-timeout options");
-      if (c == 'T') {
-        if (beit_cli_dist_timeout("finetune", optarg, shortcuts[nshort], sizeof shortcuts[nshort]))
-          return BEIT_EXIT_USAGE;
-        sets[o.nsets++] = shortcuts[nshort++];
-        break;
-      }
-      snprintf(shortcuts[nshort], sizeof shortcuts[nshort], "%s=%s",
-               c == 't'   ? "task"
-               : c == 'm' ? "mixup.mixup_alpha"
-               : c == 'x' ? "mixup.cutmix_alpha"
-               : c == 'a' ? "data.rand_augment"
-               : c == 'p' ? "data.reprob"
-                          : "precision",
-               c == 'P' ? beit_precision_name(precision) : optarg);
-      sets[o.nsets++] = shortcuts[nshort++]; /* in command-line order: the last one wins */
+      rc = beit_cli_set_key(&sets, "finetune", "task", optarg);
       break;
-    case 's':
-      if (o.nsets >= MAX_SETS)
-        return beit_cli_usage_error("finetune", "too many --set options");
-      sets[o.nsets++] = optarg;
-      break;
+    case 'm': rc = beit_cli_set_key(&sets, "finetune", "mixup.mixup_alpha", optarg); break;
+    case 'x': rc = beit_cli_set_key(&sets, "finetune", "mixup.cutmix_alpha", optarg); break;
+    case 'a': rc = beit_cli_set_key(&sets, "finetune", "data.rand_augment", optarg); break;
+    case 'p': rc = beit_cli_set_key(&sets, "finetune", "data.reprob", optarg); break;
+    case 'P': rc = beit_cli_set_precision(&sets, "finetune", optarg); break;
+    case 'T': rc = beit_cli_set_dist_timeout(&sets, "finetune", optarg); break;
+    case 's': rc = beit_cli_set(&sets, "finetune", optarg); break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("finetune", "unknown option");
     }
   }
-  o.sets = sets;
+  if (rc)
+    return rc;
+  o.sets = sets.items;
+  o.nsets = sets.count;
   if (!o.recipe || !o.out || optind != argc)
     return beit_cli_usage_error("finetune", "--config and --out are required");
   if (beit_cli_check_out_mode("finetune", o.resume, o.overwrite))

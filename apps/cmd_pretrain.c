@@ -60,12 +60,10 @@ int beit_cmd_pretrain(int argc, char **argv)
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   struct beit_pretrain_options o = {0};
-  const char *sets[128];
-  char precision_set[64], timeout_set[64];
-  enum beit_precision precision;
-  int c;
+  struct beit_cli_sets sets = {0};
+  int c, rc = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'c': o.recipe = optarg; break;
     case 'd': o.data = optarg; break;
@@ -74,33 +72,17 @@ int beit_cmd_pretrain(int argc, char **argv)
     case 'o': o.out = optarg; break;
     case 'r': o.resume = 1; break;
     case 'w': o.overwrite = 1; break;
-    case 's':
-    case 'p':
-    case 'T':
-      if (o.nsets == 128)
-        return beit_cli_usage_error("pretrain", "too many --set options");
-      if (c == 's') {
-        sets[o.nsets++] = optarg;
-        break;
-      }
-      if (c == 'T') { /* = --set distributed.timeout_s=S, in command-line order */
-        if (beit_cli_dist_timeout("pretrain", optarg, timeout_set, sizeof timeout_set))
-          return BEIT_EXIT_USAGE;
-        sets[o.nsets++] = timeout_set;
-        break;
-      }
-      if (beit_cli_parse_precision("pretrain", optarg, &precision))
-        return BEIT_EXIT_USAGE;
-      /* a shortcut for --set precision=P, in command-line order: the last one wins */
-      snprintf(precision_set, sizeof precision_set, "precision=%s",
-               beit_precision_name(precision));
-      sets[o.nsets++] = precision_set;
-      break;
+    case 's': rc = beit_cli_set(&sets, "pretrain", optarg); break;
+    case 'p': rc = beit_cli_set_precision(&sets, "pretrain", optarg); break;
+    case 'T': rc = beit_cli_set_dist_timeout(&sets, "pretrain", optarg); break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("pretrain", "unknown option");
     }
   }
-  o.sets = sets;
+  if (rc)
+    return rc;
+  o.sets = sets.items;
+  o.nsets = sets.count;
   if (!o.recipe || !o.tokenizer || !o.out || optind != argc)
     return beit_cli_usage_error("pretrain", "--config, --tokenizer and --out are required");
   if (beit_cli_check_out_mode("pretrain", o.resume, o.overwrite))

@@ -10,7 +10,6 @@
 #include "finetune.h"
 #include "probe.h"
 
-#define MAX_SETS 128
 #define MAX_BLOCKS 256
 
 static const char usage_text[] =
@@ -51,19 +50,18 @@ int beit_cmd_probe(int argc, char **argv)
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
   struct beit_probe_options o = {0};
-  const char *recipe_path = NULL, *json = NULL, *sets[MAX_SETS];
-  char block_set[64] = "", precision_set[64];
-  enum beit_precision precision;
-  int nsets = 0, c;
+  const char *recipe_path = NULL, *json = NULL;
+  struct beit_cli_sets sets = {0};
+  int c, rc = 0;
   char *end;
   o.batch = 64;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'm': o.model = optarg; break;
     case 'd': o.train = optarg; break;
     case 'e': o.eval = optarg; break;
-    case 'k': snprintf(block_set, sizeof block_set, "probe.block=%s", optarg); break;
+    case 'k': rc = beit_cli_set_key(&sets, "probe", "probe.block", optarg); break;
     case 'c': recipe_path = optarg; break;
     case 'b':
       o.batch = (size_t)strtoul(optarg, &end, 10);
@@ -71,25 +69,14 @@ int beit_cmd_probe(int argc, char **argv)
         return beit_cli_usage_error("probe", "--batch: '%s' is not in 1..65536", optarg);
       break;
     case 'j': json = optarg; break;
-    case 's':
-    case 'p':
-      if (nsets == MAX_SETS)
-        return beit_cli_usage_error("probe", "too many --set options");
-      if (c == 's') {
-        sets[nsets++] = optarg;
-        break;
-      }
-      if (beit_cli_parse_precision("probe", optarg, &precision))
-        return BEIT_EXIT_USAGE;
-      /* a shortcut for --set precision=P, in command-line order: the last one wins */
-      snprintf(precision_set, sizeof precision_set, "precision=%s",
-               beit_precision_name(precision));
-      sets[nsets++] = precision_set;
-      break;
+    case 's': rc = beit_cli_set(&sets, "probe", optarg); break;
+    case 'p': rc = beit_cli_set_precision(&sets, "probe", optarg); break;
     case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
     default: return beit_cli_usage_error("probe", "unknown option");
     }
   }
+  if (rc)
+    return rc;
   if (!o.model || !o.train || !o.eval || optind != argc)
     return beit_cli_usage_error("probe", "--model, --data and --eval-data are required");
   struct beit_error err = {0};
@@ -100,10 +87,8 @@ int beit_cmd_probe(int argc, char **argv)
     recipe_path = beit_cli_config_path(recipe_path, "recipes", recipe, sizeof recipe);
   if (recipe_path && beit_recipe_load(&r, recipe_path, &err))
     return beit_cli_fail("probe", &err);
-  if (block_set[0] && beit_recipe_override(&r, block_set, &err))
-    return beit_cli_fail("probe", &err);
-  for (int i = 0; i < nsets; i++)
-    if (beit_recipe_override(&r, sets[i], &err))
+  for (int i = 0; i < sets.count; i++)
+    if (beit_recipe_override(&r, sets.items[i], &err))
       return beit_cli_fail("probe", &err);
   o.recipe = &r;
 

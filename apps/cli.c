@@ -118,6 +118,47 @@ int beit_cli_set_dist_timeout(struct beit_cli_sets *s, const char *cmd, const ch
   return beit_cli_set(s, cmd, buf);
 }
 
+int beit_cli_training_option(struct beit_cli_training *t, int c, const char *arg, int *rc)
+{
+  switch (c) {
+  case 'c': t->config = arg; break;
+  case 'd': t->data = arg; break;
+  case 'e': t->eval_data = arg; break;
+  case 'o': t->out = arg; break;
+  case 'r': t->resume = 1; break;
+  case 'w': t->overwrite = 1; break;
+  case 's':
+    if (beit_cli_set(&t->sets, t->cmd, arg))
+      *rc = BEIT_EXIT_USAGE;
+    break;
+  case 'P':
+    if (beit_cli_set_precision(&t->sets, t->cmd, arg))
+      *rc = BEIT_EXIT_USAGE;
+    break;
+  case 'T':
+    if (beit_cli_set_dist_timeout(&t->sets, t->cmd, arg))
+      *rc = BEIT_EXIT_USAGE;
+    break;
+  case 'h':
+    fputs(t->usage, stdout);
+    *rc = BEIT_EXIT_OK;
+    break;
+  default: return 0;
+  }
+  return 1;
+}
+
+int beit_cli_training_finish(struct beit_cli_training *t, int argc, const char *kind)
+{
+  if (!t->config || !t->out || optind != argc)
+    return beit_cli_usage_error(t->cmd, "--config and --out are required (and no other "
+                                "arguments)");
+  if (beit_cli_check_out_mode(t->cmd, t->resume, t->overwrite))
+    return BEIT_EXIT_USAGE;
+  t->config = beit_cli_config_path(t->config, kind, t->config_path, sizeof t->config_path);
+  return BEIT_CLI_GO_ON;
+}
+
 int beit_cli_check_out_mode(const char *cmd, int resume, int overwrite)
 {
   if (resume && overwrite)

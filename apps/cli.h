@@ -41,6 +41,41 @@ int beit_cli_set_precision(struct beit_cli_sets *s, const char *cmd, const char 
 /* --dist-timeout: seconds -> distributed.timeout_s=S */
 int beit_cli_set_dist_timeout(struct beit_cli_sets *s, const char *cmd, const char *text);
 
+/* The options every training command takes (pretrain, finetune, tokenizer train): --config,
+ * --data, --eval-data, --out, --resume, --overwrite, --set, --precision, --dist-timeout, --help.
+ * A command's option table starts with BEIT_CLI_TRAINING_OPTIONS, then its own options, with
+ * codes other than c d e o r w s P T h. Its getopt loop reads:
+ *     while (rc == BEIT_CLI_GO_ON && (c = getopt_long(...)) != -1)
+ *       if (!beit_cli_training_option(&t, c, optarg, &rc))
+ *         switch (c) { its own options; default: rc = beit_cli_usage_error(...); }
+ *     if (rc == BEIT_CLI_GO_ON)
+ *       rc = beit_cli_training_finish(&t, argc, "recipes");
+ *     if (rc != BEIT_CLI_GO_ON)
+ *       return rc; */
+#define BEIT_CLI_TRAINING_OPTIONS                                                              \
+  {"config", required_argument, NULL, 'c'}, {"data", required_argument, NULL, 'd'},            \
+      {"eval-data", required_argument, NULL, 'e'}, {"out", required_argument, NULL, 'o'},      \
+      {"resume", no_argument, NULL, 'r'}, {"overwrite", no_argument, NULL, 'w'},               \
+      {"set", required_argument, NULL, 's'}, {"precision", required_argument, NULL, 'P'},      \
+      {"dist-timeout", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'}
+#define BEIT_CLI_GO_ON (-1)
+struct beit_cli_training {
+  const char *cmd, *usage;              /* set by the command: its name and --help text */
+  const char *config, *data, *eval_data, *out;
+  int resume, overwrite;
+  struct beit_cli_sets sets;            /* --set, --precision, --dist-timeout, the command's
+                                           own shortcuts (beit_cli_set_key), in order */
+  char config_path[4200];
+};
+/* One option of the loop: 1 when c is a shared option (handled; *rc becomes an exit code when
+ * the command is to return now: 0 after --help, BEIT_EXIT_USAGE after a printed usage error),
+ * 0 when it is the command's own. */
+int beit_cli_training_option(struct beit_cli_training *t, int c, const char *arg, int *rc);
+/* After the loop: --config and --out given, no stray arguments, not both --resume and
+ * --overwrite, and config resolved as beit_cli_config_path(kind) into config_path. BEIT_CLI_GO_ON,
+ * or BEIT_EXIT_USAGE after printing the usage error. Reads optind. */
+int beit_cli_training_finish(struct beit_cli_training *t, int argc, const char *kind);
+
 /* --precision TEXT: auto|fp32|bf16 (also float32, bfloat16) into *out; otherwise print a usage
  * error and return BEIT_EXIT_USAGE. 0 on success. */
 int beit_cli_parse_precision(const char *cmd, const char *text, enum beit_precision *out);

@@ -66,63 +66,46 @@ static const char usage_text[] =
 
 int beit_cmd_finetune(int argc, char **argv)
 {
-  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+  static const struct option opts[] = {BEIT_CLI_TRAINING_OPTIONS,
                                        {"init", required_argument, NULL, 'i'},
-                                       {"data", required_argument, NULL, 'd'},
-                                       {"eval-data", required_argument, NULL, 'e'},
-                                       {"out", required_argument, NULL, 'o'},
                                        {"task", required_argument, NULL, 't'},
                                        {"mixup", required_argument, NULL, 'm'},
                                        {"cutmix", required_argument, NULL, 'x'},
                                        {"aa", required_argument, NULL, 'a'},
                                        {"reprob", required_argument, NULL, 'p'},
-                                       {"precision", required_argument, NULL, 'P'},
-                                       {"dist-timeout", required_argument, NULL, 'T'},
-                                       {"resume", no_argument, NULL, 'r'},
-                                       {"overwrite", no_argument, NULL, 'w'},
-                                       {"set", required_argument, NULL, 's'},
-                                       {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
+  struct beit_cli_training t = {.cmd = "finetune", .usage = usage_text};
   struct beit_finetune_options o = {0};
-  struct beit_cli_sets sets = {0};
-  int c, rc = 0;
+  int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-  while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (rc == BEIT_CLI_GO_ON && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    if (beit_cli_training_option(&t, c, optarg, &rc))
+      continue;
+    const char *key = NULL; /* a shortcut for --set key=value */
     switch (c) {
-    case 'c': o.recipe = optarg; break;
     case 'i': o.init = optarg; break;
-    case 'd': o.data = optarg; break;
-    case 'e': o.eval_data = optarg; break;
-    case 'o': o.out = optarg; break;
-    case 'r': o.resume = 1; break;
-    case 'w': o.overwrite = 1; break;
     case 't':
       if (strcmp(optarg, "multiclass") && strcmp(optarg, "multilabel"))
         return beit_cli_usage_error("finetune", "--task: '%s' is not multiclass or multilabel",
                                     optarg);
-      rc = beit_cli_set_key(&sets, "finetune", "task", optarg);
+      key = "task";
       break;
-    case 'm': rc = beit_cli_set_key(&sets, "finetune", "mixup.mixup_alpha", optarg); break;
-    case 'x': rc = beit_cli_set_key(&sets, "finetune", "mixup.cutmix_alpha", optarg); break;
-    case 'a': rc = beit_cli_set_key(&sets, "finetune", "data.rand_augment", optarg); break;
-    case 'p': rc = beit_cli_set_key(&sets, "finetune", "data.reprob", optarg); break;
-    case 'P': rc = beit_cli_set_precision(&sets, "finetune", optarg); break;
-    case 'T': rc = beit_cli_set_dist_timeout(&sets, "finetune", optarg); break;
-    case 's': rc = beit_cli_set(&sets, "finetune", optarg); break;
-    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
-    default: return beit_cli_usage_error("finetune", "unknown option");
+    case 'm': key = "mixup.mixup_alpha"; break;
+    case 'x': key = "mixup.cutmix_alpha"; break;
+    case 'a': key = "data.rand_augment"; break;
+    case 'p': key = "data.reprob"; break;
+    default: rc = beit_cli_usage_error("finetune", "unknown option");
     }
+    if (key && beit_cli_set_key(&t.sets, "finetune", key, optarg))
+      rc = BEIT_EXIT_USAGE;
   }
-  if (rc)
+  if (rc == BEIT_CLI_GO_ON)
+    rc = beit_cli_training_finish(&t, argc, "recipes");
+  if (rc != BEIT_CLI_GO_ON)
     return rc;
-  o.sets = sets.items;
-  o.nsets = sets.count;
-  if (!o.recipe || !o.out || optind != argc)
-    return beit_cli_usage_error("finetune", "--config and --out are required");
-  if (beit_cli_check_out_mode("finetune", o.resume, o.overwrite))
-    return BEIT_EXIT_USAGE;
-  char recipe[4200];
-  o.recipe = beit_cli_config_path(o.recipe, "recipes", recipe, sizeof recipe);
+  o.recipe = t.config, o.data = t.data, o.eval_data = t.eval_data, o.out = t.out;
+  o.resume = t.resume, o.overwrite = t.overwrite;
+  o.sets = t.sets.items, o.nsets = t.sets.count;
 
   struct beit_error err = {0};
   struct beit_finetune_summary sum;

@@ -66,46 +66,21 @@ static const char usage_text[] =
 
 static int cmd_train(int argc, char **argv)
 {
-  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                       {"data", required_argument, NULL, 'd'},
-                                       {"eval-data", required_argument, NULL, 'e'},
-                                       {"out", required_argument, NULL, 'o'},
-                                       {"resume", no_argument, NULL, 'r'},
-                                       {"overwrite", no_argument, NULL, 'w'},
-                                       {"set", required_argument, NULL, 's'},
-                                       {"precision", required_argument, NULL, 'p'},
-                                       {"dist-timeout", required_argument, NULL, 'T'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {BEIT_CLI_TRAINING_OPTIONS, {NULL, 0, NULL, 0}};
+  struct beit_cli_training t = {.cmd = "tokenizer train", .usage = usage_text};
   struct beit_tokenizer_train_options o = {0};
-  struct beit_cli_sets sets = {0};
-  int c, rc = 0;
+  int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-  while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'c': o.config = optarg; break;
-    case 'd': o.data = optarg; break;
-    case 'e': o.eval_data = optarg; break;
-    case 'o': o.out = optarg; break;
-    case 'r': o.resume = 1; break;
-    case 'w': o.overwrite = 1; break;
-    case 's': rc = beit_cli_set(&sets, "tokenizer train", optarg); break;
-    case 'p': rc = beit_cli_set_precision(&sets, "tokenizer train", optarg); break;
-    case 'T': rc = beit_cli_set_dist_timeout(&sets, "tokenizer train", optarg); break;
-    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
-    default: return beit_cli_usage_error("tokenizer train", "unknown option");
-    }
-  }
-  if (rc)
+  while (rc == BEIT_CLI_GO_ON && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+    if (!beit_cli_training_option(&t, c, optarg, &rc))
+      rc = beit_cli_usage_error("tokenizer train", "unknown option");
+  if (rc == BEIT_CLI_GO_ON)
+    rc = beit_cli_training_finish(&t, argc, "tokenizer");
+  if (rc != BEIT_CLI_GO_ON)
     return rc;
-  o.sets = sets.items;
-  o.nsets = sets.count;
-  if (!o.config || !o.out || optind != argc)
-    return beit_cli_usage_error("tokenizer train", "--config and --out are required");
-  if (beit_cli_check_out_mode("tokenizer train", o.resume, o.overwrite))
-    return BEIT_EXIT_USAGE;
-  char config[4200];
-  o.config = beit_cli_config_path(o.config, "tokenizer", config, sizeof config);
+  o.config = t.config, o.data = t.data, o.eval_data = t.eval_data, o.out = t.out;
+  o.resume = t.resume, o.overwrite = t.overwrite;
+  o.sets = t.sets.items, o.nsets = t.sets.count;
   struct beit_error err = {0};
   struct beit_dist *dist = beit_cli_dist_init("tokenizer train", &argc, &argv);
   struct beit_tokenizer_train_summary sum;

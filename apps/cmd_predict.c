@@ -575,10 +575,10 @@ int beit_cmd_predict(int argc, char **argv)
       enum beit_status st = beit_infer_prepare(inf, it->bytes, it->size, it->key, views + i * V,
                                                want_keep ? &kept[i] : NULL,
                                                ws[omp_get_thread_num()], &perr);
-      if (st)
-        fail_item(it, st == BEIT_STATUS_USAGE ? 413 : 422, -1,
-                  st == BEIT_STATUS_USAGE ? "image_too_large" : "undecodable_image",
-                  perr.message);
+      if (st) {
+        it->failed = 1;
+        beit_fault_from_status(&it->fault, st, -1, perr.message);
+      }
     }
     size_t good = 0;
     for (size_t i = 0; i < n; i++)

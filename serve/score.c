@@ -25,18 +25,6 @@ void beit_serve_defaults(struct beit_serve_options *opt)
   opt->select.threshold = -1.0;
 }
 
-static int status_to_http(enum beit_status st)
-{
-  switch (st) {
-  case BEIT_STATUS_USAGE: return 413;  /* over a cap (pixels, bytes) */
-  case BEIT_STATUS_NOMEM: return 503;
-  case BEIT_STATUS_UNSUPPORTED: return 415; /* not JPEG or PNG */
-  case BEIT_STATUS_FORMAT:
-  case BEIT_STATUS_SHAPE: return 422; /* well-formed request, image we cannot use */
-  default: return 500;
-  }
-}
-
 /* Bytes -> view i of job; on failure the fault names input i. */
 static int prepare_input(const struct beit_scorer *sc, const struct beit_request *req, size_t i,
                          double deadline, struct beit_job *job, struct beit_data_scratch *ws,
@@ -55,13 +43,7 @@ static int prepare_input(const struct beit_scorer *sc, const struct beit_request
                                            ws, &err);
   free(bytes);
   if (st) {
-    int code = status_to_http(st);
-    beit_fault_set(f, code, (long)i,
-                   code == 413   ? "image_too_large"
-                   : code == 415 ? "unsupported_media_type"
-                   : code == 422 ? "undecodable_image"
-                                 : "internal",
-                   "%s", err.message);
+    beit_fault_from_status(f, st, (long)i, err.message);
     return -1;
   }
   return 0;

@@ -63,6 +63,13 @@ struct beit_fault {
 };
 void beit_fault_set(struct beit_fault *f, int http_status, long index, const char *reason,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The fault of an input that could not be prepared (beit_infer_prepare's status st, its message):
+ * USAGE (over a cap) 413 image_too_large, UNSUPPORTED (a format refused) 415
+ * unsupported_media_type, FORMAT or SHAPE 422 undecodable_image, NOMEM 503 internal (the server
+ * is short of memory: try again), else 500 internal.
+ * beit serve and beit predict both answer through it. */
+void beit_fault_from_status(struct beit_fault *f, enum beit_status st, long index,
+                            const char *message);
 /* {"error": {"status": S, "index": I|null, "reason": "...", "message": "..."}} */
 void beit_fault_json(struct beit_strbuf *b, const struct beit_fault *f);
 

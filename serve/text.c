@@ -187,6 +187,23 @@ void beit_fault_set(struct beit_fault *f, int http_status, long index, const cha
   va_end(ap);
 }
 
+void beit_fault_from_status(struct beit_fault *f, enum beit_status st, long index,
+                            const char *message)
+{
+  switch (st) {
+  case BEIT_STATUS_USAGE: beit_fault_set(f, 413, index, "image_too_large", "%s", message); break;
+  case BEIT_STATUS_UNSUPPORTED:
+    beit_fault_set(f, 415, index, "unsupported_media_type", "%s", message);
+    break;
+  case BEIT_STATUS_FORMAT:
+  case BEIT_STATUS_SHAPE:
+    beit_fault_set(f, 422, index, "undecodable_image", "%s", message);
+    break;
+  case BEIT_STATUS_NOMEM: beit_fault_set(f, 503, index, "internal", "%s", message); break;
+  default: beit_fault_set(f, 500, index, "internal", "%s", message);
+  }
+}
+
 void beit_fault_json(struct beit_strbuf *b, const struct beit_fault *f)
 {
   beit_strbuf_printf(b, "{\"error\": {\"status\": %d, \"index\": ", f->http_status);

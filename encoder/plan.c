@@ -6,31 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "encoder.h"
 #include "kernels.h"
 
-struct carver {
-  float *base; /* NULL on the counting pass */
-  size_t used;
-};
-
-/* n floats, starting on a 64-byte boundary of the arena. */
-static float *carve(struct carver *c, size_t n)
-{
-  float *p = c->base ? c->base + c->used : NULL;
-  c->used += (n + 15) / 16 * 16;
-  return p;
-}
+static float *carve(struct beit_arena *c, size_t n) { return beit_arena_carve(c, n); }
 
 /* n bfloat16 values in bf16 precision, NULL in fp32. */
-static beit_bf16 *carve_h(const struct beit_model *m, struct carver *c, size_t n)
+static beit_bf16 *carve_h(const struct beit_model *m, struct beit_arena *c, size_t n)
 {
   if (m->precision != BEIT_PRECISION_BF16)
     return NULL;
   return (beit_bf16 *)carve(c, (n + 1) / 2);
 }
 
-static void carve_all(struct beit_model *m, struct carver *c)
+static void carve_all(struct beit_model *m, struct beit_arena *c)
 {
   struct beit_acts *a = &m->a;
   size_t B = m->max_batch, N = m->N, T = m->T, D = m->D, F = m->F, nH = m->nH;
@@ -129,7 +119,7 @@ enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err)
     m->a.layer = calloc(m->L, sizeof *m->a.layer);
   if (!m->a.stream || !m->a.layer)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "activation plan: out of memory");
-  struct carver c = {NULL, 0};
+  struct beit_arena c = {NULL, 0};
   carve_all(m, &c);
   m->arena_floats = c.used;
   m->arena = beit_alloc_floats(c.used);

@@ -17,24 +17,12 @@
 
 #include "beit/infer.h"
 #include "clock.h"
+#include "strbuf.h"
 
 /* Session s's model (0 owns the weights): for tests of what the sessions share. */
 struct beit_model *beit_infer_session_model(const struct beit_infer *inf, int session);
 
-/* ---- Growable string (NUL-terminated; an allocation failure sets oom and drops writes) ---- */
-
-struct beit_strbuf {
-  char *data;
-  size_t len, cap;
-  int oom;
-};
-void beit_strbuf_append(struct beit_strbuf *b, const char *s, size_t n);
-void beit_strbuf_puts(struct beit_strbuf *b, const char *s);
-void beit_strbuf_printf(struct beit_strbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* s as a JSON string literal, quotes included (control characters escaped). */
-void beit_strbuf_json_string(struct beit_strbuf *b, const char *s);
-void beit_strbuf_free(struct beit_strbuf *b);
+/* ---- Text out (the growable string: core/strbuf.h) ---------------------------------------- */
 
 /* Append one {"probs": [...], "labels": [...]} object (see beit_infer_result_json). */
 void beit_strbuf_result(struct beit_strbuf *b, const struct beit_infer *inf, const float *probs,

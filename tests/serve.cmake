@@ -62,6 +62,7 @@ endif()
 set(BEIT_FUZZ_SOURCES ${PROJECT_SOURCE_DIR}/serve/request.c ${PROJECT_SOURCE_DIR}/serve/base64.c
     ${PROJECT_SOURCE_DIR}/serve/text.c ${PROJECT_SOURCE_DIR}/serve/probe.c
     ${PROJECT_SOURCE_DIR}/serve/fetch_stub.c ${PROJECT_SOURCE_DIR}/core/status.c
+    ${PROJECT_SOURCE_DIR}/core/strbuf.c
     ${PROJECT_SOURCE_DIR}/data/image.c ${PROJECT_SOURCE_DIR}/data/image_jpeg.c
     ${PROJECT_SOURCE_DIR}/data/image_png.c)
 find_path(BEIT_FUZZ_STB_INCLUDE stb/stb_image.h REQUIRED)

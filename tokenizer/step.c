@@ -13,25 +13,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "dvae.h"
 #include "optim.h"
 
 #define GRAD_SLOT_FLOATS ((size_t)64 << 20) /* 256 MB of per-slice gradients at most */
 
-struct carver {
-  float *base; /* NULL on the counting pass */
-  size_t used;
-};
-
 /* A batch-major buffer of per_image floats per image; the pointer is image b0's. */
-static float *carve_b(struct carver *c, size_t per_image, size_t max_batch, size_t b0)
+static float *carve_b(struct beit_arena *c, size_t per_image, size_t max_batch, size_t b0)
 {
-  float *p = c->base ? c->base + c->used + b0 * per_image : NULL;
-  c->used += (max_batch * per_image + 15) / 16 * 16;
-  return p;
+  float *p = beit_arena_carve(c, max_batch * per_image);
+  return p ? p + b0 * per_image : NULL;
 }
 
-static void carve_stack(struct carver *c, const struct dvae_stack *st, struct dvae_block_acts *a,
+static void carve_stack(struct beit_arena *c, const struct dvae_stack *st, struct dvae_block_acts *a,
                         float *h0, size_t B, size_t b0, int decoder)
 {
   float *x = h0;
@@ -49,7 +44,7 @@ static void carve_stack(struct carver *c, const struct dvae_stack *st, struct dv
 }
 
 /* The view of worker slice starting at image b0 (every training buffer is batch-major). */
-static void carve_view(struct beit_tokenizer *tok, struct carver *c, size_t B, size_t b0,
+static void carve_view(struct beit_tokenizer *tok, struct beit_arena *c, size_t B, size_t b0,
                        struct dvae_train_acts *t)
 {
   const size_t S2 = tok->S * tok->S, P = tok->gh * tok->gw, VP = tok->V * P;
@@ -74,7 +69,7 @@ static void carve_view(struct beit_tokenizer *tok, struct carver *c, size_t B, s
 /* Point worker w's view at the images starting at b0. */
 static void point_view(struct beit_tokenizer *tok, int w, size_t b0)
 {
-  struct carver c = {tok->t.arena, 0};
+  struct beit_arena c = {tok->t.arena, 0};
   carve_view(tok, &c, tok->t.max_batch, b0, &tok->t.views[w]);
 }
 
@@ -127,7 +122,7 @@ enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_bat
   struct dvae_train_acts probe = {0};
   probe.enc = t->blocks;
   probe.dec = t->blocks + tok->enc.nblocks;
-  struct carver c = {NULL, 0};
+  struct beit_arena c = {NULL, 0};
   carve_view(tok, &c, max_batch, 0, &probe);
   t->arena = beit_alloc_floats(c.used);
   if (!t->views || !t->blocks || !t->scratch || (t->grad_slots > 1 && !t->grads_extra) ||

@@ -5,27 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "checkpoint.h"
 #include "conv.h"
 #include "dvae.h"
 
 #define ARENA_CAP_FLOATS ((size_t)256 << 20) /* 1 GiB */
 
-struct carver {
-  float *base;
-  size_t used;
-};
-
-static float *carve(struct carver *c, size_t n)
-{
-  float *p = c->base ? c->base + c->used : NULL;
-  c->used += (n + 15) / 16 * 16;
-  return p;
-}
+static float *carve(struct beit_arena *c, size_t n) { return beit_arena_carve(c, n); }
 
 /* Batch-major buffers, sliced per worker by beit_dvae_inference_ctx; conv scratch for either
  * nthreads single-threaded workers or one worker with threaded kernels. */
-static void carve_inference(struct beit_tokenizer *tok, struct carver *c)
+static void carve_inference(struct beit_tokenizer *tok, struct beit_arena *c)
 {
   const size_t B = tok->max_batch;
   tok->buf_x = carve(c, B * tok->max_act);
@@ -63,7 +54,7 @@ static enum beit_status tokenizer_new(struct beit_tokenizer **out,
   size_t cap = ARENA_CAP_FLOATS / per_image;
   cap = cap > (size_t)tok->nthreads ? cap : (size_t)tok->nthreads;
   tok->max_batch = max_batch < cap ? max_batch : cap;
-  struct carver c = {NULL, 0};
+  struct beit_arena c = {NULL, 0};
   carve_inference(tok, &c);
   if (!(tok->arena = beit_alloc_floats(c.used))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM,

@@ -63,113 +63,114 @@ static int classify(struct beit_request_item *it, const char *s, size_t n, long 
   return 0;
 }
 
-int beit_request_parse(struct beit_request *req, const char *body, size_t len, size_t max_images,
-                       struct beit_fault *f)
+/* The body as a JSON object (only whitespace may follow it); NULL with f set otherwise. */
+static cJSON *parse_object(const char *body, size_t len, struct beit_fault *f)
 {
-  memset(req, 0, sizeof *req);
   if (len == 0) {
     beit_fault_set(f, 400, -1, "malformed_json", "empty request body");
-    return -1;
+    return NULL;
   }
   const char *end = NULL;
-  req->root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-  if (!req->root) {
+  cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+  if (!root) {
     size_t at = end && end >= body && end <= body + len ? (size_t)(end - body) : 0;
     beit_fault_set(f, 400, -1, "malformed_json", "request body is not valid JSON (at byte %zu)", at);
-    return -1;
+    return NULL;
   }
-  /* Only whitespace may follow the value. */
   for (const char *p = end; p && p < body + len; p++)
     if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
       beit_fault_set(f, 400, -1, "malformed_json", "trailing data after the JSON value (byte %zu)",
                      (size_t)(p - body));
-      goto fail;
+      cJSON_Delete(root);
+      return NULL;
     }
-  if (!cJSON_IsObject(req->root)) {
+  if (!cJSON_IsObject(root)) {
     beit_fault_set(f, 400, -1, "bad_field", "the request must be a JSON object with \"input_data\"");
-    goto fail;
+    cJSON_Delete(root);
+    return NULL;
   }
-  const cJSON *input = cJSON_GetObjectItemCaseSensitive(req->root, "input_data");
-  if (!input) {
-    beit_fault_set(f, 400, -1, "missing_field", "missing field \"input_data\"");
-    goto fail;
+  return root;
+}
+
+/* The position of "image" in a row: 0 without input_data.columns; -1 with f set when columns
+ * does not name it. */
+static int image_column(const cJSON *columns, struct beit_fault *f)
+{
+  if (!columns)
+    return 0;
+  int n = cJSON_IsArray(columns) ? cJSON_GetArraySize(columns) : -1;
+  for (int i = 0; i < n; i++) {
+    const cJSON *c = cJSON_GetArrayItem(columns, i);
+    if (cJSON_IsString(c) && !strcmp(c->valuestring, "image"))
+      return i;
   }
-  if (!cJSON_IsObject(input)) {
-    beit_fault_set(f, 400, -1, "bad_field", "\"input_data\" must be an object");
-    goto fail;
-  }
-  const cJSON *data = cJSON_GetObjectItemCaseSensitive(input, "data");
-  const cJSON *columns = cJSON_GetObjectItemCaseSensitive(input, "columns");
-  const cJSON *index = cJSON_GetObjectItemCaseSensitive(input, "index");
-  if (!data) {
-    beit_fault_set(f, 400, -1, "missing_field", "missing field \"input_data.data\"");
-    goto fail;
-  }
-  if (!cJSON_IsArray(data)) {
-    beit_fault_set(f, 400, -1, "bad_field", "\"input_data.data\" must be an array");
-    goto fail;
-  }
-  int column = 0; /* position of "image" in a row */
-  if (columns) {
-    int n = cJSON_IsArray(columns) ? cJSON_GetArraySize(columns) : -1;
-    column = -1;
-    for (int i = 0; i < n; i++) {
-      const cJSON *c = cJSON_GetArrayItem(columns, i);
-      if (cJSON_IsString(c) && !strcmp(c->valuestring, "image")) {
-        column = i;
-        break;
-      }
-    }
-    if (column < 0) {
-      beit_fault_set(f, 400, -1, "bad_field",
-                     "\"input_data.columns\" must be an array that names \"image\"");
-      goto fail;
-    }
-  }
-  size_t count = (size_t)cJSON_GetArraySize(data);
-  if (index && (!cJSON_IsArray(index) || (size_t)cJSON_GetArraySize(index) != count)) {
-    beit_fault_set(f, 400, -1, "bad_field",
-                   "\"input_data.index\" must be an array with one entry per row of data (%zu)",
-                   count);
-    goto fail;
-  }
-  if (count == 0) {
-    beit_fault_set(f, 400, -1, "bad_field", "\"input_data.data\" is empty");
-    goto fail;
-  }
-  if (count > max_images) {
-    beit_fault_set(f, 413, (long)max_images, "too_many_images",
-                   "%zu images in one request; the limit is %zu (input %zu is the first over it)",
-                   count, max_images, max_images);
-    goto fail;
-  }
+  beit_fault_set(f, 400, -1, "bad_field",
+                 "\"input_data.columns\" must be an array that names \"image\"");
+  return -1;
+}
+
+/* Each row's image cell (the row itself, or its column-th entry), classified into req->items. */
+static int read_rows(struct beit_request *req, const cJSON *data, size_t count, int column,
+                     struct beit_fault *f)
+{
   req->items = calloc(count, sizeof *req->items);
   if (!req->items) {
     beit_fault_set(f, 500, -1, "out_of_memory", "out of memory");
-    goto fail;
+    return -1;
   }
   size_t i = 0;
   for (const cJSON *row = data->child; row; row = row->next, i++) {
-    const cJSON *cell = row;
-    if (cJSON_IsArray(row)) {
-      cell = cJSON_GetArrayItem(row, column);
-      if (!cell) {
-        beit_fault_set(f, 400, (long)i, "bad_field", "input %zu: the row has no \"image\" column",
-                       i);
-        goto fail;
-      }
+    const cJSON *cell = cJSON_IsArray(row) ? cJSON_GetArrayItem(row, column) : row;
+    if (!cell) {
+      beit_fault_set(f, 400, (long)i, "bad_field", "input %zu: the row has no \"image\" column", i);
+      return -1;
     }
     if (!cJSON_IsString(cell) || !cell->valuestring) {
       beit_fault_set(f, 400, (long)i, "bad_field",
                      "input %zu: must be a string (base64 of the image file, or a URL)", i);
-      goto fail;
+      return -1;
     }
     if (classify(&req->items[i], cell->valuestring, strlen(cell->valuestring), (long)i, f))
-      goto fail;
+      return -1;
   }
   req->count = count;
   return 0;
-fail:
+}
+
+int beit_request_parse(struct beit_request *req, const char *body, size_t len, size_t max_images,
+                       struct beit_fault *f)
+{
+  memset(req, 0, sizeof *req);
+  if (!(req->root = parse_object(body, len, f)))
+    return -1;
+  const cJSON *input = cJSON_GetObjectItemCaseSensitive(req->root, "input_data");
+  const cJSON *data = cJSON_IsObject(input) ? cJSON_GetObjectItemCaseSensitive(input, "data")
+                                            : NULL;
+  const cJSON *index = data ? cJSON_GetObjectItemCaseSensitive(input, "index") : NULL;
+  size_t count = cJSON_IsArray(data) ? (size_t)cJSON_GetArraySize(data) : 0;
+  int column = 0;
+  if (!input)
+    beit_fault_set(f, 400, -1, "missing_field", "missing field \"input_data\"");
+  else if (!cJSON_IsObject(input))
+    beit_fault_set(f, 400, -1, "bad_field", "\"input_data\" must be an object");
+  else if (!data)
+    beit_fault_set(f, 400, -1, "missing_field", "missing field \"input_data.data\"");
+  else if (!cJSON_IsArray(data))
+    beit_fault_set(f, 400, -1, "bad_field", "\"input_data.data\" must be an array");
+  else if ((column = image_column(cJSON_GetObjectItemCaseSensitive(input, "columns"), f)) < 0)
+    ;
+  else if (index && (!cJSON_IsArray(index) || (size_t)cJSON_GetArraySize(index) != count))
+    beit_fault_set(f, 400, -1, "bad_field",
+                   "\"input_data.index\" must be an array with one entry per row of data (%zu)",
+                   count);
+  else if (count == 0)
+    beit_fault_set(f, 400, -1, "bad_field", "\"input_data.data\" is empty");
+  else if (count > max_images)
+    beit_fault_set(f, 413, (long)max_images, "too_many_images",
+                   "%zu images in one request; the limit is %zu (input %zu is the first over it)",
+                   count, max_images, max_images);
+  else if (read_rows(req, data, count, column, f) == 0)
+    return 0;
   beit_request_free(req);
   return -1;
 }

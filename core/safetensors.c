@@ -307,17 +307,49 @@ static enum beit_status parse_header(struct beit_safetensors *st, const char *te
   return check_layout(st, err);
 }
 
+/* The file's bytes (size of them at base, which st does not own) -> st: header length, header,
+ * tensors. */
+static enum beit_status parse_bytes(struct beit_safetensors *st, const unsigned char *base,
+                                    size_t size, struct beit_error *err)
+{
+  const char *path = st->path;
+  if (size < 8)
+    return beit_error_set(err, BEIT_STATUS_FORMAT,
+                          "%s: %zu bytes, too short for the 8-byte header length", path, size);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; i--)
+    n = n << 8 | base[i];
+  if (n > ST_MAX_HEADER)
+    return beit_error_set(err, BEIT_STATUS_FORMAT,
+                          "%s: header length %llu exceeds the 100 MB limit", path,
+                          (unsigned long long)n);
+  if (n > size - 8)
+    return beit_error_set(err, BEIT_STATUS_FORMAT,
+                          "%s: header length %llu runs past the end of the %zu-byte file", path,
+                          (unsigned long long)n, size);
+  st->data = base + 8 + n;
+  st->data_size = size - 8 - (size_t)n;
+  return parse_header(st, (const char *)base + 8, (size_t)n, err);
+}
+
+static struct beit_safetensors *alloc_handle(const char *path, struct beit_error *err)
+{
+  struct beit_safetensors *st = calloc(1, sizeof *st);
+  if (st && (st->path = strdup(path)))
+    return st;
+  free(st);
+  beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", path);
+  return NULL;
+}
+
 enum beit_status beit_safetensors_open(struct beit_safetensors **out, const char *path,
                                        struct beit_error *err)
 {
   *out = NULL;
-  struct beit_safetensors *st = calloc(1, sizeof *st);
-  enum beit_status status = BEIT_STATUS_NOMEM;
-  if (!st || !(st->path = strdup(path))) {
-    beit_error_set(err, status, "%s: out of memory", path);
-    goto free_st;
-  }
-
+  struct beit_safetensors *st = alloc_handle(path, err);
+  if (!st)
+    return BEIT_STATUS_NOMEM;
+  enum beit_status status;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     status = beit_error_set(err, errno == ENOENT ? BEIT_STATUS_MISSING : BEIT_STATUS_IO,
@@ -330,51 +362,45 @@ enum beit_status beit_safetensors_open(struct beit_safetensors **out, const char
     goto close_fd;
   }
   size_t size = (size_t)sb.st_size;
-  if (size < 8) {
-    status = beit_error_set(err, BEIT_STATUS_FORMAT,
-                            "%s: %zu bytes, too short for the 8-byte header length", path, size);
-    goto close_fd;
+  if (size >= 8) { /* a shorter file is named by parse_bytes */
+    st->map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (st->map == MAP_FAILED) {
+      st->map = NULL;
+      status = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot map: %s", path, strerror(errno));
+      goto close_fd;
+    }
+    st->map_size = size;
   }
-  st->map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  if (st->map == MAP_FAILED) {
-    st->map = NULL;
-    status = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot map: %s", path, strerror(errno));
-    goto close_fd;
-  }
-  st->map_size = size;
   close(fd);
   fd = -1;
-
-  const unsigned char *base = st->map;
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; i--)
-    n = n << 8 | base[i];
-  if (n > ST_MAX_HEADER) {
-    status = beit_error_set(err, BEIT_STATUS_FORMAT,
-                            "%s: header length %llu exceeds the 100 MB limit", path,
-                            (unsigned long long)n);
-    goto free_st;
-  }
-  if (n > size - 8) {
-    status = beit_error_set(err, BEIT_STATUS_FORMAT,
-                            "%s: header length %llu runs past the end of the %zu-byte file", path,
-                            (unsigned long long)n, size);
-    goto free_st;
-  }
-  st->data = base + 8 + n;
-  st->data_size = size - 8 - (size_t)n;
-  status = parse_header(st, (const char *)base + 8, (size_t)n, err);
+  status = parse_bytes(st, st->map, size, err);
   if (status != BEIT_STATUS_OK)
     goto free_st;
   *out = st;
   return BEIT_STATUS_OK;
 
 close_fd:
-  if (fd >= 0)
-    close(fd);
+  close(fd);
 free_st:
   beit_safetensors_close(st);
   return status;
+}
+
+enum beit_status beit_safetensors_open_memory(struct beit_safetensors **out, const char *name,
+                                              const void *bytes, size_t size,
+                                              struct beit_error *err)
+{
+  *out = NULL;
+  struct beit_safetensors *st = alloc_handle(name, err);
+  if (!st)
+    return BEIT_STATUS_NOMEM;
+  enum beit_status status = parse_bytes(st, bytes, size, err);
+  if (status != BEIT_STATUS_OK) {
+    beit_safetensors_close(st);
+    return status;
+  }
+  *out = st;
+  return BEIT_STATUS_OK;
 }
 
 void beit_safetensors_close(struct beit_safetensors *st)
@@ -517,6 +543,11 @@ enum beit_status beit_safetensors_read_i64(const struct beit_safetensors *st, co
   if (status != BEIT_STATUS_OK)
     return status;
   const unsigned char *src = t->data;
+  if (t->dtype != BEIT_DTYPE_I64 && t->dtype != BEIT_DTYPE_I32 && t->dtype != BEIT_DTYPE_I16 &&
+      t->dtype != BEIT_DTYPE_I8 && t->dtype != BEIT_DTYPE_U8 && t->dtype != BEIT_DTYPE_BOOL)
+    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, /* also when numel is 0 */
+                          "%s: tensor '%s': dtype %s cannot be read as integers", st->path, name,
+                          dtype_info[t->dtype].name);
   for (size_t i = 0; i < t->numel; i++) {
     switch (t->dtype) {
     case BEIT_DTYPE_I64:
@@ -543,10 +574,8 @@ enum beit_status beit_safetensors_read_i64(const struct beit_safetensors *st, co
     case BEIT_DTYPE_BOOL:
       dst[i] = src[i] != 0;
       break;
-    default:
-      return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
-                            "%s: tensor '%s': dtype %s cannot be read as integers", st->path, name,
-                            dtype_info[t->dtype].name);
+    default: /* refused above */
+      break;
     }
   }
   return BEIT_STATUS_OK;

@@ -32,6 +32,12 @@ struct beit_safetensors; /* opaque */
 
 enum beit_status beit_safetensors_open(struct beit_safetensors **out, const char *path,
                                        struct beit_error *err);
+/* The same checks on a file already in memory: size bytes at bytes, borrowed (they must outlive
+ * the handle, whose tensors point into them); name stands for the path in messages and
+ * beit_safetensors_path. beit_safetensors_open maps the file and runs the same parser. */
+enum beit_status beit_safetensors_open_memory(struct beit_safetensors **out, const char *name,
+                                              const void *bytes, size_t size,
+                                              struct beit_error *err);
 void beit_safetensors_close(struct beit_safetensors *st);
 
 const char *beit_safetensors_path(const struct beit_safetensors *st);

@@ -6,13 +6,17 @@
  *   fuzz_<name>_asan [--runs N] [--seed S] [--replay DIR]...   seeds, DIR's files, N mutations
  *   fuzz_<name>_asan FILE...                                  run these inputs once (a crash)
  *   fuzz_<name>_asan --write-seeds DIR                        the seeds as a libFuzzer corpus
- * Exit 0 means no crash: a crash aborts under the sanitizers. */
+ * Exit 0 means no crash: a crash aborts under the sanitizers, leaving the input that caused it
+ * in fuzz_<name>-crash. */
 #include "fuzz_driver.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sanitizer/common_interface_defs.h>
 
 #define MAX_SEEDS 256
 
@@ -31,6 +35,29 @@ void fuzz_add_seed(const void *bytes, size_t n)
     longest_seed = n;
 }
 
+/* The input being run, written to fuzz_<name>-crash in the working folder when the process
+ * dies (a sanitizer report, an abort of a target's check), to be replayed as FILE. */
+static const uint8_t *current;
+static size_t current_len;
+
+static void save_current(void)
+{
+  char path[256];
+  snprintf(path, sizeof path, "fuzz_%s-crash", fuzz_target.name);
+  FILE *f = current ? fopen(path, "wb") : NULL;
+  if (f && fwrite(current, 1, current_len, f) == current_len && fclose(f) == 0)
+    dprintf(2, "fuzz_%s: the input is in %s (%zu bytes)\n", fuzz_target.name, path,
+            current_len);
+  current = NULL;
+}
+
+static void on_abort(int sig)
+{
+  save_current();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
 /* One run on an exact-size copy of n bytes. */
 static void run_one(const uint8_t *bytes, size_t n)
 {
@@ -38,7 +65,10 @@ static void run_one(const uint8_t *bytes, size_t n)
   if (!exact)
     abort();
   memcpy(exact, bytes, n);
+  current = exact;
+  current_len = n;
   LLVMFuzzerTestOneInput(exact, n);
+  current = NULL;
   free(exact);
 }
 
@@ -266,6 +296,8 @@ int main(int argc, char **argv)
       return 2;
     }
   }
+  __sanitizer_set_death_callback(save_current);
+  signal(SIGABRT, on_abort);
   if (nfiles) {
     for (int i = 1; i <= nfiles; i++)
       if (run_file(argv[i]))

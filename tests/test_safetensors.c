@@ -312,6 +312,34 @@ static void test_conversions(void)
   beit_safetensors_close(st);
 }
 
+/* beit_safetensors_open_memory runs the parser on borrowed bytes. A tensor of zero elements is
+ * as little integer data as a full one of its dtype (read_i64 took an empty F32 tensor; found
+ * by tests/fuzz_safetensors.c). */
+static void test_memory(void)
+{
+  static const char header[] = "{\"e\":{\"dtype\":\"F32\",\"shape\":[2,0],\"data_offsets\":[0,0]},"
+                               "\"i\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+  unsigned char buf[8 + sizeof header - 1 + 4] = {sizeof header - 1};
+  memcpy(buf + 8, header, sizeof header - 1);
+  buf[sizeof buf - 4] = 42;
+  struct beit_safetensors *st = NULL;
+  struct beit_error err = {0};
+  CHECK(beit_safetensors_open_memory(&st, "mem", buf, sizeof buf, &err) == BEIT_STATUS_OK);
+  if (!st)
+    return;
+  CHECK(!strcmp(beit_safetensors_path(st), "mem") && beit_safetensors_count(st) == 2);
+  int64_t v = 0;
+  float f;
+  CHECK(beit_safetensors_read_i64(st, "i", &v, 1, (size_t[]){1}, &err) == BEIT_STATUS_OK &&
+        v == 42);
+  CHECK(beit_safetensors_read_i64(st, "e", &v, 2, (size_t[]){2, 0}, &err) ==
+        BEIT_STATUS_UNSUPPORTED);
+  CHECK(beit_safetensors_read_f32(st, "e", &f, 2, (size_t[]){2, 0}, &err) == BEIT_STATUS_OK);
+  beit_safetensors_close(st);
+  CHECK(beit_safetensors_open_memory(&st, "mem", buf, 7, &err) == BEIT_STATUS_FORMAT && !st &&
+        strstr(err.message, "mem: 7 bytes"));
+}
+
 static void test_malformed(void)
 {
   unsigned char zeros[4096] = {0};
@@ -481,6 +509,7 @@ int main(void)
   test_round_trip();
   test_write_table();
   test_conversions();
+  test_memory();
   test_malformed();
   test_write_errors();
 

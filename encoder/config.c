@@ -12,6 +12,7 @@
 
 #define F(field) offsetof(struct beit_config, field)
 #define BIG 1e9
+#define MAX_LABELS (1 << 20)
 #define SILENT(name) {name, BEIT_KEY_IGNORE, 0, 0, 0, NULL, NULL}
 #define FOREIGN(name) {name, BEIT_KEY_FOREIGN, 0, 0, 0, NULL, NULL}
 
@@ -48,7 +49,7 @@ static const struct beit_config_key config_keys[] = {
     {"use_mean_pooling", BEIT_KEY_BOOL, F(use_mean_pooling), 0, 1, NULL,
      "mean of patch tokens + pooler LayerNorm (else cls token after final LayerNorm)"},
     {"vocab_size", BEIT_KEY_INT, F(vocab_size), 1, 1 << 20, NULL, "visual vocabulary"},
-    {"num_labels", BEIT_KEY_INT, F(num_labels), 1, 1 << 20, NULL, "classes"},
+    {"num_labels", BEIT_KEY_INT, F(num_labels), 1, MAX_LABELS, NULL, "classes"},
     {"problem_type", BEIT_KEY_STRING, F(problem_type), 0, 0, problems, "classification loss"},
     /* Silent: handled by beit_config_load (architectures, id2label; label2id is its inverse),
      * written by beit_config_json (these four and model_type), or naming the writer in every HF
@@ -199,6 +200,9 @@ static enum beit_status read_id2label(struct beit_config *cfg, const cJSON *map,
                                       struct beit_error *err)
 {
   long n = cJSON_GetArraySize(map);
+  if (n < 1 || n > MAX_LABELS) /* what num_labels accepts: a saved config must load again */
+    return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key 'id2label': %ld entries, expected 1 "
+                          "to %d", path, n, MAX_LABELS);
   const char **names = calloc((size_t)(n > 0 ? n : 1), sizeof *names);
   if (!names)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: id2label: out of memory", path);
@@ -255,6 +259,8 @@ enum beit_status beit_config_load(struct beit_config *cfg, const char *path,
   enum beit_status st = beit_json_read_file(&root, path, err);
   if (st)
     return st;
+  beit_config_free(cfg); /* while num_labels is still the length of its labels: the file's
+                            num_labels replaces it, and the labels are made again below */
   long explicit_labels = -1;
   if ((st = beit_config_from_json(cfg, config_keys, NKEYS, root, path, err)) ||
       (st = check_pruned_heads(root, path, err)))
@@ -311,8 +317,11 @@ enum beit_status beit_config_override(struct beit_config *cfg, const char *assig
 {
   long labels_before = cfg->num_labels;
   enum beit_status st = beit_config_set(cfg, config_keys, NKEYS, assignment, err);
-  if (!st && cfg->num_labels != labels_before)
-    st = beit_config_set_labels(cfg, cfg->num_labels, NULL, err);
+  if (!st && cfg->num_labels != labels_before) {
+    long n = cfg->num_labels;
+    cfg->num_labels = labels_before; /* the length of the labels array set_labels frees */
+    st = beit_config_set_labels(cfg, n, NULL, err);
+  }
   return st;
 }
 

@@ -1,6 +1,9 @@
 # Fuzz targets of the parsers of untrusted files (label fuzz; docs/faults.md, Fuzzing):
 #   fuzz_safetensors_{asan,libfuzzer}  core/safetensors.c: header length, header JSON, dtype,
 #                     shape and data_offsets rules; every tensor read as floats and integers
+#   fuzz_config_{asan,libfuzzer}  core/config_table.c through the real key tables: recipes
+#                     (mim/recipe.c), model config.json (encoder/config.c), tokenizer config
+#                     (tokenizer/config.c); --set overrides; a save/load round trip
 # The request parser's targets are in serve.cmake and use the same driver.
 
 # beit_add_fuzz_target(NAME <name>
@@ -156,4 +159,18 @@ beit_add_fuzz_target(NAME safetensors
   INCLUDES ${PROJECT_SOURCE_DIR}/core ${CJSON_INCLUDE}
   LIBS ${CJSON_LIB} ${MATH_LIB}
   RUNS 200000)
+
+# The key tables of recipes, model configs and tokenizer configs, with the loaders that read
+# them; what recipe.c calls in data/ (eval preprocessing) is linked uninstrumented.
+if(TARGET beit_data)
+  beit_add_fuzz_target(NAME config
+    SOURCES ${PROJECT_SOURCE_DIR}/core/config_table.c ${PROJECT_SOURCE_DIR}/core/status.c
+            ${PROJECT_SOURCE_DIR}/mim/recipe.c ${PROJECT_SOURCE_DIR}/encoder/config.c
+            ${PROJECT_SOURCE_DIR}/tokenizer/config.c
+    INCLUDES ${PROJECT_SOURCE_DIR}/core ${PROJECT_SOURCE_DIR}/encoder ${PROJECT_SOURCE_DIR}/mim
+             ${PROJECT_SOURCE_DIR}/tokenizer ${CJSON_INCLUDE}
+    DEFINES BEIT_FUZZ_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    LIBS beit_data beit_core
+    RUNS 50000)
+endif()
 

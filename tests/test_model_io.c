@@ -108,6 +108,33 @@ static void expect_config(const char *extra, enum beit_status want, const char *
   beit_config_free(&cfg);
 }
 
+/* --set num_labels=N makes N labels (a larger N read past the old label array and freed what
+ * lay beyond it; found by tests/fuzz_config.c), and an empty id2label is refused (it loaded as
+ * 0 labels, which num_labels itself refuses, so the saved config did not load again). */
+static void test_label_count(void)
+{
+  char path[512], text[4096];
+  snprintf(path, sizeof path, "%s/config.json", tmp);
+  snprintf(text, sizeof text, small_config, "");
+  write_text(path, text);
+  struct beit_config cfg;
+  struct beit_error err = {0};
+  beit_config_defaults(&cfg);
+  capture_begin();
+  CHECK(beit_config_load(&cfg, path, &err) == BEIT_STATUS_OK && cfg.num_labels == 3);
+  capture_end();
+  CHECK(beit_config_override(&cfg, "num_labels=40", &err) == BEIT_STATUS_OK);
+  CHECK(cfg.num_labels == 40 && cfg.labels && !strcmp(cfg.labels[39], "LABEL_39"));
+  CHECK(beit_config_override(&cfg, "num_labels=2", &err) == BEIT_STATUS_OK &&
+        cfg.num_labels == 2 && !strcmp(cfg.labels[1], "LABEL_1"));
+  beit_config_free(&cfg);
+  write_text(path, "{\"architectures\": [\"BeitForImageClassification\"], \"id2label\": {}}");
+  beit_config_defaults(&cfg);
+  CHECK(beit_config_load(&cfg, path, &err) == BEIT_STATUS_CONFIG &&
+        strstr(err.message, "'id2label': 0 entries"));
+  beit_config_free(&cfg);
+}
+
 static struct beit_model *make_model(void)
 {
   char path[512], text[4096];
@@ -387,6 +414,7 @@ int main(int argc, char **argv)
   expect_config(", \"num_labels\": 5", BEIT_STATUS_CONFIG, "num_labels");
   expect_config(", \"hidden_dropout_prob\": 0.1", BEIT_STATUS_UNSUPPORTED, "hidden_dropout_prob");
   test_foreign_list();
+  test_label_count();
   test_hf_versions(argc > 2 ? argv[2] : NULL);
   test_round_trip(argc > 1 ? argv[1] : NULL);
   test_bad_folders();

@@ -5,6 +5,7 @@
  * verified by HDF5 as they are read. Memory: 8 bytes (+4 per label) per record, e.g. 170 MB
  * for ImageNet-22k. All shards stay open (one descriptor each; the soft limit is raised). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 
 #include "config_table.h"
 #include "data_internal.h"
+
+#define MAX_RECORDS 9007199254740992.0 /* 2^53: records of a dataset, an exact JSON count */
 
 struct shard {
   char path[4096];
@@ -147,12 +150,27 @@ static int has_fletcher32(hid_t ds)
   return ok;
 }
 
-/* Open a 1-D dataset, check type and checksum filter, read it whole into *out (n elements). */
-static enum beit_status read_meta(hid_t file, const char *path, const char *name, hid_t memtype,
-                                  H5T_class_t cls, size_t size, int is_signed, size_t want,
-                                  void **out, size_t *n_out, struct beit_error *err)
+/* FORMAT unless n elements of size bytes fit in the shard file: the schema stores every dataset
+ * uncompressed, so a larger one is a header that lies (chunks never written read as zeros), and
+ * no allocation or read may trust it. */
+static enum beit_status check_fits(const struct shard *s, const char *name, long long n,
+                                   size_t size, struct beit_error *err)
 {
-  hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+  if ((unsigned long long)n > (unsigned long long)s->size / size)
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: dataset '%s' claims %lld elements of %zu "
+                          "bytes but the file holds %lld bytes (a damaged or hand-made shard)",
+                          s->path, name, n, size, (long long)s->size);
+  return BEIT_STATUS_OK;
+}
+
+/* Open a 1-D dataset of exactly want elements, check type, size against the file and checksum
+ * filter, and read it whole into *out. */
+static enum beit_status read_meta(const struct shard *s, const char *name, hid_t memtype,
+                                  H5T_class_t cls, size_t size, int is_signed, size_t want,
+                                  void **out, struct beit_error *err)
+{
+  const char *path = s->path;
+  hid_t ds = H5Dopen2(s->file, name, H5P_DEFAULT);
   if (ds < 0)
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: dataset '%s' missing", path, name);
   enum beit_status st = BEIT_STATUS_OK;
@@ -162,11 +180,13 @@ static enum beit_status read_meta(hid_t file, const char *path, const char *name
                         path, name);
     goto close_ds;
   }
-  if (want != (size_t)-1 && (size_t)n != want) {
+  if ((size_t)n != want) {
     st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: dataset '%s' has %lld elements, expected "
-                        "%zu (from the record count in index.json)", path, name, n, want);
+                        "%zu", path, name, n, want);
     goto close_ds;
   }
+  if ((st = check_fits(s, name, n, size, err)))
+    goto close_ds;
   if (!has_fletcher32(ds)) {
     st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: dataset '%s' has no Fletcher32 checksum",
                         path, name);
@@ -181,7 +201,6 @@ static enum beit_status read_meta(hid_t file, const char *path, const char *name
     st = beit_error_set(err, BEIT_STATUS_FORMAT,
                         "%s: dataset '%s' cannot be read (checksum mismatch or corrupt file)",
                         path, name);
-  *n_out = (size_t)n;
 close_ds:
   H5Dclose(ds);
   return st;
@@ -292,9 +311,8 @@ static enum beit_status shard_open(struct shard *s, const struct beit_dataset *d
   if ((size_t)n != s->count)
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: holds %lld records, index.json says %zu",
                           p, (long long)n, s->count);
-  size_t got;
-  if ((st = read_meta(s->file, p, BEIT_SHARD_OFFSETS, H5T_NATIVE_INT64, H5T_INTEGER, 8, 1,
-                      s->count + 1, (void **)&s->offsets, &got, err)))
+  if ((st = read_meta(s, BEIT_SHARD_OFFSETS, H5T_NATIVE_INT64, H5T_INTEGER, 8, 1, s->count + 1,
+                      (void **)&s->offsets, err)))
     return st;
   /* Chunk cache of `images`: 256 MiB per rank shared out over the shards, at most 64 MiB each
    * (a small dataset ends up cached whole; ImageNet-22k's thousand shards stay bounded). */
@@ -311,6 +329,8 @@ static enum beit_status shard_open(struct shard *s, const struct beit_dataset *d
   if (nb < 0 || !has_fletcher32(s->images))
     return beit_error_set(err, BEIT_STATUS_FORMAT,
                           "%s: dataset 'images' missing, not uint8 1-D or without checksum", p);
+  if ((st = check_fits(s, BEIT_SHARD_IMAGES, nb, 1, err)))
+    return st;
   s->nbytes = (size_t)nb;
   if (s->offsets[0] != 0 || s->offsets[s->count] != nb)
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: offsets do not span 'images' (%lld bytes)",
@@ -332,21 +352,25 @@ static enum beit_status shard_open(struct shard *s, const struct beit_dataset *d
   H5Tset_cset(s->key_type, H5Tget_cset(ft)); /* no ASCII <-> UTF-8 conversion exists */
   H5Tclose(ft);
   int C = ds->num_classes;
+  size_t got = s->count; /* labels */
   if (ds->task == BEIT_DATA_TASK_MULTICLASS) {
-    if ((st = read_meta(s->file, p, BEIT_SHARD_LABELS, H5T_NATIVE_INT32, H5T_INTEGER, 4, 1,
-                        s->count, (void **)&s->labels, &got, err)))
+    if ((st = read_meta(s, BEIT_SHARD_LABELS, H5T_NATIVE_INT32, H5T_INTEGER, 4, 1, s->count,
+                        (void **)&s->labels, err)))
       return st;
   } else {
-    if ((st = read_meta(s->file, p, BEIT_SHARD_LABEL_OFFSETS, H5T_NATIVE_INT64, H5T_INTEGER, 8, 1,
-                        s->count + 1, (void **)&s->label_offsets, &got, err)) ||
-        (st = read_meta(s->file, p, BEIT_SHARD_LABEL_VALUES, H5T_NATIVE_INT32, H5T_INTEGER, 4, 1,
-                        (size_t)-1, (void **)&s->labels, &got, err)))
+    /* label_offsets first: checked, its last entry is how many label_values there must be */
+    if ((st = read_meta(s, BEIT_SHARD_LABEL_OFFSETS, H5T_NATIVE_INT64, H5T_INTEGER, 8, 1,
+                        s->count + 1, (void **)&s->label_offsets, err)))
       return st;
-    if (s->label_offsets[0] != 0 || s->label_offsets[s->count] != (int64_t)got)
-      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label_offsets do not span label_values", p);
+    if (s->label_offsets[0] != 0)
+      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label_offsets do not start at 0", p);
     for (size_t i = 0; i < s->count; i++)
       if (s->label_offsets[i + 1] < s->label_offsets[i])
         return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label_offsets decrease at record %zu", p, i);
+    got = (size_t)s->label_offsets[s->count];
+    if ((st = read_meta(s, BEIT_SHARD_LABEL_VALUES, H5T_NATIVE_INT32, H5T_INTEGER, 4, 1, got,
+                        (void **)&s->labels, err)))
+      return st;
   }
   for (size_t i = 0; i < got; i++)
     if (s->labels[i] < 0 || s->labels[i] >= C)
@@ -368,7 +392,7 @@ static enum beit_status parse_index(struct beit_dataset *ds, const char *dir, st
   const cJSON *task = cJSON_GetObjectItemCaseSensitive(root, "task");
   const cJSON *names = cJSON_GetObjectItemCaseSensitive(root, "class_names");
   const cJSON *shards = cJSON_GetObjectItemCaseSensitive(root, "shards");
-  if (!cJSON_IsNumber(ver) || ver->valueint != BEIT_DATA_FORMAT_VERSION) {
+  if (!cJSON_IsNumber(ver) || ver->valuedouble != BEIT_DATA_FORMAT_VERSION) {
     st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: key 'format_version' must be %d", path,
                         BEIT_DATA_FORMAT_VERSION);
     goto free_json;
@@ -406,8 +430,10 @@ static enum beit_status parse_index(struct beit_dataset *ds, const char *dir, st
     const cJSON *file = cJSON_GetObjectItemCaseSensitive(sh, "file");
     const cJSON *count = cJSON_GetObjectItemCaseSensitive(sh, "count");
     if (!cJSON_IsString(file) || strchr(file->valuestring, '/') || !cJSON_IsNumber(count) ||
-        count->valuedouble < 0) {
-      st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: shards[%zu] needs 'file' (a name) and 'count'", path, i);
+        !(count->valuedouble >= 0) || count->valuedouble != floor(count->valuedouble) ||
+        count->valuedouble > MAX_RECORDS - (double)ds->count) {
+      st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: shards[%zu] needs 'file' (a name) and "
+                          "'count' (a whole number of records, in all at most 2^53)", path, i);
       goto free_json;
     }
     snprintf(s->path, sizeof s->path, "%s/%s", dir, file->valuestring);

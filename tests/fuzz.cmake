@@ -4,6 +4,8 @@
 #   fuzz_config_{asan,libfuzzer}  core/config_table.c through the real key tables: recipes
 #                     (mim/recipe.c), model config.json (encoder/config.c), tokenizer config
 #                     (tokenizer/config.c); --set overrides; a save/load round trip
+#   fuzz_shard_{asan,libfuzzer}  data/dataset.c: index.json and one HDF5 shard, opened and
+#                     every record read through beit_data_open / beit_data_read
 # The request parser's targets are in serve.cmake and use the same driver.
 
 # beit_add_fuzz_target(NAME <name>
@@ -174,3 +176,15 @@ if(TARGET beit_data)
     RUNS 50000)
 endif()
 
+# Dataset folders: index.json and the HDF5 shards, read through the project's reader; the shard
+# writer makes the seeds. libhdf5 itself is not instrumented (docs/faults.md, Fuzzing).
+if(TARGET beit_data)
+  find_package(HDF5 REQUIRED COMPONENTS C)
+  beit_add_fuzz_target(NAME shard
+    SOURCES ${PROJECT_SOURCE_DIR}/data/dataset.c ${PROJECT_SOURCE_DIR}/data/shard_write.c
+            ${PROJECT_SOURCE_DIR}/core/config_table.c ${PROJECT_SOURCE_DIR}/core/status.c
+    INCLUDES ${PROJECT_SOURCE_DIR}/core ${PROJECT_SOURCE_DIR}/data ${HDF5_C_INCLUDE_DIRS}
+             ${CJSON_INCLUDE}
+    LIBS beit_data beit_core
+    RUNS 10000)
+endif()

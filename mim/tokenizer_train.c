@@ -230,17 +230,75 @@ static const float *tokenizer_input(float *buf, const float *view_b, size_t B, s
 
 /* ------------------------------------------------------------------------ evaluation */
 
+/* One evaluation pass's buffers and sums. */
+struct eval_pass {
+  size_t img, P, V, grid_images, n; /* floats per image, tokens per image, codes; images seen */
+  float *x, *rec, *grid_orig, *grid_rec;
+  int32_t *tokens;
+  long *counts;                     /* V: how often each code was chosen */
+  double abs_sum, sq_sum;
+};
+
+/* k images of the batch (in: the tokenizer's input, rec: their reconstructions, tokens): their
+ * codes, their errors in pixel space and, while the grid has room, their pictures. */
+static void add_batch(struct eval_pass *e, const float *in, size_t k, int32_t *tokens_out)
+{
+  const size_t img = e->img, n = e->n;
+  for (size_t i = 0; i < k * e->P; i++)
+    e->counts[e->tokens[i]]++;
+  if (tokens_out)
+    memcpy(tokens_out + n * e->P, e->tokens, k * e->P * sizeof *e->tokens);
+  for (size_t i = 0; i < k * img; i++) {
+    /* the loader's view B is 0.8 p + 0.1 with p = u8 / 255: undo the map exactly */
+    const double p = ((double)in[i] - 0.1) / 0.8, d = (double)e->rec[i] - p;
+    e->abs_sum += fabs(d);
+    e->sq_sum += d * d;
+  }
+  for (size_t i = 0; i < k && n + i < e->grid_images; i++)
+    for (size_t j = 0; j < img; j++) {
+      e->grid_orig[(n + i) * img + j] = (in[i * img + j] - 0.1f) / 0.8f;
+      e->grid_rec[(n + i) * img + j] = e->rec[i * img + j];
+    }
+  e->n += k;
+}
+
+/* The pass's sums over ranks into ev. */
+static enum beit_status reduce_pass(struct eval_pass *e, struct beit_dist *dist, const char *dir,
+                                    struct beit_tokenizer_eval *ev, struct beit_error *err)
+{
+  const size_t V = e->V;
+  double *sums = malloc((3 + V) * sizeof *sums); /* n, |d|, d^2, then the histogram */
+  if (!sums)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer evaluation: out of memory");
+  sums[0] = (double)e->n, sums[1] = e->abs_sum, sums[2] = e->sq_sum;
+  for (size_t v = 0; v < V; v++)
+    sums[3 + v] = (double)e->counts[v];
+  enum beit_status st = dist ? beit_dist_allreduce_sum_f64(dist, sums, 3 + V, err)
+                             : BEIT_STATUS_OK;
+  for (size_t v = 0; !st && v < V; v++)
+    e->counts[v] = (long)sums[3 + v];
+  if (!st && sums[0] == 0)
+    st = beit_error_set(err, BEIT_STATUS_MISSING, "%s: no images to evaluate", dir);
+  if (!st) {
+    ev->images = (size_t)sums[0];
+    ev->mae = sums[1] / (sums[0] * (double)e->img);
+    ev->mse = sums[2] / (sums[0] * (double)e->img);
+    beit_dvae_code_stats_counts(e->counts, V, &ev->codes_used, &ev->perplexity);
+    ev->codes_frac = (double)ev->codes_used / (double)V;
+  }
+  free(sums);
+  return st;
+}
+
 enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit_dist *dist,
                                          const char *dir, size_t max_images, int num_workers,
                                          const char *png, size_t grid_images, int32_t *tokens_out,
                                          struct beit_tokenizer_eval *ev, struct beit_error *err)
 {
   const struct beit_tokenizer_config *cfg = beit_tokenizer_get_config(tok);
-  const size_t S = (size_t)cfg->image_size, C = (size_t)cfg->input_channels, img = C * S * S;
-  const size_t V = beit_tokenizer_vocab_size(tok), B = tok->max_batch;
+  const size_t S = (size_t)cfg->image_size, C = (size_t)cfg->input_channels, B = tok->max_batch;
   size_t gh, gw;
   beit_tokenizer_grid(tok, &gh, &gw);
-  const size_t P = gh * gw;
   if (C != 1 && C != 3)
     return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
                           "tokenizer evaluation reads RGB datasets: input_channels must be 1 or 3");
@@ -259,74 +317,36 @@ enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit
     lo.log = beit_dist_is_root(dist) ? stderr : NULL;
   }
   struct beit_loader *ld = NULL;
-  float *x = malloc(B * img * sizeof *x), *rec = malloc(B * img * sizeof *rec);
-  int32_t *tokens = malloc(B * P * sizeof *tokens);
-  long *counts = calloc(V, sizeof *counts);
-  double *sums = malloc((3 + V) * sizeof *sums); /* n, |d|, d^2, then the histogram */
-  float *grid_orig = grid_images ? malloc(grid_images * img * sizeof *grid_orig) : NULL;
-  float *grid_rec = grid_images ? malloc(grid_images * img * sizeof *grid_rec) : NULL;
+  struct eval_pass e = {.img = C * S * S, .P = gh * gw, .V = beit_tokenizer_vocab_size(tok),
+                        .grid_images = grid_images};
+  e.x = malloc(B * e.img * sizeof *e.x), e.rec = malloc(B * e.img * sizeof *e.rec);
+  e.tokens = malloc(B * e.P * sizeof *e.tokens);
+  e.counts = calloc(e.V, sizeof *e.counts);
+  e.grid_orig = grid_images ? malloc(grid_images * e.img * sizeof *e.grid_orig) : NULL;
+  e.grid_rec = grid_images ? malloc(grid_images * e.img * sizeof *e.grid_rec) : NULL;
   enum beit_status st = BEIT_STATUS_OK;
-  double abs_sum = 0.0, sq_sum = 0.0;
-  size_t n = 0;
-  if (!x || !rec || !tokens || !counts || !sums || (grid_images && (!grid_orig || !grid_rec))) {
+  if (!e.x || !e.rec || !e.tokens || !e.counts || (grid_images && (!e.grid_orig || !e.grid_rec)))
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer evaluation: out of memory");
-    goto done;
-  }
-  if ((st = beit_loader_init(&ld, dir, &lo, NULL, err)))
-    goto done;
-  while (max_images == 0 || n < max_images) {
+  else
+    st = beit_loader_init(&ld, dir, &lo, NULL, err);
+  while (!st && (max_images == 0 || e.n < max_images)) {
     const struct beit_loader_batch *b = NULL;
     if ((st = beit_loader_next(ld, &b, err)) || !b)
       break;
-    size_t k = b->count;
-    if (max_images && n + k > max_images)
-      k = max_images - n;
-    const float *in = tokenizer_input(x, b->view_b, k, C, S);
-    if ((st = beit_tokenizer_encode(tok, tokens, NULL, in, k, err)) ||
-        (st = beit_tokenizer_decode(tok, rec, tokens, k, err)))
-      break;
-    for (size_t i = 0; i < k * P; i++)
-      counts[tokens[i]]++;
-    if (tokens_out)
-      memcpy(tokens_out + n * P, tokens, k * P * sizeof *tokens);
-    for (size_t i = 0; i < k * img; i++) {
-      /* the loader's view B is 0.8 p + 0.1 with p = u8 / 255: undo the map exactly */
-      const double p = ((double)in[i] - 0.1) / 0.8, d = (double)rec[i] - p;
-      abs_sum += fabs(d);
-      sq_sum += d * d;
-    }
-    for (size_t i = 0; i < k && n + i < grid_images; i++)
-      for (size_t j = 0; j < img; j++) {
-        grid_orig[(n + i) * img + j] = (in[i * img + j] - 0.1f) / 0.8f;
-        grid_rec[(n + i) * img + j] = rec[i * img + j];
-      }
-    n += k;
+    size_t k = max_images && e.n + b->count > max_images ? max_images - e.n : b->count;
+    const float *in = tokenizer_input(e.x, b->view_b, k, C, S);
+    if (!(st = beit_tokenizer_encode(tok, e.tokens, NULL, in, k, err)) &&
+        !(st = beit_tokenizer_decode(tok, e.rec, e.tokens, k, err)))
+      add_batch(&e, in, k, tokens_out);
   }
-  if (st)
-    goto done;
-  sums[0] = (double)n, sums[1] = abs_sum, sums[2] = sq_sum;
-  for (size_t v = 0; v < V; v++)
-    sums[3 + v] = (double)counts[v];
-  if (dist && (st = beit_dist_allreduce_sum_f64(dist, sums, 3 + V, err)))
-    goto done;
-  for (size_t v = 0; v < V; v++)
-    counts[v] = (long)sums[3 + v];
-  if (sums[0] == 0) {
-    st = beit_error_set(err, BEIT_STATUS_MISSING, "%s: no images to evaluate", dir);
-    goto done;
-  }
-  ev->images = (size_t)sums[0];
-  ev->mae = sums[1] / (sums[0] * (double)img);
-  ev->mse = sums[2] / (sums[0] * (double)img);
-  beit_dvae_code_stats_counts(counts, V, &ev->codes_used, &ev->perplexity);
-  ev->codes_frac = (double)ev->codes_used / (double)V;
-  if (png && grid_images)
-    st = beit_dvae_write_grid_png(png, grid_orig, grid_rec, n < grid_images ? n : grid_images, C,
-                                  S, 8, err);
+  if (!st)
+    st = reduce_pass(&e, dist, dir, ev, err);
+  if (!st && png && grid_images)
+    st = beit_dvae_write_grid_png(png, e.grid_orig, e.grid_rec,
+                                  e.n < grid_images ? e.n : grid_images, C, S, 8, err);
   ev->seconds = beit_clock_now() - t0;
-done:
   beit_loader_free(ld);
-  free(x), free(rec), free(tokens), free(counts), free(sums), free(grid_orig), free(grid_rec);
+  free(e.x), free(e.rec), free(e.tokens), free(e.counts), free(e.grid_orig), free(e.grid_rec);
   return st;
 }
 

@@ -188,3 +188,19 @@ if(TARGET beit_data)
     LIBS beit_data beit_core
     RUNS 10000)
 endif()
+
+# Images as `beit serve` takes them: the header probe, the decoders' glue (data/image*.c) and the
+# model preprocessing, instrumented; libjpeg-turbo and libpng themselves are linked as they are
+# (OSS-Fuzz fuzzes them).
+if(TARGET beit_data)
+  find_package(JPEG REQUIRED)
+  find_package(PNG REQUIRED)
+  beit_add_fuzz_target(NAME image
+    SOURCES ${PROJECT_SOURCE_DIR}/serve/probe.c ${PROJECT_SOURCE_DIR}/data/image.c
+            ${PROJECT_SOURCE_DIR}/data/image_jpeg.c ${PROJECT_SOURCE_DIR}/data/image_png.c
+            ${PROJECT_SOURCE_DIR}/data/preprocess.c ${PROJECT_SOURCE_DIR}/data/resize.c
+    INCLUDES ${PROJECT_SOURCE_DIR}/core ${PROJECT_SOURCE_DIR}/data ${PROJECT_SOURCE_DIR}/serve
+             ${CJSON_INCLUDE}
+    LIBS beit_data beit_core JPEG::JPEG PNG::PNG
+    RUNS 20000)
+endif()

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include <cjson/cJSON.h>
 
 #include "config_table.h"
+#include "strbuf.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors io assumes little endian");
 
@@ -584,62 +584,6 @@ enum beit_status beit_safetensors_read_i64(const struct beit_safetensors *st, co
 /* ---------------------------------------------------------------------------------------------
  * Writing */
 
-struct strbuf {
-  char *p;
-  size_t len, cap;
-  int failed;
-};
-
-static void sb_put(struct strbuf *b, const char *s, size_t n)
-{
-  if (b->failed)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->failed = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(struct strbuf *b, const char *fmt, ...)
-{
-  char tmp[256];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  sb_put(b, tmp, n < 0 ? 0 : ((size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1));
-}
-
-/* A JSON string literal: quotes, backslashes and control bytes escaped; UTF-8 passes through. */
-static void sb_json_string(struct strbuf *b, const char *s)
-{
-  sb_put(b, "\"", 1);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') {
-      char e[2] = {'\\', (char)c};
-      sb_put(b, e, 2);
-    } else if (c < 0x20) {
-      sb_printf(b, "\\u%04x", c);
-    } else {
-      sb_put(b, s, 1);
-    }
-  }
-  sb_put(b, "\"", 1);
-}
-
 static int cstr_cmp(const void *a, const void *b)
 {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -686,7 +630,7 @@ static enum beit_status check_entries(const char *path, const struct beit_st_ent
 }
 
 /* The header JSON, space-padded to a multiple of 8 bytes. */
-static enum beit_status build_header(struct strbuf *h, const char *path,
+static enum beit_status build_header(struct beit_strbuf *h, const char *path,
                                      const struct beit_st_entry *entries, size_t count,
                                      const size_t *nbytes, const char *const *metadata,
                                      struct beit_error *err)
@@ -704,36 +648,36 @@ static enum beit_status build_header(struct strbuf *h, const char *path,
                               metadata[2 * i]);
   }
 
-  sb_put(h, "{\"__metadata__\":{", 17);
+  beit_strbuf_append(h, "{\"__metadata__\":{", 17);
   int format_given = 0;
   for (size_t i = 0; i < nmeta; i++)
     format_given |= strcmp(metadata[2 * i], "format") == 0;
   if (!format_given)
-    sb_put(h, "\"format\":\"pt\"", 13);
+    beit_strbuf_append(h, "\"format\":\"pt\"", 13);
   for (size_t i = 0; i < nmeta; i++) {
     if (i || !format_given)
-      sb_put(h, ",", 1);
-    sb_json_string(h, metadata[2 * i]);
-    sb_put(h, ":", 1);
-    sb_json_string(h, metadata[2 * i + 1]);
+      beit_strbuf_append(h, ",", 1);
+    beit_strbuf_json_string(h, metadata[2 * i]);
+    beit_strbuf_append(h, ":", 1);
+    beit_strbuf_json_string(h, metadata[2 * i + 1]);
   }
-  sb_put(h, "}", 1);
+  beit_strbuf_append(h, "}", 1);
 
   size_t offset = 0;
   for (size_t i = 0; i < count; i++) {
     const struct beit_st_entry *e = &entries[i];
-    sb_put(h, ",", 1);
-    sb_json_string(h, e->name);
-    sb_printf(h, ":{\"dtype\":\"%s\",\"shape\":[", dtype_info[e->dtype].name);
+    beit_strbuf_append(h, ",", 1);
+    beit_strbuf_json_string(h, e->name);
+    beit_strbuf_printf(h, ":{\"dtype\":\"%s\",\"shape\":[", dtype_info[e->dtype].name);
     for (int d = 0; d < e->ndim; d++)
-      sb_printf(h, d ? ",%zu" : "%zu", e->shape[d]);
-    sb_printf(h, "],\"data_offsets\":[%zu,%zu]}", offset, offset + nbytes[i]);
+      beit_strbuf_printf(h, d ? ",%zu" : "%zu", e->shape[d]);
+    beit_strbuf_printf(h, "],\"data_offsets\":[%zu,%zu]}", offset, offset + nbytes[i]);
     offset += nbytes[i];
   }
-  sb_put(h, "}", 1);
-  while (!h->failed && h->len % 8)
-    sb_put(h, " ", 1);
-  if (h->failed)
+  beit_strbuf_append(h, "}", 1);
+  while (!h->oom && h->len % 8)
+    beit_strbuf_append(h, " ", 1);
+  if (h->oom)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory for the header", path);
   return BEIT_STATUS_OK;
 }
@@ -743,7 +687,7 @@ enum beit_status beit_safetensors_write(const char *path, const struct beit_st_e
                                         struct beit_error *err)
 {
   enum beit_status status = BEIT_STATUS_NOMEM;
-  struct strbuf header = {0};
+  struct beit_strbuf header = {0};
   size_t *nbytes = malloc((count ? count : 1) * sizeof *nbytes);
   struct beit_file_part *parts = malloc((count + 2) * sizeof *parts);
   if (!nbytes || !parts) {
@@ -762,14 +706,14 @@ enum beit_status beit_safetensors_write(const char *path, const struct beit_st_e
     len_bytes[i] = (unsigned char)((uint64_t)header.len >> (8 * i));
   size_t nparts = 0;
   parts[nparts++] = (struct beit_file_part){len_bytes, 8};
-  parts[nparts++] = (struct beit_file_part){header.p, header.len};
+  parts[nparts++] = (struct beit_file_part){header.data, header.len};
   for (size_t i = 0; i < count; i++)
     if (nbytes[i])
       parts[nparts++] = (struct beit_file_part){entries[i].data, nbytes[i]};
   status = beit_write_file_atomic_parts(path, parts, nparts, err);
 
 free_all:
-  free(header.p);
+  beit_strbuf_free(&header);
   free(parts);
   free(nbytes);
   return status;

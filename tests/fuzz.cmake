@@ -157,6 +157,7 @@ endfunction()
 
 beit_add_fuzz_target(NAME safetensors
   SOURCES ${PROJECT_SOURCE_DIR}/core/safetensors.c ${PROJECT_SOURCE_DIR}/core/config_table.c
+          ${PROJECT_SOURCE_DIR}/core/strbuf.c
           ${PROJECT_SOURCE_DIR}/core/status.c
   INCLUDES ${PROJECT_SOURCE_DIR}/core ${CJSON_INCLUDE}
   LIBS ${CJSON_LIB} ${MATH_LIB}

@@ -364,11 +364,46 @@ int beit_config_is_multilabel(const struct beit_config *cfg)
   return !strcmp(cfg->problem_type, "multi_label_classification");
 }
 
+struct named_label {
+  const char *name;
+  long id;
+};
+
+static int by_name_then_id(const void *a, const void *b)
+{
+  const struct named_label *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c ? c : (x->id > y->id) - (x->id < y->id);
+}
+
+/* first[i]: label i is the first of its name (label2id keeps the first id of a repeated name,
+ * as HF does: ImageNet has two "crane"s). Sorted once: a lookup in label2id per label was
+ * quadratic, minutes for the 2^20 labels a config may have. NULL when out of memory. */
+static char *first_of_name(const struct beit_config *cfg)
+{
+  size_t n = (size_t)cfg->num_labels;
+  struct named_label *sorted = malloc((n ? n : 1) * sizeof *sorted);
+  char *first = calloc(n ? n : 1, 1);
+  if (!sorted || !first) {
+    free(sorted);
+    free(first);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++)
+    sorted[i] = (struct named_label){cfg->labels[i], (long)i};
+  qsort(sorted, n, sizeof *sorted, by_name_then_id);
+  for (size_t i = 0; i < n; i++)
+    first[sorted[i].id] = i == 0 || strcmp(sorted[i - 1].name, sorted[i].name) != 0;
+  free(sorted);
+  return first;
+}
+
 cJSON *beit_config_json(const struct beit_config *cfg)
 {
   cJSON *root = beit_config_to_json(cfg, config_keys, NKEYS);
-  if (!root)
-    return NULL;
+  char *first = cfg->labels ? first_of_name(cfg) : NULL;
+  if (!root || (cfg->labels && !first))
+    goto fail;
   cJSON *arch = cJSON_AddArrayToObject(root, "architectures");
   cJSON *id2label = cJSON_AddObjectToObject(root, "id2label");
   cJSON *label2id = cJSON_AddObjectToObject(root, "label2id");
@@ -381,12 +416,13 @@ cJSON *beit_config_json(const struct beit_config *cfg)
     char id[32];
     snprintf(id, sizeof id, "%ld", i);
     if (!cJSON_AddStringToObject(id2label, id, cfg->labels[i]) ||
-        (!cJSON_GetObjectItemCaseSensitive(label2id, cfg->labels[i]) &&
-         !cJSON_AddNumberToObject(label2id, cfg->labels[i], (double)i)))
+        (first[i] && !cJSON_AddNumberToObject(label2id, cfg->labels[i], (double)i)))
       goto fail;
   }
+  free(first);
   return root;
 fail:
+  free(first);
   cJSON_Delete(root);
   return NULL;
 }

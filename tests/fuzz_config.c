@@ -28,6 +28,7 @@
 #include "recipe.h"
 
 #define MAX_SETS 8
+#define MAX_ROUND_TRIP_LABELS 65536
 
 enum table { TABLE_RECIPE, TABLE_MODEL, TABLE_TOKENIZER, TABLE_COUNT };
 
@@ -180,7 +181,10 @@ static void fuzz_model(const char *path, const char *const *sets, int nsets)
     check(c.num_labels >= 1 && c.labels != NULL, "a loaded model has labels", path);
     for (long i = 0; i < c.num_labels; i++)
       check(c.labels[i] != NULL, "every label has a name", path);
-    round_trip(beit_config_json(&c), reload_model);
+    /* up to 2^20 labels are legal; their round trip is linear (it was quadratic, found here)
+     * but takes seconds under the sanitizers, and fewer labels run the same code */
+    if (c.num_labels <= MAX_ROUND_TRIP_LABELS)
+      round_trip(beit_config_json(&c), reload_model);
   }
   beit_config_free(&c);
 }

@@ -109,8 +109,9 @@ static void expect_config(const char *extra, enum beit_status want, const char *
 }
 
 /* --set num_labels=N makes N labels (a larger N read past the old label array and freed what
- * lay beyond it; found by tests/fuzz_config.c), and an empty id2label is refused (it loaded as
- * 0 labels, which num_labels itself refuses, so the saved config did not load again). */
+ * lay beyond it; found by tests/fuzz_config.c), label2id of repeated names, and an empty
+ * id2label is refused (it loaded as 0 labels, which num_labels itself refuses, so the saved
+ * config did not load again). */
 static void test_label_count(void)
 {
   char path[512], text[4096];
@@ -127,6 +128,17 @@ static void test_label_count(void)
   CHECK(cfg.num_labels == 40 && cfg.labels && !strcmp(cfg.labels[39], "LABEL_39"));
   CHECK(beit_config_override(&cfg, "num_labels=2", &err) == BEIT_STATUS_OK &&
         cfg.num_labels == 2 && !strcmp(cfg.labels[1], "LABEL_1"));
+  /* label2id keeps the first id of a repeated name (ImageNet's two "crane"s) */
+  const char *names[] = {"crane", "kite", "crane", "kite", "ox"};
+  CHECK(beit_config_set_labels(&cfg, 5, names, &err) == BEIT_STATUS_OK);
+  cJSON *json = beit_config_json(&cfg);
+  const cJSON *l2i = cJSON_GetObjectItemCaseSensitive(json, "label2id");
+  CHECK(cJSON_GetArraySize(l2i) == 3 &&
+        cJSON_GetObjectItemCaseSensitive(l2i, "crane")->valuedouble == 0 &&
+        cJSON_GetObjectItemCaseSensitive(l2i, "kite")->valuedouble == 1 &&
+        cJSON_GetObjectItemCaseSensitive(l2i, "ox")->valuedouble == 4 &&
+        cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(json, "id2label")) == 5);
+  cJSON_Delete(json);
   beit_config_free(&cfg);
   write_text(path, "{\"architectures\": [\"BeitForImageClassification\"], \"id2label\": {}}");
   beit_config_defaults(&cfg);

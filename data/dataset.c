@@ -415,18 +415,17 @@ static enum beit_status parse_index(struct beit_dataset *ds, const char *dir, st
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", path);
     goto free_json;
   }
-  for (int c = 0; c < C; c++) {
-    const cJSON *n = cJSON_GetArrayItem(names, c);
+  const cJSON *n = names->child, *sh = shards->child; /* walked, not indexed: O(n), not O(n^2) */
+  for (int c = 0; c < C; c++, n = n->next) {
     if (!cJSON_IsString(n) || !(ds->class_names[c] = strdup(n->valuestring))) {
       st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: class_names[%d] is not a string", path, c);
       goto free_json;
     }
     ds->num_classes = c + 1;
   }
-  for (size_t i = 0; i < ds->num_shards; i++) {
+  for (size_t i = 0; i < ds->num_shards; i++, sh = sh->next) {
     struct shard *s = &ds->shards[i];
     s->file = s->images = s->keys = s->key_type = -1;
-    const cJSON *sh = cJSON_GetArrayItem(shards, (int)i);
     const cJSON *file = cJSON_GetObjectItemCaseSensitive(sh, "file");
     const cJSON *count = cJSON_GetObjectItemCaseSensitive(sh, "count");
     if (!cJSON_IsString(file) || strchr(file->valuestring, '/') || !cJSON_IsNumber(count) ||

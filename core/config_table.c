@@ -219,6 +219,22 @@ enum beit_status beit_config_load_file(void *dst, const struct beit_config_key *
   return st;
 }
 
+/* value as text (--set's, a row's default): JSON, or a bare word taken as a string. */
+static enum beit_status store_text(void *dst, const struct beit_config_key *k, const char *value,
+                                   const char *source, struct beit_error *err)
+{
+  cJSON *v = cJSON_Parse(value);
+  if (!v || ((k->type == BEIT_KEY_STRING || k->type == BEIT_KEY_PATH) && !cJSON_IsString(v))) {
+    cJSON_Delete(v);
+    v = cJSON_CreateString(value);
+  }
+  if (!v)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "%s %s: out of memory", source, k->name);
+  enum beit_status st = store_value(dst, k, v, source, err);
+  cJSON_Delete(v);
+  return st;
+}
+
 enum beit_status beit_config_set(void *dst, const struct beit_config_key *keys, size_t nkeys,
                                  const char *assignment, struct beit_error *err)
 {
@@ -234,17 +250,16 @@ enum beit_status beit_config_set(void *dst, const struct beit_config_key *keys, 
   const struct beit_config_key *k = find_key(keys, nkeys, name);
   if (!k || k->type == BEIT_KEY_IGNORE || k->type == BEIT_KEY_FOREIGN)
     return beit_error_set(err, BEIT_STATUS_CONFIG, "--set: unknown key '%s'", name);
-  const char *value = eq + 1;
-  /* Parse the value as JSON; a bare word that is not JSON is taken as a string. */
-  cJSON *v = cJSON_Parse(value);
-  if (!v || ((k->type == BEIT_KEY_STRING || k->type == BEIT_KEY_PATH) && !cJSON_IsString(v))) {
-    cJSON_Delete(v);
-    v = cJSON_CreateString(value);
-  }
-  if (!v)
-    return beit_error_set(err, BEIT_STATUS_NOMEM, "--set %s: out of memory", name);
-  enum beit_status st = store_value(dst, k, v, "--set", err);
-  cJSON_Delete(v);
+  return store_text(dst, k, eq + 1, "--set", err);
+}
+
+enum beit_status beit_config_apply_defaults(void *dst, const struct beit_config_key *keys,
+                                            size_t nkeys, struct beit_error *err)
+{
+  enum beit_status st = BEIT_STATUS_OK;
+  for (size_t i = 0; !st && i < nkeys; i++)
+    if (keys[i].def)
+      st = store_text(dst, &keys[i], keys[i].def, "the table's default", err);
   return st;
 }
 

@@ -36,8 +36,15 @@ struct beit_config_key {
   double min, max;            /* inclusive range for INT, DOUBLE and each VEC3 element */
   const char *const *choices; /* STRING: NULL-terminated allowed values; NULL = any */
   const char *help;
+  const char *def;            /* the default as --set would give it ("0.05", "blockwise"), set
+                                 by beit_config_apply_defaults; NULL: zero */
 };
 
+/* Every row's default (def) into dst, through the parser --set uses; rows without one are left
+ * as they are (zero after a memset). A default the row refuses is a bug of the table: the
+ * tests call this on every table. */
+enum beit_status beit_config_apply_defaults(void *dst, const struct beit_config_key *keys,
+                                            size_t nkeys, struct beit_error *err);
 /* Fill dst from a parsed JSON object. source names the file in messages. */
 enum beit_status beit_config_from_json(void *dst, const struct beit_config_key *keys,
                                        size_t nkeys, const cJSON *root, const char *source,

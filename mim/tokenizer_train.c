@@ -26,62 +26,64 @@
 static const char *const precisions[] = {"auto", "fp32", "bf16", NULL};
 
 static const struct beit_config_key train_keys[] = {
-    {"seed", BEIT_KEY_INT, F(recipe.seed), 0, BIG, NULL, "seed of every random stream"},
+    {"seed", BEIT_KEY_INT, F(recipe.seed), 0, BIG, NULL, "seed of every random stream", "0"},
     {"precision", BEIT_KEY_STRING, F(recipe.precision), 0, 0, precisions,
      "convolutions' matrix products; auto = bf16 where the CPU has AMX, else fp32"},
     {"data.train", BEIT_KEY_PATH, F(recipe.data.train), 0, 0, NULL, "training dataset folder"},
     {"data.eval", BEIT_KEY_PATH, F(recipe.data.eval), 0, 0, NULL, "held-out dataset folder"},
     {"data.num_workers", BEIT_KEY_INT, F(recipe.data.num_workers), 1, 256, NULL,
-     "loader threads"},
+     "loader threads", "2"},
     {"data.num_buffers", BEIT_KEY_INT, F(recipe.data.num_buffers), 2, 64, NULL,
      "batches in flight"},
-    {"data.hflip", BEIT_KEY_DOUBLE, F(recipe.data.hflip), 0, 1, NULL, "flip probability"},
+    {"data.hflip", BEIT_KEY_DOUBLE, F(recipe.data.hflip), 0, 1, NULL, "flip probability", "0.5"},
     {"data.scale_min", BEIT_KEY_DOUBLE, F(recipe.data.scale_min), 1e-6, 1, NULL,
-     "crop area min"},
+     "crop area min", "1.0"},
     {"data.scale_max", BEIT_KEY_DOUBLE, F(recipe.data.scale_max), 1e-6, 1, NULL,
-     "crop area max"},
+     "crop area max", "1.0"},
     {"data.ratio_min", BEIT_KEY_DOUBLE, F(recipe.data.ratio_min), 1e-3, 1e3, NULL,
-     "crop aspect min"},
+     "crop aspect min", "1.0"},
     {"data.ratio_max", BEIT_KEY_DOUBLE, F(recipe.data.ratio_max), 1e-3, 1e3, NULL,
-     "crop aspect max"},
-    {"optimizer.lr", BEIT_KEY_DOUBLE, F(recipe.optimizer.lr), 0, 10, NULL, "peak lr (AdamW)"},
+     "crop aspect max", "1.0"},
+    {"optimizer.lr", BEIT_KEY_DOUBLE, F(recipe.optimizer.lr), 0, 10, NULL, "peak lr (AdamW)",
+     "1e-3"},
     {"optimizer.min_lr", BEIT_KEY_DOUBLE, F(recipe.optimizer.min_lr), 0, 10, NULL,
-     "cosine floor"},
+     "cosine floor", "1e-5"},
     {"optimizer.weight_decay", BEIT_KEY_DOUBLE, F(recipe.optimizer.weight_decay), 0, 10, NULL,
-     NULL},
-    {"optimizer.beta1", BEIT_KEY_DOUBLE, F(recipe.optimizer.beta1), 0, 0.999999, NULL, NULL},
-    {"optimizer.beta2", BEIT_KEY_DOUBLE, F(recipe.optimizer.beta2), 0, 0.999999, NULL, NULL},
-    {"optimizer.eps", BEIT_KEY_DOUBLE, F(recipe.optimizer.eps), 0, 1, NULL, NULL},
+     NULL, "1e-4"},
+    {"optimizer.beta1", BEIT_KEY_DOUBLE, F(recipe.optimizer.beta1), 0, 0.999999, NULL, NULL, "0.9"},
+    {"optimizer.beta2", BEIT_KEY_DOUBLE, F(recipe.optimizer.beta2), 0, 0.999999, NULL, NULL,
+     "0.999"},
+    {"optimizer.eps", BEIT_KEY_DOUBLE, F(recipe.optimizer.eps), 0, 1, NULL, NULL, "1e-8"},
     {"optimizer.clip_grad", BEIT_KEY_DOUBLE, F(recipe.optimizer.clip_grad), 0, BIG, NULL,
-     "global-norm clip; 0 = off"},
-    {"schedule.epochs", BEIT_KEY_DOUBLE, F(recipe.schedule.epochs), 0, BIG, NULL, NULL},
+     "global-norm clip; 0 = off", "1.0"},
+    {"schedule.epochs", BEIT_KEY_DOUBLE, F(recipe.schedule.epochs), 0, BIG, NULL, NULL, "1"},
     {"schedule.warmup_epochs", BEIT_KEY_DOUBLE, F(recipe.schedule.warmup_epochs), 0, BIG, NULL,
-     NULL},
+     NULL, "0"},
     {"schedule.warmup_steps", BEIT_KEY_INT, F(recipe.schedule.warmup_steps), 0, BIG, NULL,
-     "> 0 overrides warmup_epochs"},
+     "> 0 overrides warmup_epochs", "100"},
     {"schedule.max_steps", BEIT_KEY_INT, F(recipe.schedule.max_steps), 0, BIG, NULL,
      "> 0 overrides epochs"},
-    {"batch.size", BEIT_KEY_INT, F(recipe.batch.size), 1, 1 << 20, NULL, "images per step"},
+    {"batch.size", BEIT_KEY_INT, F(recipe.batch.size), 1, 1 << 20, NULL, "images per step", "64"},
     {"relaxation.tau_start", BEIT_KEY_DOUBLE, F(relaxation.tau_start), 1e-3, 100, NULL,
-     "Gumbel-softmax temperature at step 0"},
+     "Gumbel-softmax temperature at step 0", "1.0"},
     {"relaxation.tau_end", BEIT_KEY_DOUBLE, F(relaxation.tau_end), 1e-3, 100, NULL,
-     "temperature after the anneal"},
+     "temperature after the anneal", "0.0625"},
     {"relaxation.tau_anneal_steps", BEIT_KEY_INT, F(relaxation.tau_anneal_steps), 0, BIG, NULL,
      "steps of the cosine anneal; 0 = the whole run"},
     {"relaxation.kl_weight", BEIT_KEY_DOUBLE, F(relaxation.kl_weight), 0, 1e6, NULL,
-     "beta of the KL to the uniform prior (DALL-E 6.6)"},
+     "beta of the KL to the uniform prior (DALL-E 6.6)", "1.0"},
     {"relaxation.kl_warmup_steps", BEIT_KEY_INT, F(relaxation.kl_warmup_steps), 0, BIG, NULL,
-     "steps of the cosine ramp of beta from 0"},
+     "steps of the cosine ramp of beta from 0", "500"},
     {"checkpoint.every_steps", BEIT_KEY_INT, F(recipe.checkpoint.every_steps), 0, BIG, NULL,
-     "0 = only at the end"},
+     "0 = only at the end", "500"},
     {"checkpoint.keep_last", BEIT_KEY_INT, F(recipe.checkpoint.keep_last), 0, 1 << 20, NULL,
-     "0 = keep all"},
-    {"log.every_steps", BEIT_KEY_INT, F(recipe.log.every_steps), 1, BIG, NULL, NULL},
+     "0 = keep all", "2"},
+    {"log.every_steps", BEIT_KEY_INT, F(recipe.log.every_steps), 1, BIG, NULL, NULL, "50"},
     {"eval.every_steps", BEIT_KEY_INT, F(recipe.eval.every_steps), 0, BIG, NULL,
-     "0 = only at the end"},
+     "0 = only at the end", "0"},
     {"eval.batches", BEIT_KEY_INT, F(recipe.eval.batches), 0, BIG, NULL,
-     "held-out batches per rank of a periodic evaluation; the final one reads the whole set"},
-    {"eval.grid_images", BEIT_KEY_INT, F(grid_images), 0, 4096, NULL, "images in recon.png"},
+     "held-out batches per rank of a periodic evaluation; the final one reads the whole set", "10"},
+    {"eval.grid_images", BEIT_KEY_INT, F(grid_images), 0, 4096, NULL, "images in recon.png", "32"},
     {"max_consecutive_nonfinite", BEIT_KEY_INT, F(recipe.max_consecutive_nonfinite), 1, 1 << 20,
      NULL, "skipped updates in a row before the run stops"},
     {"distributed.timeout_s", BEIT_KEY_DOUBLE, F(recipe.distributed.timeout_s), 0,
@@ -117,36 +119,13 @@ void beit_tokenizer_train_defaults(struct beit_tokenizer_train_config *c)
 {
   memset(c, 0, sizeof *c);
   beit_tokenizer_config_defaults(&c->model);
-  beit_recipe_defaults(&c->recipe);
-  struct beit_recipe *r = &c->recipe;
-  r->seed = 0;
-  r->data.num_workers = 2;
-  r->data.hflip = 0.5;
-  r->data.scale_min = r->data.scale_max = 1.0; /* the whole image, resized to view B */
-  r->data.ratio_min = r->data.ratio_max = 1.0;
-  r->data.jitter = 0.0;
-  r->optimizer.lr = 1e-3;
-  r->optimizer.min_lr = 1e-5;
-  r->optimizer.weight_decay = 1e-4; /* DALL-E App. A */
-  r->optimizer.weight_decay_end = -1;
-  r->optimizer.beta1 = 0.9;
-  r->optimizer.beta2 = 0.999;
-  r->optimizer.eps = 1e-8;
-  r->optimizer.clip_grad = 1.0;
-  r->schedule.epochs = 1;
-  r->schedule.warmup_epochs = 0;
-  r->schedule.warmup_steps = 100;
-  r->batch.size = 64;
-  r->checkpoint.every_steps = 500;
-  r->checkpoint.keep_last = 2;
-  r->log.every_steps = 50;
-  r->eval.every_steps = 0;
-  r->eval.batches = 10;
-  c->relaxation.tau_start = 1.0;
-  c->relaxation.tau_end = 1.0 / 16.0;
-  c->relaxation.kl_weight = 1.0;
-  c->relaxation.kl_warmup_steps = 500;
-  c->grid_images = 32;
+  beit_recipe_defaults(&c->recipe); /* what the table below leaves alone */
+  c->recipe.data.jitter = 0.0;      /* no key: the tokenizer's view is never colour-jittered */
+  struct beit_error err = {0};
+  if (beit_config_apply_defaults(c, train_keys, NTRAIN, &err)) { /* a bug of the table above */
+    fprintf(stderr, "beit: tokenizer training defaults: %s\n", err.message);
+    abort();
+  }
 }
 
 enum beit_status beit_tokenizer_train_config_load(struct beit_tokenizer_train_config *c,

@@ -127,10 +127,68 @@ done:
   return st;
 }
 
+/* The selected records as files in staging/images and staging/manifest.csv with numeric labels
+ * (pack sorts numeric labels numerically and every class is present, so class ids are
+ * unchanged). *kept: how many. */
+static enum beit_status write_staging(struct beit_dataset *ds, const uint8_t *take,
+                                      const char *staging, size_t *kept, struct beit_error *err)
+{
+  char path[4400];
+  snprintf(path, sizeof path, "%s/images", staging);
+  enum beit_status st = beit_mkdirs(path, err);
+  if (st)
+    return st;
+  snprintf(path, sizeof path, "%s/manifest.csv", staging);
+  FILE *manifest = fopen(path, "w");
+  if (!manifest)
+    return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot create", path);
+  struct beit_data_record rec;
+  memset(&rec, 0, sizeof rec);
+  fprintf(manifest, "path,label\n");
+  for (size_t i = 0, N = beit_data_count(ds); i < N && !st; i++) {
+    if (!take[i] || (st = beit_data_read(ds, i, &rec, err)))
+      continue;
+    snprintf(path, sizeof path, "%s/images/%zu.%s", staging, i, image_ext(rec.bytes, rec.size));
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(rec.bytes, 1, rec.size, f) == rec.size;
+    if ((f && fclose(f) != 0) || !ok) {
+      st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot write", path);
+      break;
+    }
+    fprintf(manifest, "images/%zu.%s,", i, image_ext(rec.bytes, rec.size));
+    for (size_t l = 0; l < rec.num_labels; l++)
+      fprintf(manifest, "%s%d", l ? ";" : "", rec.labels[l]);
+    fprintf(manifest, "\n");
+    (*kept)++;
+  }
+  beit_data_record_free(&rec);
+  if (fclose(manifest) != 0 && !st)
+    st = beit_error_set(err, BEIT_STATUS_IO, "%s/manifest.csv: write failed", staging);
+  return st;
+}
+
+/* OUT.json: what the subset is, for subset_matches and for people. */
+static enum beit_status write_description(const char *json_path, const char *src,
+                                          double fraction, uint64_t seed, size_t kept, size_t N,
+                                          struct beit_error *err)
+{
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "source", src);
+  cJSON_AddNumberToObject(j, "fraction", fraction);
+  cJSON_AddNumberToObject(j, "seed", (double)seed);
+  cJSON_AddNumberToObject(j, "records", (double)kept);
+  cJSON_AddNumberToObject(j, "source_records", (double)N);
+  cJSON_AddStringToObject(j, "selection", "per class (first label): seeded shuffle, first "
+                          "max(1, round(fraction * n)); one more record per absent class");
+  enum beit_status st = beit_json_write_file(json_path, j, err);
+  cJSON_Delete(j);
+  return st;
+}
+
 enum beit_status beit_finetune_subset(const char *src, double fraction, uint64_t seed,
                                       const char *out_dir, struct beit_error *err)
 {
-  char json_path[4300], index_path[4300], tmp[4300], path[4400];
+  char json_path[4300], index_path[4300], staging[4300], manifest[4400];
   snprintf(json_path, sizeof json_path, "%s.json", out_dir);
   snprintf(index_path, sizeof index_path, "%s/index.json", out_dir);
   if (access(index_path, F_OK) == 0 && subset_matches(json_path, src, fraction, seed))
@@ -140,85 +198,28 @@ enum beit_status beit_finetune_subset(const char *src, double fraction, uint64_t
   if (st)
     return st;
   size_t N = beit_data_count(ds), C = (size_t)beit_data_num_classes(ds), kept = 0;
-  int ml = beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL;
   uint8_t *take = calloc(N ? N : 1, 1);
-  struct beit_data_record rec;
-  memset(&rec, 0, sizeof rec);
-  FILE *manifest = NULL;
-  if (!take) {
+  snprintf(staging, sizeof staging, "%s.src", out_dir);
+  snprintf(manifest, sizeof manifest, "%s/manifest.csv", staging);
+  if (!take)
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "subset: out of memory");
-    goto done;
-  }
-  if ((st = select_subset(ds, fraction, seed, take, err)))
-    goto done;
-  /* the selected records as files + a manifest with numeric labels (pack sorts numeric labels
-   * numerically and every class is present, so class ids are unchanged) */
-  snprintf(tmp, sizeof tmp, "%s.src", out_dir);
-  snprintf(path, sizeof path, "%s/images", tmp);
-  if ((st = beit_mkdirs(path, err)))
-    goto done;
-  snprintf(path, sizeof path, "%s/manifest.csv", tmp);
-  if (!(manifest = fopen(path, "w"))) {
-    st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot create", path);
-    goto done;
-  }
-  fprintf(manifest, "path,label\n");
-  for (size_t i = 0; i < N && !st; i++) {
-    if (!take[i] || (st = beit_data_read(ds, i, &rec, err)))
-      continue;
-    snprintf(path, sizeof path, "%s/images/%zu.%s", tmp, i, image_ext(rec.bytes, rec.size));
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(rec.bytes, 1, rec.size, f) != rec.size) {
-      if (f)
-        fclose(f);
-      st = beit_error_set(err, BEIT_STATUS_IO, "%s: cannot write", path);
-      break;
-    }
-    fclose(f);
-    fprintf(manifest, "images/%zu.%s,", i, image_ext(rec.bytes, rec.size));
-    for (size_t l = 0; l < rec.num_labels; l++)
-      fprintf(manifest, "%s%d", l ? ";" : "", rec.labels[l]);
-    fprintf(manifest, "\n");
-    kept++;
-  }
-  if (fclose(manifest) != 0 && !st)
-    st = beit_error_set(err, BEIT_STATUS_IO, "%s/manifest.csv: write failed", tmp);
-  manifest = NULL;
-  if (st)
-    goto done;
+  else if (!(st = select_subset(ds, fraction, seed, take, err)))
+    st = write_staging(ds, take, staging, &kept, err);
   struct beit_data_pack_options po;
   struct beit_data_pack_report rep;
   beit_data_pack_defaults(&po);
-  snprintf(path, sizeof path, "%s/manifest.csv", tmp);
   po.source = BEIT_DATA_SOURCE_MANIFEST;
-  po.input = path;
+  po.input = manifest;
   po.output = out_dir;
-  po.multilabel = ml;
+  po.multilabel = beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL;
   po.seed = seed;
   po.overwrite = 1;
   po.log = NULL;
-  if ((st = beit_data_pack(&po, &rep, err)))
-    goto done;
-  if ((size_t)rep.num_classes != C) {
+  if (!st && !(st = beit_data_pack(&po, &rep, err)) && (size_t)rep.num_classes != C)
     st = beit_error_set(err, BEIT_STATUS_INTERNAL, "subset of %s: %d classes, the source has %zu",
                         src, rep.num_classes, C);
-    goto done;
-  }
-  cJSON *j = cJSON_CreateObject();
-  cJSON_AddStringToObject(j, "source", src);
-  cJSON_AddNumberToObject(j, "fraction", fraction);
-  cJSON_AddNumberToObject(j, "seed", (double)seed);
-  cJSON_AddNumberToObject(j, "records", (double)kept);
-  cJSON_AddNumberToObject(j, "source_records", (double)N);
-  cJSON_AddStringToObject(j, "selection", "per class (first label): seeded shuffle, first "
-                          "max(1, round(fraction * n)); one more record per absent class");
-  st = beit_json_write_file(json_path, j, err);
-  cJSON_Delete(j);
-  remove_staging(tmp);
-done:
-  if (manifest)
-    fclose(manifest);
-  beit_data_record_free(&rec);
+  if (!st && !(st = write_description(json_path, src, fraction, seed, kept, N, err)))
+    remove_staging(staging);
   free(take);
   beit_data_close(ds);
   return st;

@@ -79,6 +79,29 @@ static enum beit_status merge_floats(struct beit_dist *d, float *x, size_t n,
 }
 
 /* Features of blocks [first, first + nblocks) for every record of dir. */
+/* The features of batch b after the forward: per probed block (first + k, 1-based), the mean of
+ * the patch tokens, after the CLS token when cls_mean; rows by global sample index. */
+static void add_features(const struct beit_model *m, struct features *f,
+                         const struct beit_loader_batch *b, long first, int cls_mean)
+{
+  const size_t D = m->D, T = m->T, N = m->N;
+  for (size_t k = 0; k < f->nblocks; k++) {
+    const float *h = m->a.stream[first + (long)k];
+    for (size_t s = 0; s < b->count; s++) {
+      float *out = f->x + (k * f->n + (size_t)b->indices[s]) * f->dim;
+      const float *tok = h + s * T * D;
+      float *mean = cls_mean ? out + D : out;
+      for (size_t i = 1; i <= N; i++)
+        for (size_t d = 0; d < D; d++)
+          mean[d] += tok[i * D + d];
+      for (size_t d = 0; d < D; d++)
+        mean[d] /= (float)N;
+      if (cls_mean)
+        memcpy(out, tok, D * sizeof *out);
+    }
+  }
+}
+
 static enum beit_status extract(struct beit_model *m, struct beit_dist *dist,
                                 const struct beit_probe_options *o, const char *dir, long first,
                                 size_t nblocks, int cls_mean, struct features *f,
@@ -110,9 +133,8 @@ static enum beit_status extract(struct beit_model *m, struct beit_dist *dist,
                         "datasets", dir);
     goto done;
   }
-  size_t D = m->D, T = m->T, N = m->N;
   f->n = beit_data_count(ds);
-  f->dim = cls_mean ? 2 * D : D;
+  f->dim = cls_mean ? 2 * m->D : m->D;
   f->nblocks = nblocks;
   f->x = calloc(nblocks * f->n * f->dim + 1, sizeof *f->x);
   f->labels = calloc(f->n + 1, sizeof *f->labels);
@@ -132,22 +154,7 @@ static enum beit_status extract(struct beit_model *m, struct beit_dist *dist,
       continue;
     if ((st = beit_model_forward(m, b->view_a, NULL, NULL, b->count, err)))
       break;
-    for (size_t k = 0; k < nblocks; k++) {
-      const float *h = m->a.stream[first + (long)k]; /* output of block first + k (1-based) */
-      for (size_t s = 0; s < b->count; s++) {
-        size_t row = (size_t)b->indices[s];
-        float *out = f->x + (k * f->n + row) * f->dim;
-        const float *tok = h + s * T * D;
-        float *mean = cls_mean ? out + D : out;
-        for (size_t i = 1; i <= N; i++)
-          for (size_t d = 0; d < D; d++)
-            mean[d] += tok[i * D + d];
-        for (size_t d = 0; d < D; d++)
-          mean[d] /= (float)N;
-        if (cls_mean)
-          memcpy(out, tok, D * sizeof *out);
-      }
-    }
+    add_features(m, f, b, first, cls_mean);
     for (size_t s = 0; s < b->count; s++)
       lab[b->indices[s]] = (float)b->labels[s] + 1.0f; /* 0 = not on this rank */
     seen += b->count;

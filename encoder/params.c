@@ -30,91 +30,113 @@ static long add(struct beit_model *m, int packed, int layer_id, const char *name
 #define ADD1(id, lid, name, a) ((id) = add(m, 0, lid, name, 1, a, 0, 0, 0), (id) < 0)
 #define ADD2(id, lid, name, a, b) ((id) = add(m, 0, lid, name, 2, a, b, 0, 0), (id) < 0)
 
-enum beit_status beit_model_build_table(struct beit_model *m, struct beit_error *err)
+/* The embeddings' tensors (and the shared relative position bias); -1 when out of memory. */
+static int add_embeddings(struct beit_model *m)
 {
   const struct beit_config *c = &m->cfg;
   struct beit_param_ids *ids = &m->ids;
-  size_t D = m->D, F = m->F, L = m->L, top = L + 1;
-  char name[BEIT_TENSOR_NAME_MAX];
-  memset(ids, -1, sizeof *ids);
-  ids->layer = malloc(L * sizeof *ids->layer);
-  if (!ids->layer)
-    goto nomem;
-  memset(ids->layer, -1, L * sizeof *ids->layer);
-
+  size_t D = m->D, top = m->L + 1;
   if ((ids->cls = add(m, 0, 0, "beit.embeddings.cls_token", 3, 1, 1, D, 0)) < 0)
-    goto nomem;
+    return -1;
   if (c->use_mask_token &&
       (ids->mask = add(m, 0, 0, "beit.embeddings.mask_token", 3, 1, 1, D, 0)) < 0)
-    goto nomem;
+    return -1;
   if (c->use_absolute_position_embeddings &&
       (ids->pos = add(m, 0, 0, "beit.embeddings.position_embeddings", 3, 1, m->T, D, 0)) < 0)
-    goto nomem;
+    return -1;
   if ((ids->patch_w = add(m, 0, 0, "beit.embeddings.patch_embeddings.projection.weight", 4, D,
                           m->C, m->P, m->P)) < 0 ||
       ADD1(ids->patch_b, 0, "beit.embeddings.patch_embeddings.projection.bias", D))
-    goto nomem;
+    return -1;
   if (c->use_shared_relative_position_bias &&
       ADD2(ids->shared_rel, (int)top,
            "beit.encoder.relative_position_bias.relative_position_bias_table", m->R, m->nH))
-    goto nomem;
+    return -1;
+  return 0;
+}
 
-  for (size_t l = 0; l < L; l++) {
-    struct beit_layer_ids *li = &ids->layer[l];
-    int lid = (int)l + 1;
+/* Block l's tensors; -1 when out of memory. */
+static int add_layer(struct beit_model *m, size_t l)
+{
+  const struct beit_config *c = &m->cfg;
+  struct beit_layer_ids *li = &m->ids.layer[l];
+  size_t D = m->D, F = m->F;
+  int lid = (int)l + 1;
+  char name[BEIT_TENSOR_NAME_MAX];
 #define LNAME(suffix) (snprintf(name, sizeof name, "beit.encoder.layer.%zu.%s", l, suffix), name)
-    if (ADD1(li->ln1_w, lid, LNAME("layernorm_before.weight"), D) ||
-        ADD1(li->ln1_b, lid, LNAME("layernorm_before.bias"), D))
-      goto nomem;
-    /* query, key, value weights packed back to back: the (3D, D) qkv matrix */
-    if ((li->q_w = add(m, 1, lid, LNAME("attention.attention.query.weight"), 2, D, D, 0, 0)) < 0 ||
-        (li->k_w = add(m, 1, lid, LNAME("attention.attention.key.weight"), 2, D, D, 0, 0)) < 0 ||
-        ADD2(li->v_w, lid, LNAME("attention.attention.value.weight"), D, D) ||
-        ADD1(li->q_b, lid, LNAME("attention.attention.query.bias"), D) ||
-        ADD1(li->v_b, lid, LNAME("attention.attention.value.bias"), D))
-      goto nomem;
-    if (c->use_relative_position_bias &&
-        ADD2(li->rel_table, lid,
-             LNAME("attention.attention.relative_position_bias.relative_position_bias_table"),
-             m->R, m->nH))
-      goto nomem;
-    if (ADD2(li->proj_w, lid, LNAME("attention.output.dense.weight"), D, D) ||
-        ADD1(li->proj_b, lid, LNAME("attention.output.dense.bias"), D))
-      goto nomem;
-    if (c->layer_scale_init_value > 0 &&
-        (ADD1(li->gamma1, lid, LNAME("lambda_1"), D) || ADD1(li->gamma2, lid, LNAME("lambda_2"), D)))
-      goto nomem;
-    if (ADD1(li->ln2_w, lid, LNAME("layernorm_after.weight"), D) ||
-        ADD1(li->ln2_b, lid, LNAME("layernorm_after.bias"), D) ||
-        ADD2(li->fc1_w, lid, LNAME("intermediate.dense.weight"), F, D) ||
-        ADD1(li->fc1_b, lid, LNAME("intermediate.dense.bias"), F) ||
-        ADD2(li->fc2_w, lid, LNAME("output.dense.weight"), D, F) ||
-        ADD1(li->fc2_b, lid, LNAME("output.dense.bias"), D))
-      goto nomem;
+  if (ADD1(li->ln1_w, lid, LNAME("layernorm_before.weight"), D) ||
+      ADD1(li->ln1_b, lid, LNAME("layernorm_before.bias"), D))
+    return -1;
+  /* query, key, value weights packed back to back: the (3D, D) qkv matrix */
+  if ((li->q_w = add(m, 1, lid, LNAME("attention.attention.query.weight"), 2, D, D, 0, 0)) < 0 ||
+      (li->k_w = add(m, 1, lid, LNAME("attention.attention.key.weight"), 2, D, D, 0, 0)) < 0 ||
+      ADD2(li->v_w, lid, LNAME("attention.attention.value.weight"), D, D) ||
+      ADD1(li->q_b, lid, LNAME("attention.attention.query.bias"), D) ||
+      ADD1(li->v_b, lid, LNAME("attention.attention.value.bias"), D))
+    return -1;
+  if (c->use_relative_position_bias &&
+      ADD2(li->rel_table, lid,
+           LNAME("attention.attention.relative_position_bias.relative_position_bias_table"),
+           m->R, m->nH))
+    return -1;
+  if (ADD2(li->proj_w, lid, LNAME("attention.output.dense.weight"), D, D) ||
+      ADD1(li->proj_b, lid, LNAME("attention.output.dense.bias"), D))
+    return -1;
+  if (c->layer_scale_init_value > 0 &&
+      (ADD1(li->gamma1, lid, LNAME("lambda_1"), D) || ADD1(li->gamma2, lid, LNAME("lambda_2"), D)))
+    return -1;
+  if (ADD1(li->ln2_w, lid, LNAME("layernorm_after.weight"), D) ||
+      ADD1(li->ln2_b, lid, LNAME("layernorm_after.bias"), D) ||
+      ADD2(li->fc1_w, lid, LNAME("intermediate.dense.weight"), F, D) ||
+      ADD1(li->fc1_b, lid, LNAME("intermediate.dense.bias"), F) ||
+      ADD2(li->fc2_w, lid, LNAME("output.dense.weight"), D, F) ||
+      ADD1(li->fc2_b, lid, LNAME("output.dense.bias"), D))
+    return -1;
 #undef LNAME
-  }
+  return 0;
+}
 
-  if (!c->use_mean_pooling && (ADD1(ids->final_ln_w, (int)top, "beit.layernorm.weight", D) ||
-                               ADD1(ids->final_ln_b, (int)top, "beit.layernorm.bias", D)))
-    goto nomem;
+/* The final norm and the architecture's head; -1 when out of memory. */
+static int add_heads(struct beit_model *m)
+{
+  const struct beit_config *c = &m->cfg;
+  struct beit_param_ids *ids = &m->ids;
+  size_t D = m->D;
+  int top = (int)m->L + 1;
+  if (!c->use_mean_pooling && (ADD1(ids->final_ln_w, top, "beit.layernorm.weight", D) ||
+                               ADD1(ids->final_ln_b, top, "beit.layernorm.bias", D)))
+    return -1;
   if (m->arch == BEIT_ARCH_MIM) {
-    if (ADD1(ids->mim_ln_w, (int)top, "layernorm.weight", D) ||
-        ADD1(ids->mim_ln_b, (int)top, "layernorm.bias", D) ||
-        ADD2(ids->lm_w, (int)top, "lm_head.weight", (size_t)c->vocab_size, D) ||
-        ADD1(ids->lm_b, (int)top, "lm_head.bias", (size_t)c->vocab_size))
-      goto nomem;
-  } else if (c->use_mean_pooling &&
-             (ADD1(ids->pool_ln_w, (int)top, "beit.pooler.layernorm.weight", D) ||
-              ADD1(ids->pool_ln_b, (int)top, "beit.pooler.layernorm.bias", D))) {
-    goto nomem;
+    if (ADD1(ids->mim_ln_w, top, "layernorm.weight", D) ||
+        ADD1(ids->mim_ln_b, top, "layernorm.bias", D) ||
+        ADD2(ids->lm_w, top, "lm_head.weight", (size_t)c->vocab_size, D) ||
+        ADD1(ids->lm_b, top, "lm_head.bias", (size_t)c->vocab_size))
+      return -1;
+    return 0;
   }
+  if (c->use_mean_pooling && (ADD1(ids->pool_ln_w, top, "beit.pooler.layernorm.weight", D) ||
+                              ADD1(ids->pool_ln_b, top, "beit.pooler.layernorm.bias", D)))
+    return -1;
   if (m->arch == BEIT_ARCH_CLASSIFIER &&
-      (ADD2(ids->head_w, (int)top, "classifier.weight", (size_t)c->num_labels, D) ||
-       ADD1(ids->head_b, (int)top, "classifier.bias", (size_t)c->num_labels)))
-    goto nomem;
+      (ADD2(ids->head_w, top, "classifier.weight", (size_t)c->num_labels, D) ||
+       ADD1(ids->head_b, top, "classifier.bias", (size_t)c->num_labels)))
+    return -1;
+  return 0;
+}
+
+enum beit_status beit_model_build_table(struct beit_model *m, struct beit_error *err)
+{
+  struct beit_param_ids *ids = &m->ids;
+  memset(ids, -1, sizeof *ids);
+  int bad = !(ids->layer = malloc(m->L * sizeof *ids->layer));
+  if (!bad)
+    memset(ids->layer, -1, m->L * sizeof *ids->layer);
+  bad = bad || add_embeddings(m);
+  for (size_t l = 0; !bad && l < m->L; l++)
+    bad = add_layer(m, l);
+  if (bad || add_heads(m))
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "parameter table: out of memory");
   return BEIT_STATUS_OK;
-nomem:
-  return beit_error_set(err, BEIT_STATUS_NOMEM, "parameter table: out of memory");
 }
 
 static void fill(float *p, size_t n, float value)

@@ -235,7 +235,7 @@ int beit_batcher_submit(struct beit_batcher *b, struct beit_job *job)
   }
   job->next = NULL;
   job->taken = job->finished = job->inflight = 0;
-  job->abandoned = 0;
+  job->abandoned = job->cancelled = 0;
   job->status = BEIT_STATUS_OK;
   job->message[0] = '\0';
   job->queued = 1;
@@ -258,7 +258,7 @@ int beit_batcher_wait(struct beit_batcher *b, struct beit_job *job, double deadl
 {
   struct timespec until = abs_time(deadline);
   pthread_mutex_lock(&b->lock);
-  while (job->finished < job->n)
+  while (job->finished < job->n && !job->cancelled)
     if (pthread_cond_timedwait(&job->done, &b->lock, &until) == ETIMEDOUT &&
         job->finished < job->n)
       break;
@@ -272,9 +272,10 @@ int beit_batcher_wait(struct beit_batcher *b, struct beit_job *job, double deadl
   if (!free_now)
     job->abandoned = 1;
   pthread_mutex_unlock(&b->lock);
+  int cancelled = job->cancelled;
   if (free_now)
     beit_job_free(job);
-  return -1;
+  return cancelled ? -2 : -1;
 }
 
 void beit_batcher_stats(struct beit_batcher *b, struct beit_batcher_stats *stats)
@@ -283,6 +284,22 @@ void beit_batcher_stats(struct beit_batcher *b, struct beit_batcher_stats *stats
   *stats = b->stats;
   stats->queued_images = b->queued_images;
   stats->reserved_images = b->reserved_images;
+  pthread_mutex_unlock(&b->lock);
+}
+
+void beit_batcher_abort(struct beit_batcher *b)
+{
+  if (!b)
+    return;
+  pthread_mutex_lock(&b->lock);
+  b->stopping = 1;
+  while (b->head) {
+    struct beit_job *job = b->head;
+    unlink_job(b, job);
+    job->cancelled = 1;
+    pthread_cond_signal(&job->done);
+  }
+  pthread_cond_broadcast(&b->work); /* a worker waiting for a fuller batch stops waiting */
   pthread_mutex_unlock(&b->lock);
 }
 

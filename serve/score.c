@@ -96,9 +96,13 @@ void beit_scorer_score(const struct beit_scorer *sc, const char *body, size_t le
     beit_fault_set(&f, 503, -1, "stopping", "the server is shutting down");
     goto fail;
   }
-  if (beit_batcher_wait(sc->batcher, job, deadline)) {
+  int waited = beit_batcher_wait(sc->batcher, job, deadline);
+  if (waited) {
     job = NULL; /* withdrawn; the batcher frees it */
-    beit_fault_set(&f, 504, -1, "timeout", "request timed out waiting for inference");
+    if (waited == -2)
+      beit_fault_set(&f, 503, -1, "stopping", "the server is shutting down");
+    else
+      beit_fault_set(&f, 504, -1, "timeout", "request timed out waiting for inference");
     goto fail;
   }
   if (job->status) {

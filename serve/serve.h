@@ -110,7 +110,7 @@ struct beit_job {
   /* batcher state, under the batcher's lock */
   struct beit_job *next;
   size_t taken, finished, inflight;
-  int queued, abandoned;
+  int queued, abandoned, cancelled;
   enum beit_status status;
   char message[256];
   pthread_cond_t done;
@@ -143,10 +143,14 @@ void beit_batcher_release(struct beit_batcher *b, size_t n);
  * (reservation released, nothing queued) when the batcher is stopping. */
 int beit_batcher_submit(struct beit_batcher *b, struct beit_job *job);
 /* Wait until the job is done or deadline (CLOCK_MONOTONIC seconds) passes. 0: done (check
- * job->status); -1: timed out -- the job has been withdrawn and is freed by whoever holds it
- * last: the caller must NOT touch or free it afterwards. */
+ * job->status); -1: timed out, -2: cancelled by beit_batcher_abort -- in both cases the job has
+ * been withdrawn and is freed by whoever holds it last: the caller must NOT touch or free it
+ * afterwards. */
 int beit_batcher_wait(struct beit_batcher *b, struct beit_job *job, double deadline);
 void beit_batcher_stats(struct beit_batcher *b, struct beit_batcher_stats *stats);
+/* Give up on the queue, for a shutdown that will not wait: refuse new work, and cancel every
+ * queued job, whose waiter returns -2 at once. Batches already running finish. */
+void beit_batcher_abort(struct beit_batcher *b);
 /* Finish queued jobs, join the workers, free. */
 void beit_batcher_stop(struct beit_batcher *b);
 

@@ -734,6 +734,27 @@ static void test_batcher(struct beit_infer *inf)
     CHECK(st.reserved_images == 0 && st.queued_images == 0);
     beit_batcher_stop(b);
   }
+  /* abort (a shutdown that will not wait): a queued job's waiter returns -2 at once and the
+   * batcher frees the job; nothing new is admitted. The workers wait 60 s for a fuller batch,
+   * so the one-image jobs stay queued until the abort. */
+  CHECK(beit_batcher_start(&b, inf, 60000000u, 100, &err) == BEIT_STATUS_OK);
+  if (b) {
+    struct beit_job *jobs[3];
+    for (int k = 0; k < 3; k++) {
+      jobs[k] = beit_job_create(inf, 1);
+      fill_views(jobs[k]->views, 1, V, 7);
+      CHECK(beit_batcher_reserve(b, 1) == 0 && beit_batcher_submit(b, jobs[k]) == 0);
+    }
+    double t0 = beit_clock_now();
+    beit_batcher_abort(b);
+    for (int k = 0; k < 3; k++)
+      CHECK(beit_batcher_wait(b, jobs[k], beit_clock_now() + 60) == -2);
+    CHECK_MSG(beit_clock_now() - t0 < 5, "aborted waits took %.1f s", beit_clock_now() - t0);
+    CHECK(beit_batcher_reserve(b, 1) == -1);
+    beit_batcher_stats(b, &st);
+    CHECK(st.queued_images == 0 && st.images == 0);
+    beit_batcher_stop(b);
+  }
   free(pool);
 }
 

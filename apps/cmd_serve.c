@@ -1,17 +1,21 @@
 /* beit serve: the real-time HTTP endpoint (POST /score, GET /health, /ready, /metadata) in the
  * model card's JSON format, over HTTP or HTTPS, open or behind a bearer token. Reads the token
  * and TLS files, listens (so /health answers while the model loads), then loads the model and
- * starts the batching workers, then waits for SIGINT/SIGTERM and shuts down cleanly: running
- * requests finish, new connections are refused. Never prints the token. */
+ * starts the batching workers, then waits for SIGINT/SIGTERM and drains: /ready turns 503, new
+ * connections are refused, every request already received is answered, then it exits 0 with
+ * its counters -- within --drain-timeout, after which the rest are cut (and counted); a second
+ * signal cuts at once. Never prints the token. */
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "beit/infer.h"
 #include "cli.h"
+#include "clock.h"
 
 static const char usage_text[] =
     "usage: beit serve --model DIR [--port P] [options]\n"
@@ -53,6 +57,17 @@ static const char usage_text[] =
     "  --max-queue N          images admitted at once (decoding or queued) before 503 (256)\n"
     "  --max-connections N    concurrent connections (default 256)\n"
     "  --timeout S            per-request timeout in seconds (default 30)\n"
+    "  --read-timeout S       a client must send its headers within S seconds of connecting\n"
+    "                         (or of its previous answer) and its body within S of its\n"
+    "                         headers, else the connection is closed (a 408 once the body has\n"
+    "                         begun); one byte a second does not keep it open (default 30)\n"
+    "  --idle-timeout S       close a connection silent for S seconds in any phase, e.g. a\n"
+    "                         client that stops reading its answer (default 60)\n"
+    "  --drain-timeout S      on SIGTERM/SIGINT: /ready turns 503 {\"ready\": false, \"reason\":\n"
+    "                         \"draining\"}, new connections are refused, requests already\n"
+    "                         received are answered (with Connection: close), then exit 0;\n"
+    "                         after S seconds (default 30; 0: at once) the rest are cut and\n"
+    "                         counted. A second signal cuts at once\n"
     "  --top-k K, --threshold T  label selection of every response (default: all labels)\n"
     "  --allow-urls           fetch http(s) URL inputs from public addresses (default: a URL\n"
     "                         is a 400 error)\n"
@@ -113,11 +128,43 @@ static enum beit_status load_secrets(const char *token_file, const char *cert_fi
   return BEIT_STATUS_OK;
 }
 
+/* The graceful end: drain, waiting in slices so that a second signal is seen; report what it
+ * did. Requests still unanswered at the deadline are cut by beit_serve_stop. */
+static void drain(struct beit_server *srv, const sigset_t *sigs, int sig, double timeout_s)
+{
+  struct beit_serve_stats st;
+  beit_serve_stats(srv, &st);
+  fprintf(stderr, "beit serve: signal %d: draining %llu request(s) in flight (--drain-timeout "
+          "%g s); /ready answers 503, new connections are refused\n", sig,
+          (unsigned long long)st.in_flight, timeout_s);
+  beit_serve_drain(srv);
+  double t0 = beit_clock_now(), deadline = t0 + timeout_s;
+  size_t left;
+  int again = 0;
+  for (;;) {
+    double now = beit_clock_now();
+    left = beit_serve_drain_wait(srv, now + 0.2 < deadline ? now + 0.2 : deadline);
+    if (!left || beit_clock_now() >= deadline)
+      break;
+    struct timespec zero = {0, 0};
+    if ((again = sigtimedwait(sigs, NULL, &zero)) > 0)
+      break;
+  }
+  double dt = beit_clock_now() - t0;
+  if (!left)
+    fprintf(stderr, "beit serve: drained in %.2f s, stopping\n", dt);
+  else
+    fprintf(stderr, "beit serve: %s after %.2f s: stopping, %zu request(s) cut without an "
+            "answer\n", again > 0 ? "drain ended by a second signal" : "drain timed out",
+            dt, left);
+}
+
 int beit_cmd_serve(int argc, char **argv)
 {
   enum { O_HOST = 256, O_PORT, O_WORKERS, O_THREADS, O_BATCH, O_WAIT, O_BODY, O_IMAGES,
          O_PIXELS, O_QUEUE, O_CONN, O_TIMEOUT, O_TOPK, O_THRESH, O_URLS, O_PRIVATE, O_URLMAX, O_URLTIME,
-         O_LOG, O_PRECISION, O_TOKEN, O_NOAUTH, O_CERT, O_KEY };
+         O_LOG, O_PRECISION, O_TOKEN, O_NOAUTH, O_CERT, O_KEY, O_READTIME, O_IDLETIME,
+         O_DRAINTIME };
   static const struct option opts[] = {
       {"model", required_argument, NULL, 'm'},
       {"host", required_argument, NULL, O_HOST},
@@ -132,6 +179,9 @@ int beit_cmd_serve(int argc, char **argv)
       {"max-queue", required_argument, NULL, O_QUEUE},
       {"max-connections", required_argument, NULL, O_CONN},
       {"timeout", required_argument, NULL, O_TIMEOUT},
+      {"read-timeout", required_argument, NULL, O_READTIME},
+      {"idle-timeout", required_argument, NULL, O_IDLETIME},
+      {"drain-timeout", required_argument, NULL, O_DRAINTIME},
       {"top-k", required_argument, NULL, O_TOPK},
       {"threshold", required_argument, NULL, O_THRESH},
       {"allow-urls", no_argument, NULL, O_URLS},
@@ -153,6 +203,7 @@ int beit_cmd_serve(int argc, char **argv)
   beit_serve_defaults(&sopt);
   beit_infer_defaults(&iopt);
   iopt.sessions = 0; /* automatic unless --workers: see beit_infer_options */
+  double drain_timeout_s = 30.0;
   int c;
   long v;
   double d;
@@ -209,6 +260,18 @@ int beit_cmd_serve(int argc, char **argv)
     case O_TIMEOUT:
       NEED(!parse_double(optarg, 0.001, 86400, &d), "--timeout %s: expected seconds > 0", optarg);
       sopt.request_timeout_s = d;
+      break;
+    case O_READTIME:
+      NEED(!parse_double(optarg, 0.001, 86400, &d), "--read-timeout %s: expected seconds > 0", optarg);
+      sopt.read_timeout_s = d;
+      break;
+    case O_IDLETIME:
+      NEED(!parse_double(optarg, 1, 86400, &d), "--idle-timeout %s: expected seconds >= 1", optarg);
+      sopt.idle_timeout_s = d;
+      break;
+    case O_DRAINTIME:
+      NEED(!parse_double(optarg, 0, 86400, &d), "--drain-timeout %s: expected seconds >= 0", optarg);
+      drain_timeout_s = d;
       break;
     case O_TOPK:
       NEED(!parse_long(optarg, 1, 1L << 30, &v), "--top-k %s: expected > 0", optarg);
@@ -302,7 +365,7 @@ int beit_cmd_serve(int argc, char **argv)
   fflush(stdout);
   int sig = 0;
   sigwait(&sigs, &sig);
-  fprintf(stderr, "beit serve: signal %d, shutting down\n", sig);
+  drain(srv, &sigs, sig, drain_timeout_s);
   goto done;
 fail:
   rc = beit_cli_fail("serve", &err);
@@ -312,10 +375,11 @@ done:
     beit_serve_stats(srv, &st);
     beit_serve_stop(srv);
     fprintf(stderr, "beit serve: %llu requests (%llu ok, %llu client errors, %llu server errors), "
-            "%llu images in %llu batches\n", (unsigned long long)st.requests,
-            (unsigned long long)st.ok, (unsigned long long)st.client_errors,
-            (unsigned long long)st.server_errors, (unsigned long long)st.images,
-            (unsigned long long)st.batches);
+            "%llu images in %llu batches, %llu slow connections closed (--read-timeout)\n",
+            (unsigned long long)st.requests, (unsigned long long)st.ok,
+            (unsigned long long)st.client_errors, (unsigned long long)st.server_errors,
+            (unsigned long long)st.images, (unsigned long long)st.batches,
+            (unsigned long long)st.read_timeouts);
   }
   beit_infer_free(inf);
   beit_serve_secret_free(token);

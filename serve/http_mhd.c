@@ -12,15 +12,30 @@
  * and preprocess on this thread, then wait for the batching workers. Blocking there is what
  * thread-per-connection mode allows, and it is what lets requests arriving together be batched
  * together: every waiting request is in the queue at once. Binds 127.0.0.1 unless told
- * otherwise; IPv4 and IPv6 addresses ("::" takes IPv4 clients too, dual stack). */
+ * otherwise; IPv4 and IPv6 addresses ("::" takes IPv4 clients too, dual stack).
+ *
+ * Slow clients: conn_watch.c closes a connection that takes longer than --read-timeout to send
+ * its headers or its body (libmicrohttpd's own timeout only measures silence).
+ *
+ * Shutdown is a drain (beit_serve_drain, _drain_wait, _stop). The server counts the requests it
+ * has received and not yet answered (in_flight: up when a request's headers are in, down when
+ * libmicrohttpd reports its response written or the connection gone). It cannot leave that to
+ * MHD_stop_daemon: in thread-per-connection mode that shuts down every connection's socket and
+ * joins the threads, so a request whose handler is still running is computed but its answer is
+ * never sent, and a body still arriving is cut. So the drain first quiesces the daemon and shuts
+ * the listening socket (new connections refused), keeps answering, with "Connection: close",
+ * until in_flight is zero, and only then stops the daemon. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -38,6 +53,14 @@ struct beit_server {
   atomic_int ready;
   atomic_ullong requests, ok, client_errors, server_errors;
   double started;
+  struct beit_conn_watch *watch;
+  /* the drain: requests received and not answered; set once beit_serve_drain ran; set once
+   * the drain is over (a request arriving then is refused at once) */
+  atomic_ullong in_flight;
+  atomic_int draining, closing;
+  pthread_mutex_t drain_lock;
+  pthread_cond_t drained; /* CLOCK_MONOTONIC; broadcast when in_flight reaches 0 */
+  MHD_socket listen_fd;   /* taken back from the daemon by the drain; closed after it stops */
 };
 
 struct conn_req {
@@ -46,12 +69,14 @@ struct conn_req {
   int too_large;
   int refused; /* answered 401 from the headers: nothing of this request is used */
   double start;
+  struct beit_conn *conn; /* the connection's watch record (NULL: not watched) */
 };
 
-/* Queue body (malloc'd, taken over) with a JSON content type and one optional header. */
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char *body,
-                                 size_t len, int close_after, const char *hname,
-                                 const char *hvalue)
+/* Queue body (malloc'd, taken over) with a JSON content type and one optional header. While
+ * draining every answer closes its connection, so that keep-alive clients move elsewhere. */
+static enum MHD_Result send_json(struct beit_server *srv, struct MHD_Connection *c,
+                                 unsigned status, char *body, size_t len, int close_after,
+                                 const char *hname, const char *hvalue)
 {
   struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
   if (!r) {
@@ -59,7 +84,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char
     return MHD_NO;
   }
   MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-  if (close_after)
+  if (close_after || atomic_load(&srv->draining))
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
   if (hname)
     MHD_add_response_header(r, hname, hvalue);
@@ -68,17 +93,18 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char
   return ret;
 }
 
-static enum MHD_Result send_buf(struct MHD_Connection *c, unsigned status, struct beit_strbuf *b,
-                                int close_after, const char *hname, const char *hvalue)
+static enum MHD_Result send_buf(struct beit_server *srv, struct MHD_Connection *c,
+                                unsigned status, struct beit_strbuf *b, int close_after,
+                                const char *hname, const char *hvalue)
 {
   if (b->oom || !b->data) {
     beit_strbuf_free(b);
     static const char oom[] = "{\"error\": {\"status\": 503, \"index\": null, \"reason\": "
                               "\"out_of_memory\", \"message\": \"out of memory\"}}";
     char *copy = strdup(oom);
-    return copy ? send_json(c, 503, copy, strlen(copy), 1, NULL, NULL) : MHD_NO;
+    return copy ? send_json(srv, c, 503, copy, strlen(copy), 1, NULL, NULL) : MHD_NO;
   }
-  return send_json(c, status, b->data, b->len, close_after, hname, hvalue);
+  return send_json(srv, c, status, b->data, b->len, close_after, hname, hvalue);
 }
 
 static enum MHD_Result send_fault(struct beit_server *srv, struct MHD_Connection *c,
@@ -89,7 +115,7 @@ static enum MHD_Result send_fault(struct beit_server *srv, struct MHD_Connection
   beit_fault_json(&b, f);
   if (srv->opt.log_requests)
     fprintf(stderr, "beit serve: %d %s\n", f->http_status, f->message);
-  return send_buf(c, (unsigned)f->http_status, &b, close_after, hname, hvalue);
+  return send_buf(srv, c, (unsigned)f->http_status, &b, close_after, hname, hvalue);
 }
 
 static void count_status(struct beit_server *srv, int status)
@@ -127,7 +153,7 @@ static enum MHD_Result handle_score(struct beit_server *srv, struct MHD_Connecti
     fprintf(stderr, "beit serve: POST /score %d %.1f ms%s%s\n", status,
             1e3 * (beit_clock_now() - r->start), status == 200 ? "" : " ",
             status == 200 ? "" : f.message);
-  return send_buf(c, (unsigned)status, &out, 0, NULL, NULL);
+  return send_buf(srv, c, (unsigned)status, &out, 0, NULL, NULL);
 }
 
 static enum MHD_Result handle_get(struct beit_server *srv, struct MHD_Connection *c,
@@ -141,16 +167,24 @@ static enum MHD_Result handle_get(struct beit_server *srv, struct MHD_Connection
       beit_batcher_stats(srv->batcher, &bs);
     beit_strbuf_printf(&b, "{\"status\": \"ok\", \"requests\": %llu, \"images\": %llu, "
                            "\"batches\": %llu, \"max_batch_seen\": %llu, \"forward_seconds\": "
-                           "%.6f, \"workers\": %d, \"queued_images\": %zu, \"uptime_seconds\": %.3f}",
+                           "%.6f, \"workers\": %d, \"queued_images\": %zu, \"in_flight\": %llu, "
+                           "\"read_timeouts\": %llu, \"draining\": %s, \"uptime_seconds\": %.3f}",
                        (unsigned long long)srv->requests, (unsigned long long)bs.images,
                        (unsigned long long)bs.batches, (unsigned long long)bs.max_batch_seen,
                        bs.forward_seconds,
                        atomic_load(&srv->ready) ? beit_infer_get_options(srv->scorer.inf)->sessions : 0,
-                       bs.queued_images, beit_clock_now() - srv->started);
+                       bs.queued_images, (unsigned long long)atomic_load(&srv->in_flight),
+                       (unsigned long long)beit_conn_watch_cut(srv->watch),
+                       atomic_load(&srv->draining) ? "true" : "false",
+                       beit_clock_now() - srv->started);
   } else if (!strcmp(url, "/ready")) {
-    int ready = atomic_load(&srv->ready);
+    int draining = atomic_load(&srv->draining), ready = atomic_load(&srv->ready) && !draining;
     status = ready ? 200 : 503;
-    beit_strbuf_printf(&b, "{\"ready\": %s}", ready ? "true" : "false");
+    if (ready)
+      beit_strbuf_puts(&b, "{\"ready\": true}");
+    else
+      beit_strbuf_printf(&b, "{\"ready\": false, \"reason\": \"%s\"}",
+                         draining ? "draining" : "loading");
   } else { /* /metadata */
     if (!atomic_load(&srv->ready)) {
       struct beit_fault f;
@@ -159,7 +193,7 @@ static enum MHD_Result handle_get(struct beit_server *srv, struct MHD_Connection
     }
     beit_serve_metadata_json(&b, srv->scorer.inf);
   }
-  return send_buf(c, status, &b, 0, NULL, NULL);
+  return send_buf(srv, c, status, &b, 0, NULL, NULL);
 }
 
 /* The probes stay open: platforms call them without credentials. */
@@ -209,6 +243,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       return MHD_NO;
     r->start = beit_clock_now();
     *ctx = r;
+    atomic_fetch_add(&srv->in_flight, 1); /* down in on_completed, whatever happens */
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    r->conn = ci ? ci->socket_context : NULL;
+    beit_conn_watch_phase(srv->watch, r->conn, BEIT_CONN_BUSY); /* an early answer, or: */
+    if (atomic_load(&srv->closing)) { /* the drain is over: the daemon stops in a moment */
+      struct beit_fault f;
+      beit_fault_set(&f, 503, -1, "stopping", "the server is shutting down");
+      return send_fault(srv, c, &f, 1, NULL, NULL);
+    }
     if (srv->auth && !is_probe(url)) {
       int refused;
       enum MHD_Result ret = refuse_unauthorized(srv, c, method, url, &refused);
@@ -222,6 +265,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       r->too_large = 1;
       return handle_score(srv, c, r);
     }
+    beit_conn_watch_phase(srv->watch, r->conn, BEIT_CONN_READING); /* the body, if any */
     return MHD_YES;
   }
   if (r->refused) { /* MHD should not call again after an early response; if it does, drop */
@@ -254,6 +298,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     r->len += n;
     return MHD_YES;
   }
+  beit_conn_watch_phase(srv->watch, r->conn, BEIT_CONN_BUSY); /* the whole request is in */
   struct beit_fault f;
   if (score) {
     if (is_post)
@@ -272,16 +317,41 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   return send_fault(srv, c, &f, 0, NULL, NULL);
 }
 
+/* A request's end: its response written (the usual case), or the connection closed under it
+ * (client gone, read timeout, daemon stopping). */
 static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
                          enum MHD_RequestTerminationCode code)
 {
+  struct beit_server *srv = cls;
   struct conn_req *r = *ctx;
-  if (r) {
-    free(r->body);
-    free(r);
-  }
+  if (!r)
+    return;
+  beit_conn_watch_phase(srv->watch, r->conn, BEIT_CONN_WAITING); /* kept alive: the next one */
+  free(r->body);
+  free(r);
   *ctx = NULL;
+  if (atomic_fetch_sub(&srv->in_flight, 1) == 1) {
+    pthread_mutex_lock(&srv->drain_lock);
+    pthread_cond_broadcast(&srv->drained);
+    pthread_mutex_unlock(&srv->drain_lock);
+  }
 }
+
+/* Connections into and out of the watch; CLOSED comes before libmicrohttpd closes the socket. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code)
+{
+  struct beit_server *srv = cls;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_ctx = ci ? beit_conn_watch_add(srv->watch, ci->connect_fd) : NULL;
+  } else {
+    beit_conn_watch_remove(srv->watch, *socket_ctx);
+    *socket_ctx = NULL;
+  }
+}
+
+static void free_server(struct beit_server *srv);
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
@@ -316,8 +386,9 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
     return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "--tls-cert: this libmicrohttpd was "
                           "built without TLS (GnuTLS); install one with HTTPS support, or "
                           "terminate TLS in a proxy in front of the server");
+  /* MHD_USE_ITC: MHD_quiesce_daemon needs it to wake the polling thread */
   unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
-                   MHD_USE_ERROR_LOG;
+                   MHD_USE_ERROR_LOG | MHD_USE_ITC;
   if (tls)
     flags |= MHD_USE_TLS;
   if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
@@ -343,6 +414,19 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
   srv->auth = opt->auth_token != NULL;
   if (srv->auth)
     beit_serve_token_set(&srv->token, opt->auth_token);
+  srv->listen_fd = MHD_INVALID_SOCKET;
+  pthread_mutex_init(&srv->drain_lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&srv->drained, &ca);
+  pthread_condattr_destroy(&ca);
+  enum beit_status st = beit_conn_watch_start(&srv->watch, opt->read_timeout_s, tls,
+                                              opt->log_requests, err);
+  if (st) {
+    free_server(srv);
+    return st;
+  }
   struct MHD_OptionItem tls_opts[] = {
       {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)opt->tls_cert_pem},
       {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)opt->tls_key_pem},
@@ -358,11 +442,11 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
       MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
       MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1u << 20),
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
       MHD_OPTION_ARRAY, tls ? tls_opts : tls_opts + 2,
       MHD_OPTION_END);
   if (!srv->daemon) {
-    explicit_bzero(&srv->token, sizeof srv->token);
-    free(srv);
+    free_server(srv);
     return beit_error_set(err, BEIT_STATUS_IO, "cannot listen on %s port %d (in use, or not "
                           "permitted%s)", host, opt->port,
                           tls ? ", or GnuTLS refused the certificate: see the line above" : "");
@@ -404,6 +488,8 @@ void beit_serve_stats(const struct beit_server *srv, struct beit_serve_stats *st
   stats->ok = srv->ok;
   stats->client_errors = srv->client_errors;
   stats->server_errors = srv->server_errors;
+  stats->read_timeouts = beit_conn_watch_cut(srv->watch);
+  stats->in_flight = atomic_load(&srv->in_flight);
   if (srv->batcher) {
     struct beit_batcher_stats bs;
     beit_batcher_stats(srv->batcher, &bs);
@@ -413,13 +499,73 @@ void beit_serve_stats(const struct beit_server *srv, struct beit_serve_stats *st
   }
 }
 
+void beit_serve_drain(struct beit_server *srv)
+{
+  if (atomic_exchange(&srv->draining, 1))
+    return;
+  MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+  if (fd != MHD_INVALID_SOCKET) {
+    /* Quiesced, the daemon no longer accepts, but the kernel would still complete handshakes
+     * into the backlog, where clients would hang. Shut down (not closed: a connection thread
+     * may still hold the number until MHD_stop_daemon), a listening socket leaves the LISTEN
+     * state on Linux: connecting is refused and queued connections are reset. */
+    shutdown(fd, SHUT_RDWR);
+    srv->listen_fd = fd;
+  }
+}
+
+static struct timespec abs_time(double t) /* CLOCK_MONOTONIC seconds -> timespec */
+{
+  struct timespec ts;
+  if (!(t < 1e15))
+    t = 1e15;
+  ts.tv_sec = (time_t)t;
+  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
+
+size_t beit_serve_drain_wait(struct beit_server *srv, double deadline)
+{
+  struct timespec until = abs_time(deadline);
+  int timed_out = 0;
+  pthread_mutex_lock(&srv->drain_lock);
+  for (;;) {
+    while (!timed_out && atomic_load(&srv->in_flight) > 0)
+      timed_out = pthread_cond_timedwait(&srv->drained, &srv->drain_lock, &until) == ETIMEDOUT;
+    /* Drained once: from now on a new request is refused at once, and one that came in
+     * between the count reaching zero and this flag is still waited for (a second pass). */
+    if (timed_out || atomic_exchange(&srv->closing, 1))
+      break;
+  }
+  pthread_mutex_unlock(&srv->drain_lock);
+  return (size_t)atomic_load(&srv->in_flight);
+}
+
+static void free_server(struct beit_server *srv)
+{
+  beit_conn_watch_stop(srv->watch);
+  pthread_cond_destroy(&srv->drained);
+  pthread_mutex_destroy(&srv->drain_lock);
+  explicit_bzero(&srv->token, sizeof srv->token);
+  free(srv);
+}
+
 void beit_serve_stop(struct beit_server *srv)
 {
   if (!srv)
     return;
   atomic_store(&srv->ready, 0);
-  MHD_stop_daemon(srv->daemon); /* joins the connection threads; the workers still run */
+  /* Requests still running are cut: cancel their queued work so that their threads return
+   * (MHD_stop_daemon joins them) after at most the forward now running. */
+  if (atomic_load(&srv->in_flight))
+    beit_batcher_abort(srv->batcher);
+  MHD_stop_daemon(srv->daemon); /* shuts every connection down and joins their threads */
+  if (srv->listen_fd != MHD_INVALID_SOCKET)
+    close(srv->listen_fd);
   beit_batcher_stop(srv->batcher);
-  explicit_bzero(&srv->token, sizeof srv->token);
-  free(srv);
+  free_server(srv);
 }

@@ -34,4 +34,8 @@ void beit_serve_stats(const struct beit_server *srv, struct beit_serve_stats *st
   *stats = (struct beit_serve_stats){0};
 }
 
+void beit_serve_drain(struct beit_server *srv) {}
+
+size_t beit_serve_drain_wait(struct beit_server *srv, double deadline) { return 0; }
+
 void beit_serve_stop(struct beit_server *srv) {}

@@ -17,6 +17,7 @@ void beit_serve_defaults(struct beit_serve_options *opt)
   opt->max_queue_images = 256;
   opt->request_timeout_s = 30.0;
   opt->idle_timeout_s = 60.0;
+  opt->read_timeout_s = 30.0;
   opt->batch_wait_us = 0;
   opt->allow_urls = 0;
   opt->url_max_bytes = 16u << 20;

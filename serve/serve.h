@@ -198,6 +198,32 @@ enum beit_serve_auth {
 /* Check an Authorization header value (NULL when absent). */
 enum beit_serve_auth beit_serve_auth_check(const struct beit_serve_token *tok, const char *header);
 
+/* ---- Connection watch (conn_watch.c): closes connections too slow to send a request ------- */
+
+/* What a connection is doing. WAITING: accepted, or answered and kept alive, and no whole
+ * header yet; READING: headers in, body arriving; BUSY: scoring or answering (never cut). */
+enum beit_conn_phase { BEIT_CONN_WAITING, BEIT_CONN_READING, BEIT_CONN_BUSY };
+struct beit_conn;
+struct beit_conn_watch;
+
+/* A watch that cuts (shutdown(2)) every connection that stays WAITING or READING longer than
+ * read_timeout_s (0: never; the watch then only tracks). tls: no 408 answer can be written
+ * beside the session. log: one stderr line per cut. */
+enum beit_status beit_conn_watch_start(struct beit_conn_watch **out, double read_timeout_s,
+                                       int tls, int log, struct beit_error *err);
+/* Track socket fd, WAITING from now; NULL when out of memory (then it is not watched). Call
+ * from the connection-started notification, before the connection's thread runs. */
+struct beit_conn *beit_conn_watch_add(struct beit_conn_watch *w, int fd);
+/* Enter a phase (restarting its clock). c may be NULL. */
+void beit_conn_watch_phase(struct beit_conn_watch *w, struct beit_conn *c,
+                           enum beit_conn_phase phase);
+/* Forget c; call before its socket is closed (the connection-closed notification). */
+void beit_conn_watch_remove(struct beit_conn_watch *w, struct beit_conn *c);
+/* Connections cut so far. */
+uint64_t beit_conn_watch_cut(struct beit_conn_watch *w);
+/* Join the watch thread and free; after the HTTP daemon has stopped. */
+void beit_conn_watch_stop(struct beit_conn_watch *w);
+
 /* Metadata JSON of a model (labels, input size, task, preprocessing). */
 void beit_serve_metadata_json(struct beit_strbuf *b, const struct beit_infer *inf);
 

@@ -11,6 +11,9 @@
 #                     probe built with -fsanitize=address,undefined (50k runs, seconds)
 #   fuzz_request_libfuzzer  the same target under clang's libFuzzer, bounded runs (when clang)
 #   test_serve_load   wrk on loopback, many connections, zero failed requests (when wrk)
+#   test_serve_drain  SIGTERM drains (requests in flight answered, new connections refused,
+#                     /ready 503, exit 0), --drain-timeout and a second signal cut, and
+#                     --read-timeout closes clients that send a byte at a time
 if(NOT TARGET beit_serve)
   return()
 endif()
@@ -46,6 +49,11 @@ if(BEIT_BUILD_SERVER AND TARGET beit)
                    $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures)
   set_tests_properties(test_precision_serve PROPERTIES FIXTURES_REQUIRED serve_fixtures
                        LABELS e2e TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=2")
+  add_test(NAME test_serve_drain
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_serve_drain.py
+                   $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures)
+  set_tests_properties(test_serve_drain PROPERTIES FIXTURES_REQUIRED serve_fixtures LABELS e2e
+                       TIMEOUT 120 ENVIRONMENT "OMP_NUM_THREADS=2")
   find_program(BEIT_WRK wrk)
   if(BEIT_WRK)
     add_test(NAME test_serve_load

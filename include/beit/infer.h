@@ -168,7 +168,11 @@ struct beit_serve_options {
   size_t max_queue_images;   /* images admitted (being decoded or waiting for a worker) at once
                                 (default 256): 503 beyond; bounds the memory of prepared views */
   double request_timeout_s;  /* per request, arrival to response (default 30): 504 beyond */
-  double idle_timeout_s;     /* idle keep-alive connection (default 60) */
+  double idle_timeout_s;     /* a connection silent this long in any phase, e.g. a client that
+                                stops reading its answer (default 60) */
+  double read_timeout_s;     /* a connection must send its headers within this of being accepted
+                                or answered, and its body within this of its headers, else it is
+                                closed (default 30; 0 = no limit) */
   unsigned batch_wait_us;    /* a worker waits this long for a fuller batch (default 0) */
   int allow_urls;            /* fetch URL inputs (default 0: a URL is a 400) */
   int allow_private_urls;    /* let URLs reach loopback and private networks (default 0) */
@@ -229,10 +233,26 @@ struct beit_serve_stats {
   uint64_t requests, ok, client_errors, server_errors; /* finished /score requests */
   uint64_t images, batches;                            /* forwards run by the workers */
   uint64_t max_batch_seen;
+  uint64_t read_timeouts;  /* connections closed by read_timeout_s */
+  uint64_t in_flight;      /* requests received (headers in) and not yet answered */
 };
 void beit_serve_stats(const struct beit_server *srv, struct beit_serve_stats *stats);
 
-/* Stop listening, let running requests finish, join the workers and free the server. */
+/* Begin a graceful shutdown: /ready answers 503 {"ready": false, "reason": "draining"} from
+ * now on, the listening socket is shut (new connections are refused; ones the kernel had queued
+ * but the server had not accepted are reset), and requests already received go on -- a body
+ * still arriving included -- and are answered with "Connection: close". A request that arrives
+ * on an open keep-alive connection meanwhile is served the same way. Idempotent. */
+void beit_serve_drain(struct beit_server *srv);
+/* Wait, after beit_serve_drain, until every request received has been answered (its response
+ * written to the socket), or until deadline (CLOCK_MONOTONIC seconds, beit_clock_now). Returns
+ * the number of requests still unanswered: 0 when drained. Once drained, a request that
+ * arrives on a kept-alive connection before beit_serve_stop is answered 503 "stopping". */
+size_t beit_serve_drain_wait(struct beit_server *srv, double deadline);
+
+/* Close every connection and free the server. Requests still running (none after a drain that
+ * returned 0) are cut: queued work is cancelled and their connections closed without an answer;
+ * a forward already running finishes first. Joins the workers. */
 void beit_serve_stop(struct beit_server *srv);
 
 #endif

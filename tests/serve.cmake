@@ -14,6 +14,9 @@
 #   test_serve_drain  SIGTERM drains (requests in flight answered, new connections refused,
 #                     /ready 503, exit 0), --drain-timeout and a second signal cut, and
 #                     --read-timeout closes clients that send a byte at a time
+#   test_serve_soak   valid, malformed, oversize and slow clients at once for BEIT_SOAK_SECONDS
+#                     (25 here; 600 by hand, see docs/commands/serve.md): no failed request,
+#                     RSS and descriptors flat, a drain at the end (labels e2e;soak)
 if(NOT TARGET beit_serve)
   return()
 endif()
@@ -54,6 +57,17 @@ if(BEIT_BUILD_SERVER AND TARGET beit)
                    $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures)
   set_tests_properties(test_serve_drain PROPERTIES FIXTURES_REQUIRED serve_fixtures LABELS e2e
                        TIMEOUT 120 ENVIRONMENT "OMP_NUM_THREADS=2")
+  # The soak: a short run in every ctest; the full one is
+  #   cmake -DBEIT_SOAK_SECONDS=600 build && ctest --test-dir build -L soak --output-on-failure
+  # (or tests/serve_soak.py directly, which prints the same summary).
+  set(BEIT_SOAK_SECONDS 25 CACHE STRING "seconds of load in test_serve_soak (600 for the full soak)")
+  math(EXPR soak_timeout "${BEIT_SOAK_SECONDS} + 180")
+  add_test(NAME test_serve_soak
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/serve_soak.py
+                   $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/serve_fixtures
+                   --duration ${BEIT_SOAK_SECONDS})
+  set_tests_properties(test_serve_soak PROPERTIES FIXTURES_REQUIRED serve_fixtures
+                       LABELS "e2e;soak" TIMEOUT ${soak_timeout} ENVIRONMENT "OMP_NUM_THREADS=2")
   find_program(BEIT_WRK wrk)
   if(BEIT_WRK)
     add_test(NAME test_serve_load

@@ -242,29 +242,71 @@ static void shuffle(size_t *order, size_t n, uint64_t seed)
   }
 }
 
-enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
-                                struct beit_data_pack_report *report, struct beit_error *err)
+/* opt->output without trailing slashes into output, and output.partial (emptied) into
+ * partial; an existing output is refused unless opt->overwrite. */
+static enum beit_status prepare_output(const struct beit_data_pack_options *opt,
+                                       char output[4096], char partial[4200],
+                                       struct beit_error *err)
 {
-  memset(report, 0, sizeof *report);
   if (!opt->input || !opt->output)
     return beit_error_set(err, BEIT_STATUS_USAGE, "pack needs an input and an output");
-  char output[4096], partial[4200];
-  if (snprintf(output, sizeof output, "%s", opt->output) >= (int)sizeof output)
+  if (snprintf(output, 4096, "%s", opt->output) >= 4096)
     return beit_error_set(err, BEIT_STATUS_USAGE, "%s: path too long", opt->output);
   for (size_t n = strlen(output); n > 1 && output[n - 1] == '/';) /* "out/" -> "out" */
     output[--n] = 0;
   struct stat sb;
   if (stat(output, &sb) == 0 && !opt->overwrite)
     return beit_error_set(err, BEIT_STATUS_USAGE, "%s: exists (use --overwrite to replace it)", output);
-  snprintf(partial, sizeof partial, "%s.partial", output);
-  enum beit_status st = remove_dataset_dir(partial, err);
+  snprintf(partial, 4200, "%s.partial", output);
+  return remove_dataset_dir(partial, err);
+}
+
+/* The items in order, decoded and checked a block at a time over the cores, into shards. */
+static enum beit_status write_items(struct pack_state *ps, struct beit_pack_list *l,
+                                    const size_t *order, struct checked *checked, double t0,
+                                    struct beit_error *err)
+{
+  const struct beit_data_pack_options *opt = ps->opt;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int nthreads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+  double last = beit_clock_now();
+  enum beit_status st = BEIT_STATUS_OK;
+  for (size_t begin = 0; begin < l->count && !st; begin += BLOCK) {
+    size_t end = begin + BLOCK < l->count ? begin + BLOCK : l->count;
+    check_block(l, order, begin, end, checked, nthreads);
+    for (size_t k = begin; k < end; k++) {
+      const struct beit_pack_item *it = &l->items[order[k]];
+      if (!st)
+        st = add_item(ps, it, &checked[k - begin], err);
+      if (it->path)
+        free(checked[k - begin].bytes);
+    }
+    if (beit_clock_now() - last > (opt->progress_tty ? 0.2 : 5.0)) {
+      progress(opt, end, l->count, ps->report->skipped, t0, 0);
+      last = beit_clock_now();
+    }
+  }
+  if (!st)
+    return close_shard(ps, err);
+  if (ps->open)
+    beit_shard_writer_free(&ps->w);
+  return st;
+}
+
+enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
+                                struct beit_data_pack_report *report, struct beit_error *err)
+{
+  memset(report, 0, sizeof *report);
+  char output[4096], partial[4200];
+  enum beit_status st = prepare_output(opt, output, partial, err);
   if (st)
     return st;
-
   struct beit_pack_list l = {0};
   double t0 = beit_clock_now();
-  if ((st = list_source(opt, &l, err)))
-    goto free_list;
+  if ((st = list_source(opt, &l, err))) {
+    beit_pack_list_free(&l);
+    return st;
+  }
   struct pack_state ps;
   memset(&ps, 0, sizeof ps);
   ps.opt = opt;
@@ -276,39 +318,15 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
             ps.task == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass", opt->input);
   size_t *order = malloc((l.count ? l.count : 1) * sizeof(size_t));
   struct checked *checked = calloc(BLOCK, sizeof *checked);
-  if (!order || !checked) {
+  if (!order || !checked)
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "pack: out of memory");
-    goto free_order;
-  }
-  if (opt->shuffle)
+  else if (opt->shuffle)
     shuffle(order, l.count, opt->seed);
   else
     for (size_t i = 0; i < l.count; i++)
       order[i] = i;
-  if ((st = beit_mkdirs(partial, err))) /* parents too: --out runs/x/data/train */
-    goto free_order;
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  int nthreads = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
-  double last = beit_clock_now();
-  for (size_t begin = 0; begin < l.count && !st; begin += BLOCK) {
-    size_t end = begin + BLOCK < l.count ? begin + BLOCK : l.count;
-    check_block(&l, order, begin, end, checked, nthreads);
-    for (size_t k = begin; k < end; k++) {
-      const struct beit_pack_item *it = &l.items[order[k]];
-      if (!st)
-        st = add_item(&ps, it, &checked[k - begin], err);
-      if (it->path)
-        free(checked[k - begin].bytes);
-    }
-    if (beit_clock_now() - last > (opt->progress_tty ? 0.2 : 5.0)) {
-      progress(opt, end, l.count, report->skipped, t0, 0);
-      last = beit_clock_now();
-    }
-  }
-  if (!st)
-    st = close_shard(&ps, err);
-  else if (ps.open)
-    beit_shard_writer_free(&ps.w);
+  if (!st && !(st = beit_mkdirs(partial, err))) /* parents too: --out runs/x/data/train */
+    st = write_items(&ps, &l, order, checked, t0, err);
   if (!st && report->written == 0)
     st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: no image decoded; nothing to pack", opt->input);
   if (!st)
@@ -322,11 +340,9 @@ enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
   report->num_classes = l.num_classes;
   if (!st)
     progress(opt, l.count, l.count, report->skipped, t0, 1);
-free_order:
   free(ps.counts);
   free(checked);
   free(order);
-free_list:
   beit_pack_list_free(&l);
   return st;
 }

@@ -442,6 +442,57 @@ static enum beit_status sort_classes(struct beit_pack_list *l, struct label_set 
   return BEIT_STATUS_OK;
 }
 
+/* A CSV record being read: its lines so far (a quoted field may span lines) and the buffer
+ * csv_split writes the field values into. */
+struct csv_record {
+  char *text, *values;
+  size_t len, cap;
+  long first; /* the line it starts on */
+};
+
+/* Append a line of n bytes (NUL-terminated); -1 when out of memory. */
+static int record_append(struct csv_record *r, const char *s, size_t n)
+{
+  if (r->len + n + 1 > r->cap) {
+    size_t cap = 2 * (r->len + n + 1);
+    char *text = realloc(r->text, cap), *values = realloc(r->values, cap);
+    if (text)
+      r->text = text;
+    if (values)
+      r->values = values;
+    if (!text || !values)
+      return -1;
+    r->cap = cap;
+  }
+  memcpy(r->text + r->len, s, n + 1);
+  r->len += n;
+  return 0;
+}
+
+/* After line lineno: the record is complete unless a quote is still open (then *open = 1);
+ * complete, it is split and added to l (a header line excepted). */
+static enum beit_status record_end(struct beit_pack_list *l, struct label_set *ls,
+                                   const char *base, const char *manifest, struct csv_record *r,
+                                   long lineno, int *open, struct beit_error *err)
+{
+  char *fields[CSV_MAX_FIELDS], why[160], where[4200];
+  int nf;
+  enum csv_split_result res = csv_split(r->text, r->values, fields, &nf, why, sizeof why);
+  if ((*open = res == CSV_SPLIT_OPEN_QUOTE))
+    return BEIT_STATUS_OK; /* a line break inside quotes: the record goes on */
+  r->len = 0;
+  if (r->first == lineno)
+    snprintf(where, sizeof where, "%s:%ld", manifest, r->first);
+  else
+    snprintf(where, sizeof where, "%s:%ld (a record of lines %ld-%ld)", manifest, r->first,
+             r->first, lineno);
+  if (res == CSV_SPLIT_BAD)
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: %s", where, why);
+  if (r->first == 1 && is_header_field(fields[0]))
+    return BEIT_STATUS_OK;
+  return add_csv_record(l, ls, base, fields, nf, where, err);
+}
+
 enum beit_status beit_pack_list_manifest(struct beit_pack_list *l, const char *manifest,
                                          struct beit_error *err)
 {
@@ -449,7 +500,7 @@ enum beit_status beit_pack_list_manifest(struct beit_pack_list *l, const char *m
   FILE *f = fopen(manifest, "r");
   if (!f)
     return beit_error_set(err, BEIT_STATUS_IO, "%s: cannot open manifest", manifest);
-  char base[4096];
+  char base[4096], where[4200];
   snprintf(base, sizeof base, "%s", manifest);
   char *slash = strrchr(base, '/');
   if (slash)
@@ -457,10 +508,12 @@ enum beit_status beit_pack_list_manifest(struct beit_pack_list *l, const char *m
   else
     strcpy(base, ".");
   struct label_set ls = {0};
-  char *line = NULL, *rec = NULL, *values = NULL, *fields[CSV_MAX_FIELDS], where[4200];
-  size_t cap = 0, rec_len = 0, rec_cap = 0;
+  struct csv_record rec = {0};
+  char *line = NULL;
+  size_t cap = 0;
   ssize_t len;
-  long lineno = 0, first = 0; /* first: the line the record being read starts on */
+  long lineno = 0;
+  int open = 0;
   enum beit_status st = BEIT_STATUS_OK;
   while (!st && (len = getline(&line, &cap, f)) >= 0) {
     char *s = line;
@@ -471,7 +524,7 @@ enum beit_status beit_pack_list_manifest(struct beit_pack_list *l, const char *m
                           manifest, lineno);
       break;
     }
-    if (!rec_len) { /* a new record: blank, comment, JSON line or the start of a CSV record */
+    if (!open) { /* a new record: blank, comment, JSON line or the start of a CSV record */
       const char *c = s;
       while (isspace((unsigned char)*c))
         c++;
@@ -482,46 +535,20 @@ enum beit_status beit_pack_list_manifest(struct beit_pack_list *l, const char *m
         st = parse_json_line(l, &ls, base, trim(s), where, err);
         continue;
       }
-      first = lineno;
+      rec.first = lineno;
     }
-    if (rec_len + (size_t)len + 1 > rec_cap) {
-      size_t grown_cap = 2 * (rec_len + (size_t)len + 1);
-      char *grown = realloc(rec, grown_cap), *grown_values = realloc(values, grown_cap);
-      if (grown)
-        rec = grown;
-      if (grown_values)
-        values = grown_values;
-      if (!grown || !grown_values) {
-        st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s:%ld: out of memory", manifest, first);
-        break;
-      }
-      rec_cap = grown_cap;
-    }
-    memcpy(rec + rec_len, s, (size_t)len + 1);
-    rec_len += (size_t)len;
-    int nf;
-    char why[160];
-    enum csv_split_result r = csv_split(rec, values, fields, &nf, why, sizeof why);
-    if (r == CSV_SPLIT_OPEN_QUOTE)
-      continue; /* a line break inside quotes: the record goes on */
-    rec_len = 0;
-    if (first == lineno)
-      snprintf(where, sizeof where, "%s:%ld", manifest, first);
+    if (record_append(&rec, s, (size_t)len))
+      st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s:%ld: out of memory", manifest, rec.first);
     else
-      snprintf(where, sizeof where, "%s:%ld (a record of lines %ld-%ld)", manifest, first, first,
-               lineno);
-    if (r == CSV_SPLIT_BAD)
-      st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: %s", where, why);
-    else if (!(first == 1 && is_header_field(fields[0])))
-      st = add_csv_record(l, &ls, base, fields, nf, where, err);
+      st = record_end(l, &ls, base, manifest, &rec, lineno, &open, err);
   }
-  if (!st && rec_len)
+  if (!st && open)
     st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s:%ld: unterminated quoted field: its opening "
                         "quote is not closed by the end of the file (a quote inside a quoted "
-                        "field is written \"\")", manifest, first);
+                        "field is written \"\")", manifest, rec.first);
   free(line);
-  free(rec);
-  free(values);
+  free(rec.text);
+  free(rec.values);
   fclose(f);
   if (!st && l->count == 0)
     st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: no records", manifest);

@@ -286,6 +286,94 @@ enum beit_status beit_data_check_files(const struct beit_dataset *ds, struct bei
   return BEIT_STATUS_OK;
 }
 
+/* The `images` dataset (with its chunk cache) and the offsets into it, checked. */
+static enum beit_status open_images(struct shard *s, const struct beit_dataset *ds,
+                                    struct beit_error *err)
+{
+  const char *p = s->path;
+  enum beit_status st;
+  /* Chunk cache of `images`: 256 MiB per rank shared out over the shards, at most 64 MiB each
+   * (a small dataset ends up cached whole; ImageNet-22k's thousand shards stay bounded). */
+  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+  size_t cache = ((size_t)256 << 20) / (ds->num_shards ? ds->num_shards : 1);
+  if (cache > ((size_t)64 << 20))
+    cache = (size_t)64 << 20;
+  if (dapl >= 0)
+    H5Pset_chunk_cache(dapl, 40009 /* prime, > 10x the 16 KiB chunks of 64 MiB */, cache, 0.75);
+  s->images = H5Dopen2(s->file, BEIT_SHARD_IMAGES, dapl >= 0 ? dapl : H5P_DEFAULT);
+  if (dapl >= 0)
+    H5Pclose(dapl);
+  long long nb = s->images >= 0 ? dataset_len(s->images, H5T_INTEGER, 1, 0) : -1;
+  if (nb < 0 || !has_fletcher32(s->images))
+    return beit_error_set(err, BEIT_STATUS_FORMAT,
+                          "%s: dataset 'images' missing, not uint8 1-D or without checksum", p);
+  if ((st = check_fits(s, BEIT_SHARD_IMAGES, nb, 1, err)))
+    return st;
+  s->nbytes = (size_t)nb;
+  if (s->offsets[0] != 0 || s->offsets[s->count] != nb)
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: offsets do not span 'images' (%lld bytes)",
+                          p, nb);
+  for (size_t i = 0; i < s->count; i++)
+    if (s->offsets[i + 1] < s->offsets[i])
+      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: offsets decrease at record %zu", p, i);
+  return BEIT_STATUS_OK;
+}
+
+/* The `keys` dataset: fixed-length strings, one per record; the memory type to read them. */
+static enum beit_status open_keys(struct shard *s, struct beit_error *err)
+{
+  const char *p = s->path;
+  s->keys = H5Dopen2(s->file, BEIT_SHARD_KEYS, H5P_DEFAULT);
+  if (s->keys < 0 || dataset_len(s->keys, H5T_STRING, 0, 0) != (long long)s->count)
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: dataset 'keys' missing or of wrong length", p);
+  hid_t ft = H5Dget_type(s->keys);
+  if (H5Tis_variable_str(ft) > 0) {
+    H5Tclose(ft);
+    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: 'keys' must be fixed-length strings", p);
+  }
+  s->key_type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(s->key_type, H5Tget_size(ft));
+  H5Tset_strpad(s->key_type, H5T_STR_NULLPAD);
+  H5Tset_cset(s->key_type, H5Tget_cset(ft)); /* no ASCII <-> UTF-8 conversion exists */
+  H5Tclose(ft);
+  return BEIT_STATUS_OK;
+}
+
+/* The labels (multi-class: one per record; multi-label: offsets and values), each checked
+ * against the class count. */
+static enum beit_status read_labels(struct shard *s, const struct beit_dataset *ds,
+                                    struct beit_error *err)
+{
+  const char *p = s->path;
+  enum beit_status st;
+  int C = ds->num_classes;
+  size_t got = s->count; /* labels */
+  if (ds->task == BEIT_DATA_TASK_MULTICLASS) {
+    if ((st = read_meta(s, BEIT_SHARD_LABELS, H5T_NATIVE_INT32, H5T_INTEGER, 4, 1, s->count,
+                        (void **)&s->labels, err)))
+      return st;
+  } else {
+    /* label_offsets first: checked, its last entry is how many label_values there must be */
+    if ((st = read_meta(s, BEIT_SHARD_LABEL_OFFSETS, H5T_NATIVE_INT64, H5T_INTEGER, 8, 1,
+                        s->count + 1, (void **)&s->label_offsets, err)))
+      return st;
+    if (s->label_offsets[0] != 0)
+      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label_offsets do not start at 0", p);
+    for (size_t i = 0; i < s->count; i++)
+      if (s->label_offsets[i + 1] < s->label_offsets[i])
+        return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label_offsets decrease at record %zu", p, i);
+    got = (size_t)s->label_offsets[s->count];
+    if ((st = read_meta(s, BEIT_SHARD_LABEL_VALUES, H5T_NATIVE_INT32, H5T_INTEGER, 4, 1, got,
+                        (void **)&s->labels, err)))
+      return st;
+  }
+  for (size_t i = 0; i < got; i++)
+    if (s->labels[i] < 0 || s->labels[i] >= C)
+      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label %d at %zu out of [0, %d)", p,
+                            (int)s->labels[i], i, C);
+  return BEIT_STATUS_OK;
+}
+
 static enum beit_status shard_open(struct shard *s, const struct beit_dataset *ds,
                                    struct beit_error *err)
 {
@@ -314,69 +402,9 @@ static enum beit_status shard_open(struct shard *s, const struct beit_dataset *d
   if ((st = read_meta(s, BEIT_SHARD_OFFSETS, H5T_NATIVE_INT64, H5T_INTEGER, 8, 1, s->count + 1,
                       (void **)&s->offsets, err)))
     return st;
-  /* Chunk cache of `images`: 256 MiB per rank shared out over the shards, at most 64 MiB each
-   * (a small dataset ends up cached whole; ImageNet-22k's thousand shards stay bounded). */
-  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-  size_t cache = ((size_t)256 << 20) / (ds->num_shards ? ds->num_shards : 1);
-  if (cache > ((size_t)64 << 20))
-    cache = (size_t)64 << 20;
-  if (dapl >= 0)
-    H5Pset_chunk_cache(dapl, 40009 /* prime, > 10x the 16 KiB chunks of 64 MiB */, cache, 0.75);
-  s->images = H5Dopen2(s->file, BEIT_SHARD_IMAGES, dapl >= 0 ? dapl : H5P_DEFAULT);
-  if (dapl >= 0)
-    H5Pclose(dapl);
-  long long nb = s->images >= 0 ? dataset_len(s->images, H5T_INTEGER, 1, 0) : -1;
-  if (nb < 0 || !has_fletcher32(s->images))
-    return beit_error_set(err, BEIT_STATUS_FORMAT,
-                          "%s: dataset 'images' missing, not uint8 1-D or without checksum", p);
-  if ((st = check_fits(s, BEIT_SHARD_IMAGES, nb, 1, err)))
+  if ((st = open_images(s, ds, err)) || (st = open_keys(s, err)))
     return st;
-  s->nbytes = (size_t)nb;
-  if (s->offsets[0] != 0 || s->offsets[s->count] != nb)
-    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: offsets do not span 'images' (%lld bytes)",
-                          p, nb);
-  for (size_t i = 0; i < s->count; i++)
-    if (s->offsets[i + 1] < s->offsets[i])
-      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: offsets decrease at record %zu", p, i);
-  s->keys = H5Dopen2(s->file, BEIT_SHARD_KEYS, H5P_DEFAULT);
-  if (s->keys < 0 || dataset_len(s->keys, H5T_STRING, 0, 0) != (long long)s->count)
-    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: dataset 'keys' missing or of wrong length", p);
-  hid_t ft = H5Dget_type(s->keys);
-  if (H5Tis_variable_str(ft) > 0) {
-    H5Tclose(ft);
-    return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: 'keys' must be fixed-length strings", p);
-  }
-  s->key_type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(s->key_type, H5Tget_size(ft));
-  H5Tset_strpad(s->key_type, H5T_STR_NULLPAD);
-  H5Tset_cset(s->key_type, H5Tget_cset(ft)); /* no ASCII <-> UTF-8 conversion exists */
-  H5Tclose(ft);
-  int C = ds->num_classes;
-  size_t got = s->count; /* labels */
-  if (ds->task == BEIT_DATA_TASK_MULTICLASS) {
-    if ((st = read_meta(s, BEIT_SHARD_LABELS, H5T_NATIVE_INT32, H5T_INTEGER, 4, 1, s->count,
-                        (void **)&s->labels, err)))
-      return st;
-  } else {
-    /* label_offsets first: checked, its last entry is how many label_values there must be */
-    if ((st = read_meta(s, BEIT_SHARD_LABEL_OFFSETS, H5T_NATIVE_INT64, H5T_INTEGER, 8, 1,
-                        s->count + 1, (void **)&s->label_offsets, err)))
-      return st;
-    if (s->label_offsets[0] != 0)
-      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label_offsets do not start at 0", p);
-    for (size_t i = 0; i < s->count; i++)
-      if (s->label_offsets[i + 1] < s->label_offsets[i])
-        return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label_offsets decrease at record %zu", p, i);
-    got = (size_t)s->label_offsets[s->count];
-    if ((st = read_meta(s, BEIT_SHARD_LABEL_VALUES, H5T_NATIVE_INT32, H5T_INTEGER, 4, 1, got,
-                        (void **)&s->labels, err)))
-      return st;
-  }
-  for (size_t i = 0; i < got; i++)
-    if (s->labels[i] < 0 || s->labels[i] >= C)
-      return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label %d at %zu out of [0, %d)", p,
-                            (int)s->labels[i], i, C);
-  return BEIT_STATUS_OK;
+  return read_labels(s, ds, err);
 }
 
 /* index.json -> ds (classes, shard list). */

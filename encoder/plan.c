@@ -20,6 +20,8 @@ static beit_bf16 *carve_h(const struct beit_model *m, struct beit_arena *c, size
   return (beit_bf16 *)carve(c, (n + 1) / 2);
 }
 
+/* Every activation buffer, in one place so that the counting pass and the carving pass cannot
+ * disagree: a list, one line a buffer, and long for that reason (over 80 lines by design). */
 static void carve_all(struct beit_model *m, struct beit_arena *c)
 {
   struct beit_acts *a = &m->a;

@@ -228,6 +228,67 @@ static enum MHD_Result refuse_unauthorized(struct beit_server *srv, struct MHD_C
   return send_fault(srv, c, &f, 1, MHD_HTTP_HEADER_WWW_AUTHENTICATE, challenge);
 }
 
+/* A request's headers are in: set up, and refuse (answered at once) while closing, without the
+ * token, or with an announced body over the cap, before any body is read. */
+static enum MHD_Result on_headers(struct beit_server *srv, struct MHD_Connection *c,
+                                  struct conn_req *r, const char *url, const char *method,
+                                  int score_post)
+{
+  r->start = beit_clock_now();
+  atomic_fetch_add(&srv->in_flight, 1); /* down in on_completed, whatever happens */
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  r->conn = ci ? ci->socket_context : NULL;
+  beit_conn_watch_phase(srv->watch, r->conn, BEIT_CONN_BUSY); /* an early answer, or: */
+  if (atomic_load(&srv->closing)) { /* the drain is over: the daemon stops in a moment */
+    struct beit_fault f;
+    beit_fault_set(&f, 503, -1, "stopping", "the server is shutting down");
+    return send_fault(srv, c, &f, 1, NULL, NULL);
+  }
+  if (srv->auth && !is_probe(url)) {
+    int refused;
+    enum MHD_Result ret = refuse_unauthorized(srv, c, method, url, &refused);
+    r->refused = refused;
+    if (refused)
+      return ret;
+  }
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (score_post && cl && strtoull(cl, NULL, 10) > srv->opt.max_body_bytes) {
+    r->too_large = 1;
+    return handle_score(srv, c, r);
+  }
+  beit_conn_watch_phase(srv->watch, r->conn, BEIT_CONN_READING); /* the body, if any */
+  return MHD_YES;
+}
+
+/* n more bytes of a /score body: kept, or (over the cap) the request marked too large and what
+ * was kept dropped. */
+static enum MHD_Result keep_body(struct beit_server *srv, struct conn_req *r, const char *upload,
+                                 size_t n)
+{
+  if (r->too_large)
+    return MHD_YES;
+  if (r->len + n > srv->opt.max_body_bytes) {
+    r->too_large = 1;
+    free(r->body);
+    r->body = NULL;
+    r->len = r->cap = 0;
+    return MHD_YES;
+  }
+  if (r->len + n > r->cap) {
+    size_t cap = r->cap ? r->cap : 16384;
+    while (cap < r->len + n)
+      cap *= 2;
+    char *p = realloc(r->body, cap);
+    if (!p)
+      return MHD_NO;
+    r->body = p;
+    r->cap = cap;
+  }
+  memcpy(r->body + r->len, upload, n);
+  r->len += n;
+  return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **ctx)
@@ -237,36 +298,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   int is_post = !strcmp(method, MHD_HTTP_METHOD_POST);
   int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
   int score = !strcmp(url, "/score");
-  if (!r) { /* headers only: set up, refuse a request without the token, and an announced
-               oversized body, before reading any body */
+  if (!r) { /* headers only */
     if (!(r = calloc(1, sizeof *r)))
       return MHD_NO;
-    r->start = beit_clock_now();
     *ctx = r;
-    atomic_fetch_add(&srv->in_flight, 1); /* down in on_completed, whatever happens */
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    r->conn = ci ? ci->socket_context : NULL;
-    beit_conn_watch_phase(srv->watch, r->conn, BEIT_CONN_BUSY); /* an early answer, or: */
-    if (atomic_load(&srv->closing)) { /* the drain is over: the daemon stops in a moment */
-      struct beit_fault f;
-      beit_fault_set(&f, 503, -1, "stopping", "the server is shutting down");
-      return send_fault(srv, c, &f, 1, NULL, NULL);
-    }
-    if (srv->auth && !is_probe(url)) {
-      int refused;
-      enum MHD_Result ret = refuse_unauthorized(srv, c, method, url, &refused);
-      r->refused = refused;
-      if (refused)
-        return ret;
-    }
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (score && is_post && cl && strtoull(cl, NULL, 10) > srv->opt.max_body_bytes) {
-      r->too_large = 1;
-      return handle_score(srv, c, r);
-    }
-    beit_conn_watch_phase(srv->watch, r->conn, BEIT_CONN_READING); /* the body, if any */
-    return MHD_YES;
+    return on_headers(srv, c, r, url, method, score && is_post);
   }
   if (r->refused) { /* MHD should not call again after an early response; if it does, drop */
     *upload_size = 0;
@@ -275,28 +311,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (*upload_size) { /* a piece of the body */
     size_t n = *upload_size;
     *upload_size = 0;
-    if (!score || !is_post || r->too_large)
-      return MHD_YES;
-    if (r->len + n > srv->opt.max_body_bytes) {
-      r->too_large = 1;
-      free(r->body);
-      r->body = NULL;
-      r->len = r->cap = 0;
-      return MHD_YES;
-    }
-    if (r->len + n > r->cap) {
-      size_t cap = r->cap ? r->cap : 16384;
-      while (cap < r->len + n)
-        cap *= 2;
-      char *p = realloc(r->body, cap);
-      if (!p)
-        return MHD_NO;
-      r->body = p;
-      r->cap = cap;
-    }
-    memcpy(r->body + r->len, upload, n);
-    r->len += n;
-    return MHD_YES;
+    return score && is_post ? keep_body(srv, r, upload, n) : MHD_YES;
   }
   beit_conn_watch_phase(srv->watch, r->conn, BEIT_CONN_BUSY); /* the whole request is in */
   struct beit_fault f;
@@ -359,15 +374,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
   vfprintf(stderr, fmt, ap);
 }
 
-enum beit_status beit_serve_start(struct beit_server **out, const struct beit_serve_options *opt,
-                                  struct beit_error *err)
+/* The options a server refuses before it binds: a port out of range, a public address without
+ * a token (or --no-auth), a token of the wrong size, half a TLS pair, TLS without GnuTLS. */
+static enum beit_status check_options(const struct beit_serve_options *opt, const char *host,
+                                      int tls, struct beit_error *err)
 {
-  *out = NULL;
-  struct sockaddr_storage addr;
-  struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
-  memset(&addr, 0, sizeof addr);
-  const char *host = opt->host ? opt->host : "127.0.0.1";
   if (opt->port < 0 || opt->port > 65535)
     return beit_error_set(err, BEIT_STATUS_USAGE, "--port %d: out of range", opt->port);
   int loopback = beit_serve_host_loopback(host);
@@ -379,30 +390,48 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
   if (opt->auth_token && (!opt->auth_token[0] || strlen(opt->auth_token) > BEIT_SERVE_TOKEN_MAX))
     return beit_error_set(err, BEIT_STATUS_USAGE, "server: the bearer token must be 1 to %d bytes",
                           BEIT_SERVE_TOKEN_MAX);
-  int tls = opt->tls_cert_pem || opt->tls_key_pem;
   if (tls && !(opt->tls_cert_pem && opt->tls_key_pem))
     return beit_error_set(err, BEIT_STATUS_USAGE, "--tls-cert and --tls-key go together");
   if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
     return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "--tls-cert: this libmicrohttpd was "
                           "built without TLS (GnuTLS); install one with HTTPS support, or "
                           "terminate TLS in a proxy in front of the server");
+  return BEIT_STATUS_OK;
+}
+
+/* host and port as a socket address into addr; the daemon flags of that address family (and of
+ * TLS) into *flags. */
+static enum beit_status listen_address(const struct beit_serve_options *opt, const char *host,
+                                       int tls, struct sockaddr_storage *addr, unsigned *flags,
+                                       struct beit_error *err)
+{
+  struct sockaddr_in *v4 = (struct sockaddr_in *)addr;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)addr;
+  memset(addr, 0, sizeof *addr);
   /* MHD_USE_ITC: MHD_quiesce_daemon needs it to wake the polling thread */
-  unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD |
-                   MHD_USE_ERROR_LOG | MHD_USE_ITC;
+  *flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+           MHD_USE_ITC;
   if (tls)
-    flags |= MHD_USE_TLS;
+    *flags |= MHD_USE_TLS;
   if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
     v4->sin_port = htons((uint16_t)opt->port);
   } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons((uint16_t)opt->port);
-    flags |= MHD_USE_DUAL_STACK; /* "::" also takes IPv4 clients */
+    *flags |= MHD_USE_DUAL_STACK; /* "::" also takes IPv4 clients */
   } else {
     return beit_error_set(err, BEIT_STATUS_USAGE,
                           "--host '%s': not an IPv4 or IPv6 address (e.g. 127.0.0.1, 0.0.0.0, ::1, ::)",
                           host);
   }
+  return BEIT_STATUS_OK;
+}
+
+/* A server without its daemon: options, token, drain state, connection watch. */
+static enum beit_status new_server(struct beit_server **out, const struct beit_serve_options *opt,
+                                   const char *host, int tls, struct beit_error *err)
+{
   struct beit_server *srv = calloc(1, sizeof *srv);
   if (!srv)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "server: out of memory");
@@ -423,10 +452,26 @@ enum beit_status beit_serve_start(struct beit_server **out, const struct beit_se
   pthread_condattr_destroy(&ca);
   enum beit_status st = beit_conn_watch_start(&srv->watch, opt->read_timeout_s, tls,
                                               opt->log_requests, err);
-  if (st) {
+  if (st)
     free_server(srv);
+  else
+    *out = srv;
+  return st;
+}
+
+enum beit_status beit_serve_start(struct beit_server **out, const struct beit_serve_options *opt,
+                                  struct beit_error *err)
+{
+  *out = NULL;
+  const char *host = opt->host ? opt->host : "127.0.0.1";
+  int tls = opt->tls_cert_pem || opt->tls_key_pem;
+  struct sockaddr_storage addr;
+  unsigned flags = 0;
+  struct beit_server *srv = NULL;
+  enum beit_status st = check_options(opt, host, tls, err);
+  if (st || (st = listen_address(opt, host, tls, &addr, &flags, err)) ||
+      (st = new_server(&srv, opt, host, tls, err)))
     return st;
-  }
   struct MHD_OptionItem tls_opts[] = {
       {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)opt->tls_cert_pem},
       {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)opt->tls_key_pem},

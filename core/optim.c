@@ -15,7 +15,7 @@
 #define NORM_LANES 16 /* running sums per block, element i in sum i % 16: 2 zmm, 4 ymm, 8 xmm */
 
 BEIT_KERNEL_CLONES
-void beit_adamw_update(float *params, const float *grads, float grad_scale, float *m, float *v,
+void beit_adamw_update(float *params, float *grads, float grad_scale, float *m, float *v,
                        const struct beit_tensor_table *table,
                        const struct beit_adamw_hparams *hp)
 {
@@ -32,7 +32,8 @@ void beit_adamw_update(float *params, const float *grads, float grad_scale, floa
     const float decay = (float)(1.0 - lr * wd);
     const float step_size = (float)(lr / bc1);
     float *p = params + t->offset, *mt = m + t->offset, *vt = v + t->offset;
-    const float *g = grads + t->offset;
+    float *g = grads + t->offset;
+    const int zero = hp->zero_grads;
     /* elements are independent: no barrier between tensors */
 #pragma omp for simd schedule(static) nowait
     for (size_t i = 0; i < t->numel; i++) {
@@ -43,6 +44,8 @@ void beit_adamw_update(float *params, const float *grads, float grad_scale, floa
       mt[i] = mi;
       vt[i] = vi;
       p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+      if (zero)
+        g[i] = 0.0f;
     }
   }
 }

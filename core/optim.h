@@ -12,6 +12,8 @@ struct beit_adamw_hparams {
   double weight_decay; /* scheduled wd; tensors with no_decay get 0 */
   double beta1, beta2, eps;
   long step;           /* 1-based count of updates including this one (bias correction) */
+  int zero_grads;      /* 1: each gradient is set to 0 once read, the next step's zero-grad
+                          done in the same pass */
 };
 
 /* torch.optim.AdamW semantics, per tensor t of the table with lr_t = lr * t->lr_scale and
@@ -19,8 +21,9 @@ struct beit_adamw_hparams {
  * instead of in passes of their own; 1 for none):
  *   p -= lr_t * wd_t * p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  *   p -= lr_t / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
- * params, grads, m, v: table->total floats each; grads are only read. */
-void beit_adamw_update(float *params, const float *grads, float grad_scale, float *m, float *v,
+ * params, grads, m, v: table->total floats each; grads are only read, or with hp->zero_grads
+ * left all 0. */
+void beit_adamw_update(float *params, float *grads, float grad_scale, float *m, float *v,
                        const struct beit_tensor_table *table,
                        const struct beit_adamw_hparams *hp);
 

@@ -185,8 +185,10 @@ enum beit_status beit_trainer_update(struct beit_trainer *tr, double loss, doubl
   hp.beta2 = r->optimizer.beta2;
   hp.eps = r->optimizer.eps;
   hp.step = step + 1 - tr->skipped_updates;
+  hp.zero_grads = 1; /* the next step's zero-grad (beit_trainer_step), in this pass */
   float grad_scale = (float)(scale * beit_clip_coef(norm, r->optimizer.clip_grad));
   beit_adamw_update(tr->params, tr->grads, grad_scale, tr->m, tr->v, tr->table, &hp);
+  tr->grads_zero = 1;
   *applied = 1;
   return BEIT_STATUS_OK;
 }

@@ -50,6 +50,7 @@ struct beit_trainer {
   /* seconds per phase and inside MPI for gradients (hidden or not) since the last log line */
   double phase[BEIT_TRAINER_MAX_PHASES], phase_mark, allreduce_mpi;
   double *step_sums;                /* the step's sums, reduced over ranks (see trainer_step.c) */
+  int grads_zero;                   /* the gradients are all 0 (AdamW zeroed them as it read) */
   size_t step_sums_cap;
 };
 

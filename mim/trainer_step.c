@@ -65,7 +65,9 @@ enum beit_status beit_trainer_step(struct beit_trainer *tr, const struct beit_tr
   memset(v, 0, n * sizeof *v);
   memset(sums, 0, sizeof *sums);
   tr->phase_mark = beit_clock_now();
-  memset(tr->grads, 0, tr->table->total * sizeof *tr->grads);
+  if (!tr->grads_zero) /* the first step, or after a skipped update */
+    memset(tr->grads, 0, tr->table->total * sizeof *tr->grads);
+  tr->grads_zero = 0;
   enum beit_status st = micro_batches(tr, loop, sums, v + SUM_HEAD, err);
   if (st || (st = beit_dist_grads_finish(loop->reducer, err)))
     return st;

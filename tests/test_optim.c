@@ -128,6 +128,22 @@ static void test_adamw(void)
   CHECK_MSG(!memcmp(p, p2, n * sizeof *p) && !memcmp(m, m2, n * sizeof *m) &&
                 !memcmp(v, v2, n * sizeof *v),
             "adamw with grad_scale equals adamw on pre-scaled gradients");
+
+  /* zero_grads: the same update, and every gradient 0 afterwards (the padding too is 0: the
+   * table's gradients start zeroed, as a model's do) */
+  for (size_t i = 0; i < n; i++)
+    g[i] = g2[i] = (float)beit_rng_normal(&rng), p2[i] = p[i], m2[i] = m[i], v2[i] = v[i];
+  hp.step = 5;
+  beit_adamw_update(p2, g2, 0.5f, m2, v2, &table, &hp);
+  hp.zero_grads = 1;
+  beit_adamw_update(p, g, 0.5f, m, v, &table, &hp);
+  int zeroed = 1;
+  for (size_t ti = 0; ti < table.count; ti++)
+    for (size_t i = 0; i < table.items[ti].numel; i++)
+      zeroed &= g[table.items[ti].offset + i] == 0.0f;
+  CHECK_MSG(zeroed && !memcmp(p, p2, n * sizeof *p) && !memcmp(m, m2, n * sizeof *m),
+            "adamw with zero_grads: the same update, and the gradients left 0");
+  hp.zero_grads = 0;
   free(p2), free(g2), free(m2), free(v2);
 
 free_all:

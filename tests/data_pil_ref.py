@@ -51,6 +51,27 @@ def write_png(path, a, bits, colour_type, interlace=False):
                 + chunk(b"IEND", b""))
 
 
+def write_scan_bomb(path, side=2000, extra=300):
+    """A progressive JPEG of a flat side x side image whose last scan is repeated `extra` times:
+    a few KB that ask the decoder for hundreds of passes over every coefficient."""
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (120, 130, 140)).save(buf, "JPEG", progressive=True)
+    d, i, head, scans = buf.getvalue(), 2, b"", []
+    while d[i + 1] != 0xD9:
+        n = d[i + 2] << 8 | d[i + 3]
+        if d[i + 1] != 0xDA:
+            head += d[i:i + 2 + n]
+            i += 2 + n
+            continue
+        j = i + 2 + n
+        while not (d[j] == 0xFF and d[j + 1] != 0 and not 0xD0 <= d[j + 1] <= 0xD7):
+            j += 1
+        scans.append(d[i:j])
+        i = j
+    with open(path, "wb") as f:
+        f.write(b"\xff\xd8" + head + b"".join(scans) + scans[-1] * extra + b"\xff\xd9")
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -139,6 +160,7 @@ def main():
     tall.convert("P", palette=Image.ADAPTIVE, colors=16).save(os.path.join(out, "png_palette4.png"),
                                                               bits=4)
     tall.convert("1").save(os.path.join(out, "png_1bit.png"))
+    write_scan_bomb(os.path.join(out, "scan_bomb.jpg"))
     names = ["progressive.jpg", "trailer.jpg", "jpeg_444.jpg", "jpeg_422.jpg", "jpeg_420.jpg",
              "jpeg_grey.jpg", "jpeg_cmyk.jpg", "png_rgb16.png", "png_adam7.png", "png_rgba.png",
              "png_grey_alpha.png", "png_palette_trns.png", "png_palette4.png", "png_1bit.png"]

@@ -220,6 +220,24 @@ static void test_decode_variants(void)
   }
 }
 
+/* A progressive JPEG with hundreds of scans over 2000x2000 pixels is refused with a message
+ * that says why, quickly: scans x pixels is bounded (data/image_jpeg.c). */
+static void test_scan_bomb(void)
+{
+  size_t n;
+  uint8_t *bytes = read_all("scan_bomb.jpg", &n);
+  CHECK_MSG(bytes != NULL, "fixture scan_bomb.jpg missing");
+  if (!bytes)
+    return;
+  struct beit_data_image img;
+  struct beit_error err = {0};
+  CHECK(beit_data_decode(&img, bytes, n, "scan_bomb.jpg", &err) == BEIT_STATUS_FORMAT);
+  CHECK_MSG(strstr(err.message, "progressive scans for 2000x2000"), "%s", err.message);
+  printf("  scan bomb (%zu bytes): %s\n", n, err.message);
+  beit_data_image_free(&img);
+  free(bytes);
+}
+
 static void test_random_erase(void)
 {
   enum { S = 40, N = 3 * S * S };
@@ -316,6 +334,7 @@ int main(int argc, char **argv)
   test_naive_twin(ws);
   test_bad_args(ws);
   test_decode_variants();
+  test_scan_bomb();
   test_random_erase();
   test_finetune_rand_augment(ws);
   char path[4096];

@@ -5,7 +5,10 @@
 #                     (mim/recipe.c), model config.json (encoder/config.c), tokenizer config
 #                     (tokenizer/config.c); --set overrides; a save/load round trip
 #   fuzz_shard_{asan,libfuzzer}  data/dataset.c: index.json and one HDF5 shard, opened and
-#                     every record read through beit_data_open / beit_data_read
+#                     every record read through beit_data_open / beit_data_read_record; the
+#                     shard written from a description with the HDF5 API, or (only with
+#                     BEIT_FUZZ_SHARD_RAW=1, not in CI: libhdf5 crashes on some) raw bytes
+#   fuzz_image_{asan,libfuzzer}  images as `beit serve` takes them (below)
 # The request parser's targets are in serve.cmake and use the same driver.
 
 # beit_add_fuzz_target(NAME <name>

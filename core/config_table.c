@@ -223,7 +223,8 @@ enum beit_status beit_config_load_file(void *dst, const struct beit_config_key *
 static enum beit_status store_text(void *dst, const struct beit_config_key *k, const char *value,
                                    const char *source, struct beit_error *err)
 {
-  cJSON *v = cJSON_Parse(value);
+  /* the whole value: "30s" or "64,2" is not the number 30 or 64 with the rest ignored */
+  cJSON *v = cJSON_ParseWithOpts(value, NULL, 1);
   if (!v || ((k->type == BEIT_KEY_STRING || k->type == BEIT_KEY_PATH) && !cJSON_IsString(v))) {
     cJSON_Delete(v);
     v = cJSON_CreateString(value);

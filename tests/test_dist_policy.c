@@ -74,6 +74,10 @@ static void test_recipe_key(void)
             err.message);
   CHECK(beit_recipe_override(&r, "distributed.timeout_s=2e9", &err) != BEIT_STATUS_OK);
   CHECK(beit_recipe_override(&r, "distributed.timeout_s=soon", &err) != BEIT_STATUS_OK);
+  CHECK(beit_recipe_override(&r, "distributed.timeout_s=30s", &err) != BEIT_STATUS_OK);
+  CHECK(beit_recipe_override(&r, "distributed.timeout_s= 30 ", &err) == BEIT_STATUS_OK &&
+        r.distributed.timeout_s == 30);
+  CHECK(beit_recipe_override(&r, "distributed.timeout_s=0", &err) == BEIT_STATUS_OK);
   CHECK(beit_recipe_override(&r, "distributed.timeout=5", &err) != BEIT_STATUS_OK); /* unknown */
   CHECK(r.distributed.timeout_s == 0); /* failed overrides change nothing */
 

@@ -49,29 +49,6 @@ struct beit_batcher {
   struct beit_batcher_stats stats;
 };
 
-static struct timespec abs_time(double t) /* CLOCK_MONOTONIC seconds -> timespec */
-{
-  struct timespec ts;
-  if (!(t < 1e15))
-    t = 1e15;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
-static void cond_init_monotonic(pthread_cond_t *c)
-{
-  pthread_condattr_t a;
-  pthread_condattr_init(&a);
-  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  pthread_cond_init(c, &a);
-  pthread_condattr_destroy(&a);
-}
-
 struct beit_job *beit_job_create(const struct beit_infer *inf, size_t n)
 {
   struct beit_job *job = calloc(1, sizeof *job);
@@ -86,7 +63,7 @@ struct beit_job *beit_job_create(const struct beit_infer *inf, size_t n)
     free(job);
     return NULL;
   }
-  cond_init_monotonic(&job->done);
+  beit_clock_cond_init(&job->done);
   return job;
 }
 
@@ -155,7 +132,7 @@ static void *worker_main(void *arg)
     if (!b->head && b->stopping)
       break;
     if (b->batch_wait_us && b->queued_images < b->max_batch && !b->stopping) {
-      struct timespec until = abs_time(beit_clock_now() + 1e-6 * b->batch_wait_us);
+      struct timespec until = beit_clock_timespec(beit_clock_now() + 1e-6 * b->batch_wait_us);
       while (b->queued_images < b->max_batch && !b->stopping)
         if (pthread_cond_timedwait(&b->work, &b->lock, &until) == ETIMEDOUT)
           break;
@@ -256,7 +233,7 @@ int beit_batcher_submit(struct beit_batcher *b, struct beit_job *job)
 
 int beit_batcher_wait(struct beit_batcher *b, struct beit_job *job, double deadline)
 {
-  struct timespec until = abs_time(deadline);
+  struct timespec until = beit_clock_timespec(deadline);
   pthread_mutex_lock(&b->lock);
   while (job->finished < job->n && !job->cancelled)
     if (pthread_cond_timedwait(&job->done, &b->lock, &until) == ETIMEDOUT &&
@@ -340,7 +317,7 @@ enum beit_status beit_batcher_start(struct beit_batcher **out, struct beit_infer
   b->batch_wait_us = batch_wait_us;
   b->max_queue_images = max_queue_images ? max_queue_images : 1;
   pthread_mutex_init(&b->lock, NULL);
-  cond_init_monotonic(&b->work);
+  beit_clock_cond_init(&b->work);
   b->nworkers = opt->sessions;
   b->workers = calloc((size_t)b->nworkers, sizeof *b->workers);
   if (!b->workers) {

@@ -51,18 +51,6 @@ static const char timeout_body[] =
     "{\"error\": {\"status\": 408, \"index\": null, \"reason\": \"request_timeout\", "
     "\"message\": \"the request was not sent within the read timeout\"}}";
 
-static struct timespec abs_time(double t) /* CLOCK_MONOTONIC seconds -> timespec */
-{
-  struct timespec ts;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
 /* Under the lock. */
 static void cut(struct beit_conn_watch *w, struct beit_conn *c, double now)
 {
@@ -85,7 +73,7 @@ static void *watch_main(void *arg)
   double period = w->read_timeout_s / 4 < 0.25 ? w->read_timeout_s / 4 : 0.25;
   pthread_mutex_lock(&w->lock);
   while (!w->stopping) {
-    struct timespec until = abs_time(beit_clock_now() + period);
+    struct timespec until = beit_clock_timespec(beit_clock_now() + period);
     pthread_cond_timedwait(&w->wake, &w->lock, &until);
     double now = beit_clock_now();
     for (struct beit_conn *c = w->head; c && !w->stopping; c = c->next)
@@ -111,11 +99,7 @@ enum beit_status beit_conn_watch_start(struct beit_conn_watch **out, double read
                    sizeof timeout_body - 1, timeout_body);
   w->reply_len = (size_t)n;
   pthread_mutex_init(&w->lock, NULL);
-  pthread_condattr_t a;
-  pthread_condattr_init(&a);
-  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-  pthread_cond_init(&w->wake, &a);
-  pthread_condattr_destroy(&a);
+  beit_clock_cond_init(&w->wake);
   if (read_timeout_s > 0) {
     if (pthread_create(&w->thread, NULL, watch_main, w)) {
       beit_conn_watch_stop(w);

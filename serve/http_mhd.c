@@ -445,11 +445,7 @@ static enum beit_status new_server(struct beit_server **out, const struct beit_s
     beit_serve_token_set(&srv->token, opt->auth_token);
   srv->listen_fd = MHD_INVALID_SOCKET;
   pthread_mutex_init(&srv->drain_lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&srv->drained, &ca);
-  pthread_condattr_destroy(&ca);
+  beit_clock_cond_init(&srv->drained);
   enum beit_status st = beit_conn_watch_start(&srv->watch, opt->read_timeout_s, tls,
                                               opt->log_requests, err);
   if (st)
@@ -559,23 +555,9 @@ void beit_serve_drain(struct beit_server *srv)
   }
 }
 
-static struct timespec abs_time(double t) /* CLOCK_MONOTONIC seconds -> timespec */
-{
-  struct timespec ts;
-  if (!(t < 1e15))
-    t = 1e15;
-  ts.tv_sec = (time_t)t;
-  ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
-
 size_t beit_serve_drain_wait(struct beit_server *srv, double deadline)
 {
-  struct timespec until = abs_time(deadline);
+  struct timespec until = beit_clock_timespec(deadline);
   int timed_out = 0;
   pthread_mutex_lock(&srv->drain_lock);
   for (;;) {

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "beit/infer.h"
+#include "beit/serve.h"
 #include "cli.h"
 #include "clock.h"
 

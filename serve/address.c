@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "beit/infer.h"
+#include "beit/serve.h"
 
 /* An IPv4 address (host order) that a server on the public internet may have. */
 static int ipv4_public(uint32_t a)

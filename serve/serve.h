@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "beit/infer.h"
+#include "beit/serve.h"
 #include "clock.h"
 #include "strbuf.h"
 

@@ -1,5 +1,5 @@
-/* Checkpoint sources (HF or timm/unilm names), the unilm fine-tuning load (steps 1-6 of spec 5)
- * and the timm-named export. See transfer.h. */
+/* Checkpoint sources (HF or timm/unilm names) and the unilm fine-tuning load (steps 1-6 of spec
+ * 5). See transfer.h; the name maps are in names.c, the exports in export.c. */
 #include "transfer.h"
 
 #include <math.h>
@@ -11,118 +11,6 @@
 #include "checkpoint.h"
 #include "config_table.h"
 #include "safetensors.h"
-
-#define SHARED_RPB "beit.encoder.relative_position_bias.relative_position_bias_table"
-#define LAYER_PREFIX "beit.encoder.layer."
-#define RPB_SUFFIX "attention.attention.relative_position_bias.relative_position_bias_table"
-
-static int ends_with(const char *s, const char *suffix)
-{
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
-
-static int starts_with(const char *s, const char *prefix)
-{
-  return !strncmp(s, prefix, strlen(prefix));
-}
-
-/* ---- names --------------------------------------------------------------------------------- */
-
-/* unilm suffix inside blocks.i. <-> HF suffix inside beit.encoder.layer.i. (spec 10.2) */
-static const char *const block_map[][2] = {
-    {"norm1.weight", "layernorm_before.weight"},
-    {"norm1.bias", "layernorm_before.bias"},
-    {"norm2.weight", "layernorm_after.weight"},
-    {"norm2.bias", "layernorm_after.bias"},
-    {"attn.q_bias", "attention.attention.query.bias"},
-    {"attn.v_bias", "attention.attention.value.bias"},
-    {"attn.relative_position_bias_table", RPB_SUFFIX},
-    {"attn.proj.weight", "attention.output.dense.weight"},
-    {"attn.proj.bias", "attention.output.dense.bias"},
-    {"mlp.fc1.weight", "intermediate.dense.weight"},
-    {"mlp.fc1.bias", "intermediate.dense.bias"},
-    {"mlp.fc2.weight", "output.dense.weight"},
-    {"mlp.fc2.bias", "output.dense.bias"},
-    {"gamma_1", "lambda_1"},
-    {"gamma_2", "lambda_2"},
-};
-static const char *const top_map[][2] = {
-    {"cls_token", "beit.embeddings.cls_token"},
-    {"mask_token", "beit.embeddings.mask_token"},
-    {"pos_embed", "beit.embeddings.position_embeddings"},
-    {"patch_embed.proj.weight", "beit.embeddings.patch_embeddings.projection.weight"},
-    {"patch_embed.proj.bias", "beit.embeddings.patch_embeddings.projection.bias"},
-    {"rel_pos_bias.relative_position_bias_table", SHARED_RPB},
-    {"fc_norm.weight", "beit.pooler.layernorm.weight"},
-    {"fc_norm.bias", "beit.pooler.layernorm.bias"},
-    {"head.weight", "classifier.weight"},
-    {"head.bias", "classifier.bias"},
-    {"lm_head.weight", "lm_head.weight"},
-    {"lm_head.bias", "lm_head.bias"},
-};
-#define NBLOCK (sizeof block_map / sizeof block_map[0])
-#define NTOP (sizeof top_map / sizeof top_map[0])
-
-void beit_hf_to_timm_name(const char *hf, char *out, size_t size)
-{
-  out[0] = '\0';
-  for (size_t i = 0; i < NTOP; i++)
-    if (!strcmp(hf, top_map[i][1])) {
-      snprintf(out, size, "%s", top_map[i][0]);
-      return;
-    }
-  if (!strcmp(hf, "layernorm.weight") || !strcmp(hf, "beit.layernorm.weight")) {
-    snprintf(out, size, "norm.weight");
-    return;
-  }
-  if (!strcmp(hf, "layernorm.bias") || !strcmp(hf, "beit.layernorm.bias")) {
-    snprintf(out, size, "norm.bias");
-    return;
-  }
-  long layer;
-  int used = 0;
-  if (sscanf(hf, LAYER_PREFIX "%ld.%n", &layer, &used) == 1 && used > 0) {
-    const char *rest = hf + used;
-    if (!strcmp(rest, "attention.attention.query.weight")) {
-      snprintf(out, size, "blocks.%ld.attn.qkv.weight", layer); /* q|k|v rows, packed */
-      return;
-    }
-    for (size_t i = 0; i < NBLOCK; i++)
-      if (!strcmp(rest, block_map[i][1])) {
-        snprintf(out, size, "blocks.%ld.%s", layer, block_map[i][0]);
-        return;
-      }
-  }
-}
-
-int beit_timm_to_hf_name(const char *timm, enum beit_arch arch, int mean_pooling, char *out,
-                         size_t size)
-{
-  out[0] = '\0';
-  for (size_t i = 0; i < NTOP; i++)
-    if (!strcmp(timm, top_map[i][0])) {
-      snprintf(out, size, "%s", top_map[i][1]);
-      return 1;
-    }
-  if (!strcmp(timm, "norm.weight") || !strcmp(timm, "norm.bias")) {
-    /* the final norm: MIM head's LayerNorm, or the cls-pooling final LayerNorm */
-    const char *prefix = arch == BEIT_ARCH_MIM || mean_pooling ? "layernorm" : "beit.layernorm";
-    snprintf(out, size, "%s.%s", prefix, strchr(timm, '.') + 1);
-    return 1;
-  }
-  long layer;
-  int used = 0;
-  if (sscanf(timm, "blocks.%ld.%n", &layer, &used) == 1 && used > 0) {
-    const char *rest = timm + used;
-    for (size_t i = 0; i < NBLOCK; i++)
-      if (!strcmp(rest, block_map[i][0])) {
-        snprintf(out, size, LAYER_PREFIX "%ld.%s", layer, block_map[i][1]);
-        return 1;
-      }
-  }
-  return 0;
-}
 
 /* ---- sources ------------------------------------------------------------------------------- */
 
@@ -197,8 +85,8 @@ static enum beit_status read_tensors(struct beit_source *src, const struct beit_
   int timm = 0, prefixed = 0;
   for (size_t i = 0; i < beit_safetensors_count(st); i++) {
     const char *n = beit_safetensors_at(st, i)->name;
-    timm |= !strcmp(n, "cls_token") || starts_with(n, "blocks.");
-    prefixed |= starts_with(n, "beit.");
+    timm |= !strcmp(n, "cls_token") || beit_name_starts(n, "blocks.");
+    prefixed |= beit_name_starts(n, "beit.");
   }
   src->naming = timm && !prefixed ? BEIT_SOURCE_NAMING_TIMM : BEIT_SOURCE_NAMING_HF;
   int mim = beit_safetensors_find(st, "lm_head.weight") != NULL;
@@ -210,7 +98,7 @@ static enum beit_status read_tensors(struct beit_source *src, const struct beit_
     const struct beit_st_tensor *t = beit_safetensors_at(st, i);
     const char *name = t->name;
     char hf[BEIT_TENSOR_NAME_MAX];
-    if (ends_with(name, "relative_position_index") || ends_with(name, "attn.k_bias"))
+    if (beit_name_ends(name, "relative_position_index") || beit_name_ends(name, "attn.k_bias"))
       continue; /* recomputed buffer; softmax-invariant key bias (spec 1.4) */
     if (t->ndim > BEIT_MAX_DIMS)
       return beit_error_set(err, BEIT_STATUS_SHAPE, "%s: tensor '%s' has %d dimensions",
@@ -229,8 +117,8 @@ static enum beit_status read_tensors(struct beit_source *src, const struct beit_
     if (src->naming == BEIT_SOURCE_NAMING_HF) {
       /* HF BeitModel.save_pretrained writes embeddings.*, encoder.*, pooler.* and its final
        * layernorm.* without the prefix (a MIM file's layernorm.* is its head's) */
-      if (!prefixed && (starts_with(name, "embeddings.") || starts_with(name, "encoder.") ||
-                        starts_with(name, "pooler.") || (starts_with(name, "layernorm.") && !mim))) {
+      if (!prefixed && (beit_name_starts(name, "embeddings.") || beit_name_starts(name, "encoder.") ||
+                        beit_name_starts(name, "pooler.") || (beit_name_starts(name, "layernorm.") && !mim))) {
         snprintf(hf, sizeof hf, "beit.%s", name);
       } else {
         snprintf(hf, sizeof hf, "%s", name);
@@ -245,7 +133,7 @@ static enum beit_status read_tensors(struct beit_source *src, const struct beit_
       size_t D = t->shape[0] / 3, shape[2] = {D, t->shape[1]};
       static const char *const part[3] = {"query", "key", "value"};
       for (int k = 0; k < 3 && !s; k++) {
-        snprintf(hf, sizeof hf, LAYER_PREFIX "%ld.attention.attention.%s.weight", layer, part[k]);
+        snprintf(hf, sizeof hf, BEIT_LAYER_PREFIX "%ld.attention.attention.%s.weight", layer, part[k]);
         s = add_tensor(src, hf, 2, shape, buf + (size_t)k * D * t->shape[1], err);
       }
       continue;
@@ -272,14 +160,14 @@ static enum beit_status infer_config(struct beit_source *src, long image_size,
   const struct beit_source_tensor *proj =
       beit_source_find(src, "beit.embeddings.patch_embeddings.projection.weight");
   const struct beit_source_tensor *fc1 =
-      beit_source_find(src, LAYER_PREFIX "0.intermediate.dense.weight");
+      beit_source_find(src, BEIT_LAYER_PREFIX "0.intermediate.dense.weight");
   if (!cls || !proj || !fc1 || proj->ndim != 4)
     return beit_error_set(err, BEIT_STATUS_FORMAT, "%s: no cls token, patch embedding or block "
                           "0: not a BEiT checkpoint", src->path);
   long layers = 0;
   for (size_t i = 0; i < src->count; i++) {
     long l;
-    if (sscanf(src->tensors[i].name, LAYER_PREFIX "%ld.", &l) == 1 && l + 1 > layers)
+    if (sscanf(src->tensors[i].name, BEIT_LAYER_PREFIX "%ld.", &l) == 1 && l + 1 > layers)
       layers = l + 1;
   }
   beit_config_defaults(c);
@@ -290,8 +178,8 @@ static enum beit_status infer_config(struct beit_source *src, long image_size,
   c->num_hidden_layers = layers;
   c->intermediate_size = (long)fc1->shape[0];
   char key[BEIT_TENSOR_NAME_MAX];
-  snprintf(key, sizeof key, LAYER_PREFIX "0.%s", RPB_SUFFIX);
-  const struct beit_source_tensor *shared = beit_source_find(src, SHARED_RPB);
+  snprintf(key, sizeof key, BEIT_LAYER_PREFIX "0.%s", BEIT_RPB_SUFFIX);
+  const struct beit_source_tensor *shared = beit_source_find(src, BEIT_SHARED_RPB);
   const struct beit_source_tensor *layer = beit_source_find(src, key);
   const struct beit_source_tensor *table = layer ? layer : shared;
   const struct beit_source_tensor *pos =
@@ -311,7 +199,7 @@ static enum beit_status infer_config(struct beit_source *src, long image_size,
     grid = (image_size > 0 ? image_size : 224) / c->patch_size;
   }
   c->image_size = grid * c->patch_size;
-  snprintf(key, sizeof key, LAYER_PREFIX "0.lambda_1");
+  snprintf(key, sizeof key, BEIT_LAYER_PREFIX "0.lambda_1");
   c->layer_scale_init_value = beit_source_find(src, key) ? 0.1 : 0.0;
   c->use_mask_token = beit_source_find(src, "beit.embeddings.mask_token") != NULL;
   c->use_absolute_position_embeddings = pos != NULL;
@@ -426,9 +314,9 @@ static int same_shape(const struct beit_source_tensor *s, const struct beit_tens
 
 static int is_head_of_dst(const char *name)
 {
-  return starts_with(name, "classifier.") || starts_with(name, "beit.pooler.") ||
-         starts_with(name, "lm_head.") || starts_with(name, "layernorm.") ||
-         starts_with(name, "beit.layernorm.");
+  return beit_name_starts(name, "classifier.") || beit_name_starts(name, "beit.pooler.") ||
+         beit_name_starts(name, "lm_head.") || beit_name_starts(name, "layernorm.") ||
+         beit_name_starts(name, "beit.layernorm.");
 }
 
 /* The source tensor that feeds destination tensor `name`, or NULL. */
@@ -438,9 +326,9 @@ static struct beit_source_tensor *source_for(struct beit_source *src, const char
   struct beit_source_tensor *s = find_mut(src, name);
   if (s)
     return s;
-  if (ends_with(name, RPB_SUFFIX) && dst->ids.shared_rel < 0)
-    return find_mut(src, SHARED_RPB); /* step 2: shared table into every layer */
-  if (starts_with(name, "beit.layernorm.")) /* cls pooling: the MIM final LayerNorm */
+  if (beit_name_ends(name, BEIT_RPB_SUFFIX) && dst->ids.shared_rel < 0)
+    return find_mut(src, BEIT_SHARED_RPB); /* step 2: shared table into every layer */
+  if (beit_name_starts(name, "beit.layernorm.")) /* cls pooling: the MIM final LayerNorm */
     return find_mut(src, name + 5);
   return NULL;
 }
@@ -461,14 +349,14 @@ enum beit_status beit_transfer_load(struct beit_model *dst, struct beit_source *
     float *p = dst->params + t->offset;
     struct beit_source_tensor *s = source_for(src, t->name, dst);
     int head = is_head_of_dst(t->name);
-    if (s && starts_with(t->name, "classifier.") && (!opt || !opt->keep_head)) {
+    if (s && beit_name_starts(t->name, "classifier.") && (!opt || !opt->keep_head)) {
       note(opt, "transfer: %s: new classifier\n", t->name);
       rep->fresh++;
       continue;
     }
     if (!s) {
-      if (!head && !ends_with(t->name, "mask_token") && !ends_with(t->name, RPB_SUFFIX) &&
-          !ends_with(t->name, "position_embeddings") && !ends_with(t->name, SHARED_RPB))
+      if (!head && !beit_name_ends(t->name, "mask_token") && !beit_name_ends(t->name, BEIT_RPB_SUFFIX) &&
+          !beit_name_ends(t->name, "position_embeddings") && !beit_name_ends(t->name, BEIT_SHARED_RPB))
         return beit_error_set(err, BEIT_STATUS_MISSING, "%s: no tensor '%s' for the "
                               "destination model", src->path, t->name);
       note(opt, "transfer: %s: not in the source, initialised\n", t->name);
@@ -477,11 +365,11 @@ enum beit_status beit_transfer_load(struct beit_model *dst, struct beit_source *
     }
     if (same_shape(s, t)) {
       memcpy(p, s->data, t->numel * sizeof *p);
-      if (strcmp(s->name, t->name) && ends_with(t->name, RPB_SUFFIX)) {
+      if (strcmp(s->name, t->name) && beit_name_ends(t->name, BEIT_RPB_SUFFIX)) {
         rep->shared_to_layers++;
         note(opt, "transfer: %s <- %s (shared table copied)\n", t->name, s->name);
       }
-    } else if (ends_with(t->name, "relative_position_bias_table") && s->ndim == 2 &&
+    } else if (beit_name_ends(t->name, "relative_position_bias_table") && s->ndim == 2 &&
                s->shape[1] == nH) {
       double q = 0.0;
       enum beit_status st = beit_rpb_resize(p, t->shape[0], s->data, s->shape[0], nH, &q, err);
@@ -495,7 +383,7 @@ enum beit_status beit_transfer_load(struct beit_model *dst, struct beit_source *
       rep->rpb_q = q;
       note(opt, "transfer: %s <- %s resized %zu -> %zu rows (q %.6f)\n", t->name,
                 s->name, s->shape[0], t->shape[0], q);
-    } else if (ends_with(t->name, "position_embeddings") && s->ndim == 3 && s->shape[2] == D) {
+    } else if (beit_name_ends(t->name, "position_embeddings") && s->ndim == 3 && s->shape[2] == D) {
       size_t gs = (size_t)lround(sqrt((double)s->shape[1] - 1));
       size_t gd = (size_t)lround(sqrt((double)t->shape[1] - 1));
       if (gs * gs + 1 != s->shape[1] || gd * gd + 1 != t->shape[1] || gd > 1024)
@@ -505,7 +393,7 @@ enum beit_status beit_transfer_load(struct beit_model *dst, struct beit_source *
       rep->pos_resized++;
       note(opt, "transfer: %s resized %zux%zu -> %zux%zu (bicubic)\n", t->name, gs,
                 gs, gd, gd);
-    } else if (starts_with(t->name, "classifier.")) {
+    } else if (beit_name_starts(t->name, "classifier.")) {
       note(opt, "transfer: %s: %s has another shape, new classifier\n", t->name, s->name);
       rep->fresh++;
       continue;
@@ -527,171 +415,4 @@ enum beit_status beit_transfer_load(struct beit_model *dst, struct beit_source *
       note(opt, "transfer: %s: dropped (no place in the destination)\n", src->tensors[i].name);
     }
   return BEIT_STATUS_OK;
-}
-
-/* ---- timm export --------------------------------------------------------------------------- */
-
-static cJSON *timm_config(const struct beit_model *m)
-{
-  const struct beit_config *c = &m->cfg;
-  int classifier = m->arch == BEIT_ARCH_CLASSIFIER;
-  cJSON *root = cJSON_CreateObject(), *args = NULL, *pc = NULL, *arr = NULL;
-  if (!root)
-    return NULL;
-  cJSON_AddStringToObject(root, "architecture", c->patch_size == 16 && c->hidden_size == 1024
-                                                    ? "beit_large_patch16_224"
-                                                    : "beit_base_patch16_224");
-  cJSON_AddNumberToObject(root, "num_classes", classifier ? (double)c->num_labels : 0.0);
-  cJSON_AddNumberToObject(root, "num_features", (double)c->hidden_size);
-  if ((args = cJSON_AddObjectToObject(root, "model_args"))) {
-    cJSON_AddNumberToObject(args, "img_size", (double)c->image_size);
-    cJSON_AddStringToObject(args, "global_pool", c->use_mean_pooling ? "avg" : "token");
-    cJSON_AddNumberToObject(args, "patch_size", (double)c->patch_size);
-    cJSON_AddNumberToObject(args, "in_chans", (double)c->num_channels);
-    cJSON_AddNumberToObject(args, "embed_dim", (double)c->hidden_size);
-    cJSON_AddNumberToObject(args, "depth", (double)c->num_hidden_layers);
-    cJSON_AddNumberToObject(args, "num_heads", (double)c->num_attention_heads);
-    cJSON_AddNumberToObject(args, "mlp_ratio",
-                            (double)c->intermediate_size / (double)c->hidden_size);
-    cJSON_AddBoolToObject(args, "use_abs_pos_emb", c->use_absolute_position_embeddings);
-    cJSON_AddBoolToObject(args, "use_rel_pos_bias", c->use_relative_position_bias);
-    cJSON_AddBoolToObject(args, "use_shared_rel_pos_bias", c->use_shared_relative_position_bias);
-    if (c->layer_scale_init_value > 0)
-      cJSON_AddNumberToObject(args, "init_values", c->layer_scale_init_value);
-    else
-      cJSON_AddNullToObject(args, "init_values");
-  }
-  if ((pc = cJSON_AddObjectToObject(root, "pretrained_cfg"))) {
-    cJSON_AddStringToObject(pc, "tag", "beit-c");
-    if ((arr = cJSON_AddArrayToObject(pc, "input_size"))) {
-      cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)c->num_channels));
-      cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)c->image_size));
-      cJSON_AddItemToArray(arr, cJSON_CreateNumber((double)c->image_size));
-    }
-    cJSON_AddBoolToObject(pc, "fixed_input_size", 1);
-    cJSON_AddStringToObject(pc, "interpolation", "bicubic");
-    cJSON_AddNumberToObject(pc, "crop_pct", 0.9);
-    const double half[3] = {0.5, 0.5, 0.5};
-    cJSON_AddItemToObject(pc, "mean", cJSON_CreateDoubleArray(half, 3));
-    cJSON_AddItemToObject(pc, "std", cJSON_CreateDoubleArray(half, 3));
-    cJSON_AddNumberToObject(pc, "num_classes", classifier ? (double)c->num_labels : 0.0);
-    cJSON_AddStringToObject(pc, "first_conv", "patch_embed.proj");
-    cJSON_AddStringToObject(pc, "classifier", "head");
-    if (classifier && c->labels) {
-      cJSON *names = cJSON_AddArrayToObject(pc, "label_names");
-      for (long i = 0; names && i < c->num_labels; i++)
-        cJSON_AddItemToArray(names, cJSON_CreateString(c->labels[i]));
-    }
-  }
-  return root;
-}
-
-enum beit_status beit_export_timm(const struct beit_model *m, const char *dir,
-                                  struct beit_error *err)
-{
-  struct beit_tensor_table table;
-  float *buf = NULL;
-  cJSON *config = NULL;
-  enum beit_status s = BEIT_STATUS_OK;
-  beit_tensor_table_init(&table);
-  if (m->arch == BEIT_ARCH_MIM)
-    return beit_error_set(err, BEIT_STATUS_UNSUPPORTED, "timm export: the MIM head has no timm "
-                          "classifier form; export the encoder (BeitModel) instead");
-  /* one pass to build the table (key and value weights ride inside qkv) */
-  for (size_t i = 0; i < m->table.count; i++) {
-    const struct beit_tensor *t = &m->table.items[i];
-    char name[BEIT_TENSOR_NAME_MAX];
-    beit_hf_to_timm_name(t->name, name, sizeof name);
-    if (!name[0])
-      continue; /* key/value weights */
-    size_t shape[BEIT_MAX_DIMS];
-    memcpy(shape, t->shape, sizeof shape);
-    if (ends_with(name, "attn.qkv.weight"))
-      shape[0] *= 3;
-    if (beit_tensor_table_add(&table, name, t->ndim, shape) < 0) {
-      s = beit_error_set(err, BEIT_STATUS_NOMEM, "timm export: out of memory");
-      goto done;
-    }
-  }
-  if (!(buf = beit_alloc_floats(table.total)) || !(config = timm_config(m))) {
-    s = beit_error_set(err, BEIT_STATUS_NOMEM, "timm export: out of memory");
-    goto done;
-  }
-  for (size_t i = 0; i < m->table.count; i++) {
-    const struct beit_tensor *t = &m->table.items[i];
-    char name[BEIT_TENSOR_NAME_MAX];
-    beit_hf_to_timm_name(t->name, name, sizeof name);
-    if (!name[0])
-      continue;
-    long j = beit_tensor_table_find(&table, name);
-    size_t n = ends_with(name, "attn.qkv.weight") ? 3 * t->numel : t->numel;
-    /* query, key and value weights are packed back to back in params (encoder.h) */
-    memcpy(buf + table.items[j].offset, m->params + t->offset, n * sizeof *buf);
-  }
-  struct beit_checkpoint_parts parts = {config, &table, buf, NULL, NULL, NULL, NULL};
-  s = beit_model_folder_save(dir, &parts, err);
-done:
-  cJSON_Delete(config);
-  free(buf);
-  beit_tensor_table_free(&table);
-  return s;
-}
-
-/* ---- encoder export ------------------------------------------------------------------------ */
-
-enum beit_status beit_export_encoder(const char *from, const char *dir,
-                                     const struct beit_export_options *opt,
-                                     struct beit_error *err)
-{
-  struct beit_source *src = NULL;
-  struct beit_model *m = NULL;
-  struct beit_config cfg;
-  beit_config_defaults(&cfg);
-  enum beit_status st = beit_source_open(&src, from, err);
-  if (st)
-    return st;
-  const struct beit_config *sc = &src->cfg;
-  if (opt->with_head && beit_config_arch(sc) != BEIT_ARCH_CLASSIFIER) {
-    st = beit_error_set(err, BEIT_STATUS_USAGE, "%s is a %s: there is no classifier to export "
-                        "(leave out --with-head to export the encoder)", from, sc->architecture);
-    goto done;
-  }
-  cfg = *sc;
-  cfg.labels = NULL;
-  if ((st = beit_config_set_labels(&cfg, sc->num_labels, (const char *const *)sc->labels, err)))
-    goto done;
-  snprintf(cfg.architecture, sizeof cfg.architecture, "%s",
-           opt->with_head ? "BeitForImageClassification" : "BeitModel");
-  if (!opt->with_head)
-    cfg.problem_type[0] = '\0';
-  cfg.use_mask_token = 0;
-  if (sc->use_relative_position_bias || sc->use_shared_relative_position_bias) {
-    cfg.use_relative_position_bias = 1;
-    cfg.use_shared_relative_position_bias = 0;
-  }
-  if (opt->pooling >= 0)
-    cfg.use_mean_pooling = opt->pooling;
-  else if (beit_config_arch(sc) == BEIT_ARCH_MIM)
-    cfg.use_mean_pooling = 1;
-  if (opt->image_size > 0)
-    cfg.image_size = opt->image_size;
-  if ((st = beit_config_validate(&cfg, "export config", err)) ||
-      (st = beit_model_create(&m, &cfg, 1, err)))
-    goto done;
-  beit_model_init_weights(m, BEIT_INIT_FINETUNE, 0);
-  struct beit_transfer_options to = {1, opt->log};
-  struct beit_transfer_report rep;
-  if ((st = beit_transfer_load(m, src, &to, &rep, err)))
-    goto done;
-  if (opt->with_head && rep.fresh) {
-    st = beit_error_set(err, BEIT_STATUS_INTERNAL, "%s: %zu tensors of the classifier were not "
-                        "found", from, rep.fresh);
-    goto done;
-  }
-  st = opt->timm ? beit_export_timm(m, dir, err) : beit_model_save(m, dir, err);
-done:
-  beit_model_free(m);
-  beit_config_free(&cfg);
-  beit_source_free(src);
-  return st;
 }

@@ -28,7 +28,25 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include <string.h>
+
 #include "encoder.h"
+
+/* HF names the transfer code matches on. */
+#define BEIT_SHARED_RPB "beit.encoder.relative_position_bias.relative_position_bias_table"
+#define BEIT_LAYER_PREFIX "beit.encoder.layer."
+#define BEIT_RPB_SUFFIX "attention.attention.relative_position_bias.relative_position_bias_table"
+
+static inline int beit_name_starts(const char *s, const char *prefix)
+{
+  return !strncmp(s, prefix, strlen(prefix));
+}
+
+static inline int beit_name_ends(const char *s, const char *suffix)
+{
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}
 
 enum beit_source_naming {
   BEIT_SOURCE_NAMING_HF,   /* beit.embeddings.cls_token, ... (prefix added when absent) */

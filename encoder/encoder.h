@@ -173,6 +173,20 @@ struct cJSON *beit_config_json(const struct beit_config *cfg);
 
 /* Build the parameter table and param ids for m->cfg (used by create). */
 enum beit_status beit_model_build_table(struct beit_model *m, struct beit_error *err);
+
+/* What a parameter tensor is for, from the table's ids: the transfer code decides by role what
+ * may be missing from a source, what resizes and what a new classifier replaces. */
+enum beit_param_role {
+  BEIT_ROLE_BODY,             /* patch projection, cls token, block weights */
+  BEIT_ROLE_MASK_TOKEN,
+  BEIT_ROLE_POS_EMBED,        /* absolute position embeddings */
+  BEIT_ROLE_REL_TABLE,        /* a block's relative position bias table */
+  BEIT_ROLE_SHARED_REL_TABLE, /* the table all blocks share */
+  BEIT_ROLE_FINAL_NORM,       /* beit.layernorm (cls pooling) */
+  BEIT_ROLE_HEAD,             /* pooler LayerNorm, MIM LayerNorm and lm_head */
+  BEIT_ROLE_CLASSIFIER,
+};
+enum beit_param_role beit_model_param_role(const struct beit_model *m, size_t i);
 /* Plan and allocate the activation arena for m->max_batch. */
 enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err);
 /* Explicit re-plan for another maximum batch (activations are lost; weights are kept). */

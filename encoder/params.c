@@ -124,6 +124,29 @@ static int add_heads(struct beit_model *m)
   return 0;
 }
 
+enum beit_param_role beit_model_param_role(const struct beit_model *m, size_t i)
+{
+  const struct beit_param_ids *ids = &m->ids;
+  long id = (long)i;
+  if (id == ids->mask)
+    return BEIT_ROLE_MASK_TOKEN;
+  if (id == ids->pos)
+    return BEIT_ROLE_POS_EMBED;
+  if (id == ids->shared_rel)
+    return BEIT_ROLE_SHARED_REL_TABLE;
+  if (id == ids->final_ln_w || id == ids->final_ln_b)
+    return BEIT_ROLE_FINAL_NORM;
+  if (id == ids->head_w || id == ids->head_b)
+    return BEIT_ROLE_CLASSIFIER;
+  if (id == ids->pool_ln_w || id == ids->pool_ln_b || id == ids->mim_ln_w ||
+      id == ids->mim_ln_b || id == ids->lm_w || id == ids->lm_b)
+    return BEIT_ROLE_HEAD;
+  for (size_t l = 0; l < m->L; l++)
+    if (id == ids->layer[l].rel_table)
+      return BEIT_ROLE_REL_TABLE;
+  return BEIT_ROLE_BODY;
+}
+
 enum beit_status beit_model_build_table(struct beit_model *m, struct beit_error *err)
 {
   struct beit_param_ids *ids = &m->ids;

@@ -312,24 +312,19 @@ static int same_shape(const struct beit_source_tensor *s, const struct beit_tens
   return 1;
 }
 
-static int is_head_of_dst(const char *name)
+/* The source tensor that feeds destination tensor i, or NULL. */
+static struct beit_source_tensor *source_for(struct beit_source *src, const struct beit_model *dst,
+                                             size_t i)
 {
-  return beit_name_starts(name, "classifier.") || beit_name_starts(name, "beit.pooler.") ||
-         beit_name_starts(name, "lm_head.") || beit_name_starts(name, "layernorm.") ||
-         beit_name_starts(name, "beit.layernorm.");
-}
-
-/* The source tensor that feeds destination tensor `name`, or NULL. */
-static struct beit_source_tensor *source_for(struct beit_source *src, const char *name,
-                                             const struct beit_model *dst)
-{
+  const char *name = dst->table.items[i].name;
   struct beit_source_tensor *s = find_mut(src, name);
   if (s)
     return s;
-  if (beit_name_ends(name, BEIT_RPB_SUFFIX) && dst->ids.shared_rel < 0)
+  enum beit_param_role role = beit_model_param_role(dst, i);
+  if (role == BEIT_ROLE_REL_TABLE && dst->ids.shared_rel < 0)
     return find_mut(src, BEIT_SHARED_RPB); /* step 2: shared table into every layer */
-  if (beit_name_starts(name, "beit.layernorm.")) /* cls pooling: the MIM final LayerNorm */
-    return find_mut(src, name + 5);
+  if (role == BEIT_ROLE_FINAL_NORM) /* cls pooling: the MIM's final LayerNorm, "layernorm.*" */
+    return find_mut(src, name + strlen("beit."));
   return NULL;
 }
 
@@ -347,16 +342,16 @@ enum beit_status beit_transfer_load(struct beit_model *dst, struct beit_source *
   for (size_t i = 0; i < dst->table.count; i++) {
     const struct beit_tensor *t = &dst->table.items[i];
     float *p = dst->params + t->offset;
-    struct beit_source_tensor *s = source_for(src, t->name, dst);
-    int head = is_head_of_dst(t->name);
-    if (s && beit_name_starts(t->name, "classifier.") && (!opt || !opt->keep_head)) {
+    struct beit_source_tensor *s = source_for(src, dst, i);
+    enum beit_param_role role = beit_model_param_role(dst, i);
+    int rel_table = role == BEIT_ROLE_REL_TABLE || role == BEIT_ROLE_SHARED_REL_TABLE;
+    if (s && role == BEIT_ROLE_CLASSIFIER && (!opt || !opt->keep_head)) {
       note(opt, "transfer: %s: new classifier\n", t->name);
       rep->fresh++;
       continue;
     }
     if (!s) {
-      if (!head && !beit_name_ends(t->name, "mask_token") && !beit_name_ends(t->name, BEIT_RPB_SUFFIX) &&
-          !beit_name_ends(t->name, "position_embeddings") && !beit_name_ends(t->name, BEIT_SHARED_RPB))
+      if (role == BEIT_ROLE_BODY) /* everything else a fresh model may initialise */
         return beit_error_set(err, BEIT_STATUS_MISSING, "%s: no tensor '%s' for the "
                               "destination model", src->path, t->name);
       note(opt, "transfer: %s: not in the source, initialised\n", t->name);
@@ -365,12 +360,11 @@ enum beit_status beit_transfer_load(struct beit_model *dst, struct beit_source *
     }
     if (same_shape(s, t)) {
       memcpy(p, s->data, t->numel * sizeof *p);
-      if (strcmp(s->name, t->name) && beit_name_ends(t->name, BEIT_RPB_SUFFIX)) {
+      if (strcmp(s->name, t->name) && role == BEIT_ROLE_REL_TABLE) {
         rep->shared_to_layers++;
         note(opt, "transfer: %s <- %s (shared table copied)\n", t->name, s->name);
       }
-    } else if (beit_name_ends(t->name, "relative_position_bias_table") && s->ndim == 2 &&
-               s->shape[1] == nH) {
+    } else if (rel_table && s->ndim == 2 && s->shape[1] == nH) {
       double q = 0.0;
       enum beit_status st = beit_rpb_resize(p, t->shape[0], s->data, s->shape[0], nH, &q, err);
       if (st) {
@@ -383,7 +377,7 @@ enum beit_status beit_transfer_load(struct beit_model *dst, struct beit_source *
       rep->rpb_q = q;
       note(opt, "transfer: %s <- %s resized %zu -> %zu rows (q %.6f)\n", t->name,
                 s->name, s->shape[0], t->shape[0], q);
-    } else if (beit_name_ends(t->name, "position_embeddings") && s->ndim == 3 && s->shape[2] == D) {
+    } else if (role == BEIT_ROLE_POS_EMBED && s->ndim == 3 && s->shape[2] == D) {
       size_t gs = (size_t)lround(sqrt((double)s->shape[1] - 1));
       size_t gd = (size_t)lround(sqrt((double)t->shape[1] - 1));
       if (gs * gs + 1 != s->shape[1] || gd * gd + 1 != t->shape[1] || gd > 1024)
@@ -393,7 +387,7 @@ enum beit_status beit_transfer_load(struct beit_model *dst, struct beit_source *
       rep->pos_resized++;
       note(opt, "transfer: %s resized %zux%zu -> %zux%zu (bicubic)\n", t->name, gs,
                 gs, gd, gd);
-    } else if (beit_name_starts(t->name, "classifier.")) {
+    } else if (role == BEIT_ROLE_CLASSIFIER) {
       note(opt, "transfer: %s: %s has another shape, new classifier\n", t->name, s->name);
       rep->fresh++;
       continue;

@@ -200,6 +200,18 @@ def test_drain(beit, fx):
     check("client errors" in log, "the counters line")
 
 
+def signal_and_wait(srv, sig):
+    """Send sig; the exit code (None when the server had to be killed) and the seconds it took."""
+    t0 = time.time()
+    srv.proc.send_signal(sig)
+    try:
+        rc = srv.proc.wait(timeout=15)
+    except Exception:
+        srv.proc.kill()
+        rc = None
+    return rc, time.time() - t0
+
+
 def test_drain_cut(beit, fx):
     image = b64(os.path.join(fx, "images", "a.png"))
     body = json.dumps(card_request([image])).encode()
@@ -207,14 +219,7 @@ def test_drain_cut(beit, fx):
     srv = Server(beit, os.path.join(fx, "fridge"), "--drain-timeout", "1")
     s, _ = partial_request(srv.port, body)
     check(wait_for(lambda: health(srv.port)["in_flight"] >= 1, 10), "a request in flight")
-    t0 = time.time()
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        rc = srv.proc.wait(timeout=15)
-    except Exception:
-        srv.proc.kill()
-        rc = None
-    dt = time.time() - t0
+    rc, dt = signal_and_wait(srv, signal.SIGTERM)
     status, _, why = read_response(s)
     s.close()
     log = server_log(srv)
@@ -229,14 +234,7 @@ def test_drain_cut(beit, fx):
     srv.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     check(srv.proc.poll() is None, "still draining after one signal")
-    t0 = time.time()
-    srv.proc.send_signal(signal.SIGINT)
-    try:
-        rc = srv.proc.wait(timeout=15)
-    except Exception:
-        srv.proc.kill()
-        rc = None
-    dt = time.time() - t0
+    rc, dt = signal_and_wait(srv, signal.SIGINT)
     s.close()
     log = server_log(srv)
     check(rc == 0 and dt < 3, f"a second signal: exit {rc} after {dt:.1f} s")

@@ -165,9 +165,11 @@ int main(int argc, char **argv)
       tp = beit_clock_now();
       /* as the trainer does: the clipping factor applied as AdamW reads the gradients */
       double norm = beit_grad_norm(m->grads, m->table.total);
-      struct beit_adamw_hparams hp = {1.5e-3, 0.05, 0.9, 0.999, 1e-8, it + 1, 1};
+      /* as the trainer does: zero-grad and the bf16 weight copy in the same pass */
+      struct beit_adamw_hparams hp = {1.5e-3, 0.05, 0.9, 0.999, 1e-8, it + 1, 1, m->params_h};
       beit_adamw_update(m->params, m->grads, (float)beit_clip_coef(norm, o.clip_grad), mom, var,
-                        &m->table, &hp); /* and zero-grad, as the trainer does */
+                        &m->table, &hp);
+      m->weights_rounded = m->params_h != NULL;
       phase[PHASE_UPDATE][it] = beit_clock_now() - tp;
     } else if (beit_model_forward(m, pixels, NULL, NULL, B, &err)) {
       goto fail;

@@ -34,6 +34,7 @@ void beit_adamw_update(float *params, float *grads, float grad_scale, float *m, 
     float *p = params + t->offset, *mt = m + t->offset, *vt = v + t->offset;
     float *g = grads + t->offset;
     const int zero = hp->zero_grads;
+    beit_bf16 *ph = hp->params_h ? hp->params_h + t->offset : NULL;
     /* elements are independent: no barrier between tensors */
 #pragma omp for simd schedule(static) nowait
     for (size_t i = 0; i < t->numel; i++) {
@@ -43,7 +44,10 @@ void beit_adamw_update(float *params, float *grads, float grad_scale, float *m, 
       float vi = vt[i] * b2 + omb2 * gi * gi;
       mt[i] = mi;
       vt[i] = vi;
-      p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+      pi -= step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
+      p[i] = pi;
+      if (ph)
+        ph[i] = beit_bf16_round(pi);
       if (zero)
         g[i] = 0.0f;
     }

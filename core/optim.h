@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "gemm.h"
 #include "tensor_table.h"
 
 struct beit_adamw_hparams {
@@ -14,6 +15,8 @@ struct beit_adamw_hparams {
   long step;           /* 1-based count of updates including this one (bias correction) */
   int zero_grads;      /* 1: each gradient is set to 0 once read, the next step's zero-grad
                           done in the same pass */
+  beit_bf16 *params_h; /* not NULL: each updated parameter also rounded into it (a model's
+                          bfloat16 weight copy, refreshed in the same pass) */
 };
 
 /* torch.optim.AdamW semantics, per tensor t of the table with lr_t = lr * t->lr_scale and

@@ -81,6 +81,8 @@ struct beit_model {
   size_t arena_floats;
   struct beit_acts a;
   int inference; /* beit_model_set_inference: no grads, the arena of a forward only */
+  int weights_rounded; /* params_h already holds params rounded (the trainer's AdamW wrote it):
+                          the next training forward skips its own rounding, once */
   /* MIM head on every patch instead of the masked ones (HF's (B, N, vocab) logits) */
   int head_all_tokens;
   /* state of the last forward and loss */

@@ -132,8 +132,9 @@ enum beit_status beit_model_forward(struct beit_model *m, const float *pixels,
   if (mask)
     for (size_t i = 0; i < B * m->N; i++)
       m->a.mask[i] = mask[i] != 0;
-  if (!m->inference) /* training: the weights changed since the last step */
+  if (!m->inference && !m->weights_rounded) /* training: the weights changed since last time */
     beit_model_round_weights(m);
+  m->weights_rounded = 0;
   embed_forward(m, pixels);
   if (m->ids.shared_rel >= 0)
     beit_relpos_forward(m->a.rel_shared, PARAM(m->ids.shared_rel), m->rel_index, m->T, m->nH);

@@ -516,6 +516,7 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
                                p.model->grads, steps_per_epoch, opt->out, resume_dir,
                                p.precision, err)))
     goto done;
+  p.trainer.params_h = p.model->params_h; /* AdamW refreshes the bf16 copy (NULL in fp32) */
   /* every checkpoint says how to preprocess for it: the transform its evaluations use */
   struct beit_data_preprocess pp;
   beit_recipe_eval_preprocess(&p.recipe, (int)p.model->cfg.image_size, &pp);

@@ -323,6 +323,7 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
                                p.model->grads, steps_per_epoch, opt->out, resume_dir,
                                p.precision, err)))
     goto done;
+  p.trainer.params_h = p.model->params_h; /* AdamW refreshes the bf16 copy (NULL in fp32) */
   if (!(p.config = beit_config_json(&p.model->cfg))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
     goto done;

@@ -186,6 +186,7 @@ enum beit_status beit_trainer_update(struct beit_trainer *tr, double loss, doubl
   hp.eps = r->optimizer.eps;
   hp.step = step + 1 - tr->skipped_updates;
   hp.zero_grads = 1; /* the next step's zero-grad (beit_trainer_step), in this pass */
+  hp.params_h = tr->params_h; /* and the bf16 copy the next forward would round */
   float grad_scale = (float)(scale * beit_clip_coef(norm, r->optimizer.clip_grad));
   beit_adamw_update(tr->params, tr->grads, grad_scale, tr->m, tr->v, tr->table, &hp);
   tr->grads_zero = 1;

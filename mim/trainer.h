@@ -22,6 +22,7 @@
 #include "beit/data.h"
 #include "beit/distributed.h"
 #include "beit/model.h"
+#include "gemm.h"
 #include "recipe.h"
 #include "tensor_table.h"
 
@@ -51,6 +52,7 @@ struct beit_trainer {
   double phase[BEIT_TRAINER_MAX_PHASES], phase_mark, allreduce_mpi;
   double *step_sums;                /* the step's sums, reduced over ranks (see trainer_step.c) */
   int grads_zero;                   /* the gradients are all 0 (AdamW zeroed them as it read) */
+  beit_bf16 *params_h;              /* a model's bf16 weight copy for AdamW to refresh, or NULL */
   size_t step_sums_cap;
 };
 

@@ -85,6 +85,8 @@ enum beit_status beit_trainer_step(struct beit_trainer *tr, const struct beit_tr
   int applied;
   if ((st = beit_trainer_update(tr, loss, sums->units, grad_norm, &applied, err)))
     return st;
+  if (loop->model)
+    loop->model->weights_rounded = applied && tr->params_h;
   beit_loader_cursor(loop->loader, &tr->cursor);
   beit_trainer_mark(tr, loop->nphases - 1);
   if (loop->after_step)

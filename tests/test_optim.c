@@ -144,6 +144,24 @@ static void test_adamw(void)
   CHECK_MSG(zeroed && !memcmp(p, p2, n * sizeof *p) && !memcmp(m, m2, n * sizeof *m),
             "adamw with zero_grads: the same update, and the gradients left 0");
   hp.zero_grads = 0;
+
+  /* params_h: the same update, and params_h equal to beit_to_bf16 of the new parameters */
+  beit_bf16 *ph = calloc(n, sizeof *ph), *want = calloc(n, sizeof *want);
+  for (size_t i = 0; i < n; i++)
+    g[i] = g2[i] = (float)beit_rng_normal(&rng), p2[i] = p[i], m2[i] = m[i], v2[i] = v[i];
+  hp.step = 6;
+  beit_adamw_update(p2, g2, 1.0f, m2, v2, &table, &hp);
+  hp.params_h = ph;
+  beit_adamw_update(p, g, 1.0f, m, v, &table, &hp);
+  hp.params_h = NULL;
+  beit_to_bf16(want, p, n);
+  int rounded = ph && want;
+  for (size_t ti = 0; rounded && ti < table.count; ti++)
+    for (size_t i = 0; i < table.items[ti].numel; i++)
+      rounded &= ph[table.items[ti].offset + i] == want[table.items[ti].offset + i];
+  CHECK_MSG(rounded && !memcmp(p, p2, n * sizeof *p),
+            "adamw with params_h: the same update, and params_h = bf16(params)");
+  free(ph), free(want);
   free(p2), free(g2), free(m2), free(v2);
 
 free_all:

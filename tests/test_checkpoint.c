@@ -165,16 +165,10 @@ static void test_write_fails(void)
 
 int main(void)
 {
-  snprintf(root, sizeof root, "checkpoint_XXXXXX");
-  if (!mkdtemp(root)) {
-    perror("mkdtemp");
+  if (test_mkdtemp(root, sizeof root, "checkpoint_XXXXXX"))
     return 1;
-  }
   test_resume_choice();
   test_write_fails();
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-  if (!beit_test_failures)
-    (void)!system(cmd);
+  test_rmtree_if_passed(root);
   return test_summary("test_checkpoint");
 }

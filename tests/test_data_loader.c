@@ -18,19 +18,6 @@
 
 static char root[64];
 
-struct mem {
-  unsigned char *p;
-  size_t n;
-};
-
-static void sink(void *ctx, void *data, int size)
-{
-  struct mem *m = ctx;
-  m->p = realloc(m->p, m->n + (size_t)size);
-  memcpy(m->p + m->n, data, (size_t)size);
-  m->n += (size_t)size;
-}
-
 static int is_bad(size_t i, const size_t *bad, size_t nbad)
 {
   for (size_t k = 0; k < nbad; k++)
@@ -60,8 +47,8 @@ static void make_dataset(const char *dir, size_t n, const size_t *bad, size_t nb
       unsigned char *px = malloc((size_t)iw * ih * 3);
       for (int p = 0; p < iw * ih * 3; p++)
         px[p] = (unsigned char)(p * (i + 3) + i * 17);
-      struct mem m = {0};
-      stbi_write_png_to_func(sink, &m, iw, ih, 3, px, iw * 3);
+      struct test_mem m = {0};
+      stbi_write_png_to_func(test_mem_append, &m, iw, ih, 3, px, iw * 3);
       free(px);
       if (is_bad(i, bad, nbad))
         memset(m.p + 8, 0x11, m.n - 8 > 64 ? 64 : m.n - 8); /* header intact, data garbage */
@@ -532,11 +519,8 @@ static void test_shard_changed(const char *dir)
 int main(void)
 {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  snprintf(root, sizeof root, "data_loader_XXXXXX");
-  if (!mkdtemp(root)) {
-    perror("mkdtemp");
+  if (test_mkdtemp(root, sizeof root, "data_loader_XXXXXX"))
     return 1;
-  }
   char clean[128], dirty[128], multi[128];
   snprintf(clean, sizeof clean, "%s/clean", root);
   snprintf(dirty, sizeof dirty, "%s/dirty", root);
@@ -552,9 +536,6 @@ int main(void)
   test_multilabel(multi);
   test_checksum_midrun(clean);
   test_shard_changed(clean);
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-  if (!beit_test_failures)
-    (void)!system(cmd);
+  test_rmtree_if_passed(root);
   return test_summary("test_data_loader");
 }

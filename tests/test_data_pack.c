@@ -21,19 +21,6 @@
 
 static char root[256];
 
-struct mem {
-  unsigned char *p;
-  size_t n;
-};
-
-static void sink(void *ctx, void *data, int size)
-{
-  struct mem *m = ctx;
-  m->p = realloc(m->p, m->n + (size_t)size);
-  memcpy(m->p + m->n, data, (size_t)size);
-  m->n += (size_t)size;
-}
-
 static void write_bytes(const char *rel, const void *p, size_t n)
 {
   char path[1024];
@@ -41,20 +28,6 @@ static void write_bytes(const char *rel, const void *p, size_t n)
   FILE *f = fopen(path, "wb");
   fwrite(p, 1, n, f);
   fclose(f);
-}
-
-static unsigned char *read_bytes(const char *path, size_t *n)
-{
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  fseek(f, 0, SEEK_END);
-  *n = (size_t)ftell(f);
-  rewind(f);
-  unsigned char *p = malloc(*n + 1);
-  *n = fread(p, 1, *n, f);
-  fclose(f);
-  return p;
 }
 
 /* A smooth pattern with some detail, comp channels. */
@@ -69,17 +42,17 @@ static unsigned char *pattern(int w, int h, int comp, int seed)
 }
 
 /* Encode and write an image; returns the encoded bytes (caller frees) in *m. */
-static void make_image(const char *rel, const char *fmt, int w, int h, int comp, int seed, struct mem *m)
+static void make_image(const char *rel, const char *fmt, int w, int h, int comp, int seed, struct test_mem *m)
 {
   unsigned char *px = pattern(w, h, comp, seed);
   m->p = NULL;
   m->n = 0;
   if (!strcmp(fmt, "png"))
-    stbi_write_png_to_func(sink, m, w, h, comp, px, w * comp);
+    stbi_write_png_to_func(test_mem_append, m, w, h, comp, px, w * comp);
   else if (!strcmp(fmt, "jpg"))
-    stbi_write_jpg_to_func(sink, m, w, h, comp, px, 90);
+    stbi_write_jpg_to_func(test_mem_append, m, w, h, comp, px, 90);
   else
-    stbi_write_bmp_to_func(sink, m, w, h, comp, px);
+    stbi_write_bmp_to_func(test_mem_append, m, w, h, comp, px);
   free(px);
   write_bytes(rel, m->p, m->n);
 }
@@ -113,7 +86,7 @@ static void make_folder(void)
     snprintf(path, sizeof path, "%s/%s", root, dirs[i]);
     mkdir(path, 0755);
   }
-  struct mem m;
+  struct test_mem m;
   make_image("cat/grey.png", "png", 31, 17, 1, 1, &m), free(m.p);
   make_image("cat/grey_alpha.png", "png", 20, 20, 2, 2, &m), free(m.p);
   make_image("cat/rgb.png", "png", 64, 48, 3, 3, &m), free(m.p);
@@ -216,7 +189,7 @@ static void test_folder(void)
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", root, e->key);
     size_t n = 0;
-    unsigned char *orig = read_bytes(path, &n);
+    unsigned char *orig = test_read_file(root, e->key, &n);
     CHECK_MSG(orig && n == rec.size && !memcmp(orig, rec.bytes, n), "%s: bytes differ", e->key);
     struct beit_data_image a, b;
     CHECK(beit_data_decode(&a, rec.bytes, rec.size, rec.key, &err) == 0);
@@ -396,10 +369,8 @@ static void test_manifest_csv_quoting(void)
   beit_pack_list_free(&l);
 
   /* packed end to end: an image whose file name has a comma and quotes */
-  char src[512];
   size_t n = 0;
-  snprintf(src, sizeof src, "%s/cat/rgb.png", root);
-  unsigned char *png = read_bytes(src, &n);
+  unsigned char *png = test_read_file(root, "cat/rgb.png", &n);
   CHECK(png != NULL);
   if (!png)
     return;
@@ -580,19 +551,15 @@ static void test_index_disagrees(void)
 int main(void)
 {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  snprintf(root, sizeof root, "data_pack_XXXXXX");
-  if (!mkdtemp(root)) {
-    perror("mkdtemp");
+  if (test_mkdtemp(root, sizeof root, "data_pack_XXXXXX"))
     return 1;
-  }
   test_folder();
   test_manifests();
   test_manifest_csv_quoting();
   test_corruption();
   test_index_disagrees();
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "rm -rf %s %s.*", root, root);
-  if (!beit_test_failures)
-    (void)!system(cmd);
+  char packs[600];
+  snprintf(packs, sizeof packs, "%s %s.*", root, root);
+  test_rmtree_if_passed(packs);
   return test_summary("test_data_pack");
 }

@@ -259,18 +259,12 @@ static void test_table(void)
 
 int main(void)
 {
-  snprintf(root, sizeof root, "plot_XXXXXX");
-  if (!mkdtemp(root)) {
-    perror("mkdtemp");
+  if (test_mkdtemp(root, sizeof root, "plot_XXXXXX"))
     return 1;
-  }
   test_axis();
   test_read();
   test_figure();
   test_table();
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-  if (!beit_test_failures)
-    (void)!system(cmd);
+  test_rmtree_if_passed(root);
   return test_summary("test_plot");
 }

@@ -501,11 +501,10 @@ static void test_write_errors(void)
 int main(void)
 {
   const char *base = getenv("TMPDIR");
-  snprintf(tmpdir, sizeof tmpdir, "%s/beit-st-XXXXXX", base && *base ? base : "/tmp");
-  if (!mkdtemp(tmpdir)) {
-    perror("mkdtemp");
+  char pattern[sizeof tmpdir];
+  snprintf(pattern, sizeof pattern, "%s/beit-st-XXXXXX", base && *base ? base : "/tmp");
+  if (test_mkdtemp(tmpdir, sizeof tmpdir, pattern))
     return 1;
-  }
   test_round_trip();
   test_write_table();
   test_conversions();

@@ -761,11 +761,8 @@ static void test_batcher(struct beit_infer *inf)
 int main(void)
 {
   test_address_filter();
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/beit_test_serve_XXXXXX");
-  if (!mkdtemp(tmpdir)) {
-    perror("mkdtemp");
+  if (test_mkdtemp(tmpdir, sizeof tmpdir, "/tmp/beit_test_serve_XXXXXX"))
     return 1;
-  }
   test_base64();
   test_host_loopback();
   test_auth();

@@ -37,6 +37,24 @@ double check_close(const char *label, const float *got, const float *want, size_
   return rel;
 }
 
+int test_mkdtemp(char *dir, size_t n, const char *pattern)
+{
+  snprintf(dir, n, "%s", pattern);
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  return 0;
+}
+
+void test_rmtree_if_passed(const char *dir)
+{
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (!beit_test_failures)
+    (void)!system(cmd);
+}
+
 int test_summary(const char *name)
 {
   printf("%s: %d checks, %d failed\n", name, beit_test_checks, beit_test_failures);
@@ -95,6 +113,19 @@ float *tdup(const float *x, size_t n)
 
 float *zeros(size_t n) { return talloc(n * sizeof(float)); }
 
+void test_mem_append(void *ctx, void *data, int size)
+{
+  struct test_mem *m = ctx;
+  unsigned char *p = realloc(m->p, m->n + (size_t)size);
+  if (!p) {
+    fprintf(stderr, "test: out of memory\n");
+    exit(2);
+  }
+  m->p = p;
+  memcpy(m->p + m->n, data, (size_t)size);
+  m->n += (size_t)size;
+}
+
 unsigned char *test_read_file(const char *dir, const char *name, size_t *n)
 {
   char path[4096];
@@ -121,15 +152,22 @@ static const struct beit_st_tensor *find_tensor(const struct beit_safetensors *s
   return t;
 }
 
-float *test_read_f32(const struct beit_safetensors *st, const char *name, int required,
-                     size_t *numel)
+/* Tensor `name` read by `as_f32` (floats) or else as int64 into one malloc'd buffer of
+ * numel * elem bytes; NULL when absent (a failure when required) or unreadable (a failure). */
+static void *read_tensor(const struct beit_safetensors *st, const char *name, int required,
+                         size_t *numel, int as_f32)
 {
   const struct beit_st_tensor *t = find_tensor(st, name, required);
   if (!t)
     return NULL;
   struct beit_error err = {0};
-  float *p = malloc((t->numel ? t->numel : 1) * sizeof *p);
-  if (!p || beit_safetensors_read_f32(st, name, p, t->ndim, t->shape, &err)) {
+  const size_t elem = as_f32 ? sizeof(float) : sizeof(int64_t);
+  void *p = malloc((t->numel ? t->numel : 1) * elem);
+  enum beit_status rc = BEIT_STATUS_NOMEM;
+  if (p)
+    rc = as_f32 ? beit_safetensors_read_f32(st, name, p, t->ndim, t->shape, &err)
+                : beit_safetensors_read_i64(st, name, p, t->ndim, t->shape, &err);
+  if (rc) {
     CHECK_MSG(0, "%s: %s", name, p ? err.message : "out of memory");
     free(p);
     return NULL;
@@ -139,22 +177,16 @@ float *test_read_f32(const struct beit_safetensors *st, const char *name, int re
   return p;
 }
 
+float *test_read_f32(const struct beit_safetensors *st, const char *name, int required,
+                     size_t *numel)
+{
+  return read_tensor(st, name, required, numel, 1);
+}
+
 int64_t *test_read_i64(const struct beit_safetensors *st, const char *name, int required,
                        size_t *numel)
 {
-  const struct beit_st_tensor *t = find_tensor(st, name, required);
-  if (!t)
-    return NULL;
-  struct beit_error err = {0};
-  int64_t *p = malloc((t->numel ? t->numel : 1) * sizeof *p);
-  if (!p || beit_safetensors_read_i64(st, name, p, t->ndim, t->shape, &err)) {
-    CHECK_MSG(0, "%s: %s", name, p ? err.message : "out of memory");
-    free(p);
-    return NULL;
-  }
-  if (numel)
-    *numel = t->numel;
-  return p;
+  return read_tensor(st, name, required, numel, 0);
 }
 
 int test_golden_inputs_load(struct test_golden_inputs *in, const char *dir, size_t layers,

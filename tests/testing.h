@@ -46,6 +46,13 @@ float *randn(size_t n, float scale); /* scale * N(0, 1) from test_rng */
 float *tdup(const float *x, size_t n);
 float *zeros(size_t n);
 
+/* Bytes collected by test_mem_append, a sink for stbi_write_*_to_func (malloc'd: free p). */
+struct test_mem {
+  unsigned char *p;
+  size_t n;
+};
+void test_mem_append(void *ctx, void *data, int size);
+
 /* The whole file dir/name (malloc'd, one spare byte), its size in *n; NULL when unreadable. */
 unsigned char *test_read_file(const char *dir, const char *name, size_t *n);
 
@@ -71,6 +78,12 @@ struct test_golden_inputs {
 int test_golden_inputs_load(struct test_golden_inputs *in, const char *dir, size_t layers,
                             size_t batch, int multilabel);
 void test_golden_inputs_free(struct test_golden_inputs *in);
+
+/* Make a scratch folder from `pattern` (ending in XXXXXX) into dir (n bytes). Returns 0, or
+ * prints why and returns 1, the test's exit status. */
+int test_mkdtemp(char *dir, size_t n, const char *pattern);
+/* Remove dir and all in it when no check failed; after a failure it stays, to look at. */
+void test_rmtree_if_passed(const char *dir);
 
 /* Print the summary line and return the process exit code (0 only if nothing failed). */
 int test_summary(const char *name);

@@ -1,8 +1,10 @@
 /* Error reporting shared by the subcommands. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,15 +19,57 @@ int beit_cli_fail(const char *cmd, const struct beit_error *err)
   return err->status == BEIT_STATUS_USAGE ? BEIT_EXIT_USAGE : BEIT_EXIT_RUNTIME;
 }
 
+static int usage_error_v(const char *cmd, const char *fmt, va_list ap);
+
 int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
 {
   va_list ap;
-  fprintf(stderr, "beit %s: ", cmd);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  usage_error_v(cmd, fmt, ap);
   va_end(ap);
+  return BEIT_EXIT_USAGE;
+}
+
+/* Print "beit <cmd>: <fmt...>" and the --help hint. */
+static int usage_error_v(const char *cmd, const char *fmt, va_list ap)
+{
+  fprintf(stderr, "beit %s: ", cmd);
+  vfprintf(stderr, fmt, ap);
   fprintf(stderr, "\n(see 'beit %s --help')\n", cmd);
   return BEIT_EXIT_USAGE;
+}
+
+int beit_cli_long(const char *cmd, const char *text, long lo, long hi, long *out,
+                  const char *fmt, ...)
+{
+  char *end;
+  errno = 0;
+  long v = strtol(text, &end, 10);
+  if (*end || end == text || errno || v < lo || v > hi) {
+    va_list ap;
+    va_start(ap, fmt);
+    usage_error_v(cmd, fmt, ap);
+    va_end(ap);
+    return BEIT_EXIT_USAGE;
+  }
+  *out = v;
+  return 0;
+}
+
+int beit_cli_double(const char *cmd, const char *text, double lo, double hi, double *out,
+                    const char *fmt, ...)
+{
+  char *end;
+  double v = strtod(text, &end);
+  if (*end || end == text || !(v >= lo && v <= hi)) {
+    va_list ap;
+    va_start(ap, fmt);
+    usage_error_v(cmd, fmt, ap);
+    va_end(ap);
+    return BEIT_EXIT_USAGE;
+  }
+  *out = v;
+  return 0;
 }
 
 struct beit_dist *beit_cli_dist_init(const char *cmd, int *argc, char ***argv)

@@ -16,6 +16,14 @@ int beit_cli_fail(const char *cmd, const struct beit_error *err);
 int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* An option's value as a number: text, whole, as a base-10 integer (beit_cli_long) or a
+ * floating-point number (beit_cli_double) in [lo, hi] into *out, and 0; else *out untouched, a
+ * usage error printed from fmt (printf; it names the option and the value) and BEIT_EXIT_USAGE. */
+int beit_cli_long(const char *cmd, const char *text, long lo, long hi, long *out,
+                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+int beit_cli_double(const char *cmd, const char *text, double lo, double hi, double *out,
+                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
 /* The training commands' --out folder: --resume and --overwrite together print a usage error and
  * return BEIT_EXIT_USAGE; else 0. (A folder holding a previous run without either is refused by
  * the trainer, mim/trainer.h beit_trainer_prepare_out, before anything is written.) */

@@ -11,9 +11,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "beit/model.h"
 #include "beit/version.h"
 #include "cli.h"
-#include "encoder.h"
 
 static const char usage_text[] =
     "usage: beit info [--json] [--batch B] [--set key=value]... [MODEL_DIR|CONFIG.json]\n"
@@ -45,7 +45,7 @@ static const char usage_text[] =
     "                    inference_activation_bytes}, bf16: the same + weight_copy_bytes,\n"
     "                    or null where bf16 cannot run}\n";
 
-/* Everything info reports; the model part only when a model was given. */
+/* Everything info reports; the model part only when a model was given (cfg not NULL). */
 struct info {
   char backend[512];
   enum beit_precision auto_precision;
@@ -55,58 +55,20 @@ struct info {
   /* model */
   const char *path;
   const struct beit_config *cfg;
-  const struct beit_model *m;
   long batch;
-  size_t emb, blocks, rel, heads; /* parameters per group */
-  double flops;                   /* forward FLOPs per image */
-  size_t arena[2][2];             /* activation bytes, [training, inference][fp32, bf16] */
+  struct beit_model_summary sum; /* beit_model_summarize */
 };
-
-/* Parameters per group: embeddings, each block, relative position bias, heads. */
-static void count_groups(struct info *in)
-{
-  const struct beit_model *m = in->m;
-  for (size_t i = 0; i < m->table.count; i++) {
-    const struct beit_tensor *t = &m->table.items[i];
-    if (strstr(t->name, "relative_position_bias_table"))
-      in->rel += t->numel;
-    else if (!strncmp(t->name, "beit.embeddings.", 16))
-      in->emb += t->numel;
-    else if (!strncmp(t->name, "beit.encoder.layer.", 19))
-      in->blocks += t->numel;
-    else
-      in->heads += t->numel;
-  }
-}
-
-/* The arena in fp32 and, where it can run, in bf16 (no float32 copies of product operands),
- * for training and for inference. Leaves the model planned for inference. */
-static enum beit_status plan_memory(struct info *in, struct beit_model *m, struct beit_error *err)
-{
-  enum beit_status st;
-  for (int inference = 0; inference < 2; inference++) {
-    if (inference && (st = beit_model_set_inference(m, err)))
-      return st;
-    for (int h = 0; h <= in->bf16; h++) {
-      if ((st = beit_model_set_precision(m, h ? BEIT_PRECISION_BF16 : BEIT_PRECISION_FP32, err)))
-        return st;
-      in->arena[inference][h] = m->arena_floats * sizeof(float);
-    }
-  }
-  return BEIT_STATUS_OK;
-}
 
 static double mib(size_t bytes) { return (double)bytes / 1048576.0; }
 
 static void print_model_text(const struct info *in)
 {
   const struct beit_config *cfg = in->cfg;
-  const struct beit_model *m = in->m;
   printf("config           %s\n", in->path);
   printf("architecture     %s%s\n", cfg->architecture,
          beit_config_is_multilabel(cfg) ? " (multi-label)" : "");
   printf("input            %ld x %ld x %ld, patch %ld -> %zu x %zu patches\n", cfg->num_channels,
-         cfg->image_size, cfg->image_size, cfg->patch_size, m->gh, m->gw);
+         cfg->image_size, cfg->image_size, cfg->patch_size, in->sum.gh, in->sum.gw);
   printf("encoder          D %ld, depth %ld, heads %ld, MLP %ld, LayerScale %g, drop path %g\n",
          cfg->hidden_size, cfg->num_hidden_layers, cfg->num_attention_heads,
          cfg->intermediate_size, cfg->layer_scale_init_value, cfg->drop_path_rate);
@@ -115,26 +77,27 @@ static void print_model_text(const struct info *in)
          cfg->use_relative_position_bias ? "per-layer-relative" : "");
   printf("pooling          %s\n", cfg->use_mean_pooling ? "mean of patch tokens + LayerNorm"
                                                         : "cls token after final LayerNorm");
-  if (m->arch == BEIT_ARCH_MIM)
+  if (beit_config_arch(cfg) == BEIT_ARCH_MIM)
     printf("head             visual vocabulary %ld\n", cfg->vocab_size);
-  else if (m->arch == BEIT_ARCH_CLASSIFIER)
+  else if (beit_config_arch(cfg) == BEIT_ARCH_CLASSIFIER)
     printf("head             %ld classes\n", cfg->num_labels);
-  printf("parameters       %zu\n", beit_model_num_params(m));
-  printf("  embeddings     %zu\n", in->emb);
-  printf("  blocks         %zu (%zu x %zu)\n", in->blocks, m->L, in->blocks / m->L);
-  printf("  rel. pos. bias %zu\n", in->rel);
-  printf("  heads/norms    %zu\n", in->heads);
+  printf("parameters       %zu\n", in->sum.params);
+  printf("  embeddings     %zu\n", in->sum.embeddings);
+  printf("  blocks         %zu (%zu x %zu)\n", in->sum.blocks, in->sum.layers,
+         in->sum.blocks / in->sum.layers);
+  printf("  rel. pos. bias %zu\n", in->sum.relative_position_bias);
+  printf("  heads/norms    %zu\n", in->sum.heads);
   printf("forward FLOPs    %.3f GFLOP per image (matmuls, 2 per multiply-add)\n",
-         in->flops / 1e9);
+         in->sum.flops / 1e9);
   printf("training FLOPs   %.3f GFLOP per image (forward + backward, ~3x)\n",
-         3.0 * in->flops / 1e9);
+         3.0 * in->sum.flops / 1e9);
   printf("activations      %.1f MiB planned for batch %ld (training), %.1f MiB (inference)\n",
-         mib(in->arena[0][0]), in->batch, mib(in->arena[1][0]));
+         mib(in->sum.arena_bytes[0][0]), in->batch, mib(in->sum.arena_bytes[1][0]));
 }
 
 static void print_text(const struct info *in)
 {
-  if (in->m)
+  if (in->cfg)
     print_model_text(in);
   printf("runtime          %d OpenMP threads, GOMP_SPINCOUNT %s, OMP_WAIT_POLICY %s\n",
          in->threads, in->spin ? in->spin : "(default)", in->policy ? in->policy : "(default)");
@@ -142,11 +105,11 @@ static void print_text(const struct info *in)
   printf("precision        %s (auto on this machine); bf16 %s\n",
          beit_precision_name(in->auto_precision),
          in->bf16 ? "available" : "unavailable (fp32 only)");
-  if (in->m && in->bf16)
+  if (in->cfg && in->bf16)
     printf("bf16 memory      activations %.1f MiB (training), %.1f MiB (inference); "
            "+%.1f MiB bf16 weight copy\n",
-           mib(in->arena[0][1]), mib(in->arena[1][1]),
-           mib(beit_model_num_params(in->m) * 2));
+           mib(in->sum.arena_bytes[0][1]), mib(in->sum.arena_bytes[1][1]),
+           mib(in->sum.params * 2));
   printf("version          beit %s, commit %s\n", beit_version_string(), beit_version_commit());
   printf("build            %s\n", beit_version_build());
 }
@@ -162,7 +125,6 @@ static void add_string_or_null(cJSON *obj, const char *key, const char *value)
 static void add_model_json(cJSON *root, const struct info *in)
 {
   const struct beit_config *cfg = in->cfg;
-  const struct beit_model *m = in->m;
   cJSON *model = cJSON_AddObjectToObject(root, "model");
   cJSON_AddStringToObject(model, "config", in->path);
   cJSON_AddStringToObject(model, "architecture", cfg->architecture);
@@ -170,7 +132,7 @@ static void add_model_json(cJSON *root, const struct info *in)
   cJSON_AddNumberToObject(model, "num_channels", (double)cfg->num_channels);
   cJSON_AddNumberToObject(model, "image_size", (double)cfg->image_size);
   cJSON_AddNumberToObject(model, "patch_size", (double)cfg->patch_size);
-  const int patches[2] = {(int)m->gh, (int)m->gw};
+  const int patches[2] = {(int)in->sum.gh, (int)in->sum.gw};
   cJSON_AddItemToObject(model, "patches", cJSON_CreateIntArray(patches, 2));
   cJSON_AddNumberToObject(model, "hidden_size", (double)cfg->hidden_size);
   cJSON_AddNumberToObject(model, "num_hidden_layers", (double)cfg->num_hidden_layers);
@@ -184,22 +146,22 @@ static void add_model_json(cJSON *root, const struct info *in)
                         cfg->use_shared_relative_position_bias);
   cJSON_AddBoolToObject(model, "use_relative_position_bias", cfg->use_relative_position_bias);
   cJSON_AddStringToObject(model, "pooling", cfg->use_mean_pooling ? "mean" : "cls");
-  if (m->arch == BEIT_ARCH_MIM)
+  if (beit_config_arch(cfg) == BEIT_ARCH_MIM)
     cJSON_AddNumberToObject(model, "vocab_size", (double)cfg->vocab_size);
-  else if (m->arch == BEIT_ARCH_CLASSIFIER)
+  else if (beit_config_arch(cfg) == BEIT_ARCH_CLASSIFIER)
     cJSON_AddNumberToObject(model, "num_labels", (double)cfg->num_labels);
 
   cJSON *params = cJSON_AddObjectToObject(root, "parameters");
-  cJSON_AddNumberToObject(params, "total", (double)beit_model_num_params(m));
-  cJSON_AddNumberToObject(params, "embeddings", (double)in->emb);
-  cJSON_AddNumberToObject(params, "blocks", (double)in->blocks);
-  cJSON_AddNumberToObject(params, "per_block", (double)(in->blocks / m->L));
-  cJSON_AddNumberToObject(params, "relative_position_bias", (double)in->rel);
-  cJSON_AddNumberToObject(params, "heads_norms", (double)in->heads);
+  cJSON_AddNumberToObject(params, "total", (double)in->sum.params);
+  cJSON_AddNumberToObject(params, "embeddings", (double)in->sum.embeddings);
+  cJSON_AddNumberToObject(params, "blocks", (double)in->sum.blocks);
+  cJSON_AddNumberToObject(params, "per_block", (double)(in->sum.blocks / in->sum.layers));
+  cJSON_AddNumberToObject(params, "relative_position_bias", (double)in->sum.relative_position_bias);
+  cJSON_AddNumberToObject(params, "heads_norms", (double)in->sum.heads);
 
   cJSON *flops = cJSON_AddObjectToObject(root, "flops_per_image");
-  cJSON_AddNumberToObject(flops, "forward", in->flops);
-  cJSON_AddNumberToObject(flops, "training", 3.0 * in->flops);
+  cJSON_AddNumberToObject(flops, "forward", in->sum.flops);
+  cJSON_AddNumberToObject(flops, "training", 3.0 * in->sum.flops);
 
   cJSON *mem = cJSON_AddObjectToObject(root, "memory");
   cJSON_AddNumberToObject(mem, "batch", (double)in->batch);
@@ -210,10 +172,10 @@ static void add_model_json(cJSON *root, const struct info *in)
       continue;
     }
     cJSON *p = cJSON_AddObjectToObject(mem, name);
-    cJSON_AddNumberToObject(p, "training_activation_bytes", (double)in->arena[0][h]);
-    cJSON_AddNumberToObject(p, "inference_activation_bytes", (double)in->arena[1][h]);
+    cJSON_AddNumberToObject(p, "training_activation_bytes", (double)in->sum.arena_bytes[0][h]);
+    cJSON_AddNumberToObject(p, "inference_activation_bytes", (double)in->sum.arena_bytes[1][h]);
     if (h)
-      cJSON_AddNumberToObject(p, "weight_copy_bytes", (double)beit_model_num_params(m) * 2.0);
+      cJSON_AddNumberToObject(p, "weight_copy_bytes", (double)in->sum.params * 2.0);
   }
 }
 
@@ -234,7 +196,7 @@ static enum beit_status print_json(const struct info *in, struct beit_error *err
   cJSON *precision = cJSON_AddObjectToObject(root, "precision");
   cJSON_AddStringToObject(precision, "auto", beit_precision_name(in->auto_precision));
   cJSON_AddBoolToObject(precision, "bf16_available", in->bf16);
-  if (in->m)
+  if (in->cfg)
     add_model_json(root, in);
   char *text = cJSON_Print(root);
   cJSON_Delete(root);
@@ -286,7 +248,6 @@ int beit_cmd_info(int argc, char **argv)
   struct info in = {.batch = batch, .threads = omp_get_max_threads()};
   struct beit_error err = {0};
   struct beit_config cfg;
-  struct beit_model *m = NULL;
   char path[4096];
   beit_config_defaults(&cfg);
   int rc = BEIT_EXIT_OK;
@@ -308,15 +269,10 @@ int beit_cmd_info(int argc, char **argv)
     for (int i = 0; i < nsets; i++)
       if (beit_config_override(&cfg, sets[i], &err))
         goto fail;
-    if (beit_model_create(&m, &cfg, (size_t)batch, &err))
+    if (beit_model_summarize(&cfg, (size_t)batch, in.bf16, &in.sum, &err))
       goto fail;
     in.path = path;
     in.cfg = &cfg;
-    in.m = m;
-    count_groups(&in);
-    in.flops = beit_model_flops_per_image(m);
-    if (plan_memory(&in, m, &err))
-      goto fail;
   }
   if (json) {
     if (print_json(&in, &err))
@@ -328,7 +284,6 @@ int beit_cmd_info(int argc, char **argv)
 fail:
   rc = beit_cli_fail("info", &err);
 done:
-  beit_model_free(m);
   beit_config_free(&cfg);
   return rc;
 }

@@ -93,4 +93,28 @@ size_t beit_model_num_params(const struct beit_model *model);
 /* Matmul FLOPs (2 per multiply-add) of one image's forward. */
 double beit_model_flops_per_image(const struct beit_model *model);
 
+/* A config described without running it (beit info; encoder/summary.c). */
+struct beit_model_summary {
+  size_t gh, gw, layers;       /* patch grid, blocks */
+  size_t params;               /* beit_model_num_params */
+  size_t embeddings, blocks, relative_position_bias, heads; /* parameters per group; heads
+                                                               includes the final norms */
+  double flops;                /* beit_model_flops_per_image */
+  size_t arena_bytes[2][2];    /* activations planned for the batch, [training, inference]
+                                  x [fp32, bf16]; bf16 0 unless asked for */
+};
+/* Build cfg's model for batch images, count and plan (in bf16 too when bf16 is set: it must be
+ * available, beit_precision_bf16_available), and free it. */
+enum beit_status beit_model_summarize(const struct beit_config *cfg, size_t batch, int bf16,
+                                      struct beit_model_summary *s, struct beit_error *err);
+
+/* beit run's side door (encoder/run_file.c): load the model folder model_dir, read
+ * pixel_values (B, C, H, W; F32, F16 or BF16) and the optional bool_masked_pos (B, N) from the
+ * safetensors file input, run one inference forward of the B images in precision p (resolved:
+ * not AUTO) -- a MIM model's head on every patch, as HF -- and write last_hidden_state (B, T, D),
+ * logits (MIM (B, N, vocab); classifier (B, num_labels)) and, for pooled architectures,
+ * pooler_output (B, D) to the safetensors file output. Errors name the file and tensor. */
+enum beit_status beit_model_run_file(const char *model_dir, const char *input, const char *output,
+                                     enum beit_precision p, struct beit_error *err);
+
 #endif

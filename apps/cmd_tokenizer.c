@@ -6,10 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "beit/data.h"
 #include "beit/tokenizer.h"
 #include "cli.h"
-#include "safetensors.h"
 #include "tokenizer_train.h"
 
 static const char usage_text[] =
@@ -155,48 +153,6 @@ static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o
   return 0;
 }
 
-/* 'pixel_values' (B, C, s, s) in [0, 1] -> tokens. */
-static enum beit_status encode_file(struct beit_tokenizer *tok, const struct io_options *o,
-                                   struct beit_error *err)
-{
-  const struct beit_tokenizer_config *cfg = beit_tokenizer_get_config(tok);
-  size_t gh, gw, s = (size_t)cfg->image_size, C = (size_t)cfg->input_channels;
-  beit_tokenizer_grid(tok, &gh, &gw);
-  struct beit_safetensors *in = NULL;
-  enum beit_status st = beit_safetensors_open(&in, o->input, err);
-  if (st)
-    return st;
-  const struct beit_st_tensor *pv = beit_safetensors_find(in, "pixel_values");
-  float *x = NULL;
-  int32_t *tokens = NULL;
-  if (!pv || pv->ndim != 4 || pv->shape[1] != C || pv->shape[2] != s || pv->shape[3] != s) {
-    st = beit_error_set(err, pv ? BEIT_STATUS_SHAPE : BEIT_STATUS_MISSING,
-                        "%s: expected 'pixel_values' of shape (B, %zu, %zu, %zu)", o->input, C, s,
-                        s);
-    goto done;
-  }
-  const size_t B = pv->shape[0];
-  x = malloc(B * C * s * s * sizeof *x);
-  tokens = malloc(B * gh * gw * sizeof *tokens);
-  if (!x || !tokens) {
-    st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", o->input);
-    goto done;
-  }
-  if ((st = beit_safetensors_read_f32(in, "pixel_values", x, 4, pv->shape, err)))
-    goto done;
-  for (size_t i = 0; i < B * C * s * s; i++)
-    x[i] = 0.8f * x[i] + 0.1f; /* DALL-E map_pixels */
-  if ((st = beit_tokenizer_encode(tok, tokens, NULL, x, B, err)))
-    goto done;
-  struct beit_st_entry e = {"tokens", BEIT_DTYPE_I32, 3, {B, gh, gw}, tokens};
-  st = beit_safetensors_write(o->output, &e, 1, NULL, err);
-done:
-  free(x);
-  free(tokens);
-  beit_safetensors_close(in);
-  return st;
-}
-
 /* The tokenizer folder, computing in the requested precision (resolved and announced on stderr
  * first: the run's first line). */
 static enum beit_status load(struct beit_tokenizer **tok, const char *cmd,
@@ -209,115 +165,52 @@ static enum beit_status load(struct beit_tokenizer **tok, const char *cmd,
   return st;
 }
 
-static int cmd_encode(int argc, char **argv)
+/* encode: the token grids of --input's pixel_values or of --data's images into --output. */
+static enum beit_status encode(struct beit_tokenizer *tok, const struct io_options *o,
+                               struct beit_error *err)
 {
-  struct io_options o;
-  int rc = parse_io("tokenizer encode", argc, argv, &o);
-  if (rc)
-    return rc < 0 ? BEIT_EXIT_OK : rc;
-  if (!o.output)
-    return beit_cli_usage_error("tokenizer encode", "--output is required");
-  struct beit_error err = {0};
-  struct beit_tokenizer *tok = NULL;
-  enum beit_status st = load(&tok, "tokenizer encode", &o, &err);
-  if (!st && o.input) {
-    st = encode_file(tok, &o, &err);
-  } else if (!st) {
-    size_t gh, gw;
-    beit_tokenizer_grid(tok, &gh, &gw);
-    struct beit_tokenizer_eval ev;
-    size_t n = (size_t)o.limit;
-    if (n == 0) { /* the whole dataset: ask it for its size */
-      struct beit_dataset *ds = NULL;
-      if (!(st = beit_data_open(&ds, o.data, &err)))
-        n = beit_data_count(ds);
-      beit_data_close(ds);
-    }
-    int32_t *tokens = st ? NULL : malloc(n * gh * gw * sizeof *tokens);
-    if (!st && !tokens)
-      st = beit_error_set(&err, BEIT_STATUS_NOMEM, "tokens: out of memory");
-    if (!st &&
-        !(st = beit_tokenizer_evaluate(tok, NULL, o.data, n, 2, NULL, 0, tokens, &ev, &err))) {
-      struct beit_st_entry e = {"tokens", BEIT_DTYPE_I32, 3, {ev.images, gh, gw}, tokens};
-      st = beit_safetensors_write(o.output, &e, 1, NULL, &err);
-    }
-    free(tokens);
-  }
-  beit_tokenizer_free(tok);
-  return st ? beit_cli_fail("tokenizer encode", &err) : BEIT_EXIT_OK;
+  if (o->input)
+    return beit_tokenizer_encode_file(tok, o->input, o->output, err);
+  return beit_tokenizer_encode_dataset(tok, o->data, (size_t)o->limit, o->output, err);
 }
 
-/* 'tokens' -> 'pixel_values' in [0, 1]. */
-static enum beit_status recon_file(struct beit_tokenizer *tok, const struct io_options *o,
-                                   struct beit_error *err)
+/* recon: --input's token grids decoded into --output, or --data's images encoded and decoded
+ * with the reconstruction error printed as JSON (and --grid drawn). */
+static enum beit_status recon(struct beit_tokenizer *tok, const struct io_options *o,
+                              struct beit_error *err)
 {
-  const struct beit_tokenizer_config *cfg = beit_tokenizer_get_config(tok);
-  size_t gh, gw, s = (size_t)cfg->image_size, C = (size_t)cfg->input_channels;
-  beit_tokenizer_grid(tok, &gh, &gw);
-  struct beit_safetensors *in = NULL;
-  enum beit_status st = beit_safetensors_open(&in, o->input, err);
-  if (st)
-    return st;
-  const struct beit_st_tensor *t = beit_safetensors_find(in, "tokens");
-  int64_t *raw = NULL;
-  int32_t *tokens = NULL;
-  float *y = NULL;
-  const size_t P = gh * gw;
-  if (!t || t->ndim < 2 || t->numel % P || t->numel / t->shape[0] != P) {
-    st = beit_error_set(err, t ? BEIT_STATUS_SHAPE : BEIT_STATUS_MISSING,
-                        "%s: expected 'tokens' of shape (B, %zu, %zu) or (B, %zu)", o->input, gh,
-                        gw, P);
-    goto done;
-  }
-  const size_t B = t->shape[0];
-  raw = malloc(B * P * sizeof *raw);
-  tokens = malloc(B * P * sizeof *tokens);
-  y = malloc(B * C * s * s * sizeof *y);
-  if (!raw || !tokens || !y) {
-    st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", o->input);
-    goto done;
-  }
-  if ((st = beit_safetensors_read_i64(in, "tokens", raw, t->ndim, t->shape, err)))
-    goto done;
-  for (size_t i = 0; i < B * P; i++)
-    tokens[i] = raw[i] < 0 || raw[i] > INT32_MAX ? -1 : (int32_t)raw[i];
-  if ((st = beit_tokenizer_decode(tok, y, tokens, B, err)))
-    goto done;
-  struct beit_st_entry e = {"pixel_values", BEIT_DTYPE_F32, 4, {B, C, s, s}, y};
-  st = beit_safetensors_write(o->output, &e, 1, NULL, err);
-done:
-  free(raw);
-  free(tokens);
-  free(y);
-  beit_safetensors_close(in);
+  if (o->input)
+    return beit_tokenizer_decode_file(tok, o->input, o->output, err);
+  struct beit_tokenizer_eval ev;
+  enum beit_status st = beit_tokenizer_evaluate(tok, NULL, o->data, (size_t)o->limit, 2, o->grid,
+                                                (size_t)o->grid_images, NULL, &ev, err);
+  if (!st)
+    printf("{\"images\": %zu, \"mae\": %.5f, \"mse\": %.6f, \"codes_used\": %zu, "
+           "\"codes_frac\": %.4f, \"perplexity\": %.1f, \"seconds\": %.2f%s%s%s}\n",
+           ev.images, ev.mae, ev.mse, ev.codes_used, ev.codes_frac, ev.perplexity, ev.seconds,
+           o->grid ? ", \"grid\": \"" : "", o->grid ? o->grid : "", o->grid ? "\"" : "");
   return st;
 }
 
-static int cmd_recon(int argc, char **argv)
+/* beit tokenizer encode | recon. */
+static int cmd_io(int argc, char **argv, int is_recon)
 {
+  const char *cmd = is_recon ? "tokenizer recon" : "tokenizer encode";
   struct io_options o;
-  int rc = parse_io("tokenizer recon", argc, argv, &o);
+  int rc = parse_io(cmd, argc, argv, &o);
   if (rc)
     return rc < 0 ? BEIT_EXIT_OK : rc;
-  if (o.input && !o.output)
-    return beit_cli_usage_error("tokenizer recon", "--input needs --output");
+  if (!is_recon && !o.output)
+    return beit_cli_usage_error(cmd, "--output is required");
+  if (is_recon && o.input && !o.output)
+    return beit_cli_usage_error(cmd, "--input needs --output");
   struct beit_error err = {0};
   struct beit_tokenizer *tok = NULL;
-  enum beit_status st = load(&tok, "tokenizer recon", &o, &err);
-  if (!st && o.input) {
-    st = recon_file(tok, &o, &err);
-  } else if (!st) {
-    struct beit_tokenizer_eval ev;
-    st = beit_tokenizer_evaluate(tok, NULL, o.data, (size_t)o.limit, 2, o.grid,
-                                 (size_t)o.grid_images, NULL, &ev, &err);
-    if (!st)
-      printf("{\"images\": %zu, \"mae\": %.5f, \"mse\": %.6f, \"codes_used\": %zu, "
-             "\"codes_frac\": %.4f, \"perplexity\": %.1f, \"seconds\": %.2f%s%s%s}\n",
-             ev.images, ev.mae, ev.mse, ev.codes_used, ev.codes_frac, ev.perplexity, ev.seconds,
-             o.grid ? ", \"grid\": \"" : "", o.grid ? o.grid : "", o.grid ? "\"" : "");
-  }
+  enum beit_status st = load(&tok, cmd, &o, &err);
+  if (!st)
+    st = is_recon ? recon(tok, &o, &err) : encode(tok, &o, &err);
   beit_tokenizer_free(tok);
-  return st ? beit_cli_fail("tokenizer recon", &err) : BEIT_EXIT_OK;
+  return st ? beit_cli_fail(cmd, &err) : BEIT_EXIT_OK;
 }
 
 int beit_cmd_tokenizer(int argc, char **argv)
@@ -329,9 +222,9 @@ int beit_cmd_tokenizer(int argc, char **argv)
   if (!strcmp(argv[1], "train"))
     return cmd_train(argc - 1, argv + 1);
   if (!strcmp(argv[1], "encode"))
-    return cmd_encode(argc - 1, argv + 1);
+    return cmd_io(argc - 1, argv + 1, 0);
   if (!strcmp(argv[1], "recon"))
-    return cmd_recon(argc - 1, argv + 1);
+    return cmd_io(argc - 1, argv + 1, 1);
   return beit_cli_usage_error("tokenizer", "unknown subcommand '%s' (train, encode, recon)",
                               argv[1]);
 }

@@ -16,6 +16,7 @@
 #include "dvae.h"
 #include "dist_policy.h"
 #include "precision_policy.h"
+#include "safetensors.h"
 #include "trainer.h"
 
 /* ------------------------------------------------------------------------ the key table */
@@ -326,6 +327,33 @@ enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit
   ev->seconds = beit_clock_now() - t0;
   beit_loader_free(ld);
   free(e.x), free(e.rec), free(e.tokens), free(e.counts), free(e.grid_orig), free(e.grid_rec);
+  return st;
+}
+
+enum beit_status beit_tokenizer_encode_dataset(struct beit_tokenizer *tok, const char *dir,
+                                               size_t max_images, const char *output,
+                                               struct beit_error *err)
+{
+  size_t gh, gw, n = max_images;
+  beit_tokenizer_grid(tok, &gh, &gw);
+  enum beit_status st = BEIT_STATUS_OK;
+  if (n == 0) { /* the whole dataset: ask it for its size */
+    struct beit_dataset *ds = NULL;
+    if (!(st = beit_data_open(&ds, dir, err)))
+      n = beit_data_count(ds);
+    beit_data_close(ds);
+    if (st)
+      return st;
+  }
+  int32_t *tokens = malloc(n * gh * gw * sizeof *tokens);
+  if (!tokens)
+    return beit_error_set(err, BEIT_STATUS_NOMEM, "tokens: out of memory");
+  struct beit_tokenizer_eval ev;
+  if (!(st = beit_tokenizer_evaluate(tok, NULL, dir, n, 2, NULL, 0, tokens, &ev, err))) {
+    struct beit_st_entry e = {"tokens", BEIT_DTYPE_I32, 3, {ev.images, gh, gw}, tokens};
+    st = beit_safetensors_write(output, &e, 1, NULL, err);
+  }
+  free(tokens);
   return st;
 }
 

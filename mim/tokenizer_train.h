@@ -103,4 +103,10 @@ enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit
                                          size_t grid_images, int32_t *tokens_out,
                                          struct beit_tokenizer_eval *ev, struct beit_error *err);
 
+/* `beit tokenizer encode --data`: the token grids of dataset dir's first max_images images (all
+ * when 0) through the same view B, written to output as 'tokens' I32 (N, gh, gw). */
+enum beit_status beit_tokenizer_encode_dataset(struct beit_tokenizer *tok, const char *dir,
+                                               size_t max_images, const char *output,
+                                               struct beit_error *err);
+
 #endif

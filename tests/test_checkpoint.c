@@ -69,9 +69,7 @@ static enum beit_status latest(char *pick, size_t n, char *text, size_t text_siz
   FILE *log = tmpfile();
   struct beit_error err = {0};
   enum beit_status st = beit_checkpoint_latest(root, log, pick, n, &err);
-  rewind(log);
-  text[fread(text, 1, text_size - 1, log)] = '\0';
-  fclose(log);
+  test_read_log(log, text, text_size);
   return st;
 }
 

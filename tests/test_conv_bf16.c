@@ -85,11 +85,8 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
 
 int main(void)
 {
-  if (!beit_precision_bf16_available()) {
-    printf("test_conv_bf16: skipped: no bf16 matrix products on this CPU (oneDNN ISA %s)\n",
-           beit_precision_isa());
-    return 77;
-  }
+  if (test_bf16_missing("test_conv_bf16"))
+    return TEST_SKIP;
   beit_rng_seed(&test_rng, 43, 0, 0);
   const unsigned flag_sets[4] = {0, BEIT_CONV_RELU_INPUT, BEIT_CONV_RELU_OUTPUT,
                                  BEIT_CONV_RELU_INPUT | BEIT_CONV_RELU_OUTPUT};

@@ -318,11 +318,8 @@ static void test_corrupt(const char *dir, size_t n, const size_t *bad, size_t nb
     CHECK_MSG(same(&s[k], &t[k], 3 * 24 * 24, 3 * 12 * 12), "replacement not deterministic at %d", k);
     drop(&s[k]), drop(&t[k]);
   }
-  char text[4096] = {0};
-  rewind(log);
-  size_t got = fread(text, 1, sizeof text - 1, log);
-  text[got] = 0;
-  fclose(log);
+  char text[4096];
+  test_read_log(log, text, sizeof text);
   for (size_t k = 0; k < nbad; k++) {
     char key[32];
     snprintf(key, sizeof key, "skip rec%03zu", bad[k]);
@@ -439,10 +436,8 @@ static void test_checksum_midrun(const char *dir)
             ls.corrupt, want);
   CHECK(ls.skipped >= want);
   beit_loader_free(ld);
-  char text[8192] = {0};
-  rewind(log);
-  text[fread(text, 1, sizeof text - 1, log)] = 0;
-  fclose(log);
+  char text[8192];
+  test_read_log(log, text, sizeof text);
   for (size_t i = first; i <= last; i++) {
     char line[512];
     snprintf(line, sizeof line, "skip %s: record %zu (#%zu) failed its Fletcher32 checksum",

@@ -158,11 +158,8 @@ static void test_folder(void)
   CHECK_MSG(rep.shards >= 4, "shards %zu (1000-byte shards)", rep.shards);
   CHECK(rep.num_classes == 3);
   /* Every corrupt file is reported by key. */
-  char logtext[8192] = {0};
-  rewind(log);
-  size_t nlog = fread(logtext, 1, sizeof logtext - 1, log);
-  logtext[nlog] = 0;
-  fclose(log);
+  char logtext[8192];
+  test_read_log(log, logtext, sizeof logtext);
   for (size_t i = 0; i < nbad; i++) {
     char needle[128];
     snprintf(needle, sizeof needle, "skip %s:", corrupt[i]);

@@ -27,7 +27,6 @@
 #define TOL_GRAD_COS 0.99 /* each gradient: cosine against float64 */
 #define AUTOCAST_FACTOR 2.0 /* logits, hidden: our error <= factor x autocast's error + slack */
 #define AUTOCAST_SLACK 1e-3
-#define SKIP_RC 77        /* ctest SKIP_RETURN_CODE (tests/encoder.cmake) */
 
 /* The worst values over all cases, printed at the end so that they can be quoted. */
 static struct {
@@ -269,10 +268,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: %s FIXTURE_DIR CASE...\n", argv[0]);
     return 2;
   }
-  if (!beit_precision_bf16_available()) {
-    printf("SKIP: no bf16 matrix products on this CPU\n");
-    return SKIP_RC;
-  }
+  if (test_bf16_missing("test_golden_bf16"))
+    return TEST_SKIP; /* ctest SKIP_RETURN_CODE (tests/encoder.cmake) */
   char backend[256];
   beit_precision_describe(backend, sizeof backend);
   printf("bf16 backend: %s\n", backend);

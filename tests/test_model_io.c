@@ -54,9 +54,7 @@ static const char *capture_end(void)
     capture_saved_fd = -1;
   }
   if (capture_file) {
-    rewind(capture_file);
-    text[fread(text, 1, sizeof text - 1, capture_file)] = '\0';
-    fclose(capture_file);
+    test_read_log(capture_file, text, sizeof text);
     capture_file = NULL;
   }
   return text;

@@ -106,11 +106,8 @@ static void test_read(void)
   const struct beit_plot_series *ev = beit_plot_run_field(&run, "eval_loss");
   CHECK(ev && ev->n == 1 && ev->x[0] == 2);
   CHECK(!beit_plot_run_field(&run, "version")); /* strings are not series */
-  char log[2048] = "";
-  rewind(warn);
-  size_t n = fread(log, 1, sizeof log - 1, warn);
-  log[n] = '\0';
-  fclose(warn);
+  char log[2048];
+  test_read_log(warn, log, sizeof log);
   CHECK_MSG(strstr(log, "read/metrics.jsonl:3: not JSON; line skipped") &&
                 strstr(log, "read/metrics.jsonl:4: not a JSON object") &&
                 strstr(log, "read/metrics.jsonl:5: no numeric \"step\"") &&
@@ -122,10 +119,7 @@ static void test_read(void)
   dir = write_run("cut", "{\"step\":1,\"loss\":2}\n{\"step\":2,\"lo");
   warn = tmpfile();
   CHECK(beit_plot_read_run(&run, dir, warn, &err) == BEIT_STATUS_OK && run.records == 1);
-  rewind(warn);
-  n = fread(log, 1, sizeof log - 1, warn);
-  log[n] = '\0';
-  fclose(warn);
+  test_read_log(warn, log, sizeof log);
   CHECK_MSG(strstr(log, "cut/metrics.jsonl:2: an incomplete last line"), "%s", log);
   beit_plot_run_free(&run);
 

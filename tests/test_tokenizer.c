@@ -10,6 +10,7 @@
 
 #include "dvae.h"
 #include "testing.h"
+#include "testing_tokenizer.h"
 
 static void write_text(const char *path, const char *text)
 {
@@ -18,29 +19,6 @@ static void write_text(const char *path, const char *text)
     exit(2);
   fputs(text, f);
   fclose(f);
-}
-
-static void small_config(struct beit_tokenizer_config *c)
-{
-  beit_tokenizer_config_defaults(c);
-  c->input_channels = 3;
-  c->n_hid = 8;
-  c->group_count = 3;
-  c->n_blk_per_group = 1;
-  c->vocab_size = 16;
-  c->downsample = 4;
-  c->n_init = 6;
-  c->image_size = 12;
-}
-
-static float *images(size_t n, unsigned seed)
-{
-  float *x = malloc(n * sizeof *x);
-  struct beit_rng rng;
-  beit_rng_seed(&rng, seed, 0, 0);
-  for (size_t i = 0; i < n; i++)
-    x[i] = 0.1f + 0.8f * (float)beit_rng_uniform(&rng);
-  return x;
 }
 
 static void test_config(const char *tmp)
@@ -85,8 +63,7 @@ static void test_config(const char *tmp)
   CHECK(beit_tokenizer_config_override(&c, "vocab=512", &err) == BEIT_STATUS_CONFIG);
 
   /* save -> load round trip */
-  small_config(&c);
-  strcpy(c.recon_loss, "mse");
+  test_tokenizer_small_config(&c, "mse");
   snprintf(path, sizeof path, "%s/saved.json", tmp);
   CHECK(beit_tokenizer_config_save(&c, path, &err) == BEIT_STATUS_OK);
   struct beit_tokenizer_config d;
@@ -160,7 +137,7 @@ static void test_check_targets(void)
 {
   struct beit_tokenizer_config c;
   struct beit_error err = {0};
-  small_config(&c);
+  test_tokenizer_small_config(&c, NULL);
   c.image_size = 28;
   c.vocab_size = 512;
   struct beit_tokenizer *tok = NULL;
@@ -179,7 +156,7 @@ static void test_save_load_encode(const char *tmp)
 {
   struct beit_tokenizer_config c;
   struct beit_error err = {0};
-  small_config(&c);
+  test_tokenizer_small_config(&c, NULL);
   struct beit_tokenizer *a = NULL, *b = NULL, *enc_only = NULL;
   CHECK(beit_tokenizer_create(&a, &c, 5, 7, &err) == BEIT_STATUS_OK);
   /* non-zero biases so a load that drops them shows */
@@ -201,7 +178,7 @@ static void test_save_load_encode(const char *tmp)
   CHECK(!memcmp(&a->cfg, &b->cfg, sizeof a->cfg));
 
   const size_t B = 5, P = a->gh * a->gw, img = 3 * 12 * 12;
-  float *x = images(B * img, 3);
+  float *x = test_tokenizer_images(B * img, 3);
   int32_t ta[5 * 9], tb[5 * 9], t1[9];
   float *la = malloc(B * a->V * P * sizeof(float)), *lb = malloc(B * a->V * P * sizeof(float));
   float *l1 = malloc(a->V * P * sizeof(float));
@@ -233,7 +210,7 @@ static void test_save_load_encode(const char *tmp)
   snprintf(dir, sizeof dir, "%s/nowhere", tmp);
   CHECK(beit_tokenizer_load(&missing, dir, 1, &err) != BEIT_STATUS_OK && !missing);
   CHECK(strstr(err.message, "nowhere") != NULL);
-  free(x), free(la), free(lb), free(l1), free(ra), free(rb);
+  free(la), free(lb), free(l1), free(ra), free(rb);
   beit_tokenizer_free(a);
   beit_tokenizer_free(b);
   beit_tokenizer_free(enc_only);
@@ -244,9 +221,9 @@ static void test_step_split(void)
 {
   struct beit_tokenizer_config c;
   struct beit_error err = {0};
-  small_config(&c);
+  test_tokenizer_small_config(&c, NULL);
   const size_t B = 5, img = 3 * 12 * 12;
-  float *x = images(B * img, 11);
+  float *x = test_tokenizer_images(B * img, 11);
   float *g[2];
   double loss[2];
   size_t used[2];
@@ -279,7 +256,7 @@ static void test_step_split(void)
             loss[1]);
   CHECK(used[0] == used[1]);
   omp_set_num_threads(2);
-  free(x), free(g[0]), free(g[1]);
+  free(g[0]), free(g[1]);
 }
 
 /* A few steps on one repeated batch lower the loss (the whole update path moves weights). The
@@ -288,8 +265,7 @@ static void test_steps_learn(void)
 {
   struct beit_tokenizer_config c;
   struct beit_error err = {0};
-  small_config(&c);
-  strcpy(c.recon_loss, "mse");
+  test_tokenizer_small_config(&c, "mse");
   const size_t B = 4, img = 3 * 12 * 12;
   float *x = malloc(B * img * sizeof *x);
   for (size_t i = 0; i < B * img; i++)
@@ -327,5 +303,6 @@ int main(void)
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
   if (system(cmd) != 0)
     fprintf(stderr, "could not remove %s\n", tmp);
+  tfree_all();
   return test_summary("test_tokenizer");
 }

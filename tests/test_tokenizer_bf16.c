@@ -30,41 +30,18 @@
 
 #include "dvae.h"
 #include "testing.h"
-
-static float *images(size_t n, unsigned seed)
-{
-  float *x = talloc(n * sizeof *x);
-  struct beit_rng rng;
-  beit_rng_seed(&rng, seed, 0, 0);
-  for (size_t i = 0; i < n; i++)
-    x[i] = 0.1f + 0.8f * (float)beit_rng_uniform(&rng);
-  return x;
-}
-
-static void small_config(struct beit_tokenizer_config *c)
-{
-  beit_tokenizer_config_defaults(c);
-  c->input_channels = 3;
-  c->n_hid = 8;
-  c->group_count = 3;
-  c->n_blk_per_group = 1;
-  c->vocab_size = 16;
-  c->downsample = 4;
-  c->n_init = 6;
-  c->image_size = 12;
-  strcpy(c->recon_loss, "mse");
-}
+#include "testing_tokenizer.h"
 
 static void test_switching(void)
 {
   struct beit_tokenizer_config c;
   struct beit_error err = {0};
-  small_config(&c);
+  test_tokenizer_small_config(&c, "mse");
   const size_t B = 3, img = 3 * 12 * 12, VP = 16 * 9;
   struct beit_tokenizer *tok = NULL;
   CHECK(beit_tokenizer_create(&tok, &c, B, 4, &err) == BEIT_STATUS_OK);
   CHECK(beit_tokenizer_precision(tok) == BEIT_PRECISION_FP32);
-  float *x = images(B * img, 5);
+  float *x = test_tokenizer_images(B * img, 5);
   int32_t *t = talloc(B * 9 * sizeof *t);
   float *l32 = talloc(B * VP * sizeof(float)), *l16 = talloc(B * VP * sizeof(float));
   float *again = talloc(B * VP * sizeof(float));
@@ -121,7 +98,7 @@ static void test_dalle_forward(void)
   if (!tok)
     return;
   const size_t V = tok->V, P = tok->gh * tok->gw, n = B * V * P;
-  float *x = images(B * img, 7);
+  float *x = test_tokenizer_images(B * img, 7);
   int32_t *t32 = talloc(B * P * sizeof *t32), *t16 = talloc(B * P * sizeof *t16);
   float *l32 = talloc(n * sizeof *l32), *l16 = talloc(n * sizeof *l16);
   CHECK(beit_tokenizer_encode(tok, t32, l32, x, B, &err) == BEIT_STATUS_OK);
@@ -178,7 +155,7 @@ static void test_training(void)
 {
   struct beit_tokenizer_config c;
   struct beit_error err = {0};
-  small_config(&c);
+  test_tokenizer_small_config(&c, "mse");
   c.vocab_size = 32;
   c.n_hid = 16;
   const size_t B = 8, img = 3 * 12 * 12, steps = 30;
@@ -237,11 +214,8 @@ static void test_training(void)
 
 int main(void)
 {
-  if (!beit_precision_bf16_available()) {
-    printf("test_tokenizer_bf16: skipped: no bf16 matrix products on this CPU (oneDNN ISA %s)\n",
-           beit_precision_isa());
-    return 77;
-  }
+  if (test_bf16_missing("test_tokenizer_bf16"))
+    return TEST_SKIP;
   test_switching();
   test_dalle_forward();
   test_training();

@@ -1,6 +1,7 @@
 /* The tiny test harness. */
 #include "testing.h"
 
+#include "beit/precision.h"
 #include "safetensors.h"
 
 #include <math.h>
@@ -35,6 +36,23 @@ double check_close(const char *label, const float *got, const float *want, size_
             nonfinite ? " (non-finite)" : "");
   }
   return rel;
+}
+
+char *test_read_log(FILE *f, char *text, size_t n)
+{
+  rewind(f);
+  text[fread(text, 1, n - 1, f)] = '\0';
+  fclose(f);
+  return text;
+}
+
+int test_bf16_missing(const char *name)
+{
+  if (beit_precision_bf16_available())
+    return 0;
+  printf("%s: skipped: no bf16 matrix products on this CPU (oneDNN ISA %s)\n", name,
+         beit_precision_isa());
+  return 1;
 }
 
 int test_mkdtemp(char *dir, size_t n, const char *pattern)

@@ -79,6 +79,15 @@ int test_golden_inputs_load(struct test_golden_inputs *in, const char *dir, size
                             size_t batch, int multilabel);
 void test_golden_inputs_free(struct test_golden_inputs *in);
 
+/* Read what was written to the temporary file f from its start into text (NUL-terminated, at
+ * most n - 1 bytes) and close f: a captured log or warning stream. Returns text. */
+char *test_read_log(FILE *f, char *text, size_t n);
+
+/* Returns 1 after printing `name: skipped: ...` where the CPU has no bf16 matrix products (main
+ * then returns TEST_SKIP, ctest's SKIP_RETURN_CODE); 0 where it has them. */
+#define TEST_SKIP 77
+int test_bf16_missing(const char *name);
+
 /* Make a scratch folder from `pattern` (ending in XXXXXX) into dir (n bytes). Returns 0, or
  * prints why and returns 1, the test's exit status. */
 int test_mkdtemp(char *dir, size_t n, const char *pattern);

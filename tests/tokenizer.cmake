@@ -7,12 +7,12 @@ beit_add_test(NAME test_conv_bf16 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_conv_
 set_tests_properties(test_conv_bf16 PROPERTIES SKIP_RETURN_CODE 77)
 beit_add_test(NAME test_conv_gradcheck SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_conv_gradcheck.c
               LABELS gradcheck)
-beit_add_test(NAME test_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer.c LABELS unit
-              LIBS beit_tokenizer)
+beit_add_test(NAME test_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer.c
+              ${CMAKE_CURRENT_SOURCE_DIR}/testing_tokenizer.c LABELS unit LIBS beit_tokenizer)
 # The tokenizer in bf16 against fp32 on the same weights: precision switching, a DALL-E-shaped
 # encoder's logits and tokens, a short training run; exit 77 = skipped without bf16 products.
 beit_add_test(NAME test_tokenizer_bf16 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer_bf16.c
-              LABELS unit LIBS beit_tokenizer)
+              ${CMAKE_CURRENT_SOURCE_DIR}/testing_tokenizer.c LABELS unit LIBS beit_tokenizer)
 set_tests_properties(test_tokenizer_bf16 PROPERTIES SKIP_RETURN_CODE 77)
 
 # Golden: tools/dvae_ref.py writes a small model, images, noise, loss and every gradient (fp64

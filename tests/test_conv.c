@@ -9,6 +9,7 @@
 #include "conv.h"
 #include "rng.h"
 #include "testing.h"
+#include "testing_conv.h"
 
 
 
@@ -115,16 +116,7 @@ static void test_pool_upsample(size_t N, size_t H, size_t W)
 int main(void)
 {
   beit_rng_seed(&test_rng, 42, 0, 0);
-  const unsigned flag_sets[4] = {0, BEIT_CONV_RELU_INPUT, BEIT_CONV_RELU_OUTPUT,
-                                 BEIT_CONV_RELU_INPUT | BEIT_CONV_RELU_OUTPUT};
-  for (int t = 1; t <= 2; t++)
-    for (int f = 0; f < 4; f++) {
-      /* odd shapes, all kernel sizes DALL-E uses */
-      test_conv(3, 5, 7, 9, 6, 3, flag_sets[f], 0.7f, f & 1, t);
-      test_conv(2, 4, 5, 3, 7, 1, flag_sets[f], 1.0f, !(f & 1), t);
-      test_conv(1, 3, 9, 8, 4, 7, flag_sets[f], 1.0f, 0, t);
-      test_conv(2, 2, 3, 4, 3, 5, flag_sets[f], 0.25f, 1, t);
-    }
+  test_conv_sweep(test_conv, 0); /* odd shapes, all kernel sizes DALL-E uses */
   /* images large enough to be cut into several row chunks (im2col budget), serial and parallel */
   test_conv(1, 64, 70, 30, 8, 3, BEIT_CONV_RELU_INPUT, 1.0f, 0, 1);
   test_conv(1, 64, 70, 30, 8, 3, BEIT_CONV_RELU_INPUT | BEIT_CONV_RELU_OUTPUT, 0.5f, 1, 2);

@@ -14,6 +14,7 @@
 #include "conv.h"
 #include "gemm.h"
 #include "testing.h"
+#include "testing_conv.h"
 
 #define TOL 2e-5
 
@@ -88,16 +89,7 @@ int main(void)
   if (test_bf16_missing("test_conv_bf16"))
     return TEST_SKIP;
   beit_rng_seed(&test_rng, 43, 0, 0);
-  const unsigned flag_sets[4] = {0, BEIT_CONV_RELU_INPUT, BEIT_CONV_RELU_OUTPUT,
-                                 BEIT_CONV_RELU_INPUT | BEIT_CONV_RELU_OUTPUT};
-  for (int t = 1; t <= 2; t++)
-    for (int f = 0; f < 4; f++) {
-      test_conv(3, 5, 7, 9, 6, 3, flag_sets[f], 0.7f, f & 1, t);
-      test_conv(2, 4, 5, 3, 7, 1, flag_sets[f], 1.0f, !(f & 1), t);
-      test_conv(1, 3, 9, 8, 4, 7, flag_sets[f], 1.0f, 0, t);
-      test_conv(2, 2, 3, 4, 3, 5, flag_sets[f], 0.25f, 1, t);
-      test_conv(3, 4, 10, 11, 12, 3, flag_sets[f], 0.5f, f & 1, t); /* C < OC: col2im */
-    }
+  test_conv_sweep(test_conv, 1);
   /* row chunks (bf16 chunks are sized by bytes), serial and parallel items */
   test_conv(1, 64, 70, 30, 8, 3, BEIT_CONV_RELU_INPUT, 1.0f, 0, 1);
   test_conv(1, 64, 70, 30, 8, 3, BEIT_CONV_RELU_INPUT | BEIT_CONV_RELU_OUTPUT, 0.5f, 1, 2);

@@ -1,9 +1,11 @@
 # The dVAE tokenizer: core/conv.h kernels (unit + gradcheck), the tokenizer model, its loss and
 # training step, the golden test against tools/dvae_ref.py and the DALL-E parity test.
-beit_add_test(NAME test_conv SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_conv.c LABELS unit)
+beit_add_test(NAME test_conv SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_conv.c
+              ${CMAKE_CURRENT_SOURCE_DIR}/testing_conv.c LABELS unit)
 # bf16 convolutions against the float32 naive twins on bf16-rounded operands; exit 77 = skipped
 # on a CPU without bf16 matrix products.
-beit_add_test(NAME test_conv_bf16 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_conv_bf16.c LABELS unit)
+beit_add_test(NAME test_conv_bf16 SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_conv_bf16.c
+              ${CMAKE_CURRENT_SOURCE_DIR}/testing_conv.c LABELS unit)
 set_tests_properties(test_conv_bf16 PROPERTIES SKIP_RETURN_CODE 77)
 beit_add_test(NAME test_conv_gradcheck SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_conv_gradcheck.c
               LABELS gradcheck)

@@ -20,6 +20,20 @@ static void sgemm(float *C, size_t ldc, struct beit_operand A, struct beit_opera
               (int)ldc);
 }
 
+static const struct beit_batch_strides one_product = {1, 1, 0, 0, 0, 0, 0, 0};
+
+static struct beit_result f32_result(float *C, size_t ldc)
+{
+  return (struct beit_result){C, BEIT_DTYPE_F32, ldc};
+}
+
+/* A zero batch stride (a broadcast operand) ran on oneDNN's reference kernel with wrong results. */
+static void check_strides(const struct beit_batch_strides *bs)
+{
+  BEIT_ASSERT(bs->count1 == 1 || (bs->sa1 && bs->sb1 && bs->sc1));
+  BEIT_ASSERT(bs->count2 == 1 || (bs->sa2 && bs->sb2 && bs->sc2));
+}
+
 void beit_gemm(float *C, size_t ldc, struct beit_operand A, struct beit_operand B, size_t M,
                size_t N, size_t K, float alpha, float beta)
 {
@@ -30,8 +44,7 @@ void beit_gemm(float *C, size_t ldc, struct beit_operand A, struct beit_operand 
     sgemm(C, ldc, A, B, M, N, K, alpha, beta);
     return;
   }
-  struct beit_batch_strides one = {1, 1, 0, 0, 0, 0, 0, 0};
-  beit_dnnl_matmul(C, ldc, A, B, NULL, M, N, K, alpha, beta, &one);
+  beit_dnnl_matmul(f32_result(C, ldc), A, B, NULL, M, N, K, alpha, beta, &one_product);
 }
 
 void beit_gemm_bias(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
@@ -41,8 +54,7 @@ void beit_gemm_bias(float *C, size_t ldc, struct beit_operand A, struct beit_ope
     return;
   BEIT_ASSERT(A.dtype == B.dtype);
   if (A.dtype == BEIT_DTYPE_BF16) {
-    struct beit_batch_strides one = {1, 1, 0, 0, 0, 0, 0, 0};
-    beit_dnnl_matmul(C, ldc, A, B, bias, M, N, K, 1.0f, 0.0f, &one);
+    beit_dnnl_matmul(f32_result(C, ldc), A, B, bias, M, N, K, 1.0f, 0.0f, &one_product);
     return;
   }
   if (bias) {
@@ -60,11 +72,9 @@ void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_
   if (M == 0 || N == 0 || bs->count1 == 0 || bs->count2 == 0)
     return;
   BEIT_ASSERT(A.dtype == B.dtype);
-  /* a zero stride (a broadcast operand) ran on oneDNN's reference kernel with wrong results */
-  BEIT_ASSERT(bs->count1 == 1 || (bs->sa1 && bs->sb1 && bs->sc1));
-  BEIT_ASSERT(bs->count2 == 1 || (bs->sa2 && bs->sb2 && bs->sc2));
+  check_strides(bs);
   if (A.dtype == BEIT_DTYPE_BF16) {
-    beit_dnnl_matmul(C, ldc, A, B, NULL, M, N, K, alpha, beta, bs);
+    beit_dnnl_matmul(f32_result(C, ldc), A, B, NULL, M, N, K, alpha, beta, bs);
     return;
   }
   /* OpenBLAS's OpenMP build runs single-threaded inside a parallel region: one problem each */
@@ -77,6 +87,19 @@ void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_
     b.data = (const float *)B.data + i * bs->sb1 + j * bs->sb2;
     sgemm(C + i * bs->sc1 + j * bs->sc2, ldc, a, b, M, N, K, alpha, beta);
   }
+}
+
+void beit_gemm_bf16_out(beit_bf16 *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                        const float *bias, size_t M, size_t N, size_t K, float alpha,
+                        const struct beit_batch_strides *bs)
+{
+  bs = bs ? bs : &one_product;
+  if (M == 0 || N == 0 || bs->count1 == 0 || bs->count2 == 0)
+    return;
+  BEIT_ASSERT(A.dtype == BEIT_DTYPE_BF16 && B.dtype == BEIT_DTYPE_BF16);
+  check_strides(bs);
+  struct beit_result out = {C, BEIT_DTYPE_BF16, ldc};
+  beit_dnnl_matmul(out, A, B, bias, M, N, K, alpha, 0.0f, bs);
 }
 
 BEIT_KERNEL_CLONES

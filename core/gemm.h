@@ -37,6 +37,16 @@ static inline struct beit_operand beit_op_bf16(const beit_bf16 *p, size_t ld, in
   return (struct beit_operand){p, BEIT_DTYPE_BF16, ld, trans};
 }
 
+/* Where a product writes: float32, or bfloat16 (bfloat16 operands only) for a consumer that would
+ * round the float32 result anyway: the float32 accumulator (+ bias, times alpha) is rounded once,
+ * to nearest even, as it is stored, so the values equal beit_to_bf16 of the float32 result and
+ * half the bytes are written and read back. */
+struct beit_result {
+  void *data;
+  enum beit_dtype dtype;
+  size_t ld;
+};
+
 /* C (M, N), float32 with row stride ldc, = alpha * op(A) (M, K) . op(B) (K, N) + beta * C.
  * A and B have the same dtype. beta 0 ignores C's old contents (NaN included). */
 void beit_gemm(float *C, size_t ldc, struct beit_operand A, struct beit_operand B, size_t M,
@@ -59,6 +69,12 @@ struct beit_batch_strides {
 void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
                        size_t M, size_t N, size_t K, float alpha, float beta,
                        const struct beit_batch_strides *bs);
+
+/* The bfloat16-result form of beit_gemm_bias (bs NULL) and beit_gemm_batched (bias NULL, alpha
+ * free, beta 0): C (M, N) with row stride ldc = round(alpha * op(A) op(B) + bias). */
+void beit_gemm_bf16_out(beit_bf16 *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                        const float *bias, size_t M, size_t N, size_t K, float alpha,
+                        const struct beit_batch_strides *bs);
 
 /* out (n) = round-to-nearest-even bfloat16 of in (n); NaN stays NaN. OpenMP over large n. */
 void beit_to_bf16(beit_bf16 *out, const float *in, size_t n);
@@ -89,7 +105,7 @@ const char *beit_dnnl_isa(void);
 const char *beit_dnnl_version(void);
 /* bfloat16 product(s) as described above (beit_gemm_batched's strides, count 1 x 1 for one;
  * bias only for one product with alpha 1, beta 0). */
-void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_operand B,
                       const float *bias, size_t M, size_t N, size_t K, float alpha, float beta,
                       const struct beit_batch_strides *bs);
 /* BEIT_GEMM_PROFILE=1: forget the timings so far (a benchmark calls it after its warm-up). */

@@ -26,7 +26,7 @@
 
 struct matmul_key {
   size_t count1, count2, M, N, K, lda, ldb, ldc, sa1, sa2, sb1, sb2, sc1, sc2;
-  int trans_a, trans_b, bias;
+  int trans_a, trans_b, bias, c_bf16;
   float alpha, beta;
 };
 
@@ -116,8 +116,8 @@ static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *
                      k->trans_a)) ||
       (st = describe(&e->b, dnnl_bf16, k->count1, k->count2, k->sb1, k->sb2, k->K, k->N, k->ldb,
                      k->trans_b)) ||
-      (st = describe(&e->c, dnnl_f32, k->count1, k->count2, k->sc1, k->sc2, k->M, k->N, k->ldc,
-                     0)) ||
+      (st = describe(&e->c, k->c_bf16 ? dnnl_bf16 : dnnl_f32, k->count1, k->count2, k->sc1,
+                     k->sc2, k->M, k->N, k->ldc, 0)) ||
       (k->bias && (st = describe(&e->bias, dnnl_f32, 1, 1, 0, 0, 1, k->N, k->N, 0))) ||
       (st = dnnl_matmul_desc_init(&desc, &e->a, &e->b, k->bias ? &e->bias : NULL, &e->c)) ||
       (st = dnnl_primitive_attr_create(&attr)) ||
@@ -165,10 +165,11 @@ static void print_profile(void)
     const struct matmul_key *k = &e->key;
     double s = 1e-9 * (double)e->nanoseconds;
     double flop = 2.0 * (double)(k->M * k->N * k->K * k->count1 * k->count2) * (double)e->calls;
-    fprintf(stderr, "  %5zu x %5zu x %5zu  x%-4zu  A%s B%s%s%s  calls %6lld  %8.3f s  %7.1f "
+    fprintf(stderr, "  %5zu x %5zu x %5zu  x%-4zu  A%s B%s%s%s -> %s  calls %6lld  %8.3f s  %7.1f "
                     "GFLOP/s (fastest call %7.1f)\n",
             k->M, k->N, k->K, k->count1 * k->count2, k->trans_a ? "^T" : "  ",
             k->trans_b ? "^T" : "  ", k->bias ? " +bias" : "      ", k->beta != 0.0f ? " +C" : "   ",
+            k->c_bf16 ? "bf16" : "f32 ",
             e->calls, s, s > 0 ? 1e-9 * flop / s : 0.0,
             e->fastest > 0 ? flop / (double)e->calls / (double)e->fastest : 0.0);
   }
@@ -195,7 +196,7 @@ static void probe(void)
   check(dnnl_engine_create(&g.engine, dnnl_cpu, 0), "engine creation");
   if (pthread_key_create(&thread_key, thread_state_free))
     die("thread key creation", dnnl_out_of_memory);
-  struct matmul_key k = {1, 1, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
+  struct matmul_key k = {1, 1, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
   struct matmul_entry e;
   dnnl_status_t st;
   dnnl_primitive_t prim = create(&k, &e, &st);
@@ -300,7 +301,7 @@ static struct thread_state *thread_state(size_t bytes)
 }
 
 static void execute(struct matmul_entry *e, const void *a, const void *b, const float *bias,
-                    float *c)
+                    void *c)
 {
   double t0 = g.profile ? beit_clock_now() : 0.0;
   struct thread_state *ts = thread_state(e->scratch_bytes);
@@ -335,7 +336,7 @@ static void execute(struct matmul_entry *e, const void *a, const void *b, const 
   }
 }
 
-void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_operand B,
                       const float *bias, size_t M, size_t N, size_t K, float alpha, float beta,
                       const struct beit_batch_strides *bs)
 {
@@ -344,8 +345,9 @@ void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_o
   struct matmul_key k;
   memset(&k, 0, sizeof k); /* the key is compared bytewise */
   k.count1 = bs->count1, k.count2 = bs->count2, k.M = M, k.N = N, k.K = K;
-  k.lda = A.ld, k.ldb = B.ld, k.ldc = ldc, k.trans_a = A.trans, k.trans_b = B.trans;
+  k.lda = A.ld, k.ldb = B.ld, k.ldc = C.ld, k.trans_a = A.trans, k.trans_b = B.trans;
   k.bias = bias != NULL;
+  k.c_bf16 = C.dtype == BEIT_DTYPE_BF16;
   BEIT_ASSERT(!bias || (bs->count1 == 1 && bs->count2 == 1 && alpha == 1.0f && beta == 0.0f));
   k.sa1 = bs->sa1, k.sa2 = bs->sa2, k.sb1 = bs->sb1, k.sb2 = bs->sb2;
   k.sc1 = bs->sc1, k.sc2 = bs->sc2, k.alpha = alpha, k.beta = beta;
@@ -353,7 +355,7 @@ void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_o
     pthread_rwlock_rdlock(&g.lock);
     struct matmul_entry *e = find(&k);
     if (e) {
-      execute(e, A.data, B.data, bias, C);
+      execute(e, A.data, B.data, bias, C.data);
       pthread_rwlock_unlock(&g.lock);
       return;
     }

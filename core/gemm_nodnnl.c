@@ -8,7 +8,7 @@ int beit_dnnl_has_amx(void) { return 0; }
 const char *beit_dnnl_isa(void) { return "none"; }
 const char *beit_dnnl_version(void) { return "none"; }
 
-void beit_dnnl_matmul(float *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_operand B,
                       const float *bias, size_t M, size_t N, size_t K, float alpha, float beta,
                       const struct beit_batch_strides *bs)
 {

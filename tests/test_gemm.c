@@ -5,7 +5,8 @@
  * the same fp32-accumulation error: the only bf16 error allowed is the rounding of the operands,
  * so a kernel that dropped precision elsewhere (bf16 accumulation, bf16 output) fails. Every
  * transpose combination, alpha/beta, leading dimensions wider than the rows, and the batched
- * form with attention's (batch, head) strides. Without bf16 on the machine the bf16 half says so
+ * form with attention's (batch, head) strides; bfloat16 results are the float32 result rounded
+ * once. Without bf16 on the machine the bf16 half says so
  * and checks that the precision policy refuses bf16 and defaults to fp32. */
 #include <math.h>
 #include <stdlib.h>
@@ -121,6 +122,51 @@ static void test_batched(enum beit_dtype dtype, size_t B, size_t nH, size_t T, s
   check_close(label, got, want, B * nH * T * T, TOL);
 }
 
+/* The bfloat16-result products equal the float32-result product rounded once: a linear layer
+ * with bias into a padded C, and attention's P V written per (image, head) straight into the
+ * token-major (B, T, nH*dh) rows (two batch dimensions, C strided inside its rows). */
+static void check_rounded(const char *label, const beit_bf16 *got, size_t ldg, const float *f32,
+                          size_t ldf, size_t rows, size_t cols)
+{
+  size_t bad = 0;
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < cols; j++)
+      bad += got[i * ldg + j] != beit_bf16_round(f32[i * ldf + j]);
+  if (bad)
+    printf("%s: %zu of %zu values differ from the rounded float32 product\n", label, bad,
+           rows * cols);
+  CHECK(bad == 0);
+}
+
+static void test_bf16_out(size_t M, size_t N, size_t K, size_t B, size_t nH, size_t T, size_t dh)
+{
+  float *a = randn(M * K, 1.0f), *b = randn(N * K, 1.0f), *bias = randn(N, 1.0f);
+  float *f32 = zeros(M * N);
+  beit_bf16 *ah = talloc(M * K * 2), *bh = talloc(N * K * 2), *got = talloc(M * (N + 3) * 2);
+  beit_to_bf16(ah, a, M * K);
+  beit_to_bf16(bh, b, N * K);
+  struct beit_operand A = beit_op_bf16(ah, K, 0), Bt = beit_op_bf16(bh, K, 1);
+  beit_gemm_bias(f32, N, A, Bt, bias, M, N, K);
+  beit_gemm_bf16_out(got, N + 3, A, Bt, bias, M, N, K, 1.0f, NULL);
+  check_rounded("bf16 result, bias", got, N + 3, f32, N, M, N);
+
+  size_t D = nH * dh, n = B * nH;
+  float *p = randn(n * T * T, 1.0f), *v = randn(n * T * dh, 1.0f), *heads = zeros(n * T * dh);
+  beit_bf16 *ph = talloc(n * T * T * 2), *vh = talloc(n * T * dh * 2), *tok = talloc(B * T * D * 2);
+  beit_to_bf16(ph, p, n * T * T);
+  beit_to_bf16(vh, v, n * T * dh);
+  struct beit_batch_strides dense = {n, 1, T * T, 0, T * dh, 0, T * dh, 0};
+  beit_gemm_batched(heads, dh, beit_op_bf16(ph, T, 0), beit_op_bf16(vh, dh, 0), T, dh, T, 0.5f,
+                    0.0f, &dense);
+  struct beit_batch_strides tokens = {B, nH, nH * T * T, T * T, nH * T * dh, T * dh, T * D, dh};
+  beit_gemm_bf16_out(tok, D, beit_op_bf16(ph, T, 0), beit_op_bf16(vh, dh, 0), NULL, T, dh, T,
+                     0.5f, &tokens);
+  for (size_t bb = 0; bb < B; bb++)
+    for (size_t h = 0; h < nH; h++)
+      check_rounded("bf16 result, heads into token rows", tok + bb * T * D + h * dh, D,
+                    heads + (bb * nH + h) * T * dh, dh, T, dh);
+}
+
 static void run_all(enum beit_dtype dtype)
 {
   for (int ta = 0; ta < 2; ta++)
@@ -155,6 +201,8 @@ int main(void)
   if (beit_precision_bf16_available()) {
     run_all(BEIT_DTYPE_BF16);
     run_all(BEIT_DTYPE_BF16); /* the cached primitives again */
+    test_bf16_out(37, 29, 67, 3, 2, 11, 8);
+    test_bf16_out(200, 96, 48, 2, 12, 197, 64);
   } else {
     CHECK(beit_precision_resolve(&p, BEIT_PRECISION_BF16, &err) == BEIT_STATUS_UNSUPPORTED);
     CHECK(beit_precision_resolve(&p, BEIT_PRECISION_AUTO, &err) == BEIT_STATUS_OK &&

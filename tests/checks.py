@@ -1,6 +1,8 @@
 """The python tests' pass/fail bookkeeping: check() prints one ok/FAIL line and counts failures;
 summary() prints the count and gives the exit status (non-zero on any failure); close() compares
-two lists of numbers within an absolute tolerance."""
+two lists of numbers within an absolute tolerance; fresh_dir() empties a test's work folder."""
+import os
+import shutil
 
 failures = 0
 
@@ -9,6 +11,12 @@ def check(cond, msg):
     global failures
     print(("ok   " if cond else "FAIL ") + msg, flush=True)
     failures += not cond
+
+
+def fresh_dir(path):
+    """path as an empty folder (what was there is removed)."""
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
 
 
 def summary(name):

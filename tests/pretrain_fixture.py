@@ -5,9 +5,7 @@ of 7x7 tokens of 512 for the small default itself, or with patch_tokens=True too
 whose tokens carry information (write_patch_tokenizer); pack_heldout: images of the training
 split to evaluate runs that train on the test split."""
 import gzip
-import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -18,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import dvae_ref  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
 import rank_equivalence  # noqa: E402
 
 RECIPE = os.path.join(ROOT, "configs/recipes/pretrain_fashion_mnist.json")
@@ -40,14 +39,22 @@ def make(beit, work, small=False, patch_tokens=False):
     random_tokenizer(tok, small)
     if small:
         return data, tok, SMALL_MODEL
-    model = os.path.join(work, "model.json")
-    with open(SMALL_MODEL) as f:
-        cfg = json.load(f)
-    cfg.update(image_size=12, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-               intermediate_size=32, vocab_size=64)
-    with open(model, "w") as f:
-        json.dump(cfg, f)
-    return data, tok, model
+    return data, tok, rank_equivalence.tiny_model(work, 64)
+
+
+def tiny_pretrain(beit, work):
+    """The start of the tiny fp32 pretraining tests: work made empty and the fixture of make()
+    made in it. Returns (dataset folder, model config, command): `beit pretrain` with the recipe,
+    the random tokenizer and the tiny model, batches of 8, one warmup step, 4 masked patches (at
+    least 2), one data worker, fp32; the caller adds --data and --out."""
+    checks.fresh_dir(work)
+    data, tok, model = make(beit, work)
+    return data, model, [beit, "pretrain", "--config", RECIPE, "--tokenizer", tok,
+                         "--set", f"model={model}", "--set", "batch.size=8",
+                         "--set", "schedule.warmup_steps=1",
+                         "--set", "masking.num_masking_patches=4",
+                         "--set", "masking.min_num_patches=2", "--set", "data.num_workers=1",
+                         "--precision", "fp32"]
 
 
 def random_tokenizer(out, small=False):
@@ -158,8 +165,7 @@ def bf16_work(beit, work, env=None):
     if not bf16:
         print("skip: no bf16 matrix products on this machine (" + backend + ")")
         return False
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    checks.fresh_dir(work)
     return True
 
 

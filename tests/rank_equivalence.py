@@ -1,6 +1,6 @@
 """Shared parts of the tests that train the same model on 2 ranks x batch B and on 1 rank x batch
 2B (and on single-rank e2e runs): the packed Fashion-MNIST test split, loss curves read from
-metrics.jsonl, and the curve + final-weights comparison of two runs."""
+metrics.jsonl, the tiny model config, and the curve + final-weights comparison of two runs."""
 import json
 import os
 import subprocess
@@ -21,6 +21,19 @@ def pack_test_split(beit, work):
     subprocess.run([beit, "pack", "--fashion-mnist", FASHION_MNIST, "--split", "test",
                     "--out", data, "--quiet"], check=True, stdout=subprocess.DEVNULL)
     return data
+
+
+def tiny_model(work, vocab_size):
+    """The small Fashion-MNIST default model shrunk to 12x12 inputs, width 24, 2 layers of 2
+    heads, MLP 32, vocab_size tokens, as work/model.json; returns its path."""
+    model = os.path.join(work, "model.json")
+    with open(os.path.join(ROOT, "configs/models/beit_small_fashion_mnist.json")) as f:
+        cfg = json.load(f)
+    cfg.update(image_size=12, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+               intermediate_size=32, vocab_size=vocab_size)
+    with open(model, "w") as f:
+        json.dump(cfg, f)
+    return model
 
 
 def curve(out):

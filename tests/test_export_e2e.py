@@ -14,7 +14,6 @@ usage: /usr/bin/python3 tests/test_export_e2e.py BEIT_BINARY WORK_DIR
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -26,15 +25,9 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import beit_ref  # noqa: E402
 import convert_checkpoint  # noqa: E402
 import st  # noqa: E402
+from checks import check, fresh_dir, summary  # noqa: E402
 
-failures = 0
 TOL = 1e-4
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg)
-    failures += not cond
 
 
 def rel(a, b):
@@ -89,8 +82,7 @@ def beit_run(beit, model_dir, pixels, work):
 
 def main():
     beit, work = sys.argv[1], sys.argv[2]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_dir(work)
     torch.set_num_threads(1)
     pixels = np.random.default_rng(0).uniform(-1, 1, (2, 3, 16, 16)).astype(np.float32)
     x = torch.from_numpy(pixels).double()
@@ -170,8 +162,7 @@ def main():
                         "--with-head"], capture_output=True, text=True)
     check(r.returncode != 0 and "no classifier" in r.stderr,
           "--with-head on an encoder is refused with a message")
-    print(f"{failures} failed")
-    return 1 if failures else 0
+    return summary("test_export_e2e")
 
 
 if __name__ == "__main__":

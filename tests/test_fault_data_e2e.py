@@ -66,14 +66,7 @@ def edit_index(data, fn):
 
 def main():
     beit, work = sys.argv[1], sys.argv[2]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    clean, tok, model = pretrain_fixture.make(beit, work)
-    base = [beit, "pretrain", "--config", pretrain_fixture.RECIPE, "--tokenizer", tok,
-            "--set", f"model={model}", "--set", "batch.size=8",
-            "--set", "schedule.warmup_steps=1", "--set", "masking.num_masking_patches=4",
-            "--set", "masking.min_num_patches=2", "--set", "data.num_workers=1",
-            "--precision", "fp32"]
+    clean, _, base = pretrain_fixture.tiny_pretrain(beit, work)
 
     # a. flipped bytes: records skipped, named and counted; the run goes on
     data = os.path.join(work, "flipped")

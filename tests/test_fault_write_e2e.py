@@ -95,14 +95,8 @@ def checkpoint_fails(name, cmd, out, resume_cmd):
 
 def main():
     beit, work = sys.argv[1], sys.argv[2]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    data, tok, model = pretrain_fixture.make(beit, work)
-    base = [beit, "pretrain", "--config", pretrain_fixture.RECIPE, "--data", data,
-            "--tokenizer", tok, "--set", f"model={model}", "--set", "batch.size=8",
-            "--set", "schedule.warmup_steps=1", "--set", "masking.num_masking_patches=4",
-            "--set", "masking.min_num_patches=2", "--set", "data.num_workers=1",
-            "--precision", "fp32"]
+    data, model, base = pretrain_fixture.tiny_pretrain(beit, work)
+    base += ["--data", data]
 
     # 1. a checkpoint that cannot be written
     out = os.path.join(work, "ckpt")

@@ -19,7 +19,6 @@ usage: /usr/bin/python3 tests/test_finetune_e2e.py BEIT_BINARY WORK_DIR
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,15 +32,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import beit_ref  # noqa: E402
 import st  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rank_equivalence as req  # noqa: E402
+from checks import check, fresh_dir, summary  # noqa: E402
 
-failures = 0
 ENV = dict(os.environ, OMP_NUM_THREADS="2")
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg)
-    failures += not cond
 
 
 def losses(out):
@@ -56,18 +51,9 @@ def losses(out):
 
 def main():
     beit, work = sys.argv[1], sys.argv[2]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    data = os.path.join(work, "data")
-    subprocess.run([beit, "pack", "--fashion-mnist", "/usr/share/datasets/fashion-mnist",
-                    "--split", "test", "--out", data, "--quiet"], check=True)
-    model = os.path.join(work, "model.json")
-    with open(os.path.join(ROOT, "configs/models/beit_small_fashion_mnist.json")) as f:
-        cfg = json.load(f)
-    cfg.update(image_size=12, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-               intermediate_size=32, vocab_size=16)
-    with open(model, "w") as f:
-        json.dump(cfg, f)
+    fresh_dir(work)
+    data = req.pack_test_split(beit, work)
+    model = req.tiny_model(work, 16)
     recipe = os.path.join(ROOT, "configs/recipes/finetune_fashion_mnist.json")
     base = [beit, "finetune", "--config", recipe, "--data", data, "--eval-data", data,
             "--set", f"model={model}", "--set", "batch.size=16", "--set", "log.every_steps=1",
@@ -132,7 +118,8 @@ def main():
 
     # 3. --init from a MIM checkpoint (shared RPB) at another resolution, mixup + cutmix
     mim = os.path.join(work, "mim")
-    mcfg = dict(cfg, architectures=["BeitForMaskedImageModeling"], image_size=8)
+    with open(model) as f:
+        mcfg = dict(json.load(f), architectures=["BeitForMaskedImageModeling"], image_size=8)
     torch.manual_seed(0)
     ref = beit_ref.BeitRef(mcfg)
     beit_ref.init_pretrain_(ref)
@@ -235,8 +222,7 @@ def main():
                        capture_output=True, text=True)
     check(r.returncode != 0 and "data.rand_augment" in r.stderr and "bogus" in r.stderr,
           "a bad RandAugment spec is an error naming the key and the section: " + r.stderr[-200:])
-    print(f"{failures} failed")
-    return 1 if failures else 0
+    return summary("test_finetune_e2e")
 
 
 if __name__ == "__main__":

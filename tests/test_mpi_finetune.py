@@ -6,34 +6,20 @@ usage: /usr/bin/python3 tests/test_mpi_finetune.py BEIT_BINARY MPIEXEC WORK_DIR
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rank_equivalence as req  # noqa: E402
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg)
-    failures += not cond
+from checks import check, fresh_dir, summary  # noqa: E402
 
 
 def main():
     beit, mpiexec, work = sys.argv[1], sys.argv[2], sys.argv[3]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_dir(work)
     data = req.pack_test_split(beit, work)
-    model = os.path.join(work, "model.json")
-    with open(os.path.join(ROOT, "configs/models/beit_small_fashion_mnist.json")) as f:
-        cfg = json.load(f)
-    cfg.update(image_size=12, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
-               intermediate_size=32, vocab_size=16)
-    with open(model, "w") as f:
-        json.dump(cfg, f)
+    model = req.tiny_model(work, 16)
     env = dict(os.environ, OMP_NUM_THREADS="1")
 
     def run(np_, batch, out):
@@ -90,8 +76,7 @@ def main():
         y = json.load(f)
     check(x["confusion_matrix"] == y["confusion_matrix"] and abs(x["log_loss"] - y["log_loss"]) < 1e-9,
           "beit eval: 2 ranks give the 1-rank confusion matrix and log loss")
-    print(f"{failures} failed")
-    return 1 if failures else 0
+    return summary("mpi_finetune")
 
 
 if __name__ == "__main__":

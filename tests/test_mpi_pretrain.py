@@ -21,25 +21,14 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pretrain_fixture  # noqa: E402
 import rank_equivalence as req  # noqa: E402
+from checks import check, fresh_dir, summary  # noqa: E402
 
 STEPS, GLOBAL_BATCH = 20, 32
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    failures += not cond
-
-
-
-
 
 
 def main():
     beit, mpiexec, work = sys.argv[1:4]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_dir(work)
     data, tok, model = pretrain_fixture.make(beit, work)
 
     def cmd(np_, out, *extra):
@@ -97,8 +86,7 @@ def main():
     took = time.time() - t0
     check(victim is not None and rc not in (0, None) and took < 30,
           f"killing one rank ends the job: exit {rc} after {took:.1f} s (< 30 s)")
-    print(f"mpi_pretrain: {failures} failed")
-    return 1 if failures else 0
+    return summary("mpi_pretrain")
 
 
 if __name__ == "__main__":

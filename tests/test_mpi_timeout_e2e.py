@@ -19,7 +19,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,15 +29,9 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pretrain_fixture  # noqa: E402
 import st  # noqa: E402
+from checks import check, fresh_dir, summary  # noqa: E402
 
 STEPS, EVERY, TIMEOUT, RANKS, VICTIM = 1000, 100, 5, 3, 2
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    failures += not cond
 
 
 def alive(pid):
@@ -61,8 +54,7 @@ def start_line_pids(text):
 
 def main():
     beit, mpiexec, work = sys.argv[1:4]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_dir(work)
     data, tok, model = pretrain_fixture.make(beit, work)
     env = dict(os.environ, OMP_NUM_THREADS="1")
 
@@ -164,8 +156,7 @@ def main():
     diff = [(s, ref[s], got.get(s)) for s in ref if got.get(s) != ref[s]]
     check(sorted(got) == sorted(ref) and not diff,
           f"stopped + --resume: the same loss at every step as the uninterrupted run {diff[:3]}")
-    print(f"mpi_timeout_e2e: {failures} failed")
-    return 1 if failures else 0
+    return summary("mpi_timeout_e2e")
 
 
 if __name__ == "__main__":

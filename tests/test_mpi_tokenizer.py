@@ -18,6 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rank_equivalence as req  # noqa: E402
+from checks import check, fresh_dir, summary  # noqa: E402
 
 STEPS, GLOBAL_BATCH = 20, 16
 TINY = {
@@ -32,19 +33,11 @@ TINY = {
     "log": {"every_steps": 1},
     "precision": "fp32",
 }
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    failures += not cond
 
 
 def main():
     beit, mpiexec, work = sys.argv[1:4]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_dir(work)
     data = req.pack_test_split(beit, work)
     config = os.path.join(work, "tiny.json")
     with open(config, "w") as f:
@@ -81,8 +74,7 @@ def main():
         got = run(np_, out, "--resume")
         d = req.rel_curve_diff(ref, got, range(11, STEPS + 1))
         check(d <= 1e-5, f"checkpoint of {src} resumed on {np_} rank(s): curve differs by {d:.2e}")
-    print(f"mpi_tokenizer: {failures} failed")
-    return 1 if failures else 0
+    return summary("mpi_tokenizer")
 
 
 if __name__ == "__main__":

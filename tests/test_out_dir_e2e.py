@@ -13,7 +13,6 @@
 A few steps of the tiny pretraining fixture; about 5 s on 2 cores."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -45,15 +44,9 @@ def refused(r, out, what):
 
 def main():
     beit, work = sys.argv[1], sys.argv[2]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    data, tok, model = pretrain_fixture.make(beit, work)
-    base = [beit, "pretrain", "--config", pretrain_fixture.RECIPE, "--data", data,
-            "--tokenizer", tok, "--set", f"model={model}", "--set", "batch.size=8",
-            "--set", "schedule.warmup_steps=1", "--set", "log.every_steps=1",
-            "--set", "checkpoint.every_steps=2", "--set", "checkpoint.keep_last=0",
-            "--set", "masking.num_masking_patches=4", "--set", "masking.min_num_patches=2",
-            "--set", "data.num_workers=1", "--precision", "fp32"]
+    data, model, base = pretrain_fixture.tiny_pretrain(beit, work)
+    base += ["--data", data, "--set", "log.every_steps=1", "--set", "checkpoint.every_steps=2",
+             "--set", "checkpoint.keep_last=0"]
 
     def run(out, steps, *extra):
         return subprocess.run(base + ["--out", out, "--set", f"schedule.max_steps={steps}"]

@@ -21,7 +21,6 @@ import filecmp
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,8 +35,8 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import st  # noqa: E402
 from test_serve_fixtures import preprocess as hf_preprocess  # noqa: E402  HF semantics
+from checks import check, fresh_dir, summary  # noqa: E402
 
-failures = 0
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 S = 12
 TOL = 1e-5
@@ -56,12 +55,6 @@ RECIPES = {
                       "image_mean": IMAGENET[0], "image_std": IMAGENET[1]}},
 }
 SIZES = [(30, 22), (17, 26), (40, 40), (25, 31), (33, 19), (21, 45)]
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg, flush=True)
-    failures += not cond
 
 
 def run(args, **kw):
@@ -199,8 +192,7 @@ def worst(a, b):
 def main():
     beit, work = sys.argv[1], sys.argv[2]
     serve = "--no-serve" not in sys.argv[3:]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_dir(work)
     paths, data = make_data(work)
     with open(os.path.join(ROOT, "configs/models/beit_small_fashion_mnist.json")) as f:
         cfg = json.load(f)
@@ -305,8 +297,7 @@ def main():
         r = subprocess.run([beit, cmd, "--help"], capture_output=True, text=True)
         check("preprocessor_config.json" in r.stdout, f"beit {cmd} --help names "
               "preprocessor_config.json")
-    print(f"{failures} failed")
-    return 1 if failures else 0
+    return summary("test_preprocess_e2e")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ usage: /usr/bin/python3 tests/test_pretrain_e2e.py BEIT_BINARY WORK_DIR
 """
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,23 +23,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pretrain_fixture  # noqa: E402
+from checks import check, fresh_dir, summary  # noqa: E402
 
 STEPS = 400
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg)
-    failures += not cond
-
-
 
 
 def main():
     beit, work = sys.argv[1], sys.argv[2]
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_dir(work)
     data, tok, model = pretrain_fixture.make(beit, work)
     base = [beit, "pretrain", "--config", pretrain_fixture.RECIPE,
             "--data", data, "--tokenizer", tok, "--set", f"model={model}",
@@ -117,8 +107,7 @@ def main():
     r = run(os.path.join(work, "bad"), "--set", "optimizer.learning_rate=1")
     check(r.returncode == 1 and "optimizer.learning_rate" in r.stderr,
           "unknown recipe key named in the error")
-    print(f"pretrain_e2e: {failures} failed")
-    return 1 if failures else 0
+    return summary("pretrain_e2e")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pretrain_fixture  # noqa: E402
+from checks import check, fresh_dir, summary  # noqa: E402
 
 ROOT = pretrain_fixture.ROOT
 RECIPE = "pretrain_fashion_mnist.json"
@@ -33,13 +34,6 @@ QUICK = ["--set", "batch.size=8", "--set", "schedule.max_steps=2", "--set",
          "schedule.warmup_steps=1", "--set", "log.every_steps=1", "--set", "data.num_workers=1",
          "--set", "checkpoint.every_steps=0", "--precision", "fp32"]
 ENV = dict(os.environ, OMP_NUM_THREADS="2")
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg)
-    failures += not cond
 
 
 def small_kit(beit, work):
@@ -79,8 +73,7 @@ def check_run(r, what):
 
 def main():
     beit, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_dir(work)
     data, tok = small_kit(beit, work)
     elsewhere = os.path.join(work, "elsewhere")
     os.makedirs(elsewhere)
@@ -163,8 +156,7 @@ def main():
                  "model=" + os.path.relpath(os.path.join(flat, "model.json"), elsewhere))
     check_run(r, "--set model=PATH relative to the current folder replaces a missing one")
 
-    print(f"test_recipe_paths_e2e: {failures} failure(s)")
-    return 1 if failures else 0
+    return summary("test_recipe_paths_e2e")
 
 
 if __name__ == "__main__":

@@ -448,6 +448,34 @@ enum beit_status beit_write_file_atomic_parts(const char *path, const struct bei
   return BEIT_STATUS_OK;
 }
 
+enum beit_status beit_read_stream(FILE *f, unsigned char **data, size_t *size)
+{
+  unsigned char *buf = NULL;
+  size_t n = 0, cap = 0;
+  for (;;) {
+    if (n == cap) {
+      cap = cap ? 2 * cap : 65536;
+      unsigned char *grown = realloc(buf, cap);
+      if (!grown) {
+        free(buf);
+        return BEIT_STATUS_NOMEM;
+      }
+      buf = grown;
+    }
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (r == 0)
+      break;
+  }
+  if (ferror(f)) {
+    free(buf);
+    return BEIT_STATUS_IO;
+  }
+  *data = buf;
+  *size = n;
+  return BEIT_STATUS_OK;
+}
+
 enum beit_status beit_write_file_atomic(const char *path, const void *data, size_t n,
                                         struct beit_error *err)
 {

@@ -11,6 +11,7 @@
 #define BEIT_CORE_CONFIG_TABLE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -79,6 +80,10 @@ enum beit_status beit_json_read_file(cJSON **out, const char *path, struct beit_
 /* Write JSON (pretty) to path via path.tmp + fsync + rename. */
 enum beit_status beit_json_write_file(const char *path, const cJSON *json,
                                       struct beit_error *err);
+/* The rest of the open stream f into one malloc'd buffer (*data, *size bytes; f stays open):
+ * BEIT_STATUS_NOMEM or BEIT_STATUS_IO (a read error) with nothing allocated, no message set (the
+ * caller names the file). Reads to the end, whatever the file's size said. */
+enum beit_status beit_read_stream(FILE *f, unsigned char **data, size_t *size);
 /* Write n bytes to path via path.tmp + fsync + rename (the one atomic-write mechanism). */
 enum beit_status beit_write_file_atomic(const char *path, const void *data, size_t n,
                                         struct beit_error *err);

@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "checkpoint.h"
+#include "config_table.h"
 #include "pack_internal.h"
 
 enum { BLOCK = 512 };
@@ -53,35 +54,11 @@ static int read_file(const char *path, unsigned char **data, size_t *size, char 
     snprintf(why, nwhy, "cannot open: %s", strerror(errno));
     return -1;
   }
-  unsigned char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n == cap) {
-      cap = cap ? 2 * cap : 65536;
-      unsigned char *p = realloc(buf, cap);
-      if (!p) {
-        free(buf);
-        fclose(f);
-        snprintf(why, nwhy, "out of memory");
-        return -1;
-      }
-      buf = p;
-    }
-    size_t r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (r == 0)
-      break;
-  }
-  int bad = ferror(f);
+  enum beit_status st = beit_read_stream(f, data, size);
   fclose(f);
-  if (bad) {
-    free(buf);
-    snprintf(why, nwhy, "read error");
-    return -1;
-  }
-  *data = buf;
-  *size = n;
-  return 0;
+  if (st)
+    snprintf(why, nwhy, "%s", st == BEIT_STATUS_NOMEM ? "out of memory" : "read error");
+  return st ? -1 : 0;
 }
 
 static void *check_main(void *arg)

@@ -344,37 +344,17 @@ enum beit_status beit_data_preprocess_save(const struct beit_data_preprocess *pp
 }
 
 /* The whole file at path into a malloc'd buffer. */
-static enum beit_status read_bytes(const char *path, char **out, size_t *n,
+static enum beit_status read_bytes(const char *path, unsigned char **out, size_t *n,
                                    struct beit_error *err)
 {
   FILE *f = fopen(path, "rb");
   if (!f)
     return beit_error_set(err, BEIT_STATUS_IO, "%s: %s", path, strerror(errno));
-  char *buf = NULL;
-  size_t cap = 0, len = 0;
-  for (;;) {
-    if (len == cap) {
-      char *b = realloc(buf, cap = cap ? 2 * cap : 4096);
-      if (!b) {
-        free(buf);
-        fclose(f);
-        return beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", path);
-      }
-      buf = b;
-    }
-    size_t k = fread(buf + len, 1, cap - len, f);
-    len += k;
-    if (k == 0)
-      break;
-  }
-  int bad = ferror(f);
+  enum beit_status st = beit_read_stream(f, out, n);
   fclose(f);
-  if (bad) {
-    free(buf);
-    return beit_error_set(err, BEIT_STATUS_IO, "%s: read error", path);
-  }
-  *out = buf;
-  *n = len;
+  if (st)
+    return beit_error_set(err, st, "%s: %s", path,
+                          st == BEIT_STATUS_NOMEM ? "out of memory" : "read error");
   return BEIT_STATUS_OK;
 }
 
@@ -411,7 +391,7 @@ enum beit_status beit_data_preprocess_export(const char *src, int src_size, cons
       return st;
     return beit_data_preprocess_save(&pp, out, err);
   }
-  char *bytes = NULL;
+  unsigned char *bytes = NULL;
   size_t n = 0;
   if (!(st = read_bytes(in, &bytes, &n, err)))
     st = beit_write_file_atomic(out, bytes, n, err);

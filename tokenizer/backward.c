@@ -80,27 +80,30 @@ static const float *stack_last(const struct dvae_stack *st, const struct dvae_bl
   return st->blocks[st->nblocks - 1].resample ? a->z : a->y;
 }
 
+/* Back through the decoder's stack with `decoder`, else the encoder's, from d_out (its output's
+ * gradient) to its input in (d_in += the input's gradient; NULL: only weight gradients). */
+static void stack_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx, int decoder,
+                           float *d_in, const float *d_out, const float *in, size_t B)
+{
+  const struct dvae_stack *st = decoder ? &tok->dec : &tok->enc;
+  const struct dvae_block_acts *acts = decoder ? ctx->acts->dec : ctx->acts->enc;
+  float *dcur = ctx->acts->d_a;
+  zero(dcur, B * st->output.n_in * st->out_H * st->out_H);
+  conv_bwd(tok, ctx, &st->output, dcur, d_out, stack_last(st, acts), 1.0f,
+           BEIT_CONV_RELU_INPUT, B, st->out_H);
+  dcur = blocks_backward(tok, ctx, st, acts, dcur, B, decoder);
+  conv_bwd(tok, ctx, &st->input, d_in, dcur, in, 1.0f, 0, B, st->in_H);
+}
+
 void beit_dvae_decoder_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
                                 float *d_soft, const float *d_out, size_t B)
 {
-  const struct dvae_stack *st = &tok->dec;
-  float *dcur = ctx->acts->d_a;
-  zero(dcur, B * st->output.n_in * st->out_H * st->out_H);
-  conv_bwd(tok, ctx, &st->output, dcur, d_out, stack_last(st, ctx->acts->dec), 1.0f,
-           BEIT_CONV_RELU_INPUT, B, st->out_H);
-  dcur = blocks_backward(tok, ctx, st, ctx->acts->dec, dcur, B, 1);
   zero(d_soft, B * tok->V * tok->gh * tok->gw);
-  conv_bwd(tok, ctx, &st->input, d_soft, dcur, ctx->acts->soft, 1.0f, 0, B, st->in_H);
+  stack_backward(tok, ctx, 1, d_soft, d_out, ctx->acts->soft, B);
 }
 
 void beit_dvae_encoder_backward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
                                 const float *d_logits, const float *images, size_t B)
 {
-  const struct dvae_stack *st = &tok->enc;
-  float *dcur = ctx->acts->d_a;
-  zero(dcur, B * st->output.n_in * st->out_H * st->out_H);
-  conv_bwd(tok, ctx, &st->output, dcur, d_logits, stack_last(st, ctx->acts->enc), 1.0f,
-           BEIT_CONV_RELU_INPUT, B, st->out_H);
-  dcur = blocks_backward(tok, ctx, st, ctx->acts->enc, dcur, B, 0);
-  conv_bwd(tok, ctx, &st->input, NULL, dcur, images, 1.0f, 0, B, st->in_H);
+  stack_backward(tok, ctx, 0, NULL, d_logits, images, B);
 }

@@ -71,24 +71,30 @@ static const float *blocks_forward(struct beit_tokenizer *tok, const struct dvae
   return x;
 }
 
+/* The decoder's stack with `decoder`, else the encoder's: input conv, blocks, output conv (of
+ * the ReLU'd last activation) into out; the activations are kept when ctx->acts (training). */
+static void stack_forward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx, int decoder,
+                          float *out, const float *in, size_t B)
+{
+  const struct dvae_stack *st = decoder ? &tok->dec : &tok->enc;
+  struct dvae_train_acts *a = ctx->acts;
+  float *h = a ? (decoder ? a->dec_h0 : a->enc_h0) : ctx->buf_x;
+  conv_fwd(tok, ctx, &st->input, h, in, 1.0f, 0, 0, B, st->in_H);
+  const float *x = blocks_forward(tok, ctx, st, h, B, a ? (decoder ? a->dec : a->enc) : NULL,
+                                  decoder);
+  conv_fwd(tok, ctx, &st->output, out, x, 1.0f, 0, BEIT_CONV_RELU_INPUT, B, st->out_H);
+}
+
 void beit_dvae_encoder_forward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
                                float *logits, const float *images, size_t B)
 {
-  const struct dvae_stack *st = &tok->enc;
-  float *h = ctx->acts ? ctx->acts->enc_h0 : ctx->buf_x;
-  conv_fwd(tok, ctx, &st->input, h, images, 1.0f, 0, 0, B, st->in_H);
-  const float *x = blocks_forward(tok, ctx, st, h, B, ctx->acts ? ctx->acts->enc : NULL, 0);
-  conv_fwd(tok, ctx, &st->output, logits, x, 1.0f, 0, BEIT_CONV_RELU_INPUT, B, st->out_H);
+  stack_forward(tok, ctx, 0, logits, images, B);
 }
 
 void beit_dvae_decoder_forward(struct beit_tokenizer *tok, const struct dvae_ctx *ctx,
                                float *out, const float *soft, size_t B)
 {
-  const struct dvae_stack *st = &tok->dec;
-  float *h = ctx->acts ? ctx->acts->dec_h0 : ctx->buf_x;
-  conv_fwd(tok, ctx, &st->input, h, soft, 1.0f, 0, 0, B, st->in_H);
-  const float *x = blocks_forward(tok, ctx, st, h, B, ctx->acts ? ctx->acts->dec : NULL, 1);
-  conv_fwd(tok, ctx, &st->output, out, x, 1.0f, 0, BEIT_CONV_RELU_INPUT, B, st->out_H);
+  stack_forward(tok, ctx, 1, out, soft, B);
 }
 
 const float *beit_dvae_decoder_forward_tokens(struct beit_tokenizer *tok,

@@ -180,12 +180,15 @@ enum beit_status beit_tokenizer_check_targets(const struct beit_tokenizer *tok, 
   return BEIT_STATUS_OK;
 }
 
-enum beit_status beit_tokenizer_encode(struct beit_tokenizer *tok, int32_t *tokens,
-                                       float *logits, const float *images, size_t B,
-                                       struct beit_error *err)
+/* One slice of an inference call: nb images from image `first` of the call, run on ctx; `slot`
+ * is the slice's first image within its chunk (where its part of tok's buffers starts). */
+typedef void dvae_slice_fn(struct beit_tokenizer *tok, const struct dvae_ctx *ctx, void *arg,
+                           size_t first, size_t slot, size_t nb);
+
+/* Inference over B images: chunks of tok->max_batch images, each split into slices that the
+ * workers run in parallel; the bf16 weight copy is refreshed first if training moved the weights. */
+static void for_each_slice(struct beit_tokenizer *tok, size_t B, dvae_slice_fn *fn, void *arg)
 {
-  const size_t P = tok->gh * tok->gw, VP = tok->V * P, img = tok->C * tok->S * tok->S;
-  (void)err;
   if (tok->params_h_stale) /* a training step moved the weights since they were rounded */
     beit_dvae_round_weights(tok);
   for (size_t c0 = 0; c0 < B; c0 += tok->max_batch) {
@@ -197,12 +200,50 @@ enum beit_status beit_tokenizer_encode(struct beit_tokenizer *tok, int32_t *toke
       const size_t nb = n - b0 < per ? n - b0 : per;
       struct dvae_ctx ctx;
       beit_dvae_inference_ctx(tok, &ctx, omp_get_thread_num(), workers, b0);
-      float *l = logits ? logits + (c0 + b0) * VP : tok->buf_logits + b0 * VP;
-      beit_dvae_encoder_forward(tok, &ctx, l, images + (c0 + b0) * img, nb);
-      beit_dvae_argmax(tokens + (c0 + b0) * P, l, nb, tok->V, P);
+      fn(tok, &ctx, arg, c0 + b0, b0, nb);
     }
   }
+}
+
+struct encode_args {
+  int32_t *tokens; /* (B, P) */
+  float *logits;   /* (B, V, P) or NULL: tok's buffer */
+  const float *images;
+};
+
+static void encode_slice(struct beit_tokenizer *tok, const struct dvae_ctx *ctx, void *arg,
+                         size_t first, size_t slot, size_t nb)
+{
+  const struct encode_args *a = arg;
+  const size_t P = tok->gh * tok->gw, VP = tok->V * P, img = tok->C * tok->S * tok->S;
+  float *l = a->logits ? a->logits + first * VP : tok->buf_logits + slot * VP;
+  beit_dvae_encoder_forward(tok, ctx, l, a->images + first * img, nb);
+  beit_dvae_argmax(a->tokens + first * P, l, nb, tok->V, P);
+}
+
+enum beit_status beit_tokenizer_encode(struct beit_tokenizer *tok, int32_t *tokens,
+                                       float *logits, const float *images, size_t B,
+                                       struct beit_error *err)
+{
+  (void)err;
+  struct encode_args a = {tokens, logits, images};
+  for_each_slice(tok, B, encode_slice, &a);
   return BEIT_STATUS_OK;
+}
+
+struct decode_args {
+  float *images;         /* (B, C, S, S) */
+  const int32_t *tokens; /* (B, P) */
+};
+
+static void decode_slice(struct beit_tokenizer *tok, const struct dvae_ctx *ctx, void *arg,
+                         size_t first, size_t slot, size_t nb)
+{
+  const struct decode_args *a = arg;
+  const size_t P = tok->gh * tok->gw, S2 = tok->S * tok->S;
+  (void)slot;
+  const float *out = beit_dvae_decoder_forward_tokens(tok, ctx, a->tokens + first * P, nb);
+  beit_dvae_unmap_output(a->images + first * tok->C * S2, out, nb, tok->C, tok->out_ch, S2);
 }
 
 enum beit_status beit_tokenizer_decode(struct beit_tokenizer *tok, float *images,
@@ -212,28 +253,15 @@ enum beit_status beit_tokenizer_decode(struct beit_tokenizer *tok, float *images
     return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
                           "tokenizer: this tokenizer has no decoder (\"decoder\": false), it can "
                           "encode but not reconstruct");
-  const size_t P = tok->gh * tok->gw, S2 = tok->S * tok->S;
+  const size_t P = tok->gh * tok->gw;
   for (size_t i = 0; i < B * P; i++)
     if (tokens[i] < 0 || (size_t)tokens[i] >= tok->V)
       return beit_error_set(err, BEIT_STATUS_USAGE,
                             "tokenizer decode: token %ld of image %zu at position %zu is outside "
                             "the vocabulary [0, %zu)",
                             (long)tokens[i], i / P, i % P, tok->V);
-  if (tok->params_h_stale)
-    beit_dvae_round_weights(tok);
-  for (size_t c0 = 0; c0 < B; c0 += tok->max_batch) {
-    const size_t n = B - c0 < tok->max_batch ? B - c0 : tok->max_batch;
-    const int workers = dvae_workers(tok->nthreads, n);
-    const size_t per = dvae_slice_images(n, workers);
-#pragma omp parallel for num_threads(workers) schedule(dynamic, 1)
-    for (size_t b0 = 0; b0 < n; b0 += per) {
-      const size_t nb = n - b0 < per ? n - b0 : per;
-      struct dvae_ctx ctx;
-      beit_dvae_inference_ctx(tok, &ctx, omp_get_thread_num(), workers, b0);
-      const float *out = beit_dvae_decoder_forward_tokens(tok, &ctx, tokens + (c0 + b0) * P, nb);
-      beit_dvae_unmap_output(images + (c0 + b0) * tok->C * S2, out, nb, tok->C, tok->out_ch, S2);
-    }
-  }
+  struct decode_args a = {images, tokens};
+  for_each_slice(tok, B, decode_slice, &a);
   return BEIT_STATUS_OK;
 }
 

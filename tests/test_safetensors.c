@@ -340,6 +340,75 @@ static void test_memory(void)
         strstr(err.message, "mem: 7 bytes"));
 }
 
+/* Crafted files that open must refuse: a header (its length written as hlen unless 0), that many
+ * zero data bytes, the status and up to two fragments the message must hold besides the path. */
+static const struct malformed_case {
+  const char *file, *header;
+  size_t data_bytes;
+  uint64_t hlen;
+  enum beit_status want;
+  const char *frag1, *frag2;
+} malformed[] = {
+    {"hlen.safetensors", "{}", 0, 1000, BEIT_STATUS_FORMAT, "1000", NULL},
+    {"hbig.safetensors", "{}", 0, (uint64_t)200 * 1000 * 1000, BEIT_STATUS_FORMAT, "100 MB", NULL},
+    {"hhuge.safetensors", "{}", 0, UINT64_MAX, BEIT_STATUS_FORMAT, NULL, NULL},
+    {"notjson.safetensors", "{\"a\": {\"dtype\": F32", 0, 0, BEIT_STATUS_FORMAT, "JSON", NULL},
+    {"array.safetensors", "[1, 2]  ", 0, 0, BEIT_STATUS_FORMAT, "object", NULL},
+    {"trailing.safetensors", "{} x", 0, 0, BEIT_STATUS_FORMAT, "trailing", NULL},
+    {"dtype.safetensors",
+     "{\"beit.pooler.layernorm.weight\":{\"dtype\":\"C64\",\"shape\":[2],\"data_offsets\":[0,16]}}",
+     16, 0, BEIT_STATUS_UNSUPPORTED, "beit.pooler.layernorm.weight", "C64"},
+    {"overlap.safetensors",
+     "{\"first\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+     "\"second\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
+     24, 0, BEIT_STATUS_FORMAT, "'first'", "'second'"},
+    /* overlap hidden behind a short tensor: [0,64) contains [16,24) and [32,40) */
+    {"overlap2.safetensors",
+     "{\"big\":{\"dtype\":\"F32\",\"shape\":[16],\"data_offsets\":[0,64]},"
+     "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[64,72]},"
+     "\"inner\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[32,40]}}",
+     72, 0, BEIT_STATUS_FORMAT, "'big'", "'inner'"},
+    /* ... and behind an earlier, disjoint one: [0,8) [8,40) then [16,24) inside the second */
+    {"overlap3.safetensors",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+     "\"b\":{\"dtype\":\"F32\",\"shape\":[8],\"data_offsets\":[8,40]},"
+     "\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[16,24]}}",
+     40, 0, BEIT_STATUS_FORMAT, "'b'", "'c'"},
+    {"pastend.safetensors",
+     "{\"beit.embeddings.cls_token\":{\"dtype\":\"F32\",\"shape\":[1,1,4],"
+     "\"data_offsets\":[0,16]}}",
+     8, 0, BEIT_STATUS_FORMAT, "beit.embeddings.cls_token", "past the end"},
+    {"size.safetensors",
+     "{\"beit.encoder.layer.0.attention.attention.query.weight\":{\"dtype\":\"F32\","
+     "\"shape\":[768,768],\"data_offsets\":[0,100]}}",
+     100, 0, BEIT_STATUS_FORMAT, "beit.encoder.layer.0.attention.attention.query.weight",
+     "2359296"},
+    {"order.safetensors", "{\"t\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[8,4]}}",
+     8, 0, BEIT_STATUS_FORMAT, "'t'", NULL},
+    {"negshape.safetensors",
+     "{\"neg\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0, 0,
+     BEIT_STATUS_FORMAT, "'neg'", NULL},
+    {"fracshape.safetensors",
+     "{\"frac\":{\"dtype\":\"U8\",\"shape\":[1.5],\"data_offsets\":[0,1]}}", 1, 0,
+     BEIT_STATUS_FORMAT, "'frac'", NULL},
+    {"overflow.safetensors",
+     "{\"huge\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
+     "\"data_offsets\":[0,16]}}",
+     16, 0, BEIT_STATUS_FORMAT, "'huge'", "overflows"},
+    {"rank.safetensors",
+     "{\"deep\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1, 0,
+     BEIT_STATUS_UNSUPPORTED, "'deep'", NULL},
+    {"noshape.safetensors", "{\"bare\":{\"dtype\":\"U8\",\"data_offsets\":[0,1]}}", 1, 0,
+     BEIT_STATUS_FORMAT, "'bare'", "shape"},
+    {"dup.safetensors",
+     "{\"twice\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+     "\"other\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]},"
+     "\"twice\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,3]}}",
+     3, 0, BEIT_STATUS_FORMAT, "'twice'", NULL},
+    {"meta.safetensors", "{\"__metadata__\":{\"format\":\"pt\",\"epoch\":3}}", 0, 0,
+     BEIT_STATUS_FORMAT, "epoch", NULL},
+};
+
 static void test_malformed(void)
 {
   unsigned char zeros[4096] = {0};
@@ -352,90 +421,11 @@ static void test_malformed(void)
   write_bytes(p, "", 0);
   expect_open_error(p, BEIT_STATUS_FORMAT, NULL, NULL);
 
-  p = craft("hlen.safetensors", "{}", NULL, 0, 1000);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "1000", NULL);
-  p = craft("hbig.safetensors", "{}", NULL, 0, (uint64_t)200 * 1000 * 1000);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "100 MB", NULL);
-  p = craft("hhuge.safetensors", "{}", NULL, 0, UINT64_MAX);
-  expect_open_error(p, BEIT_STATUS_FORMAT, NULL, NULL);
-
-  p = craft("notjson.safetensors", "{\"a\": {\"dtype\": F32", NULL, 0, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "JSON", NULL);
-  p = craft("array.safetensors", "[1, 2]  ", NULL, 0, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "object", NULL);
-  p = craft("trailing.safetensors", "{} x", NULL, 0, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "trailing", NULL);
-
-  p = craft("dtype.safetensors",
-            "{\"beit.pooler.layernorm.weight\":{\"dtype\":\"C64\",\"shape\":[2],"
-            "\"data_offsets\":[0,16]}}",
-            zeros, 16, 0);
-  expect_open_error(p, BEIT_STATUS_UNSUPPORTED, "beit.pooler.layernorm.weight", "C64");
-
-  p = craft("overlap.safetensors",
-            "{\"first\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-            "\"second\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}",
-            zeros, 24, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "'first'", "'second'");
-  /* Overlap hidden behind a short tensor: [0,64) contains [16,24) and [32,40). */
-  p = craft("overlap2.safetensors",
-            "{\"big\":{\"dtype\":\"F32\",\"shape\":[16],\"data_offsets\":[0,64]},"
-            "\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[64,72]},"
-            "\"inner\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[32,40]}}",
-            zeros, 72, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "'big'", "'inner'");
-  /* ... and behind an earlier, disjoint one: [0,8) [8,40) then [16,24) inside the second. */
-  p = craft("overlap3.safetensors",
-            "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-            "\"b\":{\"dtype\":\"F32\",\"shape\":[8],\"data_offsets\":[8,40]},"
-            "\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[16,24]}}",
-            zeros, 40, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "'b'", "'c'");
-
-  p = craft("pastend.safetensors",
-            "{\"beit.embeddings.cls_token\":{\"dtype\":\"F32\",\"shape\":[1,1,4],"
-            "\"data_offsets\":[0,16]}}",
-            zeros, 8, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "beit.embeddings.cls_token", "past the end");
-
-  p = craft("size.safetensors",
-            "{\"beit.encoder.layer.0.attention.attention.query.weight\":{\"dtype\":\"F32\","
-            "\"shape\":[768,768],\"data_offsets\":[0,100]}}",
-            zeros, 100, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "beit.encoder.layer.0.attention.attention.query.weight",
-                    "2359296");
-
-  p = craft("order.safetensors",
-            "{\"t\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[8,4]}}", zeros, 8, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "'t'", NULL);
-  p = craft("negshape.safetensors",
-            "{\"neg\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", NULL, 0, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "'neg'", NULL);
-  p = craft("fracshape.safetensors",
-            "{\"frac\":{\"dtype\":\"U8\",\"shape\":[1.5],\"data_offsets\":[0,1]}}", zeros, 1, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "'frac'", NULL);
-  p = craft("overflow.safetensors",
-            "{\"huge\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
-            "\"data_offsets\":[0,16]}}",
-            zeros, 16, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "'huge'", "overflows");
-  p = craft("rank.safetensors",
-            "{\"deep\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}",
-            zeros, 1, 0);
-  expect_open_error(p, BEIT_STATUS_UNSUPPORTED, "'deep'", NULL);
-  p = craft("noshape.safetensors", "{\"bare\":{\"dtype\":\"U8\",\"data_offsets\":[0,1]}}", zeros,
-            1, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "'bare'", "shape");
-
-  p = craft("dup.safetensors",
-            "{\"twice\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-            "\"other\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]},"
-            "\"twice\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,3]}}",
-            zeros, 3, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "'twice'", NULL);
-
-  p = craft("meta.safetensors", "{\"__metadata__\":{\"format\":\"pt\",\"epoch\":3}}", NULL, 0, 0);
-  expect_open_error(p, BEIT_STATUS_FORMAT, "epoch", NULL);
+  for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+    const struct malformed_case *c = &malformed[i];
+    p = craft(c->file, c->header, c->data_bytes ? zeros : NULL, c->data_bytes, c->hlen);
+    expect_open_error(p, c->want, c->frag1, c->frag2);
+  }
 
   /* Valid edge cases: header padded with spaces, no tensors, metadata only. */
   p = craft("spaces.safetensors", "{\"__metadata__\":{\"format\":\"pt\"}}       ", NULL, 0, 0);

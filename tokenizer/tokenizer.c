@@ -186,7 +186,8 @@ typedef void dvae_slice_fn(struct beit_tokenizer *tok, const struct dvae_ctx *ct
                            size_t first, size_t slot, size_t nb);
 
 /* Inference over B images: chunks of tok->max_batch images, each split into slices that the
- * workers run in parallel; the bf16 weight copy is refreshed first if training moved the weights. */
+ * workers run in parallel; the bf16 weight copy is refreshed first if training moved the
+ * weights. */
 static void for_each_slice(struct beit_tokenizer *tok, size_t B, dvae_slice_fn *fn, void *arg)
 {
   if (tok->params_h_stale) /* a training step moved the weights since they were rounded */

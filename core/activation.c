@@ -43,7 +43,7 @@ void beit_gelu_forward(float *out, const float *inp, size_t n)
 #define CHUNK 512 /* values per block: computed in float32, then rounded (each loop vectorises) */
 
 BEIT_KERNEL_CLONES
-void beit_gelu_forward_bf16(uint16_t *out_h, const float *inp, size_t n)
+void beit_gelu_forward_bf16(uint16_t *out_h, const uint16_t *inp_h, size_t n)
 {
   const size_t blocks = (n + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (n > 65536)
@@ -52,7 +52,7 @@ void beit_gelu_forward_bf16(uint16_t *out_h, const float *inp, size_t n)
     float y[CHUNK];
 #pragma omp simd
     for (size_t j = 0; j < len; j++)
-      y[j] = gelu(inp[i0 + j]);
+      y[j] = gelu(beit_bf16_value(inp_h[i0 + j]));
 #pragma omp simd
     for (size_t j = 0; j < len; j++)
       out_h[i0 + j] = beit_bf16_round(y[j]);
@@ -84,8 +84,8 @@ void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t
 }
 
 BEIT_KERNEL_CLONES
-void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const float *dout, const float *inp,
-                             size_t N, size_t C)
+void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const uint16_t *dout_h,
+                             const uint16_t *inp_h, size_t N, size_t C)
 {
 #pragma omp parallel if (N * C > 65536)
   {
@@ -98,7 +98,7 @@ void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const float *dout, 
         const size_t o = n * C + c0;
 #pragma omp simd
         for (size_t j = 0; j < w; j++) {
-          float d = dout[o + j] * gelu_grad(inp[o + j]);
+          float d = beit_bf16_value(dout_h[o + j]) * gelu_grad(beit_bf16_value(inp_h[o + j]));
           dinp_h[o + j] = beit_bf16_round(d);
           sum[j] += d;
         }

@@ -52,24 +52,28 @@ static void column_sums(float *acc, const float *x, size_t N, size_t C, size_t l
   column_pass(NULL, acc, x, N, C, ld);
 }
 
-/* out (N, OC) = inp (N, C) . weight (OC, C)^T + bias, operands of one dtype. */
-static void linear_forward(float *out, struct beit_operand inp, struct beit_operand weight,
-                           const float *bias, size_t N, size_t C, size_t OC)
+/* dinp (N, C) = dinp_beta * dinp + dout (N, OC) . weight (OC, C), into a float32 or bfloat16
+ * result (bfloat16: beta 0). */
+static void input_gradient(struct beit_result dinp, float dinp_beta, struct beit_operand dout,
+                           struct beit_operand weight, size_t N, size_t C, size_t OC)
 {
-  beit_gemm_bias(out, OC, inp, weight, bias, N, OC, C);
+  if (dinp.dtype == BEIT_DTYPE_BF16)
+    beit_gemm_bf16_out(dinp.data, dinp.ld, dout, weight, NULL, N, C, OC, 1.0f, NULL);
+  else
+    beit_gemm(dinp.data, dinp.ld, dout, weight, N, C, OC, 1.0f, dinp_beta);
 }
 
-/* dinp = dinp_beta * dinp + dout . weight; dweight += dout^T . inp (dout, inp, weight of one
- * dtype); dbias += column sums of the float32 dout_f32. */
-static void linear_backward(float *dinp, float dinp_beta, float *dweight, float *dbias,
-                            const float *dout_f32, struct beit_operand dout,
+/* dinp = dinp_beta * dinp + dout . weight (dinp.data NULL: skipped); dweight += dout^T . inp
+ * (dout, inp, weight of one dtype); dbias += column sums of the float32 dout_f32. */
+static void linear_backward(struct beit_result dinp, float dinp_beta, float *dweight,
+                            float *dbias, const float *dout_f32, struct beit_operand dout,
                             struct beit_operand inp, struct beit_operand weight, size_t N,
                             size_t C, size_t OC)
 {
   if (N == 0 || OC == 0 || C == 0)
     return;
-  if (dinp) /* dinp (N, C) (+)= dout (N, OC) . weight (OC, C) */
-    beit_gemm(dinp, C, dout, weight, N, C, OC, 1.0f, dinp_beta);
+  if (dinp.data)
+    input_gradient(dinp, dinp_beta, dout, weight, N, C, OC);
   if (dweight) { /* dweight (OC, C) += dout^T (OC, N) . inp (N, C) */
     dout.trans = 1;
     beit_gemm(dweight, C, dout, inp, OC, C, N, 1.0f, 1.0f);
@@ -81,23 +85,29 @@ static void linear_backward(float *dinp, float dinp_beta, float *dweight, float 
 void beit_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
                          size_t N, size_t C, size_t OC)
 {
-  linear_forward(out, beit_op_f32(inp, C, 0), beit_op_f32(weight, C, 1), bias, N, C, OC);
+  beit_gemm_bias(out, OC, beit_op_f32(inp, C, 0), beit_op_f32(weight, C, 1), bias, N, OC, C);
 }
 
 void beit_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, size_t N, size_t C, size_t OC)
 {
-  linear_backward(dinp, 1.0f, dweight, dbias, dout, beit_op_f32(dout, OC, 0),
+  struct beit_result d = {dinp, BEIT_DTYPE_F32, C};
+  linear_backward(d, 1.0f, dweight, dbias, dout, beit_op_f32(dout, OC, 0),
                   beit_op_f32(inp, C, 0), beit_op_f32(weight, C, 0), N, C, OC);
 }
 
-void beit_linear_forward_bf16(float *out, const beit_bf16 *inp, const beit_bf16 *weight,
-                              const float *bias, size_t N, size_t C, size_t OC)
+void beit_linear_forward_bf16(struct beit_result out, const beit_bf16 *inp,
+                              const beit_bf16 *weight, const float *bias, size_t N, size_t C,
+                              size_t OC)
 {
-  linear_forward(out, beit_op_bf16(inp, C, 0), beit_op_bf16(weight, C, 1), bias, N, C, OC);
+  struct beit_operand a = beit_op_bf16(inp, C, 0), w = beit_op_bf16(weight, C, 1);
+  if (out.dtype == BEIT_DTYPE_BF16)
+    beit_gemm_bf16_out(out.data, out.ld, a, w, bias, N, OC, C, 1.0f, NULL);
+  else
+    beit_gemm_bias(out.data, out.ld, a, w, bias, N, OC, C);
 }
 
-void beit_linear_backward_bf16(float *dinp, float *dweight, const beit_bf16 *dout_h,
+void beit_linear_backward_bf16(struct beit_result dinp, float *dweight, const beit_bf16 *dout_h,
                                const beit_bf16 *inp, const beit_bf16 *weight, size_t N, size_t C,
                                size_t OC)
 {

@@ -49,21 +49,21 @@ static void head_backward(struct beit_model *m, float dloss)
       beit_cross_entropy_backward(a->d_logits, a->probs, m->targets, m->smoothing, dloss, M, V);
     zero(a->d_head_in, M * D);
     if (m->arch == BEIT_ARCH_MIM) {
-      beit_model_linear_backward(m, a->d_head_ln, ids->lm_w, ids->lm_b, a->d_logits, NULL,
+      beit_model_linear_backward(m, a->d_head_ln, NULL, ids->lm_w, ids->lm_b, a->d_logits, NULL,
                                  a->head_ln, a->head_h, M, D, V);
       beit_layernorm_backward(a->d_head_in, GRAD(ids->mim_ln_w), GRAD(ids->mim_ln_b),
                               a->d_head_ln, a->head_in, PARAM(ids->mim_ln_w), a->head_mean,
                               a->head_rstd, M, D);
       beit_gather_rows_backward(d_hidden, a->d_head_in, a->rows, M, D);
     } else if (m->cfg.use_mean_pooling) {
-      beit_model_linear_backward(m, a->d_head_ln, ids->head_w, ids->head_b, a->d_logits, NULL,
+      beit_model_linear_backward(m, a->d_head_ln, NULL, ids->head_w, ids->head_b, a->d_logits, NULL,
                                  a->head_ln, a->head_h, B, D, V);
       beit_layernorm_backward(a->d_head_in, GRAD(ids->pool_ln_w), GRAD(ids->pool_ln_b),
                               a->d_head_ln, a->head_in, PARAM(ids->pool_ln_w), a->head_mean,
                               a->head_rstd, B, D);
       beit_meanpool_backward(d_hidden, a->d_head_in, B, T, D);
     } else {
-      beit_model_linear_backward(m, a->d_head_in, ids->head_w, ids->head_b, a->d_logits, NULL,
+      beit_model_linear_backward(m, a->d_head_in, NULL, ids->head_w, ids->head_b, a->d_logits, NULL,
                                  a->head_in, a->head_h, B, D, V);
       beit_gather_rows_backward(d_hidden, a->d_head_in, a->rows, B, D);
     }
@@ -92,10 +92,11 @@ static void block_backward(struct beit_model *m, size_t l)
   zero(a->d_branch, BT * D);
   beit_residual_backward(a->d_mid, a->d_branch, GRAD(li->gamma2), a->d_stream, la->fc2,
                          PARAM(li->gamma2), s2, B, T, D);
-  beit_model_linear_backward(m, a->d_gelu, li->fc2_w, li->fc2_b, a->d_branch, NULL, la->gelu,
-                             la->gelu_h, BT, F, D);
-  beit_model_mlp_in_backward(m, a->d_ln, li->fc1_w, li->fc1_b, a->d_gelu, la->fc1, a->d_fc1,
-                             la->ln2, la->ln2_h, BT, D, F);
+  /* bf16: fc2's input gradient is rounded as it is stored (only GELU's backward reads it) */
+  beit_model_linear_backward(m, a->d_gelu, a->d_gelu_h, li->fc2_w, li->fc2_b, a->d_branch, NULL,
+                             la->gelu, la->gelu_h, BT, F, D);
+  beit_model_mlp_in_backward(m, a->d_ln, li->fc1_w, li->fc1_b, a->d_gelu, a->d_gelu_h, la->fc1,
+                             la->fc1_h, a->d_fc1, la->ln2, la->ln2_h, BT, D, F);
   beit_layernorm_backward(a->d_mid, GRAD(li->ln2_w), GRAD(li->ln2_b), a->d_ln, la->y,
                           PARAM(li->ln2_w), la->ln2_mean, la->ln2_rstd, BT, D);
 
@@ -104,15 +105,15 @@ static void block_backward(struct beit_model *m, size_t l)
   zero(a->d_branch, BT * D);
   beit_residual_backward(a->d_stream, a->d_branch, GRAD(li->gamma1), a->d_mid, la->proj,
                          PARAM(li->gamma1), s1, B, T, D);
-  beit_model_linear_backward(m, a->d_attn, li->proj_w, li->proj_b, a->d_branch, NULL, la->attn,
-                             la->attn_h, BT, D, D);
+  beit_model_linear_backward(m, a->d_attn, NULL, li->proj_w, li->proj_b, a->d_branch, NULL,
+                             la->attn, la->attn_h, BT, D, D);
   if (has_bias)
     zero(a->d_bias, nH * T * T);
   beit_model_attention_backward(m, la, a->d_qkv, has_bias ? a->d_bias : NULL, a->d_attn);
   beit_bias_backward(GRAD(li->q_b), a->d_qkv, BT, D, 3 * D);
   beit_bias_backward(GRAD(li->v_b), a->d_qkv + 2 * D, BT, D, 3 * D);
-  beit_model_linear_backward(m, a->d_ln, li->q_w, -1, a->d_qkv, NULL, la->ln1, la->ln1_h, BT, D,
-                             3 * D);
+  beit_model_linear_backward(m, a->d_ln, NULL, li->q_w, -1, a->d_qkv, NULL, la->ln1, la->ln1_h,
+                             BT, D, 3 * D);
   beit_layernorm_backward(a->d_stream, GRAD(li->ln1_w), GRAD(li->ln1_b), a->d_ln, la->x,
                           PARAM(li->ln1_w), la->ln1_mean, la->ln1_rstd, BT, D);
   if (li->rel_table >= 0)
@@ -138,8 +139,8 @@ static void embed_backward(struct beit_model *m)
   }
   if (m->masked)
     beit_mask_tokens_backward(a->d_emb, GRAD(ids->mask), a->mask, B, N, D);
-  beit_model_linear_backward(m, NULL, ids->patch_w, ids->patch_b, a->d_emb, NULL, a->patches,
-                             a->patches_h, B * N, m->C * m->P * m->P, D);
+  beit_model_linear_backward(m, NULL, NULL, ids->patch_w, ids->patch_b, a->d_emb, NULL,
+                             a->patches, a->patches_h, B * N, m->C * m->P * m->P, D);
 }
 
 void beit_model_backward(struct beit_model *m, float dloss)

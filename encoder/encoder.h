@@ -1,4 +1,5 @@
-/* The BEiT encoder's internals, shared by encoder/ files and the training code in mim/ and apps/.
+/* The BEiT encoder's internals, shared by encoder/ files only (and the white-box tests): what
+ * other libraries and apps need is in include/beit/model.h and include/beit/encoder_train.h.
  *
  * Parameters: one table (HF names) over one params buffer and one grads buffer; struct
  * beit_param_ids holds each tensor's index in the table (-1 when the config has no such tensor).
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "beit/encoder_train.h"
 #include "beit/model.h"
 #include "gemm.h"
 #include "tensor_table.h"
@@ -31,12 +33,12 @@ struct beit_param_ids {
 
 /* Saved activations of one block; x is the block input (the residual stream). In bf16 the
  * operands of matrix products are bfloat16 (*_h, NULL in fp32), kept for backward; ln1, ln2 and
- * gelu are then not written (their only reader is the next product) and attn is the heads'
- * float32 scratch. */
+ * gelu are then not written (their only reader is the next product), fc1 is bfloat16 only (fc1_h,
+ * as autocast keeps it) and attn is the heads' float32 scratch. */
 struct beit_layer_acts {
   float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *proj, *y;
   float *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *fc2;
-  beit_bf16 *ln1_h, *qkv_h, *probs_h, *attn_h, *ln2_h, *gelu_h;
+  beit_bf16 *ln1_h, *qkv_h, *probs_h, *attn_h, *ln2_h, *fc1_h, *gelu_h;
 };
 
 struct beit_acts {
@@ -55,9 +57,10 @@ struct beit_acts {
   /* backward scratch, shared by all blocks */
   float *d_stream, *d_mid, *d_ln, *d_qkv, *d_attn, *d_branch, *d_fc1, *d_gelu;
   float *d_bias, *attn_scratch, *d_head_in, *d_head_ln, *d_logits, *d_hidden, *d_emb;
-  /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient and
+  /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient, for
+   * fc2's input gradient (d_gelu_h: bf16 in bf16, d_gelu is fp32 only) and
    * for attention's head-major gradients (3 * B*T*D floats) */
-  beit_bf16 *patches_h, *head_h, *d_h;
+  beit_bf16 *patches_h, *head_h, *d_h, *d_gelu_h;
   float *d_heads;
 };
 
@@ -81,6 +84,7 @@ struct beit_model {
   size_t arena_floats;
   struct beit_acts a;
   int inference; /* beit_model_set_inference: no grads, the arena of a forward only */
+  int params_shared; /* beit_model_create_sharing: params (and params_h) are another model's */
   int weights_rounded; /* params_h already holds params rounded (the trainer's AdamW wrote it):
                           the next training forward skips its own rounding, once */
   /* MIM head on every patch instead of the masked ones (HF's (B, N, vocab) logits) */
@@ -106,23 +110,29 @@ static inline float *beit_param(float *base, const struct beit_model *m, long id
 
 /* ---- encoder/precision.c: the layer operations whose matrix products follow m->precision ---- */
 /* out (N, OC) = inp (N, C) . W^T + b (tensors w, b; b may be -1). In bf16, inp is rounded into
- * inp_h (N, C), which backward then uses. */
-void beit_model_linear_forward(struct beit_model *m, float *out, const float *inp,
-                               beit_bf16 *inp_h, long w, long b, size_t N, size_t C, size_t OC);
+ * inp_h (N, C), which backward then uses (inp NULL: the producer rounded it already), and when
+ * out_h is not NULL the result is written there in bfloat16 instead of out (for a consumer that
+ * would round it anyway). */
+void beit_model_linear_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
+                               const float *inp, beit_bf16 *inp_h, long w, long b, size_t N,
+                               size_t C, size_t OC);
 /* Backward of that forward (same inp / inp_h): dinp (may be NULL) is OVERWRITTEN with
- * d(loss)/d(inp); the grads of w and b accumulate. In bf16, dout_h is dout already rounded by a
- * fused producer, or NULL to round it here. */
-void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long b,
-                                const float *dout, const beit_bf16 *dout_h, const float *inp,
-                                const beit_bf16 *inp_h, size_t N, size_t C, size_t OC);
-/* Backward through gelu(inp . W^T + b) (tensors w, b; fc1 = the saved pre-activation (N, F)):
- * dout = d(loss)/d(gelu output); dinp (N, C) OVERWRITTEN; dfc1 (N, F) is fp32 scratch (NULL in
- * bf16, where the GELU backward rounds fc1's gradient for the products and adds up its bias
- * gradient in one pass, and no float32 copy of it is stored). */
-void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
-                                const float *dout, const float *fc1, float *dfc1,
+ * d(loss)/d(inp), in bf16 into dinp_h instead when that is not NULL; the grads of w and b
+ * accumulate. In bf16, dout_h is dout already rounded by a fused producer, or NULL to round it
+ * here. */
+void beit_model_linear_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h, long w,
+                                long b, const float *dout, const beit_bf16 *dout_h,
                                 const float *inp, const beit_bf16 *inp_h, size_t N, size_t C,
-                                size_t F);
+                                size_t OC);
+/* Backward through gelu(inp . W^T + b) (tensors w, b): dout = d(loss)/d(gelu output) and fc1 =
+ * the saved pre-activation (N, F), float32 in fp32 and bfloat16 (dout_h, fc1_h) in bf16; dinp
+ * (N, C) OVERWRITTEN; dfc1 (N, F) is fp32 scratch (NULL in bf16, where the GELU backward rounds
+ * fc1's gradient for the products and adds up its bias gradient in one pass, and no float32 copy
+ * of it is stored). */
+void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
+                                const float *dout, const beit_bf16 *dout_h, const float *fc1,
+                                const beit_bf16 *fc1_h, float *dfc1, const float *inp,
+                                const beit_bf16 *inp_h, size_t N, size_t C, size_t F);
 /* Attention core of block layer acts la (beit_attention_forward/backward in m's precision).
  * Forward returns the output projection's float32 input (la->attn), or NULL in bf16, where the
  * output is already rounded into la->attn_h (for beit_model_linear_forward). */
@@ -132,46 +142,16 @@ const float *beit_model_attention_forward(struct beit_model *m, struct beit_laye
 void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
                                    float *dqkv, float *dbias, const float *dout);
 /* A LayerNorm (tensors w, b) or GELU whose output only feeds a matrix product: float32 out in
- * fp32, rounded straight into out_h in bf16 (out untouched). Each returns the float32 input for
- * beit_model_linear_forward: out, or NULL (already rounded). */
+ * fp32, rounded straight into out_h in bf16 (out untouched; GELU reads the bf16 pre-activation
+ * inp_h there). Each returns the float32 input for beit_model_linear_forward: out, or NULL
+ * (already rounded). */
 const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
                                          float *mean, float *rstd, const float *inp, long w,
                                          long b, size_t N, size_t C);
 const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
-                                     const float *inp, size_t n);
+                                     const float *inp, const beit_bf16 *inp_h, size_t n);
 /* Round params into params_h (bf16 only; no-op in fp32). */
 void beit_model_round_weights(struct beit_model *m);
-
-/* Forward of B <= max_batch images (B, C, H, W). mask (B, N) of 0/1 or NULL (needs a mask token
- * when given); drop_scales (L, 2, B): per-sample multipliers of the attention and MLP branches of
- * each block (beit_drop_path_scales), NULL at evaluation. Fills hidden and the head's logits:
- * MIM (M, vocab) for the M masked patches in batch-major, row-major order; classifier (B,
- * num_labels); BeitModel (B, D) pooled features in head_in/head_ln. */
-enum beit_status beit_model_forward(struct beit_model *m, const float *pixels,
-                                    const uint8_t *mask, const float *drop_scales, size_t B,
-                                    struct beit_error *err);
-
-/* Loss of the last forward: MIM and single-label use targets (M or B class ids, label
- * smoothing `smoothing`); multi-label uses multi_targets (B, num_labels). A single-label
- * classifier given targets NULL and multi_targets (B, num_labels) rows of a distribution (mixup,
- * cutmix, smoothing already applied) uses the soft-target cross-entropy. *correct (may be NULL)
- * gets the number of argmax hits (MIM, single-label) or exactly matched rows at 0.5. */
-double beit_model_loss(struct beit_model *m, const int32_t *targets, const float *multi_targets,
-                       float smoothing, long *correct);
-
-/* grads += dloss * d(loss)/d(params) for the last forward + loss (dloss < 1 for gradient
- * accumulation over micro-batches). */
-void beit_model_backward(struct beit_model *m, float dloss);
-/* Inference only, for good: release the gradient buffer (as large as the weights) and re-plan
- * the arena without what backward needs (every block shares one set of activation buffers: the
- * arena shrinks about L-fold; the residual stream after each block is still kept). Backward and
- * zero_grad are then no-ops. */
-enum beit_status beit_model_set_inference(struct beit_model *m, struct beit_error *err);
-void beit_model_zero_grad(struct beit_model *m);
-
-/* The config as HF's config.json object (architectures, id2label, label2id, model_type). */
-struct cJSON;
-struct cJSON *beit_config_json(const struct beit_config *cfg);
 
 /* Build the parameter table and param ids for m->cfg (used by create). */
 enum beit_status beit_model_build_table(struct beit_model *m, struct beit_error *err);
@@ -191,8 +171,5 @@ enum beit_param_role {
 enum beit_param_role beit_model_param_role(const struct beit_model *m, size_t i);
 /* Plan and allocate the activation arena for m->max_batch. */
 enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err);
-/* Explicit re-plan for another maximum batch (activations are lost; weights are kept). */
-enum beit_status beit_model_replan(struct beit_model *m, size_t max_batch,
-                                   struct beit_error *err);
 
 #endif

@@ -34,18 +34,21 @@ static void block_forward(struct beit_model *m, size_t l, float *out)
   const float *ln1 = beit_model_layernorm_forward(m, la->ln1, la->ln1_h, la->ln1_mean,
                                                   la->ln1_rstd, la->x, li->ln1_w, li->ln1_b, BT, D);
   /* query|key|value weights are contiguous: one (3D, D) GEMM; no key bias (spec 1.4) */
-  beit_model_linear_forward(m, la->qkv, ln1, la->ln1_h, li->q_w, -1, BT, D, 3 * D);
+  beit_model_linear_forward(m, la->qkv, NULL, ln1, la->ln1_h, li->q_w, -1, BT, D, 3 * D);
   beit_bias_forward(la->qkv, PARAM(li->q_b), BT, D, 3 * D);
   beit_bias_forward(la->qkv + 2 * D, PARAM(li->v_b), BT, D, 3 * D);
   const float *attn = beit_model_attention_forward(m, la, block_bias(m, l));
-  beit_model_linear_forward(m, la->proj, attn, la->attn_h, li->proj_w, li->proj_b, BT, D, D);
+  beit_model_linear_forward(m, la->proj, NULL, attn, la->attn_h, li->proj_w, li->proj_b, BT, D,
+                            D);
   beit_residual_forward(la->y, la->x, la->proj, PARAM(li->gamma1), s1, B, T, D);
 
   const float *ln2 = beit_model_layernorm_forward(m, la->ln2, la->ln2_h, la->ln2_mean,
                                                   la->ln2_rstd, la->y, li->ln2_w, li->ln2_b, BT, D);
-  beit_model_linear_forward(m, la->fc1, ln2, la->ln2_h, li->fc1_w, li->fc1_b, BT, D, F);
-  const float *gelu = beit_model_gelu_forward(m, la->gelu, la->gelu_h, la->fc1, BT * F);
-  beit_model_linear_forward(m, la->fc2, gelu, la->gelu_h, li->fc2_w, li->fc2_b, BT, F, D);
+  /* bf16: fc1's result is rounded as it is stored (GELU's input, saved for its backward) */
+  beit_model_linear_forward(m, la->fc1, la->fc1_h, ln2, la->ln2_h, li->fc1_w, li->fc1_b, BT, D,
+                            F);
+  const float *gelu = beit_model_gelu_forward(m, la->gelu, la->gelu_h, la->fc1, la->fc1_h, BT * F);
+  beit_model_linear_forward(m, la->fc2, NULL, gelu, la->gelu_h, li->fc2_w, li->fc2_b, BT, F, D);
   beit_residual_forward(out, la->y, la->fc2, PARAM(li->gamma2), s2, B, T, D);
 }
 
@@ -56,8 +59,8 @@ static void embed_forward(struct beit_model *m, const float *pixels)
   size_t B = m->B, N = m->N, T = m->T, D = m->D, H = (size_t)m->cfg.image_size;
   size_t cpp = m->C * m->P * m->P;
   beit_patchify(a->patches, pixels, B, m->C, H, H, m->P);
-  beit_model_linear_forward(m, a->emb, a->patches, a->patches_h, m->ids.patch_w, m->ids.patch_b,
-                            B * N, cpp, D);
+  beit_model_linear_forward(m, a->emb, NULL, a->patches, a->patches_h, m->ids.patch_w,
+                            m->ids.patch_b, B * N, cpp, D);
   if (m->masked) /* hard replacement before cls concat and positions (spec 1.2) */
     beit_mask_tokens_forward(a->emb, PARAM(m->ids.mask), a->mask, B, N, D);
   const float *cls = PARAM(m->ids.cls), *pos = PARAM(m->ids.pos);
@@ -95,8 +98,8 @@ static void head_forward(struct beit_model *m)
     beit_gather_rows_forward(a->head_in, a->hidden, a->rows, M, D);
     beit_layernorm_forward(a->head_ln, a->head_mean, a->head_rstd, a->head_in,
                            PARAM(ids->mim_ln_w), PARAM(ids->mim_ln_b), eps, M, D);
-    beit_model_linear_forward(m, a->logits, a->head_ln, a->head_h, ids->lm_w, ids->lm_b, M, D,
-                              m->out_dim);
+    beit_model_linear_forward(m, a->logits, NULL, a->head_ln, a->head_h, ids->lm_w, ids->lm_b, M,
+                              D, m->out_dim);
     return;
   }
   m->M = B;
@@ -112,8 +115,8 @@ static void head_forward(struct beit_model *m)
     m->features = a->head_in;
   }
   if (m->arch == BEIT_ARCH_CLASSIFIER)
-    beit_model_linear_forward(m, a->logits, m->features, a->head_h, ids->head_w, ids->head_b, B,
-                              D, m->out_dim);
+    beit_model_linear_forward(m, a->logits, NULL, m->features, a->head_h, ids->head_w,
+                              ids->head_b, B, D, m->out_dim);
 }
 
 enum beit_status beit_model_forward(struct beit_model *m, const float *pixels,

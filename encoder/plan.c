@@ -57,7 +57,7 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
     la->ln2 = h ? NULL : carve(c, BT * D);
     la->ln2_mean = carve(c, BT);
     la->ln2_rstd = carve(c, BT);
-    la->fc1 = carve(c, BT * F);
+    la->fc1 = h ? NULL : carve(c, BT * F);
     la->gelu = h ? NULL : carve(c, BT * F);
     la->fc2 = carve(c, BT * D);
     la->ln1_h = carve_h(m, c, BT * D);
@@ -65,6 +65,7 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
     la->probs_h = carve_h(m, c, B * tt);
     la->attn_h = carve_h(m, c, BT * D);
     la->ln2_h = carve_h(m, c, BT * D);
+    la->fc1_h = carve_h(m, c, BT * F);
     la->gelu_h = carve_h(m, c, BT * F);
   }
   a->rel_shared = carve(c, tt);
@@ -85,7 +86,7 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
     a->d_stream = a->d_mid = a->d_ln = a->d_qkv = a->d_attn = a->d_branch = NULL;
     a->d_fc1 = a->d_gelu = a->d_bias = a->attn_scratch = NULL;
     a->d_head_in = a->d_head_ln = a->d_logits = a->d_hidden = a->d_emb = NULL;
-    a->d_h = NULL;
+    a->d_h = a->d_gelu_h = NULL;
     a->d_heads = NULL;
     return;
   }
@@ -97,7 +98,8 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
   a->d_attn = carve(c, BT * D);
   a->d_branch = carve(c, BT * D);
   a->d_fc1 = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * F); /* bf16: d_h only */
-  a->d_gelu = carve(c, BT * F);
+  a->d_gelu = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * F);
+  a->d_gelu_h = carve_h(m, c, BT * F);
   a->d_bias = carve(c, tt);
   a->attn_scratch = carve(c, beit_attention_scratch_floats(B, T, nH));
   a->d_head_in = carve(c, rows * D);

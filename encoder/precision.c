@@ -23,8 +23,9 @@ static const beit_bf16 *param_h(const struct beit_model *m, long id)
 
 static int bf16(const struct beit_model *m) { return m->precision == BEIT_PRECISION_BF16; }
 
-void beit_model_linear_forward(struct beit_model *m, float *out, const float *inp,
-                               beit_bf16 *inp_h, long w, long b, size_t N, size_t C, size_t OC)
+void beit_model_linear_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
+                               const float *inp, beit_bf16 *inp_h, long w, long b, size_t N,
+                               size_t C, size_t OC)
 {
   if (!bf16(m)) {
     beit_linear_forward(out, inp, PARAM(w), PARAM(b), N, C, OC);
@@ -32,12 +33,15 @@ void beit_model_linear_forward(struct beit_model *m, float *out, const float *in
   }
   if (inp) /* NULL: the producer rounded it already */
     beit_to_bf16(inp_h, inp, N * C);
-  beit_linear_forward_bf16(out, inp_h, param_h(m, w), PARAM(b), N, C, OC);
+  struct beit_result r = out_h ? (struct beit_result){out_h, BEIT_DTYPE_BF16, OC}
+                               : (struct beit_result){out, BEIT_DTYPE_F32, OC};
+  beit_linear_forward_bf16(r, inp_h, param_h(m, w), PARAM(b), N, C, OC);
 }
 
-void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long b,
-                                const float *dout, const beit_bf16 *dout_h, const float *inp,
-                                const beit_bf16 *inp_h, size_t N, size_t C, size_t OC)
+void beit_model_linear_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h, long w,
+                                long b, const float *dout, const beit_bf16 *dout_h,
+                                const float *inp, const beit_bf16 *inp_h, size_t N, size_t C,
+                                size_t OC)
 {
   if (!bf16(m)) {
     if (dinp)
@@ -49,23 +53,25 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, long w, long 
     beit_to_bf16_colsum(m->a.d_h, GRAD(b), dout, N, OC);
     dout_h = m->a.d_h;
   }
-  beit_linear_backward_bf16(dinp, GRAD(w), dout_h, inp_h, param_h(m, w), N, C, OC);
+  struct beit_result d = dinp_h ? (struct beit_result){dinp_h, BEIT_DTYPE_BF16, C}
+                                : (struct beit_result){dinp, BEIT_DTYPE_F32, C};
+  beit_linear_backward_bf16(d, GRAD(w), dout_h, inp_h, param_h(m, w), N, C, OC);
 }
 
 void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
-                                const float *dout, const float *fc1, float *dfc1,
-                                const float *inp, const beit_bf16 *inp_h, size_t N, size_t C,
-                                size_t F)
+                                const float *dout, const beit_bf16 *dout_h, const float *fc1,
+                                const beit_bf16 *fc1_h, float *dfc1, const float *inp,
+                                const beit_bf16 *inp_h, size_t N, size_t C, size_t F)
 {
   if (!bf16(m)) {
     memset(dfc1, 0, N * F * sizeof *dfc1);
     beit_gelu_backward(dfc1, dout, fc1, N * F);
-    beit_model_linear_backward(m, dinp, w, b, dfc1, NULL, inp, inp_h, N, C, F);
+    beit_model_linear_backward(m, dinp, NULL, w, b, dfc1, NULL, inp, inp_h, N, C, F);
     return;
   }
   /* GELU backward hands the products their rounded operand and adds up fc1's bias gradient */
-  beit_gelu_backward_bf16(m->a.d_h, GRAD(b), dout, fc1, N, F);
-  beit_model_linear_backward(m, dinp, w, b, NULL, m->a.d_h, inp, inp_h, N, C, F);
+  beit_gelu_backward_bf16(m->a.d_h, GRAD(b), dout_h, fc1_h, N, F);
+  beit_model_linear_backward(m, dinp, NULL, w, b, NULL, m->a.d_h, inp, inp_h, N, C, F);
 }
 
 const float *beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
@@ -107,13 +113,13 @@ const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit
 }
 
 const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
-                                     const float *inp, size_t n)
+                                     const float *inp, const beit_bf16 *inp_h, size_t n)
 {
   if (!bf16(m)) {
     beit_gelu_forward(out, inp, n);
     return out;
   }
-  beit_gelu_forward_bf16(out_h, inp, n);
+  beit_gelu_forward_bf16(out_h, inp_h, n);
   return NULL;
 }
 

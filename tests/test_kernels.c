@@ -140,8 +140,12 @@ static void test_gelu(size_t n)
   for (size_t i = 0; i < n; i++)
     ok &= fabsf(y[i] - y_r[i]) <= 2e-7f * (1.0f + fabsf(x[i]));
   CHECK_MSG(ok, "gelu fwd pointwise n=%zu", n);
-  uint16_t *y_h = talloc(n * sizeof *y_h);
-  beit_gelu_forward_bf16(y_h, x, n);
+  uint16_t *x_h = talloc(n * sizeof *x_h), *y_h = talloc(n * sizeof *y_h);
+  beit_to_bf16(x_h, x, n); /* the bf16 kernel reads bf16 (fc1's rounded result) */
+  float *x_r = zeros(n);
+  beit_from_bf16(x_r, x_h, n);
+  beit_gelu_forward(y, x_r, n);
+  beit_gelu_forward_bf16(y_h, x_h, n);
   check_bf16_rounding("gelu fwd bf16", y_h, y, n);
   float *dout = randn(n, 1.0f), *dx = randn(n, 1.0f), *dx_r = tdup(dx, n);
   beit_gelu_backward(dx, dout, x, n);
@@ -149,17 +153,23 @@ static void test_gelu(size_t n)
   check_close("gelu bwd", dx, dx_r, n, 1e-6);
 }
 
-/* The fused mixed-precision GELU backward: the rounding of beit_gelu_backward's gradient, bit for
- * bit, and its column sums added to the bias gradient as beit_bias_backward adds them. */
+/* The fused mixed-precision GELU backward, on bf16 dout and input: the rounding of
+ * beit_gelu_backward's gradient on those values, bit for bit, and its column sums added to the
+ * bias gradient as beit_bias_backward adds them. */
 static void test_gelu_backward_bf16(size_t N, size_t C)
 {
   size_t n = N * C;
   float *x = randn(n, 2.0f), *dout = randn(n, 1.0f), *dx = zeros(n);
   float *db = randn(C, 1.0f), *db_r = tdup(db, C);
+  uint16_t *x_h = talloc(n * sizeof *x_h), *dout_h = talloc(n * sizeof *dout_h);
   uint16_t *dx_h = talloc(n * sizeof *dx_h);
+  beit_to_bf16(x_h, x, n);
+  beit_to_bf16(dout_h, dout, n);
+  beit_from_bf16(x, x_h, n);
+  beit_from_bf16(dout, dout_h, n);
   beit_gelu_backward(dx, dout, x, n);
   beit_bias_backward(db_r, dx, N, C, C);
-  beit_gelu_backward_bf16(dx_h, db, dout, x, N, C);
+  beit_gelu_backward_bf16(dx_h, db, dout_h, x_h, N, C);
   check_bf16_rounding("gelu bwd bf16", dx_h, dx, n);
   CHECK_MSG(!memcmp(db, db_r, C * sizeof *db), "gelu bwd bf16: bias gradient differs (N=%zu C=%zu)",
             N, C);

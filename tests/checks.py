@@ -1,8 +1,11 @@
 """The python tests' pass/fail bookkeeping: check() prints one ok/FAIL line and counts failures;
 summary() prints the count and gives the exit status (non-zero on any failure); close() compares
-two lists of numbers within an absolute tolerance; fresh_dir() empties a test's work folder."""
+two lists of numbers within an absolute tolerance; fresh_dir() empties a test's work folder;
+terminate() stops a child process with SIGTERM."""
 import os
 import shutil
+import signal
+import subprocess
 
 failures = 0
 
@@ -11,6 +14,17 @@ def check(cond, msg):
     global failures
     print(("ok   " if cond else "FAIL ") + msg, flush=True)
     failures += not cond
+
+
+def terminate(proc, timeout=20):
+    """SIGTERM to proc, then its exit status; None when it was still running after timeout
+    seconds and had to be killed."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return None
 
 
 def fresh_dir(path):

@@ -18,10 +18,9 @@ import os
 import re
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, close, summary  # noqa: E402
+from checks import check, summary  # noqa: E402
 import test_serve_e2e as se  # noqa: E402
 
 TOL = 2e-2
@@ -73,25 +72,13 @@ def test_server(beit, fx, want):
     data = {n: se.b64(os.path.join(fx, "images", n)) for n in NAMES}
     srv = se.Server(beit, os.path.join(fx, "fridge"), "--workers", "3", "--max-batch", "4",
                     precision="bf16")
-    results = [None] * 12
-
-    def client(i):
-        pick = [NAMES[(i + k) % len(NAMES)] for k in range(1 + i % 3)]
-        results[i] = (pick,) + srv.score(se.card_request([data[n] for n in pick]))
-
     try:
         code, body = srv.request("GET", "/metadata")
         check(code == 200 and body.get("precision") == "bf16" and body.get("workers") == 3,
                  f"/metadata: bf16, 3 workers: {body}")
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(results))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        for i, r in enumerate(results):
-            ok = r is not None and r[1] == 200 and len(r[2]) == len(r[0]) and all(
-                close(got["probs"], want[n], 1e-5) for got, n in zip(r[2], r[0]))
-            check(ok, f"bf16 server, 3 workers, request {i} equals predict bf16: {r}")
+        for i, r in enumerate(se.concurrent_scores(srv, data, NAMES, 12)):
+            check(se.scored_as(r, want), f"bf16 server, 3 workers, request {i} equals predict "
+                  f"bf16: {r}")
     finally:
         rc, log = srv.stop()
     check(rc == 0, f"bf16 server exit {rc}")

@@ -21,7 +21,6 @@ import filecmp
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import st  # noqa: E402
 from test_serve_fixtures import preprocess as hf_preprocess  # noqa: E402  HF semantics
-from checks import check, fresh_dir, summary  # noqa: E402
+from checks import check, fresh_dir, summary, terminate  # noqa: E402
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 S = 12
@@ -160,11 +159,7 @@ def serve_probs(beit, model, paths):
             return None
         return {i: np.array(a["probs"]) for i, a in enumerate(answer)}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc)
         log.close()
 
 

@@ -23,7 +23,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -32,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, close, summary  # noqa: E402
+from checks import check, close, summary, terminate  # noqa: E402
 
 TOKEN = "tok-3f9a7c_E2E.test~token"
 
@@ -77,12 +76,7 @@ class Server:
             conn.close()
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = None
+        rc = terminate(self.proc)
         self.stdout += self.proc.stdout.read()
         self.log.seek(0)
         return rc, self.stdout + self.log.read()

@@ -21,7 +21,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -32,7 +31,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checks import check, close, summary  # noqa: E402
+from checks import check, close, summary, terminate  # noqa: E402
 
 LABELS = ["can", "carton", "milk_bottle", "water_bottle"]
 
@@ -178,14 +177,33 @@ class Server:
         return self.request("POST", "/score", body, {"Content-Type": "application/json"})
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = None
+        rc = terminate(self.proc)
         self.log.seek(0)
         return rc, self.log.read()
+
+
+def concurrent_scores(srv, data, names, n):
+    """n clients at once, client i scoring 1 + i % 3 images of names (cycling from the i-th; data:
+    name -> base64); returns (names, status, body) per client, None where one did not finish."""
+    results = [None] * n
+
+    def client(i):
+        pick = [names[(i + k) % len(names)] for k in range(1 + i % 3)]
+        results[i] = (pick,) + srv.score(card_request([data[n] for n in pick]))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def scored_as(r, want):
+    """A concurrent_scores result that is a 200 with, for each image, the probabilities of want
+    (name -> probabilities) within 1e-5."""
+    return r is not None and r[1] == 200 and len(r[2]) == len(r[0]) and all(
+        close(got["probs"], want[n], 1e-5) for got, n in zip(r[2], r[0]))
 
 
 def bomb_png(w, h):
@@ -369,23 +387,9 @@ def test_concurrency(beit, fx, ref):
     names = ["a.png", "b.jpg", "c.png", "d.png", "e.png"]
     data = {n: b64(os.path.join(images, n)) for n in names}
     srv = Server(beit, os.path.join(fx, "fridge"), "--batch-wait-us", "20000", "--max-batch", "8")
-    results = [None] * 24
-
-    def client(i):
-        pick = [names[(i + k) % 5] for k in range(1 + i % 3)]
-        code, body = srv.score(card_request([data[n] for n in pick]))
-        results[i] = (pick, code, body)
-
     try:
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(24)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
-        for i, r in enumerate(results):
-            ok = r is not None and r[1] == 200 and len(r[2]) == len(r[0]) and all(
-                close(got["probs"], ref[n], 1e-5) for got, n in zip(r[2], r[0]))
-            check(ok, f"concurrent request {i}: {r}")
+        for i, r in enumerate(concurrent_scores(srv, data, names, 24)):
+            check(scored_as(r, ref), f"concurrent request {i}: {r}")
         code, body = srv.request("GET", "/health")
         check(code == 200 and body["max_batch_seen"] >= 2 and body["batches"] < body["images"],
               f"requests arriving together are batched together: {body}")

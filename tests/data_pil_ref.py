@@ -17,15 +17,17 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 
-def photo(rng, w, h):
-    """Smooth-plus-detail content: octaves of noise, like a natural image's 1/f spectrum."""
+def photo(rng, w, h, octaves=6, period=128, red_patch=True):
+    """Smooth-plus-detail content: octaves of noise (the coarsest with a cell of period / 2
+    pixels), like a natural image's 1/f spectrum; red_patch adds a block of hard edges."""
     img = np.zeros((h, w, 3), np.float32)
-    for o in range(1, 7):
+    for o in range(1, octaves + 1):
         s = 2 ** o
-        n = rng.standard_normal((max(2, s * h // 128), max(2, s * w // 128), 3))
+        n = rng.standard_normal((max(2, s * h // period), max(2, s * w // period), 3))
         n = Image.fromarray(((n * 40) + 128).clip(0, 255).astype(np.uint8))
         img += (np.asarray(n.resize((w, h), Image.BILINEAR), np.float32) - 128) / o
-    img[h // 3: h // 2, w // 4: w // 2] = [250, 20, 30]  # hard edges ring with lanczos/bicubic
+    if red_patch:
+        img[h // 3: h // 2, w // 4: w // 2] = [250, 20, 30]  # hard edges ring with lanczos
     return Image.fromarray((img * 1.3 + 128).clip(0, 255).astype(np.uint8))
 
 

@@ -14,6 +14,9 @@ import sys
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data_pil_ref  # noqa: E402
+
 
 def gradient_noise(rng, w, h):
     """Gradients in each channel plus noise and a saturated block (clipping paths)."""
@@ -25,14 +28,8 @@ def gradient_noise(rng, w, h):
 
 
 def photo(rng, w, h):
-    """Smooth-plus-detail content (octaves of noise), like data_pil_ref.py's photo."""
-    img = np.zeros((h, w, 3), np.float32)
-    for o in range(1, 6):
-        s = 2 ** o
-        n = rng.standard_normal((max(2, s * h // 64), max(2, s * w // 64), 3))
-        n = Image.fromarray(((n * 40) + 128).clip(0, 255).astype(np.uint8))
-        img += (np.asarray(n.resize((w, h), Image.BILINEAR), np.float32) - 128) / o
-    return (img * 1.3 + 128).clip(0, 255).astype(np.uint8)
+    """data_pil_ref.py's smooth-plus-detail content, five octaves, no red patch (an array)."""
+    return np.asarray(data_pil_ref.photo(rng, w, h, octaves=5, period=64, red_patch=False))
 
 
 def flat(rng, w, h):

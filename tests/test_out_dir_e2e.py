@@ -42,6 +42,17 @@ def refused(r, out, what):
           f"--overwrite ({r.returncode}: {r.stderr.strip()[-300:]})")
 
 
+def refused_both_ways(cmd, out, what, holding, flags):
+    """cmd (`what`, into out, which holds `holding` and nothing else, described by the text) is
+    refused and writes nothing; with flags, --resume and --overwrite both, a usage error."""
+    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+    name, text = holding
+    refused(r, out, f"{what} into a folder with {text}")
+    check(listing(out) == [name], f"the refused {what} wrote nothing")
+    r = subprocess.run(cmd + flags, env=ENV, capture_output=True, text=True)
+    check(r.returncode == 2 and "exclude" in r.stderr, f"{what} {' '.join(flags)}: usage error")
+
+
 def main():
     beit, work = sys.argv[1], sys.argv[2]
     data, model, base = pretrain_fixture.tiny_pretrain(beit, work)
@@ -115,13 +126,8 @@ def main():
     ft_cmd = [beit, "finetune", "--config",
               os.path.join(ROOT, "configs/recipes/finetune_fashion_mnist.json"), "--data", data,
               "--set", f"model={model}", "--out", ft]
-    r = subprocess.run(ft_cmd, env=ENV, capture_output=True, text=True)
-    refused(r, ft, "finetune into a folder with a checkpoint-* folder")
-    check(listing(ft) == ["checkpoint-3"], "the refused finetune wrote nothing")
-    r = subprocess.run(ft_cmd + ["--resume", "--overwrite"], env=ENV, capture_output=True,
-                       text=True)
-    check(r.returncode == 2 and "exclude" in r.stderr, "finetune --resume --overwrite: usage "
-          "error")
+    refused_both_ways(ft_cmd, ft, "finetune", ("checkpoint-3", "a checkpoint-* folder"),
+                      ["--resume", "--overwrite"])
     r = subprocess.run(ft_cmd + ["--overwrite", "--init", os.path.join(ft, "checkpoint-3")],
                        env=ENV, capture_output=True, text=True)
     check(r.returncode == 2 and "is inside --out" in r.stderr and
@@ -139,13 +145,8 @@ def main():
                              "recon_loss": "mse"},
                    "schedule": {"max_steps": 2}, "batch": {"size": 8}}, f)
     tk_cmd = [beit, "tokenizer", "train", "--config", tiny, "--data", data, "--out", tk]
-    r = subprocess.run(tk_cmd, env=ENV, capture_output=True, text=True)
-    refused(r, tk, "tokenizer train into a folder with metrics.jsonl")
-    check(listing(tk) == ["metrics.jsonl"], "the refused tokenizer training wrote nothing")
-    r = subprocess.run(tk_cmd + ["--overwrite", "--resume"], env=ENV, capture_output=True,
-                       text=True)
-    check(r.returncode == 2 and "exclude" in r.stderr, "tokenizer train --overwrite --resume: "
-          "usage error")
+    refused_both_ways(tk_cmd, tk, "tokenizer train", ("metrics.jsonl", "metrics.jsonl"),
+                      ["--overwrite", "--resume"])
     return summary("test_out_dir_e2e")
 
 

@@ -101,25 +101,25 @@ def main():
         check(abs(a - b) <= 1e-2 * abs(a), f"step 1 loss fp32 {a:.6f} vs bf16 {b:.6f}")
         check(curves["fp32"] != curves["bf16"], "bf16 computes differently from fp32")
 
+        def resume_bf16(name, precision):
+            """work/name resumed in precision from a copy of the bf16 run's checkpoint-3:
+            (folder, result, loss curve)."""
+            out = os.path.join(work, name)
+            os.makedirs(out)
+            shutil.copytree(os.path.join(work, "bf16", "checkpoint-3"),
+                            os.path.join(out, "checkpoint-3"))
+            r = run(out, "--precision", precision, "--resume")
+            return out, r, rank_equivalence.curve(out)
+
         # 2. bf16 resumes bit for bit
-        out = os.path.join(work, "bf16-resumed")
-        os.makedirs(out)
-        shutil.copytree(os.path.join(work, "bf16", "checkpoint-3"),
-                        os.path.join(out, "checkpoint-3"))
-        r = run(out, "--precision", "bf16", "--resume")
-        got = rank_equivalence.curve(out)
+        out, r, got = resume_bf16("bf16-resumed", "bf16")
         check(r.returncode == 0 and "not bit-identical" not in r.stderr
               and all(got.get(s) == curves["bf16"][s] for s in range(4, STEPS + 1)),
               "bf16 --resume: the losses of the uninterrupted run, bit for bit"
               + ("" if r.returncode == 0 else ": " + r.stderr[-300:]))
 
         # 3. the bf16 checkpoint resumed in fp32: allowed, with a note
-        out = os.path.join(work, "bf16-then-fp32")
-        os.makedirs(out)
-        shutil.copytree(os.path.join(work, "bf16", "checkpoint-3"),
-                        os.path.join(out, "checkpoint-3"))
-        r = run(out, "--precision", "fp32", "--resume")
-        got = rank_equivalence.curve(out)
+        out, r, got = resume_bf16("bf16-then-fp32", "fp32")
         note = [x for x in r.stderr.splitlines() if x.startswith("note:")]
         check(r.returncode == 0 and note and "trained in bf16" in note[0]
               and "not bit-identical" in note[0], "bf16 checkpoint resumed in fp32: exit "

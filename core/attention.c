@@ -133,57 +133,19 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
  * (oneDNN has no fast kernel for heads strided inside the qkv rows); logits, softmax and its
  * backward in float32, as autocast keeps softmax in fp32. */
 
-/* out_h (nb, B, nH, T, dh) = rounded in (B, T, nb*D): nb blocks of D columns split into heads. */
-BEIT_KERNEL_CLONES
-static void to_heads_bf16(beit_bf16 *out_h, const float *in, size_t nb, size_t B, size_t T,
-                          size_t D, size_t nH)
+/* out_h (nb, B, nH, T, dh) = in_h (B, T, nb*D): nb blocks of D columns split into heads (a copy
+ * of dh-value runs). */
+static void to_heads(beit_bf16 *out_h, const beit_bf16 *in_h, size_t nb, size_t B, size_t T,
+                     size_t D, size_t nH)
 {
   const size_t dh = D / nH, ld = nb * D;
 #pragma omp parallel for schedule(static)
   for (size_t bt = 0; bt < B * T; bt++) {
     size_t b = bt / T, t = bt % T;
     for (size_t s = 0; s < nb; s++)
-      for (size_t h = 0; h < nH; h++) {
-        const float *x = in + bt * ld + s * D + h * dh;
-        beit_bf16 *y = out_h + (((s * B + b) * nH + h) * T + t) * dh;
-        for (size_t c = 0; c < dh; c++)
-          y[c] = beit_bf16_round(x[c]);
-      }
-  }
-}
-
-/* out (B, T, nb*D) = in (nb, B, nH, T, dh): the inverse layout of to_heads_bf16, in float32. */
-static void from_heads(float *out, const float *in, size_t nb, size_t B, size_t T, size_t D,
-                           size_t nH)
-{
-  const size_t dh = D / nH, ld = nb * D;
-#pragma omp parallel for schedule(static)
-  for (size_t bt = 0; bt < B * T; bt++) {
-    size_t b = bt / T, t = bt % T;
-    for (size_t s = 0; s < nb; s++)
-      for (size_t h = 0; h < nH; h++) {
-        const float *x = in + (((s * B + b) * nH + h) * T + t) * dh;
-        float *y = out + bt * ld + s * D + h * dh;
-        memcpy(y, x, dh * sizeof *y);
-      }
-  }
-}
-
-/* out_h (B, T, D) = rounded in (B, nH, T, dh): the heads concatenated again. */
-BEIT_KERNEL_CLONES
-static void merge_heads_bf16(beit_bf16 *out_h, const float *in, size_t B, size_t T, size_t D,
-                             size_t nH)
-{
-  const size_t dh = D / nH;
-#pragma omp parallel for schedule(static)
-  for (size_t bt = 0; bt < B * T; bt++) {
-    size_t b = bt / T, t = bt % T;
-    for (size_t h = 0; h < nH; h++) {
-      const float *x = in + ((b * nH + h) * T + t) * dh;
-      beit_bf16 *y = out_h + bt * D + h * dh;
-      for (size_t c = 0; c < dh; c++)
-        y[c] = beit_bf16_round(x[c]);
-    }
+      for (size_t h = 0; h < nH; h++)
+        memcpy(out_h + (((s * B + b) * nH + h) * T + t) * dh, in_h + bt * ld + s * D + h * dh,
+               dh * sizeof *out_h);
   }
 }
 
@@ -200,13 +162,20 @@ static void softmax_heads(float *probs, const float *bias, size_t rows, size_t T
   }
 }
 
-/* dS (rows, T) = softmax backward of each row against probs (rows, T), in place, in parallel. */
+/* dS (rows, T) = softmax backward of each row against probs (rows, T), in place, in parallel;
+ * dS_h = scale * dS rounded, in the same pass (the dQ and dK products' operand, their scale
+ * folded in: a product with an output scale and a strided bf16 result ran 7x slower). */
 BEIT_KERNEL_CLONES
-static void softmax_heads_backward(float *dS, const float *probs, size_t rows, size_t T)
+static void softmax_heads_backward(float *dS, beit_bf16 *dS_h, const float *probs, size_t rows,
+                                   size_t T, float scale)
 {
 #pragma omp parallel for schedule(static)
-  for (size_t r = 0; r < rows; r++)
+  for (size_t r = 0; r < rows; r++) {
     softmax_row_backward(dS + r * T, probs + r * T, T);
+#pragma omp simd
+    for (size_t j = 0; j < T; j++)
+      dS_h[r * T + j] = beit_bf16_round(scale * dS[r * T + j]);
+  }
 }
 
 /* count dense (rows, cols) problems back to back in one batched product. */
@@ -215,12 +184,21 @@ static struct beit_batch_strides dense_batch(size_t count, size_t a, size_t b, s
   return (struct beit_batch_strides){count, 1, a, 0, b, 0, c, 0};
 }
 
+/* The (image, head) problems of a product whose operands are head-major (a_size and b_size
+ * values a problem) and whose result goes straight into token-major rows: image b, head h at
+ * C + b*T*ld + h*dh, rows ld apart. */
+static struct beit_batch_strides token_batch(size_t B, size_t nH, size_t T, size_t dh,
+                                             size_t a_size, size_t b_size, size_t ld)
+{
+  return (struct beit_batch_strides){B, nH, nH * a_size, a_size, nH * b_size, b_size, T * ld, dh};
+}
+
 void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_h,
-                                 uint16_t *qkv_h, float *scratch, const float *qkv,
-                                 const float *bias, size_t B, size_t T, size_t D, size_t nH)
+                                 uint16_t *qkv_h, const uint16_t *qkv_rows_h, const float *bias,
+                                 size_t B, size_t T, size_t D, size_t nH)
 {
   const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh;
-  to_heads_bf16(qkv_h, qkv, 3, B, T, D, nH);
+  to_heads(qkv_h, qkv_rows_h, 3, B, T, D, nH);
   const beit_bf16 *q = qkv_h, *k = qkv_h + hs, *v = qkv_h + 2 * hs;
   /* S = scale Q K^T into probs, then the softmax (+ bias) in place */
   struct beit_batch_strides qk = dense_batch(n, T * dh, T * dh, TT);
@@ -228,44 +206,42 @@ void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_
                     attention_scale(dh), 0.0f, &qk);
   softmax_heads(probs, bias, rows, T, nH);
   beit_to_bf16(probs_h, probs, rows * T);
-  /* O = P V per head into scratch, then the heads concatenated into out_h */
-  struct beit_batch_strides pv = dense_batch(n, TT, T * dh, T * dh);
-  beit_gemm_batched(scratch, dh, beit_op_bf16(probs_h, T, 0), beit_op_bf16(v, dh, 0), T, dh, T,
-                    1.0f, 0.0f, &pv);
-  merge_heads_bf16(out_h, scratch, B, T, D, nH);
+  /* O = P V per head, rounded straight into the heads' columns of the token rows of out_h */
+  struct beit_batch_strides pv = token_batch(B, nH, T, dh, TT, T * dh, D);
+  beit_gemm_bf16_out(out_h, D, beit_op_bf16(probs_h, T, 0), beit_op_bf16(v, dh, 0), NULL, T, dh,
+                     T, 1.0f, &pv);
 }
 
-void beit_attention_backward_bf16(float *dqkv, float *dbias, float *dS, uint16_t *scratch_h,
-                                  float *heads, const float *dout, const uint16_t *qkv_h,
+void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, float *dS, uint16_t *scratch_h,
+                                  const uint16_t *dout_h, const uint16_t *qkv_h,
                                   const float *probs, const uint16_t *probs_h, size_t B,
                                   size_t T, size_t D, size_t nH)
 {
-  const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh;
+  const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh, ld = 3 * D;
   const float scale = attention_scale(dh);
-  if (!dqkv && !dbias)
+  if (!dqkv_h && !dbias)
     return;
   const beit_bf16 *q = qkv_h, *k = qkv_h + hs, *v = qkv_h + 2 * hs;
-  to_heads_bf16(scratch_h, dout, 1, B, T, D, nH); /* dO */
+  to_heads(scratch_h, dout_h, 1, B, T, D, nH); /* dO */
   struct beit_operand dO = beit_op_bf16(scratch_h, dh, 0);
+  /* the gradients of q, k and v go straight into their columns of the token rows of dqkv_h */
   struct beit_batch_strides s_tt = dense_batch(n, T * dh, T * dh, TT);
-  struct beit_batch_strides s_td = dense_batch(n, TT, T * dh, T * dh);
-  if (dqkv) /* dV = P^T dO, into the third block of heads */
-    beit_gemm_batched(heads + 2 * hs, dh, beit_op_bf16(probs_h, T, 1), dO, T, dh, T, 1.0f, 0.0f,
-                      &s_td);
+  struct beit_batch_strides s_td = token_batch(B, nH, T, dh, TT, T * dh, ld);
+  if (dqkv_h) /* dV = P^T dO */
+    beit_gemm_bf16_out(dqkv_h + 2 * D, ld, beit_op_bf16(probs_h, T, 1), dO, NULL, T, dh, T, 1.0f,
+                       &s_td);
   /* dP = dO V^T, then the softmax backward in float32 */
   beit_gemm_batched(dS, T, dO, beit_op_bf16(v, dh, 1), T, T, dh, 1.0f, 0.0f, &s_tt);
-  softmax_heads_backward(dS, probs, rows, T);
+  softmax_heads_backward(dS, scratch_h, probs, rows, T, scale); /* dO is no longer needed */
   if (dbias)
     bias_grad(dbias, dS, B, T, nH);
-  if (!dqkv)
+  if (!dqkv_h)
     return;
-  beit_to_bf16(scratch_h, dS, rows * T); /* dS (dO is no longer needed) */
-  /* dQ = scale dS K; dK = scale dS^T Q; then all three into dqkv's rows */
-  beit_gemm_batched(heads, dh, beit_op_bf16(scratch_h, T, 0), beit_op_bf16(k, dh, 0), T, dh, T,
-                    scale, 0.0f, &s_td);
-  beit_gemm_batched(heads + hs, dh, beit_op_bf16(scratch_h, T, 1), beit_op_bf16(q, dh, 0), T,
-                    dh, T, scale, 0.0f, &s_td);
-  from_heads(dqkv, heads, 3, B, T, D, nH);
+  /* dQ = (scale dS) K; dK = (scale dS)^T Q */
+  beit_gemm_bf16_out(dqkv_h, ld, beit_op_bf16(scratch_h, T, 0), beit_op_bf16(k, dh, 0), NULL, T,
+                     dh, T, 1.0f, &s_td);
+  beit_gemm_bf16_out(dqkv_h + D, ld, beit_op_bf16(scratch_h, T, 1), beit_op_bf16(q, dh, 0), NULL,
+                     T, dh, T, 1.0f, &s_td);
 }
 
 void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,

@@ -48,6 +48,8 @@ void beit_linear_backward_naive(float *dinp, float *dweight, float *dbias, const
 void beit_bias_forward(float *out, const float *bias, size_t N, size_t C, size_t ld);
 /* dbias (C) += sum over n of dout[n*ld + c] */
 void beit_bias_backward(float *dbias, const float *dout, size_t N, size_t C, size_t ld);
+/* The same over a bfloat16 gradient (float32 sums of its values). */
+void beit_bias_backward_bf16(float *dbias, const uint16_t *dout_h, size_t N, size_t C, size_t ld);
 
 /* ---- LayerNorm over the last dim, biased variance: out (N, C), mean/rstd (N) saved ---- */
 void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -105,17 +107,17 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
                              size_t nH);
 size_t beit_attention_scratch_floats(size_t B, size_t T, size_t nH);
 /* Mixed precision: the four products in bf16 (float32 accumulation) on head-major copies,
- * logits, softmax and its backward in float32. Forward writes qkv_h (3, B, nH, T, dh): q, k, v
- * rounded and split into heads; probs (B, nH, T, T) and its rounding probs_h; out_h (B, T, D) the
- * rounded heads' outputs (the projection's input); scratch: B*T*D floats. Backward: dqkv
- * (B, T, 3D) is OVERWRITTEN (all three blocks), dbias +=; dS: B*nH*T*T floats, scratch_h:
- * max(B*T*D, B*nH*T*T) bf16 values,
- * heads: 3*B*T*D floats of scratch. */
+ * logits, softmax and its backward in float32. Forward reads the bf16 qkv rows qkv_rows_h
+ * (B, T, 3D) and writes qkv_h (3, B, nH, T, dh): q, k, v split into heads (saved for backward);
+ * probs (B, nH, T, T) and its rounding probs_h; out_h (B, T, D) the heads' outputs, rounded (the
+ * projection's input). Backward reads dout_h (B, T, D) in bf16; dqkv_h (B, T, 3D) is OVERWRITTEN
+ * (all three blocks, rounded: the qkv products' operand), dbias +=; dS: B*nH*T*T floats,
+ * scratch_h: max(B*T*D, B*nH*T*T) bf16 values. */
 void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_h,
-                                 uint16_t *qkv_h, float *scratch, const float *qkv,
-                                 const float *bias, size_t B, size_t T, size_t D, size_t nH);
-void beit_attention_backward_bf16(float *dqkv, float *dbias, float *dS, uint16_t *scratch_h,
-                                  float *heads, const float *dout, const uint16_t *qkv_h,
+                                 uint16_t *qkv_h, const uint16_t *qkv_rows_h, const float *bias,
+                                 size_t B, size_t T, size_t D, size_t nH);
+void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, float *dS, uint16_t *scratch_h,
+                                  const uint16_t *dout_h, const uint16_t *qkv_h,
                                   const float *probs, const uint16_t *probs_h, size_t B,
                                   size_t T, size_t D, size_t nH);
 void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,

@@ -12,11 +12,11 @@
 
 #include <string.h>
 
-/* acc (C) += sum over n < N of x[n*ld + c], and out_h (N, C), when not NULL, = x rounded to
- * bfloat16: one pass over x in column stripes (vmath.h). */
+/* acc (C) += sum over n < N of x[n*ld + c] (x float32, or bfloat16 x_h when x is NULL), and
+ * out_h (N, C), when not NULL, = x rounded to bfloat16: one pass in column stripes (vmath.h). */
 BEIT_KERNEL_CLONES
-static void column_pass(beit_bf16 *out_h, float *acc, const float *x, size_t N, size_t C,
-                        size_t ld)
+static void column_pass(beit_bf16 *out_h, float *acc, const float *x, const beit_bf16 *x_h,
+                        size_t N, size_t C, size_t ld)
 {
 #pragma omp parallel if (N * C > 32768)
   {
@@ -26,6 +26,13 @@ static void column_pass(beit_bf16 *out_h, float *acc, const float *x, size_t N, 
       size_t w = s1 - c0 < BEIT_COL_CHUNK ? s1 - c0 : BEIT_COL_CHUNK;
       float sum[BEIT_COL_CHUNK] = {0};
       for (size_t n = 0; n < N; n++) {
+        if (!x) {
+          const beit_bf16 *row = x_h + n * ld + c0;
+#pragma omp simd
+          for (size_t j = 0; j < w; j++)
+            sum[j] += beit_bf16_value(row[j]);
+          continue;
+        }
         const float *row = x + n * ld + c0;
         if (out_h) {
           beit_bf16 *out = out_h + n * C + c0;
@@ -49,7 +56,7 @@ static void column_pass(beit_bf16 *out_h, float *acc, const float *x, size_t N, 
 
 static void column_sums(float *acc, const float *x, size_t N, size_t C, size_t ld)
 {
-  column_pass(NULL, acc, x, N, C, ld);
+  column_pass(NULL, acc, x, NULL, N, C, ld);
 }
 
 /* dinp (N, C) = dinp_beta * dinp + dout (N, OC) . weight (OC, C), into a float32 or bfloat16
@@ -117,7 +124,7 @@ void beit_linear_backward_bf16(struct beit_result dinp, float *dweight, const be
 
 void beit_to_bf16_colsum(beit_bf16 *out_h, float *acc, const float *x, size_t N, size_t C)
 {
-  column_pass(out_h, acc, x, N, C, C);
+  column_pass(out_h, acc, x, NULL, N, C, C);
 }
 
 void beit_linear_forward_naive(float *out, const float *inp, const float *weight,
@@ -165,4 +172,10 @@ void beit_bias_backward(float *dbias, const float *dout, size_t N, size_t C, siz
 {
   if (dbias)
     column_sums(dbias, dout, N, C, ld);
+}
+
+void beit_bias_backward_bf16(float *dbias, const uint16_t *dout_h, size_t N, size_t C, size_t ld)
+{
+  if (dbias)
+    column_pass(NULL, dbias, NULL, dout_h, N, C, ld);
 }

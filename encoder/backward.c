@@ -105,15 +105,12 @@ static void block_backward(struct beit_model *m, size_t l)
   zero(a->d_branch, BT * D);
   beit_residual_backward(a->d_stream, a->d_branch, GRAD(li->gamma1), a->d_mid, la->proj,
                          PARAM(li->gamma1), s1, B, T, D);
-  beit_model_linear_backward(m, a->d_attn, NULL, li->proj_w, li->proj_b, a->d_branch, NULL,
+  /* bf16: the projection's input gradient is rounded as it is stored (the attention's operand) */
+  beit_model_linear_backward(m, a->d_attn, a->d_attn_h, li->proj_w, li->proj_b, a->d_branch, NULL,
                              la->attn, la->attn_h, BT, D, D);
   if (has_bias)
     zero(a->d_bias, nH * T * T);
-  beit_model_attention_backward(m, la, a->d_qkv, has_bias ? a->d_bias : NULL, a->d_attn);
-  beit_bias_backward(GRAD(li->q_b), a->d_qkv, BT, D, 3 * D);
-  beit_bias_backward(GRAD(li->v_b), a->d_qkv + 2 * D, BT, D, 3 * D);
-  beit_model_linear_backward(m, a->d_ln, NULL, li->q_w, -1, a->d_qkv, NULL, la->ln1, la->ln1_h,
-                             BT, D, 3 * D);
+  beit_model_attention_backward(m, l, has_bias ? a->d_bias : NULL);
   beit_layernorm_backward(a->d_stream, GRAD(li->ln1_w), GRAD(li->ln1_b), a->d_ln, la->x,
                           PARAM(li->ln1_w), la->ln1_mean, la->ln1_rstd, BT, D);
   if (li->rel_table >= 0)

@@ -34,7 +34,7 @@ struct beit_param_ids {
 /* Saved activations of one block; x is the block input (the residual stream). In bf16 the
  * operands of matrix products are bfloat16 (*_h, NULL in fp32), kept for backward; ln1, ln2 and
  * gelu are then not written (their only reader is the next product), fc1 is bfloat16 only (fc1_h,
- * as autocast keeps it) and attn is the heads' float32 scratch. */
+ * as autocast keeps it), and qkv and attn are fp32 only (qkv_h holds q, k, v split into heads). */
 struct beit_layer_acts {
   float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *proj, *y;
   float *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *fc2;
@@ -57,11 +57,13 @@ struct beit_acts {
   /* backward scratch, shared by all blocks */
   float *d_stream, *d_mid, *d_ln, *d_qkv, *d_attn, *d_branch, *d_fc1, *d_gelu;
   float *d_bias, *attn_scratch, *d_head_in, *d_head_ln, *d_logits, *d_hidden, *d_emb;
-  /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient, for
-   * fc2's input gradient (d_gelu_h: bf16 in bf16, d_gelu is fp32 only) and
-   * for attention's head-major gradients (3 * B*T*D floats) */
+  /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient, and
+   * for fc2's input gradient (d_gelu_h; d_gelu is fp32 only) */
   beit_bf16 *patches_h, *head_h, *d_h, *d_gelu_h;
-  float *d_heads;
+  /* bf16 only: the qkv product's rounded rows (forward scratch) and its [q_b, 0, v_b] bias; the
+   * rounded gradients of the projection input and of the qkv rows (d_attn, d_qkv are fp32 only) */
+  beit_bf16 *qkv_rows_h, *d_attn_h, *d_qkv_h;
+  float *qkv_bias;
 };
 
 struct beit_model {
@@ -133,14 +135,16 @@ void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long 
                                 const float *dout, const beit_bf16 *dout_h, const float *fc1,
                                 const beit_bf16 *fc1_h, float *dfc1, const float *inp,
                                 const beit_bf16 *inp_h, size_t N, size_t C, size_t F);
-/* Attention core of block layer acts la (beit_attention_forward/backward in m's precision).
- * Forward returns the output projection's float32 input (la->attn), or NULL in bf16, where the
- * output is already rounded into la->attn_h (for beit_model_linear_forward). */
-const float *beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
+/* The attention branch of block l up to the output projection: the qkv product of ln1 (the
+ * block's first LayerNorm output; NULL in bf16, where it is in la->ln1_h) and the attention core
+ * (beit_attention_forward in m's precision) with the relative position bias bias. Returns the
+ * projection's float32 input (la->attn), or NULL in bf16, where it is rounded into la->attn_h. */
+const float *beit_model_attention_forward(struct beit_model *m, size_t l, const float *ln1,
                                          const float *bias);
-/* Backward: dqkv (B, T, 3D) OVERWRITTEN, dbias (nH, T, T) accumulates. */
-void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
-                                   float *dqkv, float *dbias, const float *dout);
+/* Its backward, from d(loss)/d(projection input) (a->d_attn; in bf16 a->d_attn_h) to
+ * d(loss)/d(ln1) in a->d_ln (OVERWRITTEN); the grads of q, v and the qkv weights accumulate, and
+ * so does dbias (nH, T, T) (NULL skips). */
+void beit_model_attention_backward(struct beit_model *m, size_t l, float *dbias);
 /* A LayerNorm (tensors w, b) or GELU whose output only feeds a matrix product: float32 out in
  * fp32, rounded straight into out_h in bf16 (out untouched; GELU reads the bf16 pre-activation
  * inp_h there). Each returns the float32 input for beit_model_linear_forward: out, or NULL

@@ -33,11 +33,7 @@ static void block_forward(struct beit_model *m, size_t l, float *out)
 
   const float *ln1 = beit_model_layernorm_forward(m, la->ln1, la->ln1_h, la->ln1_mean,
                                                   la->ln1_rstd, la->x, li->ln1_w, li->ln1_b, BT, D);
-  /* query|key|value weights are contiguous: one (3D, D) GEMM; no key bias (spec 1.4) */
-  beit_model_linear_forward(m, la->qkv, NULL, ln1, la->ln1_h, li->q_w, -1, BT, D, 3 * D);
-  beit_bias_forward(la->qkv, PARAM(li->q_b), BT, D, 3 * D);
-  beit_bias_forward(la->qkv + 2 * D, PARAM(li->v_b), BT, D, 3 * D);
-  const float *attn = beit_model_attention_forward(m, la, block_bias(m, l));
+  const float *attn = beit_model_attention_forward(m, l, ln1, block_bias(m, l));
   beit_model_linear_forward(m, la->proj, NULL, attn, la->attn_h, li->proj_w, li->proj_b, BT, D,
                             D);
   beit_residual_forward(la->y, la->x, la->proj, PARAM(li->gamma1), s1, B, T, D);

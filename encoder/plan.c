@@ -43,15 +43,14 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
       continue;
     }
     la->x = a->stream[l];
-    /* bf16: what only feeds a matrix product has no float32 copy (its bf16 twin is saved), and
-     * qkv and attn are forward-only scratch (backward reads qkv_h), shared by every block */
+    /* bf16: what only feeds a matrix product has no float32 copy (its bf16 twin is saved) */
     const int h = m->precision == BEIT_PRECISION_BF16;
     la->ln1 = h ? NULL : carve(c, BT * D);
     la->ln1_mean = carve(c, BT);
     la->ln1_rstd = carve(c, BT);
-    la->qkv = h && l > 0 ? a->layer[0].qkv : carve(c, BT * 3 * D);
+    la->qkv = h ? NULL : carve(c, BT * 3 * D);
     la->probs = carve(c, B * tt);
-    la->attn = h && l > 0 ? a->layer[0].attn : carve(c, BT * D);
+    la->attn = h ? NULL : carve(c, BT * D);
     la->proj = carve(c, BT * D);
     la->y = carve(c, BT * D);
     la->ln2 = h ? NULL : carve(c, BT * D);
@@ -68,6 +67,8 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
     la->fc1_h = carve_h(m, c, BT * F);
     la->gelu_h = carve_h(m, c, BT * F);
   }
+  a->qkv_rows_h = carve_h(m, c, BT * 3 * D); /* forward scratch, shared by every block */
+  a->qkv_bias = m->precision == BEIT_PRECISION_BF16 ? carve(c, 3 * D) : NULL;
   a->rel_shared = carve(c, tt);
   a->rel_bias = carve(c, tt);
   a->hidden = m->ids.final_ln_w >= 0 ? carve(c, BT * D) : a->stream[m->L];
@@ -86,16 +87,17 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
     a->d_stream = a->d_mid = a->d_ln = a->d_qkv = a->d_attn = a->d_branch = NULL;
     a->d_fc1 = a->d_gelu = a->d_bias = a->attn_scratch = NULL;
     a->d_head_in = a->d_head_ln = a->d_logits = a->d_hidden = a->d_emb = NULL;
-    a->d_h = a->d_gelu_h = NULL;
-    a->d_heads = NULL;
+    a->d_h = a->d_gelu_h = a->d_attn_h = a->d_qkv_h = NULL;
     return;
   }
   /* backward scratch */
   a->d_stream = carve(c, BT * D);
   a->d_mid = carve(c, BT * D);
   a->d_ln = carve(c, BT * D);
-  a->d_qkv = carve(c, BT * 3 * D);
-  a->d_attn = carve(c, BT * D);
+  a->d_qkv = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * 3 * D);
+  a->d_attn = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * D);
+  a->d_qkv_h = carve_h(m, c, BT * 3 * D);
+  a->d_attn_h = carve_h(m, c, BT * D);
   a->d_branch = carve(c, BT * D);
   a->d_fc1 = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * F); /* bf16: d_h only */
   a->d_gelu = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * F);
@@ -112,7 +114,6 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
   d_h = d_h > rows * logit_cols ? d_h : rows * logit_cols;
   d_h = d_h > B * tt ? d_h : B * tt;
   a->d_h = carve_h(m, c, d_h);
-  a->d_heads = m->precision == BEIT_PRECISION_BF16 ? carve(c, 3 * BT * D) : NULL;
 }
 
 enum beit_status beit_model_plan(struct beit_model *m, struct beit_error *err)

@@ -74,29 +74,66 @@ void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long 
   beit_model_linear_backward(m, dinp, NULL, w, b, NULL, m->a.d_h, inp, inp_h, N, C, F);
 }
 
-const float *beit_model_attention_forward(struct beit_model *m, struct beit_layer_acts *la,
+/* The [q_b, 0, v_b] bias of block l's qkv product in bf16 (no key bias, spec 1.4), or NULL. */
+static const float *qkv_bias(struct beit_model *m, const struct beit_layer_ids *li)
+{
+  if (li->q_b < 0 && li->v_b < 0)
+    return NULL;
+  float *bias = m->a.qkv_bias;
+  size_t D = m->D;
+  memset(bias, 0, 3 * D * sizeof *bias);
+  if (li->q_b >= 0)
+    memcpy(bias, PARAM(li->q_b), D * sizeof *bias);
+  if (li->v_b >= 0)
+    memcpy(bias + 2 * D, PARAM(li->v_b), D * sizeof *bias);
+  return bias;
+}
+
+const float *beit_model_attention_forward(struct beit_model *m, size_t l, const float *ln1,
                                          const float *bias)
 {
+  const struct beit_layer_ids *li = &m->ids.layer[l];
+  struct beit_layer_acts *la = &m->a.layer[l];
+  size_t B = m->B, T = m->T, D = m->D, nH = m->nH, BT = B * T;
+  /* query|key|value weights are contiguous: one (3D, D) product */
   if (!bf16(m)) {
-    beit_attention_forward(la->attn, la->probs, la->qkv, bias, m->B, m->T, m->D, m->nH);
+    beit_linear_forward(la->qkv, ln1, PARAM(li->q_w), NULL, BT, D, 3 * D);
+    beit_bias_forward(la->qkv, PARAM(li->q_b), BT, D, 3 * D);
+    beit_bias_forward(la->qkv + 2 * D, PARAM(li->v_b), BT, D, 3 * D);
+    beit_attention_forward(la->attn, la->probs, la->qkv, bias, B, T, D, nH);
     return la->attn;
   }
-  /* la->attn is the heads' float32 scratch here; the output is rounded into attn_h */
-  beit_attention_forward_bf16(la->attn_h, la->probs, la->probs_h, la->qkv_h, la->attn, la->qkv,
-                              bias, m->B, m->T, m->D, m->nH);
+  /* the product adds the biases and rounds its result: the attention's only input */
+  struct beit_result rows = {m->a.qkv_rows_h, BEIT_DTYPE_BF16, 3 * D};
+  beit_linear_forward_bf16(rows, la->ln1_h, param_h(m, li->q_w), qkv_bias(m, li), BT, D, 3 * D);
+  beit_attention_forward_bf16(la->attn_h, la->probs, la->probs_h, la->qkv_h, m->a.qkv_rows_h,
+                              bias, B, T, D, nH);
   return NULL;
 }
 
-void beit_model_attention_backward(struct beit_model *m, const struct beit_layer_acts *la,
-                                   float *dqkv, float *dbias, const float *dout)
+void beit_model_attention_backward(struct beit_model *m, size_t l, float *dbias)
 {
+  const struct beit_layer_ids *li = &m->ids.layer[l];
+  const struct beit_layer_acts *la = &m->a.layer[l];
+  struct beit_acts *a = &m->a;
+  size_t B = m->B, T = m->T, D = m->D, nH = m->nH, BT = B * T;
   if (!bf16(m)) {
-    memset(dqkv, 0, m->B * m->T * 3 * m->D * sizeof *dqkv);
-    beit_attention_backward(dqkv, dbias, m->a.attn_scratch, dout, la->qkv, la->probs, m->B, m->T,
-                            m->D, m->nH);
-  } else
-    beit_attention_backward_bf16(dqkv, dbias, m->a.attn_scratch, m->a.d_h, m->a.d_heads, dout,
-                                 la->qkv_h, la->probs, la->probs_h, m->B, m->T, m->D, m->nH);
+    memset(a->d_qkv, 0, BT * 3 * D * sizeof *a->d_qkv);
+    beit_attention_backward(a->d_qkv, dbias, a->attn_scratch, a->d_attn, la->qkv, la->probs, B,
+                            T, D, nH);
+    beit_bias_backward(GRAD(li->q_b), a->d_qkv, BT, D, 3 * D);
+    beit_bias_backward(GRAD(li->v_b), a->d_qkv + 2 * D, BT, D, 3 * D);
+    beit_model_linear_backward(m, a->d_ln, NULL, li->q_w, -1, a->d_qkv, NULL, la->ln1, NULL, BT,
+                               D, 3 * D);
+    return;
+  }
+  /* the attention's gradients arrive rounded, in the qkv rows: the products' operand as it is */
+  beit_attention_backward_bf16(a->d_qkv_h, dbias, a->attn_scratch, a->d_h, a->d_attn_h, la->qkv_h,
+                               la->probs, la->probs_h, B, T, D, nH);
+  beit_bias_backward_bf16(GRAD(li->q_b), a->d_qkv_h, BT, D, 3 * D);
+  beit_bias_backward_bf16(GRAD(li->v_b), a->d_qkv_h + 2 * D, BT, D, 3 * D);
+  beit_model_linear_backward(m, a->d_ln, NULL, li->q_w, -1, NULL, a->d_qkv_h, NULL, la->ln1_h, BT,
+                             D, 3 * D);
 }
 
 const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit_bf16 *out_h,

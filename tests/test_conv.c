@@ -29,9 +29,7 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   beit_conv2d_forward(out, scratch, inp, w, bias, scale, accumulate, flags, B, C, H, W, OC, K,
                       nthreads);
   beit_conv2d_forward_naive(ref, inp, w, bias, scale, accumulate, flags, B, C, H, W, OC, K);
-  char l2[200];
-  snprintf(l2, sizeof l2, "%s fwd", label);
-  check_close(l2, out, ref, no, TOL);
+  check_closef(out, ref, no, TOL, "%s fwd", label);
 
   /* backward accumulates onto existing gradients */
   float *dout = randn(no, 1.0f);
@@ -44,24 +42,19 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   beit_conv2d_backward(dinp, dw, db, bscratch, dout, inp, w, scale, bflags, B, C, H, W, OC, K,
                        nthreads);
   beit_conv2d_backward_naive(rdinp, rdw, rdb, dout, inp, w, scale, bflags, B, C, H, W, OC, K);
-  snprintf(l2, sizeof l2, "%s dinp", label);
-  check_close(l2, dinp, rdinp, ni, TOL);
-  snprintf(l2, sizeof l2, "%s dweight", label);
-  check_close(l2, dw, rdw, nw, TOL);
-  snprintf(l2, sizeof l2, "%s dbias", label);
-  check_close(l2, db, rdb, OC, TOL);
+  check_closef(dinp, rdinp, ni, TOL, "%s dinp", label);
+  check_closef(dw, rdw, nw, TOL, "%s dweight", label);
+  check_closef(db, rdb, OC, TOL, "%s dbias", label);
 
   /* NULL outputs are skipped and leave the others unchanged */
   float *dw2 = tdup(dw0, nw);
   beit_conv2d_backward(NULL, dw2, NULL, bscratch, dout, inp, w, scale, bflags, B, C, H, W, OC, K,
                        nthreads);
-  snprintf(l2, sizeof l2, "%s dweight alone", label);
-  check_close(l2, dw2, rdw, nw, TOL);
+  check_closef(dw2, rdw, nw, TOL, "%s dweight alone", label);
   float *di2 = tdup(dinp0, ni);
   beit_conv2d_backward(di2, NULL, NULL, bscratch, dout, inp, w, scale, bflags, B, C, H, W, OC, K,
                        nthreads);
-  snprintf(l2, sizeof l2, "%s dinp alone", label);
-  check_close(l2, di2, rdinp, ni, TOL);
+  check_closef(di2, rdinp, ni, TOL, "%s dinp alone", label);
   tfree_all();
 }
 

@@ -34,7 +34,7 @@ static float *rounded(const float *x, size_t n, beit_bf16 *h)
 static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t K,
                       unsigned flags, float scale, int accumulate, int nthreads)
 {
-  char label[160], l2[200];
+  char label[160];
   snprintf(label, sizeof label, "bf16 conv B%zu C%zu %zux%zu OC%zu K%zu flags%u acc%d t%d", B, C,
            H, W, OC, K, flags, accumulate, nthreads);
   const size_t ni = B * C * H * W, no = B * OC * H * W, nw = OC * C * K * K;
@@ -48,8 +48,7 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   beit_conv2d_forward_bf16(out, scratch, inp, wh, bias, scale, accumulate, flags, B, C, H, W, OC,
                            K, nthreads);
   beit_conv2d_forward_naive(ref, inp_r, w_r, bias, scale, accumulate, flags, B, C, H, W, OC, K);
-  snprintf(l2, sizeof l2, "%s fwd", label);
-  check_close(l2, out, ref, no, TOL);
+  check_closef(out, ref, no, TOL, "%s fwd", label);
 
   /* backward accumulates onto existing gradients; dbias from the float32 dout */
   float *dout = randn(no, 1.0f), *dout_r = rounded(dout, no, NULL);
@@ -64,23 +63,18 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   beit_conv2d_backward_naive(rdinp, rdw, NULL, dout_r, inp_r, w_r, scale, bflags, B, C, H, W, OC,
                              K);
   beit_conv2d_backward_naive(NULL, NULL, rdb, dout, inp_r, w_r, scale, bflags, B, C, H, W, OC, K);
-  snprintf(l2, sizeof l2, "%s dinp", label);
-  check_close(l2, dinp, rdinp, ni, TOL);
-  snprintf(l2, sizeof l2, "%s dweight", label);
-  check_close(l2, dw, rdw, nw, TOL);
-  snprintf(l2, sizeof l2, "%s dbias", label);
-  check_close(l2, db, rdb, OC, TOL);
+  check_closef(dinp, rdinp, ni, TOL, "%s dinp", label);
+  check_closef(dw, rdw, nw, TOL, "%s dweight", label);
+  check_closef(db, rdb, OC, TOL, "%s dbias", label);
 
   /* NULL outputs are skipped and leave the others unchanged */
   float *dw2 = tdup(dw0, nw), *di2 = tdup(dinp0, ni);
   beit_conv2d_backward_bf16(NULL, dw2, NULL, bscratch, dout, inp, wh, scale, bflags, B, C, H, W,
                             OC, K, nthreads);
-  snprintf(l2, sizeof l2, "%s dweight alone", label);
-  check_close(l2, dw2, rdw, nw, TOL);
+  check_closef(dw2, rdw, nw, TOL, "%s dweight alone", label);
   beit_conv2d_backward_bf16(di2, NULL, NULL, bscratch, dout, inp, wh, scale, bflags, B, C, H, W,
                             OC, K, nthreads);
-  snprintf(l2, sizeof l2, "%s dinp alone", label);
-  check_close(l2, di2, rdinp, ni, TOL);
+  check_closef(di2, rdinp, ni, TOL, "%s dinp alone", label);
   tfree_all();
 }
 

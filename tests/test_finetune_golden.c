@@ -191,23 +191,9 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
     }
     beit_model_zero_grad(m);
     beit_model_backward(m, (float)B); /* the sum over the batch (trainer.h) */
-    if (step == 0)
-      for (size_t i = 0; i < m->table.count; i++) {
-        const struct beit_tensor *t = &m->table.items[i];
-        size_t n;
-        snprintf(path, sizeof path, "grad.%s", t->name);
-        float *want = test_read_f32(exp, path, 0, &n);
-        CHECK_MSG(want && n == t->numel, "%s: no reference %s", name, path);
-        if (!want)
-          continue;
-        float *g = malloc(t->numel * sizeof *g);
-        for (size_t k = 0; k < t->numel; k++)
-          g[k] = m->grads[t->offset + k] / (float)B;
-        snprintf(label, sizeof label, "%s %s", name, path);
-        worst_grad = fmax(worst_grad, check_close(label, g, want, t->numel, TOL));
-        free(g);
-        free(want);
-      }
+    if (step == 0) /* the reference's gradients are of the batch mean */
+      worst_grad = fmax(worst_grad, test_check_tensors(exp, "grad.", &m->table, m->grads,
+                                                       (float)B, TOL, name));
     double norm;
     int applied;
     if (beit_trainer_update(&tr, loss, (double)B, &norm, &applied, &err) || !applied) {
@@ -216,18 +202,8 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
     }
   }
   free(want_loss);
-  for (size_t i = 0; i < m->table.count; i++) {
-    const struct beit_tensor *t = &m->table.items[i];
-    size_t n;
-    snprintf(path, sizeof path, "train.final.%s", t->name);
-    float *want = test_read_f32(exp, path, 0, &n);
-    CHECK_MSG(want && n == t->numel, "%s: no reference %s", name, path);
-    if (!want)
-      continue;
-    snprintf(label, sizeof label, "%s %s", name, path);
-    worst_final = fmax(worst_final, check_close(label, m->params + t->offset, want, t->numel, TOL));
-    free(want);
-  }
+  worst_final = fmax(worst_final, test_check_tensors(exp, "train.final.", &m->table, m->params,
+                                                     1.0f, TOL, name));
   printf("%s: %zu tensors transferred (%zu layers from a shared table, %zu resized, %zu dropped)\n",
          name, compared, rep.shared_to_layers, rep.rpb_resized, rep.dropped);
 done:

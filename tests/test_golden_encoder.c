@@ -106,16 +106,7 @@ static void run_case(const char *root, const char *name)
   }
   beit_model_zero_grad(m);
   beit_model_backward(m, 1.0f);
-  for (size_t i = 0; i < m->table.count; i++) {
-    const struct beit_tensor *t = &m->table.items[i];
-    snprintf(path, sizeof path, "grad.%s", t->name);
-    if (!(want = test_read_f32(exp, path, 1, &n)))
-      continue;
-    snprintf(label, sizeof label, "%s %s", name, path);
-    CHECK(n == t->numel);
-    check_close(label, m->grads + t->offset, want, t->numel, TOL);
-    free(want);
-  }
+  test_check_tensors(exp, "grad.", &m->table, m->grads, 1.0f, TOL, name);
 
   /* 10 AdamW steps: warmup + cosine lr, decay exclusions, clipping */
   long steps = (long)json_num(train, "steps"), warmup = (long)json_num(train, "warmup_steps");
@@ -139,15 +130,7 @@ static void run_case(const char *root, const char *name)
     check_scalar(label, norm, want_norm[s], TOL_TRAIN);
     beit_adamw_update(m->params, m->grads, 1.0f, mom, var, &m->table, &hp);
   }
-  for (size_t i = 0; i < m->table.count; i++) {
-    const struct beit_tensor *t = &m->table.items[i];
-    snprintf(path, sizeof path, "train.final.%s", t->name);
-    if (!(want = test_read_f32(exp, path, 1, &n)))
-      continue;
-    snprintf(label, sizeof label, "%s %s", name, path);
-    check_close(label, m->params + t->offset, want, t->numel, TOL_TRAIN);
-    free(want);
-  }
+  test_check_tensors(exp, "train.final.", &m->table, m->params, 1.0f, TOL_TRAIN, name);
   printf("%-16s loss %.6f  %s\n", name, loss,
          beit_test_failures == failures_before ? "ok" : "MISMATCH");
   free(want_loss);

@@ -3,8 +3,10 @@
 
 #include "beit/precision.h"
 #include "safetensors.h"
+#include "tensor_table.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +73,17 @@ void test_rmtree_if_passed(const char *dir)
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (!beit_test_failures)
     (void)!system(cmd);
+}
+
+double check_closef(const float *got, const float *want, size_t n, double tol, const char *fmt,
+                    ...)
+{
+  char label[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(label, sizeof label, fmt, ap);
+  va_end(ap);
+  return check_close(label, got, want, n, tol);
 }
 
 int test_summary(const char *name)
@@ -205,6 +218,35 @@ int64_t *test_read_i64(const struct beit_safetensors *st, const char *name, int 
                        size_t *numel)
 {
   return read_tensor(st, name, required, numel, 0);
+}
+
+double test_check_tensors(const struct beit_safetensors *exp, const char *prefix,
+                          const struct beit_tensor_table *table, const float *base, float div,
+                          double tol, const char *name)
+{
+  double worst = 0.0;
+  for (size_t i = 0; i < table->count; i++) {
+    const struct beit_tensor *t = &table->items[i];
+    char key[512];
+    size_t n = 0;
+    snprintf(key, sizeof key, "%s%s", prefix, t->name);
+    float *want = test_read_f32(exp, key, 1, &n);
+    CHECK_MSG(!want || n == t->numel, "%s: %s has %zu values, the model's %zu", name, key, n,
+              t->numel);
+    if (want && n == t->numel) {
+      float *got = malloc((n ? n : 1) * sizeof *got);
+      if (!got) {
+        fprintf(stderr, "test: out of memory\n");
+        exit(2);
+      }
+      for (size_t k = 0; k < n; k++)
+        got[k] = base[t->offset + k] / div;
+      worst = fmax(worst, check_closef(got, want, n, tol, "%s %s", name, key));
+      free(got);
+    }
+    free(want);
+  }
+  return worst;
 }
 
 int test_golden_inputs_load(struct test_golden_inputs *in, const char *dir, size_t layers,

@@ -35,6 +35,9 @@ extern int beit_test_checks;
 /* Max relative error |a-b| / max(|b|_inf, floor) over n values; prints label and worst index
  * and counts a failure above tol. Returns the error. */
 double check_close(const char *label, const float *got, const float *want, size_t n, double tol);
+/* check_close with the label formatted from fmt, ... */
+double check_closef(const float *got, const float *want, size_t n, double tol, const char *fmt,
+                    ...) __attribute__((format(printf, 5, 6)));
 
 /* Test allocations, all freed by tfree_all (clean under LeakSanitizer); running out of memory
  * ends the test with exit status 2. */
@@ -64,6 +67,14 @@ float *test_read_f32(const struct beit_safetensors *st, const char *name, int re
                      size_t *numel);
 int64_t *test_read_i64(const struct beit_safetensors *st, const char *name, int required,
                        size_t *numel);
+
+/* Each tensor t of table, its values at base + t->offset divided by div, against the fixture's
+ * tensor prefix + t->name within tol (check_close labelled "name prefix<tensor>"); a missing or
+ * differently sized reference is a failure. Returns the largest relative error. */
+struct beit_tensor_table;
+double test_check_tensors(const struct beit_safetensors *exp, const char *prefix,
+                          const struct beit_tensor_table *table, const float *base, float div,
+                          double tol, const char *name);
 
 /* The inputs of a golden encoder fixture (tools/golden_encoder.py, DIR/inputs.safetensors):
  * pixels (B, C, H, W); drop (L, 2, B) DropPath scales; labels (M or B) class ids, or multi

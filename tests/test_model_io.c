@@ -78,14 +78,21 @@ static const char *small_config =
     " \"transformers_version\": \"4.40.0\", \"torch_dtype\": \"float32\", \"out_indices\": [3],\n"
     " \"semantic_loss_ignore_index\": 255, \"problem_type\": null %s}\n";
 
+/* Write TMP/config.json: small_config with `extra` spliced in; its path into path (n bytes). */
+static void write_small_config(char *path, size_t n, const char *extra)
+{
+  char text[4096];
+  snprintf(path, n, "%s/config.json", tmp);
+  snprintf(text, sizeof text, small_config, extra);
+  write_text(path, text);
+}
+
 /* Load a config whose text is small_config with `extra` spliced in; expect status, and when
  * failing, the message to contain needle. */
 static void expect_config(const char *extra, enum beit_status want, const char *needle)
 {
-  char path[512], text[4096];
-  snprintf(path, sizeof path, "%s/config.json", tmp);
-  snprintf(text, sizeof text, small_config, extra);
-  write_text(path, text);
+  char path[512];
+  write_small_config(path, sizeof path, extra);
   struct beit_config cfg;
   struct beit_error err = {0};
   beit_config_defaults(&cfg);
@@ -112,10 +119,8 @@ static void expect_config(const char *extra, enum beit_status want, const char *
  * config did not load again). */
 static void test_label_count(void)
 {
-  char path[512], text[4096];
-  snprintf(path, sizeof path, "%s/config.json", tmp);
-  snprintf(text, sizeof text, small_config, "");
-  write_text(path, text);
+  char path[512];
+  write_small_config(path, sizeof path, "");
   struct beit_config cfg;
   struct beit_error err = {0};
   beit_config_defaults(&cfg);
@@ -147,10 +152,8 @@ static void test_label_count(void)
 
 static struct beit_model *make_model(void)
 {
-  char path[512], text[4096];
-  snprintf(path, sizeof path, "%s/config.json", tmp);
-  snprintf(text, sizeof text, small_config, "");
-  write_text(path, text);
+  char path[512];
+  write_small_config(path, sizeof path, "");
   struct beit_config cfg;
   struct beit_error err = {0};
   struct beit_model *m = NULL;

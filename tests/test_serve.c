@@ -544,10 +544,25 @@ static void *run_thread(void *p)
   return NULL;
 }
 
+/* Sessions s1 and s2 each run the n views 5 times at the same time; 1 when every run succeeded
+ * with the probabilities `want` (n x 16 at most) in both. */
+static int concurrent_sessions_agree(struct beit_infer *inf, int s1, int s2, const float *views,
+                                     size_t n, const float *want)
+{
+  float pa[16], pb[16];
+  struct run_arg a = {inf, s1, views, n, pa, 0}, b = {inf, s2, views, n, pb, 0};
+  pthread_t ta, tb;
+  pthread_create(&ta, NULL, run_thread, &a);
+  pthread_create(&tb, NULL, run_thread, &b);
+  pthread_join(ta, NULL);
+  pthread_join(tb, NULL);
+  return !a.rc && !b.rc && !memcmp(pa, want, sizeof pa) && !memcmp(pb, want, sizeof pb);
+}
+
 static void test_sessions(struct beit_infer *inf)
 {
   size_t V = beit_infer_view_floats(inf), C = beit_infer_num_labels(inf), n = 4;
-  float *views = malloc(n * V * sizeof *views), p0[16], p1[16], pa[16], pb[16], single[4];
+  float *views = malloc(n * V * sizeof *views), p0[16], p1[16], single[4];
   fill_views(views, n, V, 1);
   struct beit_error err = {0};
   CHECK(beit_infer_run(inf, 0, views, n, p0, &err) == BEIT_STATUS_OK);
@@ -565,13 +580,7 @@ static void test_sessions(struct beit_infer *inf)
   CHECK(beit_infer_run(inf, 2, views, 1, single, &err) == BEIT_STATUS_USAGE);
   CHECK(beit_infer_run(inf, 0, views, 5, single, &err) == BEIT_STATUS_USAGE);
   /* both sessions at once */
-  struct run_arg a = {inf, 0, views, n, pa, 0}, b = {inf, 1, views, n, pb, 0};
-  pthread_t ta, tb;
-  pthread_create(&ta, NULL, run_thread, &a);
-  pthread_create(&tb, NULL, run_thread, &b);
-  pthread_join(ta, NULL);
-  pthread_join(tb, NULL);
-  CHECK(!a.rc && !b.rc && !memcmp(pa, p0, sizeof pa) && !memcmp(pb, p0, sizeof pb));
+  CHECK(concurrent_sessions_agree(inf, 0, 1, views, n, p0));
   /* the response text */
   struct beit_infer_select all = {0, -1.0}, top2 = {2, -1.0}, thr = {0, 0.3};
   size_t order[4];
@@ -621,7 +630,7 @@ static void test_sessions_bf16(const char *model_dir)
     CHECK(beit_model_precision(m) == BEIT_PRECISION_BF16);
   }
   size_t V = beit_infer_view_floats(inf), C = beit_infer_num_labels(inf), n = 4;
-  float *views = malloc(n * V * sizeof *views), p[3][16], pf[16], pa[16], pb[16];
+  float *views = malloc(n * V * sizeof *views), p[3][16], pf[16];
   fill_views(views, n, V, 3);
   for (int s = 0; s < 3; s++)
     CHECK(beit_infer_run(inf, s, views, n, p[s], &err) == BEIT_STATUS_OK);
@@ -632,13 +641,7 @@ static void test_sessions_bf16(const char *model_dir)
     worst = fmax(worst, fabs((double)p[0][i] - (double)pf[i]));
   CHECK_MSG(worst <= 2e-2, "bf16 vs fp32 probabilities differ by %.3g", worst);
   CHECK(memcmp(p[0], pf, sizeof pf) != 0); /* bf16 did run */
-  struct run_arg a = {inf, 1, views, n, pa, 0}, b = {inf, 2, views, n, pb, 0};
-  pthread_t ta, tb;
-  pthread_create(&ta, NULL, run_thread, &a);
-  pthread_create(&tb, NULL, run_thread, &b);
-  pthread_join(ta, NULL);
-  pthread_join(tb, NULL);
-  CHECK(!a.rc && !b.rc && !memcmp(pa, p[0], sizeof pa) && !memcmp(pb, p[0], sizeof pb));
+  CHECK(concurrent_sessions_agree(inf, 1, 2, views, n, p[0]));
   free(views);
 done:
   beit_infer_free(inf); /* once: the sessions' params_h is session 0's */

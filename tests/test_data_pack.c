@@ -212,6 +212,18 @@ static void test_folder(void)
   CHECK(pack(BEIT_DATA_SOURCE_FOLDER, root, out, 3000, NULL, &rep, &err) == BEIT_STATUS_USAGE);
 }
 
+/* Write the manifest ROOT/name and pack it into ROOT.name.ds (its path into out, nout bytes) in
+ * 1 MiB shards. */
+static enum beit_status pack_manifest(const char *name, const char *text, char *out, size_t nout,
+                                      struct beit_data_pack_report *rep, struct beit_error *err)
+{
+  char in[512];
+  write_bytes(name, text, strlen(text));
+  snprintf(in, sizeof in, "%s/%s", root, name);
+  snprintf(out, nout, "%s.%s.ds", root, name);
+  return pack(BEIT_DATA_SOURCE_MANIFEST, in, out, 1 << 20, NULL, rep, err);
+}
+
 static void test_manifests(void)
 {
   const char *csv = "path,labels\n"
@@ -226,13 +238,11 @@ static void test_manifests(void)
   const char *names[2] = {"fridge.csv", "fridge.jsonl"}, *texts[2] = {csv, jsonl};
   static const char *const classes[4] = {"can", "carton", "milk_bottle", "water_bottle"};
   for (int v = 0; v < 2; v++) {
-    write_bytes(names[v], texts[v], strlen(texts[v]));
-    char in[512], out[512];
-    snprintf(in, sizeof in, "%s/%s", root, names[v]);
-    snprintf(out, sizeof out, "%s.%s.ds", root, names[v]);
+    char out[512];
     struct beit_data_pack_report rep;
     struct beit_error err = {0};
-    CHECK_MSG(pack(BEIT_DATA_SOURCE_MANIFEST, in, out, 1 << 20, NULL, &rep, &err) == 0, "%s", err.message);
+    CHECK_MSG(pack_manifest(names[v], texts[v], out, sizeof out, &rep, &err) == 0, "%s",
+              err.message);
     CHECK(rep.written == 3 && rep.skipped == 1 && rep.num_classes == 4);
     struct beit_dataset *ds;
     CHECK_MSG(beit_data_open(&ds, out, &err) == 0, "%s", err.message);
@@ -257,13 +267,10 @@ static void test_manifests(void)
   }
   /* One label per row: multiclass, numeric labels sorted as numbers. */
   const char *mc = "cat/rgb.png,10\ndog/photo.jpg,2\nzebra/rgb.bmp,2\n";
-  write_bytes("mc.csv", mc, strlen(mc));
-  char in[512], out[512];
-  snprintf(in, sizeof in, "%s/mc.csv", root);
-  snprintf(out, sizeof out, "%s.mc.ds", root);
+  char out[512];
   struct beit_data_pack_report rep;
   struct beit_error err = {0};
-  CHECK_MSG(pack(BEIT_DATA_SOURCE_MANIFEST, in, out, 1 << 20, NULL, &rep, &err) == 0, "%s", err.message);
+  CHECK_MSG(pack_manifest("mc.csv", mc, out, sizeof out, &rep, &err) == 0, "%s", err.message);
   struct beit_dataset *ds;
   if (beit_data_open(&ds, out, &err) == 0) {
     CHECK(beit_data_task(ds) == BEIT_DATA_TASK_MULTICLASS);
@@ -273,10 +280,8 @@ static void test_manifests(void)
     CHECK_MSG(0, "%s", err.message);
   }
   /* A malformed manifest names the line. */
-  write_bytes("bad.csv", "cat/rgb.png\n", 12);
-  snprintf(in, sizeof in, "%s/bad.csv", root);
-  snprintf(out, sizeof out, "%s.bad.ds", root);
-  CHECK(pack(BEIT_DATA_SOURCE_MANIFEST, in, out, 1 << 20, NULL, &rep, &err) == BEIT_STATUS_FORMAT);
+  CHECK(pack_manifest("bad.csv", "cat/rgb.png\n", out, sizeof out, &rep, &err) ==
+        BEIT_STATUS_FORMAT);
   CHECK_MSG(strstr(err.message, "bad.csv:1"), "%s", err.message);
 }
 
@@ -374,13 +379,9 @@ static void test_manifest_csv_quoting(void)
   write_bytes("cat/odd, \"name\".png", png, n);
   free(png);
   const char *csv = "\xEF\xBB\xBF\"cat/odd, \"\"name\"\".png\",x\r\ncat/rgb.png,y\r\n";
-  write_bytes("odd.csv", csv, strlen(csv));
-  char in[512], out[512];
-  snprintf(in, sizeof in, "%s/odd.csv", root);
-  snprintf(out, sizeof out, "%s.odd.ds", root);
+  char out[512];
   struct beit_data_pack_report rep;
-  CHECK_MSG(pack(BEIT_DATA_SOURCE_MANIFEST, in, out, 1 << 20, NULL, &rep, &err) == 0, "%s",
-            err.message);
+  CHECK_MSG(pack_manifest("odd.csv", csv, out, sizeof out, &rep, &err) == 0, "%s", err.message);
   CHECK_MSG(rep.written == 2 && rep.skipped == 0, "written %zu, skipped %zu", rep.written,
             rep.skipped);
   struct beit_dataset *ds;

@@ -171,7 +171,7 @@ static void test_naive_twin(struct beit_data_scratch *ws)
 
 static void test_bad_args(struct beit_data_scratch *ws)
 {
-  uint8_t src[12 * 3], dst[4 * 3];
+  uint8_t src[12 * 3] = {0}, dst[4 * 3];
   struct beit_error err = {0};
   CHECK(beit_data_resize(dst, 2, 2, src, 4, 3, 12, 3, 0, 2, 2, BEIT_DATA_FILTER_BICUBIC, ws, &err) ==
         BEIT_STATUS_USAGE);
@@ -337,14 +337,9 @@ int main(int argc, char **argv)
   test_scan_bomb();
   test_random_erase();
   test_finetune_rand_augment(ws);
-  char path[4096];
-  snprintf(path, sizeof path, "%s/cases.json", dir);
-  cJSON *cases = NULL;
-  struct beit_error err = {0};
-  if (beit_json_read_file(&cases, path, &err)) {
-    CHECK_MSG(0, "%s (run tests/data_pil_ref.py first)", err.message);
+  cJSON *cases = test_read_json(dir, "cases.json", "tests/data_pil_ref.py");
+  if (!cases)
     return test_summary("test_data_pil");
-  }
   const cJSON *c;
   int ncases = 0;
   cJSON_ArrayForEach(c, cases) {

@@ -47,11 +47,8 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
   memset(&tr, 0, sizeof tr);
   beit_config_defaults(&cfg);
   snprintf(dir, sizeof dir, "%s/%s", root, name);
-  snprintf(path, sizeof path, "%s/train.json", dir);
-  if (beit_json_read_file(&train, path, &err)) {
-    CHECK_MSG(0, "%s", err.message);
+  if (!(train = test_read_json(dir, "train.json", NULL)))
     return;
-  }
   size_t B = 3, C = (size_t)num(train, "num_labels");
   int ml = (int)num(train, "multilabel");
   struct beit_recipe r;

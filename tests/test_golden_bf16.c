@@ -192,16 +192,11 @@ static void check_grads(const char *name, const struct beit_model *m,
 
 static float label_smoothing(const char *dir)
 {
-  char path[4096];
-  struct beit_error err = {0};
-  cJSON *train = NULL;
-  snprintf(path, sizeof path, "%s/train.json", dir);
-  if (beit_json_read_file(&train, path, &err)) {
-    CHECK_MSG(0, "%s", err.message);
+  cJSON *train = test_read_json(dir, "train.json", NULL);
+  if (!train)
     return NAN;
-  }
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(train, "label_smoothing");
-  CHECK_MSG(cJSON_IsNumber(v), "%s: missing number 'label_smoothing'", path);
+  CHECK_MSG(cJSON_IsNumber(v), "%s/train.json: missing number 'label_smoothing'", dir);
   float s = cJSON_IsNumber(v) ? (float)v->valuedouble : NAN;
   cJSON_Delete(train);
   return s;

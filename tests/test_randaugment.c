@@ -83,14 +83,9 @@ static void run_case(const cJSON *c)
 
 static void test_against_pil(void)
 {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/cases.json", dir);
-  cJSON *cases = NULL;
-  struct beit_error err = {0};
-  if (beit_json_read_file(&cases, path, &err)) {
-    CHECK_MSG(0, "%s (run tests/randaugment_ref.py first)", err.message);
+  cJSON *cases = test_read_json(dir, "cases.json", "tests/randaugment_ref.py");
+  if (!cases)
     return;
-  }
   const cJSON *c;
   cJSON_ArrayForEach(c, cases) run_case(c);
   cJSON_Delete(cases);
@@ -150,6 +145,16 @@ static void fill_image(uint8_t *p, int w, int h, uint64_t seed)
 enum { W = 33, H = 27, NB = W * H * 3 };
 static uint8_t scratch_nb[NB]; /* the ops' scratch for W x H images */
 
+/* Two runs from one start: a and b copies of orig, r1 and r2 the same stream (key, seed). */
+static void twin_start(uint8_t *a, uint8_t *b, const uint8_t *orig, struct beit_rng *r1,
+                       struct beit_rng *r2, uint64_t key, uint64_t seed)
+{
+  beit_rng_seed(r1, key, seed, 0);
+  *r2 = *r1;
+  memcpy(a, orig, NB);
+  memcpy(b, orig, NB);
+}
+
 static void test_apply_policy(void)
 {
   struct beit_randaugment ra;
@@ -160,10 +165,7 @@ static void test_apply_policy(void)
   int changed = 0;
   for (uint64_t seed = 0; seed < 20; seed++) {
     struct beit_rng r1, r2;
-    beit_rng_seed(&r1, 42, seed, 0);
-    r2 = r1;
-    memcpy(a, orig, NB);
-    memcpy(b, orig, NB);
+    twin_start(a, b, orig, &r1, &r2, 42, seed);
     CHECK(beit_randaugment_apply(&ra, a, W, H, &r1, scratch_nb, &err) == 0);
     CHECK(beit_randaugment_apply(&ra, b, W, H, &r2, scratch_nb, &err) == 0);
     CHECK_MSG(!memcmp(a, b, NB), "seed %d not deterministic", (int)seed);
@@ -236,10 +238,7 @@ static void test_apply_draw_order(void)
   int seen[BEIT_RA_COUNT] = {0}, mismatches = 0;
   for (uint64_t seed = 0; seed < 60; seed++) {
     struct beit_rng r1, r2;
-    beit_rng_seed(&r1, 3, seed, 0);
-    r2 = r1;
-    memcpy(a, orig, NB);
-    memcpy(b, orig, NB);
+    twin_start(a, b, orig, &r1, &r2, 3, seed);
     CHECK(beit_randaugment_apply(&ra, a, W, H, &r1, scratch_nb, &err) == 0);
     int ops[3];
     for (int i = 0; i < 3; i++)

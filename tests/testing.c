@@ -2,6 +2,7 @@
 #include "testing.h"
 
 #include "beit/precision.h"
+#include "config_table.h"
 #include "safetensors.h"
 #include "tensor_table.h"
 
@@ -143,6 +144,20 @@ float *tdup(const float *x, size_t n)
 }
 
 float *zeros(size_t n) { return talloc(n * sizeof(float)); }
+
+struct cJSON *test_read_json(const char *dir, const char *name, const char *made_by)
+{
+  char path[4096];
+  cJSON *json = NULL;
+  struct beit_error err = {0};
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (beit_json_read_file(&json, path, &err)) {
+    CHECK_MSG(0, "%s%s%s%s", err.message, made_by ? " (run " : "", made_by ? made_by : "",
+              made_by ? " first)" : "");
+    return NULL;
+  }
+  return json;
+}
 
 void test_mem_append(void *ctx, void *data, int size)
 {

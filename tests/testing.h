@@ -49,6 +49,11 @@ float *randn(size_t n, float scale); /* scale * N(0, 1) from test_rng */
 float *tdup(const float *x, size_t n);
 float *zeros(size_t n);
 
+/* The JSON file dir/name, or NULL after a failure naming it (and `made_by`, the fixture's
+ * writer, when not NULL). Free with cJSON_Delete. */
+struct cJSON;
+struct cJSON *test_read_json(const char *dir, const char *name, const char *made_by);
+
 /* Bytes collected by test_mem_append, a sink for stbi_write_*_to_func (malloc'd: free p). */
 struct test_mem {
   unsigned char *p;

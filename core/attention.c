@@ -133,19 +133,21 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
  * (oneDNN has no fast kernel for heads strided inside the qkv rows); logits, softmax and its
  * backward in float32, as autocast keeps softmax in fp32. */
 
-/* out_h (nb, B, nH, T, dh) = in_h (B, T, nb*D): nb blocks of D columns split into heads (a copy
- * of dh-value runs). */
-static void to_heads(beit_bf16 *out_h, const beit_bf16 *in_h, size_t nb, size_t B, size_t T,
-                     size_t D, size_t nH)
+/* Between token rows (B, T, nb*D), nb blocks of D columns, and heads (nb, B, nH, T, dh): a copy
+ * of dh-value runs, to heads (split = 1) or back (split = 0). */
+static void heads_copy(beit_bf16 *heads, beit_bf16 *rows, int split, size_t nb, size_t B, size_t T,
+                       size_t D, size_t nH)
 {
   const size_t dh = D / nH, ld = nb * D;
 #pragma omp parallel for schedule(static)
   for (size_t bt = 0; bt < B * T; bt++) {
     size_t b = bt / T, t = bt % T;
     for (size_t s = 0; s < nb; s++)
-      for (size_t h = 0; h < nH; h++)
-        memcpy(out_h + (((s * B + b) * nH + h) * T + t) * dh, in_h + bt * ld + s * D + h * dh,
-               dh * sizeof *out_h);
+      for (size_t h = 0; h < nH; h++) {
+        beit_bf16 *x = heads + (((s * B + b) * nH + h) * T + t) * dh;
+        beit_bf16 *y = rows + bt * ld + s * D + h * dh;
+        memcpy(split ? x : y, split ? y : x, dh * sizeof *x);
+      }
   }
 }
 
@@ -184,21 +186,14 @@ static struct beit_batch_strides dense_batch(size_t count, size_t a, size_t b, s
   return (struct beit_batch_strides){count, 1, a, 0, b, 0, c, 0};
 }
 
-/* The (image, head) problems of a product whose operands are head-major (a_size and b_size
- * values a problem) and whose result goes straight into token-major rows: image b, head h at
- * C + b*T*ld + h*dh, rows ld apart. */
-static struct beit_batch_strides token_batch(size_t B, size_t nH, size_t T, size_t dh,
-                                             size_t a_size, size_t b_size, size_t ld)
-{
-  return (struct beit_batch_strides){B, nH, nH * a_size, a_size, nH * b_size, b_size, T * ld, dh};
-}
-
+/* oneDNN 2.6 runs a batched product whose bfloat16 result is strided inside token rows on its
+ * slow gemm:jit kernel (10x), so results are written head-major and copied into rows. */
 void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_h,
-                                 uint16_t *qkv_h, const uint16_t *qkv_rows_h, const float *bias,
+                                 uint16_t *qkv_h, uint16_t *qkv_rows_h, const float *bias,
                                  size_t B, size_t T, size_t D, size_t nH)
 {
   const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh;
-  to_heads(qkv_h, qkv_rows_h, 3, B, T, D, nH);
+  heads_copy(qkv_h, qkv_rows_h, 1, 3, B, T, D, nH);
   const beit_bf16 *q = qkv_h, *k = qkv_h + hs, *v = qkv_h + 2 * hs;
   /* S = scale Q K^T into probs, then the softmax (+ bias) in place */
   struct beit_batch_strides qk = dense_batch(n, T * dh, T * dh, TT);
@@ -206,30 +201,30 @@ void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_
                     attention_scale(dh), 0.0f, &qk);
   softmax_heads(probs, bias, rows, T, nH);
   beit_to_bf16(probs_h, probs, rows * T);
-  /* O = P V per head, rounded straight into the heads' columns of the token rows of out_h */
-  struct beit_batch_strides pv = token_batch(B, nH, T, dh, TT, T * dh, D);
-  beit_gemm_bf16_out(out_h, D, beit_op_bf16(probs_h, T, 0), beit_op_bf16(v, dh, 0), NULL, T, dh,
-                     T, 1.0f, &pv);
+  /* O = P V per head, rounded, into qkv_rows_h (free again), then into token rows */
+  struct beit_batch_strides pv = dense_batch(n, TT, T * dh, T * dh);
+  beit_gemm_bf16_out(qkv_rows_h, dh, beit_op_bf16(probs_h, T, 0), beit_op_bf16(v, dh, 0), NULL, T,
+                     dh, T, 1.0f, &pv);
+  heads_copy(qkv_rows_h, out_h, 0, 1, B, T, D, nH);
 }
 
 void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, float *dS, uint16_t *scratch_h,
-                                  const uint16_t *dout_h, const uint16_t *qkv_h,
+                                  uint16_t *heads_h, uint16_t *dout_h, const uint16_t *qkv_h,
                                   const float *probs, const uint16_t *probs_h, size_t B,
                                   size_t T, size_t D, size_t nH)
 {
-  const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh, ld = 3 * D;
+  const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh;
   const float scale = attention_scale(dh);
   if (!dqkv_h && !dbias)
     return;
   const beit_bf16 *q = qkv_h, *k = qkv_h + hs, *v = qkv_h + 2 * hs;
-  to_heads(scratch_h, dout_h, 1, B, T, D, nH); /* dO */
+  heads_copy(scratch_h, dout_h, 1, 1, B, T, D, nH); /* dO */
   struct beit_operand dO = beit_op_bf16(scratch_h, dh, 0);
-  /* the gradients of q, k and v go straight into their columns of the token rows of dqkv_h */
   struct beit_batch_strides s_tt = dense_batch(n, T * dh, T * dh, TT);
-  struct beit_batch_strides s_td = token_batch(B, nH, T, dh, TT, T * dh, ld);
-  if (dqkv_h) /* dV = P^T dO */
-    beit_gemm_bf16_out(dqkv_h + 2 * D, ld, beit_op_bf16(probs_h, T, 1), dO, NULL, T, dh, T, 1.0f,
-                       &s_td);
+  struct beit_batch_strides s_td = dense_batch(n, TT, T * dh, T * dh);
+  if (dqkv_h) /* dV = P^T dO, rounded, into the third block of heads */
+    beit_gemm_bf16_out(heads_h + 2 * hs, dh, beit_op_bf16(probs_h, T, 1), dO, NULL, T, dh, T,
+                       1.0f, &s_td);
   /* dP = dO V^T, then the softmax backward in float32 */
   beit_gemm_batched(dS, T, dO, beit_op_bf16(v, dh, 1), T, T, dh, 1.0f, 0.0f, &s_tt);
   softmax_heads_backward(dS, scratch_h, probs, rows, T, scale); /* dO is no longer needed */
@@ -237,11 +232,12 @@ void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, float *dS, uin
     bias_grad(dbias, dS, B, T, nH);
   if (!dqkv_h)
     return;
-  /* dQ = (scale dS) K; dK = (scale dS)^T Q */
-  beit_gemm_bf16_out(dqkv_h, ld, beit_op_bf16(scratch_h, T, 0), beit_op_bf16(k, dh, 0), NULL, T,
+  /* dQ = (scale dS) K; dK = (scale dS)^T Q; then all three into the qkv rows */
+  beit_gemm_bf16_out(heads_h, dh, beit_op_bf16(scratch_h, T, 0), beit_op_bf16(k, dh, 0), NULL, T,
                      dh, T, 1.0f, &s_td);
-  beit_gemm_bf16_out(dqkv_h + D, ld, beit_op_bf16(scratch_h, T, 1), beit_op_bf16(q, dh, 0), NULL,
+  beit_gemm_bf16_out(heads_h + hs, dh, beit_op_bf16(scratch_h, T, 1), beit_op_bf16(q, dh, 0), NULL,
                      T, dh, T, 1.0f, &s_td);
+  heads_copy(heads_h, dqkv_h, 0, 3, B, T, D, nH);
 }
 
 void beit_attention_forward_naive(float *out, float *probs, const float *qkv, const float *bias,

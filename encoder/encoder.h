@@ -61,8 +61,9 @@ struct beit_acts {
    * for fc2's input gradient (d_gelu_h; d_gelu is fp32 only) */
   beit_bf16 *patches_h, *head_h, *d_h, *d_gelu_h;
   /* bf16 only: the qkv product's rounded rows (forward scratch) and its [q_b, 0, v_b] bias; the
-   * rounded gradients of the projection input and of the qkv rows (d_attn, d_qkv are fp32 only) */
-  beit_bf16 *qkv_rows_h, *d_attn_h, *d_qkv_h;
+   * rounded gradients of the projection input and of the qkv rows (d_attn, d_qkv are fp32 only),
+   * and attention's head-major gradient scratch (3 * B*T*D) */
+  beit_bf16 *qkv_rows_h, *d_attn_h, *d_qkv_h, *d_heads_h;
   float *qkv_bias;
 };
 

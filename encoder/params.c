@@ -280,8 +280,10 @@ void beit_model_free(struct beit_model *m)
   beit_config_free(&m->cfg);
   beit_tensor_table_free(&m->table);
   free(m->ids.layer);
-  free(m->params);
-  free(m->params_h);
+  if (!m->params_shared) { /* else another model's (beit_model_create_sharing) */
+    free(m->params);
+    free(m->params_h);
+  }
   free(m->grads);
   free(m->rel_index);
   free(m->arena);

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,8 +10,6 @@
 #include <unistd.h>
 
 #include "beit/distributed.h"
-#include "dist_policy.h"
-#include "precision_policy.h"
 
 int beit_cli_fail(const char *cmd, const struct beit_error *err)
 {
@@ -39,37 +38,39 @@ static int usage_error_v(const char *cmd, const char *fmt, va_list ap)
   return BEIT_EXIT_USAGE;
 }
 
-int beit_cli_long(const char *cmd, const char *text, long lo, long hi, long *out,
-                  const char *fmt, ...)
+int beit_cli_number(const char *cmd, const char *text, int integer, double lo, double hi,
+                    double *out, const char *fmt, ...)
 {
   char *end;
+  double v;
   errno = 0;
-  long v = strtol(text, &end, 10);
-  if (*end || end == text || errno || v < lo || v > hi) {
-    va_list ap;
-    va_start(ap, fmt);
-    usage_error_v(cmd, fmt, ap);
-    va_end(ap);
-    return BEIT_EXIT_USAGE;
+  if (integer)
+    v = (double)strtoll(text, &end, 10);
+  else
+    v = strtod(text, &end);
+  if (!*end && end != text && !(integer && errno) && v >= lo && v <= hi) {
+    *out = v;
+    return BEIT_CLI_GO_ON;
   }
-  *out = v;
-  return 0;
+  va_list ap;
+  va_start(ap, fmt);
+  usage_error_v(cmd, fmt, ap);
+  va_end(ap);
+  return BEIT_EXIT_USAGE;
 }
 
-int beit_cli_double(const char *cmd, const char *text, double lo, double hi, double *out,
-                    const char *fmt, ...)
+int beit_cli_next(int *c, int argc, char **argv, const struct option *opts, const char *cmd,
+                  const char *usage, int *rc)
 {
-  char *end;
-  double v = strtod(text, &end);
-  if (*end || end == text || !(v >= lo && v <= hi)) {
-    va_list ap;
-    va_start(ap, fmt);
-    usage_error_v(cmd, fmt, ap);
-    va_end(ap);
-    return BEIT_EXIT_USAGE;
+  if (*rc != BEIT_CLI_GO_ON || (*c = getopt_long(argc, argv, "h", opts, NULL)) == -1)
+    return 0;
+  if (*c == 'h') {
+    fputs(usage, stdout);
+    *rc = BEIT_EXIT_OK;
+  } else if (*c == '?' || *c == ':') {
+    *rc = beit_cli_usage_error(cmd, "unknown option");
   }
-  *out = v;
-  return 0;
+  return *rc == BEIT_CLI_GO_ON;
 }
 
 struct beit_dist *beit_cli_dist_init(const char *cmd, int *argc, char ***argv)
@@ -165,12 +166,12 @@ int beit_cli_set_dist_timeout(struct beit_cli_sets *s, const char *cmd, const ch
 int beit_cli_training_option(struct beit_cli_training *t, int c, const char *arg, int *rc)
 {
   switch (c) {
-  case 'c': t->config = arg; break;
-  case 'd': t->data = arg; break;
-  case 'e': t->eval_data = arg; break;
-  case 'o': t->out = arg; break;
-  case 'r': t->resume = 1; break;
-  case 'w': t->overwrite = 1; break;
+  case 'c': t->args.config = arg; break;
+  case 'd': t->args.data = arg; break;
+  case 'e': t->args.eval_data = arg; break;
+  case 'o': t->args.out = arg; break;
+  case 'r': t->args.resume = 1; break;
+  case 'w': t->args.overwrite = 1; break;
   case 's':
     if (beit_cli_set(&t->sets, t->cmd, arg))
       *rc = BEIT_EXIT_USAGE;
@@ -183,10 +184,6 @@ int beit_cli_training_option(struct beit_cli_training *t, int c, const char *arg
     if (beit_cli_set_dist_timeout(&t->sets, t->cmd, arg))
       *rc = BEIT_EXIT_USAGE;
     break;
-  case 'h':
-    fputs(t->usage, stdout);
-    *rc = BEIT_EXIT_OK;
-    break;
   default: return 0;
   }
   return 1;
@@ -194,13 +191,25 @@ int beit_cli_training_option(struct beit_cli_training *t, int c, const char *arg
 
 int beit_cli_training_finish(struct beit_cli_training *t, int argc, const char *kind)
 {
-  if (!t->config || !t->out || optind != argc)
+  struct beit_train_args *a = &t->args;
+  if (!a->config || !a->out || optind != argc)
     return beit_cli_usage_error(t->cmd, "--config and --out are required (and no other "
                                 "arguments)");
-  if (beit_cli_check_out_mode(t->cmd, t->resume, t->overwrite))
+  if (beit_cli_check_out_mode(t->cmd, a->resume, a->overwrite))
     return BEIT_EXIT_USAGE;
-  t->config = beit_cli_config_path(t->config, kind, t->config_path, sizeof t->config_path);
+  a->config = beit_cli_config_path(a->config, kind, t->config_path, sizeof t->config_path);
+  a->sets = t->sets.items;
+  a->nsets = t->sets.count;
   return BEIT_CLI_GO_ON;
+}
+
+void beit_cli_training_print_end(size_t skipped_records, size_t corrupt_records,
+                                 const char *last_checkpoint)
+{
+  if (skipped_records || corrupt_records)
+    printf("  data               %zu records skipped, %zu found failing their shard checksum "
+           "(stderr names each)\n", skipped_records, corrupt_records);
+  printf("  checkpoint         %s\n", last_checkpoint);
 }
 
 int beit_cli_check_out_mode(const char *cmd, int resume, int overwrite)

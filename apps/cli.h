@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 
+#include "beit/mim.h"
 #include "beit/precision.h"
 #include "beit/status.h"
 
@@ -16,13 +17,31 @@ int beit_cli_fail(const char *cmd, const struct beit_error *err);
 int beit_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* An option's value as a number: text, whole, as a base-10 integer (beit_cli_long) or a
- * floating-point number (beit_cli_double) in [lo, hi] into *out, and 0; else *out untouched, a
- * usage error printed from fmt (printf; it names the option and the value) and BEIT_EXIT_USAGE. */
-int beit_cli_long(const char *cmd, const char *text, long lo, long hi, long *out,
-                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-int beit_cli_double(const char *cmd, const char *text, double lo, double hi, double *out,
-                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Rows of a getopt_long table: an option with a value, a flag, and the end (--help, then the
+ * terminator). Codes 'h' and '?' are beit_cli_next's. */
+#define BEIT_CLI_ARG(name, code) {name, required_argument, NULL, code}
+#define BEIT_CLI_FLAG(name, code) {name, no_argument, NULL, code}
+#define BEIT_CLI_END BEIT_CLI_FLAG("help", 'h'), {NULL, 0, NULL, 0}
+
+/* The options loop of a command (set optind = 1 first):
+ *     while (beit_cli_next(&c, argc, argv, opts, cmd, usage, &rc))
+ *       switch (c) { its options; a bad value sets rc (beit_cli_number, ...) }
+ *     if (rc != BEIT_CLI_GO_ON)
+ *       return rc;
+ * 1 with *c the next option (optarg its value) while *rc is BEIT_CLI_GO_ON; 0 at the end, and
+ * when *rc is set: BEIT_EXIT_OK after --help (usage printed to stdout), BEIT_EXIT_USAGE after an
+ * unknown option (reported), or what the command set. */
+struct option;
+int beit_cli_next(int *c, int argc, char **argv, const struct option *opts, const char *cmd,
+                  const char *usage, int *rc);
+
+/* An option's value as a number: text, whole, as a number in [lo, hi] (a base-10 integer when
+ * integer) into *out, and BEIT_CLI_GO_ON; else *out untouched, a usage error printed from fmt
+ * (printf; it names the option and the value) and BEIT_EXIT_USAGE. Integers up to 2^53 (exact in
+ * a double): BEIT_CLI_INT_MAX. */
+#define BEIT_CLI_INT_MAX 9007199254740992.0
+int beit_cli_number(const char *cmd, const char *text, int integer, double lo, double hi,
+                    double *out, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 /* The training commands' --out folder: --resume and --overwrite together print a usage error and
  * return BEIT_EXIT_USAGE; else 0. (A folder holding a previous run without either is refused by
@@ -53,36 +72,38 @@ int beit_cli_set_dist_timeout(struct beit_cli_sets *s, const char *cmd, const ch
  * --data, --eval-data, --out, --resume, --overwrite, --set, --precision, --dist-timeout, --help.
  * A command's option table starts with BEIT_CLI_TRAINING_OPTIONS, then its own options, with
  * codes other than c d e o r w s P T h. Its getopt loop reads:
- *     while (rc == BEIT_CLI_GO_ON && (c = getopt_long(...)) != -1)
+ *     while (beit_cli_next(&c, argc, argv, opts, t.cmd, t.usage, &rc))
  *       if (!beit_cli_training_option(&t, c, optarg, &rc))
- *         switch (c) { its own options; default: rc = beit_cli_usage_error(...); }
+ *         switch (c) { its own options }
  *     if (rc == BEIT_CLI_GO_ON)
  *       rc = beit_cli_training_finish(&t, argc, "recipes");
  *     if (rc != BEIT_CLI_GO_ON)
- *       return rc; */
+ *       return rc;
+ * and t.args is then the run's struct beit_train_args (include/beit/mim.h). */
 #define BEIT_CLI_TRAINING_OPTIONS                                                              \
-  {"config", required_argument, NULL, 'c'}, {"data", required_argument, NULL, 'd'},            \
-      {"eval-data", required_argument, NULL, 'e'}, {"out", required_argument, NULL, 'o'},      \
-      {"resume", no_argument, NULL, 'r'}, {"overwrite", no_argument, NULL, 'w'},               \
-      {"set", required_argument, NULL, 's'}, {"precision", required_argument, NULL, 'P'},      \
-      {"dist-timeout", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'}
+  BEIT_CLI_ARG("config", 'c'), BEIT_CLI_ARG("data", 'd'), BEIT_CLI_ARG("eval-data", 'e'),      \
+      BEIT_CLI_ARG("out", 'o'), BEIT_CLI_FLAG("resume", 'r'), BEIT_CLI_FLAG("overwrite", 'w'), \
+      BEIT_CLI_ARG("set", 's'), BEIT_CLI_ARG("precision", 'P'),                                \
+      BEIT_CLI_ARG("dist-timeout", 'T'), BEIT_CLI_FLAG("help", 'h')
 #define BEIT_CLI_GO_ON (-1)
 struct beit_cli_training {
   const char *cmd, *usage;              /* set by the command: its name and --help text */
-  const char *config, *data, *eval_data, *out;
-  int resume, overwrite;
+  struct beit_train_args args;          /* filled from the options; sets by the finish */
   struct beit_cli_sets sets;            /* --set, --precision, --dist-timeout, the command's
                                            own shortcuts (beit_cli_set_key), in order */
   char config_path[4200];
 };
-/* One option of the loop: 1 when c is a shared option (handled; *rc becomes an exit code when
- * the command is to return now: 0 after --help, BEIT_EXIT_USAGE after a printed usage error),
- * 0 when it is the command's own. */
+/* One option of the loop: 1 when c is a shared option (handled; *rc becomes BEIT_EXIT_USAGE
+ * after a printed usage error), 0 when it is the command's own. */
 int beit_cli_training_option(struct beit_cli_training *t, int c, const char *arg, int *rc);
 /* After the loop: --config and --out given, no stray arguments, not both --resume and
- * --overwrite, and config resolved as beit_cli_config_path(kind) into config_path. BEIT_CLI_GO_ON,
- * or BEIT_EXIT_USAGE after printing the usage error. Reads optind. */
+ * --overwrite, config resolved as beit_cli_config_path(kind) into config_path, and the sets in
+ * args. BEIT_CLI_GO_ON, or BEIT_EXIT_USAGE after printing the usage error. Reads optind. */
 int beit_cli_training_finish(struct beit_cli_training *t, int argc, const char *kind);
+/* The last lines of a training run's summary (rank 0): the records the loader skipped, when
+ * any, and the last checkpoint. */
+void beit_cli_training_print_end(size_t skipped_records, size_t corrupt_records,
+                                 const char *last_checkpoint);
 
 /* --precision TEXT: auto|fp32|bf16 (also float32, bfloat16) into *out; otherwise print a usage
  * error and return BEIT_EXIT_USAGE. 0 on success. */
@@ -114,18 +135,23 @@ struct beit_dist *beit_cli_dist_init(const char *cmd, int *argc, char ***argv);
 int beit_cli_dist_end(const char *cmd, struct beit_dist *dist, enum beit_status st,
                       const struct beit_error *err);
 
-/* Subcommands: each takes argv with argv[0] = subcommand name. */
-int beit_cmd_info(int argc, char **argv);
-int beit_cmd_run(int argc, char **argv);
-int beit_cmd_pack(int argc, char **argv);
-int beit_cmd_predict(int argc, char **argv);
-int beit_cmd_serve(int argc, char **argv);
-int beit_cmd_pretrain(int argc, char **argv);
-int beit_cmd_finetune(int argc, char **argv);
-int beit_cmd_eval(int argc, char **argv);
-int beit_cmd_probe(int argc, char **argv);
-int beit_cmd_export(int argc, char **argv);
-int beit_cmd_tokenizer(int argc, char **argv);
-int beit_cmd_plot(int argc, char **argv);
+/* The subcommands, in `beit --help` order, with their one-line summaries: X(name, summary) for
+ * each; beit_cmd_<name>(argc, argv) runs one, argv[0] being the subcommand's name. */
+#define BEIT_CLI_COMMANDS(X)                                                                    \
+  X(pack, "build a dataset folder (HDF5 shards) from images, a manifest or Fashion-MNIST")       \
+  X(tokenizer, "train a dVAE visual tokenizer; encode images to tokens; reconstruct")           \
+  X(pretrain, "masked image modeling pretraining (MPI data parallel)")                          \
+  X(info, "describe a model folder or config: parameters per group, FLOPs")                    \
+  X(run, "raw tensors in, logits and hidden states out (safetensors)")                         \
+  X(finetune, "fine-tune an encoder as a classifier (multi-class or multi-label)")              \
+  X(eval, "classifier metrics on a dataset: top-1/5, per-class P/R/F1, mAP")                    \
+  X(probe, "linear probe on frozen, average-pooled features of a block")                        \
+  X(export, "encoder (or classifier) as an HF or timm folder")                                  \
+  X(predict, "classify images, folders, datasets or JSON lines requests (JSON lines out)")      \
+  X(serve, "HTTP endpoint: POST /score in the model card's JSON format, batched workers")       \
+  X(plot, "PNG pictures: training curves of runs, the pretrained-vs-random table")
+#define BEIT_CLI_DECLARE(name, summary) int beit_cmd_##name(int argc, char **argv);
+BEIT_CLI_COMMANDS(BEIT_CLI_DECLARE)
+#undef BEIT_CLI_DECLARE
 
 #endif

@@ -1,16 +1,17 @@
 /* beit eval: metrics of a classifier folder on a dataset folder (mim/eval.h, mim/metrics.h), its
  * images preprocessed as the folder says (beit_data_preprocess_model), like predict and serve. */
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "beit/distributed.h"
+#include "beit/mim.h"
 #include "cli.h"
 #include "config_table.h"
-#include "encoder.h"
-#include "eval.h"
+#include "beit/model.h"
 
 static const char usage_text[] =
     "usage: beit eval --model DIR --data DIR [--json FILE] [--predictions FILE] [--batch N]\n"
@@ -86,44 +87,33 @@ static enum beit_status preprocessing(struct beit_data_preprocess *pp, const cha
 
 int beit_cmd_eval(int argc, char **argv)
 {
-  static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                       {"data", required_argument, NULL, 'd'},
-                                       {"json", required_argument, NULL, 'j'},
-                                       {"predictions", required_argument, NULL, 'O'},
-                                       {"batch", required_argument, NULL, 'b'},
-                                       {"threshold", required_argument, NULL, 't'},
-                                       {"resize", required_argument, NULL, 'r'},
-                                       {"crop-pct", required_argument, NULL, 'p'},
-                                       {"norm", required_argument, NULL, 'n'},
-                                       {"workers", required_argument, NULL, 'w'},
-                                       {"rows", required_argument, NULL, 'R'},
-                                       {"precision", required_argument, NULL, 'P'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_ARG("model", 'm'), BEIT_CLI_ARG("data", 'd'), BEIT_CLI_ARG("json", 'j'),
+      BEIT_CLI_ARG("predictions", 'O'), BEIT_CLI_ARG("batch", 'b'), BEIT_CLI_ARG("threshold", 't'),
+      BEIT_CLI_ARG("resize", 'r'), BEIT_CLI_ARG("crop-pct", 'p'), BEIT_CLI_ARG("norm", 'n'),
+      BEIT_CLI_ARG("workers", 'w'), BEIT_CLI_ARG("rows", 'R'), BEIT_CLI_ARG("precision", 'P'),
+      BEIT_CLI_END};
   struct beit_eval_options o;
   const char *model_dir = NULL, *json = NULL, *predictions = NULL;
   struct overrides ov = {-1, 0.0, -1};
-  long rows = 50;
   enum beit_precision requested = BEIT_PRECISION_AUTO, precision;
-  char *end;
-  int c;
+  int c, rc = BEIT_CLI_GO_ON;
   beit_eval_defaults(&o);
+  double batch = (double)o.batch, workers = o.num_workers, rows = 50;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (beit_cli_next(&c, argc, argv, opts, "eval", usage_text, &rc)) {
     switch (c) {
     case 'm': model_dir = optarg; break;
     case 'd': o.data = optarg; break;
     case 'j': json = optarg; break;
     case 'O': predictions = optarg; break;
     case 'b':
-      o.batch = (size_t)strtoul(optarg, &end, 10);
-      if (*end || o.batch == 0 || o.batch > 65536)
-        return beit_cli_usage_error("eval", "--batch: '%s' is not in 1..65536", optarg);
+      rc = beit_cli_number("eval", optarg, 1, 1, 65536, &batch, "--batch: '%s' is not in "
+                           "1..65536", optarg);
       break;
     case 't':
-      o.threshold = strtod(optarg, &end);
-      if (*end || !(o.threshold >= 0 && o.threshold <= 1))
-        return beit_cli_usage_error("eval", "--threshold: '%s' is not in [0, 1]", optarg);
+      rc = beit_cli_number("eval", optarg, 0, 0, 1, &o.threshold, "--threshold: '%s' is not in "
+                           "[0, 1]", optarg);
       break;
     case 'r':
       if (!strcmp(optarg, "center_crop"))
@@ -134,9 +124,8 @@ int beit_cmd_eval(int argc, char **argv)
         return beit_cli_usage_error("eval", "--resize: '%s' is not center_crop or direct", optarg);
       break;
     case 'p':
-      ov.crop_pct = strtod(optarg, &end);
-      if (*end || !(ov.crop_pct > 0 && ov.crop_pct <= 1))
-        return beit_cli_usage_error("eval", "--crop-pct: '%s' is not in (0, 1]", optarg);
+      rc = beit_cli_number("eval", optarg, 0, DBL_TRUE_MIN, 1, &ov.crop_pct, "--crop-pct: '%s' "
+                           "is not in (0, 1]", optarg);
       break;
     case 'n':
       if (strcmp(optarg, "inception") && strcmp(optarg, "imagenet"))
@@ -144,23 +133,23 @@ int beit_cmd_eval(int argc, char **argv)
       ov.imagenet = !strcmp(optarg, "imagenet");
       break;
     case 'w':
-      o.num_workers = (int)strtol(optarg, &end, 10);
-      if (*end || o.num_workers < 1 || o.num_workers > 256)
-        return beit_cli_usage_error("eval", "--workers: '%s' is not in 1..256", optarg);
+      rc = beit_cli_number("eval", optarg, 1, 1, 256, &workers, "--workers: '%s' is not in "
+                           "1..256", optarg);
       break;
     case 'R':
-      rows = strtol(optarg, &end, 10);
-      if (*end || rows < 0)
-        return beit_cli_usage_error("eval", "--rows: '%s' is not a count", optarg);
+      rc = beit_cli_number("eval", optarg, 1, 0, BEIT_CLI_INT_MAX, &rows, "--rows: '%s' is not a "
+                           "count", optarg);
       break;
     case 'P':
       if (beit_cli_parse_precision("eval", optarg, &requested))
         return BEIT_EXIT_USAGE;
       break;
-    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
-    default: return beit_cli_usage_error("eval", "unknown option");
     }
   }
+  if (rc != BEIT_CLI_GO_ON)
+    return rc;
+  o.batch = (size_t)batch;
+  o.num_workers = (int)workers;
   if (!model_dir || !o.data || optind != argc)
     return beit_cli_usage_error("eval", "--model and --data are required");
 
@@ -176,7 +165,8 @@ int beit_cmd_eval(int argc, char **argv)
       (st = beit_model_load(&m, model_dir, o.batch, &err)) ||
       (st = beit_model_set_inference(m, &err)) ||
       (st = beit_model_set_precision(m, precision, &err)) ||
-      (st = preprocessing(&o.preprocess, model_dir, (int)m->cfg.image_size, &ov, &err)))
+      (st = preprocessing(&o.preprocess, model_dir, (int)beit_model_config(m)->image_size, &ov,
+                          &err)))
     goto done;
   beit_data_preprocess_describe(&o.preprocess, desc, sizeof desc);
   if (beit_dist_is_root(dist))
@@ -193,7 +183,7 @@ int beit_cmd_eval(int argc, char **argv)
     goto done;
   }
   if (beit_dist_is_root(dist)) {
-    const char *const *names = (const char *const *)m->cfg.labels;
+    const char *const *names = (const char *const *)beit_model_config(m)->labels;
     printf("model %s on %s: ", model_dir, o.data);
     beit_eval_print(stdout, &rep, names, (size_t)rows);
     if (json) {

@@ -1,5 +1,5 @@
 /* beit export: the encoder of a checkpoint (alone or with its classifier) as an HF or timm
- * folder (encoder/transfer.h beit_export_encoder, beit_export_timm), an HF folder with the
+ * folder (include/beit/transfer.h beit_export_encoder, beit_export_timm), an HF folder with the
  * source's preprocessing (beit_data_preprocess_export). */
 #include <getopt.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 #include "beit/data.h"
 #include "beit/model.h"
 #include "cli.h"
-#include "transfer.h"
+#include "beit/transfer.h"
 
 static const char usage_text[] =
     "usage: beit export --from CHECKPOINT --out DIR [--with-head] [--format hf|timm]\n"
@@ -72,21 +72,16 @@ static enum beit_status export_preprocessing(const char *from, const char *out,
 
 int beit_cmd_export(int argc, char **argv)
 {
-  static const struct option opts[] = {{"from", required_argument, NULL, 'f'},
-                                       {"out", required_argument, NULL, 'o'},
-                                       {"with-head", no_argument, NULL, 'w'},
-                                       {"format", required_argument, NULL, 'F'},
-                                       {"pooling", required_argument, NULL, 'p'},
-                                       {"image-size", required_argument, NULL, 'i'},
-                                       {"quiet", no_argument, NULL, 'q'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_ARG("from", 'f'), BEIT_CLI_ARG("out", 'o'), BEIT_CLI_FLAG("with-head", 'w'),
+      BEIT_CLI_ARG("format", 'F'), BEIT_CLI_ARG("pooling", 'p'), BEIT_CLI_ARG("image-size", 'i'),
+      BEIT_CLI_FLAG("quiet", 'q'), BEIT_CLI_END};
   struct beit_export_options o = {0, 0, -1, 0, stderr};
   const char *from = NULL, *out = NULL;
   char *end;
-  int c;
+  int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (beit_cli_next(&c, argc, argv, opts, "export", usage_text, &rc)) {
     switch (c) {
     case 'f': from = optarg; break;
     case 'o': out = optarg; break;
@@ -107,10 +102,10 @@ int beit_cmd_export(int argc, char **argv)
         return beit_cli_usage_error("export", "--image-size: '%s' is not in 1..8192", optarg);
       break;
     case 'q': o.log = NULL; break;
-    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
-    default: return beit_cli_usage_error("export", "unknown option");
     }
   }
+  if (rc != BEIT_CLI_GO_ON)
+    return rc;
   if (!from || !out || optind != argc)
     return beit_cli_usage_error("export", "--from and --out are required");
   struct beit_error err = {0};

@@ -6,7 +6,6 @@
 
 #include "beit/distributed.h"
 #include "cli.h"
-#include "finetune.h"
 
 
 static const char usage_text[] =
@@ -66,19 +65,15 @@ static const char usage_text[] =
 
 int beit_cmd_finetune(int argc, char **argv)
 {
-  static const struct option opts[] = {BEIT_CLI_TRAINING_OPTIONS,
-                                       {"init", required_argument, NULL, 'i'},
-                                       {"task", required_argument, NULL, 't'},
-                                       {"mixup", required_argument, NULL, 'm'},
-                                       {"cutmix", required_argument, NULL, 'x'},
-                                       {"aa", required_argument, NULL, 'a'},
-                                       {"reprob", required_argument, NULL, 'p'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_TRAINING_OPTIONS, BEIT_CLI_ARG("init", 'i'), BEIT_CLI_ARG("task", 't'),
+      BEIT_CLI_ARG("mixup", 'm'), BEIT_CLI_ARG("cutmix", 'x'), BEIT_CLI_ARG("aa", 'a'),
+      BEIT_CLI_ARG("reprob", 'p'), {NULL, 0, NULL, 0}};
   struct beit_cli_training t = {.cmd = "finetune", .usage = usage_text};
   struct beit_finetune_options o = {0};
   int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-  while (rc == BEIT_CLI_GO_ON && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (beit_cli_next(&c, argc, argv, opts, t.cmd, t.usage, &rc)) {
     if (beit_cli_training_option(&t, c, optarg, &rc))
       continue;
     const char *key = NULL; /* a shortcut for --set key=value */
@@ -94,7 +89,6 @@ int beit_cmd_finetune(int argc, char **argv)
     case 'x': key = "mixup.cutmix_alpha"; break;
     case 'a': key = "data.rand_augment"; break;
     case 'p': key = "data.reprob"; break;
-    default: rc = beit_cli_usage_error("finetune", "unknown option");
     }
     if (key && beit_cli_set_key(&t.sets, "finetune", key, optarg))
       rc = BEIT_EXIT_USAGE;
@@ -103,9 +97,7 @@ int beit_cmd_finetune(int argc, char **argv)
     rc = beit_cli_training_finish(&t, argc, "recipes");
   if (rc != BEIT_CLI_GO_ON)
     return rc;
-  o.recipe = t.config, o.data = t.data, o.eval_data = t.eval_data, o.out = t.out;
-  o.resume = t.resume, o.overwrite = t.overwrite;
-  o.sets = t.sets.items, o.nsets = t.sets.count;
+  o.args = t.args;
 
   struct beit_error err = {0};
   struct beit_finetune_summary sum;
@@ -122,10 +114,7 @@ int beit_cmd_finetune(int argc, char **argv)
     else if (sum.evaluated)
       printf("  held-out           mAP %.4f, micro F1 %.4f, log loss %.4f over %.0f images\n",
              sum.eval_map, sum.eval_micro_f1, sum.eval_loss, sum.eval_samples);
-    if (sum.skipped_records || sum.corrupt_records)
-      printf("  data               %zu records skipped, %zu found failing their shard checksum "
-             "(stderr names each)\n", sum.skipped_records, sum.corrupt_records);
-    printf("  checkpoint         %s\n", sum.last_checkpoint);
+    beit_cli_training_print_end(sum.skipped_records, sum.corrupt_records, sum.last_checkpoint);
   }
   return beit_cli_dist_end("finetune", dist, st, &err);
 }

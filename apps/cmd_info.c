@@ -209,17 +209,15 @@ static enum beit_status print_json(const struct info *in, struct beit_error *err
 
 int beit_cmd_info(int argc, char **argv)
 {
-  static const struct option opts[] = {{"batch", required_argument, NULL, 'b'},
-                                       {"set", required_argument, NULL, 's'},
-                                       {"json", no_argument, NULL, 'j'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_ARG("batch", 'b'), BEIT_CLI_ARG("set", 's'), BEIT_CLI_FLAG("json", 'j'),
+      BEIT_CLI_END};
   const char *sets[64];
   int nsets = 0, json = 0;
   long batch = 1;
-  int c;
+  int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (beit_cli_next(&c, argc, argv, opts, "info", usage_text, &rc)) {
     switch (c) {
     case 'b':
       if (sscanf(optarg, "%ld", &batch) != 1 || batch < 1)
@@ -233,13 +231,10 @@ int beit_cmd_info(int argc, char **argv)
     case 'j':
       json = 1;
       break;
-    case 'h':
-      fputs(usage_text, stdout);
-      return BEIT_EXIT_OK;
-    default:
-      return beit_cli_usage_error("info", "unknown option");
     }
   }
+  if (rc != BEIT_CLI_GO_ON)
+    return rc;
   if (optind < argc - 1)
     return beit_cli_usage_error("info", "expected at most one MODEL_DIR or CONFIG.json");
   if (optind == argc && nsets)
@@ -250,7 +245,7 @@ int beit_cmd_info(int argc, char **argv)
   struct beit_config cfg;
   char path[4096];
   beit_config_defaults(&cfg);
-  int rc = BEIT_EXIT_OK;
+  rc = BEIT_EXIT_OK;
   in.spin = getenv("GOMP_SPINCOUNT");
   in.policy = getenv("OMP_WAIT_POLICY");
   in.bf16 = beit_precision_bf16_available();

@@ -122,15 +122,14 @@ int beit_cmd_pack(int argc, char **argv)
   enum { O_FOLDER = 256, O_MANIFEST, O_FASHION, O_SPLIT, O_OUT, O_SHARD, O_CHUNK, O_SEED,
          O_NOSHUF, O_MULTI, O_OVER, O_QUIET, O_CHECK, O_HELP, O_CONFIG, O_SET };
   static const struct option opts[] = {
-      {"folder", required_argument, 0, O_FOLDER},   {"manifest", required_argument, 0, O_MANIFEST},
+      {"folder", required_argument, 0, O_FOLDER}, {"manifest", required_argument, 0, O_MANIFEST},
       {"fashion-mnist", required_argument, 0, O_FASHION}, {"split", required_argument, 0, O_SPLIT},
-      {"out", required_argument, 0, O_OUT},         {"shard-mb", required_argument, 0, O_SHARD},
-      {"chunk-kb", required_argument, 0, O_CHUNK},  {"seed", required_argument, 0, O_SEED},
-      {"no-shuffle", no_argument, 0, O_NOSHUF},     {"multilabel", no_argument, 0, O_MULTI},
-      {"overwrite", no_argument, 0, O_OVER},        {"quiet", no_argument, 0, O_QUIET},
-      {"check", required_argument, 0, O_CHECK},     {"help", no_argument, 0, O_HELP},
-      {"config", required_argument, 0, O_CONFIG},   {"set", required_argument, 0, O_SET},
-      {0, 0, 0, 0}};
+      {"out", required_argument, 0, O_OUT}, {"shard-mb", required_argument, 0, O_SHARD},
+      {"chunk-kb", required_argument, 0, O_CHUNK}, {"seed", required_argument, 0, O_SEED},
+      {"no-shuffle", no_argument, 0, O_NOSHUF}, {"multilabel", no_argument, 0, O_MULTI},
+      {"overwrite", no_argument, 0, O_OVER}, {"quiet", no_argument, 0, O_QUIET}, {"check",
+      required_argument, 0, O_CHECK}, {"help", no_argument, 0, O_HELP}, {"config",
+      required_argument, 0, O_CONFIG}, {"set", required_argument, 0, O_SET}, {0, 0, 0, 0}};
   struct beit_data_pack_options opt;
   beit_data_pack_defaults(&opt);
   int nsources = 0, quiet = 0;

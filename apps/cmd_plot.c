@@ -62,11 +62,9 @@ static int split_list(char *text, const char **names, int max)
 
 int beit_cmd_plot(int argc, char **argv)
 {
-  static const struct option opts[] = {{"out", required_argument, NULL, 'o'},
-                                       {"metrics", required_argument, NULL, 'm'},
-                                       {"table", required_argument, NULL, 't'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_ARG("out", 'o'), BEIT_CLI_ARG("metrics", 'm'), BEIT_CLI_ARG("table", 't'),
+      BEIT_CLI_END};
   const char *out = NULL, *table = NULL, *panels[BEIT_PLOT_MAX_PANELS];
   char *metrics = NULL;
   int npanels = 0, c;

@@ -3,7 +3,6 @@
  * when any input failed: its error line stands in the output). */
 #include <getopt.h>
 #include <float.h>
-#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -45,57 +44,61 @@ static const char usage_text[] =
     "  --max-pixels N      decoded-pixel cap, checked from the header (default 40000000)\n"
     "  --quiet             no progress line (nor the first line naming the precision)\n";
 
-/* One option of predict's loop into *o (c: its code); 0, or an exit code to return now. */
+/* One option of predict's loop into *o (c: its code): BEIT_CLI_GO_ON, or the exit code of a
+ * printed usage error. */
 static int option(int c, const char *arg, struct beit_predict_options *o, const char **model_dir,
                   int *threads)
 {
-  long v = 0;
-  int rc = 0;
+  const char *cmd = "predict";
+  double v = 0;
+  int rc = BEIT_CLI_GO_ON;
   switch (c) {
   case 'm': *model_dir = arg; break;
   case 'k':
-    rc = beit_cli_long("predict", arg, 1, LONG_MAX, &v, "--top-k %s: expected a positive "
-                       "integer", arg);
+    rc = beit_cli_number(cmd, arg, 1, 1, BEIT_CLI_INT_MAX, &v, "--top-k %s: expected a positive "
+                         "integer", arg);
     o->select.top_k = (size_t)v;
     break;
   case 't':
-    rc = beit_cli_double("predict", arg, 0.0, 1.0, &o->select.threshold,
+    rc = beit_cli_number(cmd, arg, 0, 0.0, 1.0, &o->select.threshold,
                          "--threshold %s: expected a number in [0, 1]", arg);
     break;
   case 'b':
-    rc = beit_cli_long("predict", arg, 1, 4096, &v, "--batch %s: expected 1..4096", arg);
+    rc = beit_cli_number(cmd, arg, 1, 1, 4096, &v, "--batch %s: expected 1..4096", arg);
     o->infer.max_batch = (size_t)v;
     break;
   case 'j':
-    rc = beit_cli_long("predict", arg, 1, 1024, &v, "--threads %s: expected 1..1024", arg);
+    rc = beit_cli_number(cmd, arg, 1, 1, 1024, &v, "--threads %s: expected 1..1024", arg);
     *threads = (int)v;
     break;
   case 'o': o->output = arg; break;
   case 'w': o->with_input = 1; break;
   case 'v': o->visualize = arg; break;
   case 'V':
-    rc = beit_cli_long("predict", arg, 1, 256, &v, "--visualize-max %s: expected 1..256", arg);
+    rc = beit_cli_number(cmd, arg, 1, 1, 256, &v, "--visualize-max %s: expected 1..256", arg);
     o->visualize_max = (size_t)v;
     break;
   case 'u': o->allow_urls = 1; break;
   case 'P': o->allow_private_urls = 1; break;
   case 'U':
-    rc = beit_cli_long("predict", arg, 1, LONG_MAX, &v, "--url-max-bytes %s: expected a "
-                       "positive integer", arg);
+    rc = beit_cli_number(cmd, arg, 1, 1, BEIT_CLI_INT_MAX, &v, "--url-max-bytes %s: expected a "
+                         "positive integer", arg);
     o->url_max_bytes = (size_t)v;
     break;
   case 'T':
-    rc = beit_cli_double("predict", arg, DBL_TRUE_MIN, HUGE_VAL, &o->url_timeout_s,
+    rc = beit_cli_number(cmd, arg, 0, DBL_TRUE_MIN, HUGE_VAL, &o->url_timeout_s,
                          "--url-timeout %s: expected seconds > 0", arg);
     break;
   case 'p':
-    rc = beit_cli_long("predict", arg, 1, LONG_MAX, &v, "--max-pixels %s: expected a positive "
-                       "integer", arg);
+    rc = beit_cli_number(cmd, arg, 1, 1, BEIT_CLI_INT_MAX, &v, "--max-pixels %s: expected a "
+                         "positive integer", arg);
     o->infer.max_pixels = (size_t)v;
     break;
   case 'q': o->log = NULL; break;
-  case 'F': rc = beit_cli_parse_precision("predict", arg, &o->infer.precision); break;
-  default: rc = beit_cli_usage_error("predict", "unknown option");
+  case 'F':
+    if (beit_cli_parse_precision(cmd, arg, &o->infer.precision))
+      rc = BEIT_EXIT_USAGE;
+    break;
   }
   return rc;
 }
@@ -103,30 +106,21 @@ static int option(int c, const char *arg, struct beit_predict_options *o, const 
 int beit_cmd_predict(int argc, char **argv)
 {
   static const struct option opts[] = {
-      {"model", required_argument, NULL, 'm'},     {"top-k", required_argument, NULL, 'k'},
-      {"threshold", required_argument, NULL, 't'}, {"batch", required_argument, NULL, 'b'},
-      {"threads", required_argument, NULL, 'j'},   {"output", required_argument, NULL, 'o'},
-      {"with-input", no_argument, NULL, 'w'},      {"visualize", required_argument, NULL, 'v'},
-      {"visualize-max", required_argument, NULL, 'V'},
-      {"allow-urls", no_argument, NULL, 'u'},      {"url-max-bytes", required_argument, NULL, 'U'},
-      {"url-timeout", required_argument, NULL, 'T'},
-      {"allow-private-urls", no_argument, NULL, 'P'},
-      {"max-pixels", required_argument, NULL, 'p'}, {"quiet", no_argument, NULL, 'q'},
-      {"precision", required_argument, NULL, 'F'},
-      {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+      BEIT_CLI_ARG("model", 'm'), BEIT_CLI_ARG("top-k", 'k'), BEIT_CLI_ARG("threshold", 't'),
+      BEIT_CLI_ARG("batch", 'b'), BEIT_CLI_ARG("threads", 'j'), BEIT_CLI_ARG("output", 'o'),
+      BEIT_CLI_FLAG("with-input", 'w'), BEIT_CLI_ARG("visualize", 'v'),
+      BEIT_CLI_ARG("visualize-max", 'V'), BEIT_CLI_FLAG("allow-urls", 'u'),
+      BEIT_CLI_ARG("url-max-bytes", 'U'), BEIT_CLI_ARG("url-timeout", 'T'),
+      BEIT_CLI_FLAG("allow-private-urls", 'P'), BEIT_CLI_ARG("max-pixels", 'p'),
+      BEIT_CLI_FLAG("quiet", 'q'), BEIT_CLI_ARG("precision", 'F'), BEIT_CLI_END};
   const char *model_dir = NULL;
   struct beit_predict_options o;
   beit_predict_defaults(&o);
-  int c, rc = 0, threads = 0;
+  int c, rc = BEIT_CLI_GO_ON, threads = 0;
   optind = 1;
-  while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    if (c == 'h') {
-      fputs(usage_text, stdout);
-      return BEIT_EXIT_OK;
-    }
+  while (beit_cli_next(&c, argc, argv, opts, "predict", usage_text, &rc))
     rc = option(c, optarg, &o, &model_dir, &threads);
-  }
-  if (rc)
+  if (rc != BEIT_CLI_GO_ON)
     return rc;
   if (!model_dir)
     return beit_cli_usage_error("predict", "--model is required");

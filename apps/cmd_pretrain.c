@@ -4,7 +4,6 @@
 
 #include "beit/distributed.h"
 #include "cli.h"
-#include "pretrain.h"
 
 static const char usage_text[] =
     "usage: beit pretrain --config RECIPE.json --tokenizer DIR --out DIR [--data DIR]\n"
@@ -47,29 +46,22 @@ static const char usage_text[] =
 
 int beit_cmd_pretrain(int argc, char **argv)
 {
-  static const struct option opts[] = {BEIT_CLI_TRAINING_OPTIONS,
-                                       {"tokenizer", required_argument, NULL, 't'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_TRAINING_OPTIONS, BEIT_CLI_ARG("tokenizer", 't'), {NULL, 0, NULL, 0}};
   struct beit_cli_training t = {.cmd = "pretrain", .usage = usage_text};
   struct beit_pretrain_options o = {0};
   int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-  while (rc == BEIT_CLI_GO_ON && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-    if (!beit_cli_training_option(&t, c, optarg, &rc)) {
-      if (c == 't')
-        o.tokenizer = optarg;
-      else
-        rc = beit_cli_usage_error("pretrain", "unknown option");
-    }
+  while (beit_cli_next(&c, argc, argv, opts, t.cmd, t.usage, &rc))
+    if (!beit_cli_training_option(&t, c, optarg, &rc) && c == 't')
+      o.tokenizer = optarg;
   if (rc == BEIT_CLI_GO_ON)
     rc = beit_cli_training_finish(&t, argc, "recipes");
   if (rc == BEIT_CLI_GO_ON && !o.tokenizer)
     rc = beit_cli_usage_error("pretrain", "--tokenizer is required");
   if (rc != BEIT_CLI_GO_ON)
     return rc;
-  o.recipe = t.config, o.data = t.data, o.eval_data = t.eval_data, o.out = t.out;
-  o.resume = t.resume, o.overwrite = t.overwrite;
-  o.sets = t.sets.items, o.nsets = t.sets.count;
+  o.args = t.args;
 
   struct beit_error err = {0};
   struct beit_pretrain_summary sum;
@@ -83,10 +75,7 @@ int beit_cmd_pretrain(int argc, char **argv)
       printf("  held-out           loss %.4f, masked-token accuracy %.4f over %ld tokens "
              "(always the most frequent token: %.4f)\n", sum.eval_loss, sum.eval_mlm_acc,
              sum.eval_tokens, sum.eval_majority_acc);
-    if (sum.skipped_records || sum.corrupt_records)
-      printf("  data               %zu records skipped, %zu found failing their shard checksum "
-             "(stderr names each)\n", sum.skipped_records, sum.corrupt_records);
-    printf("  checkpoint         %s\n", sum.last_checkpoint);
+    beit_cli_training_print_end(sum.skipped_records, sum.corrupt_records, sum.last_checkpoint);
   }
   return beit_cli_dist_end("pretrain", dist, st, &err);
 }

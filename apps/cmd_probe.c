@@ -5,10 +5,9 @@
 #include <string.h>
 
 #include "beit/distributed.h"
+#include "beit/mim.h"
 #include "cli.h"
 #include "config_table.h"
-#include "finetune.h"
-#include "probe.h"
 
 #define MAX_BLOCKS 256
 
@@ -38,68 +37,55 @@ static const char usage_text[] =
 
 int beit_cmd_probe(int argc, char **argv)
 {
-  static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                       {"data", required_argument, NULL, 'd'},
-                                       {"eval-data", required_argument, NULL, 'e'},
-                                       {"block", required_argument, NULL, 'k'},
-                                       {"config", required_argument, NULL, 'c'},
-                                       {"batch", required_argument, NULL, 'b'},
-                                       {"json", required_argument, NULL, 'j'},
-                                       {"set", required_argument, NULL, 's'},
-                                       {"precision", required_argument, NULL, 'p'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_ARG("model", 'm'), BEIT_CLI_ARG("data", 'd'), BEIT_CLI_ARG("eval-data", 'e'),
+      BEIT_CLI_ARG("block", 'k'), BEIT_CLI_ARG("config", 'c'), BEIT_CLI_ARG("batch", 'b'),
+      BEIT_CLI_ARG("json", 'j'), BEIT_CLI_ARG("set", 's'), BEIT_CLI_ARG("precision", 'p'),
+      BEIT_CLI_END};
   struct beit_probe_options o = {0};
   const char *recipe_path = NULL, *json = NULL;
   struct beit_cli_sets sets = {0};
-  int c, rc = 0;
-  char *end;
-  o.batch = 64;
+  int c, rc = BEIT_CLI_GO_ON;
+  double v = 64;
   optind = 1;
-  while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (beit_cli_next(&c, argc, argv, opts, "probe", usage_text, &rc)) {
     switch (c) {
     case 'm': o.model = optarg; break;
     case 'd': o.train = optarg; break;
     case 'e': o.eval = optarg; break;
-    case 'k': rc = beit_cli_set_key(&sets, "probe", "probe.block", optarg); break;
+    case 'k':
+      rc = beit_cli_set_key(&sets, "probe", "probe.block", optarg) ? BEIT_EXIT_USAGE : rc;
+      break;
     case 'c': recipe_path = optarg; break;
     case 'b':
-      o.batch = (size_t)strtoul(optarg, &end, 10);
-      if (*end || o.batch == 0 || o.batch > 65536)
-        return beit_cli_usage_error("probe", "--batch: '%s' is not in 1..65536", optarg);
+      rc = beit_cli_number("probe", optarg, 1, 1, 65536, &v, "--batch: '%s' is not in 1..65536",
+                           optarg);
       break;
     case 'j': json = optarg; break;
-    case 's': rc = beit_cli_set(&sets, "probe", optarg); break;
-    case 'p': rc = beit_cli_set_precision(&sets, "probe", optarg); break;
-    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
-    default: return beit_cli_usage_error("probe", "unknown option");
+    case 's': rc = beit_cli_set(&sets, "probe", optarg) ? BEIT_EXIT_USAGE : rc; break;
+    case 'p': rc = beit_cli_set_precision(&sets, "probe", optarg) ? BEIT_EXIT_USAGE : rc; break;
     }
   }
-  if (rc)
+  if (rc != BEIT_CLI_GO_ON)
     return rc;
+  o.batch = (size_t)v;
   if (!o.model || !o.train || !o.eval || optind != argc)
     return beit_cli_usage_error("probe", "--model, --data and --eval-data are required");
   struct beit_error err = {0};
-  struct beit_recipe r;
-  beit_finetune_recipe_defaults(&r);
   char recipe[4200];
   if (recipe_path)
-    recipe_path = beit_cli_config_path(recipe_path, "recipes", recipe, sizeof recipe);
-  if (recipe_path && beit_recipe_load(&r, recipe_path, &err))
-    return beit_cli_fail("probe", &err);
-  for (int i = 0; i < sets.count; i++)
-    if (beit_recipe_override(&r, sets.items[i], &err))
-      return beit_cli_fail("probe", &err);
-  o.recipe = &r;
+    o.recipe = beit_cli_config_path(recipe_path, "recipes", recipe, sizeof recipe);
+  o.sets = sets.items, o.nsets = sets.count;
 
   struct beit_probe_result res[MAX_BLOCKS];
+  struct beit_probe_setup setup;
   size_t n = 0;
   struct beit_dist *dist = beit_cli_dist_init("probe", &argc, &argv);
   o.log = beit_dist_is_root(dist) ? stderr : NULL;
-  enum beit_status st = beit_probe_run(&o, dist, res, MAX_BLOCKS, &n, &err);
+  enum beit_status st = beit_probe_run(&o, dist, res, MAX_BLOCKS, &n, &setup, &err);
   if (!st && beit_dist_is_root(dist)) {
-    printf("linear probe of %s (%s features, %g epochs, lr %g, wd %g)\n", o.model, r.probe.pool,
-           r.probe.epochs, r.probe.lr, r.probe.weight_decay);
+    printf("linear probe of %s (%s features, %g epochs, lr %g, wd %g)\n", o.model, setup.pool,
+           setup.epochs, setup.lr, setup.weight_decay);
     printf("  %5s %10s %10s %10s\n", "block", "train", "held-out", "loss");
     for (size_t i = 0; i < n; i++)
       printf("  %5ld %10.4f %10.4f %10.4f\n", res[i].block, res[i].train_acc, res[i].eval_acc,
@@ -107,7 +93,7 @@ int beit_cmd_probe(int argc, char **argv)
     if (json) {
       cJSON *j = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(j, "blocks");
       cJSON_AddStringToObject(j, "model", o.model);
-      cJSON_AddStringToObject(j, "pool", r.probe.pool);
+      cJSON_AddStringToObject(j, "pool", setup.pool);
       for (size_t i = 0; i < n && arr; i++) {
         cJSON *e = cJSON_CreateObject();
         cJSON_AddNumberToObject(e, "block", (double)res[i].block);

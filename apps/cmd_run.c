@@ -23,17 +23,14 @@ static const char usage_text[] =
 
 int beit_cmd_run(int argc, char **argv)
 {
-  static const struct option opts[] = {{"model", required_argument, NULL, 'm'},
-                                       {"input", required_argument, NULL, 'i'},
-                                       {"output", required_argument, NULL, 'o'},
-                                       {"precision", required_argument, NULL, 'p'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_ARG("model", 'm'), BEIT_CLI_ARG("input", 'i'), BEIT_CLI_ARG("output", 'o'),
+      BEIT_CLI_ARG("precision", 'p'), BEIT_CLI_END};
   const char *model_dir = NULL, *input = NULL, *output = NULL;
   enum beit_precision requested = BEIT_PRECISION_AUTO, precision;
-  int c;
+  int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (beit_cli_next(&c, argc, argv, opts, "run", usage_text, &rc)) {
     switch (c) {
     case 'm': model_dir = optarg; break;
     case 'i': input = optarg; break;
@@ -42,10 +39,10 @@ int beit_cmd_run(int argc, char **argv)
       if (beit_cli_parse_precision("run", optarg, &requested))
         return BEIT_EXIT_USAGE;
       break;
-    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
-    default: return beit_cli_usage_error("run", "unknown option");
     }
   }
+  if (rc != BEIT_CLI_GO_ON)
+    return rc;
   if (!model_dir || !input || !output || optind != argc)
     return beit_cli_usage_error("run", "--model, --input and --output are required");
   struct beit_error err = {0};

@@ -6,6 +6,7 @@
  * its counters -- within --drain-timeout, after which the rest are cut (and counted); a second
  * signal cuts at once. Never prints the token. */
 #include <getopt.h>
+#include <stddef.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -85,26 +86,6 @@ static const char usage_text[] =
     "  --tls-cert PEM         serve HTTPS with this certificate (chain: the server's first)\n"
     "  --tls-key PEM          and its unencrypted private key; both or neither\n";
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-  char *end;
-  long v = strtol(s, &end, 10);
-  if (*end || end == s || v < lo || v > hi)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-  char *end;
-  double v = strtod(s, &end);
-  if (*end || end == s || !(v >= lo && v <= hi))
-    return -1;
-  *out = v;
-  return 0;
-}
-
 /* The token and TLS files, each optional (NULL path: NULL out). A file that group or others may
  * read gets a warning: the token or key is as secret as the model's access. */
 static enum beit_status load_secrets(const char *token_file, const char *cert_file,
@@ -177,158 +158,145 @@ static void drain(struct beit_server *srv, const sigset_t *sigs, int sig, double
             dt, left);
 }
 
-int beit_cmd_serve(int argc, char **argv)
-{
-  enum { O_HOST = 256, O_PORT, O_WORKERS, O_THREADS, O_BATCH, O_WAIT, O_BODY, O_IMAGES,
-         O_PIXELS, O_QUEUE, O_CONN, O_TIMEOUT, O_TOPK, O_THRESH, O_URLS, O_PRIVATE, O_URLMAX, O_URLTIME,
-         O_LOG, O_PRECISION, O_TOKEN, O_NOAUTH, O_CERT, O_KEY, O_READTIME, O_IDLETIME,
-         O_DRAINTIME };
-  static const struct option opts[] = {
-      {"model", required_argument, NULL, 'm'},
-      {"host", required_argument, NULL, O_HOST},
-      {"port", required_argument, NULL, O_PORT},
-      {"workers", required_argument, NULL, O_WORKERS},
-      {"threads", required_argument, NULL, O_THREADS},
-      {"max-batch", required_argument, NULL, O_BATCH},
-      {"batch-wait-us", required_argument, NULL, O_WAIT},
-      {"max-body-bytes", required_argument, NULL, O_BODY},
-      {"max-images", required_argument, NULL, O_IMAGES},
-      {"max-pixels", required_argument, NULL, O_PIXELS},
-      {"max-queue", required_argument, NULL, O_QUEUE},
-      {"max-connections", required_argument, NULL, O_CONN},
-      {"timeout", required_argument, NULL, O_TIMEOUT},
-      {"read-timeout", required_argument, NULL, O_READTIME},
-      {"idle-timeout", required_argument, NULL, O_IDLETIME},
-      {"drain-timeout", required_argument, NULL, O_DRAINTIME},
-      {"top-k", required_argument, NULL, O_TOPK},
-      {"threshold", required_argument, NULL, O_THRESH},
-      {"allow-urls", no_argument, NULL, O_URLS},
-      {"allow-private-urls", no_argument, NULL, O_PRIVATE},
-      {"url-max-bytes", required_argument, NULL, O_URLMAX},
-      {"url-timeout", required_argument, NULL, O_URLTIME},
-      {"log-requests", no_argument, NULL, O_LOG},
-      {"precision", required_argument, NULL, O_PRECISION},
-      {"auth-token-file", required_argument, NULL, O_TOKEN},
-      {"no-auth", no_argument, NULL, O_NOAUTH},
-      {"tls-cert", required_argument, NULL, O_CERT},
-      {"tls-key", required_argument, NULL, O_KEY},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
-  const char *model_dir = NULL;
-  const char *token_file = NULL, *cert_file = NULL, *key_file = NULL;
+enum { O_HOST = 256, O_PORT, O_WORKERS, O_THREADS, O_BATCH, O_WAIT, O_BODY, O_IMAGES,
+       O_PIXELS, O_QUEUE, O_CONN, O_TIMEOUT, O_TOPK, O_THRESH, O_URLS, O_PRIVATE, O_URLMAX,
+       O_URLTIME, O_LOG, O_PRECISION, O_TOKEN, O_NOAUTH, O_CERT, O_KEY, O_READTIME, O_IDLETIME,
+       O_DRAINTIME };
+
+static const struct option opts[] = {
+    BEIT_CLI_ARG("model", 'm'), BEIT_CLI_ARG("host", O_HOST), BEIT_CLI_ARG("port", O_PORT),
+    BEIT_CLI_ARG("workers", O_WORKERS), BEIT_CLI_ARG("threads", O_THREADS),
+    BEIT_CLI_ARG("max-batch", O_BATCH), BEIT_CLI_ARG("batch-wait-us", O_WAIT),
+    BEIT_CLI_ARG("max-body-bytes", O_BODY), BEIT_CLI_ARG("max-images", O_IMAGES),
+    BEIT_CLI_ARG("max-pixels", O_PIXELS), BEIT_CLI_ARG("max-queue", O_QUEUE),
+    BEIT_CLI_ARG("max-connections", O_CONN), BEIT_CLI_ARG("timeout", O_TIMEOUT),
+    BEIT_CLI_ARG("read-timeout", O_READTIME), BEIT_CLI_ARG("idle-timeout", O_IDLETIME),
+    BEIT_CLI_ARG("drain-timeout", O_DRAINTIME), BEIT_CLI_ARG("top-k", O_TOPK),
+    BEIT_CLI_ARG("threshold", O_THRESH), BEIT_CLI_FLAG("allow-urls", O_URLS),
+    BEIT_CLI_FLAG("allow-private-urls", O_PRIVATE), BEIT_CLI_ARG("url-max-bytes", O_URLMAX),
+    BEIT_CLI_ARG("url-timeout", O_URLTIME), BEIT_CLI_FLAG("log-requests", O_LOG),
+    BEIT_CLI_ARG("precision", O_PRECISION), BEIT_CLI_ARG("auth-token-file", O_TOKEN),
+    BEIT_CLI_FLAG("no-auth", O_NOAUTH), BEIT_CLI_ARG("tls-cert", O_CERT),
+    BEIT_CLI_ARG("tls-key", O_KEY), BEIT_CLI_END};
+
+/* What the command line sets. */
+struct serve_cli {
+  const char *model_dir, *token_file, *cert_file, *key_file;
   struct beit_serve_options sopt;
   struct beit_infer_options iopt;
-  beit_serve_defaults(&sopt);
-  beit_infer_defaults(&iopt);
-  iopt.sessions = 0; /* automatic unless --workers: see beit_infer_options */
-  double drain_timeout_s = 30.0;
-  int c;
-  long v;
-  double d;
+  double drain_timeout_s;
+};
+
+/* The numeric options, one row each: the field they set (in sopt, iopt or the drain timeout),
+ * its type, the range and what the usage error says is expected. */
+enum num_type { NUM_INT, NUM_UNSIGNED, NUM_SIZE, NUM_DOUBLE };
+#define SOPT(f) offsetof(struct serve_cli, sopt) + offsetof(struct beit_serve_options, f)
+#define IOPT(f) offsetof(struct serve_cli, iopt) + offsetof(struct beit_infer_options, f)
+static const struct {
+  int code;
+  size_t offset;
+  enum num_type type;
+  double lo, hi;
+  const char *expected;
+} numbers[] = {
+    {O_PORT, SOPT(port), NUM_INT, 0, 65535, "0..65535"},
+    {O_WORKERS, IOPT(sessions), NUM_INT, 1, 64, "1..64"},
+    {O_THREADS, IOPT(threads), NUM_INT, 1, 1024, "1..1024"},
+    {O_BATCH, IOPT(max_batch), NUM_SIZE, 1, 1024, "1..1024"},
+    {O_WAIT, SOPT(batch_wait_us), NUM_UNSIGNED, 0, 10000000, "0..1e7"},
+    {O_BODY, SOPT(max_body_bytes), NUM_SIZE, 1, 0x1p40, "> 0"},
+    {O_IMAGES, SOPT(max_images), NUM_SIZE, 1, 0x1p20, "> 0"},
+    {O_PIXELS, IOPT(max_pixels), NUM_SIZE, 1, 0x1p40, "> 0"},
+    {O_QUEUE, SOPT(max_queue_images), NUM_SIZE, 1, 0x1p30, "> 0"},
+    {O_CONN, SOPT(max_connections), NUM_UNSIGNED, 1, 100000, "1..100000"},
+    {O_TIMEOUT, SOPT(request_timeout_s), NUM_DOUBLE, 0.001, 86400, "seconds > 0"},
+    {O_READTIME, SOPT(read_timeout_s), NUM_DOUBLE, 0.001, 86400, "seconds > 0"},
+    {O_IDLETIME, SOPT(idle_timeout_s), NUM_DOUBLE, 1, 86400, "seconds >= 1"},
+    {O_DRAINTIME, offsetof(struct serve_cli, drain_timeout_s), NUM_DOUBLE, 0, 86400,
+     "seconds >= 0"},
+    {O_TOPK, SOPT(select.top_k), NUM_SIZE, 1, 0x1p30, "> 0"},
+    {O_THRESH, SOPT(select.threshold), NUM_DOUBLE, 0, 1, "0..1"},
+    {O_URLMAX, SOPT(url_max_bytes), NUM_SIZE, 1, 0x1p40, "> 0"},
+    {O_URLTIME, SOPT(url_timeout_s), NUM_DOUBLE, 0.001, 3600, "seconds > 0"},
+};
+#undef SOPT
+#undef IOPT
+
+/* Option c's value into its field when c is a numeric option: 1 (*rc set: BEIT_CLI_GO_ON, or
+ * BEIT_EXIT_USAGE after the usage error); else 0. */
+static int number_option(struct serve_cli *cl, int c, const char *arg, int *rc)
+{
+  for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+    if (numbers[i].code != c)
+      continue;
+    const char *name = "";
+    for (const struct option *o = opts; o->name; o++)
+      name = o->val == c ? o->name : name;
+    double v = 0;
+    *rc = beit_cli_number("serve", arg, numbers[i].type != NUM_DOUBLE, numbers[i].lo,
+                          numbers[i].hi, &v, "--%s %s: expected %s", name, arg,
+                          numbers[i].expected);
+    char *dst = (char *)cl + numbers[i].offset;
+    switch (numbers[i].type) {
+    case NUM_INT: *(int *)dst = (int)v; break;
+    case NUM_UNSIGNED: *(unsigned *)dst = (unsigned)v; break;
+    case NUM_SIZE: *(size_t *)dst = (size_t)v; break;
+    case NUM_DOUBLE: *(double *)dst = v; break;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+/* The command line into *cl: BEIT_CLI_GO_ON, or the exit code to return now. */
+static int parse(struct serve_cli *cl, int argc, char **argv)
+{
+  int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-#define NEED(ok, ...)                                     \
-  do {                                                    \
-    if (!(ok))                                            \
-      return beit_cli_usage_error("serve", __VA_ARGS__); \
-  } while (0)
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (beit_cli_next(&c, argc, argv, opts, "serve", usage_text, &rc)) {
+    if (number_option(cl, c, optarg, &rc))
+      continue;
     switch (c) {
-    case 'm': model_dir = optarg; break;
-    case O_HOST: sopt.host = optarg; break;
-    case O_PORT:
-      NEED(!parse_long(optarg, 0, 65535, &v), "--port %s: expected 0..65535", optarg);
-      sopt.port = (int)v;
-      break;
-    case O_WORKERS:
-      NEED(!parse_long(optarg, 1, 64, &v), "--workers %s: expected 1..64", optarg);
-      iopt.sessions = (int)v;
-      break;
-    case O_THREADS:
-      NEED(!parse_long(optarg, 1, 1024, &v), "--threads %s: expected 1..1024", optarg);
-      iopt.threads = (int)v;
-      break;
-    case O_BATCH:
-      NEED(!parse_long(optarg, 1, 1024, &v), "--max-batch %s: expected 1..1024", optarg);
-      iopt.max_batch = (size_t)v;
-      break;
-    case O_WAIT:
-      NEED(!parse_long(optarg, 0, 10000000, &v), "--batch-wait-us %s: expected 0..1e7", optarg);
-      sopt.batch_wait_us = (unsigned)v;
-      break;
-    case O_BODY:
-      NEED(!parse_long(optarg, 1, 1L << 40, &v), "--max-body-bytes %s: expected > 0", optarg);
-      sopt.max_body_bytes = (size_t)v;
-      break;
-    case O_IMAGES:
-      NEED(!parse_long(optarg, 1, 1L << 20, &v), "--max-images %s: expected > 0", optarg);
-      sopt.max_images = (size_t)v;
-      break;
-    case O_PIXELS:
-      NEED(!parse_long(optarg, 1, 1L << 40, &v), "--max-pixels %s: expected > 0", optarg);
-      iopt.max_pixels = (size_t)v;
-      break;
-    case O_QUEUE:
-      NEED(!parse_long(optarg, 1, 1L << 30, &v), "--max-queue %s: expected > 0", optarg);
-      sopt.max_queue_images = (size_t)v;
-      break;
-    case O_CONN:
-      NEED(!parse_long(optarg, 1, 100000, &v), "--max-connections %s: expected 1..100000", optarg);
-      sopt.max_connections = (unsigned)v;
-      break;
-    case O_TIMEOUT:
-      NEED(!parse_double(optarg, 0.001, 86400, &d), "--timeout %s: expected seconds > 0", optarg);
-      sopt.request_timeout_s = d;
-      break;
-    case O_READTIME:
-      NEED(!parse_double(optarg, 0.001, 86400, &d), "--read-timeout %s: expected seconds > 0", optarg);
-      sopt.read_timeout_s = d;
-      break;
-    case O_IDLETIME:
-      NEED(!parse_double(optarg, 1, 86400, &d), "--idle-timeout %s: expected seconds >= 1", optarg);
-      sopt.idle_timeout_s = d;
-      break;
-    case O_DRAINTIME:
-      NEED(!parse_double(optarg, 0, 86400, &d), "--drain-timeout %s: expected seconds >= 0", optarg);
-      drain_timeout_s = d;
-      break;
-    case O_TOPK:
-      NEED(!parse_long(optarg, 1, 1L << 30, &v), "--top-k %s: expected > 0", optarg);
-      sopt.select.top_k = (size_t)v;
-      break;
-    case O_THRESH:
-      NEED(!parse_double(optarg, 0, 1, &d), "--threshold %s: expected 0..1", optarg);
-      sopt.select.threshold = d;
-      break;
-    case O_URLS: sopt.allow_urls = 1; break;
-    case O_PRIVATE: sopt.allow_private_urls = 1; break;
-    case O_URLMAX:
-      NEED(!parse_long(optarg, 1, 1L << 40, &v), "--url-max-bytes %s: expected > 0", optarg);
-      sopt.url_max_bytes = (size_t)v;
-      break;
-    case O_URLTIME:
-      NEED(!parse_double(optarg, 0.001, 3600, &d), "--url-timeout %s: expected seconds > 0", optarg);
-      sopt.url_timeout_s = d;
-      break;
-    case O_LOG: sopt.log_requests = 1; break;
+    case 'm': cl->model_dir = optarg; break;
+    case O_HOST: cl->sopt.host = optarg; break;
+    case O_URLS: cl->sopt.allow_urls = 1; break;
+    case O_PRIVATE: cl->sopt.allow_private_urls = 1; break;
+    case O_LOG: cl->sopt.log_requests = 1; break;
     case O_PRECISION:
-      if (beit_cli_parse_precision("serve", optarg, &iopt.precision))
-        return BEIT_EXIT_USAGE;
+      if (beit_cli_parse_precision("serve", optarg, &cl->iopt.precision))
+        rc = BEIT_EXIT_USAGE;
       break;
-    case O_TOKEN: token_file = optarg; break;
-    case O_NOAUTH: sopt.no_auth = 1; break;
-    case O_CERT: cert_file = optarg; break;
-    case O_KEY: key_file = optarg; break;
-    case 'h': fputs(usage_text, stdout); return BEIT_EXIT_OK;
-    default: return beit_cli_usage_error("serve", "unknown option");
+    case O_TOKEN: cl->token_file = optarg; break;
+    case O_NOAUTH: cl->sopt.no_auth = 1; break;
+    case O_CERT: cl->cert_file = optarg; break;
+    case O_KEY: cl->key_file = optarg; break;
     }
   }
-#undef NEED
-  if (!model_dir || optind != argc)
+  if (rc != BEIT_CLI_GO_ON)
+    return rc;
+  if (!cl->model_dir || optind != argc)
     return beit_cli_usage_error("serve", "--model DIR is required (and nothing else positional)");
-  if (token_file && sopt.no_auth)
+  if (cl->token_file && cl->sopt.no_auth)
     return beit_cli_usage_error("serve", "--auth-token-file and --no-auth contradict each other");
-  if (!cert_file != !key_file)
+  if (!cl->cert_file != !cl->key_file)
     return beit_cli_usage_error("serve", "--tls-cert and --tls-key go together");
+  return BEIT_CLI_GO_ON;
+}
+
+int beit_cmd_serve(int argc, char **argv)
+{
+  struct serve_cli cl = {.drain_timeout_s = 30.0};
+  beit_serve_defaults(&cl.sopt);
+  beit_infer_defaults(&cl.iopt);
+  cl.iopt.sessions = 0; /* automatic unless --workers: see beit_infer_options */
+  int rc = parse(&cl, argc, argv);
+  if (rc != BEIT_CLI_GO_ON)
+    return rc;
+  const char *model_dir = cl.model_dir;
+  const char *token_file = cl.token_file, *cert_file = cl.cert_file, *key_file = cl.key_file;
+  struct beit_serve_options sopt = cl.sopt;
+  struct beit_infer_options iopt = cl.iopt;
+  double drain_timeout_s = cl.drain_timeout_s;
 
   limit_malloc_arenas(); /* before any thread */
   /* Every thread started from here inherits the blocked signals; main takes them in sigwait. */
@@ -343,7 +311,7 @@ int beit_cmd_serve(int argc, char **argv)
   struct beit_server *srv = NULL;
   struct beit_infer *inf = NULL;
   char *token = NULL, *cert_pem = NULL, *key_pem = NULL;
-  int rc = BEIT_EXIT_OK;
+  rc = BEIT_EXIT_OK;
   if (beit_cli_resolve_precision("serve", iopt.precision, stderr, &iopt.precision, &err) ||
       load_secrets(token_file, cert_file, key_file, &token, &cert_pem, &key_pem, &err))
     goto fail;

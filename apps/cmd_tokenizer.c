@@ -8,7 +8,6 @@
 
 #include "beit/tokenizer.h"
 #include "cli.h"
-#include "tokenizer_train.h"
 
 static const char usage_text[] =
     "usage: beit tokenizer train --config FILE --data DIR --out DIR [options]\n"
@@ -64,21 +63,19 @@ static const char usage_text[] =
 
 static int cmd_train(int argc, char **argv)
 {
-  static const struct option opts[] = {BEIT_CLI_TRAINING_OPTIONS, {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_TRAINING_OPTIONS, {NULL, 0, NULL, 0}};
   struct beit_cli_training t = {.cmd = "tokenizer train", .usage = usage_text};
   struct beit_tokenizer_train_options o = {0};
   int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-  while (rc == BEIT_CLI_GO_ON && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-    if (!beit_cli_training_option(&t, c, optarg, &rc))
-      rc = beit_cli_usage_error("tokenizer train", "unknown option");
+  while (beit_cli_next(&c, argc, argv, opts, t.cmd, t.usage, &rc))
+    beit_cli_training_option(&t, c, optarg, &rc);
   if (rc == BEIT_CLI_GO_ON)
     rc = beit_cli_training_finish(&t, argc, "tokenizer");
   if (rc != BEIT_CLI_GO_ON)
     return rc;
-  o.config = t.config, o.data = t.data, o.eval_data = t.eval_data, o.out = t.out;
-  o.resume = t.resume, o.overwrite = t.overwrite;
-  o.sets = t.sets.items, o.nsets = t.sets.count;
+  o.args = t.args;
   struct beit_error err = {0};
   struct beit_dist *dist = beit_cli_dist_init("tokenizer train", &argc, &argv);
   struct beit_tokenizer_train_summary sum;
@@ -104,23 +101,16 @@ struct io_options {
 
 static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o)
 {
-  static const struct option opts[] = {{"tokenizer", required_argument, NULL, 't'},
-                                       {"data", required_argument, NULL, 'd'},
-                                       {"input", required_argument, NULL, 'i'},
-                                       {"output", required_argument, NULL, 'o'},
-                                       {"grid", required_argument, NULL, 'g'},
-                                       {"limit", required_argument, NULL, 'l'},
-                                       {"grid-images", required_argument, NULL, 'n'},
-                                       {"precision", required_argument, NULL, 'p'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {
+      BEIT_CLI_ARG("tokenizer", 't'), BEIT_CLI_ARG("data", 'd'), BEIT_CLI_ARG("input", 'i'),
+      BEIT_CLI_ARG("output", 'o'), BEIT_CLI_ARG("grid", 'g'), BEIT_CLI_ARG("limit", 'l'),
+      BEIT_CLI_ARG("grid-images", 'n'), BEIT_CLI_ARG("precision", 'p'), BEIT_CLI_END};
   memset(o, 0, sizeof *o);
   o->grid_images = 32;
   o->precision = BEIT_PRECISION_AUTO;
-  int c;
-  char *end;
+  int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while (beit_cli_next(&c, argc, argv, opts, cmd, usage_text, &rc)) {
     switch (c) {
     case 't': o->tokenizer = optarg; break;
     case 'd': o->data = optarg; break;
@@ -129,28 +119,27 @@ static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o
     case 'g': o->grid = optarg; break;
     case 'l':
     case 'n': {
-      long v = strtol(optarg, &end, 10);
-      if (*end || v < 0)
-        return beit_cli_usage_error(cmd, "--%s takes a non-negative integer",
-                                    c == 'l' ? "limit" : "grid-images");
-      *(c == 'l' ? &o->limit : &o->grid_images) = v;
+      double v = 0;
+      rc = beit_cli_number(cmd, optarg, 1, 0, BEIT_CLI_INT_MAX, &v, "--%s takes a non-negative "
+                           "integer", c == 'l' ? "limit" : "grid-images");
+      *(c == 'l' ? &o->limit : &o->grid_images) = (long)v;
       break;
     }
     case 'p':
       if (beit_cli_parse_precision(cmd, optarg, &o->precision))
         return BEIT_EXIT_USAGE;
       break;
-    case 'h': fputs(usage_text, stdout); return -1;
-    default: return beit_cli_usage_error(cmd, "unknown option");
     }
   }
+  if (rc != BEIT_CLI_GO_ON)
+    return rc;
   if (optind != argc)
     return beit_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
   if (!o->tokenizer)
     return beit_cli_usage_error(cmd, "--tokenizer is required");
   if (!o->data == !o->input)
     return beit_cli_usage_error(cmd, "give one of --data and --input");
-  return 0;
+  return BEIT_CLI_GO_ON;
 }
 
 /* The tokenizer folder, computing in the requested precision (resolved and announced on stderr
@@ -198,8 +187,8 @@ static int cmd_io(int argc, char **argv, int is_recon)
   const char *cmd = is_recon ? "tokenizer recon" : "tokenizer encode";
   struct io_options o;
   int rc = parse_io(cmd, argc, argv, &o);
-  if (rc)
-    return rc < 0 ? BEIT_EXIT_OK : rc;
+  if (rc != BEIT_CLI_GO_ON)
+    return rc;
   if (!is_recon && !o.output)
     return beit_cli_usage_error(cmd, "--output is required");
   if (is_recon && o.input && !o.output)

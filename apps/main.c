@@ -16,21 +16,10 @@ struct command {
   const char *summary;
 };
 
-/* One line per subcommand. */
-static const struct command commands[] = {
-    {"pack", beit_cmd_pack, "build a dataset folder (HDF5 shards) from images, a manifest or Fashion-MNIST"},
-    {"tokenizer", beit_cmd_tokenizer, "train a dVAE visual tokenizer; encode images to tokens; reconstruct"},
-    {"pretrain", beit_cmd_pretrain, "masked image modeling pretraining (MPI data parallel)"},
-    {"info", beit_cmd_info, "describe a model folder or config: parameters per group, FLOPs"},
-    {"run", beit_cmd_run, "raw tensors in, logits and hidden states out (safetensors)"},
-    {"finetune", beit_cmd_finetune, "fine-tune an encoder as a classifier (multi-class or multi-label)"},
-    {"eval", beit_cmd_eval, "classifier metrics on a dataset: top-1/5, per-class P/R/F1, mAP"},
-    {"probe", beit_cmd_probe, "linear probe on frozen, average-pooled features of a block"},
-    {"export", beit_cmd_export, "encoder (or classifier) as an HF or timm folder"},
-    {"predict", beit_cmd_predict, "classify images, folders, datasets or JSON lines requests (JSON lines out)"},
-    {"serve", beit_cmd_serve, "HTTP endpoint: POST /score in the model card's JSON format, batched workers"},
-    {"plot", beit_cmd_plot, "PNG pictures: training curves of runs, the pretrained-vs-random table"},
-};
+/* One line per subcommand (cli.h BEIT_CLI_COMMANDS). */
+#define BEIT_CLI_ROW(name, summary) {#name, beit_cmd_##name, summary},
+static const struct command commands[] = {BEIT_CLI_COMMANDS(BEIT_CLI_ROW)};
+#undef BEIT_CLI_ROW
 
 static void usage(FILE *out)
 {

@@ -6,5 +6,5 @@ if(TARGET beit_tokenizer)
   target_compile_definitions(bench_tokenizer PRIVATE
     BEIT_BENCH_DVAE_REF="${PROJECT_SOURCE_DIR}/tools/dvae_ref.py"
     BEIT_BENCH_TRAIN_CONFIG="${PROJECT_SOURCE_DIR}/configs/tokenizer/fashion_mnist.json")
-  target_link_libraries(bench_tokenizer PRIVATE beit_tokenizer beit_core)
+  target_link_libraries(bench_tokenizer PRIVATE beit_tokenizer beit_core beit_internal_for_tests)
 endif()

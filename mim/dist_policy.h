@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "beit/distributed.h"
+#include "beit/mim.h"
 #include "beit/status.h"
 
 /* The recipe key's range: 0 (no deadline) .. this many seconds. */
@@ -21,11 +22,6 @@
  * the option and the text. */
 enum beit_status beit_dist_policy_parse_timeout(const char *text, double *seconds,
                                                 struct beit_error *err);
-
-/* "distributed.timeout_s=<seconds>" into buf (size bytes) for the --set list: --dist-timeout in
- * command-line order with the --set options, so the last one wins. USAGE as the parser. */
-enum beit_status beit_dist_policy_timeout_set(const char *text, char *buf, size_t size,
-                                              struct beit_error *err);
 
 /* A training run's start, on every rank, once the recipe is resolved: the deadline of every later
  * collective of dist (beit_dist_set_timeout), and with several ranks, on log (rank 0; NULL: none),

@@ -81,9 +81,11 @@ static enum beit_status write_predictions(FILE *out, const struct beit_model *m,
                                           const struct beit_loader_batch *b,
                                           struct beit_error *err)
 {
-  size_t C = (size_t)m->cfg.num_labels;
+  const struct beit_config *cfg = beit_model_config(m);
+  size_t C = (size_t)cfg->num_labels;
+  int multilabel = beit_config_is_multilabel(cfg);
   for (size_t i = 0; i < b->count; i++) {
-    const float *z = m->a.logits + i * C;
+    const float *z = beit_model_logits(m) + i * C;
     double mx = z[0], sum = 0.0;
     for (size_t c = 1; c < C; c++)
       mx = z[c] > mx ? z[c] : mx;
@@ -96,11 +98,11 @@ static enum beit_status write_predictions(FILE *out, const struct beit_model *m,
       labels = cJSON_AddArrayToObject(line, "labels");
     }
     for (size_t c = 0; probs && labels && c < C; c++) {
-      float p = m->multilabel ? (float)(1.0 / (1.0 + exp(-(double)z[c])))
-                              : (float)(exp((double)z[c] - mx) / sum);
+      float p = multilabel ? (float)(1.0 / (1.0 + exp(-(double)z[c])))
+                          : (float)(exp((double)z[c] - mx) / sum);
       cJSON_AddItemToArray(probs, isfinite(p) ? cJSON_CreateNumber(p) : cJSON_CreateNull());
-      cJSON_AddItemToArray(labels, cJSON_CreateString(m->cfg.labels && m->cfg.labels[c]
-                                                          ? m->cfg.labels[c] : ""));
+      cJSON_AddItemToArray(labels, cJSON_CreateString(cfg->labels && cfg->labels[c]
+                                                          ? cfg->labels[c] : ""));
     }
     char *text = probs && labels ? cJSON_PrintUnformatted(line) : NULL;
     cJSON_Delete(line);
@@ -114,26 +116,41 @@ static enum beit_status write_predictions(FILE *out, const struct beit_model *m,
   return BEIT_STATUS_OK;
 }
 
+/* What beit_eval_run refuses before reading anything: another architecture, a batch the model
+ * was not planned for, per-image predictions from several ranks. */
+static enum beit_status check_run(const struct beit_model *m, struct beit_dist *dist,
+                                  const struct beit_eval_options *o, struct beit_error *err)
+{
+  struct beit_model_dims dims;
+  beit_model_dims(m, &dims);
+  if (beit_model_arch(m) != BEIT_ARCH_CLASSIFIER)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "evaluation needs a "
+                          "BeitForImageClassification model (this one is %s)",
+                          beit_model_config(m)->architecture);
+  if (o->batch == 0 || o->batch > dims.max_batch)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "evaluation batch %zu outside 1..%zu", o->batch,
+                          dims.max_batch);
+  if (o->predictions && beit_dist_world_size(dist) > 1)
+    return beit_error_set(err, BEIT_STATUS_USAGE, "per-image predictions are written by one "
+                          "rank only (run without mpirun)");
+  return BEIT_STATUS_OK;
+}
+
 enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
                                const struct beit_eval_options *o, struct beit_metrics *mt,
                                struct beit_error *err)
 {
   struct beit_loader_options lo;
   struct beit_loader *ld = NULL;
+  const struct beit_config *cfg = beit_model_config(m);
+  const int multilabel = beit_config_is_multilabel(cfg);
   memset(mt, 0, sizeof *mt);
-  if (m->arch != BEIT_ARCH_CLASSIFIER)
-    return beit_error_set(err, BEIT_STATUS_USAGE, "evaluation needs a "
-                          "BeitForImageClassification model (this one is %s)",
-                          m->cfg.architecture);
-  if (o->batch == 0 || o->batch > m->max_batch)
-    return beit_error_set(err, BEIT_STATUS_USAGE, "evaluation batch %zu outside 1..%zu", o->batch,
-                          m->max_batch);
-  if (o->predictions && beit_dist_world_size(dist) > 1)
-    return beit_error_set(err, BEIT_STATUS_USAGE, "per-image predictions are written by one "
-                          "rank only (run without mpirun)");
+  enum beit_status st = check_run(m, dist, o, err);
+  if (st)
+    return st;
   beit_loader_defaults(&lo);
   beit_data_transform_defaults(&lo.transform, BEIT_DATA_MODE_EVAL);
-  lo.transform.image_size = (int)m->cfg.image_size;
+  lo.transform.image_size = (int)cfg->image_size;
   lo.transform.eval_preprocess = o->preprocess;
   lo.transform.eval_preprocess_set = 1;
   lo.batch_size = o->batch;
@@ -145,25 +162,24 @@ enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
   lo.drop_last = 0;
   lo.loop = 0;
   lo.log = beit_dist_is_root(dist) ? stderr : NULL;
-  enum beit_status st = beit_loader_init(&ld, o->data, &lo, NULL, err);
-  if (st)
+  if ((st = beit_loader_init(&ld, o->data, &lo, NULL, err)))
     return st;
   struct beit_dataset *ds = beit_loader_dataset(ld);
-  size_t C = (size_t)m->cfg.num_labels, rows = beit_data_count(ds);
+  size_t C = (size_t)cfg->num_labels, rows = beit_data_count(ds);
   int ml = beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL;
   float *hot = NULL; /* a sigmoid model on a multi-class dataset: labels as one-hot rows */
-  if ((size_t)beit_data_num_classes(ds) != C || (ml && !m->multilabel)) {
+  if ((size_t)beit_data_num_classes(ds) != C || (ml && !multilabel)) {
     st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s: %d classes (%s) but the model predicts "
                         "%zu (%s)", o->data, beit_data_num_classes(ds),
                         ml ? "multilabel" : "multiclass", C,
-                        m->multilabel ? "multilabel" : "multiclass");
+                        multilabel ? "multilabel" : "multiclass");
     goto done;
   }
-  if (m->multilabel && !ml && !(hot = calloc(o->batch * C, sizeof *hot))) {
+  if (multilabel && !ml && !(hot = calloc(o->batch * C, sizeof *hot))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "evaluation: out of memory");
     goto done;
   }
-  if ((st = beit_metrics_init(mt, C, m->multilabel, rows, o->threshold, err)))
+  if ((st = beit_metrics_init(mt, C, multilabel, rows, o->threshold, err)))
     goto done;
   for (long n = 0; o->max_batches == 0 || n < o->max_batches; n++) {
     const struct beit_loader_batch *b = NULL;
@@ -178,10 +194,11 @@ enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
       for (size_t i = 0; i < b->count; i++)
         hot[i * C + (size_t)b->labels[i]] = 1.0f;
     }
-    if (m->multilabel)
-      beit_metrics_add_multilabel(mt, m->a.logits, hot ? hot : b->targets, b->indices, b->count);
+    if (multilabel)
+      beit_metrics_add_multilabel(mt, beit_model_logits(m), hot ? hot : b->targets, b->indices,
+                                  b->count);
     else
-      beit_metrics_add_multiclass(mt, m->a.logits, b->labels, b->count);
+      beit_metrics_add_multiclass(mt, beit_model_logits(m), b->labels, b->count);
     if (o->predictions && (st = write_predictions(o->predictions, m, b, err)))
       break;
   }

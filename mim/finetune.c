@@ -14,7 +14,7 @@
 #include "clock.h"
 #include "config_table.h"
 #include "drop_path.h"
-#include "encoder.h"
+#include "beit/encoder_train.h"
 #include "eval.h"
 #include "kernels.h"
 #include "metrics.h"
@@ -23,7 +23,7 @@
 #include "precision_policy.h"
 #include "rng.h"
 #include "trainer.h"
-#include "transfer.h"
+#include "beit/transfer.h"
 
 /* Stream salts: augmentation draws from the loader's (seed, epoch, index); drop path
  * (drop_path.c), mixup and the label subset (finetune_subset.c) from their own streams. */
@@ -85,9 +85,11 @@ double beit_layer_decay_scale(double decay, size_t L, int layer_id)
 
 void beit_model_layer_decay(struct beit_model *m, double decay)
 {
-  for (size_t i = 0; i < m->table.count; i++)
-    m->table.items[i].lr_scale =
-        (float)beit_layer_decay_scale(decay, m->L, m->table.items[i].layer_id);
+  struct beit_tensor_table *t = beit_model_table(m);
+  struct beit_model_dims dims;
+  beit_model_dims(m, &dims);
+  for (size_t i = 0; i < t->count; i++)
+    t->items[i].lr_scale = (float)beit_layer_decay_scale(decay, dims.L, t->items[i].layer_id);
 }
 
 enum beit_status beit_finetune_config(struct beit_config *out, const struct beit_config *base,
@@ -127,7 +129,7 @@ static enum beit_status train_micro_batch(void *ctx, const struct beit_loader_ba
   struct finetune *p = ctx;
   struct beit_model *m = p->model;
   (void)extra;
-  size_t B = b->count, C = p->C, S = (size_t)m->cfg.image_size;
+  size_t B = b->count, C = p->C, S = (size_t)beit_model_config(m)->image_size;
   const float *pixels = b->view_a;
   const int32_t *labels = p->multilabel ? NULL : b->labels;
   const float *targets = p->multilabel ? b->targets : NULL;
@@ -173,7 +175,7 @@ static void eval_options(const struct finetune *p, struct beit_eval_options *o)
   beit_eval_defaults(o);
   o->data = r->data.eval;
   o->batch = p->B;
-  beit_recipe_eval_preprocess(r, (int)p->model->cfg.image_size, &o->preprocess);
+  beit_recipe_eval_preprocess(r, (int)beit_model_config(p->model)->image_size, &o->preprocess);
   o->threshold = r->eval_threshold;
   o->num_workers = (int)r->data.num_workers;
   o->max_batches = r->eval.batches;
@@ -230,7 +232,8 @@ static enum beit_status evaluate(struct finetune *p, struct beit_finetune_summar
               rep.log_loss, rep.samples);
     if (final) {
       char path[4300];
-      cJSON *j = beit_metrics_report_json(&rep, (const char *const *)p->model->cfg.labels);
+      cJSON *j = beit_metrics_report_json(
+          &rep, (const char *const *)beit_model_config(p->model)->labels);
       snprintf(path, sizeof path, "%s/eval.json", p->trainer.out_dir);
       if (j)
         cJSON_AddNumberToObject(j, "step", (double)p->trainer.step);
@@ -251,7 +254,7 @@ static void loader_options(const struct finetune *p, struct beit_loader_options 
   beit_data_transform_defaults(&lo->transform, BEIT_DATA_MODE_FINETUNE);
   if (!strcmp(r->data.norm, "imagenet"))
     beit_data_transform_imagenet_norm(&lo->transform);
-  lo->transform.image_size = (int)p->model->cfg.image_size;
+  lo->transform.image_size = (int)beit_model_config(p->model)->image_size;
   lo->transform.hflip = r->data.hflip;
   lo->transform.scale_min = r->data.scale_min;
   lo->transform.scale_max = r->data.scale_max;
@@ -329,7 +332,7 @@ static enum beit_status model_config(struct finetune *p, const struct beit_finet
   if (opt->init) {
     if ((st = beit_source_open(src, opt->init, err)))
       goto done;
-    st = beit_finetune_config(cfg, &(*src)->cfg, r, C, names, ml, err);
+    st = beit_finetune_config(cfg, beit_source_config(*src), r, C, names, ml, err);
   } else {
     if ((st = beit_config_load(&base, r->model, err)))
       goto done;
@@ -351,24 +354,17 @@ static enum beit_status setup(struct finetune *p, const struct beit_finetune_opt
   enum beit_status st;
   beit_config_defaults(&cfg);
   p->B = (size_t)r->batch.size;
-  if ((st = prepare_train_data(p, opt->out, err)) ||
+  if ((st = prepare_train_data(p, opt->args.out, err)) ||
       (st = model_config(p, opt, resume_dir, &src, &cfg, err)))
     goto done;
   if ((st = beit_model_create(&p->model, &cfg, p->B, err)))
     goto done;
   struct beit_model *m = p->model;
   p->C = (size_t)cfg.num_labels;
-  p->multilabel = m->multilabel;
+  p->multilabel = beit_config_is_multilabel(beit_model_config(m));
   beit_model_init_weights(m, BEIT_INIT_FINETUNE, (uint64_t)r->seed);
-  if (r->head_init_scale != 0.001) { /* init_weights applies timm's 0.001 */
-    const struct beit_tensor *w = &m->table.items[m->ids.head_w];
-    const struct beit_tensor *b = &m->table.items[m->ids.head_b];
-    float k = (float)(r->head_init_scale / 0.001);
-    for (size_t i = 0; i < w->numel; i++)
-      m->params[w->offset + i] *= k;
-    for (size_t i = 0; i < b->numel; i++)
-      m->params[b->offset + i] *= k;
-  }
+  if (r->head_init_scale != 0.001) /* init_weights applies timm's 0.001 */
+    beit_model_scale_classifier(m, (float)(r->head_init_scale / 0.001));
   if (src) {
     struct beit_transfer_options to = {1, beit_dist_is_root(p->dist) ? stderr : NULL};
     struct beit_transfer_report rep;
@@ -379,11 +375,14 @@ static enum beit_status setup(struct finetune *p, const struct beit_finetune_opt
               "bias, %zu tables resized), %zu new, %zu dropped\n", opt->init, rep.copied,
               rep.shared_to_layers, rep.rpb_resized, rep.fresh, rep.dropped);
   }
-  if ((st = beit_dist_bcast(p->dist, m->params, m->table.total * sizeof(float), 0, err)) ||
+  if ((st = beit_dist_bcast(p->dist, beit_model_params(m),
+                              beit_model_table(m)->total * sizeof(float), 0, err)) ||
       (st = beit_model_set_precision(m, p->precision, err)))
     goto done;
   beit_model_layer_decay(m, r->optimizer.layer_decay);
-  size_t L = m->L, B = p->B, S = (size_t)cfg.image_size;
+  struct beit_model_dims dims;
+  beit_model_dims(m, &dims);
+  size_t L = dims.L, B = p->B, S = (size_t)cfg.image_size;
   if ((st = beit_drop_path_init(&p->drop_path, L, B, cfg.drop_path_rate, err)))
     goto done;
   p->soft = malloc(B * p->C * sizeof *p->soft);
@@ -400,8 +399,9 @@ static enum beit_status setup(struct finetune *p, const struct beit_finetune_opt
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "fine-tuning buffers: out of memory");
     goto done;
   }
-  st = beit_dist_grads_init(&p->reducer, p->dist, m->grads, m->table.total,
-                            beit_trainer_bucket_floats(m->table.total),
+  const size_t total = beit_model_table(m)->total;
+  st = beit_dist_grads_init(&p->reducer, p->dist, beit_model_grads(m), total,
+                            beit_trainer_bucket_floats(total),
                             err);
 done:
   beit_source_free(src);
@@ -438,15 +438,16 @@ static enum beit_status load_recipe(struct finetune *p, const struct beit_finetu
   beit_finetune_recipe_defaults(r);
   /* with --init the recipe's model config is unused: "model=" after the --set options, so it is
    * neither resolved nor required to exist, nor named in trainer_state.json */
-  int nsets = opt->nsets;
+  int nsets = opt->args.nsets;
   const char **sets = malloc(((size_t)nsets + 1) * sizeof *sets);
   if (!sets)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "recipe: out of memory");
   for (int i = 0; i < nsets; i++)
-    sets[i] = opt->sets[i];
+    sets[i] = opt->args.sets[i];
   if (opt->init)
     sets[nsets++] = "model=";
-  st = beit_recipe_resolve(r, opt->recipe, sets, nsets, opt->data, opt->eval_data, err);
+  st = beit_recipe_resolve(r, opt->args.config, sets, nsets, opt->args.data, opt->args.eval_data,
+                           err);
   free(sets);
   if (st ||
       (st = beit_precision_policy_start(&p->precision, r->precision, p->dist, stderr, NULL,
@@ -455,10 +456,10 @@ static enum beit_status load_recipe(struct finetune *p, const struct beit_finetu
   beit_dist_policy_start(p->dist, r->distributed.timeout_s, stderr);
   if (!opt->init && !r->model[0])
     return beit_error_set(err, BEIT_STATUS_USAGE, "no initial weights: give --init or set "
-                          "'model' (a model config for random init) in %s", opt->recipe);
+                          "'model' (a model config for random init) in %s", opt->args.config);
   /* the RandAugment spec is parsed once, here, so a bad one names the key and the recipe */
   if ((st = beit_randaugment_parse(&p->rand_augment, r->finetune_data.rand_augment, err)))
-    beit_error_prefix(err, "%s: key 'data.rand_augment': ", opt->recipe);
+    beit_error_prefix(err, "%s: key 'data.rand_augment': ", opt->args.config);
   return st;
 }
 
@@ -468,14 +469,15 @@ static enum beit_status check_init_outside_out(const struct beit_finetune_option
                                                struct beit_error *err)
 {
   char init[4096], out[4096];
-  if (!opt->overwrite || !opt->init || !realpath(opt->init, init) || !realpath(opt->out, out))
+  if (!opt->args.overwrite || !opt->init || !realpath(opt->init, init) ||
+      !realpath(opt->args.out, out))
     return BEIT_STATUS_OK;
   size_t n = strlen(out);
   if (strncmp(init, out, n) || (init[n] != '/' && init[n] != '\0'))
     return BEIT_STATUS_OK;
   return beit_error_set(err, BEIT_STATUS_USAGE, "--init %s is inside --out %s, whose previous run "
                         "--overwrite would move aside before it is read: copy it elsewhere, or "
-                        "use another --out", opt->init, opt->out);
+                        "use another --out", opt->init, opt->args.out);
 }
 
 enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
@@ -495,8 +497,8 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
     st = check_init_outside_out(opt, err);
   if (st)
     goto done;
-  if ((st = beit_trainer_prepare_out(dist, opt->out, opt->resume, opt->overwrite, resume_dir,
-                                     sizeof resume_dir, &start, err)))
+  if ((st = beit_trainer_prepare_out(dist, opt->args.out, opt->args.resume, opt->args.overwrite,
+                                     resume_dir, sizeof resume_dir, &start, err)))
     goto done;
   if ((st = setup(&p, opt, resume_dir, err)))
     goto done;
@@ -512,15 +514,16 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
   }
   p.onehot = p.multilabel && beit_data_task(ds) == BEIT_DATA_TASK_MULTICLASS;
   long steps_per_epoch = (long)beit_loader_steps_per_epoch(p.loader) / p.recipe.batch.accum_steps;
-  if ((st = beit_trainer_start(&p.trainer, &p.recipe, dist, &p.model->table, p.model->params,
-                               p.model->grads, steps_per_epoch, opt->out, resume_dir,
-                               p.precision, err)))
+  if ((st = beit_trainer_start(&p.trainer, &p.recipe, dist, beit_model_table(p.model),
+                               beit_model_params(p.model), beit_model_grads(p.model),
+                               steps_per_epoch, opt->args.out, resume_dir, p.precision, err)))
     goto done;
-  p.trainer.params_h = p.model->params_h; /* AdamW refreshes the bf16 copy (NULL in fp32) */
+  /* AdamW refreshes the bf16 copy (NULL in fp32) */
+  p.trainer.params_h = beit_model_params_h(p.model);
   /* every checkpoint says how to preprocess for it: the transform its evaluations use */
   struct beit_data_preprocess pp;
-  beit_recipe_eval_preprocess(&p.recipe, (int)p.model->cfg.image_size, &pp);
-  if (!(p.config = beit_config_json(&p.model->cfg)) ||
+  beit_recipe_eval_preprocess(&p.recipe, (int)beit_model_config(p.model)->image_size, &pp);
+  if (!(p.config = beit_config_json(beit_model_config(p.model))) ||
       !(p.preprocessor = beit_data_preprocess_json(&pp))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
     goto done;

@@ -7,7 +7,7 @@
  * initial checkpoint's architecture (--init: our pretraining checkpoint, an exported encoder, an
  * HF or timm folder) or from the recipe's model config (random init), with per-layer relative
  * position bias, no mask token, mean pooling + LayerNorm (or cls pooling), a new head scaled by
- * head_init_scale, and the weights carried over by encoder/transfer.h (shared bias copied into
+ * head_init_scale, and the weights carried over by include/beit/transfer.h (shared bias copied into
  * every layer, tables resized when image_size changes); layer-wise lr decay (spec 5.1).
  * Per step: accum_steps micro-batches of RandomResizedCrop + flip images; optional Mixup/CutMix
  * (mim/mixup.h); per-sample drop path; softmax cross-entropy with label smoothing (multiclass) or
@@ -21,39 +21,11 @@
 
 #include "beit/distributed.h"
 #include "beit/model.h"
+#include "beit/mim.h"
 #include "beit/status.h"
 #include "recipe.h"
 
 struct beit_model;
-
-struct beit_finetune_options {
-  const char *recipe;      /* JSON recipe */
-  const char *init;        /* initial weights (folder or .safetensors); NULL: random init */
-  const char *data;        /* overrides data.train */
-  const char *eval_data;   /* overrides data.eval */
-  const char *out;
-  int resume;              /* continue from the newest complete checkpoint in out */
-  int overwrite;           /* move a previous run in out aside and start again (trainer.h) */
-  const char *const *sets; /* --set key=value */
-  int nsets;
-};
-
-struct beit_finetune_summary {
-  long steps;
-  double seconds;
-  size_t train_samples;
-  double first_loss, last_loss, last_acc;
-  int evaluated;
-  int multilabel;
-  double eval_top1, eval_topk, eval_loss, eval_map, eval_micro_f1, eval_samples;
-  size_t skipped_records, corrupt_records; /* rank 0's loader: records skipped, and of those
-                                             the ones failing their shard checksum */
-  char last_checkpoint[4200];
-};
-
-enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
-                                   struct beit_dist *dist, struct beit_finetune_summary *summary,
-                                   struct beit_error *err);
 
 /* unilm run_class_finetuning defaults (spec 6.3), on top of beit_recipe_defaults. */
 void beit_finetune_recipe_defaults(struct beit_recipe *r);

@@ -26,32 +26,14 @@
 
 #include <cjson/cJSON.h>
 
+#include "beit/mim.h"
 #include "beit/status.h"
-
-struct beit_metrics {
-  size_t C;           /* classes */
-  int multilabel;
-  size_t topk;        /* k of the top-k accuracy: min(5, C) */
-  double threshold;   /* multi-label decision threshold on the probability */
-  double count;       /* samples accumulated */
-  double loss_sum;    /* sum of per-sample losses */
-  /* multi-class */
-  double *tp, *support, *predicted; /* (C) each */
-  double *confusion;  /* (C, C), or NULL above BEIT_METRICS_CONFUSION_MAX classes */
-  double top1, topk_hits;
-  /* multi-label: one row per sample slot (global sample index), so ranks can be merged */
-  size_t rows;        /* slots */
-  float *scores;      /* (rows, C) logits */
-  uint8_t *targets;   /* (rows, C) 0/1 */
-  uint8_t *filled;    /* (rows) slot holds a sample */
-};
 
 #define BEIT_METRICS_CONFUSION_MAX 1000 /* a 21841-class confusion matrix would be 3.8 GB */
 
 /* rows: the number of sample slots for multi-label (the dataset size); unused for multi-class. */
 enum beit_status beit_metrics_init(struct beit_metrics *m, size_t C, int multilabel, size_t rows,
                                    double threshold, struct beit_error *err);
-void beit_metrics_free(struct beit_metrics *m);
 
 /* B samples of logits (B, C) with class ids labels (B). */
 void beit_metrics_add_multiclass(struct beit_metrics *m, const float *logits,
@@ -64,33 +46,5 @@ void beit_metrics_add_multilabel(struct beit_metrics *m, const float *logits,
  * given strides; NaN when no sample is positive. */
 double beit_average_precision(const float *scores, const uint8_t *targets, size_t n,
                               size_t stride);
-
-struct beit_class_metrics {
-  double support;    /* samples whose true label is the class */
-  double predicted;  /* samples predicted as the class */
-  double tp;
-  double precision, recall, f1, ap; /* NaN where undefined; ap multi-label only */
-};
-
-struct beit_metrics_report {
-  int multilabel;
-  size_t C, topk;
-  double samples, log_loss;
-  double top1, topk_acc;                   /* multi-class */
-  double macro_precision, macro_recall, macro_f1;
-  size_t classes_precision, classes_recall, classes_f1; /* classes in each macro average */
-  double map, micro_precision, micro_recall, micro_f1, subset_accuracy, threshold; /* multi-label */
-  size_t classes_ap;
-  struct beit_class_metrics *cls;          /* C entries */
-  const double *confusion;                 /* multi-class: the accumulator's (C, C) or NULL */
-};
-
-enum beit_status beit_metrics_report(const struct beit_metrics *m,
-                                     struct beit_metrics_report *r, struct beit_error *err);
-void beit_metrics_report_free(struct beit_metrics_report *r);
-
-/* The report as JSON (undefined values as null); class names may be NULL. */
-cJSON *beit_metrics_report_json(const struct beit_metrics_report *r,
-                                const char *const *class_names);
 
 #endif

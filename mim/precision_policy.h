@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "beit/distributed.h"
+#include "beit/mim.h"
 #include "beit/precision.h"
 #include "beit/status.h"
 
@@ -22,11 +23,5 @@
 enum beit_status beit_precision_policy_start(enum beit_precision *out, const char *text,
                                              struct beit_dist *dist, FILE *log, const char *extra,
                                              struct beit_error *err);
-
-/* Print "<prefix>precision bf16 (<note>); oneDNN 2.6.3 (ISA ...); OpenBLAS ... (fp32)" and a
- * newline: the resolved precision, a note (what was asked for) and beit_precision_describe.
- * out NULL prints nothing. */
-void beit_precision_policy_print(FILE *out, const char *prefix, enum beit_precision resolved,
-                                 const char *note);
 
 #endif

@@ -10,7 +10,7 @@
 #include "beit/tokenizer.h"
 #include "checkpoint.h"
 #include "drop_path.h"
-#include "encoder.h"
+#include "beit/encoder_train.h"
 #include "kernels.h"
 #include "dist_policy.h"
 #include "masking.h"
@@ -54,7 +54,9 @@ static void mark(struct pretrain *p, enum phase ph) { beit_trainer_mark(&p->trai
 /* The mask of every sample of the batch, from its own stream. */
 static void draw_masks(struct pretrain *p, const struct beit_loader_batch *b)
 {
-  size_t N = p->model->N;
+  struct beit_model_dims dims;
+  beit_model_dims(p->model, &dims);
+  size_t N = dims.N;
   int blockwise = !strcmp(p->recipe.masking.type, "blockwise");
   for (size_t s = 0; s < b->count; s++) {
     struct beit_rng rng;
@@ -73,7 +75,9 @@ static enum beit_status micro_step(struct pretrain *p, const struct beit_loader_
                                    long *histogram, struct beit_error *err)
 {
   struct beit_model *m = p->model;
-  size_t N = m->N, B = b->count, M = 0;
+  struct beit_model_dims dims;
+  beit_model_dims(m, &dims);
+  size_t N = dims.N, B = b->count, M = 0;
   enum beit_status st = beit_tokenizer_encode(p->tok, p->tokens, NULL, b->view_b, B, err);
   if (st)
     return st;
@@ -109,7 +113,7 @@ static void loader_options(const struct pretrain *p, struct beit_loader_options 
   beit_data_transform_defaults(&lo->transform, BEIT_DATA_MODE_PRETRAIN);
   if (!strcmp(r->data.norm, "imagenet"))
     beit_data_transform_imagenet_norm(&lo->transform);
-  lo->transform.image_size = (int)p->model->cfg.image_size;
+  lo->transform.image_size = (int)beit_model_config(p->model)->image_size;
   lo->transform.second_size = (int)tc->image_size;
   lo->transform.second_norm = !strcmp(tc->input_map, "dalle") ? BEIT_DATA_SECOND_DALLE
                                                                 : BEIT_DATA_SECOND_MEANSTD;
@@ -138,7 +142,7 @@ static enum beit_status evaluate(struct pretrain *p, const char *dir,
 {
   struct beit_loader_options lo;
   struct beit_loader *ld = NULL;
-  size_t V = (size_t)p->model->cfg.vocab_size;
+  size_t V = (size_t)beit_model_config(p->model)->vocab_size;
   long *histogram = calloc(V, sizeof *histogram);
   double acc[4] = {0, 0, 0, 0}; /* loss sum, hits, tokens, majority hits */
   if (!histogram)
@@ -207,8 +211,8 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
   struct beit_config cfg;
   enum beit_status st;
   beit_recipe_defaults(r);
-  if ((st = beit_recipe_resolve(r, opt->recipe, opt->sets, opt->nsets, opt->data, opt->eval_data,
-                                err)) ||
+  if ((st = beit_recipe_resolve(r, opt->args.config, opt->args.sets, opt->args.nsets,
+                                opt->args.data, opt->args.eval_data, err)) ||
       (st = beit_precision_policy_start(&p->precision, r->precision, p->dist, stderr,
                                         "encoder and dVAE tokenizer", err))) /* first line */
     return st;
@@ -225,9 +229,12 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
   if ((st = beit_model_create(&p->model, &cfg, p->B, err)))
     goto free_cfg;
   struct beit_model *m = p->model;
+  struct beit_model_dims dims;
+  beit_model_dims(m, &dims);
   beit_model_init_weights(m, BEIT_INIT_PRETRAIN, (uint64_t)r->seed);
   /* rank 0's weights are everyone's (they are equal anyway: same seed, same code) */
-  if ((st = beit_dist_bcast(p->dist, m->params, m->table.total * sizeof(float), 0, err)) ||
+  if ((st = beit_dist_bcast(p->dist, beit_model_params(m),
+                              beit_model_table(m)->total * sizeof(float), 0, err)) ||
       (st = beit_model_set_precision(m, p->precision, err)))
     goto free_cfg;
   /* the targets come from the tokenizer in the run's precision too: unilm computes them in
@@ -235,17 +242,18 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
    * error of each other (tests/test_tokenizer_bf16.c), for half of a step's products at 112 */
   if ((st = beit_tokenizer_load(&p->tok, opt->tokenizer, p->B, err)) ||
       (st = beit_tokenizer_set_precision(p->tok, p->precision, err)) ||
-      (st = beit_tokenizer_check_targets(p->tok, m->gh, m->gw, (size_t)cfg.vocab_size, err)))
+      (st = beit_tokenizer_check_targets(p->tok, dims.gh, dims.gw, (size_t)cfg.vocab_size, err)))
     goto free_cfg;
-  beit_mask_params_init(&p->mask_params, m->gh, m->gw, (size_t)r->masking.num_masking_patches);
+  beit_mask_params_init(&p->mask_params, dims.gh, dims.gw,
+                        (size_t)r->masking.num_masking_patches);
   p->mask_params.min_num_patches = (size_t)r->masking.min_num_patches;
   p->mask_params.max_num_patches = (size_t)r->masking.max_num_patches;
   p->mask_params.min_aspect = r->masking.min_aspect;
   if ((st = beit_mask_params_check(&p->mask_params, err))) {
-    beit_error_prefix(err, "%s: masking: ", opt->recipe);
+    beit_error_prefix(err, "%s: masking: ", opt->args.config);
     goto free_cfg;
   }
-  size_t N = m->N, L = m->L, B = p->B;
+  size_t N = dims.N, L = dims.L, B = p->B;
   p->tokens = malloc(B * N * sizeof *p->tokens);
   p->targets = malloc(B * N * sizeof *p->targets);
   p->mask = malloc(B * N);
@@ -255,8 +263,9 @@ static enum beit_status setup(struct pretrain *p, const struct beit_pretrain_opt
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "pretraining buffers: out of memory");
     goto free_cfg;
   }
-  st = beit_dist_grads_init(&p->reducer, p->dist, m->grads, m->table.total,
-                            beit_trainer_bucket_floats(m->table.total), err);
+  const size_t total = beit_model_table(m)->total;
+  st = beit_dist_grads_init(&p->reducer, p->dist, beit_model_grads(m), total,
+                            beit_trainer_bucket_floats(total), err);
 free_cfg:
   beit_config_free(&cfg);
   return st;
@@ -312,19 +321,20 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
   enum beit_status st = setup(&p, opt, err);
   if (st)
     goto done;
-  if ((st = beit_trainer_prepare_out(dist, opt->out, opt->resume, opt->overwrite, resume_dir,
-                                     sizeof resume_dir, &start, err)))
+  if ((st = beit_trainer_prepare_out(dist, opt->args.out, opt->args.resume, opt->args.overwrite,
+                                     resume_dir, sizeof resume_dir, &start, err)))
     goto done;
   loader_options(&p, &lo, 1);
   if ((st = beit_loader_init(&p.loader, p.recipe.data.train, &lo, &start, err)))
     goto done;
   long steps_per_epoch = (long)beit_loader_steps_per_epoch(p.loader) / p.recipe.batch.accum_steps;
-  if ((st = beit_trainer_start(&p.trainer, &p.recipe, dist, &p.model->table, p.model->params,
-                               p.model->grads, steps_per_epoch, opt->out, resume_dir,
-                               p.precision, err)))
+  if ((st = beit_trainer_start(&p.trainer, &p.recipe, dist, beit_model_table(p.model),
+                               beit_model_params(p.model), beit_model_grads(p.model),
+                               steps_per_epoch, opt->args.out, resume_dir, p.precision, err)))
     goto done;
-  p.trainer.params_h = p.model->params_h; /* AdamW refreshes the bf16 copy (NULL in fp32) */
-  if (!(p.config = beit_config_json(&p.model->cfg))) {
+  /* AdamW refreshes the bf16 copy (NULL in fp32) */
+  p.trainer.params_h = beit_model_params_h(p.model);
+  if (!(p.config = beit_config_json(beit_model_config(p.model)))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
     goto done;
   }

@@ -2,16 +2,18 @@
 #include "probe.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "beit/data.h"
-#include "encoder.h"
+#include "beit/model.h"
+#include "beit/transfer.h"
+#include "finetune.h"
 #include "kernels.h"
 #include "optim.h"
 #include "precision_policy.h"
 #include "rng.h"
-#include "transfer.h"
 
 #define PROBE_STREAM 0x70726f62ull /* "prob" */
 #define MERGE_CHUNK (1u << 20)
@@ -39,11 +41,11 @@ static enum beit_status load_encoder(struct beit_model **out, const char *path, 
   enum beit_status st = beit_source_open(&src, path, err);
   if (st)
     return st;
-  cfg = src->cfg;
+  cfg = *beit_source_config(src);
   cfg.labels = NULL;
   snprintf(cfg.architecture, sizeof cfg.architecture, "BeitModel");
   cfg.use_mask_token = 0;
-  if (!(st = beit_config_set_labels(&cfg, src->cfg.num_labels, NULL, err)) &&
+  if (!(st = beit_config_set_labels(&cfg, beit_source_config(src)->num_labels, NULL, err)) &&
       !(st = beit_model_create(out, &cfg, batch, err))) {
     beit_model_init_weights(*out, BEIT_INIT_FINETUNE, 0);
     struct beit_transfer_options to = {0, NULL};
@@ -84,9 +86,11 @@ static enum beit_status merge_floats(struct beit_dist *d, float *x, size_t n,
 static void add_features(const struct beit_model *m, struct features *f,
                          const struct beit_loader_batch *b, long first, int cls_mean)
 {
-  const size_t D = m->D, T = m->T, N = m->N;
+  struct beit_model_dims dims;
+  beit_model_dims(m, &dims);
+  const size_t D = dims.D, T = dims.T, N = dims.N;
   for (size_t k = 0; k < f->nblocks; k++) {
-    const float *h = m->a.stream[first + (long)k];
+    const float *h = beit_model_block_output(m, (size_t)(first + (long)k));
     for (size_t s = 0; s < b->count; s++) {
       float *out = f->x + (k * f->n + (size_t)b->indices[s]) * f->dim;
       const float *tok = h + s * T * D;
@@ -103,17 +107,16 @@ static void add_features(const struct beit_model *m, struct features *f,
 }
 
 static enum beit_status extract(struct beit_model *m, struct beit_dist *dist,
-                                const struct beit_probe_options *o, const char *dir, long first,
-                                size_t nblocks, int cls_mean, struct features *f,
-                                struct beit_error *err)
+                                const struct beit_probe_options *o, const struct beit_recipe *r,
+                                const char *dir, long first, size_t nblocks, int cls_mean,
+                                struct features *f, struct beit_error *err)
 {
-  const struct beit_recipe *r = o->recipe;
   struct beit_loader_options lo;
   struct beit_loader *ld = NULL;
   memset(f, 0, sizeof *f);
   beit_loader_defaults(&lo);
   beit_data_transform_defaults(&lo.transform, BEIT_DATA_MODE_EVAL);
-  lo.transform.image_size = (int)m->cfg.image_size;
+  lo.transform.image_size = (int)beit_model_config(m)->image_size;
   beit_recipe_eval_preprocess(r, lo.transform.image_size, &lo.transform.eval_preprocess);
   lo.transform.eval_preprocess_set = 1;
   lo.batch_size = o->batch;
@@ -134,7 +137,9 @@ static enum beit_status extract(struct beit_model *m, struct beit_dist *dist,
     goto done;
   }
   f->n = beit_data_count(ds);
-  f->dim = cls_mean ? 2 * m->D : m->D;
+  struct beit_model_dims dims;
+  beit_model_dims(m, &dims);
+  f->dim = cls_mean ? 2 * dims.D : dims.D;
   f->nblocks = nblocks;
   f->x = calloc(nblocks * f->n * f->dim + 1, sizeof *f->x);
   f->labels = calloc(f->n + 1, sizeof *f->labels);
@@ -213,11 +218,10 @@ static void score(const float *W, const float *bias, const float *x, const int32
 }
 
 /* Train one probe on block k; fills res. */
-static enum beit_status train_probe(const struct beit_probe_options *o, const struct features *tr,
+static enum beit_status train_probe(const struct beit_recipe *r, const struct features *tr,
                                     const struct features *ev, size_t k, size_t C,
                                     struct beit_probe_result *res, struct beit_error *err)
 {
-  const struct beit_recipe *r = o->recipe;
   size_t F = tr->dim, n = tr->n, B = (size_t)r->probe.batch;
   if (B > n)
     B = n;
@@ -315,11 +319,12 @@ static enum beit_status same_classes(const struct beit_dataset *tr, const char *
   return st;
 }
 
-enum beit_status beit_probe_run(const struct beit_probe_options *o, struct beit_dist *dist,
-                                struct beit_probe_result *results, size_t max_results,
-                                size_t *count, struct beit_error *err)
+/* The probes of o with recipe r. */
+static enum beit_status probe_blocks(const struct beit_probe_options *o,
+                                     const struct beit_recipe *r, struct beit_dist *dist,
+                                     struct beit_probe_result *results, size_t max_results,
+                                     size_t *count, struct beit_error *err)
 {
-  const struct beit_recipe *r = o->recipe;
   struct beit_model *m = NULL;
   struct features tr = {0}, ev = {0};
   struct beit_dataset *ds = NULL;
@@ -329,7 +334,9 @@ enum beit_status beit_probe_run(const struct beit_probe_options *o, struct beit_
                                                     "the linear classifiers train in fp32", err);
   if (st || (st = load_encoder(&m, o->model, o->batch, precision, err)))
     return st;
-  long L = (long)m->L, first = r->probe.block > 0 ? r->probe.block : 1;
+  struct beit_model_dims dims;
+  beit_model_dims(m, &dims);
+  long L = (long)dims.L, first = r->probe.block > 0 ? r->probe.block : 1;
   size_t nblocks = r->probe.block > 0 ? 1 : (size_t)L;
   int cls_mean = !strcmp(r->probe.pool, "cls_mean");
   if (r->probe.block > L) {
@@ -349,12 +356,12 @@ enum beit_status beit_probe_run(const struct beit_probe_options *o, struct beit_
   beit_data_close(ds);
   if (st)
     goto done;
-  if ((st = extract(m, dist, o, o->train, first, nblocks, cls_mean, &tr, err)) ||
-      (st = extract(m, dist, o, o->eval, first, nblocks, cls_mean, &ev, err)))
+  if ((st = extract(m, dist, o, r, o->train, first, nblocks, cls_mean, &tr, err)) ||
+      (st = extract(m, dist, o, r, o->eval, first, nblocks, cls_mean, &ev, err)))
     goto done;
   for (size_t k = 0; k < nblocks; k++) {
     standardise(&tr, &ev, k);
-    if ((st = train_probe(o, &tr, &ev, k, C, &results[k], err)))
+    if ((st = train_probe(r, &tr, &ev, k, C, &results[k], err)))
       goto done;
     results[k].block = first + (long)k;
     if (o->log && beit_dist_is_root(dist))
@@ -367,4 +374,25 @@ done:
   features_free(&ev);
   beit_model_free(m);
   return st;
+}
+
+enum beit_status beit_probe_run(const struct beit_probe_options *o, struct beit_dist *dist,
+                                struct beit_probe_result *results, size_t max_results,
+                                size_t *count, struct beit_probe_setup *setup,
+                                struct beit_error *err)
+{
+  struct beit_recipe r;
+  beit_finetune_recipe_defaults(&r);
+  enum beit_status st = BEIT_STATUS_OK;
+  *count = 0;
+  if (o->recipe && (st = beit_recipe_load(&r, o->recipe, err)))
+    return st;
+  for (int i = 0; i < o->nsets; i++)
+    if ((st = beit_recipe_override(&r, o->sets[i], err)))
+      return st;
+  snprintf(setup->pool, sizeof setup->pool, "%s", r.probe.pool);
+  setup->epochs = r.probe.epochs;
+  setup->lr = r.probe.lr;
+  setup->weight_decay = r.probe.weight_decay;
+  return probe_blocks(o, &r, dist, results, max_results, count, err);
 }

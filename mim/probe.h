@@ -19,25 +19,8 @@
 #include <stdio.h>
 
 #include "beit/distributed.h"
+#include "beit/mim.h"
 #include "beit/status.h"
 #include "recipe.h"
-
-struct beit_probe_options {
-  const char *model;       /* checkpoint / model folder */
-  const char *train, *eval; /* dataset folders */
-  const struct beit_recipe *recipe; /* probe.*, seed, data.eval_resize/crop_pct/norm/workers */
-  size_t batch;            /* images per forward */
-  FILE *log;               /* progress lines (rank 0), may be NULL */
-};
-
-struct beit_probe_result {
-  long block;              /* 1..L */
-  double train_acc, eval_acc, eval_loss;
-};
-
-/* results: L entries (only the probed blocks filled; *count gets how many). */
-enum beit_status beit_probe_run(const struct beit_probe_options *o, struct beit_dist *dist,
-                                struct beit_probe_result *results, size_t max_results,
-                                size_t *count, struct beit_error *err);
 
 #endif

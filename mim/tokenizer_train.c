@@ -13,7 +13,7 @@
 #include "checkpoint.h"
 #include "clock.h"
 #include "config_table.h"
-#include "dvae.h"
+#include "beit/tokenizer_train.h"
 #include "dist_policy.h"
 #include "precision_policy.h"
 #include "safetensors.h"
@@ -276,13 +276,14 @@ enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit
                                          struct beit_tokenizer_eval *ev, struct beit_error *err)
 {
   const struct beit_tokenizer_config *cfg = beit_tokenizer_get_config(tok);
-  const size_t S = (size_t)cfg->image_size, C = (size_t)cfg->input_channels, B = tok->max_batch;
+  const size_t S = (size_t)cfg->image_size, C = (size_t)cfg->input_channels;
+  const size_t B = beit_tokenizer_max_batch(tok);
   size_t gh, gw;
   beit_tokenizer_grid(tok, &gh, &gw);
   if (C != 1 && C != 3)
     return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
                           "tokenizer evaluation reads RGB datasets: input_channels must be 1 or 3");
-  if (!tok->dec.nblocks)
+  if (!beit_tokenizer_has_decoder(tok))
     return beit_error_set(err, BEIT_STATUS_UNSUPPORTED,
                           "tokenizer evaluation reconstructs images: the tokenizer has no decoder");
   memset(ev, 0, sizeof *ev);
@@ -393,7 +394,9 @@ static enum beit_status train_micro_batch(void *ctx, const struct beit_loader_ba
   struct tokenizer_training *t = ctx;
   struct beit_tokenizer *tok = t->tok;
   const size_t C = (size_t)t->cfg.model.input_channels, S = (size_t)t->cfg.model.image_size;
-  const size_t P = tok->gh * tok->gw;
+  size_t gh, gw;
+  beit_tokenizer_grid(tok, &gh, &gw);
+  const size_t P = gh * gw;
   (void)err;
   beit_tokenizer_train_schedule(&t->cfg, t->trainer.step, t->trainer.total_steps, &t->tau,
                                 &t->kl_weight);
@@ -409,8 +412,9 @@ static enum beit_status train_micro_batch(void *ctx, const struct beit_loader_ba
   sums->images += (double)b->count;
   extra[EXTRA_RECON] += ss.recon;
   extra[EXTRA_KL] += ss.kl;
+  const int32_t *tokens = beit_tokenizer_step_tokens(tok);
   for (size_t i = 0; i < b->count * P; i++)
-    extra[EXTRA_HEAD + tok->t.tokens[i]] += 1.0;
+    extra[EXTRA_HEAD + tokens[i]] += 1.0;
   return BEIT_STATUS_OK;
 }
 
@@ -420,7 +424,7 @@ static void after_step(void *ctx, const struct beit_step_sums *sums, const doubl
   struct tokenizer_training *t = ctx;
   t->recon += extra[EXTRA_RECON] / sums->units;
   t->kl += extra[EXTRA_KL] / sums->units;
-  for (size_t i = 0; i < t->tok->V; i++)
+  for (size_t i = 0; i < beit_tokenizer_vocab_size(t->tok); i++)
     t->histogram[i] += extra[EXTRA_HEAD + i];
   t->sum->last_loss = sums->loss / sums->units;
   t->sum->last_mae = sums->correct / sums->units;
@@ -429,7 +433,7 @@ static void after_step(void *ctx, const struct beit_step_sums *sums, const doubl
 static void log_fields(void *ctx, cJSON *f, double steps)
 {
   struct tokenizer_training *t = ctx;
-  const size_t V = t->tok->V;
+  const size_t V = beit_tokenizer_vocab_size(t->tok);
   size_t used = 0;
   double total = 0.0, entropy = 0.0;
   for (size_t i = 0; i < V; i++)
@@ -485,7 +489,7 @@ static enum beit_status evaluate(void *ctx, int final, struct beit_error *err)
     return st;
   }
   sum->seconds = beit_clock_now() - t->trainer.t_start;
-  snprintf(sum->tokenizer_dir, sizeof sum->tokenizer_dir, "%s/tokenizer", t->opt->out);
+  snprintf(sum->tokenizer_dir, sizeof sum->tokenizer_dir, "%s/tokenizer", t->opt->args.out);
   if (root)
     st = beit_tokenizer_save(t->tok, sum->tokenizer_dir, err);
   if ((st = beit_trainer_agree(t->dist, st, "write the tokenizer folder", err)) ||
@@ -493,7 +497,7 @@ static enum beit_status evaluate(void *ctx, int final, struct beit_error *err)
     return st;
   beit_loader_free(t->loader); /* the training loader's workers would compete with the eval */
   t->loader = NULL;
-  snprintf(sum->grid_png, sizeof sum->grid_png, "%s/recon.png", t->opt->out);
+  snprintf(sum->grid_png, sizeof sum->grid_png, "%s/recon.png", t->opt->args.out);
   if ((st = beit_tokenizer_evaluate(t->tok, t->dist, r->data.eval, 0, (int)r->data.num_workers,
                                     root ? sum->grid_png : NULL, (size_t)t->cfg.grid_images, NULL,
                                     &sum->eval, err)))
@@ -503,7 +507,7 @@ static enum beit_status evaluate(void *ctx, int final, struct beit_error *err)
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "eval.json: out of memory");
   if (root && j) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/eval.json", t->opt->out);
+    snprintf(path, sizeof path, "%s/eval.json", t->opt->args.out);
     cJSON_AddNumberToObject(j, "train_steps", (double)t->trainer.step);
     cJSON_AddNumberToObject(j, "train_seconds", sum->seconds);
     st = beit_json_write_file(path, j, err);
@@ -520,60 +524,63 @@ static enum beit_status setup(struct tokenizer_training *t, struct beit_error *e
   struct beit_recipe *r = &cfg->recipe;
   enum beit_status st;
   beit_tokenizer_train_defaults(cfg);
-  if ((st = beit_tokenizer_train_config_load(cfg, opt->config, err)))
+  if ((st = beit_tokenizer_train_config_load(cfg, opt->args.config, err)))
     return st;
   struct beit_tokenizer_train_config *file = malloc(sizeof *file); /* what the config file gave */
   if (!file)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer training: out of memory");
   *file = *cfg;
-  for (int i = 0; !st && i < opt->nsets; i++)
-    st = beit_tokenizer_train_config_override(cfg, opt->sets[i], err);
-  if (!st && opt->data)
-    snprintf(r->data.train, sizeof r->data.train, "%s", opt->data);
-  if (!st && opt->eval_data)
-    snprintf(r->data.eval, sizeof r->data.eval, "%s", opt->eval_data);
+  for (int i = 0; !st && i < opt->args.nsets; i++)
+    st = beit_tokenizer_train_config_override(cfg, opt->args.sets[i], err);
+  if (!st && opt->args.data)
+    snprintf(r->data.train, sizeof r->data.train, "%s", opt->args.data);
+  if (!st && opt->args.eval_data)
+    snprintf(r->data.eval, sizeof r->data.eval, "%s", opt->args.eval_data);
   /* the file's paths are relative to it; --set, --data and --eval-data to the current folder */
   size_t nall;
   const struct beit_config_key *all = all_keys(&nall);
   if (!st)
-    st = beit_config_resolve_paths(cfg, file, all, nall, opt->config, err);
+    st = beit_config_resolve_paths(cfg, file, all, nall, opt->args.config, err);
   free(file);
   if (st)
     return st;
-  if ((st = beit_tokenizer_config_validate(&cfg->model, opt->config, err)) ||
+  if ((st = beit_tokenizer_config_validate(&cfg->model, opt->args.config, err)) ||
       (st = beit_precision_policy_start(&t->precision, r->precision, t->dist, stderr, NULL,
                                         err))) /* the run's first line */
     return st;
   beit_dist_policy_start(t->dist, r->distributed.timeout_s, stderr);
   if (!r->data.train[0])
     return beit_error_set(err, BEIT_STATUS_USAGE,
-                          "no training data: give --data or set data.train in %s", opt->config);
+                          "no training data: give --data or set data.train in %s",
+                          opt->args.config);
   const size_t C = (size_t)cfg->model.input_channels, S = (size_t)cfg->model.image_size;
   if (C != 1 && C != 3)
     return beit_error_set(err, BEIT_STATUS_CONFIG,
                           "%s: key 'model.input_channels': the data loader gives RGB images, use "
                           "1 (first channel) or 3",
-                          opt->config);
+                          opt->args.config);
   if (!cfg->model.decoder)
     return beit_error_set(err, BEIT_STATUS_CONFIG,
-                          "%s: key 'model.decoder': training needs the decoder", opt->config);
+                          "%s: key 'model.decoder': training needs the decoder", opt->args.config);
   const size_t B = (size_t)r->batch.size;
   if ((st = beit_tokenizer_create(&t->tok, &cfg->model, B, (uint64_t)r->seed, err)) ||
       (st = beit_dvae_train_init(t->tok, B, err)))
     return st;
   struct beit_tokenizer *tok = t->tok;
   /* rank 0's weights are everyone's (they are equal anyway: same seed, same code) */
-  if ((st = beit_dist_bcast(t->dist, tok->params, tok->table.total * sizeof(float), 0, err)))
+  if ((st = beit_dist_bcast(t->dist, beit_tokenizer_params(tok),
+                              beit_tokenizer_table(tok)->total * sizeof(float), 0, err)))
     return st;
   size_t nkeys;
   const struct beit_config_key *keys = beit_dvae_config_keys(&nkeys);
   t->config = beit_config_to_json(beit_tokenizer_get_config(tok), keys, nkeys);
   t->xbuf = malloc(B * C * S * S * sizeof *t->xbuf);
-  t->histogram = calloc(tok->V, sizeof *t->histogram);
+  t->histogram = calloc(beit_tokenizer_vocab_size(tok), sizeof *t->histogram);
   if (!t->config || !t->xbuf || !t->histogram)
     return beit_error_set(err, BEIT_STATUS_NOMEM, "tokenizer training: out of memory");
-  return beit_dist_grads_init(&t->reducer, t->dist, tok->grads, tok->table.total,
-                              beit_trainer_bucket_floats(tok->table.total), err);
+  const size_t total = beit_tokenizer_table(tok)->total;
+  return beit_dist_grads_init(&t->reducer, t->dist, beit_tokenizer_grads(tok), total,
+                              beit_trainer_bucket_floats(total), err);
 }
 
 enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_options *opt,
@@ -593,8 +600,8 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
   enum beit_status st = setup(&t, err);
   if (st)
     goto done;
-  if ((st = beit_trainer_prepare_out(dist, opt->out, opt->resume, opt->overwrite, resume_dir,
-                                     sizeof resume_dir, &start, err)))
+  if ((st = beit_trainer_prepare_out(dist, opt->args.out, opt->args.resume, opt->args.overwrite,
+                                     resume_dir, sizeof resume_dir, &start, err)))
     goto done;
   view_b_loader(&lo, r, (size_t)t.cfg.model.image_size, (size_t)r->batch.size,
                 (int)r->data.num_workers, 1);
@@ -605,21 +612,24 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
     goto done;
   /* the precision is set once the weights are final (a resumed checkpoint's): its bf16 copy is
    * rounded from them, then refreshed by every training step */
-  if ((st = beit_trainer_start(&t.trainer, r, dist, &t.tok->table, t.tok->params, t.tok->grads,
-                               (long)beit_loader_steps_per_epoch(t.loader), opt->out, resume_dir,
-                               t.precision, err)) ||
+  if ((st = beit_trainer_start(&t.trainer, r, dist, beit_tokenizer_table(t.tok),
+                               beit_tokenizer_params(t.tok), beit_tokenizer_grads(t.tok),
+                               (long)beit_loader_steps_per_epoch(t.loader), opt->args.out,
+                               resume_dir, t.precision, err)) ||
       (st = beit_tokenizer_set_precision(t.tok, t.precision, err)))
     goto done;
   if (root) {
     cJSON *resolved = beit_tokenizer_train_config_json(&t.cfg);
-    snprintf(path, sizeof path, "%s/train_config.json", opt->out);
+    snprintf(path, sizeof path, "%s/train_config.json", opt->args.out);
     st = resolved ? beit_json_write_file(path, resolved, err)
                   : beit_error_set(err, BEIT_STATUS_NOMEM, "config JSON: out of memory");
     cJSON_Delete(resolved);
+    size_t gh, gw;
+    beit_tokenizer_grid(t.tok, &gh, &gw);
     fprintf(stderr,
             "tokenizer training: %zu parameters, token grid %zux%zu of %zu codes, %ld steps of "
             "%ld images (%d rank(s) x %ld; %ld steps per epoch)\n",
-            beit_tokenizer_num_params(t.tok), t.tok->gh, t.tok->gw, t.tok->V,
+            beit_tokenizer_num_params(t.tok), gh, gw, beit_tokenizer_vocab_size(t.tok),
             t.trainer.total_steps, beit_dist_world_size(dist) * r->batch.size,
             beit_dist_world_size(dist), r->batch.size, t.trainer.steps_per_epoch);
   }
@@ -628,7 +638,8 @@ enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_opti
   const long first_step = t.trainer.step;
   struct beit_trainer_loop loop = {
       .ctx = &t, .acc_name = "mae", .config = t.config, .loader = t.loader, .reducer = t.reducer,
-      .micro_batch = train_micro_batch, .n_extra = EXTRA_HEAD + t.tok->V,
+      .micro_batch = train_micro_batch,
+      .n_extra = EXTRA_HEAD + beit_tokenizer_vocab_size(t.tok),
       .after_step = after_step, .phase_names = phase_names, .nphases = PHASE_COUNT,
       .log_fields = log_fields, .evaluate = evaluate};
   struct beit_trainer_run_summary run;

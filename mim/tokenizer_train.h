@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "beit/distributed.h"
+#include "beit/mim.h"
 #include "beit/status.h"
 #include "beit/tokenizer.h"
 #include "recipe.h"
@@ -55,58 +56,5 @@ cJSON *beit_tokenizer_train_config_json(const struct beit_tokenizer_train_config
 /* tau and the KL weight at update `step` (0-based). */
 void beit_tokenizer_train_schedule(const struct beit_tokenizer_train_config *c, long step,
                                    long total_steps, double *tau, double *kl_weight);
-
-struct beit_tokenizer_train_options {
-  const char *config;        /* configs/tokenizer/NAME.json */
-  const char *data;          /* overrides data.train */
-  const char *eval_data;     /* overrides data.eval */
-  const char *out;
-  int resume;                /* continue from the newest complete checkpoint in out */
-  int overwrite;             /* move a previous run in out aside and start again (trainer.h) */
-  const char *const *sets;   /* --set overrides */
-  int nsets;
-};
-
-/* Held-out quality: reconstructions of the hard (argmax) tokens, as BEiT uses them. */
-struct beit_tokenizer_eval {
-  size_t images;
-  double mae;           /* mean |x_hat - x| over pixels in [0, 1] */
-  double mse;
-  size_t codes_used;    /* distinct tokens over the set */
-  double codes_frac;    /* codes_used / vocabulary */
-  double perplexity;    /* exp(entropy) of the token histogram */
-  double seconds;
-};
-
-struct beit_tokenizer_train_summary {
-  long steps;
-  double seconds;       /* wall time of this run's training loop (without the final eval) */
-  double last_loss, last_mae;
-  struct beit_tokenizer_eval eval;
-  char tokenizer_dir[4200], grid_png[4200];
-};
-
-enum beit_status beit_tokenizer_train_run(const struct beit_tokenizer_train_options *opt,
-                                          struct beit_dist *dist,
-                                          struct beit_tokenizer_train_summary *summary,
-                                          struct beit_error *err);
-
-/* Encode and reconstruct the images of dataset dir (the first max_images, all when 0) through
- * the deterministic view B (whole image at the tokenizer's size, no flip); with png non-NULL,
- * write a grid of the first grid_images originals beside their reconstructions. tokens_out
- * (may be NULL) receives the token grids (max_images x gh*gw; needs max_images > 0).
- * dist NULL: this process reads the set alone. Otherwise every rank of dist calls it and reads
- * its slice (max_images, tokens_out and the grid are per rank) and ev covers all ranks. */
-enum beit_status beit_tokenizer_evaluate(struct beit_tokenizer *tok, struct beit_dist *dist,
-                                         const char *dir, size_t max_images, int num_workers,
-                                         const char *png,
-                                         size_t grid_images, int32_t *tokens_out,
-                                         struct beit_tokenizer_eval *ev, struct beit_error *err);
-
-/* `beit tokenizer encode --data`: the token grids of dataset dir's first max_images images (all
- * when 0) through the same view B, written to output as 'tokens' I32 (N, gh, gw). */
-enum beit_status beit_tokenizer_encode_dataset(struct beit_tokenizer *tok, const char *dir,
-                                               size_t max_images, const char *output,
-                                               struct beit_error *err);
 
 #endif

@@ -18,7 +18,7 @@
 #include "checkpoint.h"
 #include "clock.h"
 #include "config_table.h"
-#include "encoder.h"
+#include "beit/encoder_train.h"
 #include "optim.h"
 
 #define STATE_FORMAT_VERSION 1

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "clock.h"
-#include "encoder.h"
+#include "beit/encoder_train.h"
 #include "trainer.h"
 
 /* The reduced vector: the sums, the interrupt flag, then the task's extra sums. */
@@ -34,8 +34,8 @@ static enum beit_status micro_batches(struct beit_trainer *tr, const struct beit
       return beit_error_set(err, BEIT_STATUS_INTERNAL, "training loader ended");
     int last = a == accum - 1;
     if (loop->model) {
-      loop->model->grads_ready = last ? beit_dist_grads_ready : NULL;
-      loop->model->grads_ready_ctx = loop->reducer;
+      beit_model_set_grads_ready(loop->model, last ? beit_dist_grads_ready : NULL,
+                                 loop->reducer);
       if (last)
         beit_dist_grads_begin(loop->reducer);
     }
@@ -43,7 +43,7 @@ static enum beit_status micro_batches(struct beit_trainer *tr, const struct beit
       return st;
   }
   if (loop->model)
-    loop->model->grads_ready = NULL;
+    beit_model_set_grads_ready(loop->model, NULL, NULL);
   else
     beit_dist_grads_begin(loop->reducer);
   return BEIT_STATUS_OK;
@@ -86,7 +86,7 @@ enum beit_status beit_trainer_step(struct beit_trainer *tr, const struct beit_tr
   if ((st = beit_trainer_update(tr, loss, sums->units, grad_norm, &applied, err)))
     return st;
   if (loop->model)
-    loop->model->weights_rounded = applied && tr->params_h;
+    beit_model_set_weights_rounded(loop->model, applied && tr->params_h);
   beit_loader_cursor(loop->loader, &tr->cursor);
   beit_trainer_mark(tr, loop->nphases - 1);
   if (loop->after_step)

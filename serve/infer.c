@@ -2,12 +2,10 @@
  * the softmax/sigmoid that turns logits into the probabilities of the response.
  *
  * Sharing the weights: session 0 is the model as loaded (it owns params); sessions 1.. are
- * models created from the same config whose own parameter buffer is dropped and whose params
- * pointer aliases session 0's; in bf16 their params_h aliases session 0's bfloat16 copy too
- * (rounded once, when session 0's precision is set). Forward only reads params and params_h
- * (an inference model does not re-round them), and everything it writes lives in the session's
- * own activation arena and struct, so sessions may run concurrently. No session keeps a
- * gradient buffer. */
+ * beit_model_create_sharing models over session 0's weights (in bf16 its bfloat16 copy too,
+ * rounded once, when session 0's precision is set). Forward only reads the weights, and
+ * everything it writes lives in the session's own activation arena, so sessions may run
+ * concurrently. No session keeps a gradient buffer. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -15,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "encoder.h"
+#include "beit/model.h"
 #include "serve.h"
 
 struct beit_infer {
@@ -41,42 +39,10 @@ void beit_infer_free(struct beit_infer *inf)
 {
   if (!inf)
     return;
-  for (int s = inf->nsessions - 1; s >= 0; s--) { /* session 0, the owner, last */
-    struct beit_model *m = inf->sessions[s];
-    if (!m)
-      continue;
-    if (s > 0) { /* aliases session 0's weights (and its bf16 copy, once alias_session made it) */
-      m->params = NULL;
-      if (m->params_h == inf->sessions[0]->params_h)
-        m->params_h = NULL;
-    }
-    beit_model_free(m);
-  }
+  for (int s = inf->nsessions - 1; s >= 0; s--) /* session 0, the owner, last */
+    beit_model_free(inf->sessions[s]);
   free(inf->sessions);
   free(inf);
-}
-
-/* A model of the same config and precision whose params (and, in bf16, params_h) alias owner's.
- * owner's precision is already set. */
-static enum beit_status alias_session(struct beit_model **out, const struct beit_model *owner,
-                                      size_t max_batch, struct beit_error *err)
-{
-  enum beit_status st = beit_model_create(out, &owner->cfg, max_batch, err);
-  if (st)
-    return st;
-  struct beit_model *m = *out;
-  free(m->params);
-  m->params = owner->params;
-  /* set_precision plans the bf16 activations and makes a rounded copy of its own, which is
-   * dropped for the owner's: the same bits, one copy whatever the number of sessions */
-  if ((st = beit_model_set_inference(m, err)) ||
-      (st = beit_model_set_precision(m, owner->precision, err)))
-    return st;
-  if (owner->params_h) {
-    free(m->params_h);
-    m->params_h = owner->params_h;
-  }
-  return BEIT_STATUS_OK;
 }
 
 /* sessions 0 = automatic: a model too small to keep several cores busy in one forward (under
@@ -135,22 +101,23 @@ enum beit_status beit_infer_load(struct beit_infer **out, const char *dir,
       (st = beit_model_set_precision(m, inf->opt.precision, err)))
     goto fail;
   inf->opt.precision = beit_model_precision(m); /* resolved */
-  if (m->arch != BEIT_ARCH_CLASSIFIER) {
+  const struct beit_config *cfg = beit_model_config(m);
+  if (beit_model_arch(m) != BEIT_ARCH_CLASSIFIER) {
     st = beit_error_set(err, BEIT_STATUS_CONFIG,
                         "%s/config.json: architectures[0] is '%s'; predict and serve need a "
-                        "BeitForImageClassification model", dir, m->cfg.architecture);
+                        "BeitForImageClassification model", dir, cfg->architecture);
     goto fail;
   }
-  if (m->cfg.num_channels != 3) {
+  if (cfg->num_channels != 3) {
     st = beit_error_set(err, BEIT_STATUS_CONFIG, "%s/config.json: num_channels %ld; images are RGB",
-                        dir, m->cfg.num_channels);
+                        dir, cfg->num_channels);
     goto fail;
   }
-  inf->task = m->multilabel ? BEIT_INFER_TASK_MULTILABEL : BEIT_INFER_TASK_MULTICLASS;
-  if ((st = beit_data_preprocess_model(&inf->pp, dir, (int)m->cfg.image_size, err)))
+  inf->task = beit_config_is_multilabel(cfg) ? BEIT_INFER_TASK_MULTILABEL : BEIT_INFER_TASK_MULTICLASS;
+  if ((st = beit_data_preprocess_model(&inf->pp, dir, (int)cfg->image_size, err)))
     goto fail;
   for (int s = 1; s < inf->nsessions; s++)
-    if ((st = alias_session(&inf->sessions[s], m, inf->opt.max_batch, err)))
+    if ((st = beit_model_create_sharing(&inf->sessions[s], m, inf->opt.max_batch, err)))
       goto fail;
   *out = inf;
   return BEIT_STATUS_OK;
@@ -160,18 +127,21 @@ fail:
 }
 
 enum beit_infer_task beit_infer_task(const struct beit_infer *inf) { return inf->task; }
-size_t beit_infer_num_labels(const struct beit_infer *inf) { return inf->sessions[0]->out_dim; }
+size_t beit_infer_num_labels(const struct beit_infer *inf)
+{
+  return (size_t)beit_model_config(inf->sessions[0])->num_labels;
+}
 const char *beit_infer_label(const struct beit_infer *inf, size_t i)
 {
-  return inf->sessions[0]->cfg.labels[i];
+  return beit_model_config(inf->sessions[0])->labels[i];
 }
 int beit_infer_image_size(const struct beit_infer *inf)
 {
-  return (int)inf->sessions[0]->cfg.image_size;
+  return (int)beit_model_config(inf->sessions[0])->image_size;
 }
 size_t beit_infer_view_floats(const struct beit_infer *inf)
 {
-  size_t S = (size_t)inf->sessions[0]->cfg.image_size;
+  size_t S = (size_t)beit_model_config(inf->sessions[0])->image_size;
   return 3 * S * S;
 }
 const struct beit_data_preprocess *beit_infer_preprocessing(const struct beit_infer *inf)
@@ -244,6 +214,7 @@ enum beit_status beit_infer_run(struct beit_infer *inf, int session, const float
   enum beit_status st = beit_model_forward(m, views, NULL, NULL, n, err);
   if (st)
     return st;
-  probabilities(probs, m->a.logits, n, m->out_dim, inf->task == BEIT_INFER_TASK_MULTILABEL);
+  probabilities(probs, beit_model_logits(m), n, beit_infer_num_labels(inf),
+                inf->task == BEIT_INFER_TASK_MULTILABEL);
   return BEIT_STATUS_OK;
 }

@@ -1,4 +1,5 @@
-/* Internals of the dVAE tokenizer, shared by tokenizer/ files and the training loop in mim/.
+/* Internals of the dVAE tokenizer, shared by tokenizer/ files only (and the white-box tests and
+ * benchmarks); the training loop in mim/ goes through include/beit/tokenizer_train.h.
  *
  * Architecture (dall_e), generalised by struct beit_tokenizer_config:
  *   encoder: input conv 7x7 C -> n_hid; group g = 1..G of n_blk blocks at width n_hid * 2^(g-1),
@@ -28,6 +29,7 @@
 
 #include "beit/precision.h"
 #include "beit/tokenizer.h"
+#include "beit/tokenizer_train.h"
 #include "config_table.h"
 #include "rng.h"
 #include "tensor_table.h"
@@ -138,8 +140,6 @@ static inline float *dvae_param(float *base, const struct beit_tokenizer *tok, l
 }
 
 /* ---- config.c ---- */
-/* The key table of config.json (also embedded under "model." by the training recipe). */
-const struct beit_config_key *beit_dvae_config_keys(size_t *count);
 
 /* ---- params.c ---- */
 /* Table and stacks for tok->cfg (validated); params allocated, zero. */
@@ -231,35 +231,13 @@ void beit_dvae_unmap_output(float *images, const float *out, size_t B, size_t C,
 enum dvae_recon beit_dvae_recon_kind(const struct beit_tokenizer *tok);
 
 /* ---- step.c: one training step ---- */
-struct beit_dvae_step_stats {
-  double loss, recon, kl;  /* kl: mean per position */
-  double mae;              /* mean |x_hat - x| of the relaxed reconstruction, pixel units */
-  double grad_norm;
-  size_t codes_used;       /* distinct argmax tokens in the batch */
-  double perplexity;       /* exp(entropy) of the batch's argmax token histogram */
-};
-
-/* Allocate grads and the training arena for up to max_batch images. */
-enum beit_status beit_dvae_train_init(struct beit_tokenizer *tok, size_t max_batch,
-                                      struct beit_error *err);
-/* Loss, every gradient (grads overwritten) and stats of one batch x (B, C, s, s), mapped.
- * noise (B, V, gh, gw): the Gumbel noise (NULL: no noise, the plain softmax relaxation). */
-void beit_dvae_forward_backward(struct beit_tokenizer *tok, const float *x, const float *noise,
-                                size_t B, float tau, float kl_weight,
-                                struct beit_dvae_step_stats *stats);
 
 struct beit_dvae_hparams {
   double lr, weight_decay, beta1, beta2, eps, clip;
   float tau, kl_weight;
   long step; /* 1-based update count (AdamW bias correction) */
 };
-/* The Gumbel noise of a batch of B images, in the training arena: image b's values come from
- * the stream (seed ^ GUMBEL_STREAM, epoch, index[b]), index[b] its global sample index (index
- * NULL: b), so a sample draws the same noise on any rank and in any batch. Returns the
- * (B, V, gh, gw) buffer. */
-#define GUMBEL_STREAM 0x67756d62656cull /* "gumbel" */
-const float *beit_dvae_step_noise(struct beit_tokenizer *tok, size_t B, uint64_t seed,
-                                  uint64_t epoch, const int64_t *index);
+#define GUMBEL_STREAM 0x67756d62656cull /* "gumbel" (beit_dvae_step_noise) */
 /* A whole update on its own (tests, benchmarks): step noise keyed (seed, hp->step, b),
  * forward_backward, clip, AdamW with moments m, v (table.total floats each, the caller's). */
 void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
@@ -269,14 +247,7 @@ void beit_dvae_train_step(struct beit_tokenizer *tok, const float *x, size_t B,
  * counts (V) is scratch. */
 void beit_dvae_code_stats(const int32_t *tokens, size_t n, size_t V, long *counts,
                           size_t *used, double *perplexity);
-/* The same from a histogram counts (V). */
-void beit_dvae_code_stats_counts(const long *counts, size_t V, size_t *used, double *perplexity);
 
 /* ---- png.c ---- */
-/* Write a PNG grid: `rows` rows of `cols` image pairs (original | reconstruction), each image
- * (C, s, s) in [0, 1] (C = 1 or 3; other C use channel 0), 2-pixel gaps. */
-enum beit_status beit_dvae_write_grid_png(const char *path, const float *originals,
-                                          const float *recons, size_t n, size_t C, size_t s,
-                                          size_t cols, struct beit_error *err);
 
 #endif

@@ -58,7 +58,7 @@ enum beit_arch beit_config_arch(const struct beit_config *cfg);
 int beit_config_is_multilabel(const struct beit_config *cfg);
 void beit_config_free(struct beit_config *cfg);
 
-struct beit_model; /* opaque to users; mim/ and apps use encoder/encoder.h */
+struct beit_model; /* opaque outside encoder/: the accessors below and beit/encoder_train.h */
 
 /* Build the parameter table for cfg and plan activations for up to max_batch images. Weights are
  * zero until beit_model_init_weights or beit_model_load_weights. cfg is copied. */
@@ -89,6 +89,54 @@ enum beit_status beit_model_set_precision(struct beit_model *model, enum beit_pr
 enum beit_precision beit_model_precision(const struct beit_model *model);
 
 const struct beit_config *beit_model_config(const struct beit_model *model);
+
+/* A model's sizes (encoder/access.c). */
+struct beit_model_dims {
+  size_t max_batch;          /* images a forward may take (beit_model_replan changes it) */
+  size_t C, P, gh, gw;       /* channels, patch side, patch grid */
+  size_t N, T, D, L;         /* patches, tokens (N + 1), width, blocks */
+  size_t out_dim;            /* head outputs: vocabulary (MIM), labels (classifier), D */
+};
+void beit_model_dims(const struct beit_model *model, struct beit_model_dims *dims);
+enum beit_arch beit_model_arch(const struct beit_model *model);
+
+/* Inference only, for good: release the gradient buffer (as large as the weights) and re-plan
+ * the arena without what backward needs (every block shares one set of activation buffers: the
+ * arena shrinks about L-fold; the residual stream after each block is still kept). Backward and
+ * zero_grad are then no-ops. */
+enum beit_status beit_model_set_inference(struct beit_model *model, struct beit_error *err);
+/* Explicit re-plan for another maximum batch (activations are lost; weights are kept). */
+enum beit_status beit_model_replan(struct beit_model *model, size_t max_batch,
+                                   struct beit_error *err);
+
+/* Another inference model over owner's weights (serve's sessions, encoder/access.c): the same
+ * config and precision, params (and in bf16 the bfloat16 copy) shared with owner, not copied;
+ * its own activation arena for max_batch images, no gradients. owner must be planned for
+ * inference already, its precision set, and outlive the model; neither's precision may change
+ * afterwards. Forwards of owner and of its sharers may run concurrently: forward only reads the
+ * weights. Free it with beit_model_free (the shared weights stay owner's). */
+enum beit_status beit_model_create_sharing(struct beit_model **out,
+                                           const struct beit_model *owner, size_t max_batch,
+                                           struct beit_error *err);
+
+/* Forward of B <= max_batch images (B, C, H, W). mask (B, N) of 0/1 or NULL (needs a mask token
+ * when given); drop_scales (L, 2, B): per-sample multipliers of the attention and MLP branches of
+ * each block (beit_drop_path_scales), NULL at evaluation. Fills hidden and the head's logits:
+ * MIM (M, vocab) for the M masked patches in batch-major, row-major order (every patch after
+ * beit_model_set_head_all_tokens); classifier (B, num_labels); BeitModel (B, D) pooled
+ * features. */
+enum beit_status beit_model_forward(struct beit_model *model, const float *pixels,
+                                    const uint8_t *mask, const float *drop_scales, size_t B,
+                                    struct beit_error *err);
+/* What the last forward left (valid until the next forward or re-plan): the head's logits
+ * (rows x out_dim: see beit_model_forward); last_hidden_state (B, T, D); the residual stream
+ * after block k (B, T, D), k = 1..L, k = 0 the embeddings. */
+const float *beit_model_logits(const struct beit_model *model);
+const float *beit_model_hidden(const struct beit_model *model);
+const float *beit_model_block_output(const struct beit_model *model, size_t k);
+/* 1: a MIM head runs on every patch, as HF's (B, N, vocab) logits (beit run); 0 (default): on
+ * the masked ones. */
+void beit_model_set_head_all_tokens(struct beit_model *model, int on);
 size_t beit_model_num_params(const struct beit_model *model);
 /* Matmul FLOPs (2 per multiply-add) of one image's forward. */
 double beit_model_flops_per_image(const struct beit_model *model);

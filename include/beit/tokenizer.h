@@ -118,11 +118,12 @@ enum beit_status beit_tokenizer_decode(struct beit_tokenizer *tok, float *images
                                        const int32_t *tokens, size_t B, struct beit_error *err);
 
 /* The same through safetensors files (tokenizer/tensor_io.c), as `beit tokenizer encode
- * --input` and `recon --input` do. Encode: input's 'pixel_values' (B, C, s, s; F32, F16, BF16 or F64)
- * with pixels in [0, 1] (mapped to 0.8 x + 0.1 here, DALL-E's map_pixels) -> output's 'tokens'
- * I32 (B, gh, gw). Decode: input's 'tokens' (B, gh, gw) or (B, gh*gw), any integer or BOOL dtype (ids
- * outside 0..INT32_MAX become -1, refused by beit_tokenizer_decode) -> output's 'pixel_values'
- * F32 (B, C, s, s) in [0, 1]. The output is written atomically; errors name the input file. */
+ * --input` and `recon --input` do. Encode: input's 'pixel_values' (B, C, s, s; F32, F16, BF16
+ * or F64) with pixels in [0, 1] (mapped to 0.8 x + 0.1 here, DALL-E's map_pixels) -> output's
+ * 'tokens' I32 (B, gh, gw). Decode: input's 'tokens' (B, gh, gw) or (B, gh*gw), any integer or
+ * BOOL dtype (ids outside 0..INT32_MAX become -1, refused by beit_tokenizer_decode) -> output's
+ * 'pixel_values' F32 (B, C, s, s) in [0, 1]. The output is written atomically; errors name the
+ * input file. */
 enum beit_status beit_tokenizer_encode_file(struct beit_tokenizer *tok, const char *input,
                                             const char *output, struct beit_error *err);
 enum beit_status beit_tokenizer_decode_file(struct beit_tokenizer *tok, const char *input,

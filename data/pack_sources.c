@@ -260,6 +260,16 @@ static const cJSON *first_of(const cJSON *o, const char *const *names)
   return NULL;
 }
 
+/* add_label of a JSON string, or of an integer's decimal text; nonzero for any other value too. */
+static int add_json_label(struct beit_pack_item *it, struct label_set *ls, const cJSON *v)
+{
+  char num[32];
+  const char *name = cJSON_IsString(v) ? v->valuestring : NULL;
+  if (cJSON_IsNumber(v))
+    snprintf(num, sizeof num, "%d", v->valueint), name = num;
+  return !name || add_label(it, ls, name);
+}
+
 static enum beit_status parse_json_line(struct beit_pack_list *l, struct label_set *ls,
                                         const char *base, const char *line, const char *where,
                                         struct beit_error *err)
@@ -282,24 +292,13 @@ static enum beit_status parse_json_line(struct beit_pack_list *l, struct label_s
     l->saw_multi = 1;
     const cJSON *v;
     cJSON_ArrayForEach(v, lab) {
-      char num[32];
-      const char *name = cJSON_IsString(v) ? v->valuestring : NULL;
-      if (cJSON_IsNumber(v))
-        snprintf(num, sizeof num, "%d", v->valueint), name = num;
-      if (!name || add_label(it, ls, name)) {
+      if (add_json_label(it, ls, v)) {
         st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: labels must be strings or integers", where);
         goto done;
       }
     }
-  } else {
-    char num[32];
-    const char *name = cJSON_IsString(lab) ? lab->valuestring : NULL;
-    if (cJSON_IsNumber(lab))
-      snprintf(num, sizeof num, "%d", lab->valueint), name = num;
-    if (!name || add_label(it, ls, name)) {
-      st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label must be a string or an integer", where);
-      goto done;
-    }
+  } else if (add_json_label(it, ls, lab)) {
+    st = beit_error_set(err, BEIT_STATUS_FORMAT, "%s: label must be a string or an integer", where);
   }
 done:
   cJSON_Delete(o);

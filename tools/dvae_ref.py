@@ -79,36 +79,34 @@ class Conv2d(nn.Module):
         return F.conv2d(x, self.w, self.b, padding=(self.kw - 1) // 2)
 
 
-class EncoderBlock(nn.Module):
-    def __init__(self, n_in, n_out, n_layers):
+class ResBlock(nn.Module):
+    """DALL-E's residual block: identity (or a 1x1 conv) plus post_gain times four ReLU-conv
+    pairs at a quarter of the width; the first and last kernel sizes are the encoder's or the
+    decoder's."""
+
+    def __init__(self, n_in, n_out, n_layers, k_first, k_last):
         super().__init__()
         h = n_out // 4
         self.post_gain = 1.0 / (n_layers ** 2)
         self.id_path = Conv2d(n_in, n_out, 1) if n_in != n_out else nn.Identity()
         self.res_path = nn.Sequential(OrderedDict([
-            ("relu_1", nn.ReLU()), ("conv_1", Conv2d(n_in, h, 3)),
+            ("relu_1", nn.ReLU()), ("conv_1", Conv2d(n_in, h, k_first)),
             ("relu_2", nn.ReLU()), ("conv_2", Conv2d(h, h, 3)),
             ("relu_3", nn.ReLU()), ("conv_3", Conv2d(h, h, 3)),
-            ("relu_4", nn.ReLU()), ("conv_4", Conv2d(h, n_out, 1))]))
+            ("relu_4", nn.ReLU()), ("conv_4", Conv2d(h, n_out, k_last))]))
 
     def forward(self, x):
         return self.id_path(x) + self.post_gain * self.res_path(x)
 
 
-class DecoderBlock(nn.Module):
+class EncoderBlock(ResBlock):
     def __init__(self, n_in, n_out, n_layers):
-        super().__init__()
-        h = n_out // 4
-        self.post_gain = 1.0 / (n_layers ** 2)
-        self.id_path = Conv2d(n_in, n_out, 1) if n_in != n_out else nn.Identity()
-        self.res_path = nn.Sequential(OrderedDict([
-            ("relu_1", nn.ReLU()), ("conv_1", Conv2d(n_in, h, 1)),
-            ("relu_2", nn.ReLU()), ("conv_2", Conv2d(h, h, 3)),
-            ("relu_3", nn.ReLU()), ("conv_3", Conv2d(h, h, 3)),
-            ("relu_4", nn.ReLU()), ("conv_4", Conv2d(h, n_out, 3))]))
+        super().__init__(n_in, n_out, n_layers, 3, 1)
 
-    def forward(self, x):
-        return self.id_path(x) + self.post_gain * self.res_path(x)
+
+class DecoderBlock(ResBlock):
+    def __init__(self, n_in, n_out, n_layers):
+        super().__init__(n_in, n_out, n_layers, 1, 3)
 
 
 class Encoder(nn.Module):

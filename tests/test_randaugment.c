@@ -145,6 +145,15 @@ static void fill_image(uint8_t *p, int w, int h, uint64_t seed)
 enum { W = 33, H = 27, NB = W * H * 3 };
 static uint8_t scratch_nb[NB]; /* the ops' scratch for W x H images */
 
+/* The policy parsed into ra (a failure when it does not parse) and orig a W x H test image. */
+static void policy_and_image(struct beit_randaugment *ra, const char *policy, uint8_t *orig,
+                             uint64_t seed)
+{
+  struct beit_error err = {0};
+  CHECK_MSG(beit_randaugment_parse(ra, policy, &err) == 0, "%s: %s", policy, err.message);
+  fill_image(orig, W, H, seed);
+}
+
 /* Two runs from one start: a and b copies of orig, r1 and r2 the same stream (key, seed). */
 static void twin_start(uint8_t *a, uint8_t *b, const uint8_t *orig, struct beit_rng *r1,
                        struct beit_rng *r2, uint64_t key, uint64_t seed)
@@ -159,9 +168,8 @@ static void test_apply_policy(void)
 {
   struct beit_randaugment ra;
   struct beit_error err = {0};
-  CHECK(beit_randaugment_parse(&ra, "rand-m9-mstd0.5-inc1", &err) == 0);
   uint8_t orig[NB], a[NB], b[NB];
-  fill_image(orig, W, H, 5);
+  policy_and_image(&ra, "rand-m9-mstd0.5-inc1", orig, 5);
   int changed = 0;
   for (uint64_t seed = 0; seed < 20; seed++) {
     struct beit_rng r1, r2;
@@ -232,9 +240,8 @@ static void test_apply_draw_order(void)
 {
   struct beit_randaugment ra;
   struct beit_error err = {0};
-  CHECK(beit_randaugment_parse(&ra, "rand-n3-m9-mstd0.5-inc1-p0.7", &err) == 0);
   uint8_t orig[NB], a[NB], b[NB];
-  fill_image(orig, W, H, 9);
+  policy_and_image(&ra, "rand-n3-m9-mstd0.5-inc1-p0.7", orig, 9);
   int seen[BEIT_RA_COUNT] = {0}, mismatches = 0;
   for (uint64_t seed = 0; seed < 60; seed++) {
     struct beit_rng r1, r2;

@@ -544,6 +544,17 @@ static void *run_thread(void *p)
   return NULL;
 }
 
+/* The tests' inference options: batches of at most 4, one thread per session. */
+static void small_infer_options(struct beit_infer_options *o, int sessions,
+                                enum beit_precision precision)
+{
+  beit_infer_defaults(o);
+  o->max_batch = 4;
+  o->sessions = sessions;
+  o->threads = 1;
+  o->precision = precision;
+}
+
 /* Sessions s1 and s2 each run the n views 5 times at the same time; 1 when every run succeeded
  * with the probabilities `want` (n x 16 at most) in both. */
 static int concurrent_sessions_agree(struct beit_infer *inf, int s1, int s2, const float *views,
@@ -607,11 +618,7 @@ static void test_sessions_bf16(const char *model_dir)
     return;
   }
   struct beit_infer_options opt;
-  beit_infer_defaults(&opt);
-  opt.max_batch = 4;
-  opt.sessions = 3;
-  opt.threads = 1;
-  opt.precision = BEIT_PRECISION_BF16;
+  small_infer_options(&opt, 3, BEIT_PRECISION_BF16);
   struct beit_infer *inf = NULL, *ref = NULL;
   struct beit_error err = {0};
   CHECK_MSG(beit_infer_load(&inf, model_dir, &opt, &err) == BEIT_STATUS_OK, "%s", err.message);
@@ -780,11 +787,7 @@ int main(void)
   test_crop_pad(model);
 
   struct beit_infer_options opt;
-  beit_infer_defaults(&opt);
-  opt.max_batch = 4;
-  opt.sessions = 2;
-  opt.threads = 1;
-  opt.precision = BEIT_PRECISION_FP32;
+  small_infer_options(&opt, 2, BEIT_PRECISION_FP32);
   struct beit_infer *inf = NULL;
   struct beit_error err = {0};
   CHECK_MSG(beit_infer_load(&inf, model, &opt, &err) == BEIT_STATUS_OK, "%s", err.message);

@@ -138,40 +138,63 @@ _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
 _LAYER_RE = re.compile(r"^beit\.encoder\.layer\.(\d+)\.(.+)$")
 
 
-def unilm_to_hf(sd):
-    """unilm/timm names -> HF names (no architecture decisions except where `norm` goes)."""
-    top = dict(_TOP_MAP)
-    block = dict(_BLOCK_MAP)
-    mim = "lm_head.weight" in sd
+def _rename(sd, skip, layer_re, layer_pre, special, block, top, norm, naming):
+    """The renaming loop of both directions. A name that skip() takes is dropped; a block tensor
+    (layer_re: index, rest) is special(out, pre, i, rest, v)'s when that returns True, else renamed
+    by the block table under layer_pre.format(i); a top-level one by the top table; the final
+    norm's by norm(name) (None: not the norm). Any other name is an error (`naming` names)."""
     out, unknown = {}, []
     for name, v in sd.items():
-        if name.endswith("relative_position_index") or name.endswith("attn.k_bias"):
-            continue  # recomputed buffer / softmax-invariant key bias
-        m = _BLOCK_RE.match(name)
+        if skip(name):
+            continue
+        m = layer_re.match(name)
         if m:
             i, rest = m.group(1), m.group(2)
-            pre = f"beit.encoder.layer.{i}."
-            if rest == "attn.qkv.weight":
-                d = v.shape[0] // 3
-                out[pre + "attention.attention.query.weight"] = v[:d]
-                out[pre + "attention.attention.key.weight"] = v[d:2 * d]
-                out[pre + "attention.attention.value.weight"] = v[2 * d:]
-            elif rest == "attn.qkv.bias":  # a full qkv bias (plain ViT style): drop its key part
-                d = v.shape[0] // 3
-                out[pre + "attention.attention.query.bias"] = v[:d]
-                out[pre + "attention.attention.value.bias"] = v[2 * d:]
+            pre = layer_pre.format(i)
+            if special(out, pre, i, rest, v):
+                pass
             elif rest in block:
                 out[pre + block[rest]] = v
             else:
                 unknown.append(name)
         elif name in top:
             out[top[name]] = v
-        elif name in ("norm.weight", "norm.bias"):
-            out[("layernorm." if mim else "beit.layernorm.") + name.split(".")[1]] = v
+        elif norm(name) is not None:
+            out[norm(name)] = v
         else:
             unknown.append(name)
     if unknown:
-        raise ConvertError("unknown unilm/timm tensor names: " + ", ".join(sorted(unknown)[:20]))
+        raise ConvertError(f"unknown {naming} tensor names: " + ", ".join(sorted(unknown)[:20]))
+    return out
+
+
+def unilm_to_hf(sd):
+    """unilm/timm names -> HF names (no architecture decisions except where `norm` goes)."""
+    mim = "lm_head.weight" in sd
+
+    def split_qkv(out, pre, i, rest, v):
+        if rest == "attn.qkv.weight":
+            d = v.shape[0] // 3
+            out[pre + "attention.attention.query.weight"] = v[:d]
+            out[pre + "attention.attention.key.weight"] = v[d:2 * d]
+            out[pre + "attention.attention.value.weight"] = v[2 * d:]
+        elif rest == "attn.qkv.bias":  # a full qkv bias (plain ViT style): drop its key part
+            d = v.shape[0] // 3
+            out[pre + "attention.attention.query.bias"] = v[:d]
+            out[pre + "attention.attention.value.bias"] = v[2 * d:]
+        else:
+            return False
+        return True
+
+    def norm(name):
+        if name not in ("norm.weight", "norm.bias"):
+            return None
+        return ("layernorm." if mim else "beit.layernorm.") + name.split(".")[1]
+
+    # relative_position_index: a recomputed buffer; attn.k_bias: softmax-invariant key bias
+    out = _rename(sd, lambda n: n.endswith("relative_position_index") or n.endswith("attn.k_bias"),
+                  _BLOCK_RE, "beit.encoder.layer.{}.", split_qkv, dict(_BLOCK_MAP),
+                  dict(_TOP_MAP), norm, "unilm/timm")
     # qkv_bias=False models have no q/v bias; HF always has them: fill zeros.
     for i in {int(_LAYER_RE.match(k).group(1)) for k in out if _LAYER_RE.match(k)}:
         pre = f"beit.encoder.layer.{i}.attention.attention."
@@ -183,36 +206,23 @@ def unilm_to_hf(sd):
 
 def hf_to_unilm(sd):
     """HF names -> unilm/timm names (query/key/value rows concatenated back into qkv)."""
-    top = {hf: u for u, hf in _TOP_MAP}
-    block = {hf: u for u, hf in _BLOCK_MAP}
-    out, unknown = {}, []
-    for name, v in sd.items():
-        if name.endswith("relative_position_index"):
-            continue
-        m = _LAYER_RE.match(name)
-        if m:
-            i, rest = m.group(1), m.group(2)
-            pre = f"blocks.{i}."
-            if rest == "attention.attention.query.weight":
-                k = sd[f"beit.encoder.layer.{i}.attention.attention.key.weight"]
-                val = sd[f"beit.encoder.layer.{i}.attention.attention.value.weight"]
-                out[pre + "attn.qkv.weight"] = np.concatenate([v, k, val], axis=0)
-            elif rest in ("attention.attention.key.weight", "attention.attention.value.weight"):
-                continue
-            elif rest in block:
-                out[pre + block[rest]] = v
-            else:
-                unknown.append(name)
-        elif name in top:
-            out[top[name]] = v
-        elif name in ("layernorm.weight", "layernorm.bias", "beit.layernorm.weight",
-                      "beit.layernorm.bias"):
-            out["norm." + name.rsplit(".", 1)[1]] = v
-        else:
-            unknown.append(name)
-    if unknown:
-        raise ConvertError("unknown HF tensor names: " + ", ".join(sorted(unknown)[:20]))
-    return out
+    def join_qkv(out, pre, i, rest, v):
+        if rest == "attention.attention.query.weight":
+            k = sd[f"beit.encoder.layer.{i}.attention.attention.key.weight"]
+            val = sd[f"beit.encoder.layer.{i}.attention.attention.value.weight"]
+            out[pre + "attn.qkv.weight"] = np.concatenate([v, k, val], axis=0)
+        return rest in ("attention.attention.query.weight", "attention.attention.key.weight",
+                        "attention.attention.value.weight")
+
+    def norm(name):
+        if name not in ("layernorm.weight", "layernorm.bias", "beit.layernorm.weight",
+                        "beit.layernorm.bias"):
+            return None
+        return "norm." + name.rsplit(".", 1)[1]
+
+    return _rename(sd, lambda n: n.endswith("relative_position_index"), _LAYER_RE, "blocks.{}.",
+                   join_qkv, {hf: u for u, hf in _BLOCK_MAP}, {hf: u for u, hf in _TOP_MAP},
+                   norm, "HF")
 
 
 # ------------------------------------------------------------------------------------------------

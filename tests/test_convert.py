@@ -74,13 +74,7 @@ def run_cli(*args, expect_ok=True, subprocess_run=False):
 
 
 def make_model(case, seed):
-    cfg = dict(SMALL)
-    spec = dict(CASES[case])
-    n = spec.pop("num_labels", None)
-    cfg.update(spec)
-    if n is not None:
-        cfg["id2label"] = {str(i): f"c{i}" for i in range(n)}
-        cfg["label2id"] = {f"c{i}": i for i in range(n)}
+    cfg = beit_ref.case_config(SMALL, CASES[case], "c")
     model = beit_ref.BeitRef(cfg)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

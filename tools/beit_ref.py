@@ -61,6 +61,19 @@ HF_DEFAULTS = {
 }
 
 
+def case_config(base, spec, label_prefix="LABEL_"):
+    """A test case's config: base overlaid with spec, whose num_labels (when given) becomes
+    id2label and label2id with the names label_prefix + index."""
+    cfg = dict(base)
+    spec = dict(spec)
+    n = spec.pop("num_labels", None)
+    cfg.update(spec)
+    if n is not None:
+        cfg["id2label"] = {str(i): f"{label_prefix}{i}" for i in range(n)}
+        cfg["label2id"] = {f"{label_prefix}{i}": i for i in range(n)}
+    return cfg
+
+
 def resolve_config(config):
     """HF defaults overlaid with config; adds num_labels (from id2label) and architecture."""
     cfg = dict(HF_DEFAULTS)

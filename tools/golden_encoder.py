@@ -95,14 +95,7 @@ MIM_DROP_SCALES = [[[1.25, 0.0, 1.25], [1.25, 1.25, 0.0]],
 
 
 def make_config(case):
-    cfg = dict(BASE)
-    spec = dict(CASES[case])
-    n = spec.pop("num_labels", None)
-    cfg.update(spec)
-    if n is not None:
-        cfg["id2label"] = {str(i): f"LABEL_{i}" for i in range(n)}
-        cfg["label2id"] = {f"LABEL_{i}": i for i in range(n)}
-    return cfg
+    return beit_ref.case_config(BASE, CASES[case])
 
 
 def make_inputs(case, cfg, rng):

@@ -109,26 +109,33 @@ class DecoderBlock(ResBlock):
         super().__init__(n_in, n_out, n_layers, 1, 3)
 
 
+def dvae_stack(cfg, first, widths, block, resample, out_ch):
+    """The modules of an encoder or decoder, DALL-E's names: the input conv `first`, a group of
+    n_blk_per_group blocks per entry of widths (its width), each of the first n_pools(cfg) groups
+    ending in resample() (name, module), then ReLU and a 1x1 conv to out_ch."""
+    n_layers = cfg["group_count"] * cfg["n_blk_per_group"]
+    blocks = [("input", first)]
+    width = first.w.shape[0]
+    for g, out in enumerate(widths, 1):
+        items = [(f"block_{i}", block(width if i == 1 else out, out, n_layers))
+                 for i in range(1, cfg["n_blk_per_group"] + 1)]
+        if g <= n_pools(cfg):
+            items.append(resample())
+        blocks.append((f"group_{g}", nn.Sequential(OrderedDict(items))))
+        width = out
+    blocks.append(("output", nn.Sequential(OrderedDict([
+        ("relu", nn.ReLU()), ("conv", Conv2d(width, out_ch, 1))]))))
+    return nn.Sequential(OrderedDict(blocks))
+
+
 class Encoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         cfg = dvae_config(cfg)
-        G, nb, nh = cfg["group_count"], cfg["n_blk_per_group"], cfg["n_hid"]
-        n_layers = G * nb
-        blocks = [("input", Conv2d(cfg["input_channels"], nh, 7))]
-        width = nh
-        for g in range(1, G + 1):
-            out = nh * 2 ** (g - 1)
-            items = []
-            for i in range(1, nb + 1):
-                items.append((f"block_{i}", EncoderBlock(width if i == 1 else out, out, n_layers)))
-            if g <= n_pools(cfg):
-                items.append(("pool", nn.MaxPool2d(kernel_size=2)))
-            blocks.append((f"group_{g}", nn.Sequential(OrderedDict(items))))
-            width = out
-        blocks.append(("output", nn.Sequential(OrderedDict([
-            ("relu", nn.ReLU()), ("conv", Conv2d(width, cfg["vocab_size"], 1))]))))
-        self.blocks = nn.Sequential(OrderedDict(blocks))
+        G, nh = cfg["group_count"], cfg["n_hid"]
+        self.blocks = dvae_stack(cfg, Conv2d(cfg["input_channels"], nh, 7),
+                                 [nh * 2 ** (g - 1) for g in range(1, G + 1)], EncoderBlock,
+                                 lambda: ("pool", nn.MaxPool2d(kernel_size=2)), cfg["vocab_size"])
 
     def forward(self, x):
         return self.blocks(x)
@@ -138,23 +145,12 @@ class Decoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         cfg = dvae_config(cfg)
-        G, nb, nh = cfg["group_count"], cfg["n_blk_per_group"], cfg["n_hid"]
-        n_layers = G * nb
+        G, nh = cfg["group_count"], cfg["n_hid"]
         out_ch = cfg["input_channels"] * (2 if cfg["recon_loss"] == "logit_laplace" else 1)
-        blocks = [("input", Conv2d(cfg["vocab_size"], cfg["n_init"], 1))]
-        width = cfg["n_init"]
-        for g in range(1, G + 1):
-            out = nh * 2 ** (G - g)
-            items = []
-            for i in range(1, nb + 1):
-                items.append((f"block_{i}", DecoderBlock(width if i == 1 else out, out, n_layers)))
-            if g <= n_pools(cfg):
-                items.append(("upsample", nn.Upsample(scale_factor=2, mode="nearest")))
-            blocks.append((f"group_{g}", nn.Sequential(OrderedDict(items))))
-            width = out
-        blocks.append(("output", nn.Sequential(OrderedDict([
-            ("relu", nn.ReLU()), ("conv", Conv2d(width, out_ch, 1))]))))
-        self.blocks = nn.Sequential(OrderedDict(blocks))
+        self.blocks = dvae_stack(cfg, Conv2d(cfg["vocab_size"], cfg["n_init"], 1),
+                                 [nh * 2 ** (G - g) for g in range(1, G + 1)], DecoderBlock,
+                                 lambda: ("upsample", nn.Upsample(scale_factor=2, mode="nearest")),
+                                 out_ch)
 
     def forward(self, x):
         return self.blocks(x)

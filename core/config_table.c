@@ -72,21 +72,19 @@ static enum beit_status store_value(void *dst, const struct beit_config_key *k, 
   case BEIT_KEY_FOREIGN:
     return BEIT_STATUS_OK;
   case BEIT_KEY_INT:
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-      return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected an integer", source,
-                            k->name);
+  case BEIT_KEY_DOUBLE: {
+    const int whole = k->type == BEIT_KEY_INT;
+    if (!cJSON_IsNumber(v) || (whole && v->valuedouble != floor(v->valuedouble)))
+      return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected %s", source, k->name,
+                            whole ? "an integer" : "a number");
     if ((st = check_range(k, v->valuedouble, source, err)))
       return st;
-    *(long *)field = (long)v->valuedouble;
+    if (whole)
+      *(long *)field = (long)v->valuedouble;
+    else
+      *(double *)field = v->valuedouble;
     return BEIT_STATUS_OK;
-  case BEIT_KEY_DOUBLE:
-    if (!cJSON_IsNumber(v))
-      return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected a number", source,
-                            k->name);
-    if ((st = check_range(k, v->valuedouble, source, err)))
-      return st;
-    *(double *)field = v->valuedouble;
-    return BEIT_STATUS_OK;
+  }
   case BEIT_KEY_BOOL:
     if (!cJSON_IsBool(v))
       return beit_error_set(err, BEIT_STATUS_CONFIG, "%s: key '%s': expected true or false",

@@ -141,6 +141,19 @@ static double torch_rate(const char *python, const char *script, const char *arg
   return rate;
 }
 
+/* One PyTorch round of `args`: its images/s (NAN when it failed) and CPU s per step in *cpu_s;
+ * the best rate and the least CPU time of the rounds so far in *best_rate and *least_cpu. */
+static double torch_round(const char *python, const char *script, const char *args,
+                          double *cpu_s, double *best_rate, double *least_cpu)
+{
+  double tr = torch_rate(python, script, args, cpu_s);
+  if (!isnan(tr))
+    *best_rate = isnan(*best_rate) || tr > *best_rate ? tr : *best_rate;
+  if (!isnan(*cpu_s))
+    *least_cpu = fmin(*least_cpu, *cpu_s);
+  return tr;
+}
+
 static void print_ratio(const char *what, double c_rate, double t_rate, double target)
 {
   if (isnan(t_rate)) {
@@ -331,14 +344,11 @@ int main(int argc, char **argv)
         snprintf(args, sizeof args,
                  "bench-encoder --batch %zu --size %zu --threads %d --iters %d --precision %s",
                  batch, size, nt, iters, pname);
-        tr = torch_rate(python, script, args, &tcpu);
+        tr = torch_round(python, script, args, &tcpu, &t_rate, &t_cpu);
         if (!isnan(tr)) {
-          t_rate = isnan(t_rate) || tr > t_rate ? tr : t_rate;
           ratio_lo = fmin(ratio_lo, (double)batch / round_best / tr);
           ratio_hi = fmax(ratio_hi, (double)batch / round_best / tr);
         }
-        if (!isnan(tcpu))
-          t_cpu = fmin(t_cpu, tcpu);
       }
       printf("  round %d: C %.2f images/s (%.3f s/batch, %.3f CPU s/batch), PyTorch %.2f "
              "images/s (%.3f CPU s/batch), ratio %.2fx\n",
@@ -410,11 +420,7 @@ int main(int argc, char **argv)
         snprintf(args, sizeof args,
                  "bench-train %s --batch %zu --threads %d --iters %d --precision %s",
                  train_config, train_batch, nt, train_iters, pname);
-        tr = torch_rate(python, script, args, &tcpu);
-        if (!isnan(tr))
-          t_rate = isnan(t_rate) || tr > t_rate ? tr : t_rate;
-        if (!isnan(tcpu))
-          t_cpu = tcpu < t_cpu ? tcpu : t_cpu;
+        tr = torch_round(python, script, args, &tcpu, &t_rate, &t_cpu);
       }
       printf("  round %d: C %.1f images/s (%.3f CPU s/step), PyTorch %.1f images/s (%.3f CPU "
              "s/step)\n",

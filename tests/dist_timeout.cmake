@@ -11,10 +11,7 @@ if(TARGET beit_mim)
 endif()
 if(BEIT_USE_MPI)
   find_package(MPI REQUIRED COMPONENTS C)
-  add_test(NAME test_mpi_timeout_e2e
-           COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_mpi_timeout_e2e.py
-                   $<TARGET_FILE:beit> ${MPIEXEC_EXECUTABLE}
-                   ${CMAKE_CURRENT_BINARY_DIR}/mpi_timeout_e2e)
-  set_tests_properties(test_mpi_timeout_e2e PROPERTIES LABELS "mpi;e2e" TIMEOUT 300
+  include(${CMAKE_CURRENT_LIST_DIR}/script_test.cmake)
+  beit_add_script_test(NAME test_mpi_timeout_e2e MPI LABELS "mpi;e2e" PROPERTIES TIMEOUT 300
                        PROCESSORS 3 ENVIRONMENT "OMP_NUM_THREADS=1")
 endif()

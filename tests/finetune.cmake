@@ -29,16 +29,11 @@ if(TARGET beit_mim)
 endif()
 
 # Export round trip through the PyTorch reference (and timm names through the converter).
-add_test(NAME test_export_e2e
-         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_export_e2e.py $<TARGET_FILE:beit>
-                 ${CMAKE_CURRENT_BINARY_DIR}/export_e2e)
-set_tests_properties(test_export_e2e PROPERTIES LABELS "e2e;golden" TIMEOUT 300)
+include(${CMAKE_CURRENT_LIST_DIR}/script_test.cmake)
+beit_add_script_test(NAME test_export_e2e LABELS "e2e;golden" PROPERTIES TIMEOUT 300)
 
 # beit finetune / eval / probe end to end (subset, exact resume, --init MIM, multi-label).
-add_test(NAME test_finetune_e2e
-         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_finetune_e2e.py
-                 $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/finetune_e2e)
-set_tests_properties(test_finetune_e2e PROPERTIES LABELS e2e TIMEOUT 900)
+beit_add_script_test(NAME test_finetune_e2e LABELS e2e PROPERTIES TIMEOUT 900)
 
 # One preprocessing per model: every fine-tuning checkpoint's preprocessor_config.json says its
 # recipe's eval transform (direct and centre-crop recipes), export copies it, and eval
@@ -47,18 +42,11 @@ set(BEIT_PREPROCESS_E2E_ARGS "")
 if(NOT BEIT_BUILD_SERVER)
   set(BEIT_PREPROCESS_E2E_ARGS --no-serve)
 endif()
-add_test(NAME test_preprocess_e2e
-         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_preprocess_e2e.py
-                 $<TARGET_FILE:beit> ${CMAKE_CURRENT_BINARY_DIR}/preprocess_e2e
-                 ${BEIT_PREPROCESS_E2E_ARGS})
-set_tests_properties(test_preprocess_e2e PROPERTIES LABELS e2e TIMEOUT 300
-                     ENVIRONMENT "OMP_NUM_THREADS=1")
+beit_add_script_test(NAME test_preprocess_e2e ARGS ${BEIT_PREPROCESS_E2E_ARGS}
+                     LABELS e2e PROPERTIES TIMEOUT 300 ENVIRONMENT "OMP_NUM_THREADS=1")
 
 # 2 ranks x B equals 1 rank x 2B for fine-tuning; merged evaluation under MPI.
 if(BEIT_USE_MPI)
   find_package(MPI REQUIRED COMPONENTS C)
-  add_test(NAME test_mpi_finetune
-           COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_mpi_finetune.py
-                   $<TARGET_FILE:beit> ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/mpi_finetune)
-  set_tests_properties(test_mpi_finetune PROPERTIES LABELS "mpi;e2e" TIMEOUT 600)
+  beit_add_script_test(NAME test_mpi_finetune MPI LABELS "mpi;e2e" PROPERTIES TIMEOUT 600)
 endif()

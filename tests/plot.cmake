@@ -5,7 +5,5 @@ beit_add_test(NAME test_plot SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_plot.c LAB
               LIBS beit_plot)
 target_include_directories(test_plot PRIVATE ${PROJECT_SOURCE_DIR}/plot)
 # exit 77 = skipped: a build without cairo (beit plot says it is unavailable)
-add_test(NAME test_plot_e2e
-         COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_plot_e2e.py $<TARGET_FILE:beit>
-                 ${CMAKE_CURRENT_BINARY_DIR}/plot_e2e)
-set_tests_properties(test_plot_e2e PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77)
+include(${CMAKE_CURRENT_LIST_DIR}/script_test.cmake)
+beit_add_script_test(NAME test_plot_e2e LABELS e2e PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77)

@@ -69,8 +69,6 @@ set_tests_properties(test_tokenizer_e2e PROPERTIES LABELS e2e TIMEOUT 600
 # mpi: tokenizer training on 2 ranks x B equals 1 rank x 2B; resume across rank counts.
 if(BEIT_USE_MPI)
   find_package(MPI REQUIRED COMPONENTS C)
-  add_test(NAME test_mpi_tokenizer
-           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/test_mpi_tokenizer.py
-                   $<TARGET_FILE:beit> ${MPIEXEC_EXECUTABLE} ${CMAKE_CURRENT_BINARY_DIR}/mpi_tokenizer)
-  set_tests_properties(test_mpi_tokenizer PROPERTIES LABELS "mpi;e2e" TIMEOUT 600)
+  include(${CMAKE_CURRENT_LIST_DIR}/script_test.cmake)
+  beit_add_script_test(NAME test_mpi_tokenizer MPI LABELS "mpi;e2e" PROPERTIES TIMEOUT 600)
 endif()

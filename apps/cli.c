@@ -147,7 +147,7 @@ int beit_cli_set_key(struct beit_cli_sets *s, const char *cmd, const char *key, 
 int beit_cli_set_precision(struct beit_cli_sets *s, const char *cmd, const char *text)
 {
   enum beit_precision p;
-  if (beit_cli_parse_precision(cmd, text, &p))
+  if (beit_cli_parse_precision(cmd, text, &p) != BEIT_CLI_GO_ON)
     return BEIT_EXIT_USAGE;
   return beit_cli_set_key(s, cmd, "precision", beit_precision_name(p));
 }
@@ -189,18 +189,25 @@ int beit_cli_training_option(struct beit_cli_training *t, int c, const char *arg
   return 1;
 }
 
-int beit_cli_training_finish(struct beit_cli_training *t, int argc, const char *kind)
+struct beit_dist *beit_cli_training_start(struct beit_cli_training *t, int *rc, int *argc,
+                                          char ***argv, const char *kind)
 {
   struct beit_train_args *a = &t->args;
-  if (!a->config || !a->out || optind != argc)
-    return beit_cli_usage_error(t->cmd, "--config and --out are required (and no other "
-                                "arguments)");
-  if (beit_cli_check_out_mode(t->cmd, a->resume, a->overwrite))
-    return BEIT_EXIT_USAGE;
+  if (*rc != BEIT_CLI_GO_ON)
+    return NULL;
+  if (!a->config || !a->out || optind != *argc) {
+    *rc = beit_cli_usage_error(t->cmd, "--config and --out are required (and no other "
+                               "arguments)");
+    return NULL;
+  }
+  if (beit_cli_check_out_mode(t->cmd, a->resume, a->overwrite)) {
+    *rc = BEIT_EXIT_USAGE;
+    return NULL;
+  }
   a->config = beit_cli_config_path(a->config, kind, t->config_path, sizeof t->config_path);
   a->sets = t->sets.items;
   a->nsets = t->sets.count;
-  return BEIT_CLI_GO_ON;
+  return beit_cli_dist_init(t->cmd, argc, argv);
 }
 
 void beit_cli_training_print_end(size_t skipped_records, size_t corrupt_records,
@@ -225,7 +232,16 @@ int beit_cli_parse_precision(const char *cmd, const char *text, enum beit_precis
   struct beit_error err = {0};
   if (beit_precision_parse(out, text, &err))
     return beit_cli_usage_error(cmd, "--precision: '%s' is not auto, fp32 or bf16", text);
-  return 0;
+  return BEIT_CLI_GO_ON;
+}
+
+int beit_cli_choice(const char *cmd, const char *option, const char *text, const char *first,
+                    const char *second, int *out)
+{
+  if (strcmp(text, first) && strcmp(text, second))
+    return beit_cli_usage_error(cmd, "--%s: '%s' is not %s or %s", option, text, first, second);
+  *out = !strcmp(text, second);
+  return BEIT_CLI_GO_ON;
 }
 
 enum beit_status beit_cli_resolve_precision(const char *cmd, enum beit_precision requested,

@@ -75,9 +75,8 @@ int beit_cli_set_dist_timeout(struct beit_cli_sets *s, const char *cmd, const ch
  *     while (beit_cli_next(&c, argc, argv, opts, t.cmd, t.usage, &rc))
  *       if (!beit_cli_training_option(&t, c, optarg, &rc))
  *         switch (c) { its own options }
- *     if (rc == BEIT_CLI_GO_ON)
- *       rc = beit_cli_training_finish(&t, argc, "recipes");
- *     if (rc != BEIT_CLI_GO_ON)
+ *     struct beit_dist *dist = beit_cli_training_start(&t, &rc, &argc, &argv, "recipes");
+ *     if (!dist)
  *       return rc;
  * and t.args is then the run's struct beit_train_args (include/beit/mim.h). */
 #define BEIT_CLI_TRAINING_OPTIONS                                                              \
@@ -86,6 +85,7 @@ int beit_cli_set_dist_timeout(struct beit_cli_sets *s, const char *cmd, const ch
       BEIT_CLI_ARG("set", 's'), BEIT_CLI_ARG("precision", 'P'),                                \
       BEIT_CLI_ARG("dist-timeout", 'T'), BEIT_CLI_FLAG("help", 'h')
 #define BEIT_CLI_GO_ON (-1)
+struct beit_dist;
 struct beit_cli_training {
   const char *cmd, *usage;              /* set by the command: its name and --help text */
   struct beit_train_args args;          /* filled from the options; sets by the finish */
@@ -96,18 +96,25 @@ struct beit_cli_training {
 /* One option of the loop: 1 when c is a shared option (handled; *rc becomes BEIT_EXIT_USAGE
  * after a printed usage error), 0 when it is the command's own. */
 int beit_cli_training_option(struct beit_cli_training *t, int c, const char *arg, int *rc);
-/* After the loop: --config and --out given, no stray arguments, not both --resume and
- * --overwrite, config resolved as beit_cli_config_path(kind) into config_path, and the sets in
- * args. BEIT_CLI_GO_ON, or BEIT_EXIT_USAGE after printing the usage error. Reads optind. */
-int beit_cli_training_finish(struct beit_cli_training *t, int argc, const char *kind);
+/* After the loop, with its rc: --config and --out given, no stray arguments, not both --resume
+ * and --overwrite, config resolved as beit_cli_config_path(kind) into config_path, the sets in
+ * args, and the job joined (beit_cli_dist_init). The job, or NULL with *rc the exit code to
+ * return now (rc itself when it was not BEIT_CLI_GO_ON; BEIT_EXIT_USAGE after printing the
+ * usage error). Reads optind. */
+struct beit_dist *beit_cli_training_start(struct beit_cli_training *t, int *rc, int *argc,
+                                          char ***argv, const char *kind);
 /* The last lines of a training run's summary (rank 0): the records the loader skipped, when
  * any, and the last checkpoint. */
 void beit_cli_training_print_end(size_t skipped_records, size_t corrupt_records,
                                  const char *last_checkpoint);
 
-/* --precision TEXT: auto|fp32|bf16 (also float32, bfloat16) into *out; otherwise print a usage
- * error and return BEIT_EXIT_USAGE. 0 on success. */
+/* --precision TEXT: auto|fp32|bf16 (also float32, bfloat16) into *out and BEIT_CLI_GO_ON;
+ * otherwise a usage error printed and BEIT_EXIT_USAGE. */
 int beit_cli_parse_precision(const char *cmd, const char *text, enum beit_precision *out);
+/* --OPTION TEXT, one of two words: *out = 0 for first, 1 for second, and BEIT_CLI_GO_ON;
+ * otherwise the usage error "--OPTION: 'TEXT' is not FIRST or SECOND" and BEIT_EXIT_USAGE. */
+int beit_cli_choice(const char *cmd, const char *option, const char *text, const char *first,
+                    const char *second, int *out);
 /* An inference command's precision: requested resolved for this machine (bf16 where the CPU has
  * none is an error naming the ISA), then the run's first line "beit CMD: precision ... (requested
  * R); <backends>" on log (NULL: silent). */

@@ -97,7 +97,7 @@ int beit_cmd_eval(int argc, char **argv)
   const char *model_dir = NULL, *json = NULL, *predictions = NULL;
   struct overrides ov = {-1, 0.0, -1};
   enum beit_precision requested = BEIT_PRECISION_AUTO, precision;
-  int c, rc = BEIT_CLI_GO_ON;
+  int c, rc = BEIT_CLI_GO_ON, direct = 0;
   beit_eval_defaults(&o);
   double batch = (double)o.batch, workers = o.num_workers, rows = 50;
   optind = 1;
@@ -116,21 +116,15 @@ int beit_cmd_eval(int argc, char **argv)
                            "[0, 1]", optarg);
       break;
     case 'r':
-      if (!strcmp(optarg, "center_crop"))
-        ov.resize = BEIT_DATA_EVAL_CENTER_CROP;
-      else if (!strcmp(optarg, "direct"))
-        ov.resize = BEIT_DATA_EVAL_DIRECT;
-      else
-        return beit_cli_usage_error("eval", "--resize: '%s' is not center_crop or direct", optarg);
+      rc = beit_cli_choice("eval", "resize", optarg, "center_crop", "direct", &direct);
+      ov.resize = direct ? BEIT_DATA_EVAL_DIRECT : BEIT_DATA_EVAL_CENTER_CROP;
       break;
     case 'p':
       rc = beit_cli_number("eval", optarg, 0, DBL_TRUE_MIN, 1, &ov.crop_pct, "--crop-pct: '%s' "
                            "is not in (0, 1]", optarg);
       break;
     case 'n':
-      if (strcmp(optarg, "inception") && strcmp(optarg, "imagenet"))
-        return beit_cli_usage_error("eval", "--norm: '%s' is not inception or imagenet", optarg);
-      ov.imagenet = !strcmp(optarg, "imagenet");
+      rc = beit_cli_choice("eval", "norm", optarg, "inception", "imagenet", &ov.imagenet);
       break;
     case 'w':
       rc = beit_cli_number("eval", optarg, 1, 1, 256, &workers, "--workers: '%s' is not in "
@@ -141,8 +135,7 @@ int beit_cmd_eval(int argc, char **argv)
                            "count", optarg);
       break;
     case 'P':
-      if (beit_cli_parse_precision("eval", optarg, &requested))
-        return BEIT_EXIT_USAGE;
+      rc = beit_cli_parse_precision("eval", optarg, &requested);
       break;
     }
   }

@@ -78,34 +78,29 @@ int beit_cmd_export(int argc, char **argv)
       BEIT_CLI_FLAG("quiet", 'q'), BEIT_CLI_END};
   struct beit_export_options o = {0, 0, -1, 0, stderr};
   const char *from = NULL, *out = NULL;
-  char *end;
-  int c, rc = BEIT_CLI_GO_ON;
+  int c, rc = BEIT_CLI_GO_ON, cls = 0;
+  double image_size = 0;
   optind = 1;
   while (beit_cli_next(&c, argc, argv, opts, "export", usage_text, &rc)) {
     switch (c) {
     case 'f': from = optarg; break;
     case 'o': out = optarg; break;
     case 'w': o.with_head = 1; break;
-    case 'F':
-      if (strcmp(optarg, "hf") && strcmp(optarg, "timm"))
-        return beit_cli_usage_error("export", "--format: '%s' is not hf or timm", optarg);
-      o.timm = !strcmp(optarg, "timm");
-      break;
+    case 'F': rc = beit_cli_choice("export", "format", optarg, "hf", "timm", &o.timm); break;
     case 'p':
-      if (strcmp(optarg, "mean") && strcmp(optarg, "cls"))
-        return beit_cli_usage_error("export", "--pooling: '%s' is not mean or cls", optarg);
-      o.pooling = !strcmp(optarg, "mean");
+      rc = beit_cli_choice("export", "pooling", optarg, "mean", "cls", &cls);
+      o.pooling = !cls;
       break;
     case 'i':
-      o.image_size = strtol(optarg, &end, 10);
-      if (*end || o.image_size < 1 || o.image_size > 8192)
-        return beit_cli_usage_error("export", "--image-size: '%s' is not in 1..8192", optarg);
+      rc = beit_cli_number("export", optarg, 1, 1, 8192, &image_size, "--image-size: '%s' is not "
+                           "in 1..8192", optarg);
       break;
     case 'q': o.log = NULL; break;
     }
   }
   if (rc != BEIT_CLI_GO_ON)
     return rc;
+  o.image_size = (long)image_size;
   if (!from || !out || optind != argc)
     return beit_cli_usage_error("export", "--from and --out are required");
   struct beit_error err = {0};

@@ -80,10 +80,8 @@ int beit_cmd_finetune(int argc, char **argv)
     switch (c) {
     case 'i': o.init = optarg; break;
     case 't':
-      if (strcmp(optarg, "multiclass") && strcmp(optarg, "multilabel"))
-        return beit_cli_usage_error("finetune", "--task: '%s' is not multiclass or multilabel",
-                                    optarg);
-      key = "task";
+      rc = beit_cli_choice("finetune", "task", optarg, "multiclass", "multilabel", &(int){0});
+      key = rc == BEIT_CLI_GO_ON ? "task" : NULL;
       break;
     case 'm': key = "mixup.mixup_alpha"; break;
     case 'x': key = "mixup.cutmix_alpha"; break;
@@ -93,15 +91,12 @@ int beit_cmd_finetune(int argc, char **argv)
     if (key && beit_cli_set_key(&t.sets, "finetune", key, optarg))
       rc = BEIT_EXIT_USAGE;
   }
-  if (rc == BEIT_CLI_GO_ON)
-    rc = beit_cli_training_finish(&t, argc, "recipes");
-  if (rc != BEIT_CLI_GO_ON)
+  struct beit_dist *dist = beit_cli_training_start(&t, &rc, &argc, &argv, "recipes");
+  if (!dist)
     return rc;
-  o.args = t.args;
-
   struct beit_error err = {0};
   struct beit_finetune_summary sum;
-  struct beit_dist *dist = beit_cli_dist_init("finetune", &argc, &argv);
+  o.args = t.args;
   enum beit_status st = beit_finetune_run(&o, dist, &sum, &err);
   if (!st && beit_dist_is_root(dist)) {
     printf("fine-tuning done: %ld steps in %.1f s on %zu training images\n", sum.steps,

@@ -96,8 +96,7 @@ static int option(int c, const char *arg, struct beit_predict_options *o, const 
     break;
   case 'q': o->log = NULL; break;
   case 'F':
-    if (beit_cli_parse_precision(cmd, arg, &o->infer.precision))
-      rc = BEIT_EXIT_USAGE;
+    rc = beit_cli_parse_precision(cmd, arg, &o->infer.precision);
     break;
   }
   return rc;

@@ -55,17 +55,14 @@ int beit_cmd_pretrain(int argc, char **argv)
   while (beit_cli_next(&c, argc, argv, opts, t.cmd, t.usage, &rc))
     if (!beit_cli_training_option(&t, c, optarg, &rc) && c == 't')
       o.tokenizer = optarg;
-  if (rc == BEIT_CLI_GO_ON)
-    rc = beit_cli_training_finish(&t, argc, "recipes");
   if (rc == BEIT_CLI_GO_ON && !o.tokenizer)
     rc = beit_cli_usage_error("pretrain", "--tokenizer is required");
-  if (rc != BEIT_CLI_GO_ON)
+  struct beit_dist *dist = beit_cli_training_start(&t, &rc, &argc, &argv, "recipes");
+  if (!dist)
     return rc;
   o.args = t.args;
-
   struct beit_error err = {0};
   struct beit_pretrain_summary sum;
-  struct beit_dist *dist = beit_cli_dist_init("pretrain", &argc, &argv);
   enum beit_status st = beit_pretrain_run(&o, dist, &sum, &err);
   if (!st && beit_dist_is_root(dist)) {
     printf("pretraining done: %ld steps in %.1f s\n", sum.steps, sum.seconds);

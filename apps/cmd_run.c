@@ -36,8 +36,7 @@ int beit_cmd_run(int argc, char **argv)
     case 'i': input = optarg; break;
     case 'o': output = optarg; break;
     case 'p':
-      if (beit_cli_parse_precision("run", optarg, &requested))
-        return BEIT_EXIT_USAGE;
+      rc = beit_cli_parse_precision("run", optarg, &requested);
       break;
     }
   }

@@ -263,8 +263,7 @@ static int parse(struct serve_cli *cl, int argc, char **argv)
     case O_PRIVATE: cl->sopt.allow_private_urls = 1; break;
     case O_LOG: cl->sopt.log_requests = 1; break;
     case O_PRECISION:
-      if (beit_cli_parse_precision("serve", optarg, &cl->iopt.precision))
-        rc = BEIT_EXIT_USAGE;
+      rc = beit_cli_parse_precision("serve", optarg, &cl->iopt.precision);
       break;
     case O_TOKEN: cl->token_file = optarg; break;
     case O_NOAUTH: cl->sopt.no_auth = 1; break;

@@ -71,14 +71,12 @@ static int cmd_train(int argc, char **argv)
   optind = 1;
   while (beit_cli_next(&c, argc, argv, opts, t.cmd, t.usage, &rc))
     beit_cli_training_option(&t, c, optarg, &rc);
-  if (rc == BEIT_CLI_GO_ON)
-    rc = beit_cli_training_finish(&t, argc, "tokenizer");
-  if (rc != BEIT_CLI_GO_ON)
+  struct beit_dist *dist = beit_cli_training_start(&t, &rc, &argc, &argv, "tokenizer");
+  if (!dist)
     return rc;
   o.args = t.args;
-  struct beit_error err = {0};
-  struct beit_dist *dist = beit_cli_dist_init("tokenizer train", &argc, &argv);
   struct beit_tokenizer_train_summary sum;
+  struct beit_error err = {0};
   enum beit_status st = beit_tokenizer_train_run(&o, dist, &sum, &err);
   if (st || !beit_dist_is_root(dist))
     return beit_cli_dist_end("tokenizer train", dist, st, &err);
@@ -126,8 +124,7 @@ static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o
       break;
     }
     case 'p':
-      if (beit_cli_parse_precision(cmd, optarg, &o->precision))
-        return BEIT_EXIT_USAGE;
+      rc = beit_cli_parse_precision(cmd, optarg, &o->precision);
       break;
     }
   }

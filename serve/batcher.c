@@ -264,30 +264,33 @@ void beit_batcher_stats(struct beit_batcher *b, struct beit_batcher_stats *stats
   pthread_mutex_unlock(&b->lock);
 }
 
-void beit_batcher_abort(struct beit_batcher *b)
+/* Refuse new work, with cancel also every queued job (its waiter returns -2 at once), and
+ * wake the workers: one waiting for a fuller batch stops waiting. */
+static void set_stopping(struct beit_batcher *b, int cancel)
 {
-  if (!b)
-    return;
   pthread_mutex_lock(&b->lock);
   b->stopping = 1;
-  while (b->head) {
+  while (cancel && b->head) {
     struct beit_job *job = b->head;
     unlink_job(b, job);
     job->cancelled = 1;
     pthread_cond_signal(&job->done);
   }
-  pthread_cond_broadcast(&b->work); /* a worker waiting for a fuller batch stops waiting */
+  pthread_cond_broadcast(&b->work);
   pthread_mutex_unlock(&b->lock);
+}
+
+void beit_batcher_abort(struct beit_batcher *b)
+{
+  if (b)
+    set_stopping(b, 1);
 }
 
 void beit_batcher_stop(struct beit_batcher *b)
 {
   if (!b)
     return;
-  pthread_mutex_lock(&b->lock);
-  b->stopping = 1;
-  pthread_cond_broadcast(&b->work);
-  pthread_mutex_unlock(&b->lock);
+  set_stopping(b, 0);
   for (int i = 0; i < b->nworkers; i++) {
     if (b->workers[i].started)
       pthread_join(b->workers[i].thread, NULL);

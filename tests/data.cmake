@@ -1,13 +1,20 @@
 # data/: shards, decoding, PIL-compatible resampling, augmentations, loader, `beit pack`.
+
+# A unit test of data/ against a python reference: tests/<ref>.py writes the fixture folder
+# <binary dir>/<ref> (ctest fixture <fixture>), which <name> reads (its argument).
+function(beit_add_data_ref_test name ref fixture)
+  beit_add_test(NAME ${name} SOURCES ${name}.c LABELS unit LIBS beit_data
+                ARGS ${CMAKE_CURRENT_BINARY_DIR}/${ref})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/data)
+  add_test(NAME ${fixture}_fixture
+           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/${ref}.py
+                   ${CMAKE_CURRENT_BINARY_DIR}/${ref})
+  set_tests_properties(${fixture}_fixture PROPERTIES FIXTURES_SETUP ${fixture} LABELS unit)
+  set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED ${fixture})
+endfunction()
+
 if(TARGET beit_data)
-  beit_add_test(NAME test_data_pil SOURCES test_data_pil.c LABELS unit LIBS beit_data
-                ARGS ${CMAKE_CURRENT_BINARY_DIR}/data_pil_ref)
-  target_include_directories(test_data_pil PRIVATE ${PROJECT_SOURCE_DIR}/data)
-  add_test(NAME data_pil_fixture
-           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/data_pil_ref.py
-                   ${CMAKE_CURRENT_BINARY_DIR}/data_pil_ref)
-  set_tests_properties(data_pil_fixture PROPERTIES FIXTURES_SETUP data_pil LABELS unit)
-  set_tests_properties(test_data_pil PROPERTIES FIXTURES_REQUIRED data_pil)
+  beit_add_data_ref_test(test_data_pil data_pil_ref data_pil)
 endif()
 
 if(TARGET beit_data)
@@ -33,12 +40,5 @@ if(TARGET beit_data AND TARGET beit)
 endif()
 
 if(TARGET beit_data)
-  beit_add_test(NAME test_randaugment SOURCES test_randaugment.c LABELS unit LIBS beit_data
-                ARGS ${CMAKE_CURRENT_BINARY_DIR}/randaugment_ref)
-  target_include_directories(test_randaugment PRIVATE ${PROJECT_SOURCE_DIR}/data)
-  add_test(NAME randaugment_fixture
-           COMMAND ${BEIT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/randaugment_ref.py
-                   ${CMAKE_CURRENT_BINARY_DIR}/randaugment_ref)
-  set_tests_properties(randaugment_fixture PROPERTIES FIXTURES_SETUP randaugment LABELS unit)
-  set_tests_properties(test_randaugment PROPERTIES FIXTURES_REQUIRED randaugment)
+  beit_add_data_ref_test(test_randaugment randaugment_ref randaugment)
 endif()

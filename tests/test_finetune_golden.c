@@ -224,10 +224,8 @@ int main(int argc, char **argv)
 {
   struct beit_error err = {0};
   struct beit_dist *dist = NULL;
-  if (argc < 3) {
-    fprintf(stderr, "usage: test_finetune_golden FIXTURE_DIR CASE...\n");
+  if (test_usage(argc, argv, 2, "FIXTURE_DIR CASE..."))
     return 2;
-  }
   if (beit_dist_init(&dist, NULL, NULL, &err)) {
     fprintf(stderr, "%s\n", err.message);
     return 1;

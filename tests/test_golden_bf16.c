@@ -259,10 +259,8 @@ done:
 
 int main(int argc, char **argv)
 {
-  if (argc < 3) {
-    fprintf(stderr, "usage: %s FIXTURE_DIR CASE...\n", argv[0]);
+  if (test_usage(argc, argv, 2, "FIXTURE_DIR CASE..."))
     return 2;
-  }
   if (test_bf16_missing("test_golden_bf16"))
     return TEST_SKIP; /* ctest SKIP_RETURN_CODE (tests/encoder.cmake) */
   char backend[256];

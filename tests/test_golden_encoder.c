@@ -146,10 +146,8 @@ done:
 
 int main(int argc, char **argv)
 {
-  if (argc < 3) {
-    fprintf(stderr, "usage: %s FIXTURE_DIR CASE...\n", argv[0]);
+  if (test_usage(argc, argv, 2, "FIXTURE_DIR CASE..."))
     return 2;
-  }
   for (int i = 2; i < argc; i++)
     run_case(argv[1], argv[i]);
   return test_summary("golden_encoder");

@@ -119,10 +119,8 @@ done:
 
 int main(int argc, char **argv)
 {
-  if (argc < 2) {
-    fprintf(stderr, "usage: test_tokenizer_golden DIR [DIR...]\n");
+  if (test_usage(argc, argv, 1, "DIR [DIR...]"))
     return 2;
-  }
   for (int i = 1; i < argc; i++)
     run_case(argv[i]);
   return test_summary("test_tokenizer_golden");

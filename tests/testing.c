@@ -49,6 +49,14 @@ char *test_read_log(FILE *f, char *text, size_t n)
   return text;
 }
 
+int test_usage(int argc, char **argv, int least, const char *args)
+{
+  if (argc - 1 >= least)
+    return 0;
+  fprintf(stderr, "usage: %s %s\n", argv[0], args);
+  return 1;
+}
+
 int test_bf16_missing(const char *name)
 {
   if (beit_precision_bf16_available())

@@ -99,6 +99,10 @@ void test_golden_inputs_free(struct test_golden_inputs *in);
  * most n - 1 bytes) and close f: a captured log or warning stream. Returns text. */
 char *test_read_log(FILE *f, char *text, size_t n);
 
+/* Returns 1 after printing `usage: PROG args` where argv has fewer than `least` arguments after
+ * the program (main then returns 2); 0 otherwise. */
+int test_usage(int argc, char **argv, int least, const char *args);
+
 /* Returns 1 after printing `name: skipped: ...` where the CPU has no bf16 matrix products (main
  * then returns TEST_SKIP, ctest's SKIP_RETURN_CODE); 0 where it has them. */
 #define TEST_SKIP 77

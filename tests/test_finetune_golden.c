@@ -81,11 +81,8 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
     CHECK_MSG(0, "%s: transfer: %s", name, err.message);
     goto done;
   }
-  snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-  if (beit_safetensors_open(&exp, path, &err)) {
-    CHECK_MSG(0, "%s", err.message);
+  if (!(exp = test_open_fixture(dir, "expected.safetensors")))
     goto done;
-  }
   size_t compared = 0;
   for (size_t i = 0; i < m->table.count; i++) {
     const struct beit_tensor *t = &m->table.items[i];
@@ -134,11 +131,8 @@ static void run_case(struct beit_dist *dist, const char *root, const char *name)
   }
 
   /* inputs */
-  snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-  if (beit_safetensors_open(&in, path, &err)) {
-    CHECK_MSG(0, "%s", err.message);
+  if (!(in = test_open_fixture(dir, "inputs.safetensors")))
     goto done;
-  }
   pixels = test_read_f32(in, "pixel_values", 0, NULL);
   drop = test_read_f32(in, "drop_scales", 0, NULL);
   if (ml) {

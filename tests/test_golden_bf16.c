@@ -223,16 +223,9 @@ static void run_case(const char *root, const char *name)
   }
   CHECK_MSG(beit_model_precision(m) == BEIT_PRECISION_BF16, "%s: precision %s after set", name,
             beit_precision_name(beit_model_precision(m)));
-  snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-  if (beit_safetensors_open(&exp, path, &err)) {
-    CHECK_MSG(0, "%s", err.message);
+  if (!(exp = test_open_fixture(dir, "expected.safetensors")) ||
+      !(ac = test_open_fixture(dir, "autocast.safetensors")))
     goto done;
-  }
-  snprintf(path, sizeof path, "%s/autocast.safetensors", dir);
-  if (beit_safetensors_open(&ac, path, &err)) {
-    CHECK_MSG(0, "%s", err.message);
-    goto done;
-  }
   if (!test_golden_inputs_load(&in, dir, m->L, m->max_batch, m->multilabel))
     goto done;
 

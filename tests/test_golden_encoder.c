@@ -73,11 +73,8 @@ static void run_case(const char *root, const char *name)
     CHECK_MSG(0, "%s", err.message);
     goto done;
   }
-  snprintf(path, sizeof path, "%s/expected.safetensors", dir);
-  if (beit_safetensors_open(&exp, path, &err)) {
-    CHECK_MSG(0, "%s", err.message);
+  if (!(exp = test_open_fixture(dir, "expected.safetensors")))
     goto done;
-  }
   if (!test_golden_inputs_load(&in, dir, m->L, m->max_batch, m->multilabel))
     goto done;
   float smoothing = (float)json_num(train, "label_smoothing");

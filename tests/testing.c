@@ -196,6 +196,17 @@ unsigned char *test_read_file(const char *dir, const char *name, size_t *n)
   return p;
 }
 
+struct beit_safetensors *test_open_fixture(const char *dir, const char *name)
+{
+  char path[4096];
+  struct beit_safetensors *st = NULL;
+  struct beit_error err = {0};
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (beit_safetensors_open(&st, path, &err))
+    CHECK_MSG(0, "%s", err.message);
+  return st;
+}
+
 /* The tensor's entry, or NULL (a failure when required). */
 static const struct beit_st_tensor *find_tensor(const struct beit_safetensors *st,
                                                 const char *name, int required)
@@ -277,14 +288,11 @@ int test_golden_inputs_load(struct test_golden_inputs *in, const char *dir, size
 {
   char path[4096];
   struct beit_safetensors *st = NULL;
-  struct beit_error err = {0};
   size_t n = 0;
   memset(in, 0, sizeof *in);
   snprintf(path, sizeof path, "%s/inputs.safetensors", dir);
-  if (beit_safetensors_open(&st, path, &err)) {
-    CHECK_MSG(0, "%s", err.message);
+  if (!(st = test_open_fixture(dir, "inputs.safetensors")))
     return 0;
-  }
   in->pixels = test_read_f32(st, "pixel_values", 1, NULL);
   in->drop = test_read_f32(st, "drop_scales", 1, &n);
   CHECK_MSG(!in->drop || n == layers * 2 * batch, "%s: drop_scales has %zu values, want %zu", path,

@@ -64,6 +64,9 @@ void test_mem_append(void *ctx, void *data, int size);
 /* The whole file dir/name (malloc'd, one spare byte), its size in *n; NULL when unreadable. */
 unsigned char *test_read_file(const char *dir, const char *name, size_t *n);
 
+/* The safetensors file dir/name, or NULL after a failure naming it. */
+struct beit_safetensors *test_open_fixture(const char *dir, const char *name);
+
 /* Tensor `name` of a safetensors file as floats or int64 (malloc'd), its element count in
  * *numel (may be NULL). NULL when it is absent (a failure when required) or cannot be read as
  * that type (a failure). */

@@ -1,17 +1,13 @@
-/* beit eval: metrics of a classifier folder on a dataset folder (mim/eval.h, mim/metrics.h), its
- * images preprocessed as the folder says (beit_data_preprocess_model), like predict and serve. */
-#include <errno.h>
+/* beit eval: metrics of a classifier folder on a dataset folder (include/beit/mim.h
+ * beit_eval_model, mim/eval_model.c), its images preprocessed as the folder says
+ * (beit_data_preprocess_model), like predict and serve. */
 #include <float.h>
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "beit/distributed.h"
 #include "beit/mim.h"
 #include "cli.h"
-#include "config_table.h"
-#include "beit/model.h"
 
 static const char usage_text[] =
     "usage: beit eval --model DIR --data DIR [--json FILE] [--predictions FILE] [--batch N]\n"
@@ -51,40 +47,6 @@ static const char usage_text[] =
     "  --precision P     matrix products: bf16 (bfloat16 operands, float32 accumulation), fp32,\n"
     "                    or auto (the default: bf16 where the CPU has AMX, else fp32)\n";
 
-/* Command-line overrides of the model's preprocessing (-1 / 0: not given). */
-struct overrides {
-  int resize;       /* enum beit_data_eval_resize */
-  double crop_pct;
-  int imagenet;     /* --norm */
-};
-
-/* The model folder's preprocessing with the command line's overrides on top. */
-static enum beit_status preprocessing(struct beit_data_preprocess *pp, const char *dir, int S,
-                                      const struct overrides *ov, struct beit_error *err)
-{
-  enum beit_status st = beit_data_preprocess_model(pp, dir, S, err);
-  if (st)
-    return st;
-  if (ov->resize >= 0 || ov->crop_pct > 0) {
-    enum beit_data_eval_resize r = ov->resize >= 0 ? (enum beit_data_eval_resize)ov->resize
-                                                   : BEIT_DATA_EVAL_CENTER_CROP;
-    beit_data_preprocess_set_eval_resize(pp, S, r, ov->crop_pct > 0 ? ov->crop_pct : 0.875);
-    strncat(pp->source, ov->resize >= 0 ? " + --resize" : " + --crop-pct",
-            sizeof pp->source - strlen(pp->source) - 1);
-  }
-  if (ov->imagenet >= 0) {
-    struct beit_data_transform t;
-    beit_data_transform_defaults(&t, BEIT_DATA_MODE_EVAL);
-    if (ov->imagenet)
-      beit_data_transform_imagenet_norm(&t);
-    memcpy(pp->mean, t.mean, sizeof pp->mean);
-    memcpy(pp->std, t.std, sizeof pp->std);
-    pp->rescale_factor = 1.0 / 255.0;
-    strncat(pp->source, " + --norm", sizeof pp->source - strlen(pp->source) - 1);
-  }
-  return BEIT_STATUS_OK;
-}
-
 int beit_cmd_eval(int argc, char **argv)
 {
   static const struct option opts[] = {
@@ -93,38 +55,36 @@ int beit_cmd_eval(int argc, char **argv)
       BEIT_CLI_ARG("resize", 'r'), BEIT_CLI_ARG("crop-pct", 'p'), BEIT_CLI_ARG("norm", 'n'),
       BEIT_CLI_ARG("workers", 'w'), BEIT_CLI_ARG("rows", 'R'), BEIT_CLI_ARG("precision", 'P'),
       BEIT_CLI_END};
-  struct beit_eval_options o;
-  const char *model_dir = NULL, *json = NULL, *predictions = NULL;
-  struct overrides ov = {-1, 0.0, -1};
-  enum beit_precision requested = BEIT_PRECISION_AUTO, precision;
+  struct beit_eval_model_options o = {.resize = -1, .imagenet = -1, .out = stdout};
+  enum beit_precision requested = BEIT_PRECISION_AUTO;
   int c, rc = BEIT_CLI_GO_ON, direct = 0;
-  beit_eval_defaults(&o);
-  double batch = (double)o.batch, workers = o.num_workers, rows = 50;
+  beit_eval_defaults(&o.eval);
+  double batch = (double)o.eval.batch, workers = o.eval.num_workers, rows = 50;
   optind = 1;
   while (beit_cli_next(&c, argc, argv, opts, "eval", usage_text, &rc)) {
     switch (c) {
-    case 'm': model_dir = optarg; break;
-    case 'd': o.data = optarg; break;
-    case 'j': json = optarg; break;
-    case 'O': predictions = optarg; break;
+    case 'm': o.model_dir = optarg; break;
+    case 'd': o.eval.data = optarg; break;
+    case 'j': o.json = optarg; break;
+    case 'O': o.predictions = optarg; break;
     case 'b':
       rc = beit_cli_number("eval", optarg, 1, 1, 65536, &batch, "--batch: '%s' is not in "
                            "1..65536", optarg);
       break;
     case 't':
-      rc = beit_cli_number("eval", optarg, 0, 0, 1, &o.threshold, "--threshold: '%s' is not in "
-                           "[0, 1]", optarg);
+      rc = beit_cli_number("eval", optarg, 0, 0, 1, &o.eval.threshold, "--threshold: '%s' is "
+                           "not in [0, 1]", optarg);
       break;
     case 'r':
       rc = beit_cli_choice("eval", "resize", optarg, "center_crop", "direct", &direct);
-      ov.resize = direct ? BEIT_DATA_EVAL_DIRECT : BEIT_DATA_EVAL_CENTER_CROP;
+      o.resize = direct ? BEIT_DATA_EVAL_DIRECT : BEIT_DATA_EVAL_CENTER_CROP;
       break;
     case 'p':
-      rc = beit_cli_number("eval", optarg, 0, DBL_TRUE_MIN, 1, &ov.crop_pct, "--crop-pct: '%s' "
+      rc = beit_cli_number("eval", optarg, 0, DBL_TRUE_MIN, 1, &o.crop_pct, "--crop-pct: '%s' "
                            "is not in (0, 1]", optarg);
       break;
     case 'n':
-      rc = beit_cli_choice("eval", "norm", optarg, "inception", "imagenet", &ov.imagenet);
+      rc = beit_cli_choice("eval", "norm", optarg, "inception", "imagenet", &o.imagenet);
       break;
     case 'w':
       rc = beit_cli_number("eval", optarg, 1, 1, 256, &workers, "--workers: '%s' is not in "
@@ -134,70 +94,22 @@ int beit_cmd_eval(int argc, char **argv)
       rc = beit_cli_number("eval", optarg, 1, 0, BEIT_CLI_INT_MAX, &rows, "--rows: '%s' is not a "
                            "count", optarg);
       break;
-    case 'P':
-      rc = beit_cli_parse_precision("eval", optarg, &requested);
-      break;
+    case 'P': rc = beit_cli_parse_precision("eval", optarg, &requested); break;
     }
   }
   if (rc != BEIT_CLI_GO_ON)
     return rc;
-  o.batch = (size_t)batch;
-  o.num_workers = (int)workers;
-  if (!model_dir || !o.data || optind != argc)
+  o.eval.batch = (size_t)batch;
+  o.eval.num_workers = (int)workers;
+  o.rows = (size_t)rows;
+  if (!o.model_dir || !o.eval.data || optind != argc)
     return beit_cli_usage_error("eval", "--model and --data are required");
 
   struct beit_error err = {0};
-  struct beit_model *m = NULL;
-  struct beit_metrics mt;
-  struct beit_metrics_report rep;
-  char desc[256];
-  enum beit_status st;
   struct beit_dist *dist = beit_cli_dist_init("eval", &argc, &argv);
-  if ((st = beit_cli_resolve_precision("eval", requested, beit_dist_is_root(dist) ? stderr : NULL,
-                                       &precision, &err)) ||
-      (st = beit_model_load(&m, model_dir, o.batch, &err)) ||
-      (st = beit_model_set_inference(m, &err)) ||
-      (st = beit_model_set_precision(m, precision, &err)) ||
-      (st = preprocessing(&o.preprocess, model_dir, (int)beit_model_config(m)->image_size, &ov,
-                          &err)))
-    goto done;
-  beit_data_preprocess_describe(&o.preprocess, desc, sizeof desc);
-  if (beit_dist_is_root(dist))
-    fprintf(stderr, "preprocessing: %s\n", desc);
-  if (predictions && !(o.predictions = fopen(predictions, "w"))) {
-    st = beit_error_set(&err, BEIT_STATUS_IO, "%s: cannot create: %s", predictions,
-                        strerror(errno));
-    goto done;
-  }
-  if ((st = beit_eval_run(m, dist, &o, &mt, &err)))
-    goto done;
-  if ((st = beit_metrics_report(&mt, &rep, &err))) {
-    beit_metrics_free(&mt);
-    goto done;
-  }
-  if (beit_dist_is_root(dist)) {
-    const char *const *names = (const char *const *)beit_model_config(m)->labels;
-    printf("model %s on %s: ", model_dir, o.data);
-    beit_eval_print(stdout, &rep, names, (size_t)rows);
-    if (json) {
-      cJSON *j = beit_metrics_report_json(&rep, names);
-      if (j) {
-        cJSON_AddStringToObject(j, "model", model_dir);
-        cJSON_AddStringToObject(j, "data", o.data);
-        cJSON_AddStringToObject(j, "preprocessing", desc);
-        /* not "precision": the report's per-class metric has that name */
-        cJSON_AddStringToObject(j, "compute_precision", beit_precision_name(precision));
-      }
-      st = j ? beit_json_write_file(json, j, &err)
-             : beit_error_set(&err, BEIT_STATUS_NOMEM, "%s: out of memory", json);
-      cJSON_Delete(j);
-    }
-  }
-  beit_metrics_report_free(&rep);
-  beit_metrics_free(&mt);
-done:
-  if (o.predictions && fclose(o.predictions) != 0 && !st)
-    st = beit_error_set(&err, BEIT_STATUS_IO, "%s: write error", predictions);
-  beit_model_free(m);
+  o.log = beit_dist_is_root(dist) ? stderr : NULL;
+  enum beit_status st = beit_cli_resolve_precision("eval", requested, o.log, &o.precision, &err);
+  if (!st)
+    st = beit_eval_model(&o, dist, &err);
   return beit_cli_dist_end("eval", dist, st, &err);
 }

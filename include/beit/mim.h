@@ -162,6 +162,27 @@ enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
 void beit_eval_print(FILE *out, const struct beit_metrics_report *r,
                      const char *const *class_names, size_t max_rows);
 
+/* beit eval's run (mim/eval_model.c), on every rank: the classifier folder model_dir loaded for
+ * eval.batch images, for inference in precision (resolved), its images preprocessed as the folder
+ * says (beit_data_preprocess_model) with the overrides on top, beit_eval_run over eval.data, and
+ * on rank 0 the line "preprocessing: ..." on log (NULL: none), "model DIR on DATA: " and the
+ * table (beit_eval_print, rows per-class rows) on out, the full report as JSON in json (with
+ * model, data, preprocessing and compute_precision), per-image lines in predictions. */
+struct beit_eval_model_options {
+  const char *model_dir;
+  struct beit_eval_options eval; /* data, batch, threshold, num_workers (preprocess: set here) */
+  enum beit_precision precision;
+  int resize;                    /* enum beit_data_eval_resize, or -1: the folder's */
+  double crop_pct;               /* > 0: centre crop fraction (center_crop unless resize says) */
+  int imagenet;                  /* 1 ImageNet mean/std, 0 mean = std = 0.5, -1: the folder's */
+  const char *json;              /* or NULL */
+  const char *predictions;       /* or NULL; one rank only */
+  size_t rows;
+  FILE *out, *log;
+};
+enum beit_status beit_eval_model(const struct beit_eval_model_options *opt,
+                                 struct beit_dist *dist, struct beit_error *err);
+
 /* ---- Linear probing (mim/probe.c) ------------------------------------------------------------ */
 
 struct beit_probe_options {

@@ -8,23 +8,18 @@ path and by its bare name, and resolves its model inside P; an installed convert
 
 usage: /usr/bin/python3 tests/test_install_e2e.py CMAKE BUILD_DIR BEIT_BINARY WORK_DIR
 """
-import json
 import os
-import shutil
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_recipe_paths_e2e as paths  # noqa: E402
-
-def check(cond, msg):
-    paths.check(cond, msg)
+from checks import check, fresh_dir, summary  # noqa: E402
 
 
 def main():
     cmake, build, beit, work = sys.argv[1], sys.argv[2], sys.argv[3], os.path.abspath(sys.argv[4])
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    fresh_dir(work)
     prefix = os.path.join(work, "prefix")
     r = subprocess.run([cmake, "--install", build, "--prefix", prefix], capture_output=True,
                        text=True)
@@ -69,8 +64,7 @@ def main():
     check(r.returncode == 0 and "usage" in r.stdout,
           "installed tools/convert_checkpoint.py starts " + r.stderr.strip()[-200:])
 
-    print(f"test_install_e2e: {paths.failures} failure(s)")
-    return 1 if paths.failures else 0
+    return summary("test_install_e2e")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@
  *                        [--skip-encoder] [--skip-layers] [--skip-train] [--skip-torch]
  *                        [--skip-peak] */
 #include <math.h>
+#include <stdarg.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,11 +142,23 @@ static double torch_rate(const char *python, const char *script, const char *arg
   return rate;
 }
 
-/* One PyTorch round of `args`: its images/s (NAN when it failed) and CPU s per step in *cpu_s;
- * the best rate and the least CPU time of the rounds so far in *best_rate and *least_cpu. */
-static double torch_round(const char *python, const char *script, const char *args,
-                          double *cpu_s, double *best_rate, double *least_cpu)
+/* One PyTorch round, the script's arguments from fmt: its images/s (NAN when it failed, or not
+ * run: python NULL) and CPU s per step in *cpu_s (NAN likewise); the best rate and the least CPU
+ * time of the rounds so far in *best_rate and *least_cpu. */
+static double torch_round(const char *python, const char *script, double *cpu_s,
+                          double *best_rate, double *least_cpu, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static double torch_round(const char *python, const char *script, double *cpu_s,
+                          double *best_rate, double *least_cpu, const char *fmt, ...)
 {
+  char args[1024];
+  va_list ap;
+  *cpu_s = NAN;
+  if (!python)
+    return NAN;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
   double tr = torch_rate(python, script, args, cpu_s);
   if (!isnan(tr))
     *best_rate = isnan(*best_rate) || tr > *best_rate ? tr : *best_rate;
@@ -288,7 +301,8 @@ int main(int argc, char **argv)
     omp_set_num_threads(threads);
   const int nt = omp_get_max_threads();
   struct beit_error err = {0};
-  char args[1024], cpu[256];
+  char cpu[256];
+  const char *torch_python = skip_torch ? NULL : python; /* NULL: no PyTorch rounds */
   enum beit_precision prec;
   if (beit_precision_parse(&prec, precision, &err) || beit_precision_resolve(&prec, prec, &err))
     die("--precision", &err);
@@ -339,16 +353,13 @@ int main(int argc, char **argv)
         double after = gemm_rate(1024, 0.3);
         peak = fmax(peak, fmax(before, after));
       }
-      double tr = NAN, tcpu = NAN;
-      if (!skip_torch) {
-        snprintf(args, sizeof args,
-                 "bench-encoder --batch %zu --size %zu --threads %d --iters %d --precision %s",
-                 batch, size, nt, iters, pname);
-        tr = torch_round(python, script, args, &tcpu, &t_rate, &t_cpu);
-        if (!isnan(tr)) {
-          ratio_lo = fmin(ratio_lo, (double)batch / round_best / tr);
-          ratio_hi = fmax(ratio_hi, (double)batch / round_best / tr);
-        }
+      double tcpu;
+      double tr = torch_round(torch_python, script, &tcpu, &t_rate, &t_cpu,
+                              "bench-encoder --batch %zu --size %zu --threads %d --iters %d "
+                              "--precision %s", batch, size, nt, iters, pname);
+      if (!isnan(tr)) {
+        ratio_lo = fmin(ratio_lo, (double)batch / round_best / tr);
+        ratio_hi = fmax(ratio_hi, (double)batch / round_best / tr);
       }
       printf("  round %d: C %.2f images/s (%.3f s/batch, %.3f CPU s/batch), PyTorch %.2f "
              "images/s (%.3f CPU s/batch), ratio %.2fx\n",
@@ -415,13 +426,10 @@ int main(int argc, char **argv)
       const double round_cpu = (cpu_now() - cpu0) / train_iters;
       c_cpu = round_cpu < c_cpu ? round_cpu : c_cpu;
       best = round_best < best ? round_best : best;
-      double tr = NAN, tcpu = NAN;
-      if (!skip_torch) {
-        snprintf(args, sizeof args,
-                 "bench-train %s --batch %zu --threads %d --iters %d --precision %s",
-                 train_config, train_batch, nt, train_iters, pname);
-        tr = torch_round(python, script, args, &tcpu, &t_rate, &t_cpu);
-      }
+      double tcpu;
+      double tr = torch_round(torch_python, script, &tcpu, &t_rate, &t_cpu,
+                              "bench-train %s --batch %zu --threads %d --iters %d --precision %s",
+                              train_config, train_batch, nt, train_iters, pname);
       printf("  round %d: C %.1f images/s (%.3f CPU s/step), PyTorch %.1f images/s (%.3f CPU "
              "s/step)\n",
              round + 1, (double)train_batch / round_best, round_cpu, tr, tcpu);

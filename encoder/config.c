@@ -1,7 +1,8 @@
-/* The model configuration in HF BeitConfig field names: one key table drives reading,
- * validation, --set overrides and saving. HF bookkeeping, generation and segmentation-only
- * fields are accepted so a folder written by HF save_pretrained (any transformers version) loads
- * as it is; those are listed in one warning line per file. Unknown keys are errors. */
+/* The model configuration in HF BeitConfig field names: one key table drives the defaults,
+ * reading, validation, --set overrides and saving. HF bookkeeping, generation and
+ * segmentation-only fields are accepted so a folder written by HF save_pretrained (any
+ * transformers version) loads as it is; those are listed in one warning line per file. Unknown
+ * keys are errors. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,22 +24,26 @@ static const char *const problems[] = {"", "single_label_classification",
                                        "multi_label_classification", NULL};
 
 static const struct beit_config_key config_keys[] = {
-    {"image_size", BEIT_KEY_INT, F(image_size), 1, 8192, NULL, "input height and width"},
-    {"patch_size", BEIT_KEY_INT, F(patch_size), 1, 1024, NULL, "patch side"},
-    {"num_channels", BEIT_KEY_INT, F(num_channels), 1, 16, NULL, "input channels"},
-    {"hidden_size", BEIT_KEY_INT, F(hidden_size), 1, 16384, NULL, "width D"},
-    {"num_hidden_layers", BEIT_KEY_INT, F(num_hidden_layers), 1, 256, NULL, "depth L"},
-    {"num_attention_heads", BEIT_KEY_INT, F(num_attention_heads), 1, 256, NULL, "heads"},
-    {"intermediate_size", BEIT_KEY_INT, F(intermediate_size), 1, 65536, NULL, "MLP width"},
-    {"hidden_act", BEIT_KEY_STRING, F(hidden_act), 0, 0, acts, "exact-erf GELU"},
+    {"image_size", BEIT_KEY_INT, F(image_size), 1, 8192, NULL, "input height and width", "224"},
+    {"patch_size", BEIT_KEY_INT, F(patch_size), 1, 1024, NULL, "patch side", "16"},
+    {"num_channels", BEIT_KEY_INT, F(num_channels), 1, 16, NULL, "input channels", "3"},
+    {"hidden_size", BEIT_KEY_INT, F(hidden_size), 1, 16384, NULL, "width D", "768"},
+    {"num_hidden_layers", BEIT_KEY_INT, F(num_hidden_layers), 1, 256, NULL, "depth L", "12"},
+    {"num_attention_heads", BEIT_KEY_INT, F(num_attention_heads), 1, 256, NULL, "heads", "12"},
+    {"intermediate_size", BEIT_KEY_INT, F(intermediate_size), 1, 65536, NULL, "MLP width",
+     "3072"},
+    {"hidden_act", BEIT_KEY_STRING, F(hidden_act), 0, 0, acts, "exact-erf GELU", "gelu"},
     {"hidden_dropout_prob", BEIT_KEY_DOUBLE, F(hidden_dropout_prob), 0, 1, NULL, "must be 0"},
     {"attention_probs_dropout_prob", BEIT_KEY_DOUBLE, F(attention_probs_dropout_prob), 0, 1,
      NULL, "must be 0"},
-    {"initializer_range", BEIT_KEY_DOUBLE, F(initializer_range), 0, 10, NULL, "init std"},
-    {"layer_norm_eps", BEIT_KEY_DOUBLE, F(layer_norm_eps), 0, 1, NULL, "LayerNorm epsilon"},
+    {"initializer_range", BEIT_KEY_DOUBLE, F(initializer_range), 0, 10, NULL, "init std",
+     "0.02"},
+    {"layer_norm_eps", BEIT_KEY_DOUBLE, F(layer_norm_eps), 0, 1, NULL, "LayerNorm epsilon",
+     "1e-12"},
     {"layer_scale_init_value", BEIT_KEY_DOUBLE, F(layer_scale_init_value), 0, BIG, NULL,
-     "LayerScale init; 0 disables LayerScale"},
-    {"drop_path_rate", BEIT_KEY_DOUBLE, F(drop_path_rate), 0, 1, NULL, "stochastic depth"},
+     "LayerScale init; 0 disables LayerScale", "0.1"},
+    {"drop_path_rate", BEIT_KEY_DOUBLE, F(drop_path_rate), 0, 1, NULL, "stochastic depth",
+     "0.1"},
     {"use_mask_token", BEIT_KEY_BOOL, F(use_mask_token), 0, 1, NULL, "learned mask token"},
     {"use_absolute_position_embeddings", BEIT_KEY_BOOL, F(use_absolute_position_embeddings), 0,
      1, NULL, "absolute position embedding"},
@@ -47,9 +52,10 @@ static const struct beit_config_key config_keys[] = {
     {"use_shared_relative_position_bias", BEIT_KEY_BOOL, F(use_shared_relative_position_bias), 0,
      1, NULL, "one relative position bias table for all layers"},
     {"use_mean_pooling", BEIT_KEY_BOOL, F(use_mean_pooling), 0, 1, NULL,
-     "mean of patch tokens + pooler LayerNorm (else cls token after final LayerNorm)"},
-    {"vocab_size", BEIT_KEY_INT, F(vocab_size), 1, 1 << 20, NULL, "visual vocabulary"},
-    {"num_labels", BEIT_KEY_INT, F(num_labels), 1, MAX_LABELS, NULL, "classes"},
+     "mean of patch tokens + pooler LayerNorm (else cls token after final LayerNorm)", "true"},
+    {"vocab_size", BEIT_KEY_INT, F(vocab_size), 1, 1 << 20, NULL, "visual vocabulary",
+     "8192"},
+    {"num_labels", BEIT_KEY_INT, F(num_labels), 1, MAX_LABELS, NULL, "classes", "2"},
     {"problem_type", BEIT_KEY_STRING, F(problem_type), 0, 0, problems, "classification loss"},
     /* Silent: handled by beit_config_load (architectures, id2label; label2id is its inverse),
      * written by beit_config_json (these four and model_type), or naming the writer in every HF
@@ -148,22 +154,11 @@ static const struct beit_config_key config_keys[] = {
 void beit_config_defaults(struct beit_config *cfg)
 {
   memset(cfg, 0, sizeof *cfg);
-  cfg->image_size = 224;
-  cfg->patch_size = 16;
-  cfg->num_channels = 3;
-  cfg->hidden_size = 768;
-  cfg->num_hidden_layers = 12;
-  cfg->num_attention_heads = 12;
-  cfg->intermediate_size = 3072;
-  strcpy(cfg->hidden_act, "gelu");
-  cfg->initializer_range = 0.02;
-  cfg->layer_norm_eps = 1e-12;
-  cfg->layer_scale_init_value = 0.1;
-  cfg->drop_path_rate = 0.1;
-  cfg->use_relative_position_bias = 0;
-  cfg->use_mean_pooling = 1;
-  cfg->vocab_size = 8192;
-  cfg->num_labels = 2;
+  struct beit_error err = {0};
+  if (beit_config_apply_defaults(cfg, config_keys, NKEYS, &err)) { /* a bug of the table above */
+    fprintf(stderr, "beit: model config defaults: %s\n", err.message);
+    abort();
+  }
   strcpy(cfg->architecture, "BeitModel");
 }
 

@@ -204,7 +204,7 @@ static float label_smoothing(const char *dir)
 
 static void run_case(const char *root, const char *name)
 {
-  char dir[4096], path[4096];
+  char dir[4096];
   struct beit_error err = {0};
   struct beit_model *m = NULL;
   struct beit_safetensors *exp = NULL, *ac = NULL;

@@ -2,6 +2,7 @@
  * validation messages and saving. */
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config_table.h"
@@ -9,31 +10,34 @@
 
 _Static_assert(BEIT_TOKENIZER_NAME_MAX >= BEIT_CONFIG_STR, "string keys are BEIT_CONFIG_STR");
 
-#define KEY(name, type, field, lo, hi, choices, help) \
-  {name, type, offsetof(struct beit_tokenizer_config, field), lo, hi, choices, help}
+#define KEY(name, type, field, lo, hi, choices, help, def) \
+  {name, type, offsetof(struct beit_tokenizer_config, field), lo, hi, choices, help, def}
 
 static const char *const recon_choices[] = {"logit_laplace", "mse", NULL};
 static const char *const type_choices[] = {"dall-e", NULL};
 static const char *const map_choices[] = {"dalle", NULL};
 
 static const struct beit_config_key dvae_keys[] = {
+    /* format_version: the one this code writes, set by beit_tokenizer_config_defaults */
     KEY("format_version", BEIT_KEY_INT, format_version, 1, BEIT_TOKENIZER_FORMAT_VERSION, NULL,
-        "version of this config format"),
-    KEY("model_type", BEIT_KEY_STRING, model_type, 0, 0, type_choices, "tokenizer family"),
-    KEY("input_channels", BEIT_KEY_INT, input_channels, 1, 64, NULL, "image channels C"),
-    KEY("n_hid", BEIT_KEY_INT, n_hid, 4, 65536, NULL, "width of the first encoder group"),
-    KEY("group_count", BEIT_KEY_INT, group_count, 1, 8, NULL, "groups of blocks"),
-    KEY("n_blk_per_group", BEIT_KEY_INT, n_blk_per_group, 1, 64, NULL, "blocks per group"),
-    KEY("vocab_size", BEIT_KEY_INT, vocab_size, 2, 1 << 20, NULL, "number of visual tokens"),
+        "version of this config format", NULL),
+    KEY("model_type", BEIT_KEY_STRING, model_type, 0, 0, type_choices, "tokenizer family",
+        "dall-e"),
+    KEY("input_channels", BEIT_KEY_INT, input_channels, 1, 64, NULL, "image channels C", "3"),
+    KEY("n_hid", BEIT_KEY_INT, n_hid, 4, 65536, NULL, "width of the first encoder group", "256"),
+    KEY("group_count", BEIT_KEY_INT, group_count, 1, 8, NULL, "groups of blocks", "4"),
+    KEY("n_blk_per_group", BEIT_KEY_INT, n_blk_per_group, 1, 64, NULL, "blocks per group", "2"),
+    KEY("vocab_size", BEIT_KEY_INT, vocab_size, 2, 1 << 20, NULL, "number of visual tokens",
+        "8192"),
     KEY("downsample", BEIT_KEY_INT, downsample, 1, 256, NULL,
-        "image side / token grid side, a power of 2"),
-    KEY("n_init", BEIT_KEY_INT, n_init, 1, 65536, NULL, "decoder input width"),
-    KEY("image_size", BEIT_KEY_INT, image_size, 1, 4096, NULL, "view B side"),
-    KEY("decoder", BEIT_KEY_BOOL, decoder, 0, 1, NULL, "has a decoder"),
+        "image side / token grid side, a power of 2", "8"),
+    KEY("n_init", BEIT_KEY_INT, n_init, 1, 65536, NULL, "decoder input width", "128"),
+    KEY("image_size", BEIT_KEY_INT, image_size, 1, 4096, NULL, "view B side", "112"),
+    KEY("decoder", BEIT_KEY_BOOL, decoder, 0, 1, NULL, "has a decoder", "true"),
     KEY("recon_loss", BEIT_KEY_STRING, recon_loss, 0, 0, recon_choices,
-        "reconstruction likelihood"),
+        "reconstruction likelihood", "logit_laplace"),
     KEY("input_map", BEIT_KEY_STRING, input_map, 0, 0, map_choices,
-        "pixel map applied by the loader"),
+        "pixel map applied by the loader", "dalle"),
 };
 
 const struct beit_config_key *beit_dvae_config_keys(size_t *count)
@@ -45,19 +49,12 @@ const struct beit_config_key *beit_dvae_config_keys(size_t *count)
 void beit_tokenizer_config_defaults(struct beit_tokenizer_config *cfg)
 {
   memset(cfg, 0, sizeof *cfg);
+  struct beit_error err = {0};
+  if (beit_config_apply_defaults(cfg, dvae_keys, sizeof dvae_keys / sizeof dvae_keys[0], &err)) {
+    fprintf(stderr, "beit: tokenizer config defaults: %s\n", err.message); /* a table bug */
+    abort();
+  }
   cfg->format_version = BEIT_TOKENIZER_FORMAT_VERSION;
-  strcpy(cfg->model_type, "dall-e");
-  cfg->input_channels = 3;
-  cfg->n_hid = 256;
-  cfg->group_count = 4;
-  cfg->n_blk_per_group = 2;
-  cfg->vocab_size = 8192;
-  cfg->downsample = 8;
-  cfg->n_init = 128;
-  cfg->image_size = 112;
-  cfg->decoder = 1;
-  strcpy(cfg->recon_loss, "logit_laplace");
-  strcpy(cfg->input_map, "dalle");
 }
 
 enum beit_status beit_tokenizer_config_validate(const struct beit_tokenizer_config *cfg,

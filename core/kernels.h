@@ -135,6 +135,15 @@ void beit_residual_forward(float *out, const float *x, const float *branch, cons
 void beit_residual_backward(float *dx, float *dbranch, float *dgamma, const float *dout,
                             const float *branch, const float *gamma, const float *sample_scale,
                             size_t B, size_t T, size_t D);
+/* Mixed precision, the branch side of that backward fused with what the branch's output layer
+ * does first: dbranch = s*gamma*dout rounded to bfloat16 into dbranch_h (OVERWRITTEN, see the
+ * top: the layer's products' operand), its float32 column sums added to dbias (the layer's bias
+ * gradient; NULL skips) and dgamma as above, in one pass; bitwise beit_residual_backward followed
+ * by beit_to_bf16_colsum. (dx += dout is left to the caller: the stream gradient itself.) */
+void beit_residual_branch_backward_bf16(uint16_t *dbranch_h, float *dbias, float *dgamma,
+                                        const float *dout, const float *branch,
+                                        const float *gamma, const float *sample_scale, size_t B,
+                                        size_t T, size_t D);
 void beit_residual_forward_naive(float *out, const float *x, const float *branch,
                                  const float *gamma, const float *sample_scale, size_t B,
                                  size_t T, size_t D);

@@ -79,6 +79,49 @@ void beit_residual_backward(float *dx, float *dbranch, float *dgamma, const floa
   }
 }
 
+BEIT_KERNEL_CLONES
+void beit_residual_branch_backward_bf16(uint16_t *dbranch_h, float *dbias, float *dgamma,
+                                        const float *dout, const float *branch,
+                                        const float *gamma, const float *sample_scale, size_t B,
+                                        size_t T, size_t D)
+{
+  /* column stripes (vmath.h), rows in order: each column's sums in beit_residual_backward's and
+   * the column pass's order, for any thread count */
+#pragma omp parallel if (B * T * D > 32768)
+  {
+    size_t s0, s1;
+    beit_col_stripe(D, &s0, &s1);
+    for (size_t c0 = s0; c0 < s1; c0 += BEIT_COL_CHUNK) {
+      size_t w = s1 - c0 < BEIT_COL_CHUNK ? s1 - c0 : BEIT_COL_CHUNK;
+      float bias_sum[BEIT_COL_CHUNK] = {0}, gamma_sum[BEIT_COL_CHUNK] = {0};
+      float g[BEIT_COL_CHUNK];
+      for (size_t j = 0; j < w; j++)
+        g[j] = gamma ? gamma[c0 + j] : 1.0f;
+      for (size_t b = 0; b < B; b++) {
+        float s = sample_scale ? sample_scale[b] : 1.0f, part[BEIT_COL_CHUNK] = {0};
+        for (size_t t = 0; t < T; t++) {
+          size_t o = (b * T + t) * D + c0;
+#pragma omp simd
+          for (size_t j = 0; j < w; j++) {
+            float d = s * g[j] * dout[o + j];
+            part[j] += branch[o + j] * dout[o + j];
+            dbranch_h[o + j] = beit_bf16_round(d);
+            bias_sum[j] += d;
+          }
+        }
+        for (size_t j = 0; j < w; j++)
+          gamma_sum[j] += s * part[j];
+      }
+      for (size_t j = 0; j < w; j++) {
+        if (dbias)
+          dbias[c0 + j] += bias_sum[j];
+        if (dgamma && gamma)
+          dgamma[c0 + j] += gamma_sum[j];
+      }
+    }
+  }
+}
+
 void beit_residual_forward_naive(float *out, const float *x, const float *branch,
                                  const float *gamma, const float *sample_scale, size_t B,
                                  size_t T, size_t D)

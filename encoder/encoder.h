@@ -55,7 +55,7 @@ struct beit_acts {
   float *logits, *probs;       /* (max M, V) */
   uint8_t *mask;               /* (B, N) copy of the batch's mask */
   /* backward scratch, shared by all blocks */
-  float *d_stream, *d_mid, *d_ln, *d_qkv, *d_attn, *d_branch, *d_fc1, *d_gelu;
+  float *d_stream, *d_ln, *d_qkv, *d_attn, *d_branch, *d_fc1, *d_gelu;
   float *d_bias, *attn_scratch, *d_head_in, *d_head_ln, *d_logits, *d_hidden, *d_emb;
   /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient, and
    * for fc2's input gradient (d_gelu_h; d_gelu is fp32 only) */
@@ -127,6 +127,15 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, beit_bf16 *di
                                 long b, const float *dout, const beit_bf16 *dout_h,
                                 const float *inp, const beit_bf16 *inp_h, size_t N, size_t C,
                                 size_t OC);
+/* Backward of a block's residual branch out = x + s * gamma * (inp . W^T + b) (tensors w, b and
+ * gamma (may be -1); s (B) the drop-path scales or NULL; branch = the saved inp . W^T + b (B*T,
+ * D)) from d(loss)/d(out) in a->d_stream, up to the layer's input: dinp (B*T, C) OVERWRITTEN (in
+ * bf16 into dinp_h when that is not NULL); the grads of w, b and gamma accumulate. The identity
+ * path's gradient is a->d_stream itself, left as it is. */
+void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h, long w,
+                                long b, long gamma, const float *sample_scale,
+                                const float *branch, const float *inp, const beit_bf16 *inp_h,
+                                size_t C);
 /* Backward through gelu(inp . W^T + b) (tensors w, b): dout = d(loss)/d(gelu output) and fc1 =
  * the saved pre-activation (N, F), float32 in fp32 and bfloat16 (dout_h, fc1_h) in bf16; dinp
  * (N, C) OVERWRITTEN; dfc1 (N, F) is fp32 scratch (NULL in bf16, where the GELU backward rounds

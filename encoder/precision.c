@@ -58,6 +58,27 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, beit_bf16 *di
   beit_linear_backward_bf16(d, GRAD(w), dout_h, inp_h, param_h(m, w), N, C, OC);
 }
 
+void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h, long w,
+                                long b, long gamma, const float *sample_scale,
+                                const float *branch, const float *inp, const beit_bf16 *inp_h,
+                                size_t C)
+{
+  size_t B = m->B, T = m->T, D = m->D;
+  if (!bf16(m)) {
+    memset(m->a.d_branch, 0, B * T * D * sizeof *m->a.d_branch);
+    beit_residual_backward(NULL, m->a.d_branch, GRAD(gamma), m->a.d_stream, branch, PARAM(gamma),
+                           sample_scale, B, T, D);
+    beit_model_linear_backward(m, dinp, dinp_h, w, b, m->a.d_branch, NULL, inp, inp_h, B * T, C,
+                               D);
+    return;
+  }
+  /* the branch's gradient is rounded for the layer's products as it is made, with the bias and
+   * LayerScale gradients summed in the same pass */
+  beit_residual_branch_backward_bf16(m->a.d_h, GRAD(b), GRAD(gamma), m->a.d_stream, branch,
+                                     PARAM(gamma), sample_scale, B, T, D);
+  beit_model_linear_backward(m, dinp, dinp_h, w, b, NULL, m->a.d_h, inp, inp_h, B * T, C, D);
+}
+
 void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
                                 const float *dout, const beit_bf16 *dout_h, const float *fc1,
                                 const beit_bf16 *fc1_h, float *dfc1, const float *inp,

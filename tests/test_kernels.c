@@ -315,6 +315,21 @@ static void test_residual(size_t B, size_t T, size_t D, int with_gamma, int with
   check_close("residual dbranch", dbr, dbr_r, n, TOL);
   snprintf(label, sizeof label, "residual dgamma B=%zu T=%zu D=%zu s=%d", B, T, D, with_scale);
   check_close(label, dg, dg_r, D, TOL);
+
+  /* the fused bf16 branch backward: residual backward + rounding with column sums, bit for bit */
+  float *zb = zeros(n), *db = randn(D, 1.0f), *dg2 = randn(D, 1.0f);
+  float *db_r = tdup(db, D), *dg2_r = tdup(dg2, D);
+  uint16_t *h = talloc(n * sizeof *h), *h_r = talloc(n * sizeof *h_r);
+  beit_residual_backward(NULL, zb, with_gamma ? dg2_r : NULL, dout, br, gamma, scale, B, T, D);
+  beit_to_bf16_colsum(h_r, db_r, zb, B * T, D);
+  beit_residual_branch_backward_bf16(h, db, with_gamma ? dg2 : NULL, dout, br, gamma, scale, B, T,
+                                     D);
+  int same = 1; /* by value: a dropped sample's 0 * -x is -0 here, +0 after adding to a zero */
+  for (size_t i = 0; i < n; i++)
+    same &= beit_bf16_value(h[i]) == beit_bf16_value(h_r[i]);
+  CHECK_MSG(same && !memcmp(db, db_r, D * sizeof *db) && !memcmp(dg2, dg2_r, D * sizeof *dg2),
+            "residual branch backward bf16 differs (B=%zu T=%zu D=%zu g=%d s=%d)", B, T, D,
+            with_gamma, with_scale);
 }
 
 static void test_drop_path_scales(void)
@@ -649,6 +664,7 @@ int main(void)
   test_residual(3, 5, 13, 0, 1);
   test_residual(3, 5, 13, 0, 0);
   test_residual(5, 101, 131, 1, 1);
+  test_residual(4, 50, 1100, 1, 1); /* more than one column chunk a thread */
   test_drop_path_scales();
   test_meanpool(3, 7, 13);
   test_meanpool(7, 101, 67);

@@ -262,6 +262,16 @@ enum beit_status beit_config_apply_defaults(void *dst, const struct beit_config_
   return st;
 }
 
+void beit_config_table_defaults(void *dst, const struct beit_config_key *keys, size_t nkeys,
+                                const char *what)
+{
+  struct beit_error err = {0};
+  if (beit_config_apply_defaults(dst, keys, nkeys, &err)) {
+    fprintf(stderr, "beit: %s defaults: %s\n", what, err.message);
+    abort();
+  }
+}
+
 /* One relative path that file gave key, resolved in place (contract: beit_config_resolve_paths). */
 static enum beit_status resolve_path(char *field, const char *file, const char *key,
                                      struct beit_error *err)

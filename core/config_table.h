@@ -46,6 +46,10 @@ struct beit_config_key {
  * tests call this on every table. */
 enum beit_status beit_config_apply_defaults(void *dst, const struct beit_config_key *keys,
                                             size_t nkeys, struct beit_error *err);
+/* beit_config_apply_defaults for a struct's defaults function: a default its row refuses is a
+ * broken invariant (a bug of the table, `what` names it), reported on stderr before abort(). */
+void beit_config_table_defaults(void *dst, const struct beit_config_key *keys, size_t nkeys,
+                                const char *what);
 /* Fill dst from a parsed JSON object. source names the file in messages. */
 enum beit_status beit_config_from_json(void *dst, const struct beit_config_key *keys,
                                        size_t nkeys, const cJSON *root, const char *source,

@@ -154,11 +154,7 @@ static const struct beit_config_key config_keys[] = {
 void beit_config_defaults(struct beit_config *cfg)
 {
   memset(cfg, 0, sizeof *cfg);
-  struct beit_error err = {0};
-  if (beit_config_apply_defaults(cfg, config_keys, NKEYS, &err)) { /* a bug of the table above */
-    fprintf(stderr, "beit: model config defaults: %s\n", err.message);
-    abort();
-  }
+  beit_config_table_defaults(cfg, config_keys, NKEYS, "model config");
   strcpy(cfg->architecture, "BeitModel");
 }
 

@@ -120,11 +120,7 @@ static const struct beit_config_key recipe_keys[] = {
 void beit_recipe_defaults(struct beit_recipe *r)
 {
   memset(r, 0, sizeof *r);
-  struct beit_error err = {0};
-  if (beit_config_apply_defaults(r, recipe_keys, NKEYS, &err)) { /* a bug of the table above */
-    fprintf(stderr, "beit: recipe defaults: %s\n", err.message);
-    abort();
-  }
+  beit_config_table_defaults(r, recipe_keys, NKEYS, "recipe");
 }
 
 enum beit_status beit_recipe_load(struct beit_recipe *r, const char *path, struct beit_error *err)

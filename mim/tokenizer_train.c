@@ -122,11 +122,7 @@ void beit_tokenizer_train_defaults(struct beit_tokenizer_train_config *c)
   beit_tokenizer_config_defaults(&c->model);
   beit_recipe_defaults(&c->recipe); /* what the table below leaves alone */
   c->recipe.data.jitter = 0.0;      /* no key: the tokenizer's view is never colour-jittered */
-  struct beit_error err = {0};
-  if (beit_config_apply_defaults(c, train_keys, NTRAIN, &err)) { /* a bug of the table above */
-    fprintf(stderr, "beit: tokenizer training defaults: %s\n", err.message);
-    abort();
-  }
+  beit_config_table_defaults(c, train_keys, NTRAIN, "tokenizer training");
 }
 
 enum beit_status beit_tokenizer_train_config_load(struct beit_tokenizer_train_config *c,

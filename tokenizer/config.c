@@ -2,7 +2,6 @@
  * validation messages and saving. */
 #include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "config_table.h"
@@ -49,11 +48,8 @@ const struct beit_config_key *beit_dvae_config_keys(size_t *count)
 void beit_tokenizer_config_defaults(struct beit_tokenizer_config *cfg)
 {
   memset(cfg, 0, sizeof *cfg);
-  struct beit_error err = {0};
-  if (beit_config_apply_defaults(cfg, dvae_keys, sizeof dvae_keys / sizeof dvae_keys[0], &err)) {
-    fprintf(stderr, "beit: tokenizer config defaults: %s\n", err.message); /* a table bug */
-    abort();
-  }
+  beit_config_table_defaults(cfg, dvae_keys, sizeof dvae_keys / sizeof dvae_keys[0],
+                             "tokenizer config");
   cfg->format_version = BEIT_TOKENIZER_FORMAT_VERSION;
 }
 

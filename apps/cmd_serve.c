@@ -1,24 +1,13 @@
 /* beit serve: the real-time HTTP endpoint (POST /score, GET /health, /ready, /metadata) in the
- * model card's JSON format, over HTTP or HTTPS, open or behind a bearer token. Reads the token
- * and TLS files, listens (so /health answers while the model loads), then loads the model and
- * starts the batching workers, then waits for SIGINT/SIGTERM and drains: /ready turns 503, new
- * connections are refused, every request already received is answered, then it exits 0 with
- * its counters -- within --drain-timeout, after which the rest are cut (and counted); a second
- * signal cuts at once. Never prints the token. */
+ * model card's JSON format, over HTTP or HTTPS, open or behind a bearer token. Parses the options
+ * into struct beit_serve_run_options; the run (token and TLS files, listening, the model, the
+ * drain on SIGINT/SIGTERM, the counters) is serve/run.c's beit_serve_run. */
 #include <getopt.h>
 #include <stddef.h>
-#include <malloc.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "beit/serve.h"
 #include "cli.h"
-#include "clock.h"
 
 static const char usage_text[] =
     "usage: beit serve --model DIR [--port P] [options]\n"
@@ -86,78 +75,6 @@ static const char usage_text[] =
     "  --tls-cert PEM         serve HTTPS with this certificate (chain: the server's first)\n"
     "  --tls-key PEM          and its unencrypted private key; both or neither\n";
 
-/* The token and TLS files, each optional (NULL path: NULL out). A file that group or others may
- * read gets a warning: the token or key is as secret as the model's access. */
-static enum beit_status load_secrets(const char *token_file, const char *cert_file,
-                                     const char *key_file, char **token, char **cert_pem,
-                                     char **key_pem, struct beit_error *err)
-{
-  int shared = 0;
-  enum beit_status st;
-  if (token_file) {
-    if ((st = beit_serve_token_load(token_file, token, &shared, err)))
-      return st;
-    if (shared)
-      fprintf(stderr, "beit serve: warning: --auth-token-file %s can be read by group or "
-              "others (chmod 600 it)\n", token_file);
-  }
-  if (cert_file) {
-    if ((st = beit_serve_tls_load(cert_file, key_file, cert_pem, key_pem, &shared, err)))
-      return st;
-    if (shared)
-      fprintf(stderr, "beit serve: warning: --tls-key %s can be read by group or others "
-              "(chmod 600 it)\n", key_file);
-  }
-  return BEIT_STATUS_OK;
-}
-
-/* Fewer malloc arenas than glibc's 8 per core. Every connection has its own short-lived thread,
- * and glibc gives a thread that meets contention a new arena, up to 8 x cores of them, each
- * keeping the pages it has touched: measured on 2 cores (tests/serve_soak.py), RSS climbed in
- * steps of about 1 MiB for as long as new arenas appeared (+7% in 10 minutes), and stayed flat
- * with 2. The connection threads allocate per request (body, JSON, decoded image, views) but
- * hold the lock for microseconds against milliseconds of decoding; the workers allocate
- * nothing per batch. One arena per 4 cores, at least 2; MALLOC_ARENA_MAX or GLIBC_TUNABLES in
- * the environment win. */
-static void limit_malloc_arenas(void)
-{
-  if (getenv("MALLOC_ARENA_MAX") || getenv("GLIBC_TUNABLES"))
-    return;
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  mallopt(M_ARENA_MAX, cores / 4 > 2 ? (int)(cores / 4) : 2);
-}
-
-/* The graceful end: drain, waiting in slices so that a second signal is seen; report what it
- * did. Requests still unanswered at the deadline are cut by beit_serve_stop. */
-static void drain(struct beit_server *srv, const sigset_t *sigs, int sig, double timeout_s)
-{
-  struct beit_serve_stats st;
-  beit_serve_stats(srv, &st);
-  fprintf(stderr, "beit serve: signal %d: draining %llu request(s) in flight (--drain-timeout "
-          "%g s); /ready answers 503, new connections are refused\n", sig,
-          (unsigned long long)st.in_flight, timeout_s);
-  beit_serve_drain(srv);
-  double t0 = beit_clock_now(), deadline = t0 + timeout_s;
-  size_t left;
-  int again = 0;
-  for (;;) {
-    double now = beit_clock_now();
-    left = beit_serve_drain_wait(srv, now + 0.2 < deadline ? now + 0.2 : deadline);
-    if (!left || beit_clock_now() >= deadline)
-      break;
-    struct timespec zero = {0, 0};
-    if ((again = sigtimedwait(sigs, NULL, &zero)) > 0)
-      break;
-  }
-  double dt = beit_clock_now() - t0;
-  if (!left)
-    fprintf(stderr, "beit serve: drained in %.2f s, stopping\n", dt);
-  else
-    fprintf(stderr, "beit serve: %s after %.2f s: stopping, %zu request(s) cut without an "
-            "answer\n", again > 0 ? "drain ended by a second signal" : "drain timed out",
-            dt, left);
-}
-
 enum { O_HOST = 256, O_PORT, O_WORKERS, O_THREADS, O_BATCH, O_WAIT, O_BODY, O_IMAGES,
        O_PIXELS, O_QUEUE, O_CONN, O_TIMEOUT, O_TOPK, O_THRESH, O_URLS, O_PRIVATE, O_URLMAX,
        O_URLTIME, O_LOG, O_PRECISION, O_TOKEN, O_NOAUTH, O_CERT, O_KEY, O_READTIME, O_IDLETIME,
@@ -179,19 +96,11 @@ static const struct option opts[] = {
     BEIT_CLI_FLAG("no-auth", O_NOAUTH), BEIT_CLI_ARG("tls-cert", O_CERT),
     BEIT_CLI_ARG("tls-key", O_KEY), BEIT_CLI_END};
 
-/* What the command line sets. */
-struct serve_cli {
-  const char *model_dir, *token_file, *cert_file, *key_file;
-  struct beit_serve_options sopt;
-  struct beit_infer_options iopt;
-  double drain_timeout_s;
-};
-
-/* The numeric options, one row each: the field they set (in sopt, iopt or the drain timeout),
+/* The numeric options, one row each: the field they set (in server, infer or the drain timeout),
  * its type, the range and what the usage error says is expected. */
 enum num_type { NUM_INT, NUM_UNSIGNED, NUM_SIZE, NUM_DOUBLE };
-#define SOPT(f) offsetof(struct serve_cli, sopt) + offsetof(struct beit_serve_options, f)
-#define IOPT(f) offsetof(struct serve_cli, iopt) + offsetof(struct beit_infer_options, f)
+#define SOPT(f) offsetof(struct beit_serve_run_options, server.f)
+#define IOPT(f) offsetof(struct beit_serve_run_options, infer.f)
 static const struct {
   int code;
   size_t offset;
@@ -212,7 +121,7 @@ static const struct {
     {O_TIMEOUT, SOPT(request_timeout_s), NUM_DOUBLE, 0.001, 86400, "seconds > 0"},
     {O_READTIME, SOPT(read_timeout_s), NUM_DOUBLE, 0.001, 86400, "seconds > 0"},
     {O_IDLETIME, SOPT(idle_timeout_s), NUM_DOUBLE, 1, 86400, "seconds >= 1"},
-    {O_DRAINTIME, offsetof(struct serve_cli, drain_timeout_s), NUM_DOUBLE, 0, 86400,
+    {O_DRAINTIME, offsetof(struct beit_serve_run_options, drain_timeout_s), NUM_DOUBLE, 0, 86400,
      "seconds >= 0"},
     {O_TOPK, SOPT(select.top_k), NUM_SIZE, 1, 0x1p30, "> 0"},
     {O_THRESH, SOPT(select.threshold), NUM_DOUBLE, 0, 1, "0..1"},
@@ -224,7 +133,7 @@ static const struct {
 
 /* Option c's value into its field when c is a numeric option: 1 (*rc set: BEIT_CLI_GO_ON, or
  * BEIT_EXIT_USAGE after the usage error); else 0. */
-static int number_option(struct serve_cli *cl, int c, const char *arg, int *rc)
+static int number_option(struct beit_serve_run_options *cl, int c, const char *arg, int *rc)
 {
   for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
     if (numbers[i].code != c)
@@ -248,8 +157,8 @@ static int number_option(struct serve_cli *cl, int c, const char *arg, int *rc)
   return 0;
 }
 
-/* The command line into *cl: BEIT_CLI_GO_ON, or the exit code to return now. */
-static int parse(struct serve_cli *cl, int argc, char **argv)
+/* The command line into *cl (defaults set): BEIT_CLI_GO_ON, or the exit code to return now. */
+static int parse(struct beit_serve_run_options *cl, int argc, char **argv)
 {
   int c, rc = BEIT_CLI_GO_ON;
   optind = 1;
@@ -258,15 +167,15 @@ static int parse(struct serve_cli *cl, int argc, char **argv)
       continue;
     switch (c) {
     case 'm': cl->model_dir = optarg; break;
-    case O_HOST: cl->sopt.host = optarg; break;
-    case O_URLS: cl->sopt.allow_urls = 1; break;
-    case O_PRIVATE: cl->sopt.allow_private_urls = 1; break;
-    case O_LOG: cl->sopt.log_requests = 1; break;
+    case O_HOST: cl->server.host = optarg; break;
+    case O_URLS: cl->server.allow_urls = 1; break;
+    case O_PRIVATE: cl->server.allow_private_urls = 1; break;
+    case O_LOG: cl->server.log_requests = 1; break;
     case O_PRECISION:
-      rc = beit_cli_parse_precision("serve", optarg, &cl->iopt.precision);
+      rc = beit_cli_parse_precision("serve", optarg, &cl->infer.precision);
       break;
     case O_TOKEN: cl->token_file = optarg; break;
-    case O_NOAUTH: cl->sopt.no_auth = 1; break;
+    case O_NOAUTH: cl->server.no_auth = 1; break;
     case O_CERT: cl->cert_file = optarg; break;
     case O_KEY: cl->key_file = optarg; break;
     }
@@ -275,7 +184,7 @@ static int parse(struct serve_cli *cl, int argc, char **argv)
     return rc;
   if (!cl->model_dir || optind != argc)
     return beit_cli_usage_error("serve", "--model DIR is required (and nothing else positional)");
-  if (cl->token_file && cl->sopt.no_auth)
+  if (cl->token_file && cl->server.no_auth)
     return beit_cli_usage_error("serve", "--auth-token-file and --no-auth contradict each other");
   if (!cl->cert_file != !cl->key_file)
     return beit_cli_usage_error("serve", "--tls-cert and --tls-key go together");
@@ -284,92 +193,14 @@ static int parse(struct serve_cli *cl, int argc, char **argv)
 
 int beit_cmd_serve(int argc, char **argv)
 {
-  struct serve_cli cl = {.drain_timeout_s = 30.0};
-  beit_serve_defaults(&cl.sopt);
-  beit_infer_defaults(&cl.iopt);
-  cl.iopt.sessions = 0; /* automatic unless --workers: see beit_infer_options */
-  int rc = parse(&cl, argc, argv);
+  struct beit_serve_run_options o;
+  beit_serve_run_defaults(&o);
+  int rc = parse(&o, argc, argv);
   if (rc != BEIT_CLI_GO_ON)
     return rc;
-  const char *model_dir = cl.model_dir;
-  const char *token_file = cl.token_file, *cert_file = cl.cert_file, *key_file = cl.key_file;
-  struct beit_serve_options sopt = cl.sopt;
-  struct beit_infer_options iopt = cl.iopt;
-  double drain_timeout_s = cl.drain_timeout_s;
-
-  limit_malloc_arenas(); /* before any thread */
-  /* Every thread started from here inherits the blocked signals; main takes them in sigwait. */
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
   struct beit_error err = {0};
-  struct beit_server *srv = NULL;
-  struct beit_infer *inf = NULL;
-  char *token = NULL, *cert_pem = NULL, *key_pem = NULL;
-  rc = BEIT_EXIT_OK;
-  if (beit_cli_resolve_precision("serve", iopt.precision, stderr, &iopt.precision, &err) ||
-      load_secrets(token_file, cert_file, key_file, &token, &cert_pem, &key_pem, &err))
-    goto fail;
-  sopt.auth_token = token;
-  sopt.tls_cert_pem = cert_pem;
-  sopt.tls_key_pem = key_pem;
-  if (beit_serve_start(&srv, &sopt, &err))
-    goto fail;
-  /* an IPv6 address goes in brackets in a URL */
-  const int v6 = strchr(sopt.host, ':') != NULL;
-  const char *scheme = cert_pem ? "https" : "http";
-  fprintf(stderr, "beit serve: listening on %s://%s%s%s:%d (%s), loading %s\n", scheme,
-          v6 ? "[" : "", sopt.host, v6 ? "]" : "", beit_serve_port(srv),
-          token ? "bearer token required but for /health and /ready" : "no authentication",
-          model_dir);
-  if (beit_serve_host_loopback(sopt.host) == 0) {
-    if (sopt.no_auth)
-      fprintf(stderr, "beit serve: warning: --no-auth on %s: anyone who can reach port %d can "
-              "use the model\n", sopt.host, beit_serve_port(srv));
-    else if (!cert_pem)
-      fprintf(stderr, "beit serve: warning: the bearer token crosses the network in clear "
-              "text: use --tls-cert/--tls-key or a TLS proxy in front\n");
-  }
-  if (beit_infer_load(&inf, model_dir, &iopt, &err) || beit_infer_warmup(inf, &err) ||
-      beit_serve_attach(srv, inf, &err))
-    goto fail;
-  char desc[256];
-  beit_data_preprocess_describe(beit_infer_preprocessing(inf), desc, sizeof desc);
-  fprintf(stderr, "beit serve: %zu labels (%s), input %dx%d: %s; %d worker(s) x %d thread(s), "
-          "batches up to %zu\n", beit_infer_num_labels(inf),
-          beit_infer_task(inf) == BEIT_INFER_TASK_MULTILABEL ? "multi-label" : "multi-class",
-          beit_infer_image_size(inf), beit_infer_image_size(inf), desc,
-          beit_infer_get_options(inf)->sessions, beit_infer_get_options(inf)->threads,
-          iopt.max_batch);
-  /* The line tests and scripts wait for. */
-  printf("beit serve: ready on %s://%s%s%s:%d\n", scheme, v6 ? "[" : "", sopt.host,
-         v6 ? "]" : "", beit_serve_port(srv));
-  fflush(stdout);
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  drain(srv, &sigs, sig, drain_timeout_s);
-  goto done;
-fail:
-  rc = beit_cli_fail("serve", &err);
-done:
-  if (srv) {
-    struct beit_serve_stats st;
-    beit_serve_stats(srv, &st);
-    beit_serve_stop(srv);
-    fprintf(stderr, "beit serve: %llu requests (%llu ok, %llu client errors, %llu server errors), "
-            "%llu images in %llu batches, %llu slow connections closed (--read-timeout)\n",
-            (unsigned long long)st.requests, (unsigned long long)st.ok,
-            (unsigned long long)st.client_errors, (unsigned long long)st.server_errors,
-            (unsigned long long)st.images, (unsigned long long)st.batches,
-            (unsigned long long)st.read_timeouts);
-  }
-  beit_infer_free(inf);
-  beit_serve_secret_free(token);
-  beit_serve_secret_free(key_pem);
-  free(cert_pem);
+  struct beit_serve_job *job = NULL;
+  rc = beit_serve_run(&o, &job, &err) ? beit_cli_fail("serve", &err) : BEIT_EXIT_OK;
+  beit_serve_run_end(job);
   return rc;
 }

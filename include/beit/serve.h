@@ -127,4 +127,33 @@ size_t beit_serve_drain_wait(struct beit_server *srv, double deadline);
  * a forward already running finishes first. Joins the workers. */
 void beit_serve_stop(struct beit_server *srv);
 
+/* ---- `beit serve`'s run (serve/run.c) ------------------------------------------------------ */
+
+struct beit_serve_run_options {
+  const char *model_dir;        /* BeitForImageClassification folder */
+  const char *token_file;       /* bearer token file (beit_serve_token_load), or NULL */
+  const char *cert_file, *key_file; /* TLS PEM files (beit_serve_tls_load), both or NULL */
+  struct beit_serve_options server; /* its auth_token and tls_*_pem come from the files */
+  struct beit_infer_options infer;  /* precision as requested: resolved by the run */
+  double drain_timeout_s;       /* after the first SIGINT/SIGTERM (default 30; 0: at once) */
+};
+/* beit serve's defaults: beit_serve_defaults, beit_infer_defaults with sessions 0 (automatic),
+ * drain 30 s, no files. */
+void beit_serve_run_defaults(struct beit_serve_run_options *opt);
+
+struct beit_serve_job;
+/* The whole of `beit serve` until it is told to stop. Call before any thread starts: it limits
+ * malloc arenas, blocks SIGINT and SIGTERM (every later thread inherits the mask) and ignores
+ * SIGPIPE. Then, with its lines on stderr ("beit serve: ..."): the precision resolved, the token
+ * and TLS files read (a warning for one group or others may read), listening (before the model
+ * loads, so /health answers), the model loaded, warmed up and attached, "beit serve: ready on
+ * URL" on stdout; then it waits for a signal and drains (beit_serve_drain, up to
+ * drain_timeout_s; a second signal cuts the drain short). OK after a drain; else the failure.
+ * Either way *job (possibly NULL) goes to beit_serve_run_end. */
+enum beit_status beit_serve_run(const struct beit_serve_run_options *opt,
+                                struct beit_serve_job **job, struct beit_error *err);
+/* Stop the server (cutting what is left), print its counters on stderr and free everything
+ * beit_serve_run made. NULL is fine. */
+void beit_serve_run_end(struct beit_serve_job *job);
+
 #endif

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "beit/precision.h"
 #include "beit/status.h"
@@ -155,6 +156,22 @@ struct beit_model_summary {
  * available, beit_precision_bf16_available), and free it. */
 enum beit_status beit_model_summarize(const struct beit_config *cfg, size_t batch, int bf16,
                                       struct beit_model_summary *s, struct beit_error *err);
+
+/* beit info's report (encoder/info.c). model: a model folder (its config.json) or a config
+ * file, with the "key=value" overrides sets[0..nsets) applied in order; NULL for the build and
+ * machine only. */
+struct beit_model_info_options {
+  const char *model;
+  const char *const *sets;
+  int nsets;
+  long batch; /* images of the activation plan (>= 1) */
+  int json;   /* one JSON object (keys listed in docs/commands/info.md) instead of text */
+};
+/* Write the report on out: the model's configuration, parameters per group, FLOPs and planned
+ * activation memory (beit_model_summarize), then the OpenMP runtime, backends, precision and
+ * version. Nothing is written when the config fails to load or a key to apply. */
+enum beit_status beit_model_info(const struct beit_model_info_options *opt, FILE *out,
+                                 struct beit_error *err);
 
 /* beit run's side door (encoder/run_file.c): load the model folder model_dir, read
  * pixel_values (B, C, H, W; F32, F16 or BF16) and the optional bool_masked_pos (B, N) from the

@@ -1,7 +1,7 @@
 /* `beit pack`: build a dataset folder (index.json + HDF5 shards) from an ImageFolder tree, a
- * manifest or the Fashion-MNIST idx files; `--check` validates an existing one. */
+ * manifest or the Fashion-MNIST idx files; `--check` validates an existing one. The options over
+ * --config/--set (data/pack_config.c), then beit_data_pack or beit_data_check. */
 #include <getopt.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,36 +9,6 @@
 
 #include "beit/data.h"
 #include "cli.h"
-#include "config_table.h"
-
-/* Keys of `--config FILE` / `--set key=value` (one table: parsing, validation, unknown keys). The
- * long options override them. */
-struct pack_config {
-  char source[BEIT_CONFIG_STR], input[BEIT_CONFIG_STR], output[BEIT_CONFIG_STR];
-  char split[BEIT_CONFIG_STR];
-  long shard_mb, chunk_kb, seed;
-  int shuffle, multilabel, overwrite;
-};
-
-static const char *const source_choices[] = {"folder", "manifest", "fashion-mnist", NULL};
-static const char *const split_choices[] = {"train", "test", NULL};
-
-#define K_(name, type, field, lo, hi, choices, help) \
-  {name, type, offsetof(struct pack_config, field), lo, hi, choices, help}
-static const struct beit_config_key pack_keys[] = {
-    K_("source", BEIT_KEY_STRING, source, 0, 0, source_choices, "folder | manifest | fashion-mnist"),
-    K_("input", BEIT_KEY_STRING, input, 0, 0, NULL, "folder, manifest file or idx folder"),
-    K_("output", BEIT_KEY_STRING, output, 0, 0, NULL, "dataset folder to create"),
-    K_("split", BEIT_KEY_STRING, split, 0, 0, split_choices, "Fashion-MNIST split"),
-    K_("shard_mb", BEIT_KEY_INT, shard_mb, 1, 1 << 20, NULL, "image MB per shard"),
-    K_("chunk_kb", BEIT_KEY_INT, chunk_kb, 0, 1 << 20, NULL, "HDF5 chunk KB of images (0 = auto)"),
-    K_("seed", BEIT_KEY_INT, seed, 0, 9.0e15, NULL, "shuffle seed"),
-    K_("shuffle", BEIT_KEY_BOOL, shuffle, 0, 1, NULL, "shuffle before sharding"),
-    K_("multilabel", BEIT_KEY_BOOL, multilabel, 0, 1, NULL, "force a multilabel manifest"),
-    K_("overwrite", BEIT_KEY_BOOL, overwrite, 0, 1, NULL, "replace an existing output"),
-};
-#undef K_
-#define NKEYS (sizeof pack_keys / sizeof pack_keys[0])
 
 static void usage(FILE *out)
 {
@@ -81,40 +51,13 @@ static int parse_size(const char *cmd, const char *opt, const char *s, size_t *o
 static int check_dataset(const char *dir)
 {
   struct beit_error err = {0};
-  struct beit_dataset *ds;
-  if (beit_data_open(&ds, dir, &err))
+  struct beit_data_check_report r;
+  if (beit_data_check(dir, stderr, &r, &err))
     return beit_cli_fail("pack", &err);
-  size_t n = beit_data_count(ds), bad = 0, corrupt = 0;
-  struct beit_data_record rec = {0};
-  int rc = BEIT_EXIT_OK;
-  for (size_t i = 0; i < n; i++) {
-    enum beit_status st = beit_data_read(ds, i, &rec, &err);
-    if (st == BEIT_STATUS_FORMAT) { /* a chunk failing its checksum: name it, go on */
-      fprintf(stderr, "corrupt %s\n", err.message);
-      corrupt++;
-      continue;
-    }
-    if (st) {
-      rc = beit_cli_fail("pack", &err);
-      break;
-    }
-    struct beit_data_image img;
-    if (beit_data_decode(&img, rec.bytes, rec.size, rec.key, &err)) {
-      fprintf(stderr, "bad %s\n", err.message);
-      bad++;
-    }
-    beit_data_image_free(&img);
-  }
-  if (rc == BEIT_EXIT_OK)
-    printf("%s: %zu records, %d classes, %s, %zu do not decode, %zu fail their checksum\n", dir,
-           n, beit_data_num_classes(ds),
-           beit_data_task(ds) == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass", bad,
-           corrupt);
-  if (rc == BEIT_EXIT_OK && corrupt)
-    rc = BEIT_EXIT_RUNTIME; /* a damaged shard: repack or restore it */
-  beit_data_record_free(&rec);
-  beit_data_close(ds);
-  return rc;
+  printf("%s: %zu records, %d classes, %s, %zu do not decode, %zu fail their checksum\n", dir,
+         r.records, r.num_classes,
+         r.task == BEIT_DATA_TASK_MULTILABEL ? "multilabel" : "multiclass", r.bad, r.corrupt);
+  return r.corrupt ? BEIT_EXIT_RUNTIME : BEIT_EXIT_OK; /* a damaged shard: repack or restore */
 }
 
 int beit_cmd_pack(int argc, char **argv)
@@ -131,42 +74,25 @@ int beit_cmd_pack(int argc, char **argv)
       required_argument, 0, O_CHECK}, {"help", no_argument, 0, O_HELP}, {"config",
       required_argument, 0, O_CONFIG}, {"set", required_argument, 0, O_SET}, {0, 0, 0, 0}};
   struct beit_data_pack_options opt;
-  beit_data_pack_defaults(&opt);
-  int nsources = 0, quiet = 0;
+  struct beit_data_pack_config cfg;
+  beit_data_pack_config_init(&cfg, &opt);
+  int quiet = 0;
   const char *check = NULL;
   struct beit_error err = {0};
-  struct pack_config cfg = {"", "", "", "train", (long)(opt.shard_bytes >> 20),
-                            (long)(opt.chunk_bytes >> 10), 0, 1, 0, 0};
-  /* First pass: --config then --set, so that the other options override them. */
+  /* First --config then --set, so that the other options override them. */
   opterr = 0;
-  optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-    if (c == O_CONFIG && beit_config_load_file(&cfg, pack_keys, NKEYS, optarg, &err))
-      return beit_cli_fail("pack", &err);
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-    if (c == O_SET && beit_config_set(&cfg, pack_keys, NKEYS, optarg, &err))
-      return beit_cli_fail("pack", &err);
-  opterr = 1;
-  if (cfg.source[0]) {
-    opt.source = !strcmp(cfg.source, "folder")     ? BEIT_DATA_SOURCE_FOLDER
-                 : !strcmp(cfg.source, "manifest") ? BEIT_DATA_SOURCE_MANIFEST
-                                                   : BEIT_DATA_SOURCE_FASHION_MNIST;
-    if (!cfg.input[0])
-      return beit_cli_usage_error("pack", "config key 'source' needs 'input'");
-    opt.input = cfg.input;
-    nsources = 1;
+  for (int pass = 0; pass < 2; pass++) {
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+      if ((!pass && c == O_CONFIG && beit_data_pack_config_load(&cfg, optarg, &err)) ||
+          (pass && c == O_SET && beit_data_pack_config_set(&cfg, optarg, &err)))
+        return beit_cli_fail("pack", &err);
   }
-  if (cfg.output[0])
-    opt.output = cfg.output;
-  opt.split = cfg.split;
-  opt.shard_bytes = (size_t)cfg.shard_mb << 20;
-  opt.chunk_bytes = (size_t)cfg.chunk_kb << 10;
-  opt.seed = (uint64_t)cfg.seed;
-  opt.shuffle = cfg.shuffle;
-  opt.multilabel = cfg.multilabel;
-  opt.overwrite = cfg.overwrite;
+  opterr = 1;
+  int nsources = beit_data_pack_config_apply(&cfg, &opt);
+  if (nsources && !opt.input)
+    return beit_cli_usage_error("pack", "config key 'source' needs 'input'");
   int cli_sources = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

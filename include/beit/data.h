@@ -336,6 +336,37 @@ struct beit_data_pack_report {
 enum beit_status beit_data_pack(const struct beit_data_pack_options *opt,
                                 struct beit_data_pack_report *report, struct beit_error *err);
 
+/* `beit pack --config FILE` / `--set KEY=VALUE` (data/pack_config.c): keys source (folder |
+ * manifest | fashion-mnist), input, output, split, shard_mb, chunk_kb, seed, shuffle,
+ * multilabel, overwrite; an unknown key or a bad value is an error naming it. */
+struct beit_data_pack_config {
+  char source[256], input[256], output[256], split[256]; /* BEIT_CONFIG_STR each */
+  long shard_mb, chunk_kb, seed;
+  int shuffle, multilabel, overwrite;
+};
+/* *opt = beit_data_pack_defaults and *c the same values as keys. */
+void beit_data_pack_config_init(struct beit_data_pack_config *c,
+                                struct beit_data_pack_options *opt);
+enum beit_status beit_data_pack_config_load(struct beit_data_pack_config *c, const char *path,
+                                            struct beit_error *err);
+enum beit_status beit_data_pack_config_set(struct beit_data_pack_config *c,
+                                           const char *key_value, struct beit_error *err);
+/* c's keys into opt (its strings point into c): 1 when c names a source (then opt->input is
+ * its input, NULL when c has none), else 0. */
+int beit_data_pack_config_apply(const struct beit_data_pack_config *c,
+                                struct beit_data_pack_options *opt);
+
+/* `beit pack --check DIR` (data/pack_check.c): every record of dataset dir read and decoded; a
+ * record failing its checksum ("corrupt MESSAGE") or not decoding ("bad MESSAGE") is a line on
+ * log and counted, and the check goes on. An error opening dir or reading otherwise ends it. */
+struct beit_data_check_report {
+  size_t records, bad, corrupt;
+  int num_classes;
+  enum beit_data_task task;
+};
+enum beit_status beit_data_check(const char *dir, FILE *log, struct beit_data_check_report *rep,
+                                 struct beit_error *err);
+
 /* ---- Loader ------------------------------------------------------------------------------- */
 
 struct beit_loader_options {

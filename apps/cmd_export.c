@@ -1,16 +1,12 @@
 /* beit export: the encoder of a checkpoint (alone or with its classifier) as an HF or timm
- * folder (include/beit/transfer.h beit_export_encoder, beit_export_timm), an HF folder with the
- * source's preprocessing (beit_data_preprocess_export). */
+ * folder, an HF folder with the source's preprocessing: mim/export_model.c's beit_export_model
+ * (over include/beit/transfer.h beit_export_encoder and beit_data_preprocess_export). */
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 
-#include "beit/data.h"
-#include "beit/model.h"
-#include "cli.h"
+#include "beit/mim.h"
 #include "beit/transfer.h"
+#include "cli.h"
 
 static const char usage_text[] =
     "usage: beit export --from CHECKPOINT --out DIR [--with-head] [--format hf|timm]\n"
@@ -38,37 +34,6 @@ static const char usage_text[] =
     "                    source's, mean for a pretraining checkpoint\n"
     "  --image-size N    export for another resolution (relative position tables resized)\n"
     "  --quiet           no per-tensor notes\n";
-
-/* The exported HF folder's preprocessor_config.json from the source's (a folder) or the
- * no-file default. */
-static enum beit_status export_preprocessing(const char *from, const char *out,
-                                             struct beit_error *err)
-{
-  char path[4200];
-  struct stat sb;
-  struct beit_config src, dst;
-  beit_config_defaults(&src);
-  beit_config_defaults(&dst);
-  int folder = stat(from, &sb) == 0 && S_ISDIR(sb.st_mode);
-  snprintf(path, sizeof path, "%s/config.json", out);
-  enum beit_status st = beit_config_load(&dst, path, err);
-  if (!st && folder) {
-    snprintf(path, sizeof path, "%s/preprocessor_config.json", from);
-    if (stat(path, &sb) != 0) {
-      folder = 0; /* nothing to copy */
-    } else {
-      snprintf(path, sizeof path, "%s/config.json", from);
-      st = beit_config_load(&src, path, err);
-    }
-  }
-  if (!st)
-    st = beit_data_preprocess_export(folder ? from : NULL,
-                                     folder ? (int)src.image_size : (int)dst.image_size, out,
-                                     (int)dst.image_size, err);
-  beit_config_free(&src);
-  beit_config_free(&dst);
-  return st;
-}
 
 int beit_cmd_export(int argc, char **argv)
 {
@@ -104,8 +69,7 @@ int beit_cmd_export(int argc, char **argv)
   if (!from || !out || optind != argc)
     return beit_cli_usage_error("export", "--from and --out are required");
   struct beit_error err = {0};
-  if (beit_export_encoder(from, out, &o, &err) ||
-      (!o.timm && export_preprocessing(from, out, &err)))
+  if (beit_export_model(from, out, &o, &err))
     return beit_cli_fail("export", &err);
   printf("exported %s -> %s (%s%s)\n", from, out, o.timm ? "timm" : "HF",
          o.with_head ? ", with classifier" : ", encoder");

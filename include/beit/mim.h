@@ -1,6 +1,7 @@
 /* The entry points of mim/, the training and evaluation commands (apps/cmd_pretrain.c,
- * cmd_finetune.c, cmd_eval.c, cmd_probe.c, cmd_tokenizer.c): pretraining, fine-tuning, a
- * classifier's evaluation and its metrics, linear probing, tokenizer training, and the run
+ * cmd_finetune.c, cmd_eval.c, cmd_probe.c, cmd_tokenizer.c, cmd_export.c): pretraining,
+ * fine-tuning, a classifier's evaluation and its metrics, linear probing, tokenizer training,
+ * beit export's run, and the run
  * policies the command line sets (the precision line, --dist-timeout). What each does in detail:
  * the comments of mim/pretrain.h, finetune.h, eval.h, metrics.h, probe.h and tokenizer_train.h.
  * Every function takes the job (include/beit/distributed.h): called on every rank. */
@@ -182,6 +183,14 @@ struct beit_eval_model_options {
 };
 enum beit_status beit_eval_model(const struct beit_eval_model_options *opt,
                                  struct beit_dist *dist, struct beit_error *err);
+
+/* beit export's run (mim/export_model.c): beit_export_encoder (include/beit/transfer.h) from
+ * from into out and, unless opt->timm, out/preprocessor_config.json: the source folder's own
+ * (its sizes scaled when the image size changes; beit_data_preprocess_export), else the no-file
+ * default for the exported image size. */
+struct beit_export_options;
+enum beit_status beit_export_model(const char *from, const char *out,
+                                   const struct beit_export_options *opt, struct beit_error *err);
 
 /* ---- Linear probing (mim/probe.c) ------------------------------------------------------------ */
 

@@ -248,14 +248,9 @@ enum beit_status beit_cli_resolve_precision(const char *cmd, enum beit_precision
                                             FILE *log, enum beit_precision *out,
                                             struct beit_error *err)
 {
-  enum beit_status st = beit_precision_resolve(out, requested, err);
-  if (st)
-    return st;
-  char prefix[64], note[64];
+  char prefix[64];
   snprintf(prefix, sizeof prefix, "beit %s: ", cmd);
-  snprintf(note, sizeof note, "requested %s", beit_precision_name(requested));
-  beit_precision_policy_print(log, prefix, *out, note);
-  return BEIT_STATUS_OK;
+  return beit_precision_policy_resolve(out, requested, log, prefix, err);
 }
 
 const char *beit_cli_config_path(const char *arg, const char *kind, char *buf, size_t size)

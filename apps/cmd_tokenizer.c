@@ -1,12 +1,13 @@
 /* beit tokenizer train | encode | recon: train a dVAE visual tokenizer on a dataset folder, turn
  * images into token grids, and token grids back into images (with the reconstruction error and
- * a PNG grid a person can look at). A DALL-E tokenizer folder comes from tools/convert_dalle.py. */
+ * a PNG grid a person can look at). A DALL-E tokenizer folder comes from tools/convert_dalle.py.
+ * The runs are mim/'s beit_tokenizer_train_run and beit_tokenizer_io_run (tokenizer_io.c). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "beit/tokenizer.h"
+#include "beit/mim.h"
 #include "cli.h"
 
 static const char usage_text[] =
@@ -91,13 +92,7 @@ static int cmd_train(int argc, char **argv)
   return beit_cli_dist_end("tokenizer train", dist, st, &err);
 }
 
-struct io_options {
-  const char *tokenizer, *data, *input, *output, *grid;
-  long limit, grid_images;
-  enum beit_precision precision; /* requested */
-};
-
-static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o)
+static int parse_io(const char *cmd, int argc, char **argv, struct beit_tokenizer_io_options *o)
 {
   static const struct option opts[] = {
       BEIT_CLI_ARG("tokenizer", 't'), BEIT_CLI_ARG("data", 'd'), BEIT_CLI_ARG("input", 'i'),
@@ -120,7 +115,7 @@ static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o
       double v = 0;
       rc = beit_cli_number(cmd, optarg, 1, 0, BEIT_CLI_INT_MAX, &v, "--%s takes a non-negative "
                            "integer", c == 'l' ? "limit" : "grid-images");
-      *(c == 'l' ? &o->limit : &o->grid_images) = (long)v;
+      *(c == 'l' ? &o->limit : &o->grid_images) = (size_t)v;
       break;
     }
     case 'p':
@@ -139,50 +134,11 @@ static int parse_io(const char *cmd, int argc, char **argv, struct io_options *o
   return BEIT_CLI_GO_ON;
 }
 
-/* The tokenizer folder, computing in the requested precision (resolved and announced on stderr
- * first: the run's first line). */
-static enum beit_status load(struct beit_tokenizer **tok, const char *cmd,
-                             const struct io_options *o, struct beit_error *err)
-{
-  enum beit_precision p;
-  enum beit_status st = beit_cli_resolve_precision(cmd, o->precision, stderr, &p, err);
-  if (!st && !(st = beit_tokenizer_load(tok, o->tokenizer, 64, err)))
-    st = beit_tokenizer_set_precision(*tok, p, err);
-  return st;
-}
-
-/* encode: the token grids of --input's pixel_values or of --data's images into --output. */
-static enum beit_status encode(struct beit_tokenizer *tok, const struct io_options *o,
-                               struct beit_error *err)
-{
-  if (o->input)
-    return beit_tokenizer_encode_file(tok, o->input, o->output, err);
-  return beit_tokenizer_encode_dataset(tok, o->data, (size_t)o->limit, o->output, err);
-}
-
-/* recon: --input's token grids decoded into --output, or --data's images encoded and decoded
- * with the reconstruction error printed as JSON (and --grid drawn). */
-static enum beit_status recon(struct beit_tokenizer *tok, const struct io_options *o,
-                              struct beit_error *err)
-{
-  if (o->input)
-    return beit_tokenizer_decode_file(tok, o->input, o->output, err);
-  struct beit_tokenizer_eval ev;
-  enum beit_status st = beit_tokenizer_evaluate(tok, NULL, o->data, (size_t)o->limit, 2, o->grid,
-                                                (size_t)o->grid_images, NULL, &ev, err);
-  if (!st)
-    printf("{\"images\": %zu, \"mae\": %.5f, \"mse\": %.6f, \"codes_used\": %zu, "
-           "\"codes_frac\": %.4f, \"perplexity\": %.1f, \"seconds\": %.2f%s%s%s}\n",
-           ev.images, ev.mae, ev.mse, ev.codes_used, ev.codes_frac, ev.perplexity, ev.seconds,
-           o->grid ? ", \"grid\": \"" : "", o->grid ? o->grid : "", o->grid ? "\"" : "");
-  return st;
-}
-
 /* beit tokenizer encode | recon. */
 static int cmd_io(int argc, char **argv, int is_recon)
 {
   const char *cmd = is_recon ? "tokenizer recon" : "tokenizer encode";
-  struct io_options o;
+  struct beit_tokenizer_io_options o;
   int rc = parse_io(cmd, argc, argv, &o);
   if (rc != BEIT_CLI_GO_ON)
     return rc;
@@ -190,13 +146,11 @@ static int cmd_io(int argc, char **argv, int is_recon)
     return beit_cli_usage_error(cmd, "--output is required");
   if (is_recon && o.input && !o.output)
     return beit_cli_usage_error(cmd, "--input needs --output");
+  o.recon = is_recon;
+  o.out = stdout;
+  o.log = stderr;
   struct beit_error err = {0};
-  struct beit_tokenizer *tok = NULL;
-  enum beit_status st = load(&tok, cmd, &o, &err);
-  if (!st)
-    st = is_recon ? recon(tok, &o, &err) : encode(tok, &o, &err);
-  beit_tokenizer_free(tok);
-  return st ? beit_cli_fail(cmd, &err) : BEIT_EXIT_OK;
+  return beit_tokenizer_io_run(&o, &err) ? beit_cli_fail(cmd, &err) : BEIT_EXIT_OK;
 }
 
 int beit_cmd_tokenizer(int argc, char **argv)

@@ -11,6 +11,19 @@ void beit_precision_policy_print(FILE *out, const char *prefix, enum beit_precis
   fprintf(out, "%sprecision %s (%s); %s\n", prefix, beit_precision_name(resolved), note, backend);
 }
 
+enum beit_status beit_precision_policy_resolve(enum beit_precision *out,
+                                               enum beit_precision requested, FILE *log,
+                                               const char *prefix, struct beit_error *err)
+{
+  enum beit_status st = beit_precision_resolve(out, requested, err);
+  if (st)
+    return st;
+  char note[64];
+  snprintf(note, sizeof note, "requested %s", beit_precision_name(requested));
+  beit_precision_policy_print(log, prefix, *out, note);
+  return BEIT_STATUS_OK;
+}
+
 enum beit_status beit_precision_policy_start(enum beit_precision *out, const char *text,
                                              struct beit_dist *dist, FILE *log, const char *extra,
                                              struct beit_error *err)

@@ -1,10 +1,10 @@
 /* The entry points of mim/, the training and evaluation commands (apps/cmd_pretrain.c,
  * cmd_finetune.c, cmd_eval.c, cmd_probe.c, cmd_tokenizer.c, cmd_export.c): pretraining,
  * fine-tuning, a classifier's evaluation and its metrics, linear probing, tokenizer training,
- * beit export's run, and the run
- * policies the command line sets (the precision line, --dist-timeout). What each does in detail:
- * the comments of mim/pretrain.h, finetune.h, eval.h, metrics.h, probe.h and tokenizer_train.h.
- * Every function takes the job (include/beit/distributed.h): called on every rank. */
+ * beit export's run, and the run policies the command line sets (the precision line,
+ * --dist-timeout). What each does in detail: the comments of mim/pretrain.h, finetune.h, eval.h,
+ * metrics.h, probe.h and tokenizer_train.h. Every function that takes the job
+ * (include/beit/distributed.h) is called on every rank. */
 #ifndef BEIT_MIM_H
 #define BEIT_MIM_H
 
@@ -270,6 +270,23 @@ enum beit_status beit_tokenizer_encode_dataset(struct beit_tokenizer *tok, const
                                                size_t max_images, const char *output,
                                                struct beit_error *err);
 
+/* beit tokenizer encode | recon (mim/tokenizer_io.c): the tokenizer folder loaded in precision
+ * (resolved; the line "beit tokenizer CMD: precision ..." on log first, NULL: silent), then
+ * encode: input's 'pixel_values' (beit_tokenizer_encode_file) or data's images
+ * (beit_tokenizer_encode_dataset) as token grids into output; recon: input's 'tokens' decoded
+ * into output (beit_tokenizer_decode_file), or data's images encoded and decoded
+ * (beit_tokenizer_evaluate, grid drawn when set) with the result as one JSON line on out. One of
+ * data and input. */
+struct beit_tokenizer_io_options {
+  int recon;                     /* 0 encode, 1 recon */
+  const char *tokenizer, *data, *input, *output, *grid;
+  size_t limit, grid_images;     /* images of data (0: all), images in the grid */
+  enum beit_precision precision; /* requested */
+  FILE *out, *log;
+};
+enum beit_status beit_tokenizer_io_run(const struct beit_tokenizer_io_options *opt,
+                                       struct beit_error *err);
+
 /* ---- Run policies (mim/precision_policy.c, mim/dist_policy.c) -------------------------------- */
 
 /* Print "<prefix>precision bf16 (<note>); oneDNN 2.6.3 (ISA ...); OpenBLAS ... (fp32)" and a
@@ -277,6 +294,12 @@ enum beit_status beit_tokenizer_encode_dataset(struct beit_tokenizer *tok, const
  * out NULL prints nothing. */
 void beit_precision_policy_print(FILE *out, const char *prefix, enum beit_precision resolved,
                                  const char *note);
+/* An inference run's precision: requested resolved for this machine into *out (bf16 where the
+ * CPU has none is an error naming the ISA), then "<prefix>precision R (requested Q); <backends>"
+ * on log (beit_precision_policy_print; NULL: silent). */
+enum beit_status beit_precision_policy_resolve(enum beit_precision *out,
+                                               enum beit_precision requested, FILE *log,
+                                               const char *prefix, struct beit_error *err);
 /* "distributed.timeout_s=<seconds>" into buf (size bytes) for the --set list: --dist-timeout in
  * command-line order with the --set options, so the last one wins. USAGE as the parser. */
 enum beit_status beit_dist_policy_timeout_set(const char *text, char *buf, size_t size,

@@ -1,4 +1,5 @@
-/* beit probe: linear probing of frozen features (mim/probe.h). */
+/* beit probe: linear probing of frozen features (mim/probe.h): beit_probe_run, then on rank 0
+ * beit_probe_report (mim/probe_report.c). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +8,6 @@
 #include "beit/distributed.h"
 #include "beit/mim.h"
 #include "cli.h"
-#include "config_table.h"
 
 #define MAX_BLOCKS 256
 
@@ -83,28 +83,7 @@ int beit_cmd_probe(int argc, char **argv)
   struct beit_dist *dist = beit_cli_dist_init("probe", &argc, &argv);
   o.log = beit_dist_is_root(dist) ? stderr : NULL;
   enum beit_status st = beit_probe_run(&o, dist, res, MAX_BLOCKS, &n, &setup, &err);
-  if (!st && beit_dist_is_root(dist)) {
-    printf("linear probe of %s (%s features, %g epochs, lr %g, wd %g)\n", o.model, setup.pool,
-           setup.epochs, setup.lr, setup.weight_decay);
-    printf("  %5s %10s %10s %10s\n", "block", "train", "held-out", "loss");
-    for (size_t i = 0; i < n; i++)
-      printf("  %5ld %10.4f %10.4f %10.4f\n", res[i].block, res[i].train_acc, res[i].eval_acc,
-             res[i].eval_loss);
-    if (json) {
-      cJSON *j = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(j, "blocks");
-      cJSON_AddStringToObject(j, "model", o.model);
-      cJSON_AddStringToObject(j, "pool", setup.pool);
-      for (size_t i = 0; i < n && arr; i++) {
-        cJSON *e = cJSON_CreateObject();
-        cJSON_AddNumberToObject(e, "block", (double)res[i].block);
-        cJSON_AddNumberToObject(e, "train_top1", res[i].train_acc);
-        cJSON_AddNumberToObject(e, "eval_top1", res[i].eval_acc);
-        cJSON_AddNumberToObject(e, "eval_loss", res[i].eval_loss);
-        cJSON_AddItemToArray(arr, e);
-      }
-      st = beit_json_write_file(json, j, &err);
-      cJSON_Delete(j);
-    }
-  }
+  if (!st && beit_dist_is_root(dist))
+    st = beit_probe_report(o.model, &setup, res, n, stdout, json, &err);
   return beit_cli_dist_end("probe", dist, st, &err);
 }

@@ -222,6 +222,13 @@ enum beit_status beit_probe_run(const struct beit_probe_options *o, struct beit_
                                 size_t *count, struct beit_probe_setup *setup,
                                 struct beit_error *err);
 
+/* beit probe's report (mim/probe_report.c), rank 0: "linear probe of MODEL (...)" and one row
+ * per probed block on out; with json (NULL: none) the same as {"model", "pool", "blocks":
+ * [{block, train_top1, eval_top1, eval_loss}, ...]} written to that file. */
+enum beit_status beit_probe_report(const char *model, const struct beit_probe_setup *setup,
+                                   const struct beit_probe_result *res, size_t n, FILE *out,
+                                   const char *json, struct beit_error *err);
+
 /* ---- Tokenizer training (mim/tokenizer_train.c) ---------------------------------------------- */
 
 struct beit_tokenizer_train_options {

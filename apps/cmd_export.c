@@ -8,6 +8,11 @@
 #include "beit/transfer.h"
 #include "cli.h"
 
+static const struct option opts[] = {
+    BEIT_CLI_ARG("from", 'f'), BEIT_CLI_ARG("out", 'o'), BEIT_CLI_FLAG("with-head", 'w'),
+    BEIT_CLI_ARG("format", 'F'), BEIT_CLI_ARG("pooling", 'p'), BEIT_CLI_ARG("image-size", 'i'),
+    BEIT_CLI_FLAG("quiet", 'q'), BEIT_CLI_END};
+
 static const char usage_text[] =
     "usage: beit export --from CHECKPOINT --out DIR [--with-head] [--format hf|timm]\n"
     "                   [--pooling mean|cls] [--image-size N] [--quiet]\n"
@@ -37,10 +42,6 @@ static const char usage_text[] =
 
 int beit_cmd_export(int argc, char **argv)
 {
-  static const struct option opts[] = {
-      BEIT_CLI_ARG("from", 'f'), BEIT_CLI_ARG("out", 'o'), BEIT_CLI_FLAG("with-head", 'w'),
-      BEIT_CLI_ARG("format", 'F'), BEIT_CLI_ARG("pooling", 'p'), BEIT_CLI_ARG("image-size", 'i'),
-      BEIT_CLI_FLAG("quiet", 'q'), BEIT_CLI_END};
   struct beit_export_options o = {0, 0, -1, 0, stderr};
   const char *from = NULL, *out = NULL;
   int c, rc = BEIT_CLI_GO_ON, cls = 0;

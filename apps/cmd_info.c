@@ -8,6 +8,10 @@
 #include "beit/model.h"
 #include "cli.h"
 
+static const struct option opts[] = {
+    BEIT_CLI_ARG("batch", 'b'), BEIT_CLI_ARG("set", 's'), BEIT_CLI_FLAG("json", 'j'),
+    BEIT_CLI_END};
+
 static const char usage_text[] =
     "usage: beit info [--json] [--batch B] [--set key=value]... [MODEL_DIR|CONFIG.json]\n"
     "\n"
@@ -40,9 +44,6 @@ static const char usage_text[] =
 
 int beit_cmd_info(int argc, char **argv)
 {
-  static const struct option opts[] = {
-      BEIT_CLI_ARG("batch", 'b'), BEIT_CLI_ARG("set", 's'), BEIT_CLI_FLAG("json", 'j'),
-      BEIT_CLI_END};
   const char *sets[64];
   int nsets = 0, json = 0;
   long batch = 1;

@@ -151,32 +151,50 @@ static void heads_copy(beit_bf16 *heads, beit_bf16 *rows, int split, size_t nb, 
   }
 }
 
-/* probs (B, nH, T, T) = softmax over each row of (probs + bias (nH, T, T)), in place; rows =
- * B*nH*T, in parallel. */
+/* probs (B, nH, T, T) = softmax over each row of (probs + bias (nH, T, T)), in place, and its
+ * rounding probs_h, in the same pass; rows = B*nH*T, in parallel. */
 BEIT_KERNEL_CLONES
-static void softmax_heads(float *probs, const float *bias, size_t rows, size_t T, size_t nH)
+static void softmax_heads(float *probs, beit_bf16 *probs_h, const float *bias, size_t rows,
+                          size_t T, size_t nH)
 {
   const size_t TT = T * T;
 #pragma omp parallel for schedule(static)
   for (size_t r = 0; r < rows; r++) {
     size_t h = (r / T) % nH, i = r % T;
-    beit_softmax_row(probs + r * T, probs + r * T, bias ? bias + h * TT + i * T : NULL, T);
+    float *p = probs + r * T;
+    beit_softmax_row(p, p, bias ? bias + h * TT + i * T : NULL, T);
+#pragma omp simd
+    for (size_t j = 0; j < T; j++)
+      probs_h[r * T + j] = beit_bf16_round(p[j]);
   }
 }
 
-/* dS (rows, T) = softmax backward of each row against probs (rows, T), in place, in parallel;
- * dS_h = scale * dS rounded, in the same pass (the dQ and dK products' operand, their scale
- * folded in: a product with an output scale and a strided bf16 result ran 7x slower). */
+/* dS (B, nH, T, T) = softmax backward of each row against probs, in place; dS_h = scale * dS
+ * rounded (the dQ and dK products' operand, their scale folded in: a product with an output
+ * scale and a strided bf16 result ran 7x slower) and dbias (nH, T, T) += the sum over images of
+ * dS (NULL skips), all in one pass: one (head, row) in parallel, the images in order (bitwise
+ * bias_grad's sums). */
 BEIT_KERNEL_CLONES
-static void softmax_heads_backward(float *dS, beit_bf16 *dS_h, const float *probs, size_t rows,
-                                   size_t T, float scale)
+static void softmax_heads_backward(float *dS, beit_bf16 *dS_h, float *dbias, const float *probs,
+                                   size_t B, size_t nH, size_t T, float scale)
 {
+  const long hrows = (long)(nH * T);
 #pragma omp parallel for schedule(static)
-  for (size_t r = 0; r < rows; r++) {
-    softmax_row_backward(dS + r * T, probs + r * T, T);
+  for (long hi = 0; hi < hrows; hi++) {
+    size_t h = (size_t)hi / T, i = (size_t)hi % T;
+    for (size_t b = 0; b < B; b++) {
+      size_t o = ((b * nH + h) * T + i) * T;
+      softmax_row_backward(dS + o, probs + o, T);
+      if (dbias) {
+        float *db = dbias + (size_t)hi * T;
 #pragma omp simd
-    for (size_t j = 0; j < T; j++)
-      dS_h[r * T + j] = beit_bf16_round(scale * dS[r * T + j]);
+        for (size_t j = 0; j < T; j++)
+          db[j] += dS[o + j];
+      }
+#pragma omp simd
+      for (size_t j = 0; j < T; j++)
+        dS_h[o + j] = beit_bf16_round(scale * dS[o + j]);
+    }
   }
 }
 
@@ -199,8 +217,7 @@ void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_
   struct beit_batch_strides qk = dense_batch(n, T * dh, T * dh, TT);
   beit_gemm_batched(probs, T, beit_op_bf16(q, dh, 0), beit_op_bf16(k, dh, 1), T, T, dh,
                     attention_scale(dh), 0.0f, &qk);
-  softmax_heads(probs, bias, rows, T, nH);
-  beit_to_bf16(probs_h, probs, rows * T);
+  softmax_heads(probs, probs_h, bias, rows, T, nH);
   /* O = P V per head, rounded, into qkv_rows_h (free again), then into token rows */
   struct beit_batch_strides pv = dense_batch(n, TT, T * dh, T * dh);
   beit_gemm_bf16_out(qkv_rows_h, dh, beit_op_bf16(probs_h, T, 0), beit_op_bf16(v, dh, 0), NULL, T,
@@ -213,7 +230,7 @@ void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, float *dS, uin
                                   const float *probs, const uint16_t *probs_h, size_t B,
                                   size_t T, size_t D, size_t nH)
 {
-  const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh;
+  const size_t dh = D / nH, TT = T * T, n = B * nH, hs = n * T * dh;
   const float scale = attention_scale(dh);
   if (!dqkv_h && !dbias)
     return;
@@ -227,9 +244,7 @@ void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, float *dS, uin
                        1.0f, &s_td);
   /* dP = dO V^T, then the softmax backward in float32 */
   beit_gemm_batched(dS, T, dO, beit_op_bf16(v, dh, 1), T, T, dh, 1.0f, 0.0f, &s_tt);
-  softmax_heads_backward(dS, scratch_h, probs, rows, T, scale); /* dO is no longer needed */
-  if (dbias)
-    bias_grad(dbias, dS, B, T, nH);
+  softmax_heads_backward(dS, scratch_h, dbias, probs, B, nH, T, scale); /* dO no longer needed */
   if (!dqkv_h)
     return;
   /* dQ = (scale dS) K; dK = (scale dS)^T Q; then all three into the qkv rows */

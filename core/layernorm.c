@@ -1,9 +1,9 @@
 /* LayerNorm over the last dimension (biased variance, as torch.nn.LayerNorm).
  *
  * Forward and the dinp half of backward are parallel over rows. The dweight/dbias reductions
- * run in a second pass parallel over column blocks (each thread owns its columns and walks
- * every row in order): race-free and bitwise independent of the thread count, at the price of
- * reading dout and inp twice. */
+ * run in a second pass parallel over column stripes (each thread owns its columns and walks
+ * every row in order, vmath.h): race-free and bitwise independent of the thread count, at the
+ * price of reading dout and inp twice. */
 #include "gemm.h"
 #include "isa.h"
 #include "kernels.h"
@@ -103,25 +103,28 @@ void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
     }
   }
   if (dweight || dbias) {
-    size_t nblocks = (C + BEIT_COL_BLOCK - 1) / BEIT_COL_BLOCK;
-#pragma omp parallel for schedule(static) if (N * C > 16384)
-    for (size_t blk = 0; blk < nblocks; blk++) {
-      size_t c0 = blk * BEIT_COL_BLOCK;
-      size_t w = C - c0 < BEIT_COL_BLOCK ? C - c0 : BEIT_COL_BLOCK;
-      float sw[BEIT_COL_BLOCK] = {0}, sb[BEIT_COL_BLOCK] = {0};
-      for (size_t n = 0; n < N; n++) {
-        const float *x = inp + n * C + c0, *dy = dout + n * C + c0;
-        float m = mean[n], s = rstd[n];
-        for (size_t c = 0; c < w; c++) {
-          sw[c] += (x[c] - m) * s * dy[c];
-          sb[c] += dy[c];
+#pragma omp parallel if (N * C > 16384)
+    {
+      size_t s0, s1; /* column stripes, every row in order (vmath.h) */
+      beit_col_stripe(C, &s0, &s1);
+      for (size_t c0 = s0; c0 < s1; c0 += BEIT_COL_CHUNK) {
+        size_t w = s1 - c0 < BEIT_COL_CHUNK ? s1 - c0 : BEIT_COL_CHUNK;
+        float sw[BEIT_COL_CHUNK] = {0}, sb[BEIT_COL_CHUNK] = {0};
+        for (size_t n = 0; n < N; n++) {
+          const float *x = inp + n * C + c0, *dy = dout + n * C + c0;
+          float m = mean[n], s = rstd[n];
+#pragma omp simd
+          for (size_t c = 0; c < w; c++) {
+            sw[c] += (x[c] - m) * s * dy[c];
+            sb[c] += dy[c];
+          }
         }
-      }
-      for (size_t c = 0; c < w; c++) {
-        if (dweight)
-          dweight[c0 + c] += sw[c];
-        if (dbias)
-          dbias[c0 + c] += sb[c];
+        for (size_t c = 0; c < w; c++) {
+          if (dweight)
+            dweight[c0 + c] += sw[c];
+          if (dbias)
+            dbias[c0 + c] += sb[c];
+        }
       }
     }
   }

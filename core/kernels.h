@@ -4,9 +4,9 @@
  * shapes are row-major and given in the comment of each function; backward ACCUMULATES (+=)
  * into every d* output, so callers zero gradients once per step; a NULL d* output is skipped.
  * One exception, the mixed-precision (_bf16) backward kernels: the gradient they pass on to the
- * layer below (dinp, dqkv) is OVERWRITTEN, because it is always a fresh per-block scratch and
- * zeroing and re-reading it cost passes over memory that bf16 steps cannot afford; their
- * parameter gradients accumulate as everywhere.
+ * layer below (dinp, dqkv_h, dbranch_h, ...) is OVERWRITTEN, because it is always a fresh
+ * per-block scratch and zeroing and re-reading it cost passes over memory that bf16 steps cannot
+ * afford; their parameter gradients accumulate as everywhere.
  * Every fast kernel has a plain-loop twin named *_naive, always compiled, used as the test
  * oracle. Numerics are fp32; losses and norms are accumulated in double. */
 #ifndef BEIT_CORE_KERNELS_H

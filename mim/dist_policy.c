@@ -49,3 +49,17 @@ void beit_dist_policy_start(struct beit_dist *dist, double timeout_s, FILE *log)
             beit_dist_pid(dist, r));
   fprintf(log, "%s\n", world > RANKS_LISTED ? ", ..." : "");
 }
+
+void beit_dist_policy_loader(struct beit_loader_options *lo, enum beit_data_mode mode,
+                             struct beit_dist *dist, size_t batch, int train, FILE *log)
+{
+  beit_loader_defaults(lo);
+  beit_data_transform_defaults(&lo->transform, mode);
+  lo->batch_size = batch;
+  lo->rank = beit_dist_rank(dist);
+  lo->world_size = beit_dist_world_size(dist);
+  lo->shuffle = train;
+  lo->drop_last = train;
+  lo->loop = train;
+  lo->log = beit_dist_is_root(dist) ? log : NULL;
+}

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "beit/data.h"
 #include "beit/distributed.h"
 #include "beit/mim.h"
 #include "beit/status.h"
@@ -28,5 +29,12 @@ enum beit_status beit_dist_policy_parse_timeout(const char *text, double *second
  * a line "distributed: N ranks; ...deadline...; rank 0 host H pid P, rank 1 ..." (the first 16
  * ranks): who to look for when a deadline names a rank. */
 void beit_dist_policy_start(struct beit_dist *dist, double timeout_s, FILE *log);
+
+/* Loader options for this rank's share of one pass over a dataset, transform mode `mode` at its
+ * defaults, batch images a batch: a training pass (train 1) shuffles, drops the last partial
+ * batch and loops; an evaluation pass (train 0) reads every record once, in order. Progress goes
+ * to log on rank 0 only. The rest (workers, seed, the transform's settings) is the caller's. */
+void beit_dist_policy_loader(struct beit_loader_options *lo, enum beit_data_mode mode,
+                             struct beit_dist *dist, size_t batch, int train, FILE *log);
 
 #endif

@@ -7,6 +7,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "dist_policy.h"
+
 #define REDUCE_CHUNK (1u << 20) /* doubles per allreduce when merging multi-label rows */
 
 void beit_eval_defaults(struct beit_eval_options *o)
@@ -136,6 +138,15 @@ static enum beit_status check_run(const struct beit_model *m, struct beit_dist *
   return BEIT_STATUS_OK;
 }
 
+enum beit_status beit_eval_next(struct beit_loader *ld, struct beit_model *m,
+                                const struct beit_loader_batch **b, struct beit_error *err)
+{
+  enum beit_status st = beit_loader_next(ld, b, err);
+  if (st || !*b || !(*b)->count)
+    return st;
+  return beit_model_forward(m, (*b)->view_a, NULL, NULL, (*b)->count, err);
+}
+
 enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
                                const struct beit_eval_options *o, struct beit_metrics *mt,
                                struct beit_error *err)
@@ -148,20 +159,12 @@ enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
   enum beit_status st = check_run(m, dist, o, err);
   if (st)
     return st;
-  beit_loader_defaults(&lo);
-  beit_data_transform_defaults(&lo.transform, BEIT_DATA_MODE_EVAL);
+  beit_dist_policy_loader(&lo, BEIT_DATA_MODE_EVAL, dist, o->batch, 0, stderr);
   lo.transform.image_size = (int)cfg->image_size;
   lo.transform.eval_preprocess = o->preprocess;
   lo.transform.eval_preprocess_set = 1;
-  lo.batch_size = o->batch;
-  lo.rank = beit_dist_rank(dist);
-  lo.world_size = beit_dist_world_size(dist);
   lo.num_workers = o->num_workers > 0 ? o->num_workers : 1;
   lo.seed = o->seed;
-  lo.shuffle = 0;
-  lo.drop_last = 0;
-  lo.loop = 0;
-  lo.log = beit_dist_is_root(dist) ? stderr : NULL;
   if ((st = beit_loader_init(&ld, o->data, &lo, NULL, err)))
     return st;
   struct beit_dataset *ds = beit_loader_dataset(ld);
@@ -183,12 +186,10 @@ enum beit_status beit_eval_run(struct beit_model *m, struct beit_dist *dist,
     goto done;
   for (long n = 0; o->max_batches == 0 || n < o->max_batches; n++) {
     const struct beit_loader_batch *b = NULL;
-    if ((st = beit_loader_next(ld, &b, err)) || !b)
+    if ((st = beit_eval_next(ld, m, &b, err)) || !b)
       break;
     if (!b->count)
       continue;
-    if ((st = beit_model_forward(m, b->view_a, NULL, NULL, b->count, err)))
-      break;
     if (hot) {
       memset(hot, 0, b->count * C * sizeof *hot);
       for (size_t i = 0; i < b->count; i++)

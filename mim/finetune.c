@@ -249,29 +249,11 @@ static enum beit_status evaluate(struct finetune *p, struct beit_finetune_summar
 
 static void loader_options(const struct finetune *p, struct beit_loader_options *lo)
 {
-  const struct beit_recipe *r = &p->recipe;
-  beit_loader_defaults(lo);
-  beit_data_transform_defaults(&lo->transform, BEIT_DATA_MODE_FINETUNE);
-  if (!strcmp(r->data.norm, "imagenet"))
-    beit_data_transform_imagenet_norm(&lo->transform);
+  beit_dist_policy_loader(lo, BEIT_DATA_MODE_FINETUNE, p->dist, p->B, 1, stderr);
+  beit_recipe_loader_options(&p->recipe, lo);
   lo->transform.image_size = (int)beit_model_config(p->model)->image_size;
-  lo->transform.hflip = r->data.hflip;
-  lo->transform.scale_min = r->data.scale_min;
-  lo->transform.scale_max = r->data.scale_max;
-  lo->transform.ratio_min = r->data.ratio_min;
-  lo->transform.ratio_max = r->data.ratio_max;
   lo->transform.rand_augment = p->rand_augment;
-  lo->transform.erase_prob = r->finetune_data.reprob;
-  lo->batch_size = p->B;
-  lo->rank = beit_dist_rank(p->dist);
-  lo->world_size = beit_dist_world_size(p->dist);
-  lo->num_workers = (int)r->data.num_workers;
-  lo->num_buffers = (int)r->data.num_buffers;
-  lo->seed = (uint64_t)r->seed;
-  lo->shuffle = 1;
-  lo->drop_last = 1;
-  lo->loop = 1;
-  lo->log = beit_dist_is_root(p->dist) ? stderr : NULL;
+  lo->transform.erase_prob = p->recipe.finetune_data.reprob;
 }
 
 /* The training set: data.train, or its labelled fraction built under OUT by rank 0. */
@@ -513,13 +495,9 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
     goto done;
   }
   p.onehot = p.multilabel && beit_data_task(ds) == BEIT_DATA_TASK_MULTICLASS;
-  long steps_per_epoch = (long)beit_loader_steps_per_epoch(p.loader) / p.recipe.batch.accum_steps;
-  if ((st = beit_trainer_start(&p.trainer, &p.recipe, dist, beit_model_table(p.model),
-                               beit_model_params(p.model), beit_model_grads(p.model),
-                               steps_per_epoch, opt->args.out, resume_dir, p.precision, err)))
+  if ((st = beit_trainer_start_model(&p.trainer, &p.recipe, dist, p.model, p.loader,
+                                     opt->args.out, resume_dir, p.precision, err)))
     goto done;
-  /* AdamW refreshes the bf16 copy (NULL in fp32) */
-  p.trainer.params_h = beit_model_params_h(p.model);
   /* every checkpoint says how to preprocess for it: the transform its evaluations use */
   struct beit_data_preprocess pp;
   beit_recipe_eval_preprocess(&p.recipe, (int)beit_model_config(p.model)->image_size, &pp);

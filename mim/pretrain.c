@@ -107,32 +107,14 @@ static enum beit_status micro_step(struct pretrain *p, const struct beit_loader_
 /* Loader options of the pretraining transform for this model and tokenizer. */
 static void loader_options(const struct pretrain *p, struct beit_loader_options *lo, int train)
 {
-  const struct beit_recipe *r = &p->recipe;
   const struct beit_tokenizer_config *tc = beit_tokenizer_get_config(p->tok);
-  beit_loader_defaults(lo);
-  beit_data_transform_defaults(&lo->transform, BEIT_DATA_MODE_PRETRAIN);
-  if (!strcmp(r->data.norm, "imagenet"))
-    beit_data_transform_imagenet_norm(&lo->transform);
+  beit_dist_policy_loader(lo, BEIT_DATA_MODE_PRETRAIN, p->dist, p->B, train, stderr);
+  beit_recipe_loader_options(&p->recipe, lo);
   lo->transform.image_size = (int)beit_model_config(p->model)->image_size;
   lo->transform.second_size = (int)tc->image_size;
   lo->transform.second_norm = !strcmp(tc->input_map, "dalle") ? BEIT_DATA_SECOND_DALLE
                                                                 : BEIT_DATA_SECOND_MEANSTD;
-  lo->transform.jitter = r->data.jitter;
-  lo->transform.hflip = r->data.hflip;
-  lo->transform.scale_min = r->data.scale_min;
-  lo->transform.scale_max = r->data.scale_max;
-  lo->transform.ratio_min = r->data.ratio_min;
-  lo->transform.ratio_max = r->data.ratio_max;
-  lo->batch_size = p->B;
-  lo->rank = beit_dist_rank(p->dist);
-  lo->world_size = beit_dist_world_size(p->dist);
-  lo->num_workers = (int)r->data.num_workers;
-  lo->num_buffers = (int)r->data.num_buffers;
-  lo->seed = (uint64_t)r->seed;
-  lo->shuffle = train;
-  lo->drop_last = train;
-  lo->loop = train;
-  lo->log = beit_dist_is_root(p->dist) ? stderr : NULL;
+  lo->transform.jitter = p->recipe.data.jitter;
 }
 
 /* Held-out pass over eval.batches batches (all when 0): masked-token loss and accuracy over all
@@ -327,13 +309,9 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
   loader_options(&p, &lo, 1);
   if ((st = beit_loader_init(&p.loader, p.recipe.data.train, &lo, &start, err)))
     goto done;
-  long steps_per_epoch = (long)beit_loader_steps_per_epoch(p.loader) / p.recipe.batch.accum_steps;
-  if ((st = beit_trainer_start(&p.trainer, &p.recipe, dist, beit_model_table(p.model),
-                               beit_model_params(p.model), beit_model_grads(p.model),
-                               steps_per_epoch, opt->args.out, resume_dir, p.precision, err)))
+  if ((st = beit_trainer_start_model(&p.trainer, &p.recipe, dist, p.model, p.loader,
+                                     opt->args.out, resume_dir, p.precision, err)))
     goto done;
-  /* AdamW refreshes the bf16 copy (NULL in fp32) */
-  p.trainer.params_h = beit_model_params_h(p.model);
   if (!(p.config = beit_config_json(beit_model_config(p.model)))) {
     st = beit_error_set(err, BEIT_STATUS_NOMEM, "checkpoint config: out of memory");
     goto done;

@@ -9,6 +9,8 @@
 #include "beit/data.h"
 #include "beit/model.h"
 #include "beit/transfer.h"
+#include "dist_policy.h"
+#include "eval.h"
 #include "finetune.h"
 #include "kernels.h"
 #include "optim.h"
@@ -114,19 +116,11 @@ static enum beit_status extract(struct beit_model *m, struct beit_dist *dist,
   struct beit_loader_options lo;
   struct beit_loader *ld = NULL;
   memset(f, 0, sizeof *f);
-  beit_loader_defaults(&lo);
-  beit_data_transform_defaults(&lo.transform, BEIT_DATA_MODE_EVAL);
+  beit_dist_policy_loader(&lo, BEIT_DATA_MODE_EVAL, dist, o->batch, 0, o->log);
   lo.transform.image_size = (int)beit_model_config(m)->image_size;
   beit_recipe_eval_preprocess(r, lo.transform.image_size, &lo.transform.eval_preprocess);
   lo.transform.eval_preprocess_set = 1;
-  lo.batch_size = o->batch;
-  lo.rank = beit_dist_rank(dist);
-  lo.world_size = beit_dist_world_size(dist);
   lo.num_workers = (int)r->data.num_workers;
-  lo.shuffle = 0;
-  lo.drop_last = 0;
-  lo.loop = 0;
-  lo.log = beit_dist_is_root(dist) ? o->log : NULL;
   enum beit_status st = beit_loader_init(&ld, dir, &lo, NULL, err);
   if (st)
     return st;
@@ -153,12 +147,10 @@ static enum beit_status extract(struct beit_model *m, struct beit_dist *dist,
   size_t seen = 0;
   for (;;) {
     const struct beit_loader_batch *b = NULL;
-    if ((st = beit_loader_next(ld, &b, err)) || !b)
+    if ((st = beit_eval_next(ld, m, &b, err)) || !b)
       break;
     if (!b->count)
       continue;
-    if ((st = beit_model_forward(m, b->view_a, NULL, NULL, b->count, err)))
-      break;
     add_features(m, f, b, first, cls_mean);
     for (size_t s = 0; s < b->count; s++)
       lab[b->indices[s]] = (float)b->labels[s] + 1.0f; /* 0 = not on this rank */

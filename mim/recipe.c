@@ -176,3 +176,17 @@ void beit_recipe_eval_preprocess(const struct beit_recipe *r, int image_size,
   t.crop_pct = r->finetune_data.crop_pct;
   beit_data_preprocess_from_transform(pp, &t);
 }
+
+void beit_recipe_loader_options(const struct beit_recipe *r, struct beit_loader_options *lo)
+{
+  if (!strcmp(r->data.norm, "imagenet"))
+    beit_data_transform_imagenet_norm(&lo->transform);
+  lo->transform.hflip = r->data.hflip;
+  lo->transform.scale_min = r->data.scale_min;
+  lo->transform.scale_max = r->data.scale_max;
+  lo->transform.ratio_min = r->data.ratio_min;
+  lo->transform.ratio_max = r->data.ratio_max;
+  lo->num_workers = (int)r->data.num_workers;
+  lo->num_buffers = (int)r->data.num_buffers;
+  lo->seed = (uint64_t)r->seed;
+}

@@ -101,4 +101,9 @@ cJSON *beit_recipe_json(const struct beit_recipe *r);
 void beit_recipe_eval_preprocess(const struct beit_recipe *r, int image_size,
                                  struct beit_data_preprocess *pp);
 
+/* What recipe r says of a training task's loader (on top of beit_dist_policy_loader's pass):
+ * data.norm, data.hflip, the crop's scale and ratio, data.num_workers, data.num_buffers and
+ * seed. The model's image size and the task's own transform settings are the caller's. */
+void beit_recipe_loader_options(const struct beit_recipe *r, struct beit_loader_options *lo);
+
 #endif

@@ -133,6 +133,22 @@ enum beit_status beit_trainer_start(struct beit_trainer *tr, const struct beit_r
   return beit_trainer_resume(tr, resume_dir, err);
 }
 
+enum beit_status beit_trainer_start_model(struct beit_trainer *tr,
+                                          const struct beit_recipe *recipe,
+                                          struct beit_dist *dist, struct beit_model *model,
+                                          struct beit_loader *loader, const char *out_dir,
+                                          const char *resume_dir, enum beit_precision precision,
+                                          struct beit_error *err)
+{
+  long steps_per_epoch = (long)beit_loader_steps_per_epoch(loader) / recipe->batch.accum_steps;
+  enum beit_status st = beit_trainer_start(tr, recipe, dist, beit_model_table(model),
+                                           beit_model_params(model), beit_model_grads(model),
+                                           steps_per_epoch, out_dir, resume_dir, precision, err);
+  if (!st) /* AdamW refreshes the bf16 copy (NULL in fp32) */
+    tr->params_h = beit_model_params_h(model);
+  return st;
+}
+
 void beit_trainer_free(struct beit_trainer *tr)
 {
   free(tr->m);

@@ -70,6 +70,15 @@ enum beit_status beit_trainer_start(struct beit_trainer *tr, const struct beit_r
                                     float *params, float *grads, long steps_per_epoch,
                                     const char *out_dir, const char *resume_dir,
                                     enum beit_precision precision, struct beit_error *err);
+/* beit_trainer_start for an encoder model trained from loader's batches: the model's table,
+ * parameters and gradients, an epoch of loader steps / batch.accum_steps updates, and the model's
+ * bf16 weight copy (NULL in fp32) for AdamW to refresh. */
+enum beit_status beit_trainer_start_model(struct beit_trainer *tr,
+                                          const struct beit_recipe *recipe,
+                                          struct beit_dist *dist, struct beit_model *model,
+                                          struct beit_loader *loader, const char *out_dir,
+                                          const char *resume_dir, enum beit_precision precision,
+                                          struct beit_error *err);
 void beit_trainer_free(struct beit_trainer *tr);
 
 /* lr and weight decay of update number `step` (0-based). */

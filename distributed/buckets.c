@@ -80,6 +80,19 @@ void beit_dist_buckets_fail(struct beit_dist_buckets *b, enum beit_status status
   va_end(ap);
 }
 
+int beit_dist_buckets_ready(struct beit_dist_buckets *b, int on_thread, const char *thread,
+                            size_t begin, size_t end)
+{
+  if (!on_thread) {
+    beit_dist_buckets_fail(b, BEIT_STATUS_USAGE,
+                           "grads_ready [%zu, %zu) called from a thread other than %s", begin,
+                           end, thread);
+    return 0;
+  }
+  beit_dist_buckets_mark(b, begin, end);
+  return 1;
+}
+
 void beit_dist_buckets_mark(struct beit_dist_buckets *b, size_t begin, size_t end)
 {
   if (begin > end || end > b->n) {

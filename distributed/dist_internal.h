@@ -44,6 +44,11 @@ void beit_dist_buckets_mark(struct beit_dist_buckets *b, size_t begin, size_t en
 /* Record a misuse found by the caller (first one wins). */
 void beit_dist_buckets_fail(struct beit_dist_buckets *b, enum beit_status status, const char *fmt,
                             ...) __attribute__((format(printf, 3, 4)));
+/* grads_ready's bookkeeping: from the allowed thread (on_thread non-zero) [begin, end) is
+ * marked as beit_dist_buckets_mark does and 1 is returned; from any other it is recorded as a
+ * misuse naming the allowed one (`thread`, "the one that ...") and 0 is returned. */
+int beit_dist_buckets_ready(struct beit_dist_buckets *b, int on_thread, const char *thread,
+                            size_t begin, size_t end);
 /* Next bucket to start if it is complete: 1 and *k, else 0. */
 int beit_dist_buckets_pop_ready(struct beit_dist_buckets *b, size_t *k);
 /* Next bucket to start, complete or not (finish; counted in late): 1 and *k, else 0 when all

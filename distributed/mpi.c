@@ -492,14 +492,9 @@ void beit_dist_grads_ready(void *ctx, size_t begin, size_t end)
   struct beit_dist_grads *g = ctx;
   int main_thread = 0;
   MPI_Is_thread_main(&main_thread);
-  if (!main_thread) {
-    beit_dist_buckets_fail(&g->b, BEIT_STATUS_USAGE,
-                           "grads_ready [%zu, %zu) called from a thread other than the one "
-                           "that initialised MPI (MPI_THREAD_FUNNELED)",
-                           begin, end);
+  if (!beit_dist_buckets_ready(&g->b, main_thread,
+                               "the one that initialised MPI (MPI_THREAD_FUNNELED)", begin, end))
     return;
-  }
-  beit_dist_buckets_mark(&g->b, begin, end);
   size_t k;
   while (beit_dist_buckets_pop_ready(&g->b, &k))
     start_bucket(g, k);

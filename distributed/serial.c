@@ -176,17 +176,11 @@ void beit_dist_grads_begin(struct beit_dist_grads *g) { beit_dist_buckets_reset(
 void beit_dist_grads_ready(void *ctx, size_t begin, size_t end)
 {
   struct beit_dist_grads *g = ctx;
-  if (!pthread_equal(pthread_self(), g->d->main_thread)) {
-    beit_dist_buckets_fail(&g->b, BEIT_STATUS_USAGE,
-                           "grads_ready [%zu, %zu) called from a thread other than the one "
-                           "that called beit_dist_init",
-                           begin, end);
-    return;
-  }
-  beit_dist_buckets_mark(&g->b, begin, end);
   size_t k;
-  while (beit_dist_buckets_pop_ready(&g->b, &k))
-    ;
+  if (beit_dist_buckets_ready(&g->b, pthread_equal(pthread_self(), g->d->main_thread),
+                              "the one that called beit_dist_init", begin, end))
+    while (beit_dist_buckets_pop_ready(&g->b, &k))
+      ;
 }
 
 void beit_dist_grads_progress(struct beit_dist_grads *g) {}

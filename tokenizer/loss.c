@@ -35,6 +35,15 @@ static inline float vexpf(float x)
   return p * scale.f;
 }
 
+/* Tile bt of a (B, V, P) tensor cut into B x tiles tiles of TILE positions (the last one of a
+ * row shorter): the offset of its first element, and in *np its number of positions. */
+static inline size_t tile_base(size_t bt, size_t tiles, size_t V, size_t P, size_t *np)
+{
+  const size_t b = bt / tiles, p0 = (bt % tiles) * TILE;
+  *np = P - p0 < TILE ? P - p0 : TILE;
+  return b * V * P + p0;
+}
+
 BEIT_KERNEL_CLONES
 void beit_dvae_gumbel_softmax_forward(float *soft, const float *logits, const float *noise,
                                       float tau, size_t B, size_t V, size_t P)
@@ -43,9 +52,8 @@ void beit_dvae_gumbel_softmax_forward(float *soft, const float *logits, const fl
   const size_t tiles = (P + TILE - 1) / TILE;
 #pragma omp parallel for schedule(static) if (B * V * P > 65536)
   for (size_t bt = 0; bt < B * tiles; bt++) {
-    const size_t b = bt / tiles, p0 = (bt % tiles) * TILE;
-    const size_t np = P - p0 < TILE ? P - p0 : TILE;
-    const size_t base = b * V * P + p0;
+    size_t np;
+    const size_t base = tile_base(bt, tiles, V, P, &np);
     float mx[TILE], sum[TILE];
     for (size_t j = 0; j < np; j++)
       mx[j] = -INFINITY, sum[j] = 0.0f;
@@ -82,9 +90,8 @@ void beit_dvae_gumbel_softmax_backward(float *dlogits, const float *dsoft, const
   const size_t tiles = (P + TILE - 1) / TILE;
 #pragma omp parallel for schedule(static) if (B * V * P > 65536)
   for (size_t bt = 0; bt < B * tiles; bt++) {
-    const size_t b = bt / tiles, p0 = (bt % tiles) * TILE;
-    const size_t np = P - p0 < TILE ? P - p0 : TILE;
-    const size_t base = b * V * P + p0;
+    size_t np;
+    const size_t base = tile_base(bt, tiles, V, P, &np);
     float dot[TILE];
     for (size_t j = 0; j < np; j++)
       dot[j] = 0.0f;
@@ -111,9 +118,8 @@ double beit_dvae_kl_uniform(float *dlogits, const float *logits, float dscale, s
   double total = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (B * V * P > 65536)
   for (size_t bt = 0; bt < B * tiles; bt++) {
-    const size_t b = bt / tiles, p0 = (bt % tiles) * TILE;
-    const size_t np = P - p0 < TILE ? P - p0 : TILE;
-    const size_t base = b * V * P + p0;
+    size_t np;
+    const size_t base = tile_base(bt, tiles, V, P, &np);
     /* per position: max, sum of exp and of exp * (l - max) over V; fp32 sums over one
      * position's V terms (all positive or bounded), fp64 across positions */
     float mx[TILE], sum[TILE], ent[TILE];

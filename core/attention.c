@@ -134,7 +134,9 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
  * backward in float32, as autocast keeps softmax in fp32. */
 
 /* Between token rows (B, T, nb*D), nb blocks of D columns, and heads (nb, B, nH, T, dh): a copy
- * of dh-value runs, to heads (split = 1) or back (split = 0). */
+ * of dh-value runs, to heads (split = 1) or back (split = 0). (A loop, not memcpy: a call per
+ * 128-byte run cost more than the copy.) */
+BEIT_KERNEL_CLONES
 static void heads_copy(beit_bf16 *heads, beit_bf16 *rows, int split, size_t nb, size_t B, size_t T,
                        size_t D, size_t nH)
 {
@@ -146,7 +148,11 @@ static void heads_copy(beit_bf16 *heads, beit_bf16 *rows, int split, size_t nb, 
       for (size_t h = 0; h < nH; h++) {
         beit_bf16 *x = heads + (((s * B + b) * nH + h) * T + t) * dh;
         beit_bf16 *y = rows + bt * ld + s * D + h * dh;
-        memcpy(split ? x : y, split ? y : x, dh * sizeof *x);
+        beit_bf16 *to = split ? x : y;
+        const beit_bf16 *from = split ? y : x;
+#pragma omp simd
+        for (size_t c = 0; c < dh; c++)
+          to[c] = from[c];
       }
   }
 }

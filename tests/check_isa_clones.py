@@ -37,7 +37,7 @@ ZMM = [
     "beit_layernorm_forward", "beit_layernorm_forward_bf16", "beit_layernorm_backward",
     "beit_residual_forward", "beit_residual_backward", "column_pass", "beit_bias_forward",
     "softmax_rows_inplace", "softmax_block_backward", "softmax_heads", "softmax_heads_backward",
-    "bias_grad", "beit_residual_branch_backward_bf16",
+    "bias_grad", "beit_residual_branch_backward_bf16", "heads_copy",
     "beit_to_bf16", "beit_to_bf16_rows", "beit_from_bf16",
     "beit_grad_norm", "beit_cross_entropy_backward",
     "im2col_rows", "im2col_rows_bf16", "col2im_add", "bias_act", "move_act", "add_masked",

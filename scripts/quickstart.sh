@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: Fashion-MNIST (Debian dataset-fashion-mnist) packed into
 # HDF5 shards, a dVAE tokenizer trained on it, then BEiT masked-image-modeling pretraining of the
-# small encoder, with a summary at the end. About 5 minutes on 2 quiet cores (4 min 15 s measured
-# in bf16), 10-15 minutes on a loaded machine.
+# small encoder, with a summary at the end. About 3 minutes on 2 quiet cores (2 min 52 s measured
+# in bf16, the build already there), 10 or more on a loaded machine.
 #   scripts/quickstart.sh [OUT]      (default OUT: runs/quickstart)
 set -euo pipefail
 cd "$(dirname "$0")/.."

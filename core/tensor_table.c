@@ -1,5 +1,6 @@
 /* The named-tensor table over one flat buffer. */
 #include "tensor_table.h"
+#include "grow.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +21,11 @@ long beit_tensor_table_add(struct beit_tensor_table *table, const char *name, in
 {
   if (ndim < 1 || ndim > BEIT_MAX_DIMS || strlen(name) >= BEIT_TENSOR_NAME_MAX)
     return -1;
-  if (table->count == table->capacity) {
-    size_t cap = table->capacity ? 2 * table->capacity : 64;
-    struct beit_tensor *items = realloc(table->items, cap * sizeof *items);
-    if (!items)
-      return -1;
-    table->items = items;
-    table->capacity = cap;
-  }
+  struct beit_tensor *items =
+      beit_grow(table->items, &table->capacity, table->count, sizeof *items, 64);
+  if (!items)
+    return -1;
+  table->items = items;
   struct beit_tensor *t = &table->items[table->count];
   memset(t, 0, sizeof *t);
   strcpy(t->name, name);

@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "pack_internal.h"
+#include "grow.h"
 
 void beit_pack_list_free(struct beit_pack_list *l)
 {
@@ -41,14 +42,10 @@ void beit_pack_list_free(struct beit_pack_list *l)
 
 static struct beit_pack_item *push_item(struct beit_pack_list *l)
 {
-  if (l->count == l->capacity) {
-    size_t cap = l->capacity ? 2 * l->capacity : 1024;
-    struct beit_pack_item *p = realloc(l->items, cap * sizeof *p);
-    if (!p)
-      return NULL;
-    l->items = p;
-    l->capacity = cap;
-  }
+  struct beit_pack_item *p = beit_grow(l->items, &l->capacity, l->count, sizeof *p, 1024);
+  if (!p)
+    return NULL;
+  l->items = p;
   struct beit_pack_item *it = &l->items[l->count++];
   memset(it, 0, sizeof *it);
   return it;
@@ -82,13 +79,10 @@ static char **list_dir(const char *dir, size_t *n)
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.')
       continue;
-    if (*n == cap) {
-      cap = cap ? 2 * cap : 64;
-      char **p = realloc(names, cap * sizeof *p);
-      if (!p)
-        break;
-      names = p;
-    }
+    char **p = beit_grow(names, &cap, *n, sizeof *p, 64);
+    if (!p)
+      break;
+    names = p;
     if (!(names[*n] = strdup(e->d_name)))
       break;
     (*n)++;

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "plot.h"
+#include "grow.h"
 
 enum { WARNINGS_PER_FILE = 5 };
 
@@ -38,14 +39,9 @@ static struct beit_plot_series *field_series(struct beit_plot_run *run, const ch
   struct beit_plot_series *s = find_field(run, field);
   if (s)
     return s;
-  if (run->nfields == run->cap) {
-    size_t cap = run->cap ? 2 * run->cap : 32;
-    s = realloc(run->fields, cap * sizeof *s);
-    if (!s)
-      return NULL;
-    run->fields = s;
-    run->cap = cap;
-  }
+  if (!(s = beit_grow(run->fields, &run->cap, run->nfields, sizeof *s, 32)))
+    return NULL;
+  run->fields = s;
   s = &run->fields[run->nfields++];
   memset(s, 0, sizeof *s);
   snprintf(s->field, sizeof s->field, "%s", field);

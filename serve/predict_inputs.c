@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "predict_inputs.h"
+#include "grow.h"
 
 enum source_kind { SOURCE_FILE, SOURCE_DATASET, SOURCE_JSONL };
 
@@ -41,14 +42,10 @@ struct beit_predict_inputs {
 
 static int add_source(struct beit_predict_inputs *in, enum source_kind kind, const char *path)
 {
-  if (in->count == in->cap) {
-    size_t cap = in->cap ? 2 * in->cap : 64;
-    struct source *p = realloc(in->sources, cap * sizeof *p);
-    if (!p)
-      return -1;
-    in->sources = p;
-    in->cap = cap;
-  }
+  struct source *p = beit_grow(in->sources, &in->cap, in->count, sizeof *p, 64);
+  if (!p)
+    return -1;
+  in->sources = p;
   if (!(in->sources[in->count].path = strdup(path)))
     return -1;
   in->sources[in->count++].kind = kind;
@@ -89,15 +86,12 @@ static enum beit_status list_dir(const char *dir, char ***names, size_t *count,
   for (struct dirent *e; (e = readdir(d));) {
     if (e->d_name[0] == '.')
       continue;
-    if (n == cap) {
-      cap = cap ? 2 * cap : 64;
-      char **p = realloc(*names, cap * sizeof *p);
-      if (!p) {
-        st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);
-        break;
-      }
-      *names = p;
+    char **p = beit_grow(*names, &cap, n, sizeof *p, 64);
+    if (!p) {
+      st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);
+      break;
     }
+    *names = p;
     size_t len = strlen(dir) + strlen(e->d_name) + 2;
     if (!((*names)[n] = malloc(len))) {
       st = beit_error_set(err, BEIT_STATUS_NOMEM, "%s: out of memory", dir);

@@ -30,26 +30,39 @@ static inline void row_stats(float *mean, float *rstd, const float *x, float eps
   *rstd = 1.0f / sqrtf(sq / (float)C + eps);
 }
 
+/* One row: y (float32) or y_h (bfloat16, rounded once) = LayerNorm of x; its mean and 1/std. Always
+ * inlined: each kernel passes NULL for one output, so the loop has no branch left. */
+static inline __attribute__((always_inline)) void layernorm_row(float *y, beit_bf16 *y_h,
+                                                                float *mean, float *rstd,
+                                                                const float *x,
+                                                                const float *weight,
+                                                                const float *bias, float eps,
+                                                                size_t C)
+{
+  float m, s;
+  row_stats(&m, &s, x, eps, C);
+  for (size_t c = 0; c < C; c++) {
+    float v = (x[c] - m) * s * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f);
+    if (y_h)
+      y_h[c] = beit_bf16_round(v);
+    else
+      y[c] = v;
+  }
+  if (mean)
+    *mean = m;
+  if (rstd)
+    *rstd = s;
+}
+
 BEIT_KERNEL_CLONES
 void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                             const float *weight, const float *bias, float eps, size_t N,
                             size_t C)
 {
 #pragma omp parallel for schedule(static) if (N * C > 16384)
-  for (size_t n = 0; n < N; n++) {
-    const float *x = inp + n * C;
-    float *y = out + n * C;
-    float m, s;
-    row_stats(&m, &s, x, eps, C);
-    for (size_t c = 0; c < C; c++) {
-      float v = (x[c] - m) * s;
-      y[c] = v * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f);
-    }
-    if (mean)
-      mean[n] = m;
-    if (rstd)
-      rstd[n] = s;
-  }
+  for (size_t n = 0; n < N; n++)
+    layernorm_row(out + n * C, NULL, mean ? mean + n : NULL, rstd ? rstd + n : NULL, inp + n * C,
+                  weight, bias, eps, C);
 }
 
 BEIT_KERNEL_CLONES
@@ -58,20 +71,9 @@ void beit_layernorm_forward_bf16(uint16_t *out_h, float *mean, float *rstd, cons
                                  size_t C)
 {
 #pragma omp parallel for schedule(static) if (N * C > 16384)
-  for (size_t n = 0; n < N; n++) {
-    const float *x = inp + n * C;
-    beit_bf16 *y = out_h + n * C;
-    float m, s;
-    row_stats(&m, &s, x, eps, C);
-    for (size_t c = 0; c < C; c++) {
-      float v = (x[c] - m) * s;
-      y[c] = beit_bf16_round(v * (weight ? weight[c] : 1.0f) + (bias ? bias[c] : 0.0f));
-    }
-    if (mean)
-      mean[n] = m;
-    if (rstd)
-      rstd[n] = s;
-  }
+  for (size_t n = 0; n < N; n++)
+    layernorm_row(NULL, out_h + n * C, mean ? mean + n : NULL, rstd ? rstd + n : NULL,
+                  inp + n * C, weight, bias, eps, C);
 }
 
 BEIT_KERNEL_CLONES

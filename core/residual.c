@@ -57,24 +57,27 @@ void beit_residual_backward(float *dx, float *dbranch, float *dgamma, const floa
     }
   }
   if (dgamma && gamma) {
-    size_t nblocks = (D + BEIT_COL_BLOCK - 1) / BEIT_COL_BLOCK;
-#pragma omp parallel for schedule(static) if (B * T * D > 32768)
-    for (size_t blk = 0; blk < nblocks; blk++) {
-      size_t d0 = blk * BEIT_COL_BLOCK, w = D - d0 < BEIT_COL_BLOCK ? D - d0 : BEIT_COL_BLOCK;
-      float acc[BEIT_COL_BLOCK] = {0};
-      for (size_t b = 0; b < B; b++) {
-        float s = sample_scale ? sample_scale[b] : 1.0f;
-        float part[BEIT_COL_BLOCK] = {0};
-        for (size_t t = 0; t < T; t++) {
-          size_t o = (b * T + t) * D + d0;
+#pragma omp parallel if (B * T * D > 32768)
+    {
+      size_t s0, s1; /* column stripes, every row in order (vmath.h) */
+      beit_col_stripe(D, &s0, &s1);
+      for (size_t d0 = s0; d0 < s1; d0 += BEIT_COL_CHUNK) {
+        size_t w = s1 - d0 < BEIT_COL_CHUNK ? s1 - d0 : BEIT_COL_CHUNK;
+        float acc[BEIT_COL_CHUNK] = {0};
+        for (size_t b = 0; b < B; b++) {
+          float s = sample_scale ? sample_scale[b] : 1.0f, part[BEIT_COL_CHUNK] = {0};
+          for (size_t t = 0; t < T; t++) {
+            size_t o = (b * T + t) * D + d0;
+#pragma omp simd
+            for (size_t d = 0; d < w; d++)
+              part[d] += branch[o + d] * dout[o + d];
+          }
           for (size_t d = 0; d < w; d++)
-            part[d] += branch[o + d] * dout[o + d];
+            acc[d] += s * part[d];
         }
         for (size_t d = 0; d < w; d++)
-          acc[d] += s * part[d];
+          dgamma[d0 + d] += acc[d];
       }
-      for (size_t d = 0; d < w; d++)
-        dgamma[d0 + d] += acc[d];
     }
   }
 }

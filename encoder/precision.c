@@ -2,11 +2,13 @@
  * matrix products of forward and backward run on, and the bfloat16 copy of the weights.
  *
  * fp32 runs the float32 kernels on the float32 buffers (OpenBLAS for the products).
- * bf16 rounds each product's operands to bfloat16 where they are produced (weights once per
- * training forward, activations as the layer before hands them over) and keeps the rounded copy
- * for backward, which rounds its incoming gradient once for both of a layer's products. Everything
- * between the products (LayerNorm, softmax, GELU, residuals, losses) and every gradient and
- * optimizer state stay float32. */
+ * bf16 rounds each product's operands to bfloat16 where they are produced (weights by AdamW or
+ * once per training forward, activations as the layer before hands them over, or the product
+ * itself when its result only feeds another product: qkv, fc1, the attention's output and
+ * gradients, the input gradients of fc2 and of the projection) and keeps the rounded copy for
+ * backward, which rounds its incoming gradient once for both of a layer's products. LayerNorm,
+ * softmax, GELU's arithmetic, residuals, losses, every weight gradient and the optimizer state
+ * stay float32. */
 #include <stdlib.h>
 #include <string.h>
 

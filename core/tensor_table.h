@@ -64,9 +64,11 @@ long beit_tensor_table_find(const struct beit_tensor_table *table, const char *n
 /* "(768, 3, 16, 16)" into buf. */
 const char *beit_tensor_shape_str(const struct beit_tensor *t, char *buf, size_t size);
 
-/* Allocate a zeroed float buffer of n floats (NULL on failure; free with free()). calloc: large
- * buffers come zeroed from the kernel and only pages that are written count in memory, so a
- * planned-but-unused buffer (an inference model's gradients) costs nothing. */
+/* A zeroed buffer of `bytes` (NULL on failure; free with free()). calloc: large buffers come
+ * zeroed from the kernel and only pages that are written count in memory, so a planned-but-unused
+ * buffer (an inference model's gradients) costs nothing. Buffers of 4 MiB or more are advised onto
+ * transparent huge pages (madvise), where the kernel offers them. beit_alloc_floats: n floats. */
+void *beit_alloc_zeroed(size_t bytes);
 float *beit_alloc_floats(size_t n);
 
 #endif

@@ -196,7 +196,7 @@ enum beit_status beit_model_set_precision(struct beit_model *m, enum beit_precis
   if (st)
     return st;
   if (p == BEIT_PRECISION_BF16 && !m->params_h) {
-    m->params_h = malloc(m->table.total * sizeof *m->params_h);
+    m->params_h = beit_alloc_zeroed(m->table.total * sizeof *m->params_h);
     if (!m->params_h)
       return beit_error_set(err, BEIT_STATUS_NOMEM, "bf16 weights: cannot allocate %.1f MiB",
                             (double)m->table.total * 2.0 / 1048576.0);

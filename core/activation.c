@@ -40,19 +40,44 @@ void beit_gelu_forward(float *out, const float *inp, size_t n)
     out[i] = gelu(inp[i]);
 }
 
+/* gelu(x) as gelu() computes it, and d gelu / dx = Phi(x) + x phi(x) into *grad: erf's
+ * exp(-(x/sqrt2)^2) is phi's exp(-x^2/2), computed once for both. */
+static inline float gelu_and_grad(float x, float *grad)
+{
+  float ax = fabsf(x * INV_SQRT2);
+  float e = beit_vexpf(-ax * ax);
+  float t = 1.0f / fmaf(0.3275911f, ax, 1.0f);
+  float r = fmaf(1.061405429f, t, -1.453152027f);
+  r = fmaf(r, t, 1.421413741f);
+  r = fmaf(r, t, -0.284496736f);
+  r = fmaf(r, t, 0.254829592f);
+  float cdf = 0.5f * (1.0f + copysignf(1.0f - r * t * e, x));
+  *grad = cdf + x * INV_SQRT_2PI * e;
+  return x * cdf;
+}
+
 #define CHUNK 512 /* values per block: computed in float32, then rounded (each loop vectorises) */
 
 BEIT_KERNEL_CLONES
-void beit_gelu_forward_bf16(uint16_t *out_h, const uint16_t *inp_h, size_t n)
+void beit_gelu_forward_bf16(uint16_t *out_h, uint16_t *grad_h, const uint16_t *inp_h, size_t n)
 {
   const size_t blocks = (n + CHUNK - 1) / CHUNK;
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (size_t blk = 0; blk < blocks; blk++) {
     size_t i0 = blk * CHUNK, len = n - i0 < CHUNK ? n - i0 : CHUNK;
-    float y[CHUNK];
+    float y[CHUNK], g[CHUNK];
+    if (grad_h) {
 #pragma omp simd
-    for (size_t j = 0; j < len; j++)
-      y[j] = gelu(beit_bf16_value(inp_h[i0 + j]));
+      for (size_t j = 0; j < len; j++)
+        y[j] = gelu_and_grad(beit_bf16_value(inp_h[i0 + j]), &g[j]);
+#pragma omp simd
+      for (size_t j = 0; j < len; j++) /* after the block is read: grad_h may be inp_h */
+        grad_h[i0 + j] = beit_bf16_round(g[j]);
+    } else {
+#pragma omp simd
+      for (size_t j = 0; j < len; j++)
+        y[j] = gelu(beit_bf16_value(inp_h[i0 + j]));
+    }
 #pragma omp simd
     for (size_t j = 0; j < len; j++)
       out_h[i0 + j] = beit_bf16_round(y[j]);
@@ -81,33 +106,6 @@ void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t
 #pragma omp parallel for simd schedule(static) if (n > 65536)
   for (size_t i = 0; i < n; i++)
     dinp[i] += dout[i] * gelu_grad(inp[i]);
-}
-
-BEIT_KERNEL_CLONES
-void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const uint16_t *dout_h,
-                             const uint16_t *inp_h, size_t N, size_t C)
-{
-#pragma omp parallel if (N * C > 65536)
-  {
-    size_t s0, s1;
-    beit_col_stripe(C, &s0, &s1);
-    for (size_t c0 = s0; c0 < s1; c0 += BEIT_COL_CHUNK) {
-      size_t w = s1 - c0 < BEIT_COL_CHUNK ? s1 - c0 : BEIT_COL_CHUNK;
-      float sum[BEIT_COL_CHUNK] = {0};
-      for (size_t n = 0; n < N; n++) {
-        const size_t o = n * C + c0;
-#pragma omp simd
-        for (size_t j = 0; j < w; j++) {
-          float d = beit_bf16_value(dout_h[o + j]) * gelu_grad(beit_bf16_value(inp_h[o + j]));
-          dinp_h[o + j] = beit_bf16_round(d);
-          sum[j] += d;
-        }
-      }
-      if (dbias)
-        for (size_t j = 0; j < w; j++)
-          dbias[c0 + j] += sum[j];
-    }
-  }
 }
 
 void beit_gelu_forward_naive(float *out, const float *inp, size_t n)

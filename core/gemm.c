@@ -102,6 +102,16 @@ void beit_gemm_bf16_out(beit_bf16 *C, size_t ldc, struct beit_operand A, struct 
   beit_dnnl_matmul(out, A, B, bias, M, N, K, alpha, 0.0f, bs);
 }
 
+void beit_gemm_bf16_mul(beit_bf16 *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                        const beit_bf16 *mul, size_t M, size_t N, size_t K)
+{
+  if (M == 0 || N == 0)
+    return;
+  BEIT_ASSERT(A.dtype == BEIT_DTYPE_BF16 && B.dtype == BEIT_DTYPE_BF16 && mul);
+  struct beit_result out = {C, BEIT_DTYPE_BF16, ldc, mul};
+  beit_dnnl_matmul(out, A, B, NULL, M, N, K, 1.0f, 0.0f, &one_product);
+}
+
 BEIT_KERNEL_CLONES
 void beit_to_bf16(beit_bf16 *out, const float *in, size_t n)
 {

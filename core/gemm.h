@@ -45,6 +45,9 @@ struct beit_result {
   void *data;
   enum beit_dtype dtype;
   size_t ld;
+  /* NULL, or (bfloat16 results only) a bfloat16 matrix of the result's shape and row stride that
+   * the float32 product is multiplied by, elementwise, before it is rounded */
+  const beit_bf16 *mul;
 };
 
 /* C (M, N), float32 with row stride ldc, = alpha * op(A) (M, K) . op(B) (K, N) + beta * C.
@@ -75,6 +78,12 @@ void beit_gemm_batched(float *C, size_t ldc, struct beit_operand A, struct beit_
 void beit_gemm_bf16_out(beit_bf16 *C, size_t ldc, struct beit_operand A, struct beit_operand B,
                         const float *bias, size_t M, size_t N, size_t K, float alpha,
                         const struct beit_batch_strides *bs);
+
+/* C (M, N) = round(op(A) op(B) * mul), mul a bfloat16 (M, N) matrix with C's row stride ldc: one
+ * product with an elementwise factor applied in oneDNN's store (GELU's derivative in fc2's
+ * input-gradient product), bfloat16 operands. */
+void beit_gemm_bf16_mul(beit_bf16 *C, size_t ldc, struct beit_operand A, struct beit_operand B,
+                        const beit_bf16 *mul, size_t M, size_t N, size_t K);
 
 /* out (n) = round-to-nearest-even bfloat16 of in (n); NaN stays NaN. OpenMP over large n. */
 void beit_to_bf16(beit_bf16 *out, const float *in, size_t n);

@@ -26,14 +26,14 @@
 
 struct matmul_key {
   size_t count1, count2, M, N, K, lda, ldb, ldc, sa1, sa2, sb1, sb2, sc1, sc2;
-  int trans_a, trans_b, bias, c_bf16;
+  int trans_a, trans_b, bias, c_bf16, mul;
   float alpha, beta;
 };
 
 struct matmul_entry {
   struct matmul_key key;
   dnnl_primitive_t prim;
-  dnnl_memory_desc_t a, b, c, bias, scratch;
+  dnnl_memory_desc_t a, b, c, bias, mul, scratch;
   size_t scratch_bytes;
   long long calls, nanoseconds, fastest; /* BEIT_GEMM_PROFILE */
 };
@@ -125,8 +125,12 @@ static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *
     goto done;
   if (k->alpha != 1.0f && (st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha)))
     goto done;
-  if (k->beta != 0.0f) { /* dst = alpha * A.B + beta * dst */
-    if ((st = dnnl_post_ops_create(&ops)) || (st = dnnl_post_ops_append_sum(ops, k->beta)) ||
+  if (k->beta != 0.0f || k->mul) { /* dst = alpha * A.B + beta * dst, or (alpha * A.B) * mul */
+    if ((st = dnnl_post_ops_create(&ops)) ||
+        (k->beta != 0.0f && (st = dnnl_post_ops_append_sum(ops, k->beta))) ||
+        (k->mul && ((st = describe(&e->mul, dnnl_bf16, k->count1, k->count2, k->sc1, k->sc2,
+                                   k->M, k->N, k->ldc, 0)) ||
+                    (st = dnnl_post_ops_append_binary(ops, dnnl_binary_mul, &e->mul)))) ||
         (st = dnnl_primitive_attr_set_post_ops(attr, ops)))
       goto done;
   }
@@ -168,7 +172,8 @@ static void print_profile(void)
     fprintf(stderr, "  %5zu x %5zu x %5zu  x%-4zu  A%s B%s%s%s -> %s  calls %6lld  %8.3f s  %7.1f "
                     "GFLOP/s (fastest call %7.1f)\n",
             k->M, k->N, k->K, k->count1 * k->count2, k->trans_a ? "^T" : "  ",
-            k->trans_b ? "^T" : "  ", k->bias ? " +bias" : "      ", k->beta != 0.0f ? " +C" : "   ",
+            k->trans_b ? "^T" : "  ", k->bias ? " +bias" : k->mul ? " *mul " : "      ",
+            k->beta != 0.0f ? " +C" : "   ",
             k->c_bf16 ? "bf16" : "f32 ",
             e->calls, s, s > 0 ? 1e-9 * flop / s : 0.0,
             e->fastest > 0 ? flop / (double)e->calls / (double)e->fastest : 0.0);
@@ -196,7 +201,7 @@ static void probe(void)
   check(dnnl_engine_create(&g.engine, dnnl_cpu, 0), "engine creation");
   if (pthread_key_create(&thread_key, thread_state_free))
     die("thread key creation", dnnl_out_of_memory);
-  struct matmul_key k = {1, 1, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
+  struct matmul_key k = {1, 1, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
   struct matmul_entry e;
   dnnl_status_t st;
   dnnl_primitive_t prim = create(&k, &e, &st);
@@ -301,21 +306,25 @@ static struct thread_state *thread_state(size_t bytes)
 }
 
 static void execute(struct matmul_entry *e, const void *a, const void *b, const float *bias,
-                    void *c)
+                    const void *mul, void *c)
 {
   double t0 = g.profile ? beit_clock_now() : 0.0;
   struct thread_state *ts = thread_state(e->scratch_bytes);
-  dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL, mbias = NULL;
+  dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL, mbias = NULL, mmul = NULL;
   check(dnnl_memory_create(&ma, &e->a, g.engine, (void *)a), "memory creation");
   check(dnnl_memory_create(&mb, &e->b, g.engine, (void *)b), "memory creation");
   check(dnnl_memory_create(&mc, &e->c, g.engine, c), "memory creation");
   check(dnnl_memory_create(&ms, &e->scratch, g.engine, ts->scratch), "memory creation");
-  dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc},
+  dnnl_exec_arg_t args[6] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc},
                              {DNNL_ARG_SCRATCHPAD, ms}};
   int nargs = 4;
   if (bias) {
     check(dnnl_memory_create(&mbias, &e->bias, g.engine, (void *)bias), "memory creation");
     args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, mbias};
+  }
+  if (mul) {
+    check(dnnl_memory_create(&mmul, &e->mul, g.engine, (void *)mul), "memory creation");
+    args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, mmul};
   }
   check(dnnl_primitive_execute(e->prim, ts->stream, nargs, args), "matmul execution");
   check(dnnl_stream_wait(ts->stream), "stream wait");
@@ -325,6 +334,8 @@ static void execute(struct matmul_entry *e, const void *a, const void *b, const 
   dnnl_memory_destroy(ms);
   if (mbias)
     dnnl_memory_destroy(mbias);
+  if (mmul)
+    dnnl_memory_destroy(mmul);
   if (g.profile) {
     long long ns = (long long)(1e9 * (beit_clock_now() - t0)), old = e->fastest;
     __atomic_add_fetch(&e->calls, 1, __ATOMIC_RELAXED);
@@ -348,6 +359,8 @@ void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_o
   k.lda = A.ld, k.ldb = B.ld, k.ldc = C.ld, k.trans_a = A.trans, k.trans_b = B.trans;
   k.bias = bias != NULL;
   k.c_bf16 = C.dtype == BEIT_DTYPE_BF16;
+  k.mul = C.mul != NULL;
+  BEIT_ASSERT(!C.mul || (k.c_bf16 && beta == 0.0f));
   BEIT_ASSERT(!bias || (bs->count1 == 1 && bs->count2 == 1 && alpha == 1.0f && beta == 0.0f));
   k.sa1 = bs->sa1, k.sa2 = bs->sa2, k.sb1 = bs->sb1, k.sb2 = bs->sb2;
   k.sc1 = bs->sc1, k.sc2 = bs->sc2, k.alpha = alpha, k.beta = beta;
@@ -355,7 +368,7 @@ void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_o
     pthread_rwlock_rdlock(&g.lock);
     struct matmul_entry *e = find(&k);
     if (e) {
-      execute(e, A.data, B.data, bias, C.data);
+      execute(e, A.data, B.data, bias, C.mul, C.data);
       pthread_rwlock_unlock(&g.lock);
       return;
     }

@@ -27,8 +27,9 @@ void beit_linear_backward(float *dinp, float *dweight, float *dbias, const float
  * accumulation and bias; out is float32 or, for a consumer that rounds it anyway, bfloat16
  * (struct beit_result). Backward takes dout (N, OC) rounded to bf16 (dout_h, for both products):
  * whoever rounds it also adds its column sums to the bias gradient, in the same pass
- * (beit_to_bf16_colsum, or a fused producer such as beit_gelu_backward_bf16). dinp (data NULL:
- * none) is OVERWRITTEN (see the top), float32 or bfloat16; dweight accumulates. The naive twin is
+ * (beit_to_bf16_colsum, or a fused producer such as beit_residual_branch_backward_bf16). dinp
+ * (data NULL: none) is OVERWRITTEN (see the top), float32 or bfloat16 (times dinp.mul where given);
+ * dweight accumulates. The naive twin is
  * the float32 kernel on the bf16-rounded values (tests/test_gemm.c checks the products that way). */
 void beit_linear_forward_bf16(struct beit_result out, const uint16_t *inp, const uint16_t *weight,
                               const float *bias, size_t N, size_t C, size_t OC);
@@ -74,15 +75,11 @@ void beit_layernorm_backward_naive(float *dinp, float *dweight, float *dbias, co
 void beit_gelu_forward(float *out, const float *inp, size_t n);
 void beit_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n);
 /* Mixed precision, bfloat16 in and out (autocast's GELU: its input is the bf16 result of fc1):
- * out_h = beit_gelu_forward of the bf16 values, rounded. */
-void beit_gelu_forward_bf16(uint16_t *out_h, const uint16_t *inp_h, size_t n);
-/* Mixed-precision backward over (N, C), from bf16 dout_h and the saved bf16 input inp_h: the
- * gradient dout * gelu'(inp) rounded to bfloat16 into dinp_h (OVERWRITTEN, see the top: the next
- * layer's products' operand) and, when dbias is not NULL, its float32 column sums added to dbias
- * (C) (the bias gradient of the layer that produced inp), in one pass; the float32 gradient itself
- * is never stored. */
-void beit_gelu_backward_bf16(uint16_t *dinp_h, float *dbias, const uint16_t *dout_h,
-                             const uint16_t *inp_h, size_t N, size_t C);
+ * out_h = beit_gelu_forward of the bf16 values, rounded; and, when grad_h is not NULL, GELU's
+ * derivative at them, rounded, into grad_h (which may be inp_h: each block is read before it is
+ * written). The backward is then one elementwise product, which rides in the store of fc2's
+ * input-gradient product (beit_gemm_bf16_mul). */
+void beit_gelu_forward_bf16(uint16_t *out_h, uint16_t *grad_h, const uint16_t *inp_h, size_t n);
 void beit_gelu_forward_naive(float *out, const float *inp, size_t n);
 void beit_gelu_backward_naive(float *dinp, const float *dout, const float *inp, size_t n);
 

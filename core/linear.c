@@ -60,11 +60,13 @@ static void column_sums(float *acc, const float *x, size_t N, size_t C, size_t l
 }
 
 /* dinp (N, C) = dinp_beta * dinp + dout (N, OC) . weight (OC, C), into a float32 or bfloat16
- * result (bfloat16: beta 0). */
+ * result (bfloat16: beta 0, times dinp.mul when given). */
 static void input_gradient(struct beit_result dinp, float dinp_beta, struct beit_operand dout,
                            struct beit_operand weight, size_t N, size_t C, size_t OC)
 {
-  if (dinp.dtype == BEIT_DTYPE_BF16)
+  if (dinp.mul)
+    beit_gemm_bf16_mul(dinp.data, dinp.ld, dout, weight, dinp.mul, N, C, OC);
+  else if (dinp.dtype == BEIT_DTYPE_BF16)
     beit_gemm_bf16_out(dinp.data, dinp.ld, dout, weight, NULL, N, C, OC, 1.0f, NULL);
   else
     beit_gemm(dinp.data, dinp.ld, dout, weight, N, C, OC, 1.0f, dinp_beta);

@@ -90,17 +90,17 @@ static void block_backward(struct beit_model *m, size_t l)
   /* MLP branch: out = y + s2 * gamma2 * fc2(gelu(fc1(ln2(y)))). d(loss)/d(y) is d_stream (the
    * identity path) plus LN2's backward, which adds into it. bf16: fc2's input gradient is rounded
    * as it is stored (only GELU's backward reads it). */
-  beit_model_branch_backward(m, a->d_gelu, a->d_gelu_h, li->fc2_w, li->fc2_b, li->gamma2, s2,
-                             la->fc2, la->gelu, la->gelu_h, F);
+  beit_model_branch_backward(m, a->d_gelu, a->d_gelu_h, la->fc1_h, li->fc2_w, li->fc2_b,
+                             li->gamma2, s2, la->fc2, la->gelu, la->gelu_h, F);
   beit_model_mlp_in_backward(m, a->d_ln, li->fc1_w, li->fc1_b, a->d_gelu, a->d_gelu_h, la->fc1,
-                             la->fc1_h, a->d_fc1, la->ln2, la->ln2_h, BT, D, F);
+                             a->d_fc1, la->ln2, la->ln2_h, BT, D, F);
   beit_layernorm_backward(a->d_stream, GRAD(li->ln2_w), GRAD(li->ln2_b), a->d_ln, la->y,
                           PARAM(li->ln2_w), la->ln2_mean, la->ln2_rstd, BT, D);
 
   /* attention branch: y = x + s1 * gamma1 * proj(attn(ln1(x))), the same way. bf16: the
    * projection's input gradient is rounded as it is stored (the attention's operand). */
-  beit_model_branch_backward(m, a->d_attn, a->d_attn_h, li->proj_w, li->proj_b, li->gamma1, s1,
-                             la->proj, la->attn, la->attn_h, D);
+  beit_model_branch_backward(m, a->d_attn, a->d_attn_h, NULL, li->proj_w, li->proj_b,
+                             li->gamma1, s1, la->proj, la->attn, la->attn_h, D);
   if (has_bias)
     zero(a->d_bias, nH * T * T);
   beit_model_attention_backward(m, l, has_bias ? a->d_bias : NULL);

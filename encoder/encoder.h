@@ -34,7 +34,9 @@ struct beit_param_ids {
 /* Saved activations of one block; x is the block input (the residual stream). In bf16 the
  * operands of matrix products are bfloat16 (*_h, NULL in fp32), kept for backward; ln1, ln2 and
  * gelu are then not written (their only reader is the next product), fc1 is bfloat16 only (fc1_h,
- * as autocast keeps it), and qkv and attn are fp32 only (qkv_h holds q, k, v split into heads). */
+ * the product's rounded result; a training forward's GELU replaces it by GELU's derivative there,
+ * which is all its backward needs), and qkv and attn are fp32 only (qkv_h holds q, k, v split
+ * into heads). */
 struct beit_layer_acts {
   float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *proj, *y;
   float *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *fc2;
@@ -130,21 +132,21 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, beit_bf16 *di
 /* Backward of a block's residual branch out = x + s * gamma * (inp . W^T + b) (tensors w, b and
  * gamma (may be -1); s (B) the drop-path scales or NULL; branch = the saved inp . W^T + b (B*T,
  * D)) from d(loss)/d(out) in a->d_stream, up to the layer's input: dinp (B*T, C) OVERWRITTEN (in
- * bf16 into dinp_h when that is not NULL); the grads of w, b and gamma accumulate. The identity
- * path's gradient is a->d_stream itself, left as it is. */
-void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h, long w,
-                                long b, long gamma, const float *sample_scale,
-                                const float *branch, const float *inp, const beit_bf16 *inp_h,
-                                size_t C);
-/* Backward through gelu(inp . W^T + b) (tensors w, b): dout = d(loss)/d(gelu output) and fc1 =
- * the saved pre-activation (N, F), float32 in fp32 and bfloat16 (dout_h, fc1_h) in bf16; dinp
- * (N, C) OVERWRITTEN; dfc1 (N, F) is fp32 scratch (NULL in bf16, where the GELU backward rounds
- * fc1's gradient for the products and adds up its bias gradient in one pass, and no float32 copy
- * of it is stored). */
+ * bf16 into dinp_h when that is not NULL, multiplied elementwise by dinp_mul_h before it is
+ * rounded when that is not NULL: GELU's saved derivative); the grads of w, b and gamma
+ * accumulate. The identity path's gradient is a->d_stream itself, left as it is. */
+void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h,
+                                const beit_bf16 *dinp_mul_h, long w, long b, long gamma,
+                                const float *sample_scale, const float *branch, const float *inp,
+                                const beit_bf16 *inp_h, size_t C);
+/* Backward through gelu(inp . W^T + b) (tensors w, b). fp32: dout = d(loss)/d(gelu output), fc1
+ * = the saved pre-activation (N, F), dfc1 (N, F) scratch. bf16: dout_h is already d(loss)/d(fc1)
+ * rounded (fc2's input-gradient product multiplied by GELU's derivative, which the forward saved
+ * in fc1_h, beit_model_branch_backward); dout, fc1, dfc1 are unused. dinp (N, C) OVERWRITTEN. */
 void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
                                 const float *dout, const beit_bf16 *dout_h, const float *fc1,
-                                const beit_bf16 *fc1_h, float *dfc1, const float *inp,
-                                const beit_bf16 *inp_h, size_t N, size_t C, size_t F);
+                                float *dfc1, const float *inp, const beit_bf16 *inp_h, size_t N,
+                                size_t C, size_t F);
 /* The attention branch of block l up to the output projection: the qkv product of ln1 (the
  * block's first LayerNorm output; NULL in bf16, where it is in la->ln1_h) and the attention core
  * (beit_attention_forward in m's precision) with the relative position bias bias. Returns the
@@ -163,7 +165,7 @@ const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit
                                          float *mean, float *rstd, const float *inp, long w,
                                          long b, size_t N, size_t C);
 const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
-                                     const float *inp, const beit_bf16 *inp_h, size_t n);
+                                     const float *inp, beit_bf16 *inp_h, size_t n);
 /* Round params into params_h (bf16 only; no-op in fp32). */
 void beit_model_round_weights(struct beit_model *m);
 

@@ -60,10 +60,10 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, beit_bf16 *di
   beit_linear_backward_bf16(d, GRAD(w), dout_h, inp_h, param_h(m, w), N, C, OC);
 }
 
-void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h, long w,
-                                long b, long gamma, const float *sample_scale,
-                                const float *branch, const float *inp, const beit_bf16 *inp_h,
-                                size_t C)
+void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h,
+                                const beit_bf16 *dinp_mul_h, long w, long b, long gamma,
+                                const float *sample_scale, const float *branch, const float *inp,
+                                const beit_bf16 *inp_h, size_t C)
 {
   size_t B = m->B, T = m->T, D = m->D;
   if (!bf16(m)) {
@@ -78,13 +78,15 @@ void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *di
    * LayerScale gradients summed in the same pass */
   beit_residual_branch_backward_bf16(m->a.d_h, GRAD(b), GRAD(gamma), m->a.d_stream, branch,
                                      PARAM(gamma), sample_scale, B, T, D);
-  beit_model_linear_backward(m, dinp, dinp_h, w, b, NULL, m->a.d_h, inp, inp_h, B * T, C, D);
+  struct beit_result d = dinp_h ? (struct beit_result){dinp_h, BEIT_DTYPE_BF16, C, dinp_mul_h}
+                                : (struct beit_result){dinp, BEIT_DTYPE_F32, C, NULL};
+  beit_linear_backward_bf16(d, GRAD(w), m->a.d_h, inp_h, param_h(m, w), B * T, C, D);
 }
 
 void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
                                 const float *dout, const beit_bf16 *dout_h, const float *fc1,
-                                const beit_bf16 *fc1_h, float *dfc1, const float *inp,
-                                const beit_bf16 *inp_h, size_t N, size_t C, size_t F)
+                                float *dfc1, const float *inp, const beit_bf16 *inp_h, size_t N,
+                                size_t C, size_t F)
 {
   if (!bf16(m)) {
     memset(dfc1, 0, N * F * sizeof *dfc1);
@@ -92,9 +94,10 @@ void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long 
     beit_model_linear_backward(m, dinp, NULL, w, b, dfc1, NULL, inp, inp_h, N, C, F);
     return;
   }
-  /* GELU backward hands the products their rounded operand and adds up fc1's bias gradient */
-  beit_gelu_backward_bf16(m->a.d_h, GRAD(b), dout_h, fc1_h, N, F);
-  beit_model_linear_backward(m, dinp, NULL, w, b, NULL, m->a.d_h, inp, inp_h, N, C, F);
+  /* GELU's backward rode in fc2's input-gradient product (times the derivative the forward saved),
+   * so dout_h is fc1's rounded output gradient already: its column sums are fc1's bias gradient */
+  beit_bias_backward_bf16(GRAD(b), dout_h, N, F, F);
+  beit_model_linear_backward(m, dinp, NULL, w, b, NULL, dout_h, inp, inp_h, N, C, F);
 }
 
 /* The [q_b, 0, v_b] bias of block l's qkv product in bf16 (no key bias, spec 1.4), or NULL. */
@@ -173,13 +176,15 @@ const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit
 }
 
 const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
-                                     const float *inp, const beit_bf16 *inp_h, size_t n)
+                                     const float *inp, beit_bf16 *inp_h, size_t n)
 {
   if (!bf16(m)) {
     beit_gelu_forward(out, inp, n);
     return out;
   }
-  beit_gelu_forward_bf16(out_h, inp_h, n);
+  /* training: GELU's derivative replaces its input (autocast saves the input and differentiates
+   * in backward; the derivative is what backward needs, in the same bytes) */
+  beit_gelu_forward_bf16(out_h, m->inference ? NULL : inp_h, inp_h, n);
   return NULL;
 }
 

@@ -32,7 +32,7 @@ CALLS_OK = OWN_TARGET | {"beit_rng_seed", "beit_rng_u64"}  # the dVAE's Gumbel n
 
 # Kernels whose clones must run at the full vector width (their vector loops are the hot paths).
 ZMM = [
-    "beit_gelu_forward", "beit_gelu_forward_bf16", "beit_gelu_backward", "beit_gelu_backward_bf16",
+    "beit_gelu_forward", "beit_gelu_forward_bf16", "beit_gelu_backward",
     "beit_softmax_forward", "beit_softmax_backward",
     "beit_layernorm_forward", "beit_layernorm_forward_bf16", "beit_layernorm_backward",
     "beit_residual_forward", "beit_residual_backward", "column_pass", "beit_bias_forward",

@@ -151,6 +151,17 @@ static void test_bf16_out(size_t M, size_t N, size_t K, size_t B, size_t nH, siz
   beit_gemm_bf16_out(got, N + 3, A, Bt, bias, M, N, K, 1.0f, NULL);
   check_rounded("bf16 result, bias", got, N + 3, f32, N, M, N);
 
+  /* an elementwise factor in the store: round((A B^T) * mul), mul with the result's row stride */
+  beit_bf16 *mul = talloc(M * (N + 3) * 2);
+  float *f = randn(M * (N + 3), 1.0f);
+  beit_to_bf16(mul, f, M * (N + 3));
+  beit_gemm(f32, N, A, Bt, M, N, K, 1.0f, 0.0f);
+  for (size_t i = 0; i < M; i++)
+    for (size_t j = 0; j < N; j++)
+      f32[i * N + j] *= beit_bf16_value(mul[i * (N + 3) + j]);
+  beit_gemm_bf16_mul(got, N + 3, A, Bt, mul, M, N, K);
+  check_rounded("bf16 result times a bf16 factor", got, N + 3, f32, N, M, N);
+
   size_t D = nH * dh, n = B * nH;
   float *p = randn(n * T * T, 1.0f), *v = randn(n * T * dh, 1.0f), *heads = zeros(n * T * dh);
   beit_bf16 *ph = talloc(n * T * T * 2), *vh = talloc(n * T * dh * 2), *tok = talloc(B * T * D * 2);

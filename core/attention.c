@@ -130,8 +130,9 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
 
 /* ---- mixed precision: bf16 operands in head-major layout (B, nH, T, dh), where every (image,
  * head) problem is one dense matrix, so each of the four products is one batched AMX call
- * (oneDNN has no fast kernel for heads strided inside the qkv rows); logits, softmax and its
- * backward in float32, as autocast keeps softmax in fp32. */
+ * (oneDNN has no fast kernel for heads strided inside the qkv rows). As under autocast, the
+ * products' results are bfloat16 (the logits Q K^T and dP = dO V^T included) and the softmax
+ * and its backward compute in float32. */
 
 /* Between token rows (B, T, nb*D), nb blocks of D columns, and heads (nb, B, nH, T, dh): a copy
  * of dh-value runs, to heads (split = 1) or back (split = 0). (A loop, not memcpy: a call per
@@ -157,8 +158,9 @@ static void heads_copy(beit_bf16 *heads, beit_bf16 *rows, int split, size_t nb, 
   }
 }
 
-/* probs (B, nH, T, T) = softmax over each row of (probs + bias (nH, T, T)), in place, and its
- * rounding probs_h, in the same pass; rows = B*nH*T, in parallel. */
+/* probs (B, nH, T, T) = softmax over each row of (logits_h + bias (nH, T, T)), and its rounding
+ * back into probs_h, which holds the rounded logits on entry: one pass per row (the row is read
+ * before it is written); rows = B*nH*T, in parallel. */
 BEIT_KERNEL_CLONES
 static void softmax_heads(float *probs, beit_bf16 *probs_h, const float *bias, size_t rows,
                           size_t T, size_t nH)
@@ -168,38 +170,52 @@ static void softmax_heads(float *probs, beit_bf16 *probs_h, const float *bias, s
   for (size_t r = 0; r < rows; r++) {
     size_t h = (r / T) % nH, i = r % T;
     float *p = probs + r * T;
+    beit_bf16 *p_h = probs_h + r * T;
+#pragma omp simd
+    for (size_t j = 0; j < T; j++)
+      p[j] = beit_bf16_value(p_h[j]);
     beit_softmax_row(p, p, bias ? bias + h * TT + i * T : NULL, T);
 #pragma omp simd
     for (size_t j = 0; j < T; j++)
-      probs_h[r * T + j] = beit_bf16_round(p[j]);
+      p_h[j] = beit_bf16_round(p[j]);
   }
 }
 
-/* dS (B, nH, T, T) = softmax backward of each row against probs, in place; dS_h = scale * dS
- * rounded (the dQ and dK products' operand, their scale folded in: a product with an output
- * scale and a strided bf16 result ran 7x slower) and dbias (nH, T, T) += the sum over images of
- * dS (NULL skips), all in one pass: one (head, row) in parallel, the images in order (bitwise
+/* The softmax backward of each row of dS_h (B, nH, T, T), which holds the rounded dP = dO V^T on
+ * entry, against probs: dS = P (dP - sum_j dP_j P_j) in float32, stored as scale * dS rounded
+ * over dP (the dQ and dK products' operand, their scale folded in: a product with an output scale
+ * and a strided bf16 result ran 7x slower), and dbias (nH, T, T) += the sum over images of dS
+ * (NULL skips), all in one pass: one (head, row) in parallel, the images in order (bitwise
  * bias_grad's sums). */
 BEIT_KERNEL_CLONES
-static void softmax_heads_backward(float *dS, beit_bf16 *dS_h, float *dbias, const float *probs,
-                                   size_t B, size_t nH, size_t T, float scale)
+static void softmax_heads_backward(beit_bf16 *dS_h, float *dbias, const float *probs, size_t B,
+                                   size_t nH, size_t T, float scale)
 {
   const long hrows = (long)(nH * T);
 #pragma omp parallel for schedule(static)
   for (long hi = 0; hi < hrows; hi++) {
     size_t h = (size_t)hi / T, i = (size_t)hi % T;
+    float *db = dbias ? dbias + (size_t)hi * T : NULL;
     for (size_t b = 0; b < B; b++) {
       size_t o = ((b * nH + h) * T + i) * T;
-      softmax_row_backward(dS + o, probs + o, T);
-      if (dbias) {
-        float *db = dbias + (size_t)hi * T;
+      const float *p = probs + o;
+      beit_bf16 *ds = dS_h + o;
+      float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+      for (size_t j = 0; j < T; j++)
+        dot += beit_bf16_value(ds[j]) * p[j];
+      if (db) {
+#pragma omp simd
+        for (size_t j = 0; j < T; j++) {
+          float d = p[j] * (beit_bf16_value(ds[j]) - dot);
+          db[j] += d;
+          ds[j] = beit_bf16_round(scale * d);
+        }
+      } else {
 #pragma omp simd
         for (size_t j = 0; j < T; j++)
-          db[j] += dS[o + j];
+          ds[j] = beit_bf16_round(scale * (p[j] * (beit_bf16_value(ds[j]) - dot)));
       }
-#pragma omp simd
-      for (size_t j = 0; j < T; j++)
-        dS_h[o + j] = beit_bf16_round(scale * dS[o + j]);
     }
   }
 }
@@ -219,10 +235,10 @@ void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_
   const size_t dh = D / nH, TT = T * T, n = B * nH, rows = n * T, hs = n * T * dh;
   heads_copy(qkv_h, qkv_rows_h, 1, 3, B, T, D, nH);
   const beit_bf16 *q = qkv_h, *k = qkv_h + hs, *v = qkv_h + 2 * hs;
-  /* S = scale Q K^T into probs, then the softmax (+ bias) in place */
+  /* S = scale Q K^T, rounded, into probs_h, then the softmax (+ bias) into probs and probs_h */
   struct beit_batch_strides qk = dense_batch(n, T * dh, T * dh, TT);
-  beit_gemm_batched(probs, T, beit_op_bf16(q, dh, 0), beit_op_bf16(k, dh, 1), T, T, dh,
-                    attention_scale(dh), 0.0f, &qk);
+  beit_gemm_bf16_out(probs_h, T, beit_op_bf16(q, dh, 0), beit_op_bf16(k, dh, 1), NULL, T, T, dh,
+                     attention_scale(dh), &qk);
   softmax_heads(probs, probs_h, bias, rows, T, nH);
   /* O = P V per head, rounded, into qkv_rows_h (free again), then into token rows */
   struct beit_batch_strides pv = dense_batch(n, TT, T * dh, T * dh);
@@ -231,7 +247,7 @@ void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_
   heads_copy(qkv_rows_h, out_h, 0, 1, B, T, D, nH);
 }
 
-void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, float *dS, uint16_t *scratch_h,
+void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, uint16_t *scratch_h,
                                   uint16_t *heads_h, uint16_t *dout_h, const uint16_t *qkv_h,
                                   const float *probs, const uint16_t *probs_h, size_t B,
                                   size_t T, size_t D, size_t nH)
@@ -241,16 +257,16 @@ void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, float *dS, uin
   if (!dqkv_h && !dbias)
     return;
   const beit_bf16 *q = qkv_h, *k = qkv_h + hs, *v = qkv_h + 2 * hs;
-  heads_copy(scratch_h, dout_h, 1, 1, B, T, D, nH); /* dO */
-  struct beit_operand dO = beit_op_bf16(scratch_h, dh, 0);
+  heads_copy(heads_h, dout_h, 1, 1, B, T, D, nH); /* dO, in the first block until dQ is made */
+  struct beit_operand dO = beit_op_bf16(heads_h, dh, 0);
   struct beit_batch_strides s_tt = dense_batch(n, T * dh, T * dh, TT);
   struct beit_batch_strides s_td = dense_batch(n, TT, T * dh, T * dh);
   if (dqkv_h) /* dV = P^T dO, rounded, into the third block of heads */
     beit_gemm_bf16_out(heads_h + 2 * hs, dh, beit_op_bf16(probs_h, T, 1), dO, NULL, T, dh, T,
                        1.0f, &s_td);
-  /* dP = dO V^T, then the softmax backward in float32 */
-  beit_gemm_batched(dS, T, dO, beit_op_bf16(v, dh, 1), T, T, dh, 1.0f, 0.0f, &s_tt);
-  softmax_heads_backward(dS, scratch_h, dbias, probs, B, nH, T, scale); /* dO no longer needed */
+  /* dP = dO V^T, rounded, into scratch_h; then the softmax backward over it */
+  beit_gemm_bf16_out(scratch_h, T, dO, beit_op_bf16(v, dh, 1), NULL, T, T, dh, 1.0f, &s_tt);
+  softmax_heads_backward(scratch_h, dbias, probs, B, nH, T, scale);
   if (!dqkv_h)
     return;
   /* dQ = (scale dS) K; dK = (scale dS)^T Q; then all three into the qkv rows */

@@ -103,17 +103,18 @@ void beit_attention_backward(float *dqkv, float *dbias, float *scratch, const fl
                              const float *qkv, const float *probs, size_t B, size_t T, size_t D,
                              size_t nH);
 size_t beit_attention_scratch_floats(size_t B, size_t T, size_t nH);
-/* Mixed precision: the four products in bf16 (float32 accumulation) on head-major copies,
- * logits, softmax and its backward in float32. Forward reads the bf16 qkv rows qkv_rows_h
- * (B, T, 3D), then uses them as scratch, and writes qkv_h (3, B, nH, T, dh): q, k, v split into
- * heads (saved for backward); probs (B, nH, T, T) and its rounding probs_h; out_h (B, T, D) the
- * heads' outputs, rounded (the projection's input). Backward reads dout_h (B, T, D) in bf16;
- * dqkv_h (B, T, 3D) is OVERWRITTEN (all three blocks, rounded: the qkv products' operand), dbias
- * +=; dS: B*nH*T*T floats, scratch_h: max(B*T*D, B*nH*T*T) and heads_h: 3*B*T*D bf16 values. */
+/* Mixed precision: the four products in bf16 (float32 accumulation) on head-major copies, their
+ * results rounded to bf16 as autocast's are (the logits and dP included), the softmax and its
+ * backward in float32. Forward reads the bf16 qkv rows qkv_rows_h (B, T, 3D), then uses them as
+ * scratch, and writes qkv_h (3, B, nH, T, dh): q, k, v split into heads (saved for backward);
+ * probs (B, nH, T, T) and its rounding probs_h; out_h (B, T, D) the heads' outputs, rounded (the
+ * projection's input). Backward reads dout_h (B, T, D) in bf16; dqkv_h (B, T, 3D) is OVERWRITTEN
+ * (all three blocks, rounded: the qkv products' operand), dbias +=; scratch_h: B*nH*T*T and
+ * heads_h: 3*B*T*D bf16 values. */
 void beit_attention_forward_bf16(uint16_t *out_h, float *probs, uint16_t *probs_h,
                                  uint16_t *qkv_h, uint16_t *qkv_rows_h, const float *bias,
                                  size_t B, size_t T, size_t D, size_t nH);
-void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, float *dS, uint16_t *scratch_h,
+void beit_attention_backward_bf16(uint16_t *dqkv_h, float *dbias, uint16_t *scratch_h,
                                   uint16_t *heads_h, uint16_t *dout_h, const uint16_t *qkv_h,
                                   const float *probs, const uint16_t *probs_h, size_t B,
                                   size_t T, size_t D, size_t nH);

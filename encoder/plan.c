@@ -103,7 +103,9 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
   a->d_gelu = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * F);
   a->d_gelu_h = carve_h(m, c, BT * F);
   a->d_bias = carve(c, tt);
-  a->attn_scratch = carve(c, beit_attention_scratch_floats(B, T, nH));
+  a->attn_scratch = m->precision == BEIT_PRECISION_BF16
+                        ? NULL /* bf16: d_h */
+                        : carve(c, beit_attention_scratch_floats(B, T, nH));
   a->d_head_in = carve(c, rows * D);
   a->d_head_ln = carve(c, rows * D);
   a->d_logits = carve(c, rows * logit_cols);

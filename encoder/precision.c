@@ -154,7 +154,7 @@ void beit_model_attention_backward(struct beit_model *m, size_t l, float *dbias)
     return;
   }
   /* the attention's gradients arrive rounded, in the qkv rows: the products' operand as it is */
-  beit_attention_backward_bf16(a->d_qkv_h, dbias, a->attn_scratch, a->d_h, a->d_heads_h,
+  beit_attention_backward_bf16(a->d_qkv_h, dbias, a->d_h, a->d_heads_h,
                                a->d_attn_h, la->qkv_h, la->probs, la->probs_h, B, T, D, nH);
   beit_bias_backward_bf16(GRAD(li->q_b), a->d_qkv_h, BT, D, 3 * D);
   beit_bias_backward_bf16(GRAD(li->v_b), a->d_qkv_h + 2 * D, BT, D, 3 * D);

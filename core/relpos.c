@@ -2,9 +2,11 @@
  * gather/scatter between the table and the (nH, T, T) bias added to the attention logits.
  *
  * The backward scatter hits each table row many times: it is parallel over heads (head h
- * owns column h of the table), with (i, j) visited in order, so it is race-free and
- * bitwise independent of the thread count. */
+ * owns column h of the table), with (i, j) visited in order into a dense row of sums that is then
+ * added to the column, so it is race-free and bitwise independent of the thread count. */
 #include "kernels.h"
+
+#include <stdlib.h>
 
 void beit_relpos_index(int32_t *index, size_t Wh, size_t Ww)
 {
@@ -45,10 +47,25 @@ void beit_relpos_backward(float *dtable, const float *dbias, const int32_t *inde
 {
   if (!dtable)
     return;
+  const size_t R = (size_t)index[0] + 1; /* cls -> cls is the table's last row */
+  float *sums = malloc(nH * R * sizeof *sums);
 #pragma omp parallel for schedule(static) if (nH * T * T > 32768)
   for (size_t h = 0; h < nH; h++) {
     const float *db = dbias + h * T * T;
+    if (!sums) { /* out of memory: straight into the strided table column */
+      for (size_t ij = 0; ij < T * T; ij++)
+        dtable[(size_t)index[ij] * nH + h] += db[ij];
+      continue;
+    }
+    /* into a dense per-head row first: the strided read-modify-writes of the table column cost
+     * 4x more than the sums */
+    float *sum = sums + h * R;
+    for (size_t r = 0; r < R; r++)
+      sum[r] = 0.0f;
     for (size_t ij = 0; ij < T * T; ij++)
-      dtable[(size_t)index[ij] * nH + h] += db[ij];
+      sum[index[ij]] += db[ij];
+    for (size_t r = 0; r < R; r++)
+      dtable[r * nH + h] += sum[r];
   }
+  free(sums);
 }

@@ -163,12 +163,15 @@ int main(int argc, char **argv)
       beit_model_backward(m, 1.0f);
       phase[PHASE_BACKWARD][it] = beit_clock_now() - tp;
       tp = beit_clock_now();
-      /* as the trainer does: the clipping factor applied as AdamW reads the gradients */
-      double norm = beit_grad_norm(m->grads, m->table.total);
+      /* as the trainer does: the clipping factor applied as AdamW reads the gradients; the
+       * gradient norm only where the PyTorch side clips too (--clip-grad), so both do the same
+       * work */
+      double coef = 1.0;
+      if (o.clip_grad > 0.0)
+        coef = beit_clip_coef(beit_grad_norm(m->grads, m->table.total), o.clip_grad);
       /* as the trainer does: zero-grad and the bf16 weight copy in the same pass */
       struct beit_adamw_hparams hp = {1.5e-3, 0.05, 0.9, 0.999, 1e-8, it + 1, 1, m->params_h};
-      beit_adamw_update(m->params, m->grads, (float)beit_clip_coef(norm, o.clip_grad), mom, var,
-                        &m->table, &hp);
+      beit_adamw_update(m->params, m->grads, (float)coef, mom, var, &m->table, &hp);
       m->weights_rounded = m->params_h != NULL;
       phase[PHASE_UPDATE][it] = beit_clock_now() - tp;
     } else if (beit_model_forward(m, pixels, NULL, NULL, B, &err)) {

@@ -61,6 +61,15 @@ void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *i
 void beit_layernorm_forward_bf16(uint16_t *out_h, float *mean, float *rstd, const float *inp,
                                  const float *weight, const float *bias, float eps, size_t N,
                                  size_t C);
+/* beit_residual_forward (out (B*T, D) = x + s * gamma * branch) and then the LayerNorm of out into
+ * ln (float32) or, when ln_h is not NULL, ln_h (bfloat16), with mean and rstd (B*T): one pass
+ * over the rows, each normalised while it is in cache. Bitwise the two kernels one after the
+ * other. */
+void beit_residual_layernorm_forward(float *out, float *ln, uint16_t *ln_h, float *mean,
+                                     float *rstd, const float *x, const float *branch,
+                                     const float *gamma, const float *sample_scale,
+                                     const float *weight, const float *bias, float eps, size_t B,
+                                     size_t T, size_t D);
 void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
                              const float *rstd, size_t N, size_t C);

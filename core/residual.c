@@ -20,16 +20,7 @@ void beit_residual_forward(float *out, const float *x, const float *branch, cons
 #pragma omp parallel for schedule(static) if (B * T * D > 32768)
   for (long r = 0; r < rows; r++) {
     size_t b = (size_t)r / T, o = (size_t)r * D;
-    float s = sample_scale ? sample_scale[b] : 1.0f;
-    if (gamma) {
-#pragma omp simd
-      for (size_t d = 0; d < D; d++)
-        out[o + d] = x[o + d] + s * (gamma[d] * branch[o + d]);
-    } else {
-#pragma omp simd
-      for (size_t d = 0; d < D; d++)
-        out[o + d] = x[o + d] + s * branch[o + d];
-    }
+    beit_residual_row(out + o, x + o, branch + o, gamma, sample_scale ? sample_scale[b] : 1.0f, D);
   }
 }
 

@@ -53,6 +53,24 @@ static inline float beit_vexpf(float x)
   return y * scale;
 }
 
+/* One row of the residual add with LayerScale and DropPath: out = x + s * (gamma * branch)
+ * (gamma NULL: 1). Always inlined, as below. */
+static inline __attribute__((always_inline)) void beit_residual_row(float *out, const float *x,
+                                                                   const float *branch,
+                                                                   const float *gamma, float s,
+                                                                   size_t D)
+{
+  if (gamma) {
+#pragma omp simd
+    for (size_t d = 0; d < D; d++)
+      out[d] = x[d] + s * (gamma[d] * branch[d]);
+  } else {
+#pragma omp simd
+    for (size_t d = 0; d < D; d++)
+      out[d] = x[d] + s * branch[d];
+  }
+}
+
 /* One row: y = softmax(x + bias) (bias may be NULL); y may alias x. Subtracting the max keeps
  * exp <= 1. Always inlined: a kernel's AVX clones (core/isa.h) would otherwise call one baseline
  * copy of it. */

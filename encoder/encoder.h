@@ -164,6 +164,15 @@ void beit_model_attention_backward(struct beit_model *m, size_t l, float *dbias)
 const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
                                          float *mean, float *rstd, const float *inp, long w,
                                          long b, size_t N, size_t C);
+/* The residual add y (B*T, D) = x + s * gamma * branch (tensor gamma, -1: none; s the DropPath
+ * scales or NULL) and the LayerNorm (tensors w, b) of y in one pass
+ * (beit_residual_layernorm_forward); the LayerNorm's output as beit_model_layernorm_forward
+ * writes and returns it. */
+const float *beit_model_residual_layernorm_forward(struct beit_model *m, float *y, const float *x,
+                                                  const float *branch, long gamma,
+                                                  const float *sample_scale, float *out,
+                                                  beit_bf16 *out_h, float *mean, float *rstd,
+                                                  long w, long b);
 const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
                                      const float *inp, beit_bf16 *inp_h, size_t n);
 /* Round params into params_h (bf16 only; no-op in fp32). */

@@ -36,10 +36,10 @@ static void block_forward(struct beit_model *m, size_t l, float *out)
   const float *attn = beit_model_attention_forward(m, l, ln1, block_bias(m, l));
   beit_model_linear_forward(m, la->proj, NULL, attn, la->attn_h, li->proj_w, li->proj_b, BT, D,
                             D);
-  beit_residual_forward(la->y, la->x, la->proj, PARAM(li->gamma1), s1, B, T, D);
-
-  const float *ln2 = beit_model_layernorm_forward(m, la->ln2, la->ln2_h, la->ln2_mean,
-                                                  la->ln2_rstd, la->y, li->ln2_w, li->ln2_b, BT, D);
+  /* y = x + s1 * gamma1 * proj, normalised while in cache */
+  const float *ln2 = beit_model_residual_layernorm_forward(m, la->y, la->x, la->proj, li->gamma1,
+                                                           s1, la->ln2, la->ln2_h, la->ln2_mean,
+                                                           la->ln2_rstd, li->ln2_w, li->ln2_b);
   /* bf16: fc1's result is rounded as it is stored (GELU's input, saved for its backward) */
   beit_model_linear_forward(m, la->fc1, la->fc1_h, ln2, la->ln2_h, li->fc1_w, li->fc1_b, BT, D,
                             F);

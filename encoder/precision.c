@@ -175,6 +175,20 @@ const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit
   return NULL;
 }
 
+const float *beit_model_residual_layernorm_forward(struct beit_model *m, float *y, const float *x,
+                                                  const float *branch, long gamma,
+                                                  const float *sample_scale, float *out,
+                                                  beit_bf16 *out_h, float *mean, float *rstd,
+                                                  long w, long b)
+{
+  float eps = (float)m->cfg.layer_norm_eps;
+  int h = bf16(m);
+  beit_residual_layernorm_forward(y, h ? NULL : out, h ? out_h : NULL, mean, rstd, x, branch,
+                                  PARAM(gamma), sample_scale, PARAM(w),
+                                  PARAM(b), eps, m->B, m->T, m->D);
+  return h ? NULL : out;
+}
+
 const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
                                      const float *inp, beit_bf16 *inp_h, size_t n)
 {

@@ -85,6 +85,34 @@ static void check_bf16_rounding(const char *label, const uint16_t *got_h, const 
   CHECK_MSG(bad == 0, "%s: %zu of %zu values are not the rounded float32 output", label, bad, n);
 }
 
+/* The fused residual + LayerNorm forward: bitwise beit_residual_forward then the LayerNorm
+ * (float32 and bf16 outputs), with LayerScale and DropPath scales and without. */
+static void test_residual_layernorm(size_t B, size_t T, size_t D)
+{
+  size_t n = B * T * D;
+  float *x = randn(n, 1.0f), *branch = randn(n, 1.0f), *gamma = randn(D, 0.5f);
+  float *s = randn(B, 1.0f), *w = randn(D, 1.0f), *b = randn(D, 1.0f);
+  for (int variant = 0; variant < 2; variant++) {
+    const float *g = variant ? gamma : NULL, *sc = variant ? s : NULL;
+    float *y = zeros(n), *ln = zeros(n), *mean = zeros(B * T), *rstd = zeros(B * T);
+    float *y_r = zeros(n), *ln_r = zeros(n), *mean_r = zeros(B * T), *rstd_r = zeros(B * T);
+    uint16_t *ln_h = talloc(n * sizeof *ln_h);
+    beit_residual_forward(y_r, x, branch, g, sc, B, T, D);
+    beit_layernorm_forward(ln_r, mean_r, rstd_r, y_r, w, b, 1e-6f, B * T, D);
+    beit_residual_layernorm_forward(y, ln, NULL, mean, rstd, x, branch, g, sc, w, b, 1e-6f, B, T,
+                                    D);
+    CHECK_MSG(!memcmp(y, y_r, n * sizeof *y) && !memcmp(ln, ln_r, n * sizeof *ln) &&
+                  !memcmp(mean, mean_r, B * T * sizeof *mean) &&
+                  !memcmp(rstd, rstd_r, B * T * sizeof *rstd),
+              "residual + layernorm fwd differs from the two kernels (B=%zu T=%zu D=%zu)", B, T, D);
+    memset(y, 0, n * sizeof *y);
+    beit_residual_layernorm_forward(y, NULL, ln_h, mean, rstd, x, branch, g, sc, w, b, 1e-6f, B,
+                                    T, D);
+    CHECK(!memcmp(y, y_r, n * sizeof *y));
+    check_bf16_rounding("residual + layernorm fwd bf16", ln_h, ln_r, n);
+  }
+}
+
 static void test_layernorm(size_t N, size_t C)
 {
   char label[128];
@@ -640,6 +668,8 @@ int main(void)
   test_to_bf16_colsum(37, 131);
   test_to_bf16_colsum(1576, 768);
   test_layernorm(7, 13);
+  test_residual_layernorm(3, 11, 40);
+  test_residual_layernorm(4, 197, 768);
   test_layernorm(5, 64);
   test_layernorm(3, 1);
   test_layernorm(301, 203);

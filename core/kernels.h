@@ -73,6 +73,12 @@ void beit_residual_layernorm_forward(float *out, float *ln, uint16_t *ln_h, floa
 void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
                              const float *rstd, size_t N, size_t C);
+/* The same from a bfloat16 output gradient (the bf16 input gradient of the product the
+ * LayerNorm feeds, as autocast hands it back), computing in float32: bitwise the float32 kernel
+ * on dout_h's values. */
+void beit_layernorm_backward_bf16(float *dinp, float *dweight, float *dbias,
+                                  const uint16_t *dout_h, const float *inp, const float *weight,
+                                  const float *mean, const float *rstd, size_t N, size_t C);
 void beit_layernorm_forward_naive(float *out, float *mean, float *rstd, const float *inp,
                                   const float *weight, const float *bias, float eps, size_t N,
                                   size_t C);

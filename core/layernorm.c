@@ -94,6 +94,64 @@ void beit_residual_layernorm_forward(float *out, float *ln, uint16_t *ln_h, floa
   }
 }
 
+/* The backward of LayerNorm from dout, float32, or (h) bfloat16 dout_h, in two always-inlined
+ * parts that the kernels below run inside their own parallel regions (an OpenMP region written
+ * in an inline function would be outlined from it at baseline ISA, not from the AVX clones):
+ * one row's input gradient, dx += ..., and the calling thread's column stripe of the weight and
+ * bias gradients. h is a constant in each kernel, so the loads have no branch left. */
+#define DY(i) (h ? beit_bf16_value(dy_h[i]) : dy[i])
+
+static inline __attribute__((always_inline)) void
+layernorm_backward_row(float *dx, const float *dy, const beit_bf16 *dy_h, int h, const float *x,
+                       const float *weight, float m, float s, size_t C)
+{
+  /* dnorm = weight * dy; dx = s * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) */
+  float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
+  for (size_t c = 0; c < C; c++) {
+    float dn = DY(c) * (weight ? weight[c] : 1.0f);
+    a += dn;
+    b += dn * (x[c] - m) * s;
+  }
+  a /= (float)C;
+  b /= (float)C;
+  for (size_t c = 0; c < C; c++) {
+    float xhat = (x[c] - m) * s;
+    float dn = DY(c) * (weight ? weight[c] : 1.0f);
+    dx[c] += (dn - a - xhat * b) * s;
+  }
+}
+
+static inline __attribute__((always_inline)) void
+layernorm_backward_sums(float *dweight, float *dbias, const float *dout, const beit_bf16 *dout_h,
+                        int h, const float *inp, const float *mean, const float *rstd, size_t N,
+                        size_t C)
+{
+  size_t s0, s1; /* column stripes, every row in order (vmath.h) */
+  beit_col_stripe(C, &s0, &s1);
+  for (size_t c0 = s0; c0 < s1; c0 += BEIT_COL_CHUNK) {
+    size_t w = s1 - c0 < BEIT_COL_CHUNK ? s1 - c0 : BEIT_COL_CHUNK;
+    float sw[BEIT_COL_CHUNK] = {0}, sb[BEIT_COL_CHUNK] = {0};
+    for (size_t n = 0; n < N; n++) {
+      const float *x = inp + n * C + c0, *dy = h ? NULL : dout + n * C + c0;
+      const beit_bf16 *dy_h = h ? dout_h + n * C + c0 : NULL;
+      float m = mean[n], s = rstd[n];
+#pragma omp simd
+      for (size_t c = 0; c < w; c++) {
+        sw[c] += (x[c] - m) * s * DY(c);
+        sb[c] += DY(c);
+      }
+    }
+    for (size_t c = 0; c < w; c++) {
+      if (dweight)
+        dweight[c0 + c] += sw[c];
+      if (dbias)
+        dbias[c0 + c] += sb[c];
+    }
+  }
+}
+#undef DY
+
 BEIT_KERNEL_CLONES
 void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
@@ -101,52 +159,30 @@ void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
 {
   if (dinp) {
 #pragma omp parallel for schedule(static) if (N * C > 16384)
-    for (size_t n = 0; n < N; n++) {
-      const float *x = inp + n * C, *dy = dout + n * C;
-      float *dx = dinp + n * C;
-      float m = mean[n], s = rstd[n];
-      /* dnorm = weight * dy; dx = s * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) */
-      float a = 0.0f, b = 0.0f;
-#pragma omp simd reduction(+ : a, b)
-      for (size_t c = 0; c < C; c++) {
-        float dn = dy[c] * (weight ? weight[c] : 1.0f);
-        a += dn;
-        b += dn * (x[c] - m) * s;
-      }
-      a /= (float)C;
-      b /= (float)C;
-      for (size_t c = 0; c < C; c++) {
-        float xhat = (x[c] - m) * s;
-        float dn = dy[c] * (weight ? weight[c] : 1.0f);
-        dx[c] += (dn - a - xhat * b) * s;
-      }
-    }
+    for (size_t n = 0; n < N; n++)
+      layernorm_backward_row(dinp + n * C, dout + n * C, NULL, 0, inp + n * C, weight, mean[n],
+                             rstd[n], C);
   }
   if (dweight || dbias) {
 #pragma omp parallel if (N * C > 16384)
-    {
-      size_t s0, s1; /* column stripes, every row in order (vmath.h) */
-      beit_col_stripe(C, &s0, &s1);
-      for (size_t c0 = s0; c0 < s1; c0 += BEIT_COL_CHUNK) {
-        size_t w = s1 - c0 < BEIT_COL_CHUNK ? s1 - c0 : BEIT_COL_CHUNK;
-        float sw[BEIT_COL_CHUNK] = {0}, sb[BEIT_COL_CHUNK] = {0};
-        for (size_t n = 0; n < N; n++) {
-          const float *x = inp + n * C + c0, *dy = dout + n * C + c0;
-          float m = mean[n], s = rstd[n];
-#pragma omp simd
-          for (size_t c = 0; c < w; c++) {
-            sw[c] += (x[c] - m) * s * dy[c];
-            sb[c] += dy[c];
-          }
-        }
-        for (size_t c = 0; c < w; c++) {
-          if (dweight)
-            dweight[c0 + c] += sw[c];
-          if (dbias)
-            dbias[c0 + c] += sb[c];
-        }
-      }
-    }
+    layernorm_backward_sums(dweight, dbias, dout, NULL, 0, inp, mean, rstd, N, C);
+  }
+}
+
+BEIT_KERNEL_CLONES
+void beit_layernorm_backward_bf16(float *dinp, float *dweight, float *dbias,
+                                  const uint16_t *dout_h, const float *inp, const float *weight,
+                                  const float *mean, const float *rstd, size_t N, size_t C)
+{
+  if (dinp) {
+#pragma omp parallel for schedule(static) if (N * C > 16384)
+    for (size_t n = 0; n < N; n++)
+      layernorm_backward_row(dinp + n * C, NULL, dout_h + n * C, 1, inp + n * C, weight, mean[n],
+                             rstd[n], C);
+  }
+  if (dweight || dbias) {
+#pragma omp parallel if (N * C > 16384)
+    layernorm_backward_sums(dweight, dbias, NULL, dout_h, 1, inp, mean, rstd, N, C);
   }
 }
 

@@ -92,10 +92,10 @@ static void block_backward(struct beit_model *m, size_t l)
    * as it is stored (only GELU's backward reads it). */
   beit_model_branch_backward(m, a->d_gelu, a->d_gelu_h, la->fc1_h, li->fc2_w, li->fc2_b,
                              li->gamma2, s2, la->fc2, la->gelu, la->gelu_h, F);
-  beit_model_mlp_in_backward(m, a->d_ln, li->fc1_w, li->fc1_b, a->d_gelu, a->d_gelu_h, la->fc1,
-                             a->d_fc1, la->ln2, la->ln2_h, BT, D, F);
-  beit_layernorm_backward(a->d_stream, GRAD(li->ln2_w), GRAD(li->ln2_b), a->d_ln, la->y,
-                          PARAM(li->ln2_w), la->ln2_mean, la->ln2_rstd, BT, D);
+  beit_model_mlp_in_backward(m, a->d_ln, a->d_ln_h, li->fc1_w, li->fc1_b, a->d_gelu, a->d_gelu_h,
+                             la->fc1, a->d_fc1, la->ln2, la->ln2_h, BT, D, F);
+  beit_model_layernorm_backward(m, a->d_stream, li->ln2_w, li->ln2_b, la->y, la->ln2_mean,
+                                la->ln2_rstd);
 
   /* attention branch: y = x + s1 * gamma1 * proj(attn(ln1(x))), the same way. bf16: the
    * projection's input gradient is rounded as it is stored (the attention's operand). */
@@ -104,8 +104,8 @@ static void block_backward(struct beit_model *m, size_t l)
   if (has_bias)
     zero(a->d_bias, nH * T * T);
   beit_model_attention_backward(m, l, has_bias ? a->d_bias : NULL);
-  beit_layernorm_backward(a->d_stream, GRAD(li->ln1_w), GRAD(li->ln1_b), a->d_ln, la->x,
-                          PARAM(li->ln1_w), la->ln1_mean, la->ln1_rstd, BT, D);
+  beit_model_layernorm_backward(m, a->d_stream, li->ln1_w, li->ln1_b, la->x, la->ln1_mean,
+                                la->ln1_rstd);
   if (li->rel_table >= 0)
     beit_relpos_backward(GRAD(li->rel_table), a->d_bias, m->rel_index, T, nH);
   if (m->ids.shared_rel >= 0)

@@ -59,9 +59,10 @@ struct beit_acts {
   /* backward scratch, shared by all blocks */
   float *d_stream, *d_ln, *d_qkv, *d_attn, *d_branch, *d_fc1, *d_gelu;
   float *d_bias, *attn_scratch, *d_head_in, *d_head_ln, *d_logits, *d_hidden, *d_emb;
-  /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient, and
-   * for fc2's input gradient (d_gelu_h; d_gelu is fp32 only) */
-  beit_bf16 *patches_h, *head_h, *d_h, *d_gelu_h;
+  /* bf16 only: twins of the patch and head inputs; backward scratch for a rounded gradient, for
+   * fc2's input gradient (d_gelu_h; d_gelu is fp32 only) and for the LayerNorms' output gradient
+   * (d_ln_h, the bf16 input gradient of the qkv and fc1 products; d_ln is fp32 only) */
+  beit_bf16 *patches_h, *head_h, *d_h, *d_gelu_h, *d_ln_h;
   /* bf16 only: the qkv product's rounded rows (forward scratch) and its [q_b, 0, v_b] bias; the
    * rounded gradients of the projection input and of the qkv rows (d_attn, d_qkv are fp32 only),
    * and attention's head-major gradient scratch (3 * B*T*D) */
@@ -142,11 +143,12 @@ void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *di
 /* Backward through gelu(inp . W^T + b) (tensors w, b). fp32: dout = d(loss)/d(gelu output), fc1
  * = the saved pre-activation (N, F), dfc1 (N, F) scratch. bf16: dout_h is already d(loss)/d(fc1)
  * rounded (fc2's input-gradient product multiplied by GELU's derivative, which the forward saved
- * in fc1_h, beit_model_branch_backward); dout, fc1, dfc1 are unused. dinp (N, C) OVERWRITTEN. */
-void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
-                                const float *dout, const beit_bf16 *dout_h, const float *fc1,
-                                float *dfc1, const float *inp, const beit_bf16 *inp_h, size_t N,
-                                size_t C, size_t F);
+ * in fc1_h, beit_model_branch_backward); dout, fc1, dfc1 are unused. dinp (N, C) OVERWRITTEN,
+ * in bf16 rounded into dinp_h instead. */
+void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h, long w,
+                                long b, const float *dout, const beit_bf16 *dout_h,
+                                const float *fc1, float *dfc1, const float *inp,
+                                const beit_bf16 *inp_h, size_t N, size_t C, size_t F);
 /* The attention branch of block l up to the output projection: the qkv product of ln1 (the
  * block's first LayerNorm output; NULL in bf16, where it is in la->ln1_h) and the attention core
  * (beit_attention_forward in m's precision) with the relative position bias bias. Returns the
@@ -154,7 +156,7 @@ void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long 
 const float *beit_model_attention_forward(struct beit_model *m, size_t l, const float *ln1,
                                          const float *bias);
 /* Its backward, from d(loss)/d(projection input) (a->d_attn; in bf16 a->d_attn_h) to
- * d(loss)/d(ln1) in a->d_ln (OVERWRITTEN); the grads of q, v and the qkv weights accumulate, and
+ * d(loss)/d(ln1) in a->d_ln (OVERWRITTEN; in bf16 rounded into a->d_ln_h); the grads of q, v and the qkv weights accumulate, and
  * so does dbias (nH, T, T) (NULL skips). */
 void beit_model_attention_backward(struct beit_model *m, size_t l, float *dbias);
 /* A LayerNorm (tensors w, b) or GELU whose output only feeds a matrix product: float32 out in
@@ -175,6 +177,11 @@ const float *beit_model_residual_layernorm_forward(struct beit_model *m, float *
                                                   long w, long b);
 const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
                                      const float *inp, beit_bf16 *inp_h, size_t n);
+/* The backward of a block's LayerNorm (tensors w, b; its input inp, mean, rstd saved by the
+ * forward) from d(loss)/d(its output) in a->d_ln (in bf16 a->d_ln_h, as the products rounded
+ * it): dinp (B*T, D) and the grads of w and b accumulate. */
+void beit_model_layernorm_backward(struct beit_model *m, float *dinp, long w, long b,
+                                   const float *inp, const float *mean, const float *rstd);
 /* Round params into params_h (bf16 only; no-op in fp32). */
 void beit_model_round_weights(struct beit_model *m);
 

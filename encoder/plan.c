@@ -87,12 +87,13 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
     a->d_stream = a->d_ln = a->d_qkv = a->d_attn = a->d_branch = NULL;
     a->d_fc1 = a->d_gelu = a->d_bias = a->attn_scratch = NULL;
     a->d_head_in = a->d_head_ln = a->d_logits = a->d_hidden = a->d_emb = NULL;
-    a->d_h = a->d_gelu_h = a->d_attn_h = a->d_qkv_h = a->d_heads_h = NULL;
+    a->d_h = a->d_gelu_h = a->d_ln_h = a->d_attn_h = a->d_qkv_h = a->d_heads_h = NULL;
     return;
   }
   /* backward scratch */
   a->d_stream = carve(c, BT * D);
-  a->d_ln = carve(c, BT * D);
+  a->d_ln = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * D);
+  a->d_ln_h = carve_h(m, c, BT * D);
   a->d_qkv = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * 3 * D);
   a->d_attn = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * D);
   a->d_qkv_h = carve_h(m, c, BT * 3 * D);

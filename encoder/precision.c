@@ -83,10 +83,10 @@ void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *di
   beit_linear_backward_bf16(d, GRAD(w), m->a.d_h, inp_h, param_h(m, w), B * T, C, D);
 }
 
-void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long b,
-                                const float *dout, const beit_bf16 *dout_h, const float *fc1,
-                                float *dfc1, const float *inp, const beit_bf16 *inp_h, size_t N,
-                                size_t C, size_t F)
+void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h, long w,
+                                long b, const float *dout, const beit_bf16 *dout_h,
+                                const float *fc1, float *dfc1, const float *inp,
+                                const beit_bf16 *inp_h, size_t N, size_t C, size_t F)
 {
   if (!bf16(m)) {
     memset(dfc1, 0, N * F * sizeof *dfc1);
@@ -97,7 +97,7 @@ void beit_model_mlp_in_backward(struct beit_model *m, float *dinp, long w, long 
   /* GELU's backward rode in fc2's input-gradient product (times the derivative the forward saved),
    * so dout_h is fc1's rounded output gradient already: its column sums are fc1's bias gradient */
   beit_bias_backward_bf16(GRAD(b), dout_h, N, F, F);
-  beit_model_linear_backward(m, dinp, NULL, w, b, NULL, dout_h, inp, inp_h, N, C, F);
+  beit_model_linear_backward(m, dinp, dinp_h, w, b, NULL, dout_h, inp, inp_h, N, C, F);
 }
 
 /* The [q_b, 0, v_b] bias of block l's qkv product in bf16 (no key bias, spec 1.4), or NULL. */
@@ -158,8 +158,8 @@ void beit_model_attention_backward(struct beit_model *m, size_t l, float *dbias)
                                a->d_attn_h, la->qkv_h, la->probs, la->probs_h, B, T, D, nH);
   beit_bias_backward_bf16(GRAD(li->q_b), a->d_qkv_h, BT, D, 3 * D);
   beit_bias_backward_bf16(GRAD(li->v_b), a->d_qkv_h + 2 * D, BT, D, 3 * D);
-  beit_model_linear_backward(m, a->d_ln, NULL, li->q_w, -1, NULL, a->d_qkv_h, NULL, la->ln1_h, BT,
-                             D, 3 * D);
+  beit_model_linear_backward(m, NULL, a->d_ln_h, li->q_w, -1, NULL, a->d_qkv_h, NULL, la->ln1_h,
+                             BT, D, 3 * D);
 }
 
 const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
@@ -200,6 +200,17 @@ const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16
    * in backward; the derivative is what backward needs, in the same bytes) */
   beit_gelu_forward_bf16(out_h, m->inference ? NULL : inp_h, inp_h, n);
   return NULL;
+}
+
+void beit_model_layernorm_backward(struct beit_model *m, float *dinp, long w, long b,
+                                   const float *inp, const float *mean, const float *rstd)
+{
+  size_t N = m->B * m->T, C = m->D;
+  if (!bf16(m))
+    beit_layernorm_backward(dinp, GRAD(w), GRAD(b), m->a.d_ln, inp, PARAM(w), mean, rstd, N, C);
+  else
+    beit_layernorm_backward_bf16(dinp, GRAD(w), GRAD(b), m->a.d_ln_h, inp, PARAM(w), mean, rstd,
+                                 N, C);
 }
 
 void beit_model_round_weights(struct beit_model *m)

@@ -146,6 +146,19 @@ static void test_layernorm(size_t N, size_t C)
   snprintf(label, sizeof label, "layernorm dbias N=%zu C=%zu", N, C);
   check_close(label, db, db_r, C, TOL);
 
+  /* from a bf16 output gradient: the float32 kernel on its values (the same sums, vectorised
+   * alike or not) */
+  uint16_t *dout_h = talloc(N * C * sizeof *dout_h);
+  beit_to_bf16(dout_h, dout, N * C);
+  beit_from_bf16(dout, dout_h, N * C);
+  float *dinp_b = tdup(dinp, N * C), *dw_b = tdup(dw, C), *db_b = tdup(db, C);
+  beit_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  beit_layernorm_backward_bf16(dinp_b, dw_b, db_b, dout_h, inp, w, mean, rstd, N, C);
+  snprintf(label, sizeof label, "layernorm bwd bf16 N=%zu C=%zu", N, C);
+  check_close(label, dinp_b, dinp, N * C, 1e-5);
+  check_close(label, dw_b, dw, C, 1e-6);
+  check_close(label, db_b, db, C, 1e-6);
+
   float *dw2 = zeros(C), *dw2_r = zeros(C);
   beit_layernorm_backward(NULL, dw2, NULL, dout, inp, w, mean, rstd, N, C);
   beit_layernorm_backward_naive(NULL, dw2_r, NULL, dout, inp, w, mean_r, rstd_r, N, C);

@@ -61,13 +61,14 @@ void beit_layernorm_forward(float *out, float *mean, float *rstd, const float *i
 void beit_layernorm_forward_bf16(uint16_t *out_h, float *mean, float *rstd, const float *inp,
                                  const float *weight, const float *bias, float eps, size_t N,
                                  size_t C);
-/* beit_residual_forward (out (B*T, D) = x + s * gamma * branch) and then the LayerNorm of out into
- * ln (float32) or, when ln_h is not NULL, ln_h (bfloat16), with mean and rstd (B*T): one pass
- * over the rows, each normalised while it is in cache. Bitwise the two kernels one after the
- * other. */
+/* beit_residual_forward (out (B*T, D) = x + s * gamma * branch; branch NULL: the bfloat16
+ * branch_h, as beit_residual_forward_bf16) and then the LayerNorm of out into ln (float32) or,
+ * when ln_h is not NULL, ln_h (bfloat16), with mean and rstd (B*T): one pass over the rows, each
+ * normalised while it is in cache. Bitwise the two kernels one after the other. */
 void beit_residual_layernorm_forward(float *out, float *ln, uint16_t *ln_h, float *mean,
                                      float *rstd, const float *x, const float *branch,
-                                     const float *gamma, const float *sample_scale,
+                                     const uint16_t *branch_h, const float *gamma,
+                                     const float *sample_scale,
                                      const float *weight, const float *bias, float eps, size_t B,
                                      size_t T, size_t D);
 void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -144,6 +145,11 @@ void beit_attention_backward_naive(float *dqkv, float *dbias, const float *dout,
  * sample_scale (B) NULL = 1 (no drop path; else 0 or 1/keep per sample, see below). */
 void beit_residual_forward(float *out, const float *x, const float *branch, const float *gamma,
                            const float *sample_scale, size_t B, size_t T, size_t D);
+/* The same with a bfloat16 branch (in bf16 precision the branch is the bf16 result of the
+ * block's output product, as under autocast); float32 arithmetic, out float32. */
+void beit_residual_forward_bf16(float *out, const float *x, const uint16_t *branch_h,
+                                const float *gamma, const float *sample_scale, size_t B, size_t T,
+                                size_t D);
 /* dx += dout; dbranch += s*gamma*dout; dgamma += sum over (b,t) of s*branch*dout. */
 void beit_residual_backward(float *dx, float *dbranch, float *dgamma, const float *dout,
                             const float *branch, const float *gamma, const float *sample_scale,
@@ -151,10 +157,11 @@ void beit_residual_backward(float *dx, float *dbranch, float *dgamma, const floa
 /* Mixed precision, the branch side of that backward fused with what the branch's output layer
  * does first: dbranch = s*gamma*dout rounded to bfloat16 into dbranch_h (OVERWRITTEN, see the
  * top: the layer's products' operand), its float32 column sums added to dbias (the layer's bias
- * gradient; NULL skips) and dgamma as above, in one pass; bitwise beit_residual_backward followed
- * by beit_to_bf16_colsum. (dx += dout is left to the caller: the stream gradient itself.) */
+ * gradient; NULL skips) and dgamma as above from the saved bfloat16 branch_h, in one pass;
+ * bitwise beit_residual_backward (on branch_h's values) followed by beit_to_bf16_colsum. (dx +=
+ * dout is left to the caller: the stream gradient itself.) */
 void beit_residual_branch_backward_bf16(uint16_t *dbranch_h, float *dbias, float *dgamma,
-                                        const float *dout, const float *branch,
+                                        const float *dout, const uint16_t *branch_h,
                                         const float *gamma, const float *sample_scale, size_t B,
                                         size_t T, size_t D);
 void beit_residual_forward_naive(float *out, const float *x, const float *branch,

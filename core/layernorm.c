@@ -79,14 +79,16 @@ void beit_layernorm_forward_bf16(uint16_t *out_h, float *mean, float *rstd, cons
 BEIT_KERNEL_CLONES
 void beit_residual_layernorm_forward(float *out, float *ln, uint16_t *ln_h, float *mean,
                                      float *rstd, const float *x, const float *branch,
-                                     const float *gamma, const float *sample_scale,
+                                     const uint16_t *branch_h, const float *gamma,
+                                     const float *sample_scale,
                                      const float *weight, const float *bias, float eps, size_t B,
                                      size_t T, size_t D)
 {
 #pragma omp parallel for schedule(static) if (B * T * D > 16384)
   for (size_t n = 0; n < B * T; n++) {
     float s = sample_scale ? sample_scale[n / T] : 1.0f;
-    beit_residual_row(out + n * D, x + n * D, branch + n * D, gamma, s, D);
+    beit_residual_row(out + n * D, x + n * D, branch ? branch + n * D : NULL,
+                      branch ? NULL : branch_h + n * D, gamma, s, D);
     if (ln_h)
       layernorm_row(NULL, ln_h + n * D, mean + n, rstd + n, out + n * D, weight, bias, eps, D);
     else

@@ -20,7 +20,22 @@ void beit_residual_forward(float *out, const float *x, const float *branch, cons
 #pragma omp parallel for schedule(static) if (B * T * D > 32768)
   for (long r = 0; r < rows; r++) {
     size_t b = (size_t)r / T, o = (size_t)r * D;
-    beit_residual_row(out + o, x + o, branch + o, gamma, sample_scale ? sample_scale[b] : 1.0f, D);
+    beit_residual_row(out + o, x + o, branch + o, NULL, gamma,
+                      sample_scale ? sample_scale[b] : 1.0f, D);
+  }
+}
+
+BEIT_KERNEL_CLONES
+void beit_residual_forward_bf16(float *out, const float *x, const uint16_t *branch_h,
+                                const float *gamma, const float *sample_scale, size_t B, size_t T,
+                                size_t D)
+{
+  const long rows = (long)(B * T);
+#pragma omp parallel for schedule(static) if (B * T * D > 32768)
+  for (long r = 0; r < rows; r++) {
+    size_t b = (size_t)r / T, o = (size_t)r * D;
+    beit_residual_row(out + o, x + o, NULL, branch_h + o, gamma,
+                      sample_scale ? sample_scale[b] : 1.0f, D);
   }
 }
 
@@ -75,7 +90,7 @@ void beit_residual_backward(float *dx, float *dbranch, float *dgamma, const floa
 
 BEIT_KERNEL_CLONES
 void beit_residual_branch_backward_bf16(uint16_t *dbranch_h, float *dbias, float *dgamma,
-                                        const float *dout, const float *branch,
+                                        const float *dout, const uint16_t *branch_h,
                                         const float *gamma, const float *sample_scale, size_t B,
                                         size_t T, size_t D)
 {
@@ -98,7 +113,7 @@ void beit_residual_branch_backward_bf16(uint16_t *dbranch_h, float *dbias, float
 #pragma omp simd
           for (size_t j = 0; j < w; j++) {
             float d = s * g[j] * dout[o + j];
-            part[j] += branch[o + j] * dout[o + j];
+            part[j] += beit_bf16_value(branch_h[o + j]) * dout[o + j];
             dbranch_h[o + j] = beit_bf16_round(d);
             bias_sum[j] += d;
           }

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "gemm.h" /* beit_bf16_value */
+
 /* Columns per work item of the column reductions (bias and LayerNorm/LayerScale parameter
  * gradients): each thread walks every row of its block in order, so sums are race-free and
  * bitwise independent of the thread count and of this width. 16 floats = one cache line and one
@@ -54,20 +56,28 @@ static inline float beit_vexpf(float x)
 }
 
 /* One row of the residual add with LayerScale and DropPath: out = x + s * (gamma * branch)
- * (gamma NULL: 1). Always inlined, as below. */
-static inline __attribute__((always_inline)) void beit_residual_row(float *out, const float *x,
-                                                                   const float *branch,
-                                                                   const float *gamma, float s,
-                                                                   size_t D)
+ * (gamma NULL: 1), the branch float32, or bfloat16 branch_h when branch is NULL. Always inlined,
+ * as below. */
+static inline __attribute__((always_inline)) void
+beit_residual_row(float *out, const float *x, const float *branch, const uint16_t *branch_h,
+                  const float *gamma, float s, size_t D)
 {
-  if (gamma) {
+  if (branch && gamma) {
 #pragma omp simd
     for (size_t d = 0; d < D; d++)
       out[d] = x[d] + s * (gamma[d] * branch[d]);
-  } else {
+  } else if (branch) {
 #pragma omp simd
     for (size_t d = 0; d < D; d++)
       out[d] = x[d] + s * branch[d];
+  } else if (gamma) {
+#pragma omp simd
+    for (size_t d = 0; d < D; d++)
+      out[d] = x[d] + s * (gamma[d] * beit_bf16_value(branch_h[d]));
+  } else {
+#pragma omp simd
+    for (size_t d = 0; d < D; d++)
+      out[d] = x[d] + s * beit_bf16_value(branch_h[d]);
   }
 }
 

@@ -91,7 +91,7 @@ static void block_backward(struct beit_model *m, size_t l)
    * identity path) plus LN2's backward, which adds into it. bf16: fc2's input gradient is rounded
    * as it is stored (only GELU's backward reads it). */
   beit_model_branch_backward(m, a->d_gelu, a->d_gelu_h, la->fc1_h, li->fc2_w, li->fc2_b,
-                             li->gamma2, s2, la->fc2, la->gelu, la->gelu_h, F);
+                             li->gamma2, s2, la->fc2, la->fc2_h, la->gelu, la->gelu_h, F);
   beit_model_mlp_in_backward(m, a->d_ln, a->d_ln_h, li->fc1_w, li->fc1_b, a->d_gelu, a->d_gelu_h,
                              la->fc1, a->d_fc1, la->ln2, la->ln2_h, BT, D, F);
   beit_model_layernorm_backward(m, a->d_stream, li->ln2_w, li->ln2_b, la->y, la->ln2_mean,
@@ -100,7 +100,7 @@ static void block_backward(struct beit_model *m, size_t l)
   /* attention branch: y = x + s1 * gamma1 * proj(attn(ln1(x))), the same way. bf16: the
    * projection's input gradient is rounded as it is stored (the attention's operand). */
   beit_model_branch_backward(m, a->d_attn, a->d_attn_h, NULL, li->proj_w, li->proj_b,
-                             li->gamma1, s1, la->proj, la->attn, la->attn_h, D);
+                             li->gamma1, s1, la->proj, la->proj_h, la->attn, la->attn_h, D);
   if (has_bias)
     zero(a->d_bias, nH * T * T);
   beit_model_attention_backward(m, l, has_bias ? a->d_bias : NULL);

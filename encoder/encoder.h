@@ -41,6 +41,9 @@ struct beit_layer_acts {
   float *x, *ln1, *ln1_mean, *ln1_rstd, *qkv, *probs, *attn, *proj, *y;
   float *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *fc2;
   beit_bf16 *ln1_h, *qkv_h, *probs_h, *attn_h, *ln2_h, *fc1_h, *gelu_h;
+  /* bf16: the two residual branches, the bf16 results of proj and fc2 (as autocast's linear
+   * returns them; proj and fc2 are fp32 only) */
+  beit_bf16 *proj_h, *fc2_h;
 };
 
 struct beit_acts {
@@ -138,7 +141,8 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, beit_bf16 *di
  * accumulate. The identity path's gradient is a->d_stream itself, left as it is. */
 void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h,
                                 const beit_bf16 *dinp_mul_h, long w, long b, long gamma,
-                                const float *sample_scale, const float *branch, const float *inp,
+                                const float *sample_scale, const float *branch,
+                                const beit_bf16 *branch_h, const float *inp,
                                 const beit_bf16 *inp_h, size_t C);
 /* Backward through gelu(inp . W^T + b) (tensors w, b). fp32: dout = d(loss)/d(gelu output), fc1
  * = the saved pre-activation (N, F), dfc1 (N, F) scratch. bf16: dout_h is already d(loss)/d(fc1)
@@ -167,14 +171,17 @@ const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit
                                          float *mean, float *rstd, const float *inp, long w,
                                          long b, size_t N, size_t C);
 /* The residual add y (B*T, D) = x + s * gamma * branch (tensor gamma, -1: none; s the DropPath
- * scales or NULL) and the LayerNorm (tensors w, b) of y in one pass
- * (beit_residual_layernorm_forward); the LayerNorm's output as beit_model_layernorm_forward
- * writes and returns it. */
+ * scales or NULL; the branch float32 in fp32, bfloat16 branch_h in bf16). */
+void beit_model_residual_forward(struct beit_model *m, float *y, const float *x,
+                                 const float *branch, const beit_bf16 *branch_h, long gamma,
+                                 const float *sample_scale);
+/* The same and the LayerNorm (tensors w, b) of y in one pass (beit_residual_layernorm_forward);
+ * the LayerNorm's output as beit_model_layernorm_forward writes and returns it. */
 const float *beit_model_residual_layernorm_forward(struct beit_model *m, float *y, const float *x,
-                                                  const float *branch, long gamma,
-                                                  const float *sample_scale, float *out,
-                                                  beit_bf16 *out_h, float *mean, float *rstd,
-                                                  long w, long b);
+                                                  const float *branch, const beit_bf16 *branch_h,
+                                                  long gamma, const float *sample_scale,
+                                                  float *out, beit_bf16 *out_h, float *mean,
+                                                  float *rstd, long w, long b);
 const float *beit_model_gelu_forward(struct beit_model *m, float *out, beit_bf16 *out_h,
                                      const float *inp, beit_bf16 *inp_h, size_t n);
 /* The backward of a block's LayerNorm (tensors w, b; its input inp, mean, rstd saved by the

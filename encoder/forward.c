@@ -34,18 +34,19 @@ static void block_forward(struct beit_model *m, size_t l, float *out)
   const float *ln1 = beit_model_layernorm_forward(m, la->ln1, la->ln1_h, la->ln1_mean,
                                                   la->ln1_rstd, la->x, li->ln1_w, li->ln1_b, BT, D);
   const float *attn = beit_model_attention_forward(m, l, ln1, block_bias(m, l));
-  beit_model_linear_forward(m, la->proj, NULL, attn, la->attn_h, li->proj_w, li->proj_b, BT, D,
-                            D);
+  beit_model_linear_forward(m, la->proj, la->proj_h, attn, la->attn_h, li->proj_w, li->proj_b, BT,
+                            D, D);
   /* y = x + s1 * gamma1 * proj, normalised while in cache */
-  const float *ln2 = beit_model_residual_layernorm_forward(m, la->y, la->x, la->proj, li->gamma1,
-                                                           s1, la->ln2, la->ln2_h, la->ln2_mean,
-                                                           la->ln2_rstd, li->ln2_w, li->ln2_b);
+  const float *ln2 = beit_model_residual_layernorm_forward(
+      m, la->y, la->x, la->proj, la->proj_h, li->gamma1, s1, la->ln2, la->ln2_h, la->ln2_mean,
+      la->ln2_rstd, li->ln2_w, li->ln2_b);
   /* bf16: fc1's result is rounded as it is stored (GELU's input, saved for its backward) */
   beit_model_linear_forward(m, la->fc1, la->fc1_h, ln2, la->ln2_h, li->fc1_w, li->fc1_b, BT, D,
                             F);
   const float *gelu = beit_model_gelu_forward(m, la->gelu, la->gelu_h, la->fc1, la->fc1_h, BT * F);
-  beit_model_linear_forward(m, la->fc2, NULL, gelu, la->gelu_h, li->fc2_w, li->fc2_b, BT, F, D);
-  beit_residual_forward(out, la->y, la->fc2, PARAM(li->gamma2), s2, B, T, D);
+  beit_model_linear_forward(m, la->fc2, la->fc2_h, gelu, la->gelu_h, li->fc2_w, li->fc2_b, BT, F,
+                            D);
+  beit_model_residual_forward(m, out, la->y, la->fc2, la->fc2_h, li->gamma2, s2);
 }
 
 /* Patch embedding, mask tokens, cls token and absolute positions into stream[0]. */

@@ -51,14 +51,14 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
     la->qkv = h ? NULL : carve(c, BT * 3 * D);
     la->probs = carve(c, B * tt);
     la->attn = h ? NULL : carve(c, BT * D);
-    la->proj = carve(c, BT * D);
+    la->proj = h ? NULL : carve(c, BT * D);
     la->y = carve(c, BT * D);
     la->ln2 = h ? NULL : carve(c, BT * D);
     la->ln2_mean = carve(c, BT);
     la->ln2_rstd = carve(c, BT);
     la->fc1 = h ? NULL : carve(c, BT * F);
     la->gelu = h ? NULL : carve(c, BT * F);
-    la->fc2 = carve(c, BT * D);
+    la->fc2 = h ? NULL : carve(c, BT * D);
     la->ln1_h = carve_h(m, c, BT * D);
     la->qkv_h = carve_h(m, c, BT * 3 * D);
     la->probs_h = carve_h(m, c, B * tt);
@@ -66,6 +66,8 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
     la->ln2_h = carve_h(m, c, BT * D);
     la->fc1_h = carve_h(m, c, BT * F);
     la->gelu_h = carve_h(m, c, BT * F);
+    la->proj_h = carve_h(m, c, BT * D);
+    la->fc2_h = carve_h(m, c, BT * D);
   }
   a->qkv_rows_h = carve_h(m, c, BT * 3 * D); /* forward scratch, shared by every block */
   a->qkv_bias = m->precision == BEIT_PRECISION_BF16 ? carve(c, 3 * D) : NULL;

@@ -62,7 +62,8 @@ void beit_model_linear_backward(struct beit_model *m, float *dinp, beit_bf16 *di
 
 void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *dinp_h,
                                 const beit_bf16 *dinp_mul_h, long w, long b, long gamma,
-                                const float *sample_scale, const float *branch, const float *inp,
+                                const float *sample_scale, const float *branch,
+                                const beit_bf16 *branch_h, const float *inp,
                                 const beit_bf16 *inp_h, size_t C)
 {
   size_t B = m->B, T = m->T, D = m->D;
@@ -76,7 +77,7 @@ void beit_model_branch_backward(struct beit_model *m, float *dinp, beit_bf16 *di
   }
   /* the branch's gradient is rounded for the layer's products as it is made, with the bias and
    * LayerScale gradients summed in the same pass */
-  beit_residual_branch_backward_bf16(m->a.d_h, GRAD(b), GRAD(gamma), m->a.d_stream, branch,
+  beit_residual_branch_backward_bf16(m->a.d_h, GRAD(b), GRAD(gamma), m->a.d_stream, branch_h,
                                      PARAM(gamma), sample_scale, B, T, D);
   struct beit_result d = dinp_h ? (struct beit_result){dinp_h, BEIT_DTYPE_BF16, C, dinp_mul_h}
                                 : (struct beit_result){dinp, BEIT_DTYPE_F32, C, NULL};
@@ -175,17 +176,27 @@ const float *beit_model_layernorm_forward(struct beit_model *m, float *out, beit
   return NULL;
 }
 
+void beit_model_residual_forward(struct beit_model *m, float *y, const float *x,
+                                 const float *branch, const beit_bf16 *branch_h, long gamma,
+                                 const float *sample_scale)
+{
+  if (!bf16(m))
+    beit_residual_forward(y, x, branch, PARAM(gamma), sample_scale, m->B, m->T, m->D);
+  else
+    beit_residual_forward_bf16(y, x, branch_h, PARAM(gamma), sample_scale, m->B, m->T, m->D);
+}
+
 const float *beit_model_residual_layernorm_forward(struct beit_model *m, float *y, const float *x,
-                                                  const float *branch, long gamma,
-                                                  const float *sample_scale, float *out,
-                                                  beit_bf16 *out_h, float *mean, float *rstd,
-                                                  long w, long b)
+                                                  const float *branch, const beit_bf16 *branch_h,
+                                                  long gamma, const float *sample_scale,
+                                                  float *out, beit_bf16 *out_h, float *mean,
+                                                  float *rstd, long w, long b)
 {
   float eps = (float)m->cfg.layer_norm_eps;
   int h = bf16(m);
-  beit_residual_layernorm_forward(y, h ? NULL : out, h ? out_h : NULL, mean, rstd, x, branch,
-                                  PARAM(gamma), sample_scale, PARAM(w),
-                                  PARAM(b), eps, m->B, m->T, m->D);
+  beit_residual_layernorm_forward(y, h ? NULL : out, h ? out_h : NULL, mean, rstd, x,
+                                  h ? NULL : branch, h ? branch_h : NULL, PARAM(gamma),
+                                  sample_scale, PARAM(w), PARAM(b), eps, m->B, m->T, m->D);
   return h ? NULL : out;
 }
 

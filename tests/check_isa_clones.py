@@ -35,6 +35,7 @@ ZMM = [
     "beit_gelu_forward", "beit_gelu_forward_bf16", "beit_gelu_backward",
     "beit_softmax_forward", "beit_softmax_backward",
     "beit_layernorm_forward", "beit_layernorm_forward_bf16", "beit_layernorm_backward",
+    "beit_layernorm_backward_bf16", "beit_residual_layernorm_forward", "beit_residual_forward_bf16",
     "beit_residual_forward", "beit_residual_backward", "column_pass", "beit_bias_forward",
     "softmax_rows_inplace", "softmax_block_backward", "softmax_heads", "softmax_heads_backward",
     "bias_grad", "beit_residual_branch_backward_bf16", "heads_copy",

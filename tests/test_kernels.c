@@ -86,28 +86,43 @@ static void check_bf16_rounding(const char *label, const uint16_t *got_h, const 
 }
 
 /* The fused residual + LayerNorm forward: bitwise beit_residual_forward then the LayerNorm
- * (float32 and bf16 outputs), with LayerScale and DropPath scales and without. */
+ * (float32 and bf16 outputs), with LayerScale and DropPath scales and without; and with a bf16
+ * branch, bitwise beit_residual_forward_bf16 (which is beit_residual_forward on its values). */
 static void test_residual_layernorm(size_t B, size_t T, size_t D)
 {
   size_t n = B * T * D;
   float *x = randn(n, 1.0f), *branch = randn(n, 1.0f), *gamma = randn(D, 0.5f);
   float *s = randn(B, 1.0f), *w = randn(D, 1.0f), *b = randn(D, 1.0f);
-  for (int variant = 0; variant < 2; variant++) {
-    const float *g = variant ? gamma : NULL, *sc = variant ? s : NULL;
+  uint16_t *branch_h = talloc(n * sizeof *branch_h);
+  beit_to_bf16(branch_h, branch, n);
+  for (int variant = 0; variant < 4; variant++) {
+    const float *g = variant & 1 ? gamma : NULL, *sc = variant & 1 ? s : NULL;
+    const int h = variant >= 2;
     float *y = zeros(n), *ln = zeros(n), *mean = zeros(B * T), *rstd = zeros(B * T);
     float *y_r = zeros(n), *ln_r = zeros(n), *mean_r = zeros(B * T), *rstd_r = zeros(B * T);
     uint16_t *ln_h = talloc(n * sizeof *ln_h);
-    beit_residual_forward(y_r, x, branch, g, sc, B, T, D);
+    if (h) {
+      float *rounded = zeros(n), *y_rr = zeros(n);
+      beit_from_bf16(rounded, branch_h, n);
+      beit_residual_forward(y_rr, x, rounded, g, sc, B, T, D);
+      beit_residual_forward_bf16(y_r, x, branch_h, g, sc, B, T, D);
+      CHECK_MSG(!memcmp(y_r, y_rr, n * sizeof *y_r), "residual fwd bf16 branch differs");
+    } else {
+      beit_residual_forward(y_r, x, branch, g, sc, B, T, D);
+    }
     beit_layernorm_forward(ln_r, mean_r, rstd_r, y_r, w, b, 1e-6f, B * T, D);
-    beit_residual_layernorm_forward(y, ln, NULL, mean, rstd, x, branch, g, sc, w, b, 1e-6f, B, T,
-                                    D);
+    const float *br = h ? NULL : branch;
+    const uint16_t *br_h = h ? branch_h : NULL;
+    beit_residual_layernorm_forward(y, ln, NULL, mean, rstd, x, br, br_h, g, sc, w, b, 1e-6f, B,
+                                    T, D);
     CHECK_MSG(!memcmp(y, y_r, n * sizeof *y) && !memcmp(ln, ln_r, n * sizeof *ln) &&
                   !memcmp(mean, mean_r, B * T * sizeof *mean) &&
                   !memcmp(rstd, rstd_r, B * T * sizeof *rstd),
-              "residual + layernorm fwd differs from the two kernels (B=%zu T=%zu D=%zu)", B, T, D);
+              "residual + layernorm fwd differs from the two kernels (B=%zu T=%zu D=%zu, %d)", B,
+              T, D, variant);
     memset(y, 0, n * sizeof *y);
-    beit_residual_layernorm_forward(y, NULL, ln_h, mean, rstd, x, branch, g, sc, w, b, 1e-6f, B,
-                                    T, D);
+    beit_residual_layernorm_forward(y, NULL, ln_h, mean, rstd, x, br, br_h, g, sc, w, b, 1e-6f,
+                                    B, T, D);
     CHECK(!memcmp(y, y_r, n * sizeof *y));
     check_bf16_rounding("residual + layernorm fwd bf16", ln_h, ln_r, n);
   }
@@ -358,14 +373,18 @@ static void test_residual(size_t B, size_t T, size_t D, int with_gamma, int with
   snprintf(label, sizeof label, "residual dgamma B=%zu T=%zu D=%zu s=%d", B, T, D, with_scale);
   check_close(label, dg, dg_r, D, TOL);
 
-  /* the fused bf16 branch backward: residual backward + rounding with column sums, bit for bit */
+  /* the fused bf16 branch backward (from the saved bf16 branch): residual backward on its values
+   * + rounding with column sums, bit for bit */
   float *zb = zeros(n), *db = randn(D, 1.0f), *dg2 = randn(D, 1.0f);
-  float *db_r = tdup(db, D), *dg2_r = tdup(dg2, D);
+  float *db_r = tdup(db, D), *dg2_r = tdup(dg2, D), *br_r = zeros(n);
   uint16_t *h = talloc(n * sizeof *h), *h_r = talloc(n * sizeof *h_r);
-  beit_residual_backward(NULL, zb, with_gamma ? dg2_r : NULL, dout, br, gamma, scale, B, T, D);
+  uint16_t *br_h = talloc(n * sizeof *br_h);
+  beit_to_bf16(br_h, br, n);
+  beit_from_bf16(br_r, br_h, n);
+  beit_residual_backward(NULL, zb, with_gamma ? dg2_r : NULL, dout, br_r, gamma, scale, B, T, D);
   beit_to_bf16_colsum(h_r, db_r, zb, B * T, D);
-  beit_residual_branch_backward_bf16(h, db, with_gamma ? dg2 : NULL, dout, br, gamma, scale, B, T,
-                                     D);
+  beit_residual_branch_backward_bf16(h, db, with_gamma ? dg2 : NULL, dout, br_h, gamma, scale, B,
+                                     T, D);
   int same = 1; /* by value: a dropped sample's 0 * -x is -0 here, +0 after adding to a zero */
   for (size_t i = 0; i < n; i++)
     same &= beit_bf16_value(h[i]) == beit_bf16_value(h_r[i]);

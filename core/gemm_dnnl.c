@@ -201,7 +201,8 @@ static void probe(void)
   check(dnnl_engine_create(&g.engine, dnnl_cpu, 0), "engine creation");
   if (pthread_key_create(&thread_key, thread_state_free))
     die("thread key creation", dnnl_out_of_memory);
-  struct matmul_key k = {1, 1, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1.0f, 0.0f};
+  struct matmul_key k = {.count1 = 1, .count2 = 1, .M = 64, .N = 64, .K = 64, .lda = 64,
+                         .ldb = 64, .ldc = 64, .alpha = 1.0f};
   struct matmul_entry e;
   dnnl_status_t st;
   dnnl_primitive_t prim = create(&k, &e, &st);

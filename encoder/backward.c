@@ -88,8 +88,8 @@ static void block_backward(struct beit_model *m, size_t l)
   int has_bias = li->rel_table >= 0 || m->ids.shared_rel >= 0;
 
   /* MLP branch: out = y + s2 * gamma2 * fc2(gelu(fc1(ln2(y)))). d(loss)/d(y) is d_stream (the
-   * identity path) plus LN2's backward, which adds into it. bf16: fc2's input gradient is rounded
-   * as it is stored (only GELU's backward reads it). */
+   * identity path) plus LN2's backward, which adds into it. bf16: fc2's input-gradient product
+   * multiplies by GELU's saved derivative and rounds as it stores: fc1's output gradient. */
   beit_model_branch_backward(m, a->d_gelu, a->d_gelu_h, la->fc1_h, li->fc2_w, li->fc2_b,
                              li->gamma2, s2, la->fc2, la->fc2_h, la->gelu, la->gelu_h, F);
   beit_model_mlp_in_backward(m, a->d_ln, a->d_ln_h, li->fc1_w, li->fc1_b, a->d_gelu, a->d_gelu_h,

@@ -102,7 +102,7 @@ static void carve_all(struct beit_model *m, struct beit_arena *c)
   a->d_attn_h = carve_h(m, c, BT * D);
   a->d_heads_h = carve_h(m, c, 3 * BT * D);
   a->d_branch = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * D); /* bf16: d_h */
-  a->d_fc1 = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * F); /* bf16: d_h only */
+  a->d_fc1 = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * F); /* bf16: d_gelu_h */
   a->d_gelu = m->precision == BEIT_PRECISION_BF16 ? NULL : carve(c, BT * F);
   a->d_gelu_h = carve_h(m, c, BT * F);
   a->d_bias = carve(c, tt);

@@ -4,11 +4,12 @@
  * fp32 runs the float32 kernels on the float32 buffers (OpenBLAS for the products).
  * bf16 rounds each product's operands to bfloat16 where they are produced (weights by AdamW or
  * once per training forward, activations as the layer before hands them over, or the product
- * itself when its result only feeds another product: qkv, fc1, the attention's output and
- * gradients, the input gradients of fc2 and of the projection) and keeps the rounded copy for
- * backward, which rounds its incoming gradient once for both of a layer's products. LayerNorm,
- * softmax, GELU's arithmetic, residuals, losses, every weight gradient and the optimizer state
- * stay float32. */
+ * itself where its result only feeds another product or autocast's result is bf16 too: qkv, fc1,
+ * the logits, the attention's output and gradients, the projection's and fc2's results, the input
+ * gradients of every block product) and keeps the rounded copy for backward, which rounds its
+ * incoming gradient once for both of a layer's products. GELU's backward is fc2's input-gradient
+ * product times the derivative the training forward saved. LayerNorm, softmax, GELU's
+ * arithmetic, residual adds, losses, every weight gradient and the optimizer state stay float32. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -749,6 +749,7 @@ int main(void)
   test_relpos_index();
   test_relpos(2, 3, 3);
   test_relpos(14, 14, 4);
+  test_relpos(24, 20, 2); /* 1836 table rows: the backward sums them in two chunks */
   test_thread_determinism();
 
   tfree_all();

@@ -81,12 +81,15 @@ static void linear_backward(struct beit_result dinp, float dinp_beta, float *dwe
 {
   if (N == 0 || OC == 0 || C == 0)
     return;
+  /* the weight gradient first, while dout is still warm from its producer (1% of a small-config
+   * bf16 backward; neutral on BEiT-base) */
+  if (dweight) { /* dweight (OC, C) += dout^T (OC, N) . inp (N, C) */
+    struct beit_operand dout_t = dout;
+    dout_t.trans = 1;
+    beit_gemm(dweight, C, dout_t, inp, OC, C, N, 1.0f, 1.0f);
+  }
   if (dinp.data)
     input_gradient(dinp, dinp_beta, dout, weight, N, C, OC);
-  if (dweight) { /* dweight (OC, C) += dout^T (OC, N) . inp (N, C) */
-    dout.trans = 1;
-    beit_gemm(dweight, C, dout, inp, OC, C, N, 1.0f, 1.0f);
-  }
   if (dbias)
     column_sums(dbias, dout_f32, N, OC, OC);
 }

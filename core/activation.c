@@ -17,31 +17,9 @@
 #define INV_SQRT2 0.70710678118654752f
 #define INV_SQRT_2PI 0.39894228040143268f
 
-/* erf(x), Abramowitz-Stegun 7.1.26. */
-static inline float verff(float x)
-{
-  float ax = fabsf(x);
-  float t = 1.0f / fmaf(0.3275911f, ax, 1.0f);
-  float r = fmaf(1.061405429f, t, -1.453152027f);
-  r = fmaf(r, t, 1.421413741f);
-  r = fmaf(r, t, -0.284496736f);
-  r = fmaf(r, t, 0.254829592f);
-  float y = 1.0f - r * t * beit_vexpf(-ax * ax);
-  return copysignf(y, x);
-}
-
-static inline float gelu(float x) { return 0.5f * x * (1.0f + verff(x * INV_SQRT2)); }
-
-BEIT_KERNEL_CLONES
-void beit_gelu_forward(float *out, const float *inp, size_t n)
-{
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (size_t i = 0; i < n; i++)
-    out[i] = gelu(inp[i]);
-}
-
-/* gelu(x) as gelu() computes it, and d gelu / dx = Phi(x) + x phi(x) into *grad: erf's
- * exp(-(x/sqrt2)^2) is phi's exp(-x^2/2), computed once for both. */
+/* gelu(x) = x Phi(x), and d gelu / dx = Phi(x) + x phi(x) into *grad, with erf by
+ * Abramowitz-Stegun 7.1.26: its exp(-(x/sqrt2)^2) is phi's exp(-x^2/2), computed once for both.
+ * The one GELU formula of every kernel here (a caller that drops *grad pays nothing for it). */
 static inline float gelu_and_grad(float x, float *grad)
 {
   float ax = fabsf(x * INV_SQRT2);
@@ -54,6 +32,27 @@ static inline float gelu_and_grad(float x, float *grad)
   float cdf = 0.5f * (1.0f + copysignf(1.0f - r * t * e, x));
   *grad = cdf + x * INV_SQRT_2PI * e;
   return x * cdf;
+}
+
+static inline float gelu(float x)
+{
+  float unused;
+  return gelu_and_grad(x, &unused);
+}
+
+static inline float gelu_grad(float x)
+{
+  float grad;
+  gelu_and_grad(x, &grad);
+  return grad;
+}
+
+BEIT_KERNEL_CLONES
+void beit_gelu_forward(float *out, const float *inp, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (size_t i = 0; i < n; i++)
+    out[i] = gelu(inp[i]);
 }
 
 #define CHUNK 512 /* values per block: computed in float32, then rounded (each loop vectorises) */
@@ -82,22 +81,6 @@ void beit_gelu_forward_bf16(uint16_t *out_h, uint16_t *grad_h, const uint16_t *i
     for (size_t j = 0; j < len; j++)
       out_h[i0 + j] = beit_bf16_round(y[j]);
   }
-}
-
-/* d gelu(x) / dx = Phi(x) + x phi(x). erf's Abramowitz-Stegun form needs exp(-(x/sqrt2)^2), which
- * is phi's exp(-x^2/2): computed once for both. */
-static inline float gelu_grad(float x)
-{
-  float e = beit_vexpf(-0.5f * x * x);
-  float ax = fabsf(x) * INV_SQRT2;
-  float t = 1.0f / fmaf(0.3275911f, ax, 1.0f);
-  float r = fmaf(1.061405429f, t, -1.453152027f);
-  r = fmaf(r, t, 1.421413741f);
-  r = fmaf(r, t, -0.284496736f);
-  r = fmaf(r, t, 0.254829592f);
-  float erf_ax = 1.0f - r * t * e;
-  float cdf = 0.5f * (1.0f + copysignf(erf_ax, x));
-  return cdf + x * INV_SQRT_2PI * e;
 }
 
 BEIT_KERNEL_CLONES

@@ -68,9 +68,8 @@ void beit_layernorm_forward_bf16(uint16_t *out_h, float *mean, float *rstd, cons
 void beit_residual_layernorm_forward(float *out, float *ln, uint16_t *ln_h, float *mean,
                                      float *rstd, const float *x, const float *branch,
                                      const uint16_t *branch_h, const float *gamma,
-                                     const float *sample_scale,
-                                     const float *weight, const float *bias, float eps, size_t B,
-                                     size_t T, size_t D);
+                                     const float *sample_scale, const float *weight,
+                                     const float *bias, float eps, size_t B, size_t T, size_t D);
 void beit_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                              const float *inp, const float *weight, const float *mean,
                              const float *rstd, size_t N, size_t C);

@@ -80,9 +80,8 @@ BEIT_KERNEL_CLONES
 void beit_residual_layernorm_forward(float *out, float *ln, uint16_t *ln_h, float *mean,
                                      float *rstd, const float *x, const float *branch,
                                      const uint16_t *branch_h, const float *gamma,
-                                     const float *sample_scale,
-                                     const float *weight, const float *bias, float eps, size_t B,
-                                     size_t T, size_t D)
+                                     const float *sample_scale, const float *weight,
+                                     const float *bias, float eps, size_t B, size_t T, size_t D)
 {
 #pragma omp parallel for schedule(static) if (B * T * D > 16384)
   for (size_t n = 0; n < B * T; n++) {

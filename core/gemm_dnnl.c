@@ -10,8 +10,8 @@
  * (AMX or AVX512-BF16) it runs, so ONEDNN_MAX_CPU_ISA caps it as it caps everything else.
  *
  * BEIT_GEMM_PROFILE=1 in the environment times every product and prints, at exit, one line per
- * primitive (shape, transposes, calls, seconds, GFLOP/s) to stderr: where a step's matmul time
- * goes. */
+ * primitive (shape, transposes, calls, seconds, GFLOP/s, oneDNN's kernel) to stderr: where a
+ * step's matmul time goes. */
 #include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -35,6 +35,7 @@ struct matmul_entry {
   dnnl_primitive_t prim;
   dnnl_memory_desc_t a, b, c, bias, mul, scratch;
   size_t scratch_bytes;
+  char kernel[32]; /* oneDNN's name for the implementation it runs */
   long long calls, nanoseconds, fastest; /* BEIT_GEMM_PROFILE */
 };
 
@@ -102,6 +103,43 @@ static dnnl_status_t describe(dnnl_memory_desc_t *md, dnnl_data_type_t type, siz
   return dnnl_memory_desc_init_by_strides(md, n, dims, type, strides);
 }
 
+/* oneDNN has two AMX kernels for one plain bf16 product: brgemm, its first choice, and its gemm
+ * driver ("gemm:jit"). On BEiT's shapes the gemm driver is 1.1-1.6x faster when the reduction is
+ * long and the result tall (weight gradients over a batch of tokens, fc2's forward, the input
+ * gradients through fc1 and the MIM head), and brgemm is faster everywhere else: short
+ * reductions, batch-1 inference, attention's batched products (docs/precision.md has the
+ * measurements). The choice is a fixed function of the shape, so two runs compute alike. Without
+ * AMX the two kernels run at the same speed and oneDNN's first choice stays. */
+static int prefer_gemm_driver(const struct matmul_key *k)
+{
+  return g.amx && k->count1 * k->count2 == 1 && k->K >= 1024 && k->M >= 512;
+}
+
+/* The primitive descriptor for desc: oneDNN's first choice, or its gemm driver where
+ * prefer_gemm_driver says so and the driver takes the product (attributes included). */
+static dnnl_status_t choose(dnnl_primitive_desc_t *pd, const struct matmul_key *k,
+                            const dnnl_matmul_desc_t *desc, dnnl_primitive_attr_t attr)
+{
+  dnnl_primitive_desc_iterator_t it;
+  *pd = NULL;
+  if (prefer_gemm_driver(k) &&
+      dnnl_primitive_desc_iterator_create(&it, desc, attr, g.engine, NULL) == dnnl_success) {
+    do {
+      dnnl_primitive_desc_t candidate = dnnl_primitive_desc_iterator_fetch(it);
+      const char *impl = NULL;
+      if (candidate &&
+          dnnl_primitive_desc_query(candidate, dnnl_query_impl_info_str, 0, &impl) ==
+              dnnl_success &&
+          impl && !strcmp(impl, "gemm:jit"))
+        *pd = candidate;
+      else if (candidate)
+        dnnl_primitive_desc_destroy(candidate);
+    } while (!*pd && dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+    dnnl_primitive_desc_iterator_destroy(it);
+  }
+  return *pd ? dnnl_success : dnnl_primitive_desc_create(pd, desc, attr, g.engine, NULL);
+}
+
 /* A primitive for key, or NULL with the status of the failing oneDNN call. */
 static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *e,
                                dnnl_status_t *status)
@@ -134,8 +172,7 @@ static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *
         (st = dnnl_primitive_attr_set_post_ops(attr, ops)))
       goto done;
   }
-  if ((st = dnnl_primitive_desc_create(&pd, &desc, attr, g.engine, NULL)) ||
-      (st = dnnl_primitive_create(&prim, pd)))
+  if ((st = choose(&pd, k, &desc, attr)) || (st = dnnl_primitive_create(&prim, pd)))
     prim = NULL;
   if (prim) {
     e->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
@@ -143,7 +180,9 @@ static dnnl_primitive_t create(const struct matmul_key *k, struct matmul_entry *
   }
   const char *impl = NULL;
   if (prim && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success &&
-      impl && !strncmp(impl, "ref", 3)) /* a layout oneDNN has no fast kernel for: a bug of ours */
+      impl)
+    snprintf(e->kernel, sizeof e->kernel, "%s", impl);
+  if (impl && !strncmp(impl, "ref", 3)) /* a layout oneDNN has no fast kernel for: a bug of ours */
     fprintf(stderr, "beit: warning: oneDNN runs a %zux%zux%zu (x%zu) bf16 product on its "
                     "reference kernel '%s' (slow)\n",
             k->M, k->N, k->K, k->count1 * k->count2, impl);
@@ -170,13 +209,13 @@ static void print_profile(void)
     double s = 1e-9 * (double)e->nanoseconds;
     double flop = 2.0 * (double)(k->M * k->N * k->K * k->count1 * k->count2) * (double)e->calls;
     fprintf(stderr, "  %5zu x %5zu x %5zu  x%-4zu  A%s B%s%s%s -> %s  calls %6lld  %8.3f s  %7.1f "
-                    "GFLOP/s (fastest call %7.1f)\n",
+                    "GFLOP/s (fastest call %7.1f)  %s\n",
             k->M, k->N, k->K, k->count1 * k->count2, k->trans_a ? "^T" : "  ",
             k->trans_b ? "^T" : "  ", k->bias ? " +bias" : k->mul ? " *mul " : "      ",
             k->beta != 0.0f ? " +C" : "   ",
             k->c_bf16 ? "bf16" : "f32 ",
             e->calls, s, s > 0 ? 1e-9 * flop / s : 0.0,
-            e->fastest > 0 ? flop / (double)e->calls / (double)e->fastest : 0.0);
+            e->fastest > 0 ? flop / (double)e->calls / (double)e->fastest : 0.0, e->kernel);
   }
 }
 

@@ -190,8 +190,13 @@ static void run_all(enum beit_dtype dtype)
   test_product(dtype, 1, 1, 1, 0, 0, 1.0f, 1.0f);
   test_product(dtype, 197, 64, 197, 0, 0, 1.0f, 0.0f);
   test_product(dtype, 64, 96, 200, 1, 0, 1.0f, 1.0f); /* dW += dout^T inp */
+  /* long reductions into tall results: on AMX, oneDNN's gemm driver instead of brgemm */
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      test_product(dtype, 520, 40, 1100, ta, tb, 1.0f, (float)ta);
   test_bias(dtype, 37, 29, 67);
   test_bias(dtype, 200, 96, 48);
+  test_bias(dtype, 530, 24, 1030);
   test_batched(dtype, 3, 2, 11, 8);
   test_batched(dtype, 5, 1, 13, 16); /* one batch dimension: a 3-D problem */
   test_batched(dtype, 2, 3, 50, 64);
@@ -215,6 +220,7 @@ int main(void)
     run_all(BEIT_DTYPE_BF16); /* the cached primitives again */
     test_bf16_out(37, 29, 67, 3, 2, 11, 8);
     test_bf16_out(200, 96, 48, 2, 12, 197, 64);
+    test_bf16_out(600, 48, 1040, 2, 2, 11, 8);
   } else {
     CHECK(beit_precision_resolve(&p, BEIT_PRECISION_BF16, &err) == BEIT_STATUS_UNSUPPORTED);
     CHECK(beit_precision_resolve(&p, BEIT_PRECISION_AUTO, &err) == BEIT_STATUS_OK &&

@@ -179,6 +179,21 @@ static void test_bf16_out(size_t M, size_t N, size_t K, size_t B, size_t nH, siz
                     heads + (bb * nH + h) * T * dh, dh, T, dh);
 }
 
+/* The same product twice gives the same bits (a resumed run and a rerun compute alike): a weight
+ * gradient of BEiT-base's kind, long enough to take the gemm driver on AMX, accumulated twice
+ * into equal starting gradients. */
+static void test_repeatable(size_t M, size_t N, size_t K)
+{
+  float *a = randn(K * M, 1.0f), *b = randn(K * N, 1.0f), *c1 = randn(M * N, 1.0f);
+  float *c2 = tdup(c1, M * N);
+  beit_bf16 *ah = talloc(K * M * sizeof *ah), *bh = talloc(K * N * sizeof *bh);
+  beit_to_bf16(ah, a, K * M);
+  beit_to_bf16(bh, b, K * N);
+  beit_gemm(c1, N, beit_op_bf16(ah, M, 1), beit_op_bf16(bh, N, 0), M, N, K, 1.0f, 1.0f);
+  beit_gemm(c2, N, beit_op_bf16(ah, M, 1), beit_op_bf16(bh, N, 0), M, N, K, 1.0f, 1.0f);
+  CHECK(!memcmp(c1, c2, M * N * sizeof *c1));
+}
+
 static void run_all(enum beit_dtype dtype)
 {
   for (int ta = 0; ta < 2; ta++)
@@ -221,6 +236,7 @@ int main(void)
     test_bf16_out(37, 29, 67, 3, 2, 11, 8);
     test_bf16_out(200, 96, 48, 2, 12, 197, 64);
     test_bf16_out(600, 48, 1040, 2, 2, 11, 8);
+    test_repeatable(768, 256, 1576);
   } else {
     CHECK(beit_precision_resolve(&p, BEIT_PRECISION_BF16, &err) == BEIT_STATUS_UNSUPPORTED);
     CHECK(beit_precision_resolve(&p, BEIT_PRECISION_AUTO, &err) == BEIT_STATUS_OK &&

@@ -210,6 +210,20 @@ struct beit_dist *beit_cli_training_start(struct beit_cli_training *t, int *rc, 
   return beit_cli_dist_init(t->cmd, argc, argv);
 }
 
+int beit_cli_training_print_done(const char *what, long steps, long steps_run, double seconds,
+                                 const char *detail)
+{
+  if (steps_run == 0) {
+    printf("%s done: nothing to run, the run was already complete at step %ld\n", what, steps);
+    return 0;
+  }
+  printf("%s done: %ld steps in %.1f s%s", what, steps_run, seconds, detail);
+  if (steps_run != steps)
+    printf(" (resumed; now at step %ld)", steps);
+  printf("\n");
+  return 1;
+}
+
 void beit_cli_training_print_end(size_t skipped_records, size_t corrupt_records,
                                  const char *last_checkpoint)
 {

@@ -103,6 +103,11 @@ int beit_cli_training_option(struct beit_cli_training *t, int c, const char *arg
  * usage error). Reads optind. */
 struct beit_dist *beit_cli_training_start(struct beit_cli_training *t, int *rc, int *argc,
                                           char ***argv, const char *kind);
+/* The first line of a training run's summary (rank 0): "<what> done: N steps in S s<detail>",
+ * with the step reached when the run was resumed, or that nothing was left to run. 1 when steps
+ * ran (their training loss is worth printing), 0 otherwise. */
+int beit_cli_training_print_done(const char *what, long steps, long steps_run, double seconds,
+                                 const char *detail);
 /* The last lines of a training run's summary (rank 0): the records the loader skipped, when
  * any, and the last checkpoint. */
 void beit_cli_training_print_end(size_t skipped_records, size_t corrupt_records,

@@ -99,10 +99,11 @@ int beit_cmd_finetune(int argc, char **argv)
   o.args = t.args;
   enum beit_status st = beit_finetune_run(&o, dist, &sum, &err);
   if (!st && beit_dist_is_root(dist)) {
-    printf("fine-tuning done: %ld steps in %.1f s on %zu training images\n", sum.steps,
-           sum.seconds, sum.train_samples);
-    printf("  training loss      %.4f -> %.4f (accuracy %.4f)\n", sum.first_loss, sum.last_loss,
-           sum.last_acc);
+    char detail[64];
+    snprintf(detail, sizeof detail, " on %zu training images", sum.train_samples);
+    if (beit_cli_training_print_done("fine-tuning", sum.steps, sum.steps_run, sum.seconds, detail))
+      printf("  training loss      %.4f -> %.4f (accuracy %.4f)\n", sum.first_loss, sum.last_loss,
+             sum.last_acc);
     if (sum.evaluated && !sum.multilabel)
       printf("  held-out           top-1 %.4f, top-5 %.4f, log loss %.4f over %.0f images\n",
              sum.eval_top1, sum.eval_topk, sum.eval_loss, sum.eval_samples);

@@ -65,9 +65,9 @@ int beit_cmd_pretrain(int argc, char **argv)
   struct beit_pretrain_summary sum;
   enum beit_status st = beit_pretrain_run(&o, dist, &sum, &err);
   if (!st && beit_dist_is_root(dist)) {
-    printf("pretraining done: %ld steps in %.1f s\n", sum.steps, sum.seconds);
-    printf("  training loss      %.4f -> %.4f (masked-token accuracy %.4f)\n", sum.first_loss,
-           sum.last_loss, sum.last_mlm_acc);
+    if (beit_cli_training_print_done("pretraining", sum.steps, sum.steps_run, sum.seconds, ""))
+      printf("  training loss      %.4f -> %.4f (masked-token accuracy %.4f)\n", sum.first_loss,
+             sum.last_loss, sum.last_mlm_acc);
     if (sum.eval_tokens > 0)
       printf("  held-out           loss %.4f, masked-token accuracy %.4f over %ld tokens "
              "(always the most frequent token: %.4f)\n", sum.eval_loss, sum.eval_mlm_acc,

@@ -520,6 +520,7 @@ enum beit_status beit_finetune_run(const struct beit_finetune_options *opt,
   sum->skipped_records = run.skipped_records;
   sum->corrupt_records = run.corrupt_records;
   sum->steps = p.trainer.step;
+  sum->steps_run = run.steps_run;
   sum->seconds = beit_clock_now() - p.trainer.t_start;
 done:
   teardown(&p);

@@ -330,6 +330,7 @@ enum beit_status beit_pretrain_run(const struct beit_pretrain_options *opt, stru
   sum->skipped_records = run.skipped_records;
   sum->corrupt_records = run.corrupt_records;
   sum->steps = p.trainer.step;
+  sum->steps_run = run.steps_run;
   sum->seconds = p.trainer.t_last_log - p.trainer.t_start;
 done:
   teardown(&p);

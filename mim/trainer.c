@@ -640,10 +640,12 @@ static enum beit_status run_steps(struct beit_trainer *tr, const struct beit_tra
 enum beit_status beit_trainer_run(struct beit_trainer *tr, const struct beit_trainer_loop *loop,
                                   struct beit_trainer_run_summary *sum, struct beit_error *err)
 {
+  const long first_step = tr->step;
   sum->first_loss = sum->last_loss = sum->last_acc = NAN;
   sum->last_checkpoint[0] = '\0';
   beit_trainer_catch_signals();
   enum beit_status st = run_steps(tr, loop, sum, err);
+  sum->steps_run = tr->step - first_step;
   if (!st && loop->evaluate && beit_dist_is_root(tr->dist))
     beit_plot_run_curves(tr->out_dir, stderr); /* again, with the final evaluation */
   struct beit_loader_stats ls = {0};

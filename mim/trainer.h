@@ -177,7 +177,8 @@ enum beit_status beit_trainer_step(struct beit_trainer *tr, const struct beit_tr
 /* Loss and accuracy of the first and last logged windows; the loader's skipped records (decode
  * failures and shard checksum failures) and, of those, the ones that failed their checksum. */
 struct beit_trainer_run_summary {
-  double first_loss, last_loss, last_acc;
+  long steps_run; /* steps this call ran */
+  double first_loss, last_loss, last_acc; /* NaN when no step ran */
   size_t skipped_records, corrupt_records;
   char last_checkpoint[4200];
 };

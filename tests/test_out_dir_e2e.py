@@ -6,10 +6,12 @@
    metrics.jsonl and the folder's listing unchanged); the same for finetune and tokenizer train,
    from a folder with only a checkpoint-* folder or only metrics.jsonl;
 3. --resume and --overwrite together are a usage error (exit 2) for the three commands;
-4. --resume continues the run (steps 5 and 6 after checkpoint-4);
+4. --resume continues the run (steps 5 and 6 after checkpoint-4), and its summary counts the 2
+   steps it ran and the step reached;
 5. --overwrite starts again at step 0: metrics.jsonl holds only the new run, the previous run's
    files (metrics.jsonl, checkpoints) are in OUT/previous-<time>/, unrelated files stay, and a
-   later --resume picks the new run's checkpoint, not the old run's newer one.
+   later --resume picks the new run's checkpoint, not the old run's newer one (the run being
+   complete, it says there is nothing to run rather than print the loss of no steps).
 A few steps of the tiny pretraining fixture; about 5 s on 2 cores."""
 import json
 import os
@@ -61,7 +63,7 @@ def main():
 
     def run(out, steps, *extra):
         return subprocess.run(base + ["--out", out, "--set", f"schedule.max_steps={steps}"]
-                              + list(extra), env=ENV, stdout=subprocess.DEVNULL,
+                              + list(extra), env=ENV, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
 
     # 1. an existing folder with unrelated files only
@@ -94,6 +96,8 @@ def main():
           and records(out) == [1, 2, 3, 4, 5, 6],
           f"--resume continues from checkpoint-4 (steps {records(out)}; "
           f"{r.stderr.strip()[-200:]})")
+    check("pretraining done: 2 steps in " in r.stdout and "(resumed; now at step 6)" in r.stdout,
+          f"the resumed run's summary counts its own steps and the step reached ({r.stdout!r})")
 
     # 5. --overwrite starts again
     r = run(out, 4, "--overwrite")
@@ -115,6 +119,9 @@ def main():
           and records(out) == [1, 2, 3, 4],
           f"a later --resume picks the new run's checkpoint-4, not the old checkpoint-6 "
           f"({r.stderr.strip()[-200:]})")
+    check("nothing to run, the run was already complete at step 4" in r.stdout
+          and "nan" not in r.stdout,
+          f"--resume of a complete run says so, with no training loss of no steps ({r.stdout!r})")
     r = run(out, 4, "--overwrite")
     prev2 = [d for d in listing(out) if d.startswith("previous-")]
     check(r.returncode == 0 and len(prev2) == 2 and records(out) == [1, 2, 3, 4],

@@ -42,7 +42,8 @@ struct beit_pretrain_options {
 };
 
 struct beit_pretrain_summary {
-  long steps;
+  long steps;     /* the step the run reached */
+  long steps_run; /* of those, the steps this call ran (0: the run was already complete) */
   double seconds;
   double first_loss, last_loss, last_mlm_acc;   /* training: first and last logged window */
   double eval_loss, eval_mlm_acc, eval_majority_acc; /* held-out; majority = always the most
@@ -64,7 +65,8 @@ struct beit_finetune_options {
 };
 
 struct beit_finetune_summary {
-  long steps;
+  long steps;     /* the step the run reached */
+  long steps_run; /* of those, the steps this call ran (0: the run was already complete) */
   double seconds;
   size_t train_samples;
   double first_loss, last_loss, last_acc;

@@ -65,7 +65,8 @@ print(f"  PyTorch:    batch-1 forward {t['batch1_latency_ms']:.1f} ms; batch {t[
       f"{t['batch_images_per_s']:.2f} images/s (torch {t['torch']}, eager, {t['threads']} threads, "
       f"{t.get('precision', 'fp32')})")
 print(f"  server, 1 connection:  {lat['requests_per_s']:.2f} requests/s, p50 {lat['p50_ms']:.1f} ms, "
-      f"p99 {lat['p99_ms']:.1f} ms, {lat['failed']} failed")
+      f"p99 {lat['p99_ms']:.1f} ms, {lat['failed']} failed; its forwards took "
+      f"{1000 / lat['forward_images_per_s']:.1f} ms each (offline {c['batch1_latency_ms']:.1f} ms)")
 print(f"  server, {load['connections']} connections: {load['requests_per_s']:.2f} requests/s = "
       f"{load['images_per_s']:.2f} images/s, p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, "
       f"{load['failed']} failed of {load['requests']}; mean batch {load['mean_batch']}")

@@ -85,11 +85,16 @@ def wait_for(cond, timeout, step=0.05):
 
 
 def refused(port):
+    """True once a new connection is refused. A connection that the kernel completed into the
+    listening socket's backlog just as the server closed it is reset instead: not yet the
+    answer, so the caller asks again."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
         return False
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False
 
 
 def server_log(srv):

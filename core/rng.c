@@ -97,9 +97,11 @@ static double erfinv(double y)
   return x;
 }
 
-double beit_rng_trunc_normal(struct beit_rng *rng, double mean, double std, double lo, double hi)
+/* A normal(mean, std) sample truncated to [lo, hi] by inverting the CDF between l = cdf(lo) and
+ * u = cdf(hi). */
+static double trunc_normal_between(struct beit_rng *rng, double mean, double std, double l, double u,
+                                   double lo, double hi)
 {
-  double l = normal_cdf((lo - mean) / std), u = normal_cdf((hi - mean) / std);
   double p = l + (u - l) * beit_rng_uniform(rng);
   double t = 2.0 * p - 1.0;
   if (t <= -1.0)
@@ -110,9 +112,16 @@ double beit_rng_trunc_normal(struct beit_rng *rng, double mean, double std, doub
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
+double beit_rng_trunc_normal(struct beit_rng *rng, double mean, double std, double lo, double hi)
+{
+  return trunc_normal_between(rng, mean, std, normal_cdf((lo - mean) / std),
+                              normal_cdf((hi - mean) / std), lo, hi);
+}
+
 void beit_rng_fill_trunc_normal(struct beit_rng *rng, float *dst, size_t n, double std, double lo,
                                 double hi)
 {
+  double l = normal_cdf(lo / std), u = normal_cdf(hi / std); /* once per tensor, not per value */
   for (size_t i = 0; i < n; i++)
-    dst[i] = (float)beit_rng_trunc_normal(rng, 0.0, std, lo, hi);
+    dst[i] = (float)trunc_normal_between(rng, 0.0, std, l, u, lo, hi);
 }

@@ -174,20 +174,18 @@ void beit_model_init_weights(struct beit_model *m, enum beit_init_scheme scheme,
   double std = m->cfg.initializer_range;
   /* pretraining truncates at +-1 sigma, fine-tuning at +-2 absolute (spec 3) */
   double lo = scheme == BEIT_INIT_PRETRAIN ? -std : -2.0, hi = -lo;
-  struct beit_rng rng;
   memset(m->params, 0, m->table.total * sizeof(float));
+  /* one stream per tensor: the tensors fill in parallel, in any order, to the same values */
+#pragma omp parallel for schedule(dynamic, 1)
   for (size_t i = 0; i < m->table.count; i++) {
     const struct beit_tensor *t = &m->table.items[i];
     float *p = m->params + t->offset;
     size_t n = strlen(t->name);
-    beit_rng_seed(&rng, seed, 0x1417, i); /* one stream per tensor: order-independent */
+    struct beit_rng rng;
+    beit_rng_seed(&rng, seed, 0x1417, i);
     if (strstr(t->name, "relative_position_bias_table"))
       continue; /* zeros */
-    if (n > 7 && !strcmp(t->name + n - 7, "lambda_1"))
-      fill(p, t->numel, (float)m->cfg.layer_scale_init_value);
-    else if (n > 7 && !strcmp(t->name + n - 7, "lambda_2"))
-      fill(p, t->numel, (float)m->cfg.layer_scale_init_value);
-    else if (strstr(t->name, "layernorm") && !strcmp(t->name + n - 7, ".weight"))
+    if (strstr(t->name, "layernorm") && !strcmp(t->name + n - 7, ".weight"))
       fill(p, t->numel, 1.0f);
     else if ((long)i == ids->patch_w && scheme == BEIT_INIT_FINETUNE) {
       /* PyTorch's default Conv2d init (kaiming_uniform a=sqrt 5): U(+-1/sqrt(fan_in)) */
@@ -201,9 +199,16 @@ void beit_model_init_weights(struct beit_model *m, enum beit_init_scheme scheme,
     } else if (t->ndim >= 2) /* Linear and conv weights, cls/mask tokens, position embedding */
       beit_rng_fill_trunc_normal(&rng, p, t->numel, std, lo, hi);
   }
-  /* fix_init_weight: block l (1-based) output projections divided by sqrt(2 l) */
+  /* LayerScale's gammas start at init_values; fix_init_weight: block l (1-based) output
+   * projections divided by sqrt(2 l) */
   for (size_t l = 0; l < m->L; l++) {
     const struct beit_layer_ids *li = &ids->layer[l];
+    for (int k = 0; k < 2; k++) {
+      long gamma = k ? li->gamma2 : li->gamma1;
+      if (gamma >= 0)
+        fill(m->params + m->table.items[gamma].offset, m->table.items[gamma].numel,
+             (float)m->cfg.layer_scale_init_value);
+    }
     float s = (float)(1.0 / sqrt(2.0 * (double)(l + 1)));
     const struct beit_tensor *proj = &m->table.items[li->proj_w];
     const struct beit_tensor *fc2 = &m->table.items[li->fc2_w];

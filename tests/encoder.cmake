@@ -35,3 +35,6 @@ set_tests_properties(beit_info_runtime PROPERTIES LABELS e2e
 add_test(NAME test_info_e2e
          COMMAND ${BEIT_PYTHON} ${PROJECT_SOURCE_DIR}/tests/test_info_e2e.py $<TARGET_FILE:beit>)
 set_tests_properties(test_info_e2e PROPERTIES LABELS e2e TIMEOUT 60)
+# encoder/params.c's initialisation under both schemes: values, bounds, spreads, thread-independence.
+beit_add_test(NAME test_init SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_init.c
+              LABELS unit LIBS beit_encoder)

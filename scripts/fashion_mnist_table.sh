@@ -16,6 +16,8 @@
 #                     and finetune_fashion_mnist.json, 100 / 200 / 300 steps
 #     PRECISIONS      default "bf16 fp32"; each precision pretrains and fine-tunes in that precision
 #     FRACTIONS       label fractions, in the order they run (default "0.01 0.1 1")
+#     ARMS            default "pretrained random"; ARMS=pretrained for another pretraining seed (the
+#                     random-init arm does not depend on the encoder)
 #     PRETRAIN_RECIPE, FINETUNE_RECIPE, STEPS_1, STEPS_10, STEPS_100 (optimizer steps of 64 images
 #                     per label fraction) override the budget's values
 #     ENCODER         fine-tune this pretrained checkpoint instead of pretraining (e.g. the
@@ -37,6 +39,7 @@ OUT=${2:-$QS/table-$BUDGET}
 BEIT=${BEIT:-build/apps/beit}
 PRECISIONS=${PRECISIONS:-bf16 fp32}
 FRACTIONS=${FRACTIONS:-0.01 0.1 1}
+ARMS=${ARMS:-pretrained random}
 case $BUDGET in
   long)  PRETRAIN_RECIPE=${PRETRAIN_RECIPE:-configs/recipes/pretrain_fashion_mnist_long.json}
          FINETUNE_RECIPE=${FINETUNE_RECIPE:-configs/recipes/finetune_fashion_mnist_long.json}
@@ -73,30 +76,34 @@ run() {
   tail -4 "$dir.log"
 }
 
-# write_table: OUT/table.md, a pair of columns for each precision with all six cells done
+# write_table: OUT/table.md, a column for each precision and arm, once all its cells are done
 write_table() {
   done_precs=()
   for prec in $PRECISIONS; do
-    ls "$OUT/$prec"/{pretrained,random}-{0.01,0.1,1}/eval.json > /dev/null 2>&1 && done_precs+=("$prec")
+    local complete=1
+    for arm in $ARMS; do for frac in $FRACTIONS; do
+      [ -f "$OUT/$prec/$arm-$frac/eval.json" ] || complete=0
+    done; done
+    [ $complete = 1 ] && done_precs+=("$prec")
   done
   [ ${#done_precs[@]} -gt 0 ] || return 0
   {
     head="| labels used | steps x 64 images |"; rule="|---|---|"
-    for prec in "${done_precs[@]}"; do
-      head+=" pretrained $prec top-1 % | random init $prec top-1 % |"; rule+="---|---|"
-    done
+    for prec in "${done_precs[@]}"; do for arm in $ARMS; do
+      head+=" ${arm/random/random init} $prec top-1 % |"; rule+="---|"
+    done; done
     echo "$head"; echo "$rule"
     for frac in $FRACTIONS; do
       if [ "$frac" = 1 ]; then n=$(json "$DATA/train/index.json" num_records)
-      else n=$(json "$OUT/${done_precs[0]}/pretrained-$frac/train-fraction-$frac/index.json" num_records); fi
+      else n=$(json "$OUT/${done_precs[0]}/${ARMS%% *}-$frac/train-fraction-$frac/index.json" num_records); fi
       row="| $(/usr/bin/python3 -c "print('%g%%' % (100 * $frac))") ($n) | ${STEPS[$frac]} |"
-      for prec in "${done_precs[@]}"; do
-        row+=" $(top1 "$prec/pretrained-$frac") | $(top1 "$prec/random-$frac") |"
-      done
+      for prec in "${done_precs[@]}"; do for arm in $ARMS; do
+        row+=" $(top1 "$prec/$arm-$frac") |"
+      done; done
       echo "$row"
     done
     echo
-    echo "| precision | MIM pretraining | held-out masked-token accuracy | six fine-tunings + evaluations | total |"
+    echo "| precision | MIM pretraining | held-out masked-token accuracy | fine-tunings + evaluations | total |"
     echo "|---|---|---|---|---|"
     for prec in "${done_precs[@]}"; do
       pre=0; mim=-
@@ -115,6 +122,7 @@ write_table() {
     echo "${ENCODER:-$PRETRAIN_RECIPE}, fine-tuning $FINETUNE_RECIPE; $(nproc) cores,"
     echo "OMP_NUM_THREADS=${OMP_NUM_THREADS:-unset}."
   } > "$OUT/table.md"
+  [[ " $ARMS " == *" pretrained "* && " $ARMS " == *" random "* ]] || return 0  # bars are pairs
   "$BEIT" plot --table "$OUT/table.md" -o "$OUT/table.png" > /dev/null ||
     echo "warning: $OUT/table.png not drawn (the table is in $OUT/table.md)" >&2
 }
@@ -130,7 +138,7 @@ for prec in $PRECISIONS; do
     encoder=$(last_checkpoint "$OUT/$prec/pretrain")
   fi
   for frac in $FRACTIONS; do
-    for arm in pretrained random; do
+    for arm in $ARMS; do
       init=(--init "$encoder")
       [ "$arm" = random ] && init=(--set optimizer.layer_decay=1.0)
       run "$prec: $arm encoder, $frac of the labels, ${STEPS[$frac]} steps" "$OUT/$prec/$arm-$frac" \

@@ -27,8 +27,8 @@ five seeds give 0.98, 0.74, 1.22, 1.49 and 0.25%. (Before LayerScale's gammas st
 init_values, 0.1, they started at 0 and the curves agreed within 0.5%.)
 Batch 16, not the recipe's 64: at 64 the two runs took 207 s (bf16) + 261 s (fp32) on this
 2-core machine (shared with other jobs), far over the suite's budget; at 16, side by side, they
-take 61 s (fp32) and 34 s (bf16) of CPU, ~65 s of wall time on two free cores (119-130 s on this
-machine shared with other jobs).
+take 46 s (fp32) and 19 s (bf16) of CPU, ~52 s of wall time on two free cores (119-130 s on this
+machine shared with other jobs, in an earlier round).
 Skipped (exit 77) where this machine has no bf16 matrix products.
 
 usage: /usr/bin/python3 tests/test_precision_parity.py BEIT_BINARY WORK_DIR

@@ -78,3 +78,9 @@ void beit_strbuf_free(struct beit_strbuf *b)
   free(b->data);
   memset(b, 0, sizeof *b);
 }
+
+int beit_str_ends_with(const char *s, const char *suffix)
+{
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && !strcmp(s + n - k, suffix);
+}

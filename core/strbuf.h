@@ -19,4 +19,7 @@ void beit_strbuf_printf(struct beit_strbuf *b, const char *fmt, ...)
 void beit_strbuf_json_string(struct beit_strbuf *b, const char *s);
 void beit_strbuf_free(struct beit_strbuf *b);
 
+/* Whether s ends with suffix (lengths counted, not written by hand). */
+int beit_str_ends_with(const char *s, const char *suffix);
+
 #endif

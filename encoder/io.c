@@ -7,12 +7,7 @@
 #include "checkpoint.h"
 #include "encoder.h"
 #include "safetensors.h"
-
-static int ends_with(const char *s, const char *suffix)
-{
-  size_t n = strlen(s), k = strlen(suffix);
-  return n >= k && !strcmp(s + n - k, suffix);
-}
+#include "strbuf.h"
 
 /* Every table tensor from st; unknown tensors are errors. */
 static enum beit_status load_tensors(struct beit_model *m, const struct beit_safetensors *st,
@@ -27,7 +22,7 @@ static enum beit_status load_tensors(struct beit_model *m, const struct beit_saf
   }
   for (size_t i = 0; i < beit_safetensors_count(st); i++) {
     const struct beit_st_tensor *t = beit_safetensors_at(st, i);
-    if (!ends_with(t->name, "relative_position_index") &&
+    if (!beit_str_ends_with(t->name, "relative_position_index") &&
         beit_tensor_table_find(&m->table, t->name) < 0)
       return beit_error_set(err, BEIT_STATUS_FORMAT,
                             "%s: tensor '%s' is not part of a %s with this config",

@@ -8,6 +8,7 @@
 #include "encoder.h"
 #include "kernels.h"
 #include "rng.h"
+#include "strbuf.h"
 
 /* Add one tensor; tags no_decay (1-D, ".bias", cls token, position embeddings) and layer id. */
 static long add(struct beit_model *m, int packed, int layer_id, const char *name, int ndim,
@@ -19,8 +20,7 @@ static long add(struct beit_model *m, int packed, int layer_id, const char *name
   if (i < 0)
     return -1;
   struct beit_tensor *t = &m->table.items[i];
-  size_t n = strlen(name);
-  t->no_decay = ndim == 1 || (n >= 5 && !strcmp(name + n - 5, ".bias")) ||
+  t->no_decay = ndim == 1 || beit_str_ends_with(name, ".bias") ||
                 !strcmp(name, "beit.embeddings.cls_token") ||
                 !strcmp(name, "beit.embeddings.position_embeddings");
   t->layer_id = layer_id;
@@ -180,12 +180,11 @@ void beit_model_init_weights(struct beit_model *m, enum beit_init_scheme scheme,
   for (size_t i = 0; i < m->table.count; i++) {
     const struct beit_tensor *t = &m->table.items[i];
     float *p = m->params + t->offset;
-    size_t n = strlen(t->name);
     struct beit_rng rng;
     beit_rng_seed(&rng, seed, 0x1417, i);
     if (strstr(t->name, "relative_position_bias_table"))
       continue; /* zeros */
-    if (strstr(t->name, "layernorm") && !strcmp(t->name + n - 7, ".weight"))
+    if (strstr(t->name, "layernorm") && beit_str_ends_with(t->name, ".weight"))
       fill(p, t->numel, 1.0f);
     else if ((long)i == ids->patch_w && scheme == BEIT_INIT_FINETUNE) {
       /* PyTorch's default Conv2d init (kaiming_uniform a=sqrt 5): U(+-1/sqrt(fan_in)) */

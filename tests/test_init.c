@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "encoder.h"
+#include "strbuf.h"
 #include "testing.h"
 
 static struct beit_model *make(int pretrain)
@@ -37,12 +38,6 @@ static struct beit_model *make(int pretrain)
   if (beit_model_create(&m, &c, 1, &err))
     CHECK_MSG(0, "create: %s", err.message);
   return m;
-}
-
-static int ends_with(const char *s, const char *tail)
-{
-  size_t n = strlen(s), k = strlen(tail);
-  return n >= k && !strcmp(s + n - k, tail);
 }
 
 /* The standard deviation of N(0, 1) truncated to [-a, a]. */
@@ -102,9 +97,9 @@ static void test_values(int pretrain)
     const float *x = m->params + t->offset;
     if (strstr(t->name, "relative_position_bias_table"))
       check_all(x, t->numel, 0.0f, t->name);
-    else if (ends_with(t->name, "lambda_1") || ends_with(t->name, "lambda_2"))
+    else if (beit_str_ends_with(t->name, "lambda_1") || beit_str_ends_with(t->name, "lambda_2"))
       check_all(x, t->numel, (float)m->cfg.layer_scale_init_value, t->name);
-    else if (strstr(t->name, "layernorm") && ends_with(t->name, ".weight"))
+    else if (strstr(t->name, "layernorm") && beit_str_ends_with(t->name, ".weight"))
       check_all(x, t->numel, 1.0f, t->name);
     else if (!pretrain && ((long)i == m->ids.patch_w || (long)i == m->ids.patch_b))
       check_spread(t->name, x, t->numel, patch_bound, patch_bound / sqrt(3.0)); /* U(+-bound) */

@@ -97,10 +97,10 @@ static double erfinv(double y)
   return x;
 }
 
-/* A normal(mean, std) sample truncated to [lo, hi] by inverting the CDF between l = cdf(lo) and
+/* A normal(0, std) sample truncated to [lo, hi] by inverting the CDF between l = cdf(lo) and
  * u = cdf(hi). */
-static double trunc_normal_between(struct beit_rng *rng, double mean, double std, double l, double u,
-                                   double lo, double hi)
+static double trunc_normal_between(struct beit_rng *rng, double std, double l, double u, double lo,
+                                   double hi)
 {
   double p = l + (u - l) * beit_rng_uniform(rng);
   double t = 2.0 * p - 1.0;
@@ -108,14 +108,8 @@ static double trunc_normal_between(struct beit_rng *rng, double mean, double std
     t = -1.0 + 1e-16;
   if (t >= 1.0)
     t = 1.0 - 1e-16;
-  double x = mean + std * M_SQRT2 * erfinv(t);
+  double x = std * M_SQRT2 * erfinv(t);
   return x < lo ? lo : (x > hi ? hi : x);
-}
-
-double beit_rng_trunc_normal(struct beit_rng *rng, double mean, double std, double lo, double hi)
-{
-  return trunc_normal_between(rng, mean, std, normal_cdf((lo - mean) / std),
-                              normal_cdf((hi - mean) / std), lo, hi);
 }
 
 void beit_rng_fill_trunc_normal(struct beit_rng *rng, float *dst, size_t n, double std, double lo,
@@ -123,5 +117,5 @@ void beit_rng_fill_trunc_normal(struct beit_rng *rng, float *dst, size_t n, doub
 {
   double l = normal_cdf(lo / std), u = normal_cdf(hi / std); /* once per tensor, not per value */
   for (size_t i = 0; i < n; i++)
-    dst[i] = (float)trunc_normal_between(rng, 0.0, std, l, u, lo, hi);
+    dst[i] = (float)trunc_normal_between(rng, std, l, u, lo, hi);
 }

@@ -22,9 +22,8 @@ double beit_rng_uniform(struct beit_rng *rng);
 int64_t beit_rng_int(struct beit_rng *rng, int64_t lo, int64_t hi);
 /* Standard normal (Box-Muller, no cached spare so the state alone describes the stream). */
 double beit_rng_normal(struct beit_rng *rng);
-/* Normal(mean, std) truncated to [lo, hi] by inverse-CDF sampling, as torch trunc_normal_. */
-double beit_rng_trunc_normal(struct beit_rng *rng, double mean, double std, double lo, double hi);
-/* Fill n floats with trunc_normal(0, std, lo, hi). */
+/* Fill n floats with normal(0, std) truncated to [lo, hi] by inverse-CDF sampling, as torch's
+ * trunc_normal_. */
 void beit_rng_fill_trunc_normal(struct beit_rng *rng, float *dst, size_t n, double std, double lo,
                                 double hi);
 

@@ -11,7 +11,7 @@
 #                     OUT/table.png the same as bars (beit plot --table; needs cairo)
 #   env:
 #     BUDGET          long (default): recipes pretrain_fashion_mnist_long.json and
-#                     finetune_fashion_mnist_long.json, fine-tuning steps 200 / 500 / 6000;
+#                     finetune_fashion_mnist_long.json, fine-tuning steps 200 / 500 / 8000;
 #                     short: the quickstart's recipes (pretrain_fashion_mnist.json, 600 steps)
 #                     and finetune_fashion_mnist.json, 100 / 200 / 300 steps
 #     PRECISIONS      default "bf16 fp32"; each precision pretrains and fine-tunes in that precision
@@ -43,7 +43,7 @@ ARMS=${ARMS:-pretrained random}
 case $BUDGET in
   long)  PRETRAIN_RECIPE=${PRETRAIN_RECIPE:-configs/recipes/pretrain_fashion_mnist_long.json}
          FINETUNE_RECIPE=${FINETUNE_RECIPE:-configs/recipes/finetune_fashion_mnist_long.json}
-         declare -A STEPS=([0.01]=${STEPS_1:-200} [0.1]=${STEPS_10:-500} [1]=${STEPS_100:-6000}) ;;
+         declare -A STEPS=([0.01]=${STEPS_1:-200} [0.1]=${STEPS_10:-500} [1]=${STEPS_100:-8000}) ;;
   short) PRETRAIN_RECIPE=${PRETRAIN_RECIPE:-configs/recipes/pretrain_fashion_mnist.json}
          FINETUNE_RECIPE=${FINETUNE_RECIPE:-configs/recipes/finetune_fashion_mnist.json}
          declare -A STEPS=([0.01]=${STEPS_1:-100} [0.1]=${STEPS_10:-200} [1]=${STEPS_100:-300}) ;;

@@ -106,6 +106,7 @@ int main(int argc, char **argv)
    * naming the file, instead of killing the process with SIGXFSZ mid-checkpoint. */
   signal(SIGXFSZ, SIG_IGN);
   prefer_short_spin(argv);
+  beit_flush_denormals(); /* before any thread starts, so that every thread inherits it */
   if (argc < 2) {
     usage(stderr);
     return BEIT_EXIT_USAGE;

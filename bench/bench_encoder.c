@@ -61,6 +61,7 @@ static int parse(int argc, char **argv, struct options *o)
 
 int main(int argc, char **argv)
 {
+  beit_flush_denormals(); /* as every beit command does */
   struct options o;
   if (!parse(argc, argv, &o)) {
     fprintf(stderr, "usage: bench_encoder --config X.json [--batch B] [--threads T] "

@@ -32,6 +32,7 @@ static const char *cpu_model(char *buf, size_t n)
 
 int main(int argc, char **argv)
 {
+  beit_flush_denormals(); /* as every beit command does */
   int threads = argc == 3 && !strcmp(argv[1], "--threads") ? atoi(argv[2]) : 0;
   if (threads > 0) {
     omp_set_num_threads(threads);

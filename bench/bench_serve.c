@@ -36,6 +36,7 @@ static unsigned char *read_all(const char *path, size_t *n)
 
 int main(int argc, char **argv)
 {
+  beit_flush_denormals(); /* as every beit command does */
   const char *model = NULL;
   const char *precision = "auto";
   int batch = 8, iters = 10, batch_iters = 3, first = argc;

@@ -266,6 +266,7 @@ static double bench_layers(const struct beit_tokenizer *tok, size_t B, int nt)
 
 int main(int argc, char **argv)
 {
+  beit_flush_denormals(); /* as every beit command does */
   int threads = 0, iters = 3, train_iters = 20, rounds = 3;
   int skip_encoder = 0, skip_layers = 0, skip_train = 0, skip_torch = 0, skip_peak = 0;
   size_t batch = 8, size = 112, train_batch = 64;

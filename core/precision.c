@@ -2,6 +2,9 @@
  * description of the backends that `beit info` and every run print. */
 #include <cblas.h>
 #include <stdio.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 #include <string.h>
 
 #include "beit/precision.h"
@@ -54,11 +57,33 @@ void beit_precision_describe(char *buf, size_t size)
 {
   const char *blas = openblas_get_config();
   if (!strcmp(beit_dnnl_version(), "none")) {
-    snprintf(buf, size, "built without oneDNN (fp32 only); %s (fp32); kernels %s",
-             blas ? blas : "OpenBLAS", beit_kernels_isa());
+    snprintf(buf, size, "built without oneDNN (fp32 only); %s (fp32); kernels %s%s",
+             blas ? blas : "OpenBLAS", beit_kernels_isa(),
+             beit_denormals_flushed() ? ", subnormals flushed" : "");
     return;
   }
-  snprintf(buf, size, "oneDNN %s (ISA %s; default precision %s); %s (fp32); kernels %s",
+  snprintf(buf, size, "oneDNN %s (ISA %s; default precision %s); %s (fp32); kernels %s%s",
            beit_dnnl_version(), beit_dnnl_isa(), beit_dnnl_has_amx() ? "bf16" : "fp32",
-           blas ? blas : "OpenBLAS", beit_kernels_isa());
+           blas ? blas : "OpenBLAS", beit_kernels_isa(),
+           beit_denormals_flushed() ? ", subnormals flushed" : "");
+}
+
+#if defined(__x86_64__)
+enum { MXCSR_DAZ = 1 << 6, MXCSR_FTZ = 1 << 15 };
+#endif
+
+void beit_flush_denormals(void)
+{
+#if defined(__x86_64__)
+  _mm_setcsr(_mm_getcsr() | MXCSR_DAZ | MXCSR_FTZ);
+#endif
+}
+
+int beit_denormals_flushed(void)
+{
+#if defined(__x86_64__)
+  return (_mm_getcsr() & (MXCSR_DAZ | MXCSR_FTZ)) == (MXCSR_DAZ | MXCSR_FTZ);
+#else
+  return 0;
+#endif
 }

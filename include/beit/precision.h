@@ -35,9 +35,23 @@ int beit_precision_bf16_available(void);
 
 /* One line naming the backends and the ISAs chosen at run time, e.g. "oneDNN 2.6.3 (ISA
  * avx512_core_amx; default precision bf16); OpenBLAS 0.3.21 ... (fp32); kernels x86-64-v4
- * (AVX-512)", the last being the clone our own kernels run (core/isa.h). */
+ * (AVX-512)", the last being the clone our own kernels run (core/isa.h), then ", subnormals
+ * flushed" where the calling thread flushes them (beit_flush_denormals). */
 void beit_precision_describe(char *buf, size_t size);
 /* The ISA oneDNN chose, e.g. "avx512_core_amx", or "none" without oneDNN. */
 const char *beit_precision_isa(void);
+
+/* Treats float32 subnormals (|x| < 1.2e-38) as zero, on input and output (x86 MXCSR's DAZ and
+ * FTZ), on the calling thread and on every thread it creates afterwards (a thread starts with its
+ * creator's MXCSR): call it before any thread starts, the OpenMP pool included. It starts none
+ * itself, so that `beit serve` can still block its signals before its threads exist. Every `beit`
+ * command calls it first, as TensorFlow does by default (PyTorch: torch.set_flush_denormal(True)):
+ * float32 products with subnormal operands run tens of times slower (each takes a microcode
+ * assist), and training makes such values (measured: a random-init fp32 fine-tuning fell from
+ * 217-233 to 88-150 images/s at step 150, when they appeared). No value above 1.2e-38 changes.
+ * A no-op off x86. */
+void beit_flush_denormals(void);
+/* 1 when the calling thread treats subnormals as zero (beit_flush_denormals ran). */
+int beit_denormals_flushed(void);
 
 #endif

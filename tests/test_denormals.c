@@ -1,7 +1,8 @@
 /* beit_flush_denormals (include/beit/precision.h): float32 subnormals count as zero on the
  * calling thread and on the threads started after it, the OpenMP pool's and a pthread; OpenBLAS's
  * sgemm, which runs on the pool, then reads subnormal operands as zero. Before the call a fresh
- * process keeps subnormals (x86's default), so the checks cannot pass without it. Off x86 the call is a no-op and the test says so. */
+ * process keeps subnormals (x86's default), so the checks cannot pass without it. Off x86 the
+ * call is a no-op and the test says so. */
 #include <cblas.h>
 #include <omp.h>
 #include <pthread.h>

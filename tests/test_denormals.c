@@ -19,7 +19,7 @@ static float subnormal(void)
   return x;
 }
 
-/* 1 when this thread reads a subnormal as zero (DAZ) and writes a subnormal result as zero (FTZ). */
+/* 1 when this thread reads a subnormal as zero (DAZ) and writes a subnormal result as 0 (FTZ). */
 static int flushes_here(void)
 {
   volatile float s = subnormal(), tiny = 1e-30f, scale = 1e-10f, one = 1.0f;

@@ -2,10 +2,10 @@
  * description of the backends that `beit info` and every run print. */
 #include <cblas.h>
 #include <stdio.h>
+#include <string.h>
 #if defined(__x86_64__)
 #include <xmmintrin.h>
 #endif
-#include <string.h>
 
 #include "beit/precision.h"
 #include "gemm.h"
@@ -56,16 +56,15 @@ const char *beit_precision_isa(void) { return beit_dnnl_isa(); }
 void beit_precision_describe(char *buf, size_t size)
 {
   const char *blas = openblas_get_config();
+  const char *flush = beit_denormals_flushed() ? ", subnormals flushed" : "";
   if (!strcmp(beit_dnnl_version(), "none")) {
     snprintf(buf, size, "built without oneDNN (fp32 only); %s (fp32); kernels %s%s",
-             blas ? blas : "OpenBLAS", beit_kernels_isa(),
-             beit_denormals_flushed() ? ", subnormals flushed" : "");
+             blas ? blas : "OpenBLAS", beit_kernels_isa(), flush);
     return;
   }
   snprintf(buf, size, "oneDNN %s (ISA %s; default precision %s); %s (fp32); kernels %s%s",
            beit_dnnl_version(), beit_dnnl_isa(), beit_dnnl_has_amx() ? "bf16" : "fp32",
-           blas ? blas : "OpenBLAS", beit_kernels_isa(),
-           beit_denormals_flushed() ? ", subnormals flushed" : "");
+           blas ? blas : "OpenBLAS", beit_kernels_isa(), flush);
 }
 
 #if defined(__x86_64__)

@@ -5,15 +5,18 @@
 # a CPU with bf16). Prints the CPU model, the ISA oneDNN chose, every JSON line and the ratios.
 #   bench/run_encoder.sh [small|base-train|base-infer|base-infer8|all]   (default: all)
 #   env: THREADS (default: nproc), PRECISIONS (default "fp32 bf16"; bf16 is skipped where the
-#        CPU has no bf16 matrix products)
+#        CPU has no bf16 matrix products), ROUNDS (default 1: C then PyTorch once per precision)
 # Machines are shared and noisy: each side reports the median step of several iterations; the
 # four sides of a case run back to back in the order C fp32, PyTorch fp32, C bf16, PyTorch bf16.
+# The machine's speed also drifts over minutes, on both sides: ROUNDS=N alternates the two sides
+# N times per precision and prints the median of the N ratios (each measured a pair at a time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bench/bench_encoder}
 PY=/usr/bin/python3
 THREADS=${THREADS:-$(nproc)}
 PRECISIONS=${PRECISIONS:-fp32 bf16}
+ROUNDS=${ROUNDS:-1}
 [ -x "$BIN" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
 
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
@@ -24,16 +27,17 @@ compare() { # name, then the common arguments
   local name=$1; shift
   echo "$name"
   for p in $PRECISIONS; do
-    local c t
-    if ! c=$("$BIN" --threads "$THREADS" --precision "$p" "$@" 2>/tmp/bench_encoder.err); then
-      echo "  $p: C side refused: $(tail -1 /tmp/bench_encoder.err)"
-      continue
-    fi
-    t=$(OMP_NUM_THREADS=$THREADS $PY bench/bench_encoder_torch.py --threads "$THREADS" \
-        --precision "$p" "$@")
-    echo "  c $p:       $c"
-    echo "  pytorch $p: $t"
-    $PY - "$c" "$t" "$p" <<'PYEOF'
+    local ratios="" round c t line
+    for round in $(seq "$ROUNDS"); do
+      if ! c=$("$BIN" --threads "$THREADS" --precision "$p" "$@" 2>/tmp/bench_encoder.err); then
+        echo "  $p: C side refused: $(tail -1 /tmp/bench_encoder.err)"
+        continue 2
+      fi
+      t=$(OMP_NUM_THREADS=$THREADS $PY bench/bench_encoder_torch.py --threads "$THREADS" \
+          --precision "$p" "$@")
+      echo "  c $p:       $c"
+      echo "  pytorch $p: $t"
+      line=$($PY - "$c" "$t" "$p" <<'PYEOF'
 import json, sys
 c, t, p = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 peak = "bf16 matmul" if p == "bf16" else "sgemm"
@@ -43,6 +47,17 @@ print(f"  {p} ratio: {c['images_per_s'] / t['images_per_s']:.2f}x images/s "
       f"{c['gemm_peak_gflops']:.0f} GFLOP/s; peak RSS C {c['peak_rss_mb']:.0f} MB vs PyTorch "
       f"{t['peak_rss_mb']:.0f} MB")
 PYEOF
+)
+      echo "$line"
+      ratios="$ratios $(echo "$line" | sed -n 's/.* ratio: \([0-9.]*\)x.*/\1/p')"
+    done
+    if [ "$ROUNDS" -gt 1 ]; then
+      $PY -c 'import statistics, sys
+r = [float(x) for x in sys.argv[2:]]
+each = " ".join("%.2f" % x for x in r)
+print(f"  {sys.argv[1]} median ratio over {len(r)} rounds: {statistics.median(r):.2f}x ({each})")' \
+        "$p" $ratios
+    fi
   done
 }
 

@@ -117,6 +117,10 @@ const char *beit_dnnl_version(void);
 void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_operand B,
                       const float *bias, size_t M, size_t N, size_t K, float alpha, float beta,
                       const struct beit_batch_strides *bs);
+/* How many row blocks, one per OpenMP thread, beit_dnnl_matmul splits a product of M rows
+ * (count problems) into when called here: 1 for batches, inside parallel regions, on one thread
+ * and for blocks under 384 rows (1 without oneDNN). */
+size_t beit_dnnl_row_blocks(size_t M, size_t count);
 /* BEIT_GEMM_PROFILE=1: forget the timings so far (a benchmark calls it after its warm-up). */
 void beit_dnnl_profile_reset(void);
 

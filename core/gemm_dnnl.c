@@ -9,10 +9,14 @@
  * of oneDNN itself: a probe primitive tells whether bf16 matmul exists here and which kernel
  * (AMX or AVX512-BF16) it runs, so ONEDNN_MAX_CPU_ISA caps it as it caps everything else.
  *
+ * A tall product is split into row blocks, one per thread of the OpenMP team, each block run by
+ * oneDNN on its own thread (beit_dnnl_row_blocks below).
+ *
  * BEIT_GEMM_PROFILE=1 in the environment times every product and prints, at exit, one line per
- * primitive (shape, transposes, calls, seconds, GFLOP/s, oneDNN's kernel) to stderr: where a
- * step's matmul time goes. */
+ * product shape (shape, transposes, calls, seconds, GFLOP/s, oneDNN's kernel, row blocks) to
+ * stderr: where a step's matmul time goes. */
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +31,7 @@
 struct matmul_key {
   size_t count1, count2, M, N, K, lda, ldb, ldc, sa1, sa2, sb1, sb2, sc1, sc2;
   int trans_a, trans_b, bias, c_bf16, mul;
+  int driver; /* prefer oneDNN's gemm driver (decided on the whole product, not on a row block) */
   float alpha, beta;
 };
 
@@ -36,7 +41,14 @@ struct matmul_entry {
   dnnl_memory_desc_t a, b, c, bias, mul, scratch;
   size_t scratch_bytes;
   char kernel[32]; /* oneDNN's name for the implementation it runs */
-  long long calls, nanoseconds, fastest; /* BEIT_GEMM_PROFILE */
+};
+
+/* BEIT_GEMM_PROFILE: the timings of one product shape (a split product counts once, whole). */
+struct profile_row {
+  struct matmul_key key;
+  size_t blocks;
+  char kernel[32];
+  long long calls, nanoseconds, fastest;
 };
 
 static struct {
@@ -47,7 +59,12 @@ static struct {
   char isa[64], version[32];
   struct matmul_entry cache[CACHE_MAX];
   size_t count, next_evict;
-} g = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_RWLOCK_INITIALIZER};
+  pthread_mutex_t profile_lock;
+  struct profile_row profile_rows[CACHE_MAX];
+  size_t profile_count;
+} g = {.once = PTHREAD_ONCE_INIT,
+       .lock = PTHREAD_RWLOCK_INITIALIZER,
+       .profile_lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Per thread: the execution stream, and the scratchpad every primitive shares (oneDNN's own
  * scratchpad would be allocated and freed at each call: megabytes mapped, cleared and unmapped
@@ -110,19 +127,37 @@ static dnnl_status_t describe(dnnl_memory_desc_t *md, dnnl_data_type_t type, siz
  * reductions, batch-1 inference, attention's batched products (docs/precision.md has the
  * measurements). The choice is a fixed function of the shape, so two runs compute alike. Without
  * AMX the two kernels run at the same speed and oneDNN's first choice stays. */
-static int prefer_gemm_driver(const struct matmul_key *k)
+static int prefer_gemm_driver(size_t count, size_t M, size_t K)
 {
-  return g.amx && k->count1 * k->count2 == 1 && k->K >= 1024 && k->M >= 512;
+  return g.amx && count == 1 && K >= 1024 && M >= 512;
+}
+
+/* How many row blocks a product of M rows (count problems) runs in: one per thread of the OpenMP team it would start, each
+ * block a product of its own that oneDNN runs on the calling thread (inside a parallel region
+ * oneDNN does not start threads). oneDNN's own split of one product over two threads left the
+ * second thread idle ~9% of a BEiT-base bf16 step: brgemm divides its blocks unevenly. In
+ * blocks, each of BEiT-base's tall products ran 4-20% faster and the training step 5.6%
+ * (docs/precision.md). Only single products whose blocks have >= 384 rows (smaller blocks alone
+ * were slower than their share of the whole), and never inside a parallel region (a caller's
+ * loop over independent products). Blocks are a fixed function of the shape and the thread
+ * count, so two runs compute alike. */
+#define BLOCK_MIN_ROWS 384
+size_t beit_dnnl_row_blocks(size_t M, size_t count)
+{
+  if (count != 1 || omp_in_parallel())
+    return 1;
+  size_t n = (size_t)omp_get_max_threads();
+  return n > 1 && M >= BLOCK_MIN_ROWS * n ? n : 1;
 }
 
 /* The primitive descriptor for desc: oneDNN's first choice, or its gemm driver where
- * prefer_gemm_driver says so and the driver takes the product (attributes included). */
+ * the key prefers it (prefer_gemm_driver) and the driver takes the product (attributes included). */
 static dnnl_status_t choose(dnnl_primitive_desc_t *pd, const struct matmul_key *k,
                             const dnnl_matmul_desc_t *desc, dnnl_primitive_attr_t attr)
 {
   dnnl_primitive_desc_iterator_t it;
   *pd = NULL;
-  if (prefer_gemm_driver(k) &&
+  if (k->driver &&
       dnnl_primitive_desc_iterator_create(&it, desc, attr, g.engine, NULL) == dnnl_success) {
     do {
       dnnl_primitive_desc_t candidate = dnnl_primitive_desc_iterator_fetch(it);
@@ -200,31 +235,57 @@ done:
 static void print_profile(void)
 {
   double total = 0.0;
-  for (size_t i = 0; i < g.count; i++)
-    total += 1e-9 * (double)g.cache[i].nanoseconds;
+  for (size_t i = 0; i < g.profile_count; i++)
+    total += 1e-9 * (double)g.profile_rows[i].nanoseconds;
   fprintf(stderr, "bf16 products (BEIT_GEMM_PROFILE): %.3f s in all\n", total);
-  for (size_t i = 0; i < g.count; i++) {
-    const struct matmul_entry *e = &g.cache[i];
-    const struct matmul_key *k = &e->key;
-    double s = 1e-9 * (double)e->nanoseconds;
-    double flop = 2.0 * (double)(k->M * k->N * k->K * k->count1 * k->count2) * (double)e->calls;
+  for (size_t i = 0; i < g.profile_count; i++) {
+    const struct profile_row *r = &g.profile_rows[i];
+    const struct matmul_key *k = &r->key;
+    double s = 1e-9 * (double)r->nanoseconds;
+    double flop = 2.0 * (double)(k->M * k->N * k->K * k->count1 * k->count2) * (double)r->calls;
     fprintf(stderr, "  %5zu x %5zu x %5zu  x%-4zu  A%s B%s%s%s -> %s  calls %6lld  %8.3f s  %7.1f "
-                    "GFLOP/s (fastest call %7.1f)  %s\n",
+                    "GFLOP/s (fastest call %7.1f)  %s%s\n",
             k->M, k->N, k->K, k->count1 * k->count2, k->trans_a ? "^T" : "  ",
             k->trans_b ? "^T" : "  ", k->bias ? " +bias" : k->mul ? " *mul " : "      ",
             k->beta != 0.0f ? " +C" : "   ",
             k->c_bf16 ? "bf16" : "f32 ",
-            e->calls, s, s > 0 ? 1e-9 * flop / s : 0.0,
-            e->fastest > 0 ? flop / (double)e->calls / (double)e->fastest : 0.0, e->kernel);
+            r->calls, s, s > 0 ? 1e-9 * flop / s : 0.0,
+            r->fastest > 0 ? flop / (double)r->calls / (double)r->fastest : 0.0, r->kernel,
+            r->blocks > 1 ? " in row blocks" : "");
   }
+}
+
+/* Adds one timed product to its shape's row. */
+static void profile_record(const struct matmul_key *k, size_t blocks, const char *kernel,
+                           long long ns)
+{
+  pthread_mutex_lock(&g.profile_lock);
+  struct profile_row *r = NULL;
+  for (size_t i = 0; i < g.profile_count && !r; i++)
+    if (!memcmp(&g.profile_rows[i].key, k, sizeof *k))
+      r = &g.profile_rows[i];
+  if (!r && g.profile_count < CACHE_MAX) {
+    r = &g.profile_rows[g.profile_count++];
+    memset(r, 0, sizeof *r);
+    memcpy(&r->key, k, sizeof *k);
+    r->blocks = blocks;
+    snprintf(r->kernel, sizeof r->kernel, "%s", kernel);
+  }
+  if (r) {
+    r->calls++;
+    r->nanoseconds += ns;
+    if (!r->fastest || ns < r->fastest)
+      r->fastest = ns;
+  }
+  pthread_mutex_unlock(&g.profile_lock);
 }
 
 void beit_dnnl_profile_reset(void)
 {
-  pthread_rwlock_wrlock(&g.lock);
-  for (size_t i = 0; i < g.count; i++)
-    g.cache[i].calls = g.cache[i].nanoseconds = g.cache[i].fastest = 0;
-  pthread_rwlock_unlock(&g.lock);
+  pthread_mutex_lock(&g.profile_lock);
+  for (size_t i = 0; i < g.profile_count; i++)
+    g.profile_rows[i].calls = g.profile_rows[i].nanoseconds = g.profile_rows[i].fastest = 0;
+  pthread_mutex_unlock(&g.profile_lock);
 }
 
 /* Whether bf16 matmul exists here, and whether its kernel is AMX: asked of a probe primitive. */
@@ -348,7 +409,6 @@ static struct thread_state *thread_state(size_t bytes)
 static void execute(struct matmul_entry *e, const void *a, const void *b, const float *bias,
                     const void *mul, void *c)
 {
-  double t0 = g.profile ? beit_clock_now() : 0.0;
   struct thread_state *ts = thread_state(e->scratch_bytes);
   dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL, mbias = NULL, mmul = NULL;
   check(dnnl_memory_create(&ma, &e->a, g.engine, (void *)a), "memory creation");
@@ -376,14 +436,24 @@ static void execute(struct matmul_entry *e, const void *a, const void *b, const 
     dnnl_memory_destroy(mbias);
   if (mmul)
     dnnl_memory_destroy(mmul);
-  if (g.profile) {
-    long long ns = (long long)(1e9 * (beit_clock_now() - t0)), old = e->fastest;
-    __atomic_add_fetch(&e->calls, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&e->nanoseconds, ns, __ATOMIC_RELAXED);
-    while ((!old || ns < old) &&
-           !__atomic_compare_exchange_n(&e->fastest, &old, ns, 0, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED))
-      ;
+}
+
+/* One product (or batch) on the cached primitive of its key, on the calling thread's stream;
+ * copies the name of oneDNN's kernel into kernel (32 bytes). */
+static void product(const struct matmul_key *k, const void *a, const void *b, const float *bias,
+                    const void *mul, void *c, char *kernel)
+{
+  for (;;) {
+    pthread_rwlock_rdlock(&g.lock);
+    struct matmul_entry *e = find(k);
+    if (e) {
+      execute(e, a, b, bias, mul, c);
+      memcpy(kernel, e->kernel, sizeof e->kernel);
+      pthread_rwlock_unlock(&g.lock);
+      return;
+    }
+    pthread_rwlock_unlock(&g.lock);
+    insert(k);
   }
 }
 
@@ -400,19 +470,34 @@ void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_o
   k.bias = bias != NULL;
   k.c_bf16 = C.dtype == BEIT_DTYPE_BF16;
   k.mul = C.mul != NULL;
+  k.driver = prefer_gemm_driver(bs->count1 * bs->count2, M, K);
   BEIT_ASSERT(!C.mul || (k.c_bf16 && beta == 0.0f));
   BEIT_ASSERT(!bias || (bs->count1 == 1 && bs->count2 == 1 && alpha == 1.0f && beta == 0.0f));
   k.sa1 = bs->sa1, k.sa2 = bs->sa2, k.sb1 = bs->sb1, k.sb2 = bs->sb2;
   k.sc1 = bs->sc1, k.sc2 = bs->sc2, k.alpha = alpha, k.beta = beta;
-  for (;;) {
-    pthread_rwlock_rdlock(&g.lock);
-    struct matmul_entry *e = find(&k);
-    if (e) {
-      execute(e, A.data, B.data, bias, C.mul, C.data);
-      pthread_rwlock_unlock(&g.lock);
-      return;
+  double t0 = g.profile ? beit_clock_now() : 0.0;
+  char kernel[32];
+  const size_t blocks = beit_dnnl_row_blocks(M, bs->count1 * bs->count2);
+  if (blocks == 1) {
+    product(&k, A.data, B.data, bias, C.mul, C.data, kernel);
+  } else { /* rows [i * rows, (i + 1) * rows) on thread i, a multiple of AMX's 32-row tiles */
+    const size_t rows = ((M + blocks - 1) / blocks + 31) / 32 * 32;
+    const size_t c_size = k.c_bf16 ? sizeof(beit_bf16) : sizeof(float);
+#pragma omp parallel num_threads((int)blocks)
+    {
+      size_t r0 = (size_t)omp_get_thread_num() * rows;
+      if (r0 < M) {
+        struct matmul_key part = k;
+        part.M = M - r0 < rows ? M - r0 : rows;
+        const beit_bf16 *a = (const beit_bf16 *)A.data + (A.trans ? r0 : r0 * A.ld);
+        const beit_bf16 *mul = C.mul ? C.mul + r0 * C.ld : NULL;
+        char part_kernel[32];
+        product(&part, a, B.data, bias, mul, (char *)C.data + r0 * C.ld * c_size, part_kernel);
+        if (r0 == 0)
+          memcpy(kernel, part_kernel, sizeof kernel);
+      }
     }
-    pthread_rwlock_unlock(&g.lock);
-    insert(&k);
   }
+  if (g.profile)
+    profile_record(&k, blocks, kernel, (long long)(1e9 * (beit_clock_now() - t0)));
 }

@@ -9,6 +9,7 @@
  * once. Without bf16 on the machine the bf16 half says so
  * and checks that the precision policy refuses bf16 and defaults to fp32. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,6 +195,44 @@ static void test_repeatable(size_t M, size_t N, size_t K)
   CHECK(!memcmp(c1, c2, M * N * sizeof *c1));
 }
 
+/* Tall bf16 products run in row blocks, one per OpenMP thread (core/gemm_dnnl.c): every operand
+ * offset (A plain and transposed, C float32 and bfloat16, the bias, the factor) against the
+ * reference, blocks of equal and of unequal height, and the blocks' result equal, bit for bit,
+ * to the whole product on one thread (oneDNN reduces each row over K the same way). */
+static void test_row_blocks(void)
+{
+  omp_set_num_threads(2);
+  CHECK(beit_dnnl_row_blocks(800, 1) == 2);
+  CHECK(beit_dnnl_row_blocks(700, 1) == 1);  /* blocks under 384 rows */
+  CHECK(beit_dnnl_row_blocks(800, 96) == 1); /* batches run whole */
+  size_t inside = 0;
+#pragma omp parallel num_threads(2)
+#pragma omp single
+  inside = beit_dnnl_row_blocks(800, 1);
+  CHECK(inside == 1);
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++)
+      test_product(BEIT_DTYPE_BF16, 800, 40, 100, ta, tb, 1.0f, (float)tb);
+  test_bf16_out(800, 48, 64, 2, 2, 11, 8);
+  omp_set_num_threads(3); /* blocks of 416, 416 and 368 rows; a long reduction */
+  CHECK(beit_dnnl_row_blocks(1200, 1) == 3);
+  test_product(BEIT_DTYPE_BF16, 1200, 24, 1100, 1, 0, 1.0f, 1.0f);
+  test_bf16_out(1200, 40, 1040, 2, 2, 11, 8);
+
+  size_t M = 1200, N = 72, K = 1100;
+  float *a = randn(K * M, 1.0f), *b = randn(K * N, 1.0f), *c1 = randn(M * N, 1.0f);
+  float *c2 = tdup(c1, M * N);
+  beit_bf16 *ah = talloc(K * M * sizeof *ah), *bh = talloc(K * N * sizeof *bh);
+  beit_to_bf16(ah, a, K * M);
+  beit_to_bf16(bh, b, K * N);
+  beit_gemm(c1, N, beit_op_bf16(ah, M, 1), beit_op_bf16(bh, N, 0), M, N, K, 1.0f, 1.0f);
+  omp_set_num_threads(1);
+  CHECK(beit_dnnl_row_blocks(M, 1) == 1);
+  beit_gemm(c2, N, beit_op_bf16(ah, M, 1), beit_op_bf16(bh, N, 0), M, N, K, 1.0f, 1.0f);
+  CHECK(!memcmp(c1, c2, M * N * sizeof *c1));
+  omp_set_num_threads(2);
+}
+
 static void run_all(enum beit_dtype dtype)
 {
   for (int ta = 0; ta < 2; ta++)
@@ -237,6 +276,7 @@ int main(void)
     test_bf16_out(200, 96, 48, 2, 12, 197, 64);
     test_bf16_out(600, 48, 1040, 2, 2, 11, 8);
     test_repeatable(768, 256, 1576);
+    test_row_blocks();
   } else {
     CHECK(beit_precision_resolve(&p, BEIT_PRECISION_BF16, &err) == BEIT_STATUS_UNSUPPORTED);
     CHECK(beit_precision_resolve(&p, BEIT_PRECISION_AUTO, &err) == BEIT_STATUS_OK &&

@@ -182,8 +182,9 @@ static void test_bf16_out(size_t M, size_t N, size_t K, size_t B, size_t nH, siz
 
 /* The same product twice gives the same bits (a resumed run and a rerun compute alike): a weight
  * gradient of BEiT-base's kind, long enough to take the gemm driver on AMX, accumulated twice
- * into equal starting gradients. */
-static void test_repeatable(size_t M, size_t N, size_t K)
+ * into equal starting gradients; threads > 0 runs the second product on that many OpenMP
+ * threads (the first in row blocks, the second whole, or the reverse). */
+static void test_repeatable(size_t M, size_t N, size_t K, int threads)
 {
   float *a = randn(K * M, 1.0f), *b = randn(K * N, 1.0f), *c1 = randn(M * N, 1.0f);
   float *c2 = tdup(c1, M * N);
@@ -191,6 +192,8 @@ static void test_repeatable(size_t M, size_t N, size_t K)
   beit_to_bf16(ah, a, K * M);
   beit_to_bf16(bh, b, K * N);
   beit_gemm(c1, N, beit_op_bf16(ah, M, 1), beit_op_bf16(bh, N, 0), M, N, K, 1.0f, 1.0f);
+  if (threads > 0)
+    omp_set_num_threads(threads);
   beit_gemm(c2, N, beit_op_bf16(ah, M, 1), beit_op_bf16(bh, N, 0), M, N, K, 1.0f, 1.0f);
   CHECK(!memcmp(c1, c2, M * N * sizeof *c1));
 }
@@ -218,18 +221,7 @@ static void test_row_blocks(void)
   CHECK(beit_dnnl_row_blocks(1200, 1) == 3);
   test_product(BEIT_DTYPE_BF16, 1200, 24, 1100, 1, 0, 1.0f, 1.0f);
   test_bf16_out(1200, 40, 1040, 2, 2, 11, 8);
-
-  size_t M = 1200, N = 72, K = 1100;
-  float *a = randn(K * M, 1.0f), *b = randn(K * N, 1.0f), *c1 = randn(M * N, 1.0f);
-  float *c2 = tdup(c1, M * N);
-  beit_bf16 *ah = talloc(K * M * sizeof *ah), *bh = talloc(K * N * sizeof *bh);
-  beit_to_bf16(ah, a, K * M);
-  beit_to_bf16(bh, b, K * N);
-  beit_gemm(c1, N, beit_op_bf16(ah, M, 1), beit_op_bf16(bh, N, 0), M, N, K, 1.0f, 1.0f);
-  omp_set_num_threads(1);
-  CHECK(beit_dnnl_row_blocks(M, 1) == 1);
-  beit_gemm(c2, N, beit_op_bf16(ah, M, 1), beit_op_bf16(bh, N, 0), M, N, K, 1.0f, 1.0f);
-  CHECK(!memcmp(c1, c2, M * N * sizeof *c1));
+  test_repeatable(1200, 72, 1100, 1); /* three blocks, then whole on one thread */
   omp_set_num_threads(2);
 }
 
@@ -275,7 +267,7 @@ int main(void)
     test_bf16_out(37, 29, 67, 3, 2, 11, 8);
     test_bf16_out(200, 96, 48, 2, 12, 197, 64);
     test_bf16_out(600, 48, 1040, 2, 2, 11, 8);
-    test_repeatable(768, 256, 1576);
+    test_repeatable(768, 256, 1576, 0);
     test_row_blocks();
   } else {
     CHECK(beit_precision_resolve(&p, BEIT_PRECISION_BF16, &err) == BEIT_STATUS_UNSUPPORTED);

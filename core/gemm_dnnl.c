@@ -132,13 +132,13 @@ static int prefer_gemm_driver(size_t count, size_t M, size_t K)
   return g.amx && count == 1 && K >= 1024 && M >= 512;
 }
 
-/* How many row blocks a product of M rows (count problems) runs in: one per thread of the OpenMP team it would start, each
- * block a product of its own that oneDNN runs on the calling thread (inside a parallel region
- * oneDNN does not start threads). oneDNN's own split of one product over two threads left the
- * second thread idle ~9% of a BEiT-base bf16 step: brgemm divides its blocks unevenly. In
- * blocks, each of BEiT-base's tall products ran 4-20% faster and the training step 5.6%
- * (docs/precision.md). Only single products whose blocks have >= 384 rows (smaller blocks alone
- * were slower than their share of the whole), and never inside a parallel region (a caller's
+/* How many row blocks a product of M rows (count problems) runs in: one per thread of the OpenMP
+ * team it would start, each block a product of its own that oneDNN runs on the calling thread
+ * (inside a parallel region oneDNN starts no threads). oneDNN's own split of one product over
+ * two threads left the second thread idle ~9% of a BEiT-base bf16 step: brgemm divides its
+ * blocks unevenly. In blocks, BEiT-base's tall products ran 4-20% faster alone and the training
+ * step 3% faster (docs/precision.md). Only single products whose blocks have >= 384 rows (the
+ * MIM head's 624 rows were no faster in blocks), and never inside a parallel region (a caller's
  * loop over independent products). Blocks are a fixed function of the shape and the thread
  * count, so two runs compute alike. */
 #define BLOCK_MIN_ROWS 384
@@ -151,7 +151,8 @@ size_t beit_dnnl_row_blocks(size_t M, size_t count)
 }
 
 /* The primitive descriptor for desc: oneDNN's first choice, or its gemm driver where
- * the key prefers it (prefer_gemm_driver) and the driver takes the product (attributes included). */
+ * the key prefers it (prefer_gemm_driver) and the driver takes the product (attributes
+ * included). */
 static dnnl_status_t choose(dnnl_primitive_desc_t *pd, const struct matmul_key *k,
                             const dnnl_matmul_desc_t *desc, dnnl_primitive_attr_t attr)
 {
@@ -480,7 +481,7 @@ void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_o
   const size_t blocks = beit_dnnl_row_blocks(M, bs->count1 * bs->count2);
   if (blocks == 1) {
     product(&k, A.data, B.data, bias, C.mul, C.data, kernel);
-  } else { /* rows [i * rows, (i + 1) * rows) on thread i, a multiple of AMX's 32-row tiles */
+  } else { /* rows [i * rows, (i + 1) * rows) on thread i: a multiple of brgemm's 32-row block */
     const size_t rows = ((M + blocks - 1) / blocks + 31) / 32 * 32;
     const size_t c_size = k.c_bf16 ? sizeof(beit_bf16) : sizeof(float);
 #pragma omp parallel num_threads((int)blocks)

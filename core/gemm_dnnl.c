@@ -439,6 +439,19 @@ static void execute(struct matmul_entry *e, const void *a, const void *b, const 
     dnnl_memory_destroy(mmul);
 }
 
+/* oneDNN 2.6 divides a product among the threads it asks for and assumes it gets them: with
+ * OMP_DYNAMIC=true on a loaded machine, or OMP_THREAD_LIMIT below the thread count, the team
+ * comes back smaller and part of the result is never written (half the rows, measured). So the
+ * calling thread (its own OpenMP settings: each thread has them) asks for teams of fixed size,
+ * no larger than the limit, before each product. */
+static void full_teams(void)
+{
+  if (omp_get_dynamic())
+    omp_set_dynamic(0);
+  if (omp_get_max_threads() > omp_get_thread_limit())
+    omp_set_num_threads(omp_get_thread_limit());
+}
+
 /* One product (or batch) on the cached primitive of its key, on the calling thread's stream;
  * copies the name of oneDNN's kernel into kernel (32 bytes). */
 static void product(const struct matmul_key *k, const void *a, const void *b, const float *bias,
@@ -464,6 +477,7 @@ void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_o
 {
   ensure_probed();
   BEIT_ASSERT(g.bf16 && A.dtype == BEIT_DTYPE_BF16 && B.dtype == BEIT_DTYPE_BF16);
+  full_teams();
   struct matmul_key k;
   memset(&k, 0, sizeof k); /* the key is compared bytewise */
   k.count1 = bs->count1, k.count2 = bs->count2, k.M = M, k.N = N, k.K = K;
@@ -481,22 +495,23 @@ void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_o
   const size_t blocks = beit_dnnl_row_blocks(M, bs->count1 * bs->count2);
   if (blocks == 1) {
     product(&k, A.data, B.data, bias, C.mul, C.data, kernel);
-  } else { /* rows [i * rows, (i + 1) * rows) on thread i: a multiple of brgemm's 32-row block */
+  } else { /* block i: rows [i * rows, (i + 1) * rows), a multiple of brgemm's 32-row block; a
+            * loop, so that a team given fewer threads (OMP_DYNAMIC) still runs every block */
     const size_t rows = ((M + blocks - 1) / blocks + 31) / 32 * 32;
     const size_t c_size = k.c_bf16 ? sizeof(beit_bf16) : sizeof(float);
-#pragma omp parallel num_threads((int)blocks)
-    {
-      size_t r0 = (size_t)omp_get_thread_num() * rows;
-      if (r0 < M) {
-        struct matmul_key part = k;
-        part.M = M - r0 < rows ? M - r0 : rows;
-        const beit_bf16 *a = (const beit_bf16 *)A.data + (A.trans ? r0 : r0 * A.ld);
-        const beit_bf16 *mul = C.mul ? C.mul + r0 * C.ld : NULL;
-        char part_kernel[32];
-        product(&part, a, B.data, bias, mul, (char *)C.data + r0 * C.ld * c_size, part_kernel);
-        if (r0 == 0)
-          memcpy(kernel, part_kernel, sizeof kernel);
-      }
+#pragma omp parallel for num_threads((int)blocks) schedule(static, 1)
+    for (size_t i = 0; i < blocks; i++) {
+      size_t r0 = i * rows;
+      if (r0 >= M)
+        continue;
+      struct matmul_key part = k;
+      part.M = M - r0 < rows ? M - r0 : rows;
+      const beit_bf16 *a = (const beit_bf16 *)A.data + (A.trans ? r0 : r0 * A.ld);
+      const beit_bf16 *mul = C.mul ? C.mul + r0 * C.ld : NULL;
+      char part_kernel[32];
+      product(&part, a, B.data, bias, mul, (char *)C.data + r0 * C.ld * c_size, part_kernel);
+      if (i == 0)
+        memcpy(kernel, part_kernel, sizeof kernel);
     }
   }
   if (g.profile)

@@ -2,6 +2,9 @@
 beit_add_test(NAME test_kernels   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_kernels.c   LABELS unit)
 beit_add_test(NAME test_gradcheck SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gradcheck.c LABELS gradcheck)
 beit_add_test(NAME test_gemm      SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gemm.c      LABELS unit)
+beit_add_test(NAME test_gemm_teams SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gemm_teams.c
+              LABELS unit)
+set_tests_properties(test_gemm_teams PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2;OMP_THREAD_LIMIT=1")
 beit_add_test(NAME test_optim     SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_optim.c     LABELS unit)
 # Float32 subnormals read and written as zero on every thread (they made a fine-tuning 2x slower).
 find_package(Threads REQUIRED)

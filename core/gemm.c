@@ -3,6 +3,7 @@
 #include "gemm.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 #include "beit/status.h"
@@ -11,9 +12,18 @@
 
 #define CONVERT_PARALLEL_MIN 65536 /* below this a conversion runs on one thread */
 
+void beit_gemm_full_teams(void)
+{
+  if (omp_get_dynamic())
+    omp_set_dynamic(0);
+  if (omp_get_max_threads() > omp_get_thread_limit())
+    omp_set_num_threads(omp_get_thread_limit());
+}
+
 static void sgemm(float *C, size_t ldc, struct beit_operand A, struct beit_operand B, size_t M,
                   size_t N, size_t K, float alpha, float beta)
 {
+  beit_gemm_full_teams();
   cblas_sgemm(CblasRowMajor, A.trans ? CblasTrans : CblasNoTrans,
               B.trans ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha,
               (const float *)A.data, (int)A.ld, (const float *)B.data, (int)B.ld, beta, C,

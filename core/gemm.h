@@ -85,6 +85,13 @@ void beit_gemm_bf16_out(beit_bf16 *C, size_t ldc, struct beit_operand A, struct 
 void beit_gemm_bf16_mul(beit_bf16 *C, size_t ldc, struct beit_operand A, struct beit_operand B,
                         const beit_bf16 *mul, size_t M, size_t N, size_t K);
 
+/* Makes the calling thread ask OpenMP for fixed teams no larger than OMP_THREAD_LIMIT (each
+ * thread has its own settings), before every product of either backend. Both libraries divide a
+ * product among the threads they ask for and assume they all come: with OMP_DYNAMIC=true on a
+ * loaded machine or OMP_THREAD_LIMIT below the thread count, oneDNN 2.6 left part of its result
+ * unwritten, without an error (37888 of 51200 values of an 800-row product), and OpenBLAS hung. */
+void beit_gemm_full_teams(void);
+
 /* out (n) = round-to-nearest-even bfloat16 of in (n); NaN stays NaN. OpenMP over large n. */
 void beit_to_bf16(beit_bf16 *out, const float *in, size_t n);
 /* The same on a (rows, cols) block with row strides (in ld_in floats, out ld_out values). */

@@ -439,19 +439,6 @@ static void execute(struct matmul_entry *e, const void *a, const void *b, const 
     dnnl_memory_destroy(mmul);
 }
 
-/* oneDNN 2.6 divides a product among the threads it asks for and assumes it gets them: with
- * OMP_DYNAMIC=true on a loaded machine, or OMP_THREAD_LIMIT below the thread count, the team
- * comes back smaller and part of the result is never written (half the rows, measured). So the
- * calling thread (its own OpenMP settings: each thread has them) asks for teams of fixed size,
- * no larger than the limit, before each product. */
-static void full_teams(void)
-{
-  if (omp_get_dynamic())
-    omp_set_dynamic(0);
-  if (omp_get_max_threads() > omp_get_thread_limit())
-    omp_set_num_threads(omp_get_thread_limit());
-}
-
 /* One product (or batch) on the cached primitive of its key, on the calling thread's stream;
  * copies the name of oneDNN's kernel into kernel (32 bytes). */
 static void product(const struct matmul_key *k, const void *a, const void *b, const float *bias,
@@ -477,7 +464,7 @@ void beit_dnnl_matmul(struct beit_result C, struct beit_operand A, struct beit_o
 {
   ensure_probed();
   BEIT_ASSERT(g.bf16 && A.dtype == BEIT_DTYPE_BF16 && B.dtype == BEIT_DTYPE_BF16);
-  full_teams();
+  beit_gemm_full_teams();
   struct matmul_key k;
   memset(&k, 0, sizeof k); /* the key is compared bytewise */
   k.count1 = bs->count1, k.count2 = bs->count2, k.M = M, k.N = N, k.K = K;

@@ -4,7 +4,8 @@ beit_add_test(NAME test_gradcheck SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gradc
 beit_add_test(NAME test_gemm      SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gemm.c      LABELS unit)
 beit_add_test(NAME test_gemm_teams SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gemm_teams.c
               LABELS unit)
-set_tests_properties(test_gemm_teams PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2;OMP_THREAD_LIMIT=1")
+set_tests_properties(test_gemm_teams PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2;OMP_THREAD_LIMIT=1"
+                     TIMEOUT 60)
 beit_add_test(NAME test_optim     SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_optim.c     LABELS unit)
 # Float32 subnormals read and written as zero on every thread (they made a fine-tuning 2x slower).
 find_package(Threads REQUIRED)

@@ -205,12 +205,20 @@ ALWAYS_INLINE void im2col_any(void *col, enum im2col_mode mode, const void *src,
           continue;
         }
         const size_t m = xhi > xlo ? xhi - xlo : 0, shift = (size_t)((long)xlo + dx);
-        for (size_t y = ya; y < yb; y++) {
-          const size_t d = dst + (y - y0) * W;
-          zero_run(col, mode, d, xlo);
-          put_run(col, mode, d + xlo, src, src_rows + (y - ya) * W + shift, m, relu);
-          zero_run(col, mode, d + xlo + m, W - xlo - m);
+        const size_t rows = yb - ya, d0 = dst + (ya - y0) * W;
+        if (m == 0) {
+          zero_run(col, mode, d0, rows * W);
+          continue;
         }
+        /* the rows as one run shifted by dx (a long run vectorises; W is often under one
+         * vector), then the |dx| columns of each row that came from a neighbouring row, or
+         * that the run did not reach, set to zero, a column at a time */
+        if (rows)
+          put_run(col, mode, d0 + xlo, src, src_rows + shift, rows * W - (W - m), relu);
+        for (size_t x = 0; x < W; x++)
+          if (x < xlo || x >= xlo + m)
+            for (size_t y = 0; y < rows; y++)
+              zero_run(col, mode, d0 + y * W + x, 1);
       }
     }
 }

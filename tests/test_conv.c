@@ -25,7 +25,7 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   float *inp = randn(ni, 1.0f), *w = randn(nw, 0.3f), *bias = randn(OC, 0.5f);
   float *out0 = randn(no, 1.0f);
   float *out = tdup(out0, no), *ref = tdup(out0, no);
-  float *scratch = talloc(beit_conv2d_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
+  float *scratch = tgarbage(beit_conv2d_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
   beit_conv2d_forward(out, scratch, inp, w, bias, scale, accumulate, flags, B, C, H, W, OC, K,
                       nthreads);
   beit_conv2d_forward_naive(ref, inp, w, bias, scale, accumulate, flags, B, C, H, W, OC, K);
@@ -38,7 +38,7 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   float *rdinp = tdup(dinp0, ni), *rdw = tdup(dw0, nw), *rdb = tdup(db0, OC);
   unsigned bflags = flags & BEIT_CONV_RELU_INPUT;
   float *bscratch =
-      talloc(beit_conv2d_backward_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
+      tgarbage(beit_conv2d_backward_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
   beit_conv2d_backward(dinp, dw, db, bscratch, dout, inp, w, scale, bflags, B, C, H, W, OC, K,
                        nthreads);
   beit_conv2d_backward_naive(rdinp, rdw, rdb, dout, inp, w, scale, bflags, B, C, H, W, OC, K);

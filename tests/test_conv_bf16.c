@@ -44,7 +44,7 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   float *out0 = randn(no, 1.0f);
   float *out = tdup(out0, no), *ref = tdup(out0, no);
   float *scratch =
-      talloc(beit_conv2d_bf16_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
+      tgarbage(beit_conv2d_bf16_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
   beit_conv2d_forward_bf16(out, scratch, inp, wh, bias, scale, accumulate, flags, B, C, H, W, OC,
                            K, nthreads);
   beit_conv2d_forward_naive(ref, inp_r, w_r, bias, scale, accumulate, flags, B, C, H, W, OC, K);
@@ -57,7 +57,7 @@ static void test_conv(size_t B, size_t C, size_t H, size_t W, size_t OC, size_t 
   float *rdinp = tdup(dinp0, ni), *rdw = tdup(dw0, nw), *rdb = tdup(db0, OC);
   const unsigned bflags = flags & BEIT_CONV_RELU_INPUT;
   float *bscratch =
-      talloc(beit_conv2d_bf16_backward_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
+      tgarbage(beit_conv2d_bf16_backward_scratch_floats(C, H, W, OC, K, nthreads) * sizeof(float));
   beit_conv2d_backward_bf16(dinp, dw, db, bscratch, dout, inp, wh, scale, bflags, B, C, H, W, OC,
                             K, nthreads);
   beit_conv2d_backward_naive(rdinp, rdw, NULL, dout_r, inp_r, w_r, scale, bflags, B, C, H, W, OC,

@@ -153,6 +153,13 @@ float *tdup(const float *x, size_t n)
 
 float *zeros(size_t n) { return talloc(n * sizeof(float)); }
 
+void *tgarbage(size_t bytes)
+{
+  void *p = talloc(bytes);
+  memset(p, 0xff, bytes);
+  return p;
+}
+
 struct cJSON *test_read_json(const char *dir, const char *name, const char *made_by)
 {
   char path[4096];

@@ -48,6 +48,9 @@ extern struct beit_rng test_rng;
 float *randn(size_t n, float scale); /* scale * N(0, 1) from test_rng */
 float *tdup(const float *x, size_t n);
 float *zeros(size_t n);
+/* Scratch full of NaN bytes (0xff), so that a kernel that reads a scratch value it did not
+ * write first gets NaN into its results. */
+void *tgarbage(size_t bytes);
 
 /* The JSON file dir/name, or NULL after a failure naming it (and `made_by`, the fixture's
  * writer, when not NULL). Free with cJSON_Delete. */

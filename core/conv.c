@@ -178,7 +178,9 @@ ALWAYS_INLINE void zero_run(void *col, enum im2col_mode mode, size_t off, size_t
  * tap, zero outside the image, in the mode's types (a constant of each caller, so each gets its
  * own loops). The source holds rows row0.. of each channel, ch_stride elements apart: the whole
  * image (row0 0, ch_stride H*W) or a staged band. Plain loops, not memcpy/memset: rows are short
- * (W = 7..112 values) and a library call per row costs more than the copy. */
+ * (W = 7..112 values) and a library call per row costs more than the copy. A shifted tap copies
+ * all its rows as one run (under one vector, a row's run stayed scalar); GCC still turns the
+ * zeroing of whole rows into memset calls. */
 ALWAYS_INLINE void im2col_any(void *col, enum im2col_mode mode, const void *src, size_t ch_stride,
                               size_t row0, int relu, size_t C, size_t H, size_t W, size_t K,
                               size_t y0, size_t y1)

@@ -10,7 +10,8 @@
 #include "gemm.h"
 #include "testing.h"
 
-/* A tall product of ones in dtype (bf16: row blocks on 2 threads): every value must be K. */
+/* A tall product of ones in dtype (one that runs in row blocks when 2 threads may run): every
+ * value must be K. */
 static void check_ones(const char *label, enum beit_dtype dtype)
 {
   size_t M = 800, N = 64, K = 96;
